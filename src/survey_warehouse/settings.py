@@ -1,0 +1,38 @@
+"""Where the warehouse keeps its files: every path can be moved with an environment variable."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Paths:
+    root: Path
+    var: Path
+    waves_config: Path
+    warehouse: Path
+    published: Path
+    data_docs: Path
+    dbt_project: Path
+
+    @classmethod
+    def from_env(cls) -> Paths:
+        root = Path(os.environ.get("SURVEY_PROJECT_ROOT", PROJECT_ROOT))
+        var = Path(os.environ.get("SURVEY_VAR_DIR", root / "var"))
+        return cls(
+            root=root,
+            var=var,
+            waves_config=Path(os.environ.get("SURVEY_WAVES_DIR", root / "config" / "waves")),
+            warehouse=Path(os.environ.get("SURVEY_WAREHOUSE_PATH", var / "warehouse" / "survey.duckdb")),
+            published=Path(os.environ.get("SURVEY_PUBLISHED_PATH", var / "published" / "survey_marts.duckdb")),
+            data_docs=Path(os.environ.get("SURVEY_DATA_DOCS_DIR", var / "data_docs")),
+            dbt_project=root / "dbt_project",
+        )
+
+
+def get_paths() -> Paths:
+    return Paths.from_env()
