@@ -31,7 +31,10 @@ create table if not exists raw.load_registry (
     status_at timestamp not null,
     status_message varchar,
     is_current boolean not null default false,
-    wave_spec json not null
+    questionnaire_version varchar not null,
+    field_period_start date not null,
+    field_period_end date not null,
+    wave_spec json not null             -- the wave spec the file was read with, for the audit trail
 );
 create table if not exists raw.survey_cells (
     load_id varchar not null,
@@ -192,10 +195,8 @@ def load_wave(spec: WaveSpec, warehouse: Path) -> LoadResult:
         frame = cells_frame(spec, load_id)
         row_count = int(frame["source_row_number"].nunique()) if len(frame) else 0
         spec_json = json.dumps({"file": spec.file.name, "format": spec.format, "encoding": spec.encoding,
-                                "sheet": spec.sheet, "header_row": spec.header_row, "columns": spec.columns,
-                                "questionnaire_version": spec.questionnaire_version,
-                                "field_period_start": str(spec.field_period_start),
-                                "field_period_end": str(spec.field_period_end)}, ensure_ascii=False)
+                                "delimiter": spec.delimiter, "sheet": spec.sheet, "header_row": spec.header_row,
+                                "columns": spec.columns}, ensure_ascii=False)
         con.execute("begin transaction")
         try:
             # A pending or failed load of this wave that never became current is superseded by this one.
@@ -205,8 +206,10 @@ def load_wave(spec: WaveSpec, warehouse: Path) -> LoadResult:
                         "raw.load_registry where wave_year = ? and status in ('pending', 'failed'))", [spec.wave_year])
             con.execute(
                 "insert into raw.load_registry (load_id, wave_year, file_name, file_sha256, row_count, loaded_at, "
-                "status, status_at, is_current, wave_spec) values (?, ?, ?, ?, ?, ?, 'pending', ?, false, ?)",
-                [load_id, spec.wave_year, spec.file.name, sha, row_count, loaded_at, loaded_at, spec_json],
+                "status, status_at, is_current, questionnaire_version, field_period_start, field_period_end, wave_spec) "
+                "values (?, ?, ?, ?, ?, ?, 'pending', ?, false, ?, ?, ?, ?)",
+                [load_id, spec.wave_year, spec.file.name, sha, row_count, loaded_at, loaded_at,
+                 spec.questionnaire_version, spec.field_period_start, spec.field_period_end, spec_json],
             )
             con.register("incoming_cells", frame)
             con.execute("insert into raw.survey_cells select * from incoming_cells")

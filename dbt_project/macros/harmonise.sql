@@ -1,0 +1,48 @@
+{#- How answers and names are matched to the codebook and the city aliases: case- and space-insensitive. -#}
+{% macro normalise_label(expression) -%}
+    lower(trim({{ expression }}))
+{%- endmacro %}
+
+{#- Decimal commas (2016 export) and points both read as numbers; anything else becomes null. -#}
+{% macro parse_decimal(expression) -%}
+    {{ return(adapter.dispatch('parse_decimal', 'survey_warehouse')(expression)) }}
+{%- endmacro %}
+
+{% macro default__parse_decimal(expression) -%}
+    try_cast(replace(trim({{ expression }}), ',', '.') as double)
+{%- endmacro %}
+
+{% macro postgres__parse_decimal(expression) -%}
+    case when replace(trim({{ expression }}), ',', '.') ~ '^-?[0-9]+(\.[0-9]+)?$'
+         then cast(replace(trim({{ expression }}), ',', '.') as double precision) end
+{%- endmacro %}
+
+{#- Survey tools wrote timestamps as '15.3.2016 14:22' (2016), ISO cells (2018) or ISO text (2019). -#}
+{% macro parse_timestamp(expression) -%}
+    {{ return(adapter.dispatch('parse_timestamp', 'survey_warehouse')(expression)) }}
+{%- endmacro %}
+
+{% macro default__parse_timestamp(expression) -%}
+    coalesce(
+        try_strptime(trim({{ expression }}), '%d.%m.%Y %H:%M'),
+        try_cast(trim({{ expression }}) as timestamp)
+    )
+{%- endmacro %}
+
+{% macro postgres__parse_timestamp(expression) -%}
+    case
+        when trim({{ expression }}) ~ '^\d{1,2}\.\d{1,2}\.\d{4} \d{1,2}:\d{2}$'
+            then to_timestamp(trim({{ expression }}), 'DD.MM.YYYY HH24:MI')::timestamp
+        when trim({{ expression }}) ~ '^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2})?$'
+            then cast(trim({{ expression }}) as timestamp)
+    end
+{%- endmacro %}
+
+{#- The cells of the loads that passed validation and are current for their wave. -#}
+{% macro current_survey_cells() -%}
+    select *
+    from {{ source('survey_raw', 'survey_cells') }}
+    where load_id in (
+        select load_id from {{ source('survey_raw', 'load_registry') }} where is_current
+    )
+{%- endmacro %}

@@ -1,0 +1,48 @@
+with loads as (
+    select * from {{ ref('stg_survey__loads') }}
+    where is_current
+),
+
+rollup as (
+    select * from {{ ref('int_city_responsibilities_rolled_up') }}
+),
+
+respondents as (
+    select * from {{ ref('stg_survey__respondents') }}
+),
+
+city_counts as (
+    select
+        wave_year,
+        count(*) as cities_surveyed,
+        sum(case when has_responded then 1 else 0 end) as cities_responded
+    from rollup
+    group by wave_year
+),
+
+respondent_counts as (
+    select wave_year, count(*) as respondents
+    from respondents
+    group by wave_year
+),
+
+final as (
+    select
+        cast(loads.wave_year as integer) as wave_year,
+        cast(loads.field_period_start as date) as field_period_start,
+        cast(loads.field_period_end as date) as field_period_end,
+        cast(loads.questionnaire_version as varchar) as questionnaire_version,
+        cast(city_counts.cities_surveyed as integer) as cities_surveyed,
+        cast(city_counts.cities_responded as integer) as cities_responded,
+        cast(coalesce(respondent_counts.respondents, 0) as integer) as respondents,
+        cast(loads.load_id as varchar) as load_id,
+        cast(loads.file_name as varchar) as source_file_name,
+        cast(loads.loaded_at as timestamp) as loaded_at
+    from loads
+    left join city_counts
+        on loads.wave_year = city_counts.wave_year
+    left join respondent_counts
+        on loads.wave_year = respondent_counts.wave_year
+)
+
+select * from final

@@ -1,0 +1,65 @@
+-- For BI: per wave and responsibility, how many of the responding cities gave it primary responsibility,
+-- the share, and its 95 % Wilson score interval. Every option the wave's questionnaire offered is listed,
+-- chosen or not, so shares sum to 1 per wave.
+with rollup as (
+    select * from {{ ref('int_city_responsibilities_rolled_up') }}
+    where has_responded
+),
+
+offered as (
+    select distinct wave_year, answer_code as responsibility_code
+    from {{ ref('codebook_answers') }}
+    where question_id = 'lead'
+),
+
+responsibilities as (
+    select * from {{ ref('responsibilities') }}
+),
+
+waves as (
+    select wave_year, count(*) as cities_responded
+    from rollup
+    group by wave_year
+),
+
+counts as (
+    select wave_year, responsibility_code, count(*) as cities
+    from rollup
+    group by wave_year, responsibility_code
+),
+
+shares as (
+    select
+        waves.wave_year,
+        offered.responsibility_code,
+        waves.cities_responded,
+        coalesce(counts.cities, 0) as cities,
+        cast(coalesce(counts.cities, 0) as double) / waves.cities_responded as share
+    from waves
+    inner join offered
+        on waves.wave_year = offered.wave_year
+    left join counts
+        on offered.wave_year = counts.wave_year
+        and offered.responsibility_code = counts.responsibility_code
+),
+
+final as (
+    select
+        cast(shares.wave_year as varchar) || '-' || shares.responsibility_code as wave_responsibility_id,
+        cast(shares.wave_year as integer) as wave_year,
+        cast(shares.responsibility_code as varchar) as responsibility_code,
+        cast(responsibilities.label_en as varchar) as responsibility_label_en,
+        cast(responsibilities.is_it_management as boolean) as is_it_management,
+        cast(shares.cities as integer) as cities,
+        cast(shares.cities_responded as integer) as cities_responded,
+        cast(shares.share as double) as share,
+        cast(greatest(0.0, {{ wilson_bound('shares.share', 'shares.cities_responded', '-') }}) as double)
+            as share_ci_lower_95,
+        cast(least(1.0, {{ wilson_bound('shares.share', 'shares.cities_responded', '+') }}) as double)
+            as share_ci_upper_95
+    from shares
+    left join responsibilities
+        on shares.responsibility_code = responsibilities.responsibility_code
+)
+
+select * from final
