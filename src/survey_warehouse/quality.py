@@ -1,0 +1,332 @@
+"""Quality gates with Great Expectations: the raw wave before dbt uses it, the marts before they are published.
+
+Suites live as reviewable JSON in expectations/. Each validation runs on an explicit batch: a Parquet snapshot of
+exactly the data being gated (one load of one wave, or the marts as dbt just built them), written under
+var/quality/batches so that a failed gate can be inspected afterwards. Snapshots hold no personal data: e-mail
+addresses are replaced by keyed hashes and names are left out.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+from survey_warehouse.settings import Paths, get_paths
+from survey_warehouse.warehouse import connect_readonly
+from survey_warehouse.waves import WaveSpec
+
+RAW_QUESTION_FIELDS = ("respondent_role", "lead", "cooperation", "it_involvement_stage", "business_digital_skills")
+DEV_PSEUDONYM_KEY = "development-only-pseudonym-key"
+MART_TABLES = ("dim_city", "dim_year", "dim_responsibility", "fct_city_responsibility", "fct_survey_answers",
+               "fct_responsibility_shares")
+
+
+class QualityGateFailed(RuntimeError):
+    """A checkpoint failed: the message lists each failed expectation, its column and examples with rows."""
+
+
+def pseudonym_key() -> str:
+    key = os.environ.get("SURVEY_PSEUDONYM_KEY", DEV_PSEUDONYM_KEY)
+    if key == DEV_PSEUDONYM_KEY and os.environ.get("SURVEY_ENV", "development") == "production":
+        raise RuntimeError("SURVEY_PSEUDONYM_KEY must be set in production (SURVEY_ENV=production)")
+    return key
+
+
+def _normalise(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    text = str(value).strip().lower()
+    return text or None
+
+
+# ---------------------------------------------------------------------------------------------- batches
+
+
+def raw_wave_frame(warehouse: Path, load_id: str) -> pd.DataFrame:
+    """One row per respondent of a load, mapped fields only, labels lower-cased; e-mail as a keyed hash."""
+    with connect_readonly(warehouse) as con:
+        cells = con.execute(
+            "select source_row_number, field_id, cell_value from raw.survey_cells "
+            "where load_id = ? and field_id is not null", [load_id]).df()
+    wide = cells.pivot_table(index="source_row_number", columns="field_id", values="cell_value",
+                             aggfunc="first", dropna=False)
+    rows = sorted(cells["source_row_number"].unique()) if len(cells) else []
+    wide = wide.reindex(rows)
+    key = pseudonym_key().encode()
+    frame = pd.DataFrame({"source_row_number": [int(r) for r in rows]})
+    emails = wide["respondent_email"] if "respondent_email" in wide else pd.Series([None] * len(rows), index=rows)
+    frame["respondent_email_hash"] = [
+        hmac.new(key, e.encode(), hashlib.sha256).hexdigest() if (e := _normalise(v)) else None for v in emails]
+    for column in ("city", *RAW_QUESTION_FIELDS):
+        values = wide[column] if column in wide else [None] * len(rows)
+        frame[column] = pd.Series([_normalise(v) for v in values], dtype="object")
+    return frame
+
+
+def raw_wave_parameters(spec: WaveSpec, paths: Paths) -> dict[str, Any]:
+    seeds = paths.dbt_project / "seeds"
+    with open(seeds / "city_aliases.csv", encoding="utf-8") as f:
+        cities = sorted({r["city_alias"].strip().lower() for r in csv.DictReader(f)})
+    labels: dict[str, set[str]] = {q: set() for q in RAW_QUESTION_FIELDS}
+    with open(seeds / "codebook_answers.csv", encoding="utf-8") as f:
+        for r in csv.DictReader(f):
+            if int(r["wave_year"]) == spec.wave_year and r["question_id"] in labels:
+                labels[r["question_id"]].add(r["source_label"].strip().lower())
+    surveyed = len(spec.cities_surveyed)
+    return {
+        "min_rows": surveyed // 2,
+        "max_rows": surveyed * 10,
+        "known_city_names": cities,
+        **{f"{q}_labels": sorted(v) for q, v in labels.items()},
+    }
+
+
+def marts_frames(warehouse: Path) -> dict[str, pd.DataFrame]:
+    """The marts as dbt built them, plus the two derived batches the marts suites need."""
+    with connect_readonly(warehouse) as con:
+        frames = {t: con.execute(f'select * from marts."{t}"').df() for t in MART_TABLES}
+    shares = frames["fct_responsibility_shares"]
+    frames["responsibility_share_totals"] = (
+        shares.groupby("wave_year", as_index=False)["share"].sum().rename(columns={"share": "total_share"}))
+    text_values = []
+    for table, frame in frames.items():
+        for column in frame.columns:
+            if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
+                values = frame[column].dropna().astype(str).unique()
+                text_values.append(pd.DataFrame({"table_name": table, "column_name": column, "value": values}))
+            else:
+                text_values.append(pd.DataFrame({"table_name": [table], "column_name": [column], "value": [""]}))
+    frames["marts_text_values"] = pd.concat(text_values, ignore_index=True)
+    return frames
+
+
+def marts_parameters(warehouse: Path) -> dict[str, Any]:
+    with connect_readonly(warehouse) as con:
+        surveyed, waves = con.execute(
+            "select count(*), count(distinct c.wave_year) from raw.wave_cities_surveyed c "
+            "join raw.load_registry r using (load_id) where r.is_current").fetchone()
+    return {"surveyed_city_waves": int(surveyed), "waves": int(waves)}
+
+
+def write_snapshot(frame: pd.DataFrame, paths: Paths, dataset: str, batch_name: str) -> Path:
+    path = paths.var / "quality" / "batches" / dataset / f"{batch_name}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path, index=False)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- suites
+
+
+def _resolve(node: Any, parameters: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        if set(node) == {"$PARAMETER"}:
+            name = node["$PARAMETER"]
+            if name not in parameters:
+                raise KeyError(f"suite parameter {name!r} has no value")
+            return parameters[name]
+        return {k: _resolve(v, parameters) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve(v, parameters) for v in node]
+    return node
+
+
+def load_suite(path: Path, parameters: dict[str, Any] | None = None):
+    import great_expectations as gx
+
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return gx.ExpectationSuite(**_resolve(data, parameters or {}))
+
+
+# ---------------------------------------------------------------------------------------------- reports
+
+
+@dataclass(frozen=True)
+class Failure:
+    suite: str
+    expectation: str
+    column: str | None
+    unexpected_count: int | None
+    examples: list[Any]
+    rows: list[Any]
+
+    def describe(self) -> str:
+        text = f"{self.suite}: {self.expectation}" + (f" on column {self.column!r}" if self.column else "")
+        if self.unexpected_count:
+            text += f": {self.unexpected_count} unexpected value(s)"
+        if self.examples:
+            shown = ", ".join(
+                f"{v!r} (row {r})" if r is not None else repr(v)
+                for v, r in zip(self.examples[:5], (self.rows + [None] * 5)[:5], strict=False))
+            text += f", e.g. {shown}"
+        return text
+
+
+def _failures(checkpoint_result: Any) -> tuple[bool, int, list[Failure]]:
+    failures: list[Failure] = []
+    evaluated = 0
+    for validation in checkpoint_result.run_results.values():
+        suite = validation.suite_name
+        for r in validation.results:
+            evaluated += 1
+            if r.success:
+                continue
+            cfg = r.expectation_config
+            result = r.result or {}
+            rows = [i.get("source_row_number") if isinstance(i, dict) else i
+                    for i in (result.get("partial_unexpected_index_list") or [])]
+            examples = result.get("partial_unexpected_list") or []
+            if not examples and "observed_value" in result:
+                examples = [result["observed_value"]]
+            failures.append(Failure(suite, cfg.type, cfg.kwargs.get("column"), result.get("unexpected_count"),
+                                    list(examples)[:10], rows[:10]))
+    return bool(checkpoint_result.success), evaluated, failures
+
+
+@dataclass(frozen=True)
+class GateReport:
+    gate: str
+    batch: str
+    success: bool
+    evaluated: int
+    failures: list[Failure]
+
+    def message(self) -> str:
+        head = f"{self.gate} gate on {self.batch}: " + (
+            f"passed ({self.evaluated} expectations)" if self.success
+            else f"FAILED ({len(self.failures)} of {self.evaluated} expectations)")
+        return "\n".join([head, *(f"  - {f.describe()}" for f in self.failures)])
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {"gate": self.gate, "batch": self.batch, "success": self.success, "evaluated": self.evaluated,
+                "failures": [f.__dict__ for f in self.failures], "message": self.message()}
+        path.write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+
+    @classmethod
+    def read(cls, path: Path) -> GateReport:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(data["gate"], data["batch"], data["success"], data["evaluated"],
+                   [Failure(**f) for f in data["failures"]])
+
+
+def report_path(paths: Paths, gate: str, batch: str) -> Path:
+    return paths.var / "quality" / "reports" / gate / f"{batch}.json"
+
+
+def _record_action_class():
+    """A checkpoint action that writes the gate report (a readable list of failures) next to the snapshots."""
+    from great_expectations.checkpoint.actions import ValidationAction
+
+    class RecordGateReport(ValidationAction):
+        type: Literal["survey_record_gate_report"] = "survey_record_gate_report"
+        gate: str
+        batch: str
+        report_file: str
+
+        def run(self, checkpoint_result, action_context=None) -> dict:
+            success, evaluated, failures = _failures(checkpoint_result)
+            GateReport(self.gate, self.batch, success, evaluated, failures).write(Path(self.report_file))
+            return {"report_file": self.report_file}
+
+    return RecordGateReport
+
+
+_RECORD_ACTION = None
+
+
+def record_action(**kwargs: Any):
+    global _RECORD_ACTION
+    if _RECORD_ACTION is None:
+        _RECORD_ACTION = _record_action_class()
+    return _RECORD_ACTION(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+
+
+def build_checkpoint(gx_context: Any, gate: str, batch: str, batches: list[tuple[str, Path, Any]],
+                     paths: Paths, result_format: dict[str, Any]):
+    """Batch -> ValidationDefinition -> Checkpoint, with Data Docs and the gate report as actions."""
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    gx_context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    paths.data_docs.mkdir(parents=True, exist_ok=True)
+    site = "survey_data_docs"
+    if site not in (gx_context.get_config().data_docs_sites or {}):
+        gx_context.add_data_docs_site(site_name=site, site_config={
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(paths.data_docs)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        })
+    definitions = []
+    for dataset, snapshot, suite in batches:
+        source = gx_context.data_sources.add_or_update_pandas_filesystem(
+            name=f"{gate}_{dataset}", base_directory=snapshot.parent)
+        asset = source.add_parquet_asset(name=dataset)
+        batch_definition = asset.add_batch_definition_path(name=batch, path=snapshot.name)
+        suite = gx_context.suites.add_or_update(suite)
+        definitions.append(gx_context.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=f"{gate}_{dataset}_{batch}", data=batch_definition, suite=suite)))
+    return gx_context.checkpoints.add_or_update(gx.Checkpoint(
+        name=f"{gate}_{batch}",
+        validation_definitions=definitions,
+        actions=[
+            UpdateDataDocsAction(name="update_data_docs", site_names=[site]),
+            record_action(name="record_gate_report", gate=gate, batch=batch,
+                          report_file=str(report_path(paths, gate, batch))),
+        ],
+        result_format=result_format,
+    ))
+
+
+def raw_wave_checkpoint(gx_context: Any, spec: WaveSpec, load_id: str, paths: Paths | None = None):
+    """The checkpoint for one load of one wave: snapshot the load, fill in the suite's parameters."""
+    paths = paths or get_paths()
+    frame = raw_wave_frame(paths.warehouse, load_id)
+    snapshot = write_snapshot(frame, paths, "raw_wave", load_id)
+    suite = load_suite(paths.root / "expectations" / "raw_wave.json", raw_wave_parameters(spec, paths))
+    return build_checkpoint(gx_context, "raw_wave", load_id, [("raw_wave", snapshot, suite)], paths,
+                            {"result_format": "COMPLETE", "unexpected_index_column_names": ["source_row_number"],
+                             "partial_unexpected_count": 10})
+
+
+def marts_checkpoint(gx_context: Any, batch: str, paths: Paths | None = None):
+    """The checkpoint for the marts as just built: one validation per mart suite in expectations/marts/."""
+    paths = paths or get_paths()
+    frames = marts_frames(paths.warehouse)
+    parameters = marts_parameters(paths.warehouse)
+    batches = []
+    for suite_file in sorted((paths.root / "expectations" / "marts").glob("*.json")):
+        dataset = suite_file.stem
+        snapshot = write_snapshot(frames[dataset], paths, dataset, batch)
+        batches.append((dataset, snapshot, load_suite(suite_file, parameters)))
+    return build_checkpoint(gx_context, "marts", batch, batches, paths,
+                            {"result_format": "SUMMARY", "partial_unexpected_count": 10})
+
+
+def run_gate(checkpoint: Any, paths: Paths | None = None) -> GateReport:
+    """Run a checkpoint outside Airflow and return its report; raise QualityGateFailed when it fails."""
+    checkpoint.run()
+    action = next(a for a in checkpoint.actions if a.name == "record_gate_report")
+    report = GateReport.read(Path(action.report_file))
+    if not report.success:
+        raise QualityGateFailed(report.message())
+    return report
+
+
+def ephemeral_context():
+    import great_expectations as gx
+
+    return gx.get_context(mode="ephemeral")
