@@ -13,9 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
-
 from survey_warehouse.quality import MART_TABLES
+from survey_warehouse.warehouse import connect_readonly
 
 
 @dataclass(frozen=True)
@@ -32,27 +31,29 @@ def publish_marts(warehouse: Path, published: Path, run_id: str = "") -> Publica
     tmp = published.with_name(f".{published.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
     published_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    with duckdb.connect(str(tmp)) as out:
-        out.execute("attach ? as wh (read_only)", [str(warehouse)])
-        out.execute("create schema marts")
-        tables = {}
-        for table in MART_TABLES:
-            out.execute(f'create table marts."{table}" as select * from wh.marts."{table}"')
-            tables[table] = out.execute(f'select count(*) from marts."{table}"').fetchone()[0]
-        loads = out.execute(
-            "select load_id, wave_year, file_name, file_sha256, loaded_at from wh.raw.load_registry "
-            "where is_current order by wave_year").fetchall()
-        out.execute("detach wh")
-        out.execute(
-            "create table marts.publication (published_at timestamp, run_id varchar, load_ids varchar[], "
-            "tables json)")
-        out.execute("insert into marts.publication values (?, ?, ?, ?)",
-                    [published_at, run_id, [r[0] for r in loads], json.dumps(tables)])
-        out.execute(
-            "create table marts.source_loads (load_id varchar, wave_year integer, file_name varchar, "
-            "file_sha256 varchar, loaded_at timestamp)")
-        out.executemany("insert into marts.source_loads values (?, ?, ?, ?, ?)", [list(r) for r in loads])
-        out.execute("checkpoint")
+    # The new file is attached to a read-only warehouse connection, so publishing never takes the writer's lock.
+    with connect_readonly(warehouse) as con:
+        con.execute("attach ? as pub (read_write)", [str(tmp)])
+        try:
+            con.execute("create schema pub.marts")
+            tables = {}
+            for table in MART_TABLES:
+                con.execute(f'create table pub.marts."{table}" as select * from marts."{table}"')
+                tables[table] = con.execute(f'select count(*) from pub.marts."{table}"').fetchone()[0]
+            loads = con.execute(
+                "select load_id, wave_year, file_name, file_sha256, loaded_at from raw.load_registry "
+                "where is_current order by wave_year").fetchall()
+            con.execute(
+                "create table pub.marts.publication (published_at timestamp, run_id varchar, load_ids varchar[], "
+                "tables json)")
+            con.execute("insert into pub.marts.publication values (?, ?, ?, ?)",
+                        [published_at, run_id, [r[0] for r in loads], json.dumps(tables)])
+            con.execute(
+                "create table pub.marts.source_loads (load_id varchar, wave_year integer, file_name varchar, "
+                "file_sha256 varchar, loaded_at timestamp)")
+            con.executemany("insert into pub.marts.source_loads values (?, ?, ?, ?, ?)", [list(r) for r in loads])
+        finally:
+            con.execute("detach pub")
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, published)
