@@ -72,12 +72,13 @@ def survey_waves():
     dbt_build = DbtTaskGroup(
         group_id="dbt_build",
         project_config=ProjectConfig(dbt_project_path=DBT_PROJECT,
-                                     manifest_path=DBT_PROJECT / "target" / "manifest.json"),
+                                     manifest_path=DBT_PROJECT / "target" / "manifest.json",
+                                     install_dbt_deps=False),
         profile_config=ProfileConfig(profile_name="survey_warehouse", target_name="duckdb",
                                      profiles_yml_filepath=DBT_PROJECT / "profiles.yml"),
         render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.BUILD),
         execution_config=ExecutionConfig(test_indirect_selection=TestIndirectSelection.BUILDABLE),
-        operator_args={"pool": WAREHOUSE_POOL, "install_deps": False},
+        operator_args={"pool": WAREHOUSE_POOL},
     )
 
     validate_marts = GXValidateCheckpointOperator(

@@ -11,6 +11,10 @@ respondents as (
     select * from {{ ref('stg_survey__respondents') }}
 ),
 
+published as (
+    select * from {{ ref('published_figures') }}
+),
+
 city_counts as (
     select
         wave_year,
@@ -37,12 +41,18 @@ final as (
         cast(coalesce(respondent_counts.respondents, 0) as integer) as respondents,
         cast(loads.load_id as varchar) as load_id,
         cast(loads.file_name as varchar) as source_file_name,
-        cast(loads.loaded_at as timestamp) as loaded_at
+        cast(loads.loaded_at as timestamp) as loaded_at,
+        cast(published.published_statement_en as varchar) as published_it_led_statement_en,
+        cast(published.published_statement_fi as varchar) as published_it_led_statement_fi,
+        cast(published.share_min_exclusive as double) as published_it_led_share_min_exclusive,
+        cast(published.share_max_inclusive as double) as published_it_led_share_max_inclusive
     from loads
     left join city_counts
         on loads.wave_year = city_counts.wave_year
     left join respondent_counts
         on loads.wave_year = respondent_counts.wave_year
+    left join published
+        on loads.wave_year = published.wave_year
 )
 
 select * from final

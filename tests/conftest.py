@@ -1,0 +1,93 @@
+"""Shared fixtures: every test works in its own folder under var/tests (git-ignored), never in the user's var/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_REFERENCE = ROOT.parent / "shared" / "reference"
+TEST_VAR = ROOT / "var" / "tests"
+
+# Airflow reads its home when first imported: keep it inside the clone, away from ~/airflow.
+os.environ["AIRFLOW_HOME"] = str(TEST_VAR / "airflow_parse")
+for key, value in {"AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+                   "DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "False", "GX_ANALYTICS_ENABLED": "False",
+                   "SCARF_ANALYTICS": "false"}.items():
+    os.environ[key] = value
+
+from survey_warehouse import cli  # noqa: E402
+from survey_warehouse.settings import Paths  # noqa: E402
+
+WAVE_YEARS = (2016, 2017, 2018, 2019)
+
+
+def make_paths(name: str, fresh: bool = True) -> Paths:
+    var = TEST_VAR / name
+    if fresh and var.exists():
+        shutil.rmtree(var)
+    var.mkdir(parents=True, exist_ok=True)
+    return Paths(root=ROOT, var=var, waves_config=ROOT / "config" / "waves",
+                 warehouse=var / "warehouse" / "survey.duckdb", published=var / "published" / "survey_marts.duckdb",
+                 data_docs=var / "data_docs", dbt_project=ROOT / "dbt_project")
+
+
+def use_paths(monkeypatch: pytest.MonkeyPatch, paths: Paths) -> None:
+    """Point the package (in this process) at a test folder."""
+    for key, value in cli.runtime_env(paths).items():
+        if key.startswith("SURVEY_"):
+            monkeypatch.setenv(key, value)
+
+
+@dataclass
+class PipelineRun:
+    paths: Paths
+    outcomes: dict[int, tuple[int, float, Path]]
+
+
+@pytest.fixture(scope="session")
+def manifest() -> Path:
+    """The dbt manifest the DAG renders from (what `make run` builds in setup)."""
+    paths = make_paths("manifest")
+    log = paths.var / "dbt_parse.log"
+    code = cli._run([cli._bin("dbt"), "parse", "--profiles-dir", ".", "--quiet"], cli.runtime_env(paths), log,
+                    paths.dbt_project)
+    assert code == 0, log.read_text()
+    return paths.dbt_project / "target" / "manifest.json"
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(manifest: Path) -> PipelineRun:
+    """The main job from an empty warehouse: the DAG through `airflow dags test` for 2016-2019."""
+    paths = make_paths("e2e")
+    cli.setup(paths)
+    outcomes = {year: cli.run_wave(paths, year) for year in WAVE_YEARS}
+    return PipelineRun(paths, outcomes)
+
+
+def copy_state(run: PipelineRun, name: str) -> Paths:
+    """A separate copy of a finished run's warehouse and published file (with its own Airflow home)."""
+    paths = make_paths(name)
+    for src, dst in [(run.paths.warehouse, paths.warehouse), (run.paths.published, paths.published)]:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst)
+    return paths
+
+
+def with_waves_dir(paths: Paths, waves_dir: Path) -> Paths:
+    return replace(paths, waves_config=waves_dir)
+
+
+def task_states(paths: Paths, year: int) -> dict[str, str]:
+    """Final state of every task of the latest DAG run for a wave year, from Airflow's metadata database."""
+    import sqlite3
+
+    with sqlite3.connect(paths.var / "airflow" / "airflow.db") as db:
+        run_id = db.execute("select run_id from dag_run where dag_id = 'survey_waves' and "
+                            "strftime('%Y', logical_date) = ? order by id desc limit 1", [str(year)]).fetchone()[0]
+        return dict(db.execute("select task_id, state from task_instance where dag_id = 'survey_waves' "
+                               "and run_id = ?", [run_id]).fetchall())

@@ -1,0 +1,86 @@
+"""The DAG folder parses cleanly, quickly, without touching the warehouse, and wires the steps in order."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from conftest import ROOT
+
+DAGS = ROOT / "dags"
+
+
+@pytest.fixture(scope="module")
+def dagbag(manifest: Path, monkeypatch_module):
+    from airflow.dag_processing.dagbag import DagBag
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("parsing the DAG file must not open a database")
+
+    monkeypatch_module.setattr(duckdb, "connect", refuse)
+    monkeypatch_module.setenv("SURVEY_WAREHOUSE_PATH", str(ROOT / "var" / "tests" / "parse" / "absent.duckdb"))
+    started = time.perf_counter()
+    bag = DagBag(dag_folder=str(DAGS))
+    bag.parse_seconds = time.perf_counter() - started
+    return bag
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def test_dag_folder_imports_without_errors(dagbag) -> None:
+    assert dagbag.import_errors == {}
+    assert set(dagbag.dag_ids) == {"survey_waves"}
+    assert not (ROOT / "var" / "tests" / "parse" / "absent.duckdb").exists()
+
+
+def test_parse_time_is_within_airflows_import_timeout(dagbag) -> None:
+    from airflow.configuration import conf
+
+    timeout = conf.getfloat("core", "dagbag_import_timeout")
+    stats = {Path(s.file).name: s.duration for s in dagbag.dagbag_stats}
+    duration = stats["survey_waves.py"]
+    seconds = duration.total_seconds() if hasattr(duration, "total_seconds") else float(duration)
+    print(f"\nsurvey_waves.py parsed in {seconds:.2f} s (whole folder {dagbag.parse_seconds:.2f} s); "
+          f"Airflow's import timeout is {timeout:.0f} s")
+    assert seconds < timeout
+
+
+def test_dag_has_the_pipeline_steps_in_order(dagbag) -> None:
+    dag = dagbag.dags["survey_waves"]
+    ids = set(dag.task_ids)
+    for task_id in ("find_wave_file", "load_raw_wave", "validate_raw_wave", "promote_raw_wave", "reject_raw_wave",
+                    "validate_marts", "publish_marts"):
+        assert task_id in ids
+    dbt_tasks = {t for t in ids if t.startswith("dbt_build.")}
+    for model in ("stg_survey__answers", "int_city_responsibilities_rolled_up", "fct_city_responsibility",
+                  "fct_responsibility_shares", "dim_year"):
+        assert any(model in t for t in dbt_tasks), f"no Cosmos task for {model}"
+
+    def downstream(task_id: str) -> set[str]:
+        return dag.get_task(task_id).get_flat_relative_ids(upstream=False)
+
+    assert "load_raw_wave" in downstream("find_wave_file")
+    assert "validate_raw_wave" in downstream("load_raw_wave")
+    assert {"promote_raw_wave", "reject_raw_wave"} <= downstream("validate_raw_wave")
+    assert dbt_tasks <= downstream("promote_raw_wave")
+    assert "validate_marts" in downstream(next(iter(dbt_tasks)))
+    assert "publish_marts" in downstream("validate_marts")
+    assert not dbt_tasks & downstream("reject_raw_wave")
+    assert dag.get_task("reject_raw_wave").trigger_rule == "one_failed"
+    for task_id in ("load_raw_wave", "validate_raw_wave", "validate_marts", "publish_marts", *dbt_tasks):
+        assert dag.get_task(task_id).pool == "duckdb_warehouse", task_id
+
+
+def test_yearly_schedule_and_documentation(dagbag) -> None:
+    dag = dagbag.dags["survey_waves"]
+    assert dag.doc_md and "2017" in dag.doc_md
+    assert dag.max_active_runs == 1 and not dag.catchup
+    assert all(dag.get_task(t).doc_md for t in ("find_wave_file", "load_raw_wave", "validate_raw_wave"))

@@ -1,0 +1,165 @@
+"""The main job end to end: three waves from empty to published marts, reconciled with the published headline."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+
+import duckdb
+import pytest
+
+from conftest import SHARED_REFERENCE, PipelineRun, task_states
+from survey_warehouse.load import read_rows
+from survey_warehouse.waves import find_wave_spec
+
+
+def _published_ranges() -> dict[int, tuple[float, float]]:
+    path = SHARED_REFERENCE / "published_figures.csv"
+    assert path.exists(), f"the published figures are read from {path}"
+    with open(path, encoding="utf-8") as f:
+        return {int(r["wave_year"]): (float(r["share_min_exclusive"]), float(r["share_max_inclusive"]))
+                for r in csv.DictReader(f)}
+
+
+def test_every_wave_run_succeeds_and_2017_is_skipped(pipeline_run: PipelineRun) -> None:
+    for year, (code, _seconds, log) in pipeline_run.outcomes.items():
+        assert code == 0, f"DAG run for {year} failed; see {log}"
+    assert "No survey wave in 2017" in pipeline_run.outcomes[2017][2].read_text()
+    assert set(task_states(pipeline_run.paths, 2017).values()) == {"skipped"}
+    assert set(task_states(pipeline_run.paths, 2019).values()) == {"success", "skipped"}
+    assert task_states(pipeline_run.paths, 2019)["reject_raw_wave"] == "skipped"
+    with duckdb.connect(str(pipeline_run.paths.warehouse), read_only=True) as con:
+        waves = [r[0] for r in con.execute(
+            "select wave_year from raw.load_registry where is_current order by 1").fetchall()]
+    assert waves == [2016, 2018, 2019]
+
+
+def test_it_led_share_reproduces_the_published_headline(pipeline_run: PipelineRun) -> None:
+    ranges = _published_ranges()
+    with duckdb.connect(str(pipeline_run.paths.published), read_only=True) as con:
+        shares = dict(con.execute(
+            "select wave_year, share from marts.fct_responsibility_shares where is_it_management").fetchall())
+        # the share is recomputed from the city-level fact, independently of the aggregate mart
+        recomputed = dict(con.execute(
+            "select wave_year, avg(case when is_it_led then 1.0 else 0.0 end) from marts.fct_city_responsibility "
+            "where has_responded group by 1").fetchall())
+    assert sorted(shares) == sorted(ranges)
+    for year, (low, high) in ranges.items():
+        assert low < shares[year] <= high, f"{year}: IT-led share {shares[year]:.3f} outside ({low}, {high}]"
+        assert recomputed[year] == pytest.approx(shares[year])
+
+
+def test_shares_and_wilson_intervals(pipeline_run: PipelineRun) -> None:
+    with duckdb.connect(str(pipeline_run.paths.published), read_only=True) as con:
+        rows = con.execute("select wave_year, cities, cities_responded, share, share_ci_lower_95, "
+                           "share_ci_upper_95 from marts.fct_responsibility_shares").fetchall()
+    totals: dict[int, float] = {}
+    for year, k, n, share, low, high in rows:
+        totals[year] = totals.get(year, 0) + share
+        # the Wilson bounds are the two p where |k/n - p| = z * sqrt(p (1 - p) / n): find them by bisection
+        z = 1.959964
+
+        def gap(p: float) -> float:
+            return abs(k / n - p) - z * (p * (1 - p) / n) ** 0.5
+
+        def root(lo: float, hi: float) -> float:
+            for _ in range(200):
+                mid = (lo + hi) / 2
+                if (gap(lo) > 0) == (gap(mid) > 0):
+                    lo = mid
+                else:
+                    hi = mid
+            return (lo + hi) / 2
+
+        expected_low = 0.0 if k == 0 else root(0.0, k / n)
+        expected_high = 1.0 if k == n else root(k / n, 1.0)
+        assert low == pytest.approx(expected_low, abs=1e-6)
+        assert high == pytest.approx(expected_high, abs=1e-6)
+    assert all(t == pytest.approx(1.0) for t in totals.values())
+
+
+def test_one_row_per_surveyed_city_and_wave(pipeline_run: PipelineRun) -> None:
+    paths = pipeline_run.paths
+    expected = {(y, c) for y in (2016, 2018, 2019) for c in find_wave_spec(y, paths).cities_surveyed}
+    with duckdb.connect(str(paths.published), read_only=True) as con:
+        rows = con.execute("select wave_year, municipality_code from marts.fct_city_responsibility").fetchall()
+    assert len(rows) == len(expected)
+    assert set(rows) == expected
+
+
+def test_published_file_holds_only_the_marts(pipeline_run: PipelineRun) -> None:
+    with duckdb.connect(str(pipeline_run.paths.published), read_only=True) as con:
+        schemas = {r[0] for r in con.execute(
+            "select distinct table_schema from information_schema.tables").fetchall()}
+        loads = con.execute("select load_ids from marts.publication").fetchone()[0]
+    assert schemas == {"marts"}
+    with duckdb.connect(str(pipeline_run.paths.warehouse), read_only=True) as con:
+        current = [r[0] for r in con.execute(
+            "select load_id from raw.load_registry where is_current order by wave_year").fetchall()]
+    assert loads == current
+
+
+def _personal_data(paths) -> tuple[set[str], set[str]]:
+    names, emails = set(), set()
+    for year in (2016, 2018, 2019):
+        spec = find_wave_spec(year, paths)
+        header, rows = read_rows(spec)
+        name_col = header.index(next(h for h, f in spec.columns.items() if f == "respondent_name"))
+        email_col = header.index(next(h for h, f in spec.columns.items() if f == "respondent_email"))
+        for _n, cells in rows:
+            names.add(cells[name_col].strip().lower())
+            emails.add(cells[email_col].strip().lower())
+    return names, emails
+
+
+def _text_values(con: duckdb.DuckDBPyConnection, schemas: tuple[str, ...]) -> list[str]:
+    values = []
+    columns = con.execute(
+        "select table_schema, table_name, column_name from information_schema.columns "
+        f"where table_schema in {schemas} and data_type = 'VARCHAR'").fetchall()
+    for schema, table, column in columns:
+        values += [str(v[0]).lower() for v in con.execute(
+            f'select distinct "{column}" from "{schema}"."{table}" where "{column}" is not null').fetchall()]
+        values.append(column.lower())
+    return values
+
+
+def test_no_names_or_emails_beyond_raw(pipeline_run: PipelineRun) -> None:
+    paths = pipeline_run.paths
+    names, emails = _personal_data(paths)
+    assert len(names) > 20 and len(emails) > 100
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        in_raw = _text_values(con, ("raw", "raw"))
+        beyond_raw = _text_values(con, ("staging", "intermediate", "marts"))
+    with duckdb.connect(str(paths.published), read_only=True) as con:
+        beyond_raw += _text_values(con, ("marts", "marts"))
+    assert any(e in in_raw for e in emails), "the raw layer keeps the delivered e-mail addresses"
+    leaked = [v for v in beyond_raw if v in emails or v in names or "@" in v]
+    assert not leaked, f"personal data beyond raw: {leaked[:5]}"
+    unkeyed = {hashlib.sha256(e.encode()).hexdigest() for e in emails}
+    assert not unkeyed & set(beyond_raw), "respondent keys must be keyed hashes, not plain sha256 of the address"
+
+
+def test_data_docs_are_built(pipeline_run: PipelineRun) -> None:
+    index = pipeline_run.paths.data_docs / "index.html"
+    assert index.exists()
+    assert "raw_wave" in index.read_text(encoding="utf-8")
+
+
+def test_waves_are_harmonised(pipeline_run: PipelineRun) -> None:
+    with duckdb.connect(str(pipeline_run.paths.warehouse), read_only=True) as con:
+        minutes = con.execute("select count(*), count(response_minutes), "
+                              "sum(case when response_minutes % 1 = 0.5 then 1 else 0 end) "
+                              "from staging.stg_survey__respondents where wave_year = 2016").fetchone()
+        unresolved = con.execute("select count(*) from staging.stg_survey__respondents "
+                                 "where municipality_code is null or respondent_role_code is null").fetchone()[0]
+        scores = con.execute("select wave_year, min(answer_score), max(answer_score) from "
+                             "marts.fct_survey_answers where question_id = 'cooperation' group by 1").fetchall()
+        cdo = dict(con.execute("select wave_year, count(*) from marts.fct_survey_answers "
+                               "where answer_code = 'chief_digital_officer' group by 1").fetchall())
+    total, parsed, halves = minutes
+    assert total == parsed and halves > 0, "decimal commas of the 2016 export are read as numbers"
+    assert unresolved == 0
+    assert {y for y, _lo, _hi in scores} == {2016, 2018, 2019}
+    assert all(0 <= lo <= hi <= 1 for _y, lo, hi in scores)
+    assert set(cdo) == {2019}, "the chief digital officer option exists from 2019 on"
