@@ -54,7 +54,8 @@ def survey_waves():
     validate_raw_wave = GXValidateCheckpointOperator(
         task_id="validate_raw_wave",
         configure_checkpoint=pipeline.raw_wave_checkpoint_for_run,
-        context_type="ephemeral",
+        context_type="file",
+        configure_file_data_context=pipeline.gx_file_context,
         pool=WAREHOUSE_POOL,
         retries=0,
         doc_md="Great Expectations gate on exactly this load (expectations/raw_wave.json).",
@@ -84,7 +85,8 @@ def survey_waves():
     validate_marts = GXValidateCheckpointOperator(
         task_id="validate_marts",
         configure_checkpoint=pipeline.marts_checkpoint_for_run,
-        context_type="ephemeral",
+        context_type="file",
+        configure_file_data_context=pipeline.gx_file_context,
         pool=WAREHOUSE_POOL,
         retries=0,
         doc_md="Great Expectations gate on the marts as just built (expectations/marts/).",

@@ -40,6 +40,9 @@ def runtime_env(paths: Paths) -> dict[str, str]:
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "GX_ANALYTICS_ENABLED": "False",
         "PYTHONWARNINGS": "ignore",
+        # Cosmos and dbt write scratch copies of the project: keep them inside the clone too.
+        "TMPDIR": str(paths.var / "tmp"),
+        "AIRFLOW__COSMOS__CACHE_DIR": str(paths.var / "cosmos_cache"),
     })
     env.setdefault("SURVEY_TASK_RETRIES", "0")
     return env
@@ -51,6 +54,7 @@ def _bin(name: str) -> str:
 
 def _run(cmd: list[str], env: dict[str, str], log: Path, cwd: Path | None = None) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
+    Path(env["TMPDIR"]).mkdir(parents=True, exist_ok=True)
     with open(log, "w", encoding="utf-8") as out:
         return subprocess.run(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT).returncode
 

@@ -85,6 +85,11 @@ def reject_raw_wave(load_id: str) -> str:
     return message
 
 
+def gx_file_context():
+    """configure_file_data_context for the GX operators: results kept under var/gx, Data Docs in var/data_docs."""
+    return quality.file_context(get_paths())
+
+
 def publish_marts(run_id: str) -> dict[str, Any]:
     from survey_warehouse.publish import publish_marts as publish
 

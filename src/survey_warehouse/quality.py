@@ -326,7 +326,11 @@ def run_gate(checkpoint: Any, paths: Paths | None = None) -> GateReport:
     return report
 
 
-def ephemeral_context():
+def file_context(paths: Paths | None = None):
+    """A GX file context under var/gx: validation results accumulate, so Data Docs show every gate run."""
     import great_expectations as gx
 
-    return gx.get_context(mode="ephemeral")
+    paths = paths or get_paths()
+    root = paths.var / "gx"
+    root.mkdir(parents=True, exist_ok=True)
+    return gx.get_context(mode="file", project_root_dir=str(root))

@@ -55,3 +55,13 @@ def test_a_mart_that_breaks_its_contract_fails_the_build(pipeline_run: PipelineR
     code, output = _dbt(paths, ["run", "--select", "fct_responsibility_shares"], project, "dbt_contract")
     assert code != 0
     assert "contract" in output.lower() and "cities" in output
+
+
+def test_dbt_docs_generate_builds_the_catalogue(pipeline_run: PipelineRun) -> None:
+    paths = copy_state(pipeline_run, "dbt_docs")
+    code, output = _dbt(paths, ["docs", "generate"], paths.dbt_project, "dbt_docs")
+    assert code == 0, output[-3000:]
+    catalog = json.loads((paths.var / "target" / "catalog.json").read_text())
+    marts = {n["metadata"]["name"] for n in catalog["nodes"].values() if n["metadata"]["schema"] == "marts"}
+    assert {"dim_city", "fct_city_responsibility", "fct_responsibility_shares"} <= marts
+    assert (paths.var / "target" / "index.html").exists()
