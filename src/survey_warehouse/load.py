@@ -97,57 +97,55 @@ def _cell_text(value: object) -> str | None:
 
 
 def read_rows(spec: WaveSpec) -> tuple[list[str], Iterator[tuple[int, list[str | None]]]]:
-    """Header and (source row number, cells) of a wave file, read as the spec describes."""
+    """Header and (source row number, cells) of a wave file, read as the spec describes.
+
+    Rows are streamed; the file is closed when the rows have been read."""
+    if not spec.file.exists():
+        raise WaveFileError(spec.file, "file not found; check 'file' in the wave spec")
+    rows = _numbered_rows(spec)
+    header_line = None
+    for row_number, cells in rows:
+        if row_number == spec.header_row:
+            header_line = (row_number, cells)
+            break
+    return _header(spec, header_line), rows
+
+
+def _numbered_rows(spec: WaveSpec) -> Iterator[tuple[int, list[str | None]]]:
+    """Every row of the file with its row number (1 = the first line or sheet row), cells as text or None."""
     path = spec.file
-    if not path.exists():
-        raise WaveFileError(path, "file not found; check 'file' in the wave spec")
     if spec.format == "xlsx":
         import openpyxl
 
         wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-        if spec.sheet not in wb.sheetnames:
-            raise WaveFileError(path, f"sheet {spec.sheet!r} not found; the workbook has {wb.sheetnames}")
-        rows = wb[spec.sheet].iter_rows(values_only=True)
-        numbered = ((n, [_cell_text(v) for v in row]) for n, row in enumerate(rows, start=1))
-    else:
-        f = open(path, encoding=spec.encoding, newline="")
         try:
-            reader = csv.reader(f, delimiter=spec.delimiter)
-            numbered = ((reader.line_num, [c if c != "" else None for c in row]) for row in reader)
-            first = list(_take_until(numbered, spec.header_row))
+            if spec.sheet not in wb.sheetnames:
+                raise WaveFileError(path, f"sheet {spec.sheet!r} not found; the workbook has {wb.sheetnames}")
+            for n, row in enumerate(wb[spec.sheet].iter_rows(values_only=True), start=1):
+                yield n, [_cell_text(v) for v in row]
+        finally:
+            wb.close()
+        return
+    with open(path, encoding=spec.encoding, newline="") as f:
+        try:
+            for n, row in enumerate(csv.reader(f, delimiter=spec.delimiter), start=1):
+                yield n, [c if c != "" else None for c in row]
         except UnicodeDecodeError as exc:
-            raise WaveFileError(path, f"not readable as {spec.encoding} ({exc.reason} at byte {exc.start}); "
-                                      "fix 'encoding' in the wave spec or re-export the file") from exc
-        header_line = first[-1] if first else None
-        return _header(path, spec, header_line), _decoded(path, spec, numbered)
-    first = list(_take_until(numbered, spec.header_row))
-    return _header(path, spec, first[-1] if first else None), numbered
+            raise WaveFileError(path, f"not readable as {spec.encoding} ({exc.reason}); fix 'encoding' in the "
+                                      "wave spec or re-export the file") from exc
 
 
-def _take_until(numbered: Iterator[tuple[int, list]], header_row: int) -> Iterator[tuple[int, list]]:
-    for n, row in numbered:
-        yield n, row
-        if n >= header_row:
-            return
-
-
-def _header(path: Path, spec: WaveSpec, header_line: tuple[int, list] | None) -> list[str]:
+def _header(spec: WaveSpec, header_line: tuple[int, list] | None) -> list[str]:
     if header_line is None:
-        raise WaveFileError(path, f"the file ends before the header row {spec.header_row}", row=spec.header_row)
+        raise WaveFileError(spec.file, f"the file ends before the header row {spec.header_row}",
+                            row=spec.header_row)
     header = [(h or "").strip() for h in header_line[1]]
     missing = [col for col in spec.columns if col not in header]
     if missing:
-        raise WaveFileError(path, f"mapped column not in the header: {missing[0]!r}; the header has {header}. "
-                                  "Fix 'columns' in the wave spec", row=header_line[0], column=missing[0])
+        raise WaveFileError(spec.file, f"mapped column not in the header: {missing[0]!r}; the header has "
+                                       f"{header}. Fix 'columns' in the wave spec",
+                            row=header_line[0], column=missing[0])
     return header
-
-
-def _decoded(path: Path, spec: WaveSpec, numbered: Iterator) -> Iterator:
-    try:
-        yield from numbered
-    except UnicodeDecodeError as exc:
-        raise WaveFileError(path, f"not readable as {spec.encoding} ({exc.reason}); fix 'encoding' in the wave "
-                                  "spec or re-export the file") from exc
 
 
 def cells_frame(spec: WaveSpec, load_id: str) -> pd.DataFrame:
