@@ -24,8 +24,10 @@ from great_expectations_provider.operators.validate_checkpoint import GXValidate
 from survey_warehouse import pipeline
 
 DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
-# DuckDB allows one writer: every task that opens the warehouse takes the single slot of this pool.
-WAREHOUSE_POOL = os.environ.get("SURVEY_WAREHOUSE_POOL", "duckdb_warehouse")
+DBT_TARGET = os.environ.get("SURVEY_DBT_TARGET", "duckdb")  # duckdb (embedded) or postgres (scale-out)
+# DuckDB allows one writer: every task that opens it takes the single slot of this pool. PostgreSQL takes many.
+WAREHOUSE_POOL = os.environ.get("SURVEY_WAREHOUSE_POOL",
+                                "duckdb_warehouse" if DBT_TARGET == "duckdb" else "default_pool")
 
 
 @dag(
@@ -75,7 +77,7 @@ def survey_waves():
         project_config=ProjectConfig(dbt_project_path=DBT_PROJECT,
                                      manifest_path=DBT_PROJECT / "target" / "manifest.json",
                                      install_dbt_deps=False),
-        profile_config=ProfileConfig(profile_name="survey_warehouse", target_name="duckdb",
+        profile_config=ProfileConfig(profile_name="survey_warehouse", target_name=DBT_TARGET,
                                      profiles_yml_filepath=DBT_PROJECT / "profiles.yml"),
         render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.BUILD),
         execution_config=ExecutionConfig(test_indirect_selection=TestIndirectSelection.BUILDABLE),

@@ -91,3 +91,17 @@ def task_states(paths: Paths, year: int) -> dict[str, str]:
                             "strftime('%Y', logical_date) = ? order by id desc limit 1", [str(year)]).fetchone()[0]
         return dict(db.execute("select task_id, state from task_instance where dag_id = 'survey_waves' "
                                "and run_id = ?", [run_id]).fetchall())
+
+
+def require_services(*services: tuple[str, int]) -> None:
+    """Tests that need PostgreSQL or Redis: skipped with a reason on a machine without them, failed in CI."""
+    import socket
+
+    for host, port in services:
+        try:
+            socket.create_connection((host, port), timeout=2).close()
+        except OSError as exc:
+            reason = f"needs a service at {host}:{port} ({exc})"
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"{reason}; CI must provide it")
+            pytest.skip(reason)

@@ -9,7 +9,7 @@
 {%- endmacro %}
 
 {% macro default__parse_decimal(expression) -%}
-    try_cast(replace(trim({{ expression }}), ',', '.') as double)
+    try_cast(replace(trim({{ expression }}), ',', '.') as double precision)
 {%- endmacro %}
 
 {% macro postgres__parse_decimal(expression) -%}

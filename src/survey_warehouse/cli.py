@@ -30,7 +30,6 @@ def runtime_env(paths: Paths) -> dict[str, str]:
         "SURVEY_WAREHOUSE_PATH": str(paths.warehouse),
         "SURVEY_PUBLISHED_PATH": str(paths.published),
         "SURVEY_DATA_DOCS_DIR": str(paths.data_docs),
-        "SURVEY_WAREHOUSE_POOL": POOL,
         "AIRFLOW_HOME": str(paths.var / "airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(paths.root / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -63,11 +62,14 @@ def setup(paths: Paths) -> None:
     """Idempotent: the dbt manifest Cosmos renders from, Airflow's SQLite metadata, the warehouse pool."""
     env = runtime_env(paths)
     logs = paths.var / "logs"
-    for step, cmd, cwd in [
+    steps = [
         ("dbt parse", [_bin("dbt"), "parse", "--profiles-dir", ".", "--quiet"], paths.dbt_project),
         ("airflow db migrate", [_bin("airflow"), "db", "migrate"], None),
-        ("airflow pools set", [_bin("airflow"), "pools", "set", POOL, "1", "DuckDB warehouse: one writer"], None),
-    ]:
+    ]
+    if env.get("SURVEY_DBT_TARGET", "duckdb") == "duckdb":
+        steps.append(("airflow pools set", [_bin("airflow"), "pools", "set", POOL, "1",
+                                            "DuckDB warehouse: one writer"], None))
+    for step, cmd, cwd in steps:
         log = logs / f"setup_{step.replace(' ', '_')}.log"
         if _run(cmd, env, log, cwd) != 0:
             raise SystemExit(f"setup failed at '{step}'; see {log}")

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 
+from survey_warehouse.warehouse import Session, Warehouse, as_warehouse
 from survey_warehouse.waves import WaveSpec
 
 log = logging.getLogger(__name__)
@@ -166,26 +166,25 @@ def cells_frame(spec: WaveSpec, load_id: str) -> pd.DataFrame:
     )
 
 
-def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(RAW_DDL)
+def ensure_raw_schema(session: Session) -> None:
+    session.execute(RAW_DDL)
 
 
-def current_load(con: duckdb.DuckDBPyConnection, wave_year: int) -> tuple[str, str, int] | None:
-    return con.execute(
+def current_load(session: Session, wave_year: int) -> tuple[str, str, int] | None:
+    return session.execute(
         "select load_id, file_sha256, row_count from raw.load_registry where wave_year = ? and is_current",
         [wave_year],
     ).fetchone()
 
 
-def load_wave(spec: WaveSpec, warehouse: Path) -> LoadResult:
+def load_wave(spec: WaveSpec, target: Warehouse | Path) -> LoadResult:
     """Load one wave file into raw as a new pending load, or do nothing when the file is unchanged.
 
     The new load becomes the wave's current one only after it passes validation (`mark_load`)."""
     sha = file_sha256(spec.file) if spec.file.exists() else None
-    warehouse.parent.mkdir(parents=True, exist_ok=True)
-    with duckdb.connect(str(warehouse)) as con:
-        ensure_raw_schema(con)
-        current = current_load(con, spec.wave_year)
+    with Session(as_warehouse(target)) as session:
+        ensure_raw_schema(session)
+        current = current_load(session, spec.wave_year)
         if current and current[1] == sha:
             return LoadResult(current[0], spec.wave_year, spec.file.name, current[2], unchanged=True)
         loaded_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
@@ -195,58 +194,44 @@ def load_wave(spec: WaveSpec, warehouse: Path) -> LoadResult:
         spec_json = json.dumps({"file": spec.file.name, "format": spec.format, "encoding": spec.encoding,
                                 "delimiter": spec.delimiter, "sheet": spec.sheet, "header_row": spec.header_row,
                                 "columns": spec.columns}, ensure_ascii=False)
-        con.execute("begin transaction")
-        try:
+        with session.transaction():
             # A pending or failed load of this wave that never became current is superseded by this one.
-            con.execute("delete from raw.survey_cells where load_id in (select load_id from raw.load_registry "
-                        "where wave_year = ? and status in ('pending', 'failed'))", [spec.wave_year])
-            con.execute("delete from raw.wave_cities_surveyed where load_id in (select load_id from "
-                        "raw.load_registry where wave_year = ? and status in ('pending', 'failed'))", [spec.wave_year])
-            con.execute(
+            for table in ("raw.survey_cells", "raw.wave_cities_surveyed"):
+                session.execute(f"delete from {table} where load_id in (select load_id from raw.load_registry "
+                                "where wave_year = ? and status in ('pending', 'failed'))", [spec.wave_year])
+            session.execute(
                 "insert into raw.load_registry (load_id, wave_year, file_name, file_sha256, row_count, loaded_at, "
-                "status, status_at, is_current, questionnaire_version, field_period_start, field_period_end, wave_spec) "
-                "values (?, ?, ?, ?, ?, ?, 'pending', ?, false, ?, ?, ?, ?)",
+                "status, status_at, is_current, questionnaire_version, field_period_start, field_period_end, "
+                "wave_spec) values (?, ?, ?, ?, ?, ?, 'pending', ?, false, ?, ?, ?, ?)",
                 [load_id, spec.wave_year, spec.file.name, sha, row_count, loaded_at, loaded_at,
                  spec.questionnaire_version, spec.field_period_start, spec.field_period_end, spec_json],
             )
-            con.register("incoming_cells", frame)
-            con.execute("insert into raw.survey_cells select * from incoming_cells")
-            con.unregister("incoming_cells")
-            con.executemany("insert into raw.wave_cities_surveyed values (?, ?, ?)",
-                            [[load_id, spec.wave_year, code] for code in spec.cities_surveyed])
-            con.execute("commit")
-        except BaseException:
-            con.execute("rollback")
-            raise
+            session.insert_frame("raw.survey_cells", frame)
+            session.executemany("insert into raw.wave_cities_surveyed values (?, ?, ?)",
+                                [[load_id, spec.wave_year, code] for code in spec.cities_surveyed])
     result = LoadResult(load_id, spec.wave_year, spec.file.name, row_count, unchanged=False)
     log.info(result.describe())
     return result
 
 
-def mark_load(warehouse: Path, load_id: str, passed: bool, message: str) -> None:
+def mark_load(target: Warehouse | Path, load_id: str, passed: bool, message: str) -> None:
     """Record the validation outcome; a passed load becomes its wave's current one and replaces the previous."""
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    with duckdb.connect(str(warehouse)) as con:
-        wave_year, status = con.execute(
-            "select wave_year, status from raw.load_registry where load_id = ?", [load_id]).fetchone()
-        con.execute("begin transaction")
-        try:
-            if passed:
-                replaced = [r[0] for r in con.execute(
-                    "select load_id from raw.load_registry where wave_year = ? and load_id <> ? "
-                    "and status <> 'replaced'", [wave_year, load_id]).fetchall()]
-                for old in replaced:
-                    con.execute("delete from raw.survey_cells where load_id = ?", [old])
-                    con.execute("delete from raw.wave_cities_surveyed where load_id = ?", [old])
-                    con.execute("update raw.load_registry set status = 'replaced', is_current = false, "
+    with Session(as_warehouse(target)) as session, session.transaction():
+        wave_year = session.execute(
+            "select wave_year from raw.load_registry where load_id = ?", [load_id]).fetchone()[0]
+        if passed:
+            replaced = [r[0] for r in session.execute(
+                "select load_id from raw.load_registry where wave_year = ? and load_id <> ? "
+                "and status <> 'replaced'", [wave_year, load_id]).fetchall()]
+            for old in replaced:
+                session.execute("delete from raw.survey_cells where load_id = ?", [old])
+                session.execute("delete from raw.wave_cities_surveyed where load_id = ?", [old])
+                session.execute("update raw.load_registry set status = 'replaced', is_current = false, "
                                 "status_at = ?, status_message = ? where load_id = ?",
                                 [now, f"replaced by load {load_id}", old])
-                con.execute("update raw.load_registry set status = 'passed', is_current = true, status_at = ?, "
+            session.execute("update raw.load_registry set status = 'passed', is_current = true, status_at = ?, "
                             "status_message = ? where load_id = ?", [now, message, load_id])
-            else:
-                con.execute("update raw.load_registry set status = 'failed', status_at = ?, status_message = ? "
+        else:
+            session.execute("update raw.load_registry set status = 'failed', status_at = ?, status_message = ? "
                             "where load_id = ? and not is_current", [now, message, load_id])
-            con.execute("commit")
-        except BaseException:
-            con.execute("rollback")
-            raise

@@ -8,6 +8,7 @@ from typing import Any
 
 from survey_warehouse import load, quality
 from survey_warehouse.settings import get_paths
+from survey_warehouse.warehouse import Warehouse
 from survey_warehouse.waves import find_wave_spec
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def find_wave_file(wave_year: int) -> dict[str, Any]:
 
 def load_raw_wave(wave_year: int) -> dict[str, Any]:
     paths = get_paths()
-    result = load.load_wave(find_wave_spec(wave_year, paths), paths.warehouse)
+    result = load.load_wave(find_wave_spec(wave_year, paths), Warehouse.from_env(paths.warehouse))
     log.info(result.describe())
     return {"load_id": result.load_id, "rows": result.row_count, "unchanged": result.unchanged,
             "message": result.describe()}
@@ -70,7 +71,7 @@ def promote_raw_wave(load_id: str) -> str:
     """The load passed its gate: it becomes its wave's current load (the previous one is replaced)."""
     paths = get_paths()
     report = quality.GateReport.read(quality.report_path(paths, "raw_wave", load_id))
-    load.mark_load(paths.warehouse, load_id, passed=True, message=report.message())
+    load.mark_load(Warehouse.from_env(paths.warehouse), load_id, passed=True, message=report.message())
     return report.message()
 
 
@@ -80,7 +81,7 @@ def reject_raw_wave(load_id: str) -> str:
     path = quality.report_path(paths, "raw_wave", load_id)
     message = (quality.GateReport.read(path).message() if path.exists()
                else "validation did not complete; see the validate_raw_wave task log")
-    load.mark_load(paths.warehouse, load_id, passed=False, message=message)
+    load.mark_load(Warehouse.from_env(paths.warehouse), load_id, passed=False, message=message)
     log.error("Wave load %s rejected:\n%s", load_id, message)
     return message
 
@@ -91,10 +92,10 @@ def gx_file_context():
 
 
 def publish_marts(run_id: str) -> dict[str, Any]:
-    from survey_warehouse.publish import publish_marts as publish
+    from survey_warehouse.publish import publish
 
     paths = get_paths()
-    publication = publish(paths.warehouse, paths.published, run_id)
+    publication = publish(Warehouse.from_env(paths.warehouse), paths.published, run_id)
     log.info("Published %s to %s", publication.tables, publication.path)
     return {"path": str(publication.path), "tables": publication.tables, "load_ids": publication.load_ids,
             "published_at": publication.published_at.isoformat()}

@@ -1,9 +1,11 @@
 """Quality gates with Great Expectations: the raw wave before dbt uses it, the marts before they are published.
 
-Suites live as reviewable JSON in expectations/. Each validation runs on an explicit batch: a Parquet snapshot of
-exactly the data being gated (one load of one wave, or the marts as dbt just built them), written under
-var/quality/batches so that a failed gate can be inspected afterwards. Snapshots hold no personal data: e-mail
-addresses are replaced by keyed hashes and names are left out.
+Suites live as reviewable JSON in expectations/ and are the same on both warehouses. Each validation runs on an
+explicit batch, exactly the data being gated (one load of one wave, or the marts as dbt just built them):
+- on DuckDB, a Parquet snapshot written under var/quality/batches (GX's SQL path does not work on DuckDB), so that
+  a failed gate can be inspected afterwards;
+- on PostgreSQL, a query or table asset of GX's SQL datasource, so the checks run inside the database.
+Batches hold no personal data: e-mail addresses become opaque references and names are left out.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from survey_warehouse.settings import Paths, get_paths
-from survey_warehouse.warehouse import connect_readonly
+from survey_warehouse.warehouse import Session, Warehouse, as_warehouse, connect_readonly
 from survey_warehouse.waves import WaveSpec
 
 RAW_QUESTION_FIELDS = ("respondent_role", "lead", "cooperation", "it_involvement_stage", "business_digital_skills")
@@ -63,7 +65,7 @@ def raw_wave_frame(warehouse: Path, load_id: str) -> pd.DataFrame:
     key = pseudonym_key().encode()
     frame = pd.DataFrame({"source_row_number": [int(r) for r in rows]})
     emails = wide["respondent_email"] if "respondent_email" in wide else pd.Series([None] * len(rows), index=rows)
-    frame["respondent_email_hash"] = [
+    frame["respondent_ref"] = [
         hmac.new(key, e.encode(), hashlib.sha256).hexdigest() if (e := _normalise(v)) else None for v in emails]
     for column in ("city", *RAW_QUESTION_FIELDS):
         values = wide[column] if column in wide else [None] * len(rows)
@@ -108,12 +110,52 @@ def marts_frames(warehouse: Path) -> dict[str, pd.DataFrame]:
     return frames
 
 
-def marts_parameters(warehouse: Path) -> dict[str, Any]:
-    with connect_readonly(warehouse) as con:
-        surveyed, waves = con.execute(
+def marts_parameters(target: Warehouse | Path) -> dict[str, Any]:
+    with Session(as_warehouse(target), read_only=True) as session:
+        surveyed, waves = session.execute(
             "select count(*), count(distinct c.wave_year) from raw.wave_cities_surveyed c "
-            "join raw.load_registry r using (load_id) where r.is_current").fetchone()
+            "join raw.load_registry r on r.load_id = c.load_id where r.is_current").fetchone()
     return {"surveyed_city_waves": int(surveyed), "waves": int(waves)}
+
+
+def _sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def raw_wave_query(load_id: str) -> str:
+    """The raw wave as one row per respondent, computed inside PostgreSQL (same columns as raw_wave_frame)."""
+    def field(name: str) -> str:
+        return f"lower(trim(max(case when field_id = {_sql_literal(name)} then cell_value end)))"
+
+    email = field("respondent_email")
+    columns = ",\n    ".join(f"{field(f)} as {f}" for f in ("city", *RAW_QUESTION_FIELDS))
+    # an opaque reference: equal for equal addresses, and it reveals nothing about them
+    return (f"select source_row_number,\n"
+            f"    case when {email} is not null then dense_rank() over (order by {email}) end as respondent_ref,\n"
+            f"    {columns}\n"
+            f"from raw.survey_cells\nwhere load_id = {_sql_literal(load_id)} and field_id is not null\n"
+            f"group by source_row_number")
+
+
+def marts_queries(warehouse: Warehouse) -> dict[str, str]:
+    """The two derived mart batches as SQL over the schema the marts were just built in."""
+    schema = warehouse.marts_build_schema
+    with Session(warehouse, read_only=True) as session:
+        columns = session.execute(
+            "select table_name, column_name, data_type from information_schema.columns where table_schema = ? "
+            "order by table_name, ordinal_position", [schema]).fetchall()
+    parts = []
+    for table, column, data_type in columns:
+        if table not in MART_TABLES:
+            continue
+        value = f'cast("{column}" as varchar)' if data_type in ("character varying", "text") else "''"
+        parts.append(f"select distinct {_sql_literal(table)} as table_name, {_sql_literal(column)} as column_name, "
+                     f'{value} as value from "{schema}"."{table}"')
+    return {
+        "responsibility_share_totals": f'select wave_year, sum(share) as total_share from "{schema}".'
+                                       '"fct_responsibility_shares" group by wave_year',
+        "marts_text_values": "\nunion all\n".join(parts),
+    }
 
 
 def write_snapshot(frame: pd.DataFrame, paths: Paths, dataset: str, batch_name: str) -> Path:
@@ -253,12 +295,32 @@ def record_action(**kwargs: Any):
 # ---------------------------------------------------------------------------------------------- checkpoints
 
 
-def build_checkpoint(gx_context: Any, gate: str, batch: str, batches: list[tuple[str, Path, Any]],
+def _parquet_batch(gx_context: Any, gate: str, dataset: str, snapshot: Path, batch: str):
+    source = gx_context.data_sources.add_or_update_pandas_filesystem(
+        name=f"{gate}_{dataset}", base_directory=snapshot.parent)
+    asset = source.add_parquet_asset(name=dataset)
+    return asset.add_batch_definition_path(name=batch, path=snapshot.name)
+
+
+def _postgres_source(gx_context: Any, warehouse: Warehouse):
+    return gx_context.data_sources.add_or_update_postgres(
+        name="survey_warehouse_postgres", connection_string=warehouse.sqlalchemy_url)
+
+
+def _sql_batch(source: Any, warehouse: Warehouse, dataset: str, batch: str, query: str | None = None,
+               table: str | None = None):
+    if dataset in source.get_asset_names():
+        source.delete_asset(dataset)
+    asset = (source.add_query_asset(name=dataset, query=query) if query is not None
+             else source.add_table_asset(name=dataset, table_name=table, schema_name=warehouse.marts_build_schema))
+    return asset.add_batch_definition_whole_table(name=batch)
+
+
+def build_checkpoint(gx_context: Any, gate: str, batch: str, batches: list[tuple[str, Any, Any]],
                      paths: Paths, result_format: dict[str, Any]):
     """Batch -> ValidationDefinition -> Checkpoint, with Data Docs and the gate report as actions."""
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
-
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     gx_context.variables.progress_bars = ProgressBarsConfig(globally=False)
@@ -271,11 +333,7 @@ def build_checkpoint(gx_context: Any, gate: str, batch: str, batches: list[tuple
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
         })
     definitions = []
-    for dataset, snapshot, suite in batches:
-        source = gx_context.data_sources.add_or_update_pandas_filesystem(
-            name=f"{gate}_{dataset}", base_directory=snapshot.parent)
-        asset = source.add_parquet_asset(name=dataset)
-        batch_definition = asset.add_batch_definition_path(name=batch, path=snapshot.name)
+    for dataset, batch_definition, suite in batches:
         suite = gx_context.suites.add_or_update(suite)
         definitions.append(gx_context.validation_definitions.add_or_update(
             gx.ValidationDefinition(name=f"{gate}_{dataset}_{batch}", data=batch_definition, suite=suite)))
@@ -291,27 +349,43 @@ def build_checkpoint(gx_context: Any, gate: str, batch: str, batches: list[tuple
     ))
 
 
-def raw_wave_checkpoint(gx_context: Any, spec: WaveSpec, load_id: str, paths: Paths | None = None):
-    """The checkpoint for one load of one wave: snapshot the load, fill in the suite's parameters."""
+def raw_wave_checkpoint(gx_context: Any, spec: WaveSpec, load_id: str, paths: Paths | None = None,
+                        warehouse: Warehouse | None = None):
+    """The checkpoint for one load of one wave, with the suite's parameters filled in for that wave."""
     paths = paths or get_paths()
-    frame = raw_wave_frame(paths.warehouse, load_id)
-    snapshot = write_snapshot(frame, paths, "raw_wave", load_id)
+    warehouse = warehouse or Warehouse.from_env(paths.warehouse)
+    if warehouse.backend == "postgres":
+        batch_definition = _sql_batch(_postgres_source(gx_context, warehouse), warehouse, "raw_wave", load_id,
+                                      query=raw_wave_query(load_id))
+    else:
+        snapshot = write_snapshot(raw_wave_frame(paths.warehouse, load_id), paths, "raw_wave", load_id)
+        batch_definition = _parquet_batch(gx_context, "raw_wave", "raw_wave", snapshot, load_id)
     suite = load_suite(paths.root / "expectations" / "raw_wave.json", raw_wave_parameters(spec, paths))
-    return build_checkpoint(gx_context, "raw_wave", load_id, [("raw_wave", snapshot, suite)], paths,
+    return build_checkpoint(gx_context, "raw_wave", load_id, [("raw_wave", batch_definition, suite)], paths,
                             {"result_format": "COMPLETE", "unexpected_index_column_names": ["source_row_number"],
                              "partial_unexpected_count": 10})
 
 
-def marts_checkpoint(gx_context: Any, batch: str, paths: Paths | None = None):
+def marts_checkpoint(gx_context: Any, batch: str, paths: Paths | None = None, warehouse: Warehouse | None = None):
     """The checkpoint for the marts as just built: one validation per mart suite in expectations/marts/."""
     paths = paths or get_paths()
-    frames = marts_frames(paths.warehouse)
-    parameters = marts_parameters(paths.warehouse)
+    warehouse = warehouse or Warehouse.from_env(paths.warehouse)
+    parameters = marts_parameters(warehouse)
+    if warehouse.backend == "postgres":
+        queries = marts_queries(warehouse)
+        source = _postgres_source(gx_context, warehouse)
+    else:
+        frames = marts_frames(paths.warehouse)
     batches = []
     for suite_file in sorted((paths.root / "expectations" / "marts").glob("*.json")):
         dataset = suite_file.stem
-        snapshot = write_snapshot(frames[dataset], paths, dataset, batch)
-        batches.append((dataset, snapshot, load_suite(suite_file, parameters)))
+        if warehouse.backend == "postgres":
+            batch_definition = _sql_batch(source, warehouse, dataset, batch, query=queries.get(dataset),
+                                          table=None if dataset in queries else dataset)
+        else:
+            snapshot = write_snapshot(frames[dataset], paths, dataset, batch)
+            batch_definition = _parquet_batch(gx_context, "marts", dataset, snapshot, batch)
+        batches.append((dataset, batch_definition, load_suite(suite_file, parameters)))
     return build_checkpoint(gx_context, "marts", batch, batches, paths,
                             {"result_format": "SUMMARY", "partial_unexpected_count": 10})
 

@@ -1,14 +1,23 @@
-"""Opening the DuckDB warehouse file for reading or writing."""
+"""The warehouse database: DuckDB (embedded default) or PostgreSQL (scale-out), chosen by SURVEY_DBT_TARGET.
+
+Code that touches raw tables goes through a Session, which speaks the same SQL (with ? placeholders) to both."""
 
 from __future__ import annotations
 
+import io
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
+import pandas as pd
 
 
 def connect_readonly(path: Path) -> duckdb.DuckDBPyConnection:
-    """A read-only connection, so that reading never takes the writer's lock.
+    """A read-only DuckDB connection, so that reading never takes the writer's lock.
 
     When dbt ran in this same process (Cosmos' in-process dbt runner under `airflow dags test`), DuckDB still
     holds the file open read-write and refuses a second, read-only configuration; then the existing
@@ -17,3 +26,147 @@ def connect_readonly(path: Path) -> duckdb.DuckDBPyConnection:
         return duckdb.connect(str(path), read_only=True)
     except duckdb.ConnectionException:
         return duckdb.connect(str(path))
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    backend: str  # duckdb | postgres
+    path: Path | None = None  # DuckDB file
+    host: str = "127.0.0.1"
+    port: int = 5432
+    user: str = "postgres"
+    password: str = ""
+    dbname: str = "survey_warehouse"
+    marts_schema: str = "marts"
+    marts_build_schema: str = "marts"
+    reader_role: str = "survey_reader"
+
+    @classmethod
+    def duckdb(cls, path: Path) -> Warehouse:
+        return cls(backend="duckdb", path=path)
+
+    @classmethod
+    def from_env(cls, duckdb_path: Path) -> Warehouse:
+        if os.environ.get("SURVEY_DBT_TARGET", "duckdb") != "postgres":
+            return cls.duckdb(duckdb_path)
+        return cls(
+            backend="postgres",
+            host=os.environ.get("SURVEY_PG_HOST", "127.0.0.1"),
+            port=int(os.environ.get("SURVEY_PG_PORT", "5432")),
+            user=os.environ.get("SURVEY_PG_USER", "postgres"),
+            password=os.environ.get("SURVEY_PG_PASSWORD", ""),
+            dbname=os.environ.get("SURVEY_PG_DATABASE", "survey_warehouse"),
+            marts_build_schema=os.environ.get("SURVEY_MARTS_BUILD_SCHEMA", "marts_next"),
+            reader_role=os.environ.get("SURVEY_READER_ROLE", "survey_reader"),
+        )
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        from sqlalchemy.engine import URL
+
+        return URL.create("postgresql+psycopg2", username=self.user, password=self.password or None,
+                          host=self.host, port=self.port, database=self.dbname).render_as_string(
+            hide_password=False)
+
+    def pg_connect(self, **kwargs: Any):
+        import psycopg2
+
+        return psycopg2.connect(host=self.host, port=self.port, user=self.user, password=self.password,
+                                dbname=self.dbname, **kwargs)
+
+
+def as_warehouse(target: Warehouse | Path) -> Warehouse:
+    return target if isinstance(target, Warehouse) else Warehouse.duckdb(Path(target))
+
+
+class Session:
+    """One connection to the warehouse, with ? placeholders on both backends and explicit transactions."""
+
+    def __init__(self, warehouse: Warehouse, read_only: bool = False):
+        self.warehouse = warehouse
+        if warehouse.backend == "duckdb":
+            assert warehouse.path is not None
+            if read_only:
+                self._con = connect_readonly(warehouse.path)
+            else:
+                warehouse.path.parent.mkdir(parents=True, exist_ok=True)
+                self._con = duckdb.connect(str(warehouse.path))
+            self._cur = None
+        else:
+            self._con = warehouse.pg_connect()
+            self._con.set_session(readonly=read_only, autocommit=True)
+            self._cur = self._con.cursor()
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.warehouse.backend == "postgres"
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Session:
+        if self.is_postgres:
+            self._cur.execute(sql.replace("?", "%s"), tuple(params))
+        else:
+            self._con.execute(sql, list(params))
+        return self
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if self.is_postgres:
+            self._cur.executemany(sql.replace("?", "%s"), [tuple(r) for r in rows])
+        else:
+            self._con.executemany(sql, [list(r) for r in rows])
+
+    def fetchone(self) -> tuple | None:
+        return (self._cur if self.is_postgres else self._con).fetchone()
+
+    def fetchall(self) -> list[tuple]:
+        return (self._cur if self.is_postgres else self._con).fetchall()
+
+    def df(self) -> pd.DataFrame:
+        if self.is_postgres:
+            columns = [d[0] for d in self._cur.description]
+            return pd.DataFrame.from_records(self._cur.fetchall(), columns=columns)
+        return self._con.df()
+
+    def insert_frame(self, table: str, frame: pd.DataFrame) -> None:
+        """Bulk insert: DuckDB scans the DataFrame, PostgreSQL takes it through COPY."""
+        if self.is_postgres:
+            buffer = io.StringIO()
+            frame.to_csv(buffer, index=False, header=False, na_rep="\\N")
+            buffer.seek(0)
+            columns = ", ".join(frame.columns)
+            self._cur.copy_expert(f"copy {table} ({columns}) from stdin with (format csv, null '\\N')", buffer)
+        else:
+            self._con.register("_incoming_frame", frame)
+            try:
+                self._con.execute(f"insert into {table} select * from _incoming_frame")
+            finally:
+                self._con.unregister("_incoming_frame")
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        if self.is_postgres:
+            self._con.autocommit = False
+            try:
+                yield self
+                self._con.commit()
+            except BaseException:
+                self._con.rollback()
+                raise
+            finally:
+                self._con.autocommit = True
+        else:
+            self._con.execute("begin transaction")
+            try:
+                yield self
+                self._con.execute("commit")
+            except BaseException:
+                self._con.execute("rollback")
+                raise
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -44,8 +44,8 @@ final as (
         cast(loads.loaded_at as timestamp) as loaded_at,
         cast(published.published_statement_en as varchar) as published_it_led_statement_en,
         cast(published.published_statement_fi as varchar) as published_it_led_statement_fi,
-        cast(published.share_min_exclusive as double) as published_it_led_share_min_exclusive,
-        cast(published.share_max_inclusive as double) as published_it_led_share_max_inclusive
+        cast(published.share_min_exclusive as double precision) as published_it_led_share_min_exclusive,
+        cast(published.share_max_inclusive as double precision) as published_it_led_share_max_inclusive
     from loads
     left join city_counts
         on loads.wave_year = city_counts.wave_year

@@ -34,7 +34,7 @@ shares as (
         offered.responsibility_code,
         waves.cities_responded,
         coalesce(counts.cities, 0) as cities,
-        cast(coalesce(counts.cities, 0) as double) / waves.cities_responded as share
+        cast(coalesce(counts.cities, 0) as double precision) / waves.cities_responded as share
     from waves
     inner join offered
         on waves.wave_year = offered.wave_year
@@ -52,10 +52,10 @@ final as (
         cast(responsibilities.is_it_management as boolean) as is_it_management,
         cast(shares.cities as integer) as cities,
         cast(shares.cities_responded as integer) as cities_responded,
-        cast(shares.share as double) as share,
-        cast(greatest(0.0, {{ wilson_bound('shares.share', 'shares.cities_responded', '-') }}) as double)
+        cast(shares.share as double precision) as share,
+        cast(greatest(0.0, {{ wilson_bound('shares.share', 'shares.cities_responded', '-') }}) as double precision)
             as share_ci_lower_95,
-        cast(least(1.0, {{ wilson_bound('shares.share', 'shares.cities_responded', '+') }}) as double)
+        cast(least(1.0, {{ wilson_bound('shares.share', 'shares.cities_responded', '+') }}) as double precision)
             as share_ci_upper_95
     from shares
     left join responsibilities

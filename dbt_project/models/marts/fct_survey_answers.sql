@@ -26,8 +26,8 @@ final as (
         cast(answers.question_id as varchar) as question_id,
         cast(questions.question_text_en as varchar) as question_text_en,
         cast(answers.answer_code as varchar) as answer_code,
-        cast(answers.answer_value as double) as answer_value,
-        cast(answers.answer_score as double) as answer_score
+        cast(answers.answer_value as double precision) as answer_value,
+        cast(answers.answer_score as double precision) as answer_score
     from answers
     inner join respondents
         on answers.wave_year = respondents.wave_year

@@ -1,0 +1,216 @@
+"""The warehouse on PostgreSQL: raw load with COPY, GX in the database, dbt-postgres, schema swap, read-only role."""
+
+from __future__ import annotations
+
+import csv
+import os
+from contextlib import closing
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+
+import duckdb
+import psycopg2
+import pytest
+
+from conftest import SHARED_REFERENCE, PipelineRun, make_paths, require_services
+from survey_warehouse import cli, load, quality
+from survey_warehouse.publish import swap_marts
+from survey_warehouse.settings import Paths
+from survey_warehouse.warehouse import Session, Warehouse
+from survey_warehouse.waves import find_wave_spec
+
+PG = ("127.0.0.1", 5432)
+WAVES = (2016, 2018, 2019)
+
+
+@dataclass
+class PostgresBuild:
+    paths: Paths
+    warehouse: Warehouse
+    env: dict[str, str]
+    seconds: float
+
+
+def _admin():
+    con = psycopg2.connect(host=PG[0], port=PG[1], user="postgres", dbname="postgres")
+    con.autocommit = True
+    return con
+
+
+def _build(paths: Paths, warehouse: Warehouse, env: dict[str, str]) -> None:
+    """The DAG's steps on PostgreSQL, in order: load and gate each wave, dbt build, gate the marts, swap."""
+    context = quality.file_context(paths)
+    for year in WAVES:
+        spec = find_wave_spec(year, paths)
+        loaded = load.load_wave(spec, warehouse)
+        report = quality.run_gate(quality.raw_wave_checkpoint(context, spec, loaded.load_id, paths, warehouse), paths)
+        load.mark_load(warehouse, loaded.load_id, passed=True, message=report.message())
+    dbt = subprocess.run([cli._bin("dbt"), "build", "--profiles-dir", ".", "--target-path", str(paths.var / "target")],
+                         cwd=paths.dbt_project, env=env, capture_output=True, text=True)
+    assert dbt.returncode == 0, dbt.stdout[-4000:]
+    quality.run_gate(quality.marts_checkpoint(context, "postgres_build", paths, warehouse), paths)
+    swap_marts(warehouse, run_id="postgres_build")
+
+
+@pytest.fixture(scope="module")
+def pg_build(manifest) -> PostgresBuild:
+    require_services(PG)
+    suffix = f"{os.getpid()}_{int(time.time())}"
+    database, reader = f"survey_test_wh_{suffix}", f"survey_reader_test_{suffix}"
+    paths = make_paths("postgres")
+    env = {**cli.runtime_env(paths), "SURVEY_DBT_TARGET": "postgres", "SURVEY_PG_HOST": PG[0],
+           "SURVEY_PG_PORT": str(PG[1]), "SURVEY_PG_USER": "postgres", "SURVEY_PG_DATABASE": database,
+           "SURVEY_READER_ROLE": reader}
+    previous = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    with closing(_admin()) as admin:
+        admin.cursor().execute(f'create database "{database}"')
+    try:
+        warehouse = Warehouse.from_env(paths.warehouse)
+        started = time.monotonic()
+        _build(paths, warehouse, env)
+        seconds = time.monotonic() - started
+        print(f"\nfull PostgreSQL build (3 waves: load, raw gates, dbt build, marts gate, swap): {seconds:.1f} s")
+        yield PostgresBuild(paths, warehouse, env, seconds)
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        with closing(_admin()) as admin:
+            cur = admin.cursor()
+            cur.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", [database])
+            cur.execute(f'drop database if exists "{database}"')
+            cur.execute("select 1 from pg_roles where rolname = %s", [reader])
+            if cur.fetchone():
+                cur.execute(f'drop role "{reader}"')
+
+
+def _published_ranges() -> dict[int, tuple[float, float]]:
+    with open(SHARED_REFERENCE / "published_figures.csv", encoding="utf-8") as f:
+        return {int(r["wave_year"]): (float(r["share_min_exclusive"]), float(r["share_max_inclusive"]))
+                for r in csv.DictReader(f)}
+
+
+def test_postgres_marts_reproduce_the_headline(pg_build: PostgresBuild) -> None:
+    with Session(pg_build.warehouse, read_only=True) as s:
+        shares = dict(s.execute("select wave_year, share from marts.fct_responsibility_shares "
+                                "where is_it_management").fetchall())
+        schemas = {r[0] for r in s.execute("select schema_name from information_schema.schemata").fetchall()}
+    for year, (low, high) in _published_ranges().items():
+        assert low < shares[year] <= high
+    assert "marts" in schemas and "marts_next" not in schemas and "marts_previous" not in schemas
+
+
+def test_both_adapters_build_the_same_marts(pg_build: PostgresBuild, pipeline_run: PipelineRun) -> None:
+    queries = {
+        "fct_city_responsibility": "select wave_year, municipality_code, responsibility_code, rollup_method, "
+                                   "respondents_answered from marts.fct_city_responsibility",
+        "fct_survey_answers": "select answer_id, municipality_code, answer_code, round(answer_score * 1000) "
+                              "from marts.fct_survey_answers",
+        "fct_responsibility_shares": "select wave_responsibility_id, cities, round(share_ci_lower_95 * 1e6) "
+                                     "from marts.fct_responsibility_shares",
+    }
+    with Session(pg_build.warehouse, read_only=True) as pg, \
+            duckdb.connect(str(pipeline_run.paths.published), read_only=True) as dd:
+        for name, sql in queries.items():
+            on_pg = sorted(tuple(float(v) if isinstance(v, (int, float)) else v for v in r)
+                           for r in pg.execute(sql).fetchall())
+            on_duckdb = sorted(tuple(float(v) if isinstance(v, (int, float)) else v for v in r)
+                               for r in dd.execute(sql).fetchall())
+            assert on_pg == on_duckdb, name
+
+
+def test_contract_types_hold_on_postgres(pg_build: PostgresBuild) -> None:
+    with Session(pg_build.warehouse, read_only=True) as s:
+        types = dict(s.execute("select column_name, data_type from information_schema.columns where "
+                               "table_schema = 'marts' and table_name = 'fct_responsibility_shares'").fetchall())
+    assert types["share"] == "double precision"
+    assert types["cities"] == "integer"
+    assert types["wave_responsibility_id"] == "character varying"
+    assert types["is_it_management"] == "boolean"
+
+
+def test_raw_load_on_postgres_is_idempotent(pg_build: PostgresBuild) -> None:
+    spec = find_wave_spec(2018, pg_build.paths)
+    with Session(pg_build.warehouse, read_only=True) as s:
+        before = s.execute("select count(*) from raw.survey_cells").fetchone()[0]
+    again = load.load_wave(spec, pg_build.warehouse)
+    with Session(pg_build.warehouse, read_only=True) as s:
+        after = s.execute("select count(*) from raw.survey_cells").fetchone()[0]
+        registry = s.execute("select count(*) from raw.load_registry").fetchone()[0]
+    assert again.unchanged and before == after and registry == 3
+
+
+def _reader(pg_build: PostgresBuild):
+    con = psycopg2.connect(host=PG[0], port=PG[1], user=pg_build.warehouse.reader_role,
+                           dbname=pg_build.warehouse.dbname)
+    con.autocommit = True
+    return con
+
+
+@pytest.mark.parametrize("statement", [
+    "insert into marts.dim_responsibility values ('x', 'x', 'x', false, 9)",
+    "delete from marts.fct_city_responsibility",
+    "select count(*) from raw.survey_cells",
+    "select count(*) from staging.stg_survey__respondents",
+    "select count(*) from intermediate.int_city_responsibilities_rolled_up",
+    "create table public.scratch (x int)",
+])
+def test_read_only_role_cannot_write_or_read_beyond_the_marts(pg_build: PostgresBuild, statement: str) -> None:
+    with closing(_reader(pg_build)) as con:
+        con.cursor().execute("select count(*) from marts.fct_city_responsibility")
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            con.cursor().execute(statement)
+
+
+def test_schema_swap_is_atomic_for_readers(pg_build: PostgresBuild) -> None:
+    warehouse = pg_build.warehouse
+    with Session(warehouse) as s:
+        s.execute("create schema marts_next")
+        for table in quality.MART_TABLES:
+            s.execute(f"create table marts_next.{table} as select * from marts.{table}")
+        s.execute("update marts_next.dim_responsibility set responsibility_label_en = 'IT management (new)' "
+                  "where responsibility_code = 'it_management'")
+    label = ("select responsibility_label_en from marts.dim_responsibility "
+             "where responsibility_code = 'it_management'")
+    reader = _reader(pg_build)
+    reader.autocommit = False
+    cur = reader.cursor()
+    cur.execute(label)
+    before = cur.fetchone()[0]
+    swap = threading.Thread(target=swap_marts, args=(warehouse, "swap_test"))
+    swap.start()
+    time.sleep(1.5)
+    assert swap.is_alive(), "the swap waits for the reader's transaction on the old marts"
+    cur.execute(label)
+    during = cur.fetchone()[0]
+    reader.commit()
+    swap.join(timeout=30)
+    assert not swap.is_alive()
+    cur.execute(label)
+    after = cur.fetchone()[0]
+    reader.close()
+    assert (before, during, after) == ("IT management", "IT management", "IT management (new)")
+
+
+def test_raw_gate_on_postgres_names_rows(pg_build: PostgresBuild, tmp_path) -> None:
+    import dataclasses
+
+    spec = find_wave_spec(2019, pg_build.paths)
+    lines = spec.file.read_text(encoding="utf-8-sig").splitlines()
+    header = lines[0].split(",")
+    row = lines[2].split(",")
+    row[header.index("Organisaatio")] = "Atlantis"
+    lines[2] = ",".join(row)
+    broken = tmp_path / "broken_2019.csv"
+    broken.write_text("\n".join(lines) + "\n", encoding="utf-8-sig")
+    loaded = load.load_wave(dataclasses.replace(spec, file=broken), pg_build.warehouse)
+    context = quality.file_context(pg_build.paths)
+    with pytest.raises(quality.QualityGateFailed) as failed:
+        quality.run_gate(quality.raw_wave_checkpoint(context, spec, loaded.load_id, pg_build.paths,
+                                                     pg_build.warehouse), pg_build.paths)
+    assert "column 'city'" in str(failed.value) and "'atlantis' (row 3)" in str(failed.value)
