@@ -46,18 +46,21 @@ def test_running_a_loaded_wave_again_changes_nothing(pipeline_run: PipelineRun) 
 
 
 def _broken_wave(paths, tmp: Path) -> Path:
-    """A copy of the 2019 wave with an unknown city and an answer label missing from the codebook."""
+    """A copy of the 2019 wave with unknown cities and answer labels missing from the codebook in 6 of 57 rows
+    (more than the 5 % of quarantined rows a load may have)."""
     spec = yaml.safe_load((ROOT / "config/waves/2019.yml").read_text(encoding="utf-8"))
     lines = (ROOT / spec["file"]).read_text(encoding="utf-8-sig").splitlines()
     header = lines[0].split(",")
     city, lead = header.index("Organisaatio"), header.index(
         "Q1 Kuka vastaa ensisijaisesti digitalisaation johtamisesta?")
-    row3 = lines[2].split(",")
-    row3[city] = "Atlantis"
-    lines[2] = ",".join(row3)
-    row5 = lines[4].split(",")
-    row5[lead] = "Pormestari"
-    lines[4] = ",".join(row5)
+    for line in (2, 3, 6, 7):  # file rows 3, 4, 7, 8
+        row = lines[line].split(",")
+        row[city] = "Atlantis"
+        lines[line] = ",".join(row)
+    for line in (4, 5):  # file rows 5, 6
+        row = lines[line].split(",")
+        row[lead] = "Pormestari"
+        lines[line] = ",".join(row)
     broken = tmp / "city_survey_2019_export_broken.csv"
     broken.write_text("\n".join(lines) + "\n", encoding="utf-8-sig")
     waves = tmp / "waves"
@@ -99,9 +102,18 @@ def test_a_broken_wave_fails_the_gate_and_the_published_marts_stay(pipeline_run:
     assert current_after == current_before
     assert len(rejected) == 1 and rejected[0][0] == "failed"
     message = rejected[0][1]
-    # the message says which expectation failed on which data, with the file's row numbers
-    assert "expect_column_values_to_be_in_set on column 'city'" in message and "'atlantis' (row 3)" in message
-    assert "column 'lead'" in message and "'pormestari' (row 5)" in message
+    # the message says which expectation failed on which data, with the file's rows and columns
+    assert "raw_load: expect_column_values_to_be_between on column 'quarantined_share'" in message
+    assert "6 of 57 rows (10.5%) quarantined" in message
+    assert "row 3, column 'Organisaatio': unknown city 'Atlantis'" in message
+    assert ("row 5, column 'Q1 Kuka vastaa ensisijaisesti digitalisaation johtamisesta?': answer 'Pormestari' "
+            "is not in the 2019 codebook") in message
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        quarantined = con.execute("select source_row_number, reason_code from raw.quarantine q join "
+                                  "raw.load_registry r using (load_id) where r.status = 'failed' "
+                                  "order by 1").fetchall()
+    assert quarantined == [(3, "unknown_city"), (4, "unknown_city"), (5, "unknown_answer"), (6, "unknown_answer"),
+                           (7, "unknown_city"), (8, "unknown_city")]
     assert "Wave load" in text and "rejected" in text
 
 

@@ -38,11 +38,17 @@
     end
 {%- endmacro %}
 
-{#- The cells of the loads that passed validation and are current for their wave. -#}
+{#- The cells of the loads that passed validation and are current for their wave, without quarantined rows. -#}
 {% macro current_survey_cells() -%}
     select *
-    from {{ source('survey_raw', 'survey_cells') }}
-    where load_id in (
+    from {{ source('survey_raw', 'survey_cells') }} as cells
+    where cells.load_id in (
         select load_id from {{ source('survey_raw', 'load_registry') }} where is_current
+    )
+    and not exists (
+        select 1
+        from {{ source('survey_raw', 'quarantine') }} as quarantined
+        where quarantined.load_id = cells.load_id
+            and quarantined.source_row_number = cells.source_row_number
     )
 {%- endmacro %}

@@ -70,18 +70,22 @@ def marts_checkpoint_for_run(gx_context: Any):
 def promote_raw_wave(load_id: str) -> str:
     """The load passed its gate: it becomes its wave's current load (the previous one is replaced)."""
     paths = get_paths()
+    warehouse = Warehouse.from_env(paths.warehouse)
     report = quality.GateReport.read(quality.report_path(paths, "raw_wave", load_id))
-    load.mark_load(Warehouse.from_env(paths.warehouse), load_id, passed=True, message=report.message())
-    return report.message()
+    message = f"{report.message()}\n{quality.quarantine_summary(warehouse, load_id)}"
+    load.mark_load(warehouse, load_id, passed=True, message=message)
+    return message
 
 
 def reject_raw_wave(load_id: str) -> str:
     """The load failed its gate: record why. dbt does not run, the published marts stay as they were."""
     paths = get_paths()
+    warehouse = Warehouse.from_env(paths.warehouse)
     path = quality.report_path(paths, "raw_wave", load_id)
     message = (quality.GateReport.read(path).message() if path.exists()
                else "validation did not complete; see the validate_raw_wave task log")
-    load.mark_load(Warehouse.from_env(paths.warehouse), load_id, passed=False, message=message)
+    message = f"{message}\n{quality.quarantine_summary(warehouse, load_id)}"
+    load.mark_load(warehouse, load_id, passed=False, message=message)
     log.error("Wave load %s rejected:\n%s", load_id, message)
     return message
 

@@ -10,10 +10,10 @@ Batches hold no personal data: e-mail addresses become opaque references and nam
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import hmac
 import json
+import os
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from survey_warehouse.codebook import Codebook, normalise
 from survey_warehouse.settings import Paths, get_paths
 from survey_warehouse.warehouse import Session, Warehouse, as_warehouse, connect_readonly
 from survey_warehouse.waves import WaveSpec
@@ -43,10 +44,7 @@ def pseudonym_key() -> str:
 
 
 def _normalise(value: Any) -> str | None:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return None
-    text = str(value).strip().lower()
-    return text or None
+    return None if isinstance(value, float) and pd.isna(value) else normalise(value)
 
 
 # ---------------------------------------------------------------------------------------------- batches
@@ -56,8 +54,9 @@ def raw_wave_frame(warehouse: Path, load_id: str) -> pd.DataFrame:
     """One row per respondent of a load, mapped fields only, labels lower-cased; e-mail as a keyed hash."""
     with connect_readonly(warehouse) as con:
         cells = con.execute(
-            "select source_row_number, field_id, cell_value from raw.survey_cells "
-            "where load_id = ? and field_id is not null", [load_id]).df()
+            "select source_row_number, field_id, cell_value from raw.survey_cells c "
+            "where load_id = ? and field_id is not null and not exists (select 1 from raw.quarantine q "
+            "where q.load_id = c.load_id and q.source_row_number = c.source_row_number)", [load_id]).df()
     wide = cells.pivot_table(index="source_row_number", columns="field_id", values="cell_value",
                              aggfunc="first", dropna=False)
     rows = sorted(cells["source_row_number"].unique()) if len(cells) else []
@@ -73,21 +72,68 @@ def raw_wave_frame(warehouse: Path, load_id: str) -> pd.DataFrame:
     return frame
 
 
+LOAD_ACCOUNTING_SQL = """
+select r.load_id, r.wave_year, r.row_count,
+    coalesce(a.rows, 0) as accepted_rows,
+    coalesce(q.rows, 0) as quarantined_rows,
+    cast(coalesce(q.rows, 0) as double precision) / nullif(r.row_count, 0) as quarantined_share,
+    coalesce(a.rows, 0) + coalesce(q.rows, 0) as accounted_rows
+from raw.load_registry r
+left join (select load_id, count(distinct source_row_number) as rows from raw.quarantine group by load_id) q
+    on q.load_id = r.load_id
+left join ({accepted}) a
+    on a.load_id = r.load_id
+where {where}
+"""
+
+
+def load_accounting_sql(where: str, accepted: str) -> str:
+    """Per load: rows in the file, rows quarantined, and accepted + quarantined (which must equal the rows).
+
+    `accepted` counts the rows the next layer actually holds: distinct rows in raw for the raw gate, respondents
+    in staging for the marts gate."""
+    return LOAD_ACCOUNTING_SQL.format(where=where, accepted=accepted)
+
+
+RAW_ACCEPTED_SQL = ("select c.load_id, count(distinct c.source_row_number) as rows from raw.survey_cells c "
+                    "where not exists (select 1 from raw.quarantine q where q.load_id = c.load_id "
+                    "and q.source_row_number = c.source_row_number) group by c.load_id")
+STAGING_ACCEPTED_SQL = "select load_id, count(*) as rows from staging.stg_survey__respondents group by load_id"
+
+
+def max_quarantined_share() -> float:
+    """Above this share of quarantined rows the raw gate fails the load (SURVEY_MAX_QUARANTINED_SHARE)."""
+    return float(os.environ.get("SURVEY_MAX_QUARANTINED_SHARE", "0.05"))
+
+
+def quarantine_summary(target: Warehouse | Path, load_id: str, limit: int = 10) -> str:
+    """The quarantined rows of a load, by reason, with the first messages: for the rejection message."""
+    with Session(as_warehouse(target), read_only=True) as session:
+        rows, quarantined = session.execute("select row_count, quarantined_count from raw.load_registry "
+                                            "where load_id = ?", [load_id]).fetchone()
+        reasons = session.execute("select reason_code, count(distinct source_row_number) from raw.quarantine "
+                                  "where load_id = ? group by reason_code order by 2 desc", [load_id]).fetchall()
+        messages = [r[0] for r in session.execute(
+            "select message from raw.quarantine where load_id = ? order by source_row_number limit ?",
+            [load_id, limit]).fetchall()]
+    if not reasons:
+        return f"all {rows} rows accepted, none quarantined"
+    share = quarantined / rows if rows else 0
+    lines = [f"{quarantined} of {rows} rows ({share:.1%}) quarantined (at most {max_quarantined_share():.0%} "
+             "may be): " + ", ".join(f"{reason} {n}" for reason, n in reasons)]
+    lines += [f"  {m}" for m in messages]
+    return "\n".join(lines)
+
+
 def raw_wave_parameters(spec: WaveSpec, paths: Paths) -> dict[str, Any]:
-    seeds = paths.dbt_project / "seeds"
-    with open(seeds / "city_aliases.csv", encoding="utf-8") as f:
-        cities = sorted({r["city_alias"].strip().lower() for r in csv.DictReader(f)})
-    labels: dict[str, set[str]] = {q: set() for q in RAW_QUESTION_FIELDS}
-    with open(seeds / "codebook_answers.csv", encoding="utf-8") as f:
-        for r in csv.DictReader(f):
-            if int(r["wave_year"]) == spec.wave_year and r["question_id"] in labels:
-                labels[r["question_id"]].add(r["source_label"].strip().lower())
+    codebook = Codebook.from_seeds(paths.dbt_project / "seeds")
     surveyed = len(spec.cities_surveyed)
     return {
+        "max_quarantined_share": max_quarantined_share(),
         "min_rows": surveyed // 2,
         "max_rows": surveyed * 10,
-        "known_city_names": cities,
-        **{f"{q}_labels": sorted(v) for q, v in labels.items()},
+        "known_city_names": sorted(codebook.city_aliases),
+        **{f"{q}_labels": sorted(codebook.labels_for(spec.wave_year, q) or ()) for q in RAW_QUESTION_FIELDS},
     }
 
 
@@ -107,6 +153,9 @@ def marts_frames(warehouse: Path) -> dict[str, pd.DataFrame]:
             else:
                 text_values.append(pd.DataFrame({"table_name": [table], "column_name": [column], "value": [""]}))
     frames["marts_text_values"] = pd.concat(text_values, ignore_index=True)
+    with connect_readonly(warehouse) as con:
+        frames["load_reconciliation"] = con.execute(
+            load_accounting_sql("r.is_current", STAGING_ACCEPTED_SQL)).df()
     return frames
 
 
@@ -133,7 +182,9 @@ def raw_wave_query(load_id: str) -> str:
     return (f"select source_row_number,\n"
             f"    case when {email} is not null then dense_rank() over (order by {email}) end as respondent_ref,\n"
             f"    {columns}\n"
-            f"from raw.survey_cells\nwhere load_id = {_sql_literal(load_id)} and field_id is not null\n"
+            f"from raw.survey_cells c\nwhere load_id = {_sql_literal(load_id)} and field_id is not null\n"
+            f"and not exists (select 1 from raw.quarantine q where q.load_id = c.load_id\n"
+            f"    and q.source_row_number = c.source_row_number)\n"
             f"group by source_row_number")
 
 
@@ -152,6 +203,7 @@ def marts_queries(warehouse: Warehouse) -> dict[str, str]:
         parts.append(f"select distinct {_sql_literal(table)} as table_name, {_sql_literal(column)} as column_name, "
                      f'{value} as value from "{schema}"."{table}"')
     return {
+        "load_reconciliation": load_accounting_sql("r.is_current", STAGING_ACCEPTED_SQL),
         "responsibility_share_totals": f'select wave_year, sum(share) as total_share from "{schema}".'
                                        '"fct_responsibility_shares" group by wave_year',
         "marts_text_values": "\nunion all\n".join(parts),
@@ -354,14 +406,21 @@ def raw_wave_checkpoint(gx_context: Any, spec: WaveSpec, load_id: str, paths: Pa
     """The checkpoint for one load of one wave, with the suite's parameters filled in for that wave."""
     paths = paths or get_paths()
     warehouse = warehouse or Warehouse.from_env(paths.warehouse)
+    accounting = load_accounting_sql(f"r.load_id = {_sql_literal(load_id)}", RAW_ACCEPTED_SQL)
     if warehouse.backend == "postgres":
-        batch_definition = _sql_batch(_postgres_source(gx_context, warehouse), warehouse, "raw_wave", load_id,
-                                      query=raw_wave_query(load_id))
+        source = _postgres_source(gx_context, warehouse)
+        wave_batch = _sql_batch(source, warehouse, "raw_wave", load_id, query=raw_wave_query(load_id))
+        load_batch = _sql_batch(source, warehouse, "raw_load", load_id, query=accounting)
     else:
         snapshot = write_snapshot(raw_wave_frame(paths.warehouse, load_id), paths, "raw_wave", load_id)
-        batch_definition = _parquet_batch(gx_context, "raw_wave", "raw_wave", snapshot, load_id)
-    suite = load_suite(paths.root / "expectations" / "raw_wave.json", raw_wave_parameters(spec, paths))
-    return build_checkpoint(gx_context, "raw_wave", load_id, [("raw_wave", batch_definition, suite)], paths,
+        wave_batch = _parquet_batch(gx_context, "raw_wave", "raw_wave", snapshot, load_id)
+        with connect_readonly(paths.warehouse) as con:
+            snapshot = write_snapshot(con.execute(accounting).df(), paths, "raw_load", load_id)
+        load_batch = _parquet_batch(gx_context, "raw_wave", "raw_load", snapshot, load_id)
+    parameters = raw_wave_parameters(spec, paths)
+    suites = [("raw_load", load_batch, load_suite(paths.root / "expectations" / "raw_load.json", parameters)),
+              ("raw_wave", wave_batch, load_suite(paths.root / "expectations" / "raw_wave.json", parameters))]
+    return build_checkpoint(gx_context, "raw_wave", load_id, suites, paths,
                             {"result_format": "COMPLETE", "unexpected_index_column_names": ["source_row_number"],
                              "partial_unexpected_count": 10})
 

@@ -40,12 +40,9 @@ def print_summary(paths: Paths, outcomes: dict[int, dict[str, object]]) -> None:
         return
     with duckdb.connect(str(paths.warehouse), read_only=True) as wh:
         loads = {r[0]: r[1:] for r in wh.execute(
-            "select wave_year, load_id, file_name, row_count, status from raw.load_registry "
-            "where is_current or status in ('pending', 'failed') order by wave_year, loaded_at").fetchall()}
-        accepted = dict(wh.execute(
-            "select wave_year, count(distinct respondent_key) from marts.fct_survey_answers group by 1").fetchall()
-        ) if wh.execute("select count(*) from information_schema.tables where table_schema = 'marts' "
-                        "and table_name = 'fct_survey_answers'").fetchone()[0] else {}
+            "select wave_year, load_id, file_name, row_count, status, accepted_count, quarantined_count "
+            "from raw.load_registry where is_current or status in ('pending', 'failed') "
+            "order by wave_year, loaded_at").fetchall()}
     years = sorted(set(outcomes) | set(loads))
     print("\nWaves")
     print(f"  {'wave':<6}{'raw rows':>9}{'accepted':>10}{'quarantined':>13}  {'raw gate':<30}{'file'}")
@@ -54,13 +51,12 @@ def print_summary(paths: Paths, outcomes: dict[int, dict[str, object]]) -> None:
             why = "no wave spec" if find_wave_spec(year, paths) is None else "not loaded"
             print(f"  {year:<6}{'-':>9}{'-':>10}{'-':>13}  {'run skipped: ' + why:<30}")
             continue
-        load_id, file_name, rows, status = loads[year]
+        load_id, file_name, rows, status, accepted, quarantined = loads[year]
         report_file = quality.report_path(paths, "raw_wave", load_id)
         gate = (quality.GateReport.read(report_file) if report_file.exists() else None)
         gate_text = (f"{'passed' if gate.success else 'FAILED'} ({gate.evaluated - len(gate.failures)}"
                      f"/{gate.evaluated} expectations)") if gate else status
-        ok = accepted.get(year, 0) if status == "passed" else 0
-        print(f"  {year:<6}{rows:>9}{ok:>10}{rows - ok:>13}  {gate_text:<30}{file_name}")
+        print(f"  {year:<6}{rows:>9}{accepted:>10}{quarantined:>13}  {gate_text:<30}{file_name}")
         if gate and not gate.success:
             for line in gate.message().splitlines()[1:]:
                 print(f"        {line.strip()}")
@@ -95,6 +91,7 @@ def print_summary(paths: Paths, outcomes: dict[int, dict[str, object]]) -> None:
     print(f"  Warehouse (raw, staging, intermediate, marts): {_rel(paths.warehouse, root)}")
     print(f"  Data Docs (Great Expectations results): {_rel(paths.data_docs / 'index.html', root)}")
     print(f"  Logs: {_rel(paths.var / 'logs', root)}/   dbt docs: make docs")
+    print("  Quarantined rows, with the reason and the file's row and column: table raw.quarantine in the warehouse")
     print("\nAn example query on the published marts (python: duckdb.connect(path, read_only=True)):")
     print("  " + EXAMPLE_QUERY.replace("\n", "\n  "))
     print(f"  -> {len(example)} rows, first: {example[0] if example else '-'}")

@@ -9,6 +9,8 @@ final as (
         file_name,
         file_sha256,
         row_count as raw_row_count,
+        accepted_count,
+        quarantined_count,
         loaded_at,
         status as load_status,
         status_at as load_status_at,
