@@ -34,7 +34,7 @@ create table if not exists raw.load_registry (
     accepted_count integer,
     quarantined_count integer,
     loaded_at timestamp not null,
-    status varchar not null,            -- pending | passed | failed | replaced
+    status varchar not null,            -- loading | pending (not yet gated) | passed | failed | superseded
     status_at timestamp not null,
     status_message varchar,
     is_current boolean not null default false,
@@ -351,32 +351,43 @@ def load_wave(spec: WaveSpec, target: Warehouse | Path, codebook: Codebook | Non
         spec_json = json.dumps({"file": spec.file.name, "format": spec.format, "encoding": spec.encoding,
                                 "delimiter": spec.delimiter, "sheet": spec.sheet, "header_row": spec.header_row,
                                 "columns": spec.columns}, ensure_ascii=False)
+        # A load that never finished (the process was killed) or never became current is cleared first.
         with session.transaction():
-            # A pending or failed load of this wave that never became current is superseded by this one.
-            for table in ("raw.survey_cells", "raw.quarantine", "raw.wave_cities_surveyed"):
-                session.execute(f"delete from {table} where load_id in (select load_id from raw.load_registry "
-                                "where wave_year = ? and status in ('pending', 'failed'))", [spec.wave_year])
+            stale = [r[0] for r in session.execute(
+                "select load_id from raw.load_registry where wave_year = ? and status in ('loading', 'pending')",
+                [spec.wave_year]).fetchall()]
+            _forget(session, stale)
             session.execute(
                 "insert into raw.load_registry (load_id, wave_year, file_name, file_sha256, row_count, loaded_at, "
                 "status, status_at, is_current, questionnaire_version, field_period_start, field_period_end, "
-                "wave_spec) values (?, ?, ?, ?, 0, ?, 'pending', ?, false, ?, ?, ?, ?)",
+                "wave_spec) values (?, ?, ?, ?, 0, ?, 'loading', ?, false, ?, ?, ?, ?)",
                 [load_id, spec.wave_year, spec.file.name, sha, loaded_at, loaded_at,
                  spec.questionnaire_version, spec.field_period_start, spec.field_period_end, spec_json],
             )
+        # Chunk by chunk, each committed: memory stays bounded whatever the file's size. Until the load is
+        # complete it is 'loading', which nothing downstream reads, and a failed or killed load is cleared.
+        try:
             row_count = quarantined = 0
             for cells, quarantine, row_count, quarantined in _chunks(spec, header, rows, load_id, checker):
-                if len(cells):
-                    session.insert_frame("raw.survey_cells", cells)
-                if len(quarantine):
-                    session.insert_frame("raw.quarantine", quarantine)
+                with session.transaction():
+                    if len(cells):
+                        session.insert_frame("raw.survey_cells", cells)
+                    if len(quarantine):
+                        session.insert_frame("raw.quarantine", quarantine)
             if row_count == 0:
                 raise WaveFileError(spec.file, "the file has a header but no data rows; ask for the full export",
                                     row=spec.header_row)
             wrong_year = checker.wrong_year()
             if wrong_year:
                 raise WaveFileError(spec.file, wrong_year, column=checker.column.get("submitted_at"))
-            session.execute("update raw.load_registry set row_count = ?, accepted_count = ?, quarantined_count = ? "
-                            "where load_id = ?", [row_count, row_count - quarantined, quarantined, load_id])
+        except BaseException:
+            with session.transaction():
+                _forget(session, [load_id])
+            raise
+        with session.transaction():
+            session.execute("update raw.load_registry set row_count = ?, accepted_count = ?, quarantined_count = ?, "
+                            "status = 'pending' where load_id = ?",
+                            [row_count, row_count - quarantined, quarantined, load_id])
             session.executemany("insert into raw.wave_cities_surveyed values (?, ?, ?)",
                                 [[load_id, spec.wave_year, code] for code in spec.cities_surveyed])
     result = LoadResult(load_id, spec.wave_year, spec.file.name, row_count, unchanged=False,
@@ -387,22 +398,24 @@ def load_wave(spec: WaveSpec, target: Warehouse | Path, codebook: Codebook | Non
     return result
 
 
+def _forget(session: Session, load_ids: list[str]) -> None:
+    """Remove loads that never completed: their rows were never used by anything."""
+    for load_id in load_ids:
+        for table in ("raw.survey_cells", "raw.quarantine", "raw.wave_cities_surveyed", "raw.load_registry"):
+            session.execute(f"delete from {table} where load_id = ?", [load_id])
+
+
 def mark_load(target: Warehouse | Path, load_id: str, passed: bool, message: str) -> None:
-    """Record the validation outcome; a passed load becomes its wave's current one and replaces the previous."""
+    """Record the gate's outcome. A passed load becomes its wave's current one; the one it supersedes stays."""
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     with Session(as_warehouse(target)) as session, session.transaction():
         wave_year = session.execute(
             "select wave_year from raw.load_registry where load_id = ?", [load_id]).fetchone()[0]
         if passed:
-            replaced = [r[0] for r in session.execute(
-                "select load_id from raw.load_registry where wave_year = ? and load_id <> ? "
-                "and status <> 'replaced'", [wave_year, load_id]).fetchall()]
-            for old in replaced:
-                for table in ("raw.survey_cells", "raw.quarantine", "raw.wave_cities_surveyed"):
-                    session.execute(f"delete from {table} where load_id = ?", [old])
-                session.execute("update raw.load_registry set status = 'replaced', is_current = false, "
-                                "status_at = ?, status_message = ? where load_id = ?",
-                                [now, f"replaced by load {load_id}", old])
+            # The previous load stays in raw (superseded), so corrections between loads can be queried.
+            session.execute("update raw.load_registry set status = 'superseded', is_current = false, "
+                            "status_at = ?, status_message = ? where wave_year = ? and is_current and load_id <> ?",
+                            [now, f"superseded by load {load_id}", wave_year, load_id])
             session.execute("update raw.load_registry set status = 'passed', is_current = true, status_at = ?, "
                             "status_message = ? where load_id = ?", [now, message, load_id])
         else:

@@ -68,7 +68,7 @@ def marts_checkpoint_for_run(gx_context: Any):
 
 
 def promote_raw_wave(load_id: str) -> str:
-    """The load passed its gate: it becomes its wave's current load (the previous one is replaced)."""
+    """The load passed its gate: it becomes its wave's current load (the previous one is superseded)."""
     paths = get_paths()
     warehouse = Warehouse.from_env(paths.warehouse)
     report = quality.GateReport.read(quality.report_path(paths, "raw_wave", load_id))

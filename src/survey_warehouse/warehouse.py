@@ -90,7 +90,7 @@ class Session:
                 self._con = connect_readonly(warehouse.path)
             else:
                 warehouse.path.parent.mkdir(parents=True, exist_ok=True)
-                self._con = duckdb.connect(str(warehouse.path))
+                self._con = duckdb.connect(str(warehouse.path), config={"memory_limit": os.environ.get("SURVEY_DUCKDB_MEMORY_LIMIT", "1GB")})
             self._cur = None
         else:
             self._con = warehouse.pg_connect()

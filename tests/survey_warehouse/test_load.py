@@ -65,7 +65,7 @@ def test_load_registry_and_unchanged_file_is_a_noop(paths) -> None:
     assert cells == (_data_rows(spec) * len(header), _data_rows(spec))
 
 
-def test_a_changed_file_replaces_only_its_own_wave(paths, tmp_path: Path) -> None:
+def test_a_corrected_file_supersedes_only_its_own_wave_and_both_stay(paths, tmp_path: Path) -> None:
     w16, w19 = find_wave_spec(2016, paths), find_wave_spec(2019, paths)
     for spec in (w16, w19):
         mark_load(paths.warehouse, load_wave(spec, paths.warehouse).load_id, passed=True, message="ok")
@@ -80,12 +80,11 @@ def test_a_changed_file_replaces_only_its_own_wave(paths, tmp_path: Path) -> Non
     assert pending == ("pending", False), "a new load is not used before it passes its gate"
     mark_load(paths.warehouse, corrected.load_id, passed=True, message="ok")
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
-        rows = dict(con.execute("select wave_year, count(distinct source_row_number) from raw.survey_cells "
-                                "group by 1").fetchall())
-        statuses = con.execute("select wave_year, status, is_current from raw.load_registry "
-                               "order by wave_year, loaded_at").fetchall()
-    assert rows == {2016: _data_rows(w16), 2019: len(lines) - 4}
-    assert statuses == [(2016, "passed", True), (2019, "replaced", False), (2019, "passed", True)]
+        rows = con.execute("select r.wave_year, r.status, r.is_current, count(distinct c.source_row_number) "
+                           "from raw.load_registry r join raw.survey_cells c using (load_id) "
+                           "group by 1, 2, 3, r.loaded_at order by r.wave_year, r.loaded_at").fetchall()
+    assert rows == [(2016, "passed", True, _data_rows(w16)), (2019, "superseded", False, len(lines) - 1),
+                    (2019, "passed", True, len(lines) - 4)]
 
 
 def test_missing_mapped_column_names_file_row_and_column(paths, tmp_path: Path) -> None:
