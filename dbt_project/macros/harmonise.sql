@@ -38,13 +38,18 @@
     end
 {%- endmacro %}
 
-{#- The cells of the loads that passed validation and are current for their wave, without quarantined rows. -#}
-{% macro current_survey_cells() -%}
-    select *
+{#-
+  The cells of every load that passed its gate, without quarantined rows. is_current_load marks the load the
+  warehouse uses for its wave; superseded loads are kept so that corrections can be compared.
+-#}
+{% macro published_survey_cells() -%}
+    select
+        cells.*,
+        loads.is_current as is_current_load
     from {{ source('survey_raw', 'survey_cells') }} as cells
-    where cells.load_id in (
-        select load_id from {{ source('survey_raw', 'load_registry') }} where is_current
-    )
+    inner join {{ source('survey_raw', 'load_registry') }} as loads
+        on cells.load_id = loads.load_id
+    where loads.status in ('passed', 'superseded')
     and not exists (
         select 1
         from {{ source('survey_raw', 'quarantine') }} as quarantined

@@ -75,13 +75,24 @@ def setup(paths: Paths) -> None:
             raise SystemExit(f"setup failed at '{step}'; see {log}")
 
 
+def start_wave(paths: Paths, year: int) -> tuple[subprocess.Popen, Path]:
+    """Start `airflow dags test` for one wave year, in a session of its own; its output goes to a log file."""
+    log = paths.var / "logs" / f"survey_waves_{year}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = runtime_env(paths)
+    Path(env["TMPDIR"]).mkdir(parents=True, exist_ok=True)
+    with open(log, "w", encoding="utf-8") as out:
+        process = subprocess.Popen(
+            [_bin("airflow"), "dags", "test", "-f", str(paths.root / "dags" / "survey_waves.py"), DAG_ID,
+             f"{year}-06-01"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    return process, log
+
+
 def run_wave(paths: Paths, year: int) -> tuple[int, float, Path]:
     """`airflow dags test` for one wave year: the DAG runs through Airflow itself, in this process tree."""
-    log = paths.var / "logs" / f"survey_waves_{year}.log"
     started = time.monotonic()
-    code = _run([_bin("airflow"), "dags", "test", "-f", str(paths.root / "dags" / "survey_waves.py"), DAG_ID,
-                 f"{year}-06-01"], runtime_env(paths), log)
-    return code, time.monotonic() - started, log
+    process, log = start_wave(paths, year)
+    return process.wait(), time.monotonic() - started, log
 
 
 def generate_docs(paths: Paths) -> int:

@@ -29,7 +29,7 @@ from survey_warehouse.waves import WaveSpec
 RAW_QUESTION_FIELDS = ("respondent_role", "lead", "cooperation", "it_involvement_stage", "business_digital_skills")
 DEV_PSEUDONYM_KEY = "development-only-pseudonym-key"
 MART_TABLES = ("dim_city", "dim_year", "dim_responsibility", "fct_city_responsibility", "fct_survey_answers",
-               "fct_responsibility_shares")
+               "fct_responsibility_shares", "fct_answer_corrections")
 
 
 class QualityGateFailed(RuntimeError):

@@ -16,6 +16,10 @@ import duckdb
 import pandas as pd
 
 
+class WarehouseBusy(RuntimeError):
+    """Another process is writing the DuckDB warehouse (DuckDB allows one writer at a time)."""
+
+
 def connect_readonly(path: Path) -> duckdb.DuckDBPyConnection:
     """A read-only DuckDB connection, so that reading never takes the writer's lock.
 
@@ -90,7 +94,14 @@ class Session:
                 self._con = connect_readonly(warehouse.path)
             else:
                 warehouse.path.parent.mkdir(parents=True, exist_ok=True)
-                self._con = duckdb.connect(str(warehouse.path), config={"memory_limit": os.environ.get("SURVEY_DUCKDB_MEMORY_LIMIT", "1GB")})
+                try:
+                    self._con = duckdb.connect(str(warehouse.path))
+                except duckdb.IOException as exc:
+                    if "lock" not in str(exc).lower():
+                        raise
+                    raise WarehouseBusy(
+                        f"the warehouse {warehouse.path} is being written by another process, and DuckDB allows "
+                        f"one writer: wait until that load has finished, then run this one again ({exc})") from exc
             self._cur = None
         else:
             self._con = warehouse.pg_connect()

@@ -14,11 +14,12 @@ with surveyed as (
 
 respondents as (
     select * from {{ ref('stg_survey__respondents') }}
+    where is_current_load
 ),
 
 lead_answers as (
     select * from {{ ref('stg_survey__answers') }}
-    where question_id = 'lead'
+    where question_id = 'lead' and is_current_load
 ),
 
 roles as (

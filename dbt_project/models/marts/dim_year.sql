@@ -9,6 +9,7 @@ rollup as (
 
 respondents as (
     select * from {{ ref('stg_survey__respondents') }}
+    where is_current_load
 ),
 
 published as (

@@ -1,9 +1,11 @@
 with answers as (
     select * from {{ ref('stg_survey__answers') }}
+    where is_current_load
 ),
 
 respondents as (
     select * from {{ ref('stg_survey__respondents') }}
+    where is_current_load
 ),
 
 roles as (

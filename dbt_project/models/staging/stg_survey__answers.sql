@@ -1,7 +1,7 @@
 -- Every wave in one long shape: respondent x question x canonical answer, through the cross-wave codebook.
 -- Scales that changed between waves (1-5 agreement, 0-10, 1-4) are also given on a common 0-1 score.
 with cells as (
-    {{ current_survey_cells() }}
+    {{ published_survey_cells() }}
 ),
 
 questions as (
@@ -39,6 +39,7 @@ final as (
         {{ respondent_key('answered.respondent_email', 'answered.wave_year', 'answered.source_row_number') }}
             as respondent_key,
         answered.load_id,
+        answered.is_current_load,
         answered.wave_year,
         answered.source_row_number,
         answered.field_id as question_id,

@@ -1,7 +1,7 @@
--- One row per respondent of a current load: pseudonymised, city resolved to its municipality code,
+-- One row per respondent of each published load: pseudonymised, city resolved to its municipality code,
 -- job title mapped to a role. Names and e-mail addresses stop here.
 with cells as (
-    {{ current_survey_cells() }}
+    {{ published_survey_cells() }}
 ),
 
 aliases as (
@@ -18,13 +18,14 @@ pivoted as (
         load_id,
         wave_year,
         source_row_number,
+        is_current_load,
         max(case when field_id = 'respondent_email' then cell_value end) as respondent_email,
         max(case when field_id = 'city' then cell_value end) as city_as_typed,
         max(case when field_id = 'respondent_role' then cell_value end) as role_label,
         max(case when field_id = 'submitted_at' then cell_value end) as submitted_at_text,
         max(case when field_id = 'response_minutes' then cell_value end) as response_minutes_text
     from cells
-    group by load_id, wave_year, source_row_number
+    group by load_id, wave_year, source_row_number, is_current_load
 ),
 
 final as (
@@ -32,6 +33,7 @@ final as (
         {{ respondent_key('pivoted.respondent_email', 'pivoted.wave_year', 'pivoted.source_row_number') }}
             as respondent_key,
         pivoted.load_id,
+        pivoted.is_current_load,
         pivoted.wave_year,
         pivoted.source_row_number,
         trim(pivoted.city_as_typed) as city_as_typed,
