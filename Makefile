@@ -7,7 +7,7 @@ UV := .tools/bin/uv
 PY := .venv/bin/python
 ENV_STAMP := .venv/.synced
 
-.PHONY: run test setup summary docs clean
+.PHONY: run test setup summary docs dashboard catalogue clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -15,6 +15,12 @@ $(UV):
 
 $(ENV_STAMP): pyproject.toml uv.lock | $(UV)
 	UV_PYTHON=$(PYTHON) $(UV) sync --frozen --quiet
+	@touch $@
+
+# Superset has its own environment (it needs SQLAlchemy<2, Airflow needs 2)
+BI_STAMP := bi/.venv/.synced
+$(BI_STAMP): bi/pyproject.toml bi/uv.lock | $(UV)
+	UV_PYTHON=$(PYTHON) $(UV) sync --frozen --quiet --project bi
 	@touch $@
 
 run: $(ENV_STAMP)
@@ -32,6 +38,15 @@ summary: $(ENV_STAMP)
 # dbt docs (lineage and the mart catalogue) into var/dbt_docs, from the warehouse `make run` built
 docs: $(ENV_STAMP)
 	$(PY) -m survey_warehouse.cli docs
+
+# The dashboard on the published marts (after `make run`): prints the URL and the login; Ctrl-C stops it
+dashboard: $(BI_STAMP)
+	bi/.venv/bin/python bi/run_superset.py
+
+# docs/mart_catalogue.md from the dbt manifest: every mart, its grain and its columns
+catalogue: $(ENV_STAMP)
+	$(PY) -m survey_warehouse.cli setup
+	$(PY) scripts/mart_catalogue.py > docs/mart_catalogue.md
 
 clean:
 	rm -rf var dbt_project/target dbt_project/logs

@@ -58,7 +58,9 @@ LAST_NAMES = ["Virtanen", "Korhonen", "Mäkinen", "Nieminen", "Mäkelä", "Häm�
               "Järvinen", "Lehtonen", "Lehtinen", "Saarinen", "Salminen", "Heinonen", "Niemi", "Heikkilä", "Kinnunen"]
 COMMENTS = ["", "", "", "Asukas ensin: koko palveluprosessi pitää digitalisoida.", "Toimialat suunnittelevat usein yksin.",
             "Tietohallinto kutsutaan mukaan vasta hankintapäätöksessä.", "Ulkopuolinen fasilitaattori auttaisi.",
-            "Digiosaaminen on vielä heikkoa monella toimialalla.", "Kaikki ovat vastuussa digitalisaatiosta."]
+            "Digiosaaminen on vielä heikkoa monella toimialalla.", "Kaikki ovat vastuussa digitalisaatiosta.",
+            # free text carries personal data too: it must never leave the raw layer
+            "Lisätietoja antaa Matti Meikäläinen, matti.meikalainen@example.fi, puh. 040 123 4567."]
 
 
 def _labels(wave: int, question: str) -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 
 import duckdb
 import pytest
@@ -134,7 +135,9 @@ def test_no_names_or_emails_beyond_raw(pipeline_run: PipelineRun) -> None:
     with duckdb.connect(str(paths.published), read_only=True) as con:
         beyond_raw += _text_values(con, ("marts", "marts"))
     assert any(e in in_raw for e in emails), "the raw layer keeps the delivered e-mail addresses"
-    leaked = [v for v in beyond_raw if v in emails or v in names or "@" in v]
+    phone = re.compile(r"\b0\d{1,2}[ -]?\d{3}[ -]?\d{3,4}\b")
+    assert any(phone.search(v) for v in in_raw), "the sample's free text carries a phone number, kept in raw"
+    leaked = [v for v in beyond_raw if v in emails or v in names or "@" in v or phone.search(v)]
     assert not leaked, f"personal data beyond raw: {leaked[:5]}"
     unkeyed = {hashlib.sha256(e.encode()).hexdigest() for e in emails}
     assert not unkeyed & set(beyond_raw), "respondent keys must be keyed hashes, not plain sha256 of the address"

@@ -203,7 +203,7 @@ def test_raw_gate_on_postgres_names_rows(pg_build: PostgresBuild, tmp_path) -> N
     spec = find_wave_spec(2019, pg_build.paths)
     lines = spec.file.read_text(encoding="utf-8-sig").splitlines()
     header = lines[0].split(",")
-    for line in range(2, 8):  # file rows 3-8: 6 of 57 rows, above the 5 % that may be quarantined
+    for line in range(2, 8):  # file rows 3-8: 6 of the rows, above the 5 % that may be quarantined
         row = lines[line].split(",")
         row[header.index("Organisaatio")] = "Atlantis"
         lines[line] = ",".join(row)

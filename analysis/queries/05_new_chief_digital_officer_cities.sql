@@ -1,0 +1,25 @@
+-- Question: which cities named a chief digital officer (digijohtaja, CDO) as the primary responsible for
+-- digitalisation in 2019, and who led digitalisation there in the wave before?
+-- Reads: marts.fct_city_responsibility, marts.dim_city, marts.dim_responsibility. The CDO option is new in the
+-- 2019 questionnaire.
+with history as (
+    select f.wave_year,
+           f.municipality_code,
+           f.responsibility_code,
+           lag(f.responsibility_code) over (partition by f.municipality_code order by f.wave_year) as previous_code,
+           lag(f.wave_year) over (partition by f.municipality_code order by f.wave_year) as previous_wave_year
+    from marts.fct_city_responsibility f
+)
+select c.city_name_fi,
+       c.region_name_fi,
+       c.population_2018,
+       h.previous_wave_year,
+       coalesce(prev.responsibility_label_en, '(no response)') as previous_lead,
+       f.rollup_method,
+       f.is_contested
+from history h
+join marts.fct_city_responsibility f using (wave_year, municipality_code)
+join marts.dim_city c using (municipality_code)
+left join marts.dim_responsibility prev on prev.responsibility_code = h.previous_code
+where h.wave_year = 2019 and h.responsibility_code = 'chief_digital_officer'
+order by c.population_2018 desc;

@@ -1,0 +1,114 @@
+"""Zip the dashboard kept as code (bi/dashboards/) into a Superset import bundle.
+
+    bi/.venv/bin/python bi/build_bundle.py --published var/published/survey_marts.duckdb --out var/superset/bundle.zip
+
+What it changes on the way (the YAML files in the repository stay as they are):
+- the database's sqlalchemy_uri becomes duckdb:///<absolute path of the published file>;
+- charts without a saved query_context get one built from their params (the query the chart runs), so that
+  GET /api/v1/chart/<id>/data/ works for them (reports, the dashboard test) without opening them in Explore first;
+- metadata.yaml's type is `Dashboard` (what `superset import-dashboards` and the UI's import accept) or, with
+  --type assets, `assets`: the bundle ImportAssetsCommand takes, which overwrites the database, datasets and charts
+  too. `superset import-dashboards` overwrites only the dashboard and keeps an existing database, datasets and
+  charts as they were: a changed dataset SQL or a moved published file would not reach Superset.
+
+Only PyYAML is needed (it is in Superset's environment and in the pipeline's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+BI_DIR = Path(__file__).resolve().parent
+SOURCE = BI_DIR / "dashboards"
+ROOT_FOLDER = "survey_dashboard"
+
+
+def load_source(source: Path = SOURCE) -> dict[str, dict[str, Any]]:
+    """Every YAML file of the bundle folder, by its path relative to the folder."""
+    files = {p.relative_to(source).as_posix(): yaml.safe_load(p.read_text(encoding="utf-8"))
+             for p in sorted(source.rglob("*.yaml"))}
+    if "metadata.yaml" not in files:
+        raise FileNotFoundError(f"{source}/metadata.yaml is missing")
+    return files
+
+
+def duckdb_uri(published: Path) -> str:
+    return f"duckdb:///{published.resolve()}"
+
+
+def _filters(params: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for f in params.get("adhoc_filters") or []:
+        if f.get("expressionType") != "SIMPLE":
+            raise ValueError(f"only SIMPLE adhoc filters are supported here, got {f}")
+        out.append({"col": f["subject"], "op": f["operator"], "val": f["comparator"]})
+    return out
+
+
+def query_context(params: dict[str, Any]) -> dict[str, Any]:
+    """The query context the chart's params describe, for the chart types of this dashboard."""
+    viz = params["viz_type"]
+    query: dict[str, Any] = {
+        "filters": _filters(params), "extras": {"having": "", "where": ""}, "applied_time_extras": {},
+        "row_limit": params.get("row_limit") or 1000, "annotation_layers": [], "url_params": {},
+        "custom_params": {}, "custom_form_data": {}, "series_limit": 0, "order_desc": True,
+    }
+    if viz == "table" and params.get("query_mode") == "raw":
+        # metrics None (not []): Superset groups by the columns whenever metrics is a list, even an empty one
+        query.update(columns=list(params["all_columns"]), metrics=None,
+                     orderby=[json.loads(o) for o in params.get("order_by_cols") or []])
+    elif viz == "echarts_timeseries_bar":
+        x_axis = params["x_axis"]
+        groupby = list(params.get("groupby") or [])
+        query.update(columns=[{"columnType": "BASE_AXIS", "sqlExpression": x_axis, "label": x_axis,
+                               "expressionType": "SQL"}, *groupby],
+                     metrics=params["metrics"], orderby=[[params["metrics"][0], False]], series_columns=groupby)
+    else:
+        raise ValueError(f"no query context builder for viz_type {viz!r} (query_mode {params.get('query_mode')!r})")
+    return {"datasource": {"id": 0, "type": "table"}, "force": False, "queries": [query], "form_data": params,
+            "result_format": "json", "result_type": "full"}
+
+
+def render(files: dict[str, dict[str, Any]], published: Path, bundle_type: str = "Dashboard") -> dict[str, str]:
+    """The bundle's files as YAML text, with the database URI, query contexts and metadata type set."""
+    out: dict[str, str] = {}
+    for name, doc in files.items():
+        doc = json.loads(json.dumps(doc))  # a deep copy
+        if name == "metadata.yaml":
+            doc["type"] = bundle_type
+        elif name.startswith("databases/"):
+            doc["sqlalchemy_uri"] = duckdb_uri(published)
+        elif name.startswith("charts/") and not doc.get("query_context"):
+            doc["query_context"] = json.dumps(query_context(doc["params"]))
+        out[name] = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+    return out
+
+
+def build(published: Path, out: Path, bundle_type: str = "Dashboard", source: Path = SOURCE) -> Path:
+    rendered = render(load_source(source), published, bundle_type)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for name, text in rendered.items():
+            bundle.writestr(f"{ROOT_FOLDER}/{name}", text)
+    tmp.replace(out)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--published", type=Path, required=True, help="the published DuckDB marts file")
+    parser.add_argument("--out", type=Path, required=True, help="the zip to write")
+    parser.add_argument("--type", dest="bundle_type", choices=["Dashboard", "assets"], default="Dashboard")
+    args = parser.parse_args()
+    print(build(args.published, args.out, args.bundle_type))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""Start Apache Superset on the published marts, with the dashboard kept as code in bi/dashboards/.
+
+    .tools/bin/uv sync --frozen --project bi          # once: Superset's own environment in bi/.venv
+    bi/.venv/bin/python bi/run_superset.py            # then open the URL it prints
+
+Steps: `superset db upgrade` (metadata in SQLite under <SURVEY_VAR_DIR>/superset/), `superset init` (roles and
+permissions), the admin user (created, or its password reset to SUPERSET_ADMIN_PASSWORD), the dashboard bundle
+(bi/build_bundle.py, with the database pointing at the published file) imported with overwrite, then the web server
+(gunicorn, one worker) until Ctrl-C or SIGTERM, which stop it cleanly.
+
+| Variable                 | Default                                   | Meaning                                          |
+| ------------------------ | ----------------------------------------- | ------------------------------------------------ |
+| SURVEY_VAR_DIR           | <repo>/var                                | Superset's state: <SURVEY_VAR_DIR>/superset/     |
+| SURVEY_PUBLISHED_PATH    | <SURVEY_VAR_DIR>/published/survey_marts.duckdb | the marts the dashboard reads (read-only)   |
+| SUPERSET_PORT            | 8088                                      | the port                                         |
+| SUPERSET_HOST            | 127.0.0.1                                 | the address to listen on                         |
+| SUPERSET_ADMIN_PASSWORD  | admin (development only)                  | the password of the user `admin`                 |
+| SUPERSET_SECRET_KEY      | a development key (superset_config.py)    | Flask's secret key                               |
+| SURVEY_ENV               | development                               | `production` refuses both development defaults   |
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+BI_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BI_DIR.parent
+DEVELOPMENT_ADMIN_PASSWORD = "admin"  # noqa: S105
+ADMIN_USERNAME = "admin"
+
+
+def var_dir() -> Path:
+    return Path(os.environ.get("SURVEY_VAR_DIR") or REPO_ROOT / "var").resolve()
+
+
+def published_path() -> Path:
+    return Path(os.environ.get("SURVEY_PUBLISHED_PATH") or var_dir() / "published" / "survey_marts.duckdb").resolve()
+
+
+def admin_password() -> str:
+    password = os.environ.get("SUPERSET_ADMIN_PASSWORD") or DEVELOPMENT_ADMIN_PASSWORD
+    if os.environ.get("SURVEY_ENV", "development") == "production" and password == DEVELOPMENT_ADMIN_PASSWORD:
+        sys.exit("SURVEY_ENV=production: set SUPERSET_ADMIN_PASSWORD; the development password `admin` is refused")
+    return password
+
+
+def superset_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "SUPERSET_CONFIG_PATH": str(BI_DIR / "superset_config.py"),
+        "FLASK_APP": "superset.app:create_app()",
+        "SURVEY_VAR_DIR": str(var_dir()),
+        "SURVEY_PUBLISHED_PATH": str(published_path()),
+        "PYTHONUNBUFFERED": "1",
+        # Telemetry of the Python side; the front end's pixel is blocked by the CSP in superset_config.py.
+        "SCARF_ANALYTICS": "false",
+        "DO_NOT_TRACK": "1",
+        "SUPERSET_LOAD_EXAMPLES": "no",
+    })
+    return env
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def _step(title: str, cmd: list[str], env: dict[str, str], log: Path) -> None:
+    started = time.monotonic()
+    with log.open("a") as out:
+        out.write(f"\n=== {title}: {' '.join(cmd)}\n")
+        out.flush()
+        code = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+    print(f"  {title:<34} {time.monotonic() - started:5.1f} s", flush=True)
+    if code != 0:
+        sys.exit(f"`{' '.join(cmd)}` failed (exit {code}); see {log}")
+
+
+def provision(bundle: Path, password: str) -> None:
+    """In Superset's app context: the admin user and the bundle, imported with overwrite (ImportAssetsCommand)."""
+    from zipfile import ZipFile
+
+    from superset.app import create_app
+
+    app = create_app()
+    with app.app_context():
+        from superset import security_manager
+        from superset.commands.importers.v1.assets import ImportAssetsCommand
+        from superset.commands.importers.v1.utils import get_contents_from_bundle
+        from superset.utils.core import override_user
+
+        user = security_manager.find_user(username=ADMIN_USERNAME)
+        if user is None:
+            user = security_manager.add_user(ADMIN_USERNAME, "Survey", "Admin", "admin@localhost",
+                                             security_manager.find_role("Admin"), password=password)
+            if not user:
+                sys.exit("could not create the admin user")
+        else:
+            security_manager.reset_password(user.id, password)
+        with ZipFile(bundle) as zipped:
+            contents = get_contents_from_bundle(zipped)
+        with override_user(user):
+            ImportAssetsCommand(contents).run()
+
+
+def wait_for_health(url: str, server: subprocess.Popen, timeout: float, stopping: list[int]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not stopping:
+        if server.poll() is not None:
+            sys.exit(f"the Superset server exited with {server.returncode} while starting")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:  # noqa: S310
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    if stopping:
+        return
+    sys.exit(f"Superset did not answer on {url}/health within {timeout:.0f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Start Superset with the survey dashboard")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("SUPERSET_PORT", "8088")))
+    parser.add_argument("--host", default=os.environ.get("SUPERSET_HOST", "127.0.0.1"))
+    parser.add_argument("--provision", type=Path, metavar="BUNDLE", help=argparse.SUPPRESS)  # internal step
+    args = parser.parse_args()
+
+    password = admin_password()
+    if args.provision:
+        provision(args.provision, password)
+        return
+
+    started = time.monotonic()
+    published = published_path()
+    if not published.exists():
+        sys.exit(f"No published marts at {published}: run `make run` first (or set SURVEY_PUBLISHED_PATH).")
+    home = var_dir() / "superset"
+    home.mkdir(parents=True, exist_ok=True)
+    log = home / "superset.log"
+    env = superset_env()
+    print(f"Superset on {published} (state in {home}, log {log})", flush=True)
+
+    sys.path.insert(0, str(BI_DIR))
+    from build_bundle import build
+
+    bundle = build(published, home / "survey_dashboard_bundle.zip", bundle_type="assets")
+    _step("superset db upgrade", [_bin("superset"), "db", "upgrade"], env, log)
+    _step("superset init", [_bin("superset"), "init"], env, log)
+    _step("admin user, dashboard import", [sys.executable, __file__, "--provision", str(bundle)], env, log)
+
+    url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '') else args.host}:{args.port}"  # noqa: S104
+    with log.open("a") as out:
+        server = subprocess.Popen(
+            [_bin("gunicorn"), "--workers", "1", "--worker-class", "gthread", "--threads", "8", "--timeout", "120",
+             "--graceful-timeout", "10", "--bind", f"{args.host}:{args.port}", "superset.app:create_app()"],
+            env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    stopping: list[int] = []
+
+    def stop(signum: int, _frame: object) -> None:
+        # Only note it and pass SIGTERM on: waiting for the server inside the handler could deadlock with a wait()
+        # the handler interrupted (Popen's wait lock); the loop below does the waiting.
+        if not stopping and server.poll() is None:
+            server.terminate()
+        stopping.append(signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    wait_for_health(url, server, timeout=180, stopping=stopping)
+    if not stopping:
+        print(f"  {'web server up':<34} {time.monotonic() - started:5.1f} s in all", flush=True)
+        print(f"\nSuperset is running: {url}/superset/dashboard/who-leads-digitalisation/", flush=True)
+        print(f"Log in as {ADMIN_USERNAME} / "
+              f"{'admin (development default)' if password == DEVELOPMENT_ADMIN_PASSWORD else '$SUPERSET_ADMIN_PASSWORD'}."
+              " Ctrl-C stops it.", flush=True)
+    while server.poll() is None:
+        if stopping and len(stopping) > 1:  # a second Ctrl-C: do not wait for the graceful shutdown
+            server.kill()
+        time.sleep(0.3)
+    if stopping:
+        print("\nSuperset stopped.", flush=True)
+        sys.exit(0)
+    sys.exit(f"the Superset server exited with {server.returncode}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""Superset's configuration for the survey warehouse (loaded through SUPERSET_CONFIG_PATH by bi/run_superset.py).
+
+Settings from the environment:
+
+| Variable              | Default                                   | Meaning                                              |
+| --------------------- | ----------------------------------------- | ---------------------------------------------------- |
+| SURVEY_VAR_DIR        | <repo>/var                                | Superset's state goes to <SURVEY_VAR_DIR>/superset/ |
+| SUPERSET_SECRET_KEY   | DEVELOPMENT_SECRET_KEY below              | signs sessions, encrypts database credentials        |
+| SURVEY_ENV            | development                               | `production` refuses the development secret key     |
+
+Superset's metadata (users, the imported dashboard) lives in SQLite at <SURVEY_VAR_DIR>/superset/superset.db.
+The marts are read from the published DuckDB file, read-only, with a new connection for every query: the pipeline
+publishes by renaming a new file over the old one, and a fresh connection always opens the newest file (a pooled
+connection would keep reading the replaced one).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+VAR_DIR = Path(os.environ.get("SURVEY_VAR_DIR") or REPO_ROOT / "var")
+SUPERSET_HOME = VAR_DIR / "superset"
+SUPERSET_HOME.mkdir(parents=True, exist_ok=True)
+
+# --- secrets ---------------------------------------------------------------------------------------------------
+# For a developer's machine only. Superset itself refuses its own built-in default key; this one is refused when
+# SURVEY_ENV=production (set SUPERSET_SECRET_KEY, e.g. `openssl rand -base64 42`).
+DEVELOPMENT_SECRET_KEY = "survey-warehouse-superset-development-key-not-for-production"  # noqa: S105
+SECRET_KEY = os.environ.get("SUPERSET_SECRET_KEY") or DEVELOPMENT_SECRET_KEY
+if os.environ.get("SURVEY_ENV", "development") == "production" and SECRET_KEY == DEVELOPMENT_SECRET_KEY:
+    raise RuntimeError("SURVEY_ENV=production: set SUPERSET_SECRET_KEY; the development secret key is refused")
+
+# --- where Superset keeps its state ----------------------------------------------------------------------------
+DATA_DIR = str(SUPERSET_HOME)
+SQLALCHEMY_DATABASE_URI = f"sqlite:///{SUPERSET_HOME / 'superset.db'}?check_same_thread=false"
+UPLOAD_FOLDER = str(SUPERSET_HOME / "uploads") + "/"
+IMG_UPLOAD_FOLDER = str(SUPERSET_HOME / "img_uploads") + "/"
+
+# --- feature flags ---------------------------------------------------------------------------------------------
+# Dashboards (with native filters) import from a v1 bundle without any extra flag in 6.1; the ones below keep the
+# dashboard simple and offline: no thumbnails (they need a Celery worker and a browser), no template processing.
+FEATURE_FLAGS: dict[str, bool] = {
+    "THUMBNAILS": False,
+    "ALERT_REPORTS": False,
+    "ENABLE_TEMPLATE_PROCESSING": False,
+    "DASHBOARD_RBAC": False,
+    "TAGGING_SYSTEM": False,
+    # Render every chart when the dashboard opens (not only those scrolled into view): the dashboard is small, and
+    # a full-page screenshot or a printout then shows all charts.
+    "DASHBOARD_VIRTUALIZATION": False,
+}
+
+# --- offline: no telemetry, no CDN, no external map tiles --------------------------------------------------------
+# The front end embeds a telemetry pixel (Scarf) and map/tile hosts; the content security policy below allows only
+# this server, so a browser never fetches them. Superset serves its own JS/CSS (no STATIC_ASSETS_PREFIX).
+STATIC_ASSETS_PREFIX = ""
+MAPBOX_API_KEY = ""
+_SELF_ONLY_CSP: dict[str, Any] = {
+    "content_security_policy": {
+        "base-uri": ["'self'"],
+        "default-src": ["'self'"],
+        "img-src": ["'self'", "blob:", "data:"],
+        "worker-src": ["'self'", "blob:"],
+        "connect-src": ["'self'"],
+        "object-src": "'none'",
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "font-src": ["'self'", "data:"],
+        "script-src": ["'self'", "'strict-dynamic'"],
+    },
+    "content_security_policy_nonce_in": ["script-src"],
+    "force_https": False,
+    "session_cookie_secure": False,
+}
+TALISMAN_ENABLED = True
+TALISMAN_CONFIG = _SELF_ONLY_CSP
+TALISMAN_DEV_CONFIG = _SELF_ONLY_CSP
+THEME_FONT_URL_ALLOWED_DOMAINS: list[str] = []
+CONTENT_SECURITY_POLICY_WARNING = False
+
+# No caching of chart data: a new load must show up on the next refresh, not after a cache timeout.
+CACHE_CONFIG = {"CACHE_TYPE": "NullCache"}
+DATA_CACHE_CONFIG = {"CACHE_TYPE": "NullCache"}
+
+# --- the marts: DuckDB, read-only, a new connection per query ---------------------------------------------------
+# DuckDB settings of every connection to the published file: read-only, no file access outside the database (no
+# read_csv('/etc/...') from SQL Lab), and no extension downloads (they fail offline).
+DUCKDB_CONNECT_ARGS: dict[str, Any] = {
+    "read_only": True,
+    "config": {
+        "enable_external_access": False,
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+    },
+}
+
+
+def DB_CONNECTION_MUTATOR(uri, params, username, security_manager, source):  # noqa: N802, ANN001, ANN201
+    """Enforce read-only, unpooled DuckDB connections whatever the database's settings in the UI say."""
+    from sqlalchemy.pool import NullPool
+
+    if uri.drivername.startswith("duckdb"):
+        params["poolclass"] = NullPool
+        connect_args = params.setdefault("connect_args", {})
+        connect_args["read_only"] = True
+        config = connect_args.setdefault("config", {})
+        for key, value in DUCKDB_CONNECT_ARGS["config"].items():
+            config[key] = value
+    return uri, params
+
+
+# SQL Lab: the marts are for reading; no DML, no CTAS (the file is opened read-only anyway).
+SQLLAB_CTAS_NO_LIMIT = False
+PREVENT_UNSAFE_DB_CONNECTIONS = True
+SQL_MAX_ROW = 100000
+ROW_LIMIT = 50000
+
+# The default of "5 per second" on the login endpoint is enough; keep Flask-Limiter's in-memory storage quiet.
+RATELIMIT_STORAGE_URI = "memory://"
