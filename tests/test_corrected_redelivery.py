@@ -9,6 +9,7 @@ import yaml
 
 from conftest import ROOT, PipelineRun, copy_state, with_waves_dir
 from survey_warehouse import cli
+from survey_warehouse.codebook import Codebook, normalise
 
 LEAD = "Q1 Kuka vastaa ensisijaisesti digitalisaation johtamisesta?"
 
@@ -20,11 +21,16 @@ def _corrected_2019(tmp: Path) -> tuple[Path, str]:
     header = lines[0].split(",")
     col = {name: header.index(name) for name in ("Organisaatio", "Asema", LEAD, "Email")}
     rows = [line.split(",") for line in lines[1:]]
-    helsinki_cio = next(r for r in rows if r[col["Organisaatio"]].strip().lower() in ("helsinki", "helsingfors")
-                        and r[col["Asema"]] == "Tietohallintojohtaja")
+    codebook = Codebook.from_seeds(ROOT / "dbt_project" / "seeds")
+    key_roles = codebook.key_role_labels(2019)
+
+    def city(row: list[str]) -> str | None:
+        return codebook.city_aliases.get(normalise(row[col["Organisaatio"]]))
+
+    helsinki_cio = next(r for r in rows if city(r) == "091" and normalise(r[col["Asema"]]) in key_roles)
     assert helsinki_cio[col[LEAD]] == "Digijohtaja (CDO)"
     helsinki_cio[col[LEAD]] = "Tietohallinto"
-    withdrawn = next(r for r in rows if r[col["Asema"]] != "Tietohallintojohtaja")
+    withdrawn = next(r for r in rows if normalise(r[col["Asema"]]) not in key_roles)
     rows.remove(withdrawn)
     corrected = tmp / "city_survey_2019_export_corrected.csv"
     corrected.write_text("\n".join([lines[0]] + [",".join(r) for r in rows]) + "\n", encoding="utf-8-sig")

@@ -280,6 +280,9 @@ def _failures(checkpoint_result: Any) -> tuple[bool, int, list[Failure]]:
             examples = result.get("partial_unexpected_list") or []
             if not examples and "observed_value" in result:
                 examples = [result["observed_value"]]
+            error = (r.exception_info or {}).get("exception_message") if isinstance(r.exception_info, dict) else None
+            if error:
+                examples = [f"could not be evaluated: {error}"]
             failures.append(Failure(suite, cfg.type, cfg.kwargs.get("column"), result.get("unexpected_count"),
                                     list(examples)[:10], rows[:10]))
     return bool(checkpoint_result.success), evaluated, failures
@@ -421,8 +424,8 @@ def raw_wave_checkpoint(gx_context: Any, spec: WaveSpec, load_id: str, paths: Pa
     suites = [("raw_load", load_batch, load_suite(paths.root / "expectations" / "raw_load.json", parameters)),
               ("raw_wave", wave_batch, load_suite(paths.root / "expectations" / "raw_wave.json", parameters))]
     return build_checkpoint(gx_context, "raw_wave", load_id, suites, paths,
-                            {"result_format": "COMPLETE", "unexpected_index_column_names": ["source_row_number"],
-                             "partial_unexpected_count": 10})
+                            # rows are named by the quarantine; the batches share no index column to name them by
+                            {"result_format": "COMPLETE", "partial_unexpected_count": 10})
 
 
 def marts_checkpoint(gx_context: Any, batch: str, paths: Paths | None = None, warehouse: Warehouse | None = None):
