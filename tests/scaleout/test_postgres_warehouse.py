@@ -63,23 +63,18 @@ def pg_build(manifest) -> PostgresBuild:
     env = {**cli.runtime_env(paths), "SURVEY_DBT_TARGET": "postgres", "SURVEY_PG_HOST": PG[0],
            "SURVEY_PG_PORT": str(PG[1]), "SURVEY_PG_USER": "postgres", "SURVEY_PG_DATABASE": database,
            "SURVEY_READER_ROLE": reader}
-    previous = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     with closing(_admin()) as admin:
         admin.cursor().execute(f'create database "{database}"')
     try:
-        warehouse = Warehouse.from_env(paths.warehouse)
+        # the warehouse is passed explicitly (not through os.environ), so other tests keep the embedded default
+        warehouse = Warehouse(backend="postgres", host=PG[0], port=PG[1], user="postgres", dbname=database,
+                              marts_build_schema="marts_next", reader_role=reader)
         started = time.monotonic()
         _build(paths, warehouse, env)
         seconds = time.monotonic() - started
         print(f"\nfull PostgreSQL build (3 waves: load, raw gates, dbt build, marts gate, swap): {seconds:.1f} s")
         yield PostgresBuild(paths, warehouse, env, seconds)
     finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         with closing(_admin()) as admin:
             cur = admin.cursor()
             cur.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", [database])
