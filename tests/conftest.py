@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_REFERENCE = ROOT.parent / "shared" / "reference"
+PUBLISHED_FIGURES = ROOT / "dbt_project" / "seeds" / "published_figures.csv"
 TEST_VAR = ROOT / "var" / "tests"
 
 # Airflow reads its home when first imported: keep it inside the clone, away from ~/airflow.
@@ -19,6 +19,29 @@ for key, value in {"AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__COSMOS__EN
                    "DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "False", "GX_ANALYTICS_ENABLED": "False",
                    "SCARF_ANALYTICS": "false"}.items():
     os.environ[key] = value
+
+
+
+def _refuse_reads_beside_the_clone() -> None:
+    """A user's machine has only the clone: a test that opens a file beside it (../something) fails the run."""
+    import sys
+
+    import tempfile
+
+    beside = ROOT.parent
+    allowed = [ROOT, Path(tempfile.gettempdir()), Path(sys.prefix), Path(sys.base_prefix)]
+
+    def hook(event: str, args: tuple) -> None:
+        if event == "open" and isinstance(args[0], (str, Path)):
+            path = Path(os.path.abspath(args[0]))
+            if (path.is_relative_to(beside) and not path.relative_to(beside).parts[0].startswith(".")
+                    and not any(path.is_relative_to(a) for a in allowed)):
+                raise PermissionError(f"tests may read only what the repository holds, not {path}")
+
+    sys.addaudithook(hook)
+
+
+_refuse_reads_beside_the_clone()
 
 from survey_warehouse import cli  # noqa: E402
 from survey_warehouse.settings import Paths  # noqa: E402
@@ -91,6 +114,15 @@ def task_states(paths: Paths, year: int) -> dict[str, str]:
                             "strftime('%Y', logical_date) = ? order by id desc limit 1", [str(year)]).fetchone()[0]
         return dict(db.execute("select task_id, state from task_instance where dag_id = 'survey_waves' "
                                "and run_id = ?", [run_id]).fetchall())
+
+
+def published_ranges() -> dict[int, tuple[float, float]]:
+    """The survey's published headline per wave as a range a computed share must fall in (the project's seed)."""
+    import csv
+
+    with open(PUBLISHED_FIGURES, encoding="utf-8") as f:
+        return {int(r["wave_year"]): (float(r["share_min_exclusive"]), float(r["share_max_inclusive"]))
+                for r in csv.DictReader(f)}
 
 
 def require_services(*services: tuple[str, int]) -> None:

@@ -9,17 +9,9 @@ import re
 import duckdb
 import pytest
 
-from conftest import SHARED_REFERENCE, PipelineRun, task_states
+from conftest import published_ranges, PipelineRun, task_states
 from survey_warehouse.load import read_rows
 from survey_warehouse.waves import find_wave_spec
-
-
-def _published_ranges() -> dict[int, tuple[float, float]]:
-    path = SHARED_REFERENCE / "published_figures.csv"
-    assert path.exists(), f"the published figures are read from {path}"
-    with open(path, encoding="utf-8") as f:
-        return {int(r["wave_year"]): (float(r["share_min_exclusive"]), float(r["share_max_inclusive"]))
-                for r in csv.DictReader(f)}
 
 
 def test_every_wave_run_succeeds_and_2017_is_skipped(pipeline_run: PipelineRun) -> None:
@@ -36,7 +28,7 @@ def test_every_wave_run_succeeds_and_2017_is_skipped(pipeline_run: PipelineRun) 
 
 
 def test_it_led_share_reproduces_the_published_headline(pipeline_run: PipelineRun) -> None:
-    ranges = _published_ranges()
+    ranges = published_ranges()
     with duckdb.connect(str(pipeline_run.paths.published), read_only=True) as con:
         shares = dict(con.execute(
             "select wave_year, share from marts.fct_responsibility_shares where is_it_management").fetchall())

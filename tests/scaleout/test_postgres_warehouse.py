@@ -14,7 +14,7 @@ import duckdb
 import psycopg2
 import pytest
 
-from conftest import SHARED_REFERENCE, PipelineRun, make_paths, require_services
+from conftest import published_ranges, PipelineRun, make_paths, require_services
 from survey_warehouse import cli, load, quality
 from survey_warehouse.publish import swap_marts
 from survey_warehouse.settings import Paths
@@ -84,18 +84,12 @@ def pg_build(manifest) -> PostgresBuild:
                 cur.execute(f'drop role "{reader}"')
 
 
-def _published_ranges() -> dict[int, tuple[float, float]]:
-    with open(SHARED_REFERENCE / "published_figures.csv", encoding="utf-8") as f:
-        return {int(r["wave_year"]): (float(r["share_min_exclusive"]), float(r["share_max_inclusive"]))
-                for r in csv.DictReader(f)}
-
-
 def test_postgres_marts_reproduce_the_headline(pg_build: PostgresBuild) -> None:
     with Session(pg_build.warehouse, read_only=True) as s:
         shares = dict(s.execute("select wave_year, share from marts.fct_responsibility_shares "
                                 "where is_it_management").fetchall())
         schemas = {r[0] for r in s.execute("select schema_name from information_schema.schemata").fetchall()}
-    for year, (low, high) in _published_ranges().items():
+    for year, (low, high) in published_ranges().items():
         assert low < shares[year] <= high
     assert "marts" in schemas and "marts_next" not in schemas and "marts_previous" not in schemas
 
