@@ -4,10 +4,11 @@
 Loads one wave of the survey of digitalisation leadership in Finland's 20 largest cities per run, and publishes
 the marts when every gate passes.
 
-find the wave's file -> load it into raw -> GX gate on the raw wave -> dbt build (Cosmos) -> GX gate on the
-marts -> publish the marts file. One run per wave year (the year of the logical date, or the `wave_year` param).
-A year without a wave spec in config/waves/ (2017) ends skipped. A failed gate stops the run; the published
-marts stay as they were.
+plan -> load the file into raw -> GX gate on the raw wave -> accept it as the candidate -> dbt build (Cosmos) ->
+GX gate on the marts -> publish (the candidate becomes the wave's current load). One run per wave year (the year
+of the logical date, or the `wave_year` param). A year without a wave spec in config/waves/ (2017), or a wave
+whose inputs have not changed since the published marts were built, ends skipped. When any step fails,
+`record_failure` keeps the reason with the load; the published marts and the other waves stay as they were.
 """
 
 from __future__ import annotations
@@ -44,14 +45,15 @@ WAREHOUSE_POOL = os.environ.get("SURVEY_WAREHOUSE_POOL",
     tags=["survey", "warehouse"],
 )
 def survey_waves():
-    @task(doc_md="Find the wave spec and file for the run's wave year; skip the run when there is no wave.")
-    def find_wave_file(**context) -> dict:
-        return pipeline.find_wave_file(pipeline.wave_year_of_run(context))
+    @task(task_id=pipeline.PLAN_TASK_ID, pool=WAREHOUSE_POOL, retries=0,
+          doc_md="What the run has to do: nothing (skipped), rebuild the marts, or load the wave's file.")
+    def plan_wave(**context) -> dict:
+        return pipeline.plan_run(pipeline.wave_year_of_run(context))
 
-    @task(task_id=pipeline.LOAD_TASK_ID, pool=WAREHOUSE_POOL,
-          doc_md="Load the file as delivered into raw (a no-op when it is unchanged).")
-    def load_raw_wave(wave: dict) -> dict:
-        return pipeline.load_raw_wave(wave["wave_year"])
+    @task(task_id=pipeline.LOAD_TASK_ID, pool=WAREHOUSE_POOL, retries=0,
+          doc_md="Load the file as delivered into raw (a no-op when it and its reading are unchanged).")
+    def load_raw_wave(plan: dict) -> dict:
+        return pipeline.load_raw_wave(plan["wave_year"])
 
     validate_raw_wave = GXValidateCheckpointOperator(
         task_id="validate_raw_wave",
@@ -60,17 +62,12 @@ def survey_waves():
         configure_file_data_context=pipeline.gx_file_context,
         pool=WAREHOUSE_POOL,
         retries=0,
-        doc_md="Great Expectations gate on exactly this load (expectations/raw_wave.json).",
+        doc_md="Great Expectations gate on exactly this load (expectations/raw_load.json, raw_wave.json).",
     )
 
-    @task(pool=WAREHOUSE_POOL, doc_md="Make the validated load its wave's current load.")
-    def promote_raw_wave(loaded: dict) -> str:
-        return pipeline.promote_raw_wave(loaded["load_id"])
-
-    @task(pool=WAREHOUSE_POOL, trigger_rule="one_failed", retries=0,
-          doc_md="Record why the raw gate rejected the load.")
-    def reject_raw_wave(loaded: dict) -> str:
-        return pipeline.reject_raw_wave(loaded["load_id"])
+    @task(pool=WAREHOUSE_POOL, doc_md="The load passed its gate: the candidate the marts are built from.")
+    def accept_raw_wave(loaded: dict) -> str:
+        return pipeline.accept_raw_wave(loaded)
 
     dbt_build = DbtTaskGroup(
         group_id="dbt_build",
@@ -94,14 +91,23 @@ def survey_waves():
         doc_md="Great Expectations gate on the marts as just built (expectations/marts/).",
     )
 
-    @task(pool=WAREHOUSE_POOL, doc_md="Publish the marts as a new file, atomically replacing the old one.")
+    @task(pool=WAREHOUSE_POOL, retries=0,
+          doc_md="Publish the marts (a new file swapped in, or a schema swap) and make the candidate current.")
     def publish_marts(**context) -> dict:
         return pipeline.publish_marts(context["run_id"])
 
-    loaded = load_raw_wave(find_wave_file())
-    loaded >> validate_raw_wave
-    validate_raw_wave >> promote_raw_wave(loaded) >> dbt_build >> validate_marts >> publish_marts()
-    validate_raw_wave >> reject_raw_wave(loaded)
+    @task(pool=WAREHOUSE_POOL, trigger_rule="one_failed", retries=0,
+          doc_md="Some step failed: keep the reason with the run's load; nothing is published.")
+    def record_failure(**context) -> str:
+        return pipeline.record_failure(**context)
+
+    plan = plan_wave()
+    loaded = load_raw_wave(plan)
+    accepted = accept_raw_wave(loaded)
+    published = publish_marts()
+    loaded >> validate_raw_wave >> accepted >> dbt_build >> validate_marts >> published
+    # publish_marts records its own failure; it stays a leaf, so a failed run ends failed
+    [plan, loaded, validate_raw_wave, accepted, dbt_build, validate_marts] >> record_failure()
 
 
 survey_waves()

@@ -1,27 +1,37 @@
-"""Load a survey wave file, as delivered, into the raw layer of the warehouse (every cell kept as text)."""
+"""Load a survey wave file, as delivered, into the raw layer of the warehouse (every cell kept as text).
+
+A load reads the file into DuckDB (`delivery`), resolves every distinct value of a mapped column through the
+codebook with the one matching rule (`matching`), decides which rows cannot be used and why, and writes raw in one
+transaction: the cells, what each value resolved to, the quarantined rows with their reasons, and the load registry.
+A killed load leaves nothing behind. A load is `pending` until its gate passes (`candidate`), and becomes its
+wave's current load (`passed`) only when the marts built from it are published; any failure on the way marks it
+`failed` with the reason and leaves the current load as it was.
+"""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
 import json
 import logging
-from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
-import pandas as pd
+import duckdb
 
-from survey_warehouse.codebook import Codebook, normalise
-from survey_warehouse.settings import get_paths
+from survey_warehouse.codebook import LABELLED_STRUCTURAL_FIELDS, Codebook
+from survey_warehouse.delivery import Grid, arrow_into, read_grid
+from survey_warehouse.errors import NothingToPublish, SurveyWarehouseError, WaveFileError
+from survey_warehouse.matching import match_keys, shown
+from survey_warehouse.settings import Paths, get_paths, pseudonym_key
 from survey_warehouse.warehouse import Session, Warehouse, as_warehouse
-from survey_warehouse.waves import REQUIRED_FIELDS, WaveSpec
+from survey_warehouse.waves import WaveSpec
 
 log = logging.getLogger(__name__)
-
-ANSWER_FIELDS = ("respondent_role", "lead", "cooperation", "it_involvement_stage", "business_digital_skills")
 
 RAW_DDL = """
 create schema if not exists raw;
@@ -29,36 +39,49 @@ create table if not exists raw.load_registry (
     load_id varchar primary key,
     wave_year integer not null,
     file_name varchar not null,
-    file_sha256 varchar not null,
+    file_sha256 varchar,
     row_count integer not null,          -- data rows in the file = accepted_count + quarantined_count
     accepted_count integer,
     quarantined_count integer,
     loaded_at timestamp not null,
-    status varchar not null,            -- loading | pending (not yet gated) | passed | failed | superseded
+    status varchar not null,             -- pending | candidate | passed | superseded | failed
     status_at timestamp not null,
     status_message varchar,
     is_current boolean not null default false,
     questionnaire_version varchar not null,
     field_period_start date not null,
     field_period_end date not null,
-    wave_spec json not null             -- the wave spec the file was read with, for the audit trail
+    wave_spec json not null              -- the wave spec the file was read with, for the audit trail
 );
+alter table raw.load_registry add column if not exists spec_sha256 varchar;
+alter table raw.load_registry add column if not exists codebook_sha256 varchar;
+alter table raw.load_registry add column if not exists reader varchar;
+alter table raw.load_registry add column if not exists accepted_removals varchar;
 create table if not exists raw.survey_cells (
     load_id varchar not null,
     wave_year integer not null,
-    source_row_number integer not null,  -- row number in the delivered file (1 = first line / first sheet row)
+    source_row_number integer not null,  -- row in the delivered file (1 = first line / first sheet row)
     column_position integer not null,
     source_column varchar not null,      -- header as delivered
     field_id varchar,                    -- what the wave spec maps the column to; null = kept but not used
     cell_value varchar                   -- the cell as delivered, as text
+);
+create table if not exists raw.cell_resolutions (
+    load_id varchar not null,
+    wave_year integer not null,
+    field_id varchar not null,
+    cell_value varchar not null,         -- a distinct delivered value of a mapped column
+    match_key varchar,                   -- the value under the matching rule (survey_warehouse.matching)
+    resolved_value varchar,              -- municipality code, role or answer code, pseudonym, ISO timestamp
+    resolved_number double precision     -- the answer's value on its scale, or minutes
 );
 create table if not exists raw.quarantine (
     load_id varchar not null,
     wave_year integer not null,
     source_row_number integer not null,  -- the row that cannot be used (staging leaves it out)
     source_column varchar,               -- the column at fault, as delivered
-    reason_code varchar not null,        -- ragged_row, missing_required, unknown_city, duplicate_respondent,
-                                         -- unknown_answer, out_of_scale
+    reason_code varchar not null,        -- ragged_row, repeated_header, missing_required, unknown_city,
+                                         -- duplicate_respondent, unknown_answer, out_of_scale
     message varchar not null             -- what is wrong and what to do, naming the file, row and column
 );
 create table if not exists raw.wave_cities_surveyed (
@@ -68,14 +91,8 @@ create table if not exists raw.wave_cities_surveyed (
 );
 """
 
-
-class WaveFileError(ValueError):
-    """A wave file cannot be loaded at all. The message names the file, the row and the column."""
-
-    def __init__(self, file: Path, message: str, row: int | None = None, column: str | None = None):
-        where = f"{file}" + (f", row {row}" if row is not None else "") + (f", column {column!r}" if column else "")
-        super().__init__(f"{where}: {message}")
-        self.file, self.row, self.column = file, row, column
+UNFINISHED = ("loading", "pending", "candidate")
+TIMESTAMP_FORMATS = ("%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H.%M", "%d.%m.%Y")
 
 
 @dataclass(frozen=True)
@@ -87,13 +104,25 @@ class LoadResult:
     unchanged: bool
     quarantined: int = 0
     warnings: tuple[str, ...] = ()
+    reader: str = ""
+    seconds: float = 0.0
 
     def describe(self) -> str:
         if self.unchanged:
             return (f"wave {self.wave_year}: {self.file_name} is unchanged since load {self.load_id}; "
                     f"nothing to load ({self.row_count} rows already in raw)")
         return (f"wave {self.wave_year}: loaded {self.row_count} rows from {self.file_name} as load {self.load_id}"
-                f" ({self.row_count - self.quarantined} accepted, {self.quarantined} quarantined)")
+                f" ({self.row_count - self.quarantined} accepted, {self.quarantined} quarantined; read by "
+                f"{self.reader} in {self.seconds:.1f} s)")
+
+
+@dataclass(frozen=True)
+class CurrentLoad:
+    load_id: str
+    file_sha256: str | None
+    row_count: int
+    spec_sha256: str | None
+    codebook_sha256: str | None
 
 
 def file_sha256(path: Path) -> str:
@@ -104,320 +133,457 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _cell_text(value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        return value.isoformat(timespec="seconds")
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    text = str(value)
-    return text if text != "" else None
-
-
-def read_rows(spec: WaveSpec) -> tuple[list[str], Iterator[tuple[int, list[str | None]]]]:
-    """Header and (source row number, cells) of a wave file, read as the spec describes.
-
-    Rows are streamed; the file is closed when the rows have been read."""
-    if not spec.file.exists():
-        raise WaveFileError(spec.file, "file not found; check 'file' in the wave spec")
-    rows = _numbered_rows(spec)
-    header_line = None
-    for row_number, cells in rows:
-        if row_number == spec.header_row:
-            header_line = (row_number, cells)
-            break
-    return _header(spec, header_line), rows
-
-
-def _numbered_rows(spec: WaveSpec) -> Iterator[tuple[int, list[str | None]]]:
-    """Every row of the file with its row number (1 = the first line or sheet row), cells as text or None."""
-    path = spec.file
-    if spec.format == "xlsx":
-        import openpyxl
-
-        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-        try:
-            if spec.sheet not in wb.sheetnames:
-                raise WaveFileError(path, f"sheet {spec.sheet!r} not found; the workbook has {wb.sheetnames}")
-            for n, row in enumerate(wb[spec.sheet].iter_rows(values_only=True), start=1):
-                yield n, [_cell_text(v) for v in row]
-        finally:
-            wb.close()
-        return
-    with open(path, encoding=spec.encoding, newline="") as f:
-        try:
-            for n, row in enumerate(csv.reader(f, delimiter=spec.delimiter), start=1):
-                yield n, [c if c != "" else None for c in row]
-        except UnicodeDecodeError as exc:
-            raise WaveFileError(path, f"not readable as {spec.encoding} ({exc.reason}); fix 'encoding' in the "
-                                      "wave spec or re-export the file") from exc
-
-
-def _header(spec: WaveSpec, header_line: tuple[int, list] | None) -> list[str]:
-    if header_line is None:
-        if spec.file.stat().st_size == 0:
-            raise WaveFileError(spec.file, "the file is empty; ask for the export again")
-        raise WaveFileError(spec.file, f"the file ends before the header row {spec.header_row}; check "
-                                       "'header_row' in the wave spec", row=spec.header_row)
-    header = [(h or "").strip() for h in header_line[1]]
-    missing = [col for col in spec.columns if col not in header]
-    if missing:
-        hint = "Fix 'columns' in the wave spec, or ask for a file with the agreed columns"
-        if len(header) == 1 and spec.format == "csv":
-            found = next((d for d in ";,\t|" if d != spec.delimiter and d in header[0]), None)
-            if found:
-                hint = f"The header has one column: is the delimiter {found!r} rather than {spec.delimiter!r}?"
-        raise WaveFileError(spec.file, f"mapped column {missing[0]!r} is not in the header. {hint}",
-                            row=header_line[0], column=missing[0])
-    return header
-
-
-CELL_COLUMNS = ["load_id", "wave_year", "source_row_number", "column_position", "source_column", "field_id",
-                "cell_value"]
-QUARANTINE_COLUMNS = ["load_id", "wave_year", "source_row_number", "source_column", "reason_code", "message"]
-CHUNK_ROWS = 20_000  # rows held in memory at a time: a file of any size loads in bounded memory
-TIMESTAMP_FORMATS = ("%d.%m.%Y %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d")
-
-
-@dataclass(frozen=True)
-class RowProblem:
-    source_row_number: int
-    source_column: str | None
-    reason_code: str
-    message: str
-
-
-class RowChecker:
-    """Row-level checks at load time. A row with a problem stays in raw and is quarantined with a reason."""
-
-    def __init__(self, spec: WaveSpec, header: list[str], codebook: Codebook):
-        self.spec, self.header, self.codebook = spec, header, codebook
-        self.position = {field: header.index(column) for column, field in spec.columns.items()}
-        self.column = {field: column for column, field in spec.columns.items()}
-        self.seen_respondents: dict[str, int] = {}
-        self.submitted_years: Counter[int] = Counter()
-        self.key_answers: dict[str, dict[int, str]] = {}  # city -> {row: lead answer} of key respondents
-        self.key_roles = {normalise(label) for label in codebook.key_role_labels(spec.wave_year)}
-
-    def _where(self, row: int, field: str | None) -> str:
-        return f"{self.spec.file.name}, row {row}" + (f", column {self.column[field]!r}" if field else "")
-
-    def check(self, row: int, cells: list[str | None]) -> list[RowProblem]:
-        spec, problems = self.spec, []
-
-        def problem(field: str | None, reason: str, text: str) -> None:
-            problems.append(RowProblem(row, self.column.get(field) if field else None, reason,
-                                       f"{self._where(row, field)}: {text}"))
-
-        if len(cells) != len(self.header):
-            problem(None, "ragged_row", f"the row has {len(cells)} cells but the header has {len(self.header)}: "
-                                        "a truncated or misaligned row; re-export the file")
-            return problems
-        value = {field: normalise(cells[pos]) for field, pos in self.position.items()}
-        for field in REQUIRED_FIELDS:
-            if value.get(field) is None:
-                problem(field, "missing_required", "empty, but every respondent needs it; ask for a corrected file")
-        city = value.get("city")
-        if city is not None and city not in self.codebook.city_aliases:
-            problem("city", "unknown_city", f"unknown city {cells[self.position['city']]!r}; if it is a way of "
-                                            "writing a surveyed city, add it to dbt_project/seeds/city_aliases.csv")
-        email = value.get("respondent_email")
-        if email is not None:
-            first = self.seen_respondents.setdefault(email, row)
-            if first != row:
-                problem("respondent_email", "duplicate_respondent",
-                        f"the same respondent already answered in row {first}; the first answer is kept")
-        for field in ANSWER_FIELDS:
-            label = value.get(field)
-            known = self.codebook.labels_for(spec.wave_year, field)
-            if label is None or field not in self.position or known is None or label in known:
-                continue
-            scale = self.codebook.scales.get((spec.wave_year, field))
-            number = _number(label)
-            if scale is not None and number is not None and not scale[0] <= number <= scale[1]:
-                problem(field, "out_of_scale", f"{label!r} is outside the question's scale "
-                                               f"{scale[0]:g}-{scale[1]:g} in {spec.wave_year}; correct the file")
-            else:
-                problem(field, "unknown_answer", f"answer {cells[self.position[field]]!r} is not in the "
-                                                 f"{spec.wave_year} codebook; add it to "
-                                                 "dbt_project/seeds/codebook_answers.csv or correct the file")
-        if not problems and value.get("respondent_role") in self.key_roles and value.get("lead"):
-            self.key_answers.setdefault(self.codebook.city_aliases[city], {})[row] = value["lead"]
-        submitted = _year(cells[self.position["submitted_at"]]) if "submitted_at" in self.position else None
-        if submitted is not None:
-            self.submitted_years[submitted] += 1
-        return problems
-
-    def warnings(self) -> list[str]:
-        """Usable rows that still deserve a look: key respondents of one city who disagree."""
-        out = []
-        for code, answers in sorted(self.key_answers.items()):
-            if len(set(answers.values())) > 1:
-                rows = ", ".join(f"row {r}: {a!r}" for r, a in sorted(answers.items()))
-                out.append(f"{self.spec.file.name}, column {self.column['lead']!r}: the key respondents of city "
-                           f"{code} disagree ({rows}); the roll-up takes the majority of all the city's respondents "
-                           "(rollup_method in fct_city_responsibility)")
-        return out
-
-    def wrong_year(self) -> str | None:
-        """Whole-file check: a file whose answers were mostly submitted in another year is another wave."""
-        total = sum(self.submitted_years.values())
-        in_wave = self.submitted_years.get(self.spec.wave_year, 0)
-        if total and in_wave * 2 < total:
-            year, count = self.submitted_years.most_common(1)[0]
-            return (f"{count} of {total} answers were submitted in {year}, not in {self.spec.wave_year}: is this "
-                    f"the file of another wave? Check 'file' and 'wave_year' in {self.spec.spec_path or 'the spec'}")
-        return None
-
-
-def _number(text: str) -> float | None:
-    try:
-        return float(text.replace(",", "."))
-    except ValueError:
-        return None
-
-
-def _year(text: str | None) -> int | None:
-    if not text:
-        return None
-    for fmt in TIMESTAMP_FORMATS:
-        try:
-            return dt.datetime.strptime(text.strip(), fmt).year
-        except ValueError:
-            continue
-    return None
-
-
-def _chunks(spec: WaveSpec, header: list[str], rows: Iterator[tuple[int, list[str | None]]], load_id: str,
-            checker: RowChecker) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, int, int]]:
-    """The file as long (row, column, text) cells and its quarantined rows, CHUNK_ROWS rows at a time."""
-    field_of = [spec.columns.get(h) for h in header]
-    cells_out: list[tuple] = []
-    quarantine_out: list[tuple] = []
-    n_rows = n_quarantined = 0
-    for row_number, cells in rows:
-        if all(c is None or str(c).strip() == "" for c in cells):
-            continue  # blank lines at the end of exports carry nothing
-        while len(cells) > len(header) and cells[-1] is None:
-            cells = cells[:-1]  # empty cells right of the header (spreadsheets pad rows) are not data
-        n_rows += 1
-        for position, name in enumerate(header):
-            value = cells[position] if position < len(cells) else None
-            cells_out.append((load_id, spec.wave_year, row_number, position + 1, name, field_of[position], value))
-        for extra, value in enumerate(cells[len(header):], start=len(header) + 1):
-            cells_out.append((load_id, spec.wave_year, row_number, extra, "", None, value))
-        problems = checker.check(row_number, cells)
-        if problems:
-            n_quarantined += 1
-            quarantine_out += [(load_id, spec.wave_year, p.source_row_number, p.source_column, p.reason_code,
-                                p.message) for p in problems]
-        if n_rows % CHUNK_ROWS == 0:
-            yield (pd.DataFrame.from_records(cells_out, columns=CELL_COLUMNS),
-                   pd.DataFrame.from_records(quarantine_out, columns=QUARANTINE_COLUMNS), n_rows, n_quarantined)
-            cells_out, quarantine_out = [], []
-    yield (pd.DataFrame.from_records(cells_out, columns=CELL_COLUMNS),
-           pd.DataFrame.from_records(quarantine_out, columns=QUARANTINE_COLUMNS), n_rows, n_quarantined)
+def read_fingerprint(spec: WaveSpec, codebook: Codebook) -> str:
+    """What a load's reading depends on besides the file: the codebook of its wave and the pseudonym key."""
+    key = hashlib.sha256(pseudonym_key().encode()).hexdigest()
+    return hashlib.sha256(f"{codebook.fingerprint(spec.wave_year)}|{key}".encode()).hexdigest()
 
 
 def ensure_raw_schema(session: Session) -> None:
-    session.execute(RAW_DDL)
+    code = "\n".join(line.split("--")[0] for line in RAW_DDL.splitlines())
+    for statement in code.split(";"):
+        if statement.strip():
+            session.execute(statement)
 
 
-def current_load(session: Session, wave_year: int) -> tuple[str, str, int] | None:
-    return session.execute(
-        "select load_id, file_sha256, row_count from raw.load_registry where wave_year = ? and is_current",
-        [wave_year],
-    ).fetchone()
+def current_load(session: Session, wave_year: int) -> CurrentLoad | None:
+    row = session.execute(
+        "select load_id, file_sha256, row_count, spec_sha256, codebook_sha256 from raw.load_registry "
+        "where wave_year = ? and is_current", [wave_year]).fetchone()
+    return CurrentLoad(*row) if row else None
 
 
-def load_wave(spec: WaveSpec, target: Warehouse | Path, codebook: Codebook | None = None) -> LoadResult:
-    """Load one wave file into raw as a new pending load, or do nothing when the file is unchanged.
+def is_unchanged(current: CurrentLoad | None, sha: str | None, spec: WaveSpec, fingerprint: str) -> bool:
+    return bool(current and current.file_sha256 == sha and current.spec_sha256 == spec.fingerprint()
+                and current.codebook_sha256 == fingerprint)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def abandon_unfinished(session: Session) -> list[str]:
+    """Loads left pending or candidate by a run that stopped (killed, crashed) are failed: one run at a time."""
+    stale = [r[0] for r in session.execute(
+        f"select load_id from raw.load_registry where status in {UNFINISHED}").fetchall()]
+    if stale:
+        session.execute(f"update raw.load_registry set status = 'failed', status_at = ?, status_message = "
+                        f"'the run that made this load stopped before it finished' where status in {UNFINISHED}",
+                        [_now()])
+    return stale
+
+
+@contextmanager
+def _work_connection(warehouse: Warehouse, session: Session) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Where a file is read and checked: the DuckDB warehouse itself (temporary tables), or an in-memory DuckDB
+    before the results are copied into PostgreSQL."""
+    if warehouse.backend == "duckdb":
+        yield session.duckdb
+        return
+    con = duckdb.connect()
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def load_wave(spec: WaveSpec, target: Warehouse | Path, codebook: Codebook | None = None,
+              paths: Paths | None = None) -> LoadResult:
+    """Load one wave file into raw as a new pending load, or do nothing when it and its reading are unchanged.
 
     Rows that cannot be used are kept and quarantined with a reason. A whole-file problem (unreadable, wrong
-    columns, no data, another year's file) raises WaveFileError and leaves raw as it was. The new load becomes
-    the wave's current one only after it passes its quality gate (`mark_load`)."""
-    sha = file_sha256(spec.file) if spec.file.exists() else None
-    codebook = codebook or Codebook.from_seeds(get_paths().dbt_project / "seeds")
-    with Session(as_warehouse(target)) as session:
+    columns, no data, another year's file) raises WaveFileError; raw keeps only a failed entry in the registry
+    saying why."""
+    started = time.perf_counter()
+    paths = paths or get_paths()
+    codebook = codebook or Codebook.from_seeds(paths.dbt_project / "seeds")
+    spec.check(codebook)
+    warehouse = as_warehouse(target)
+    sha = file_sha256(spec.file) if spec.file.is_file() else None
+    fingerprint = read_fingerprint(spec, codebook)
+    with Session(warehouse) as session:
         ensure_raw_schema(session)
         current = current_load(session, spec.wave_year)
-        if current and current[1] == sha:
-            return LoadResult(current[0], spec.wave_year, spec.file.name, current[2], unchanged=True)
-        header, rows = read_rows(spec)
-        checker = RowChecker(spec, header, codebook)
-        loaded_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        load_id = f"{spec.wave_year}-{loaded_at:%Y%m%dT%H%M%S%f}-{(sha or '')[:8]}"
-        spec_json = json.dumps({"file": spec.file.name, "format": spec.format, "encoding": spec.encoding,
-                                "delimiter": spec.delimiter, "sheet": spec.sheet, "header_row": spec.header_row,
-                                "columns": spec.columns}, ensure_ascii=False)
-        # A load that never finished (the process was killed) or never became current is cleared first.
+        if is_unchanged(current, sha, spec, fingerprint):
+            assert current is not None
+            return LoadResult(current.load_id, spec.wave_year, spec.file.name, current.row_count, unchanged=True)
         with session.transaction():
-            stale = [r[0] for r in session.execute(
-                "select load_id from raw.load_registry where wave_year = ? and status in ('loading', 'pending')",
-                [spec.wave_year]).fetchall()]
-            _forget(session, stale)
-            session.execute(
-                "insert into raw.load_registry (load_id, wave_year, file_name, file_sha256, row_count, loaded_at, "
-                "status, status_at, is_current, questionnaire_version, field_period_start, field_period_end, "
-                "wave_spec) values (?, ?, ?, ?, 0, ?, 'loading', ?, false, ?, ?, ?, ?)",
-                [load_id, spec.wave_year, spec.file.name, sha, loaded_at, loaded_at,
-                 spec.questionnaire_version, spec.field_period_start, spec.field_period_end, spec_json],
-            )
-        # Chunk by chunk, each committed: memory stays bounded whatever the file's size. Until the load is
-        # complete it is 'loading', which nothing downstream reads, and a failed or killed load is cleared.
+            abandon_unfinished(session)
+        loaded_at = _now()
+        load_id = f"{spec.wave_year}-{loaded_at:%Y%m%dT%H%M%S%f}-{(sha or '0' * 8)[:8]}"
+        registry = {"load_id": load_id, "wave_year": spec.wave_year, "file_name": spec.file.name,
+                    "file_sha256": sha, "loaded_at": loaded_at, "questionnaire_version": spec.questionnaire_version,
+                    "field_period_start": spec.field_period_start, "field_period_end": spec.field_period_end,
+                    "wave_spec": spec.as_json(), "spec_sha256": spec.fingerprint(), "codebook_sha256": fingerprint,
+                    "accepted_removals": ",".join(spec.accept_removals) or None}
+        scratch = paths.var / "tmp" / f"load_{load_id}"
         try:
-            row_count = quarantined = 0
-            for cells, quarantine, row_count, quarantined in _chunks(spec, header, rows, load_id, checker):
+            with _work_connection(warehouse, session) as con:
+                checked = _read_and_check(spec, con, codebook, load_id, scratch)
+                registry.update(row_count=checked.grid.rows, accepted_count=checked.grid.rows - checked.quarantined,
+                                quarantined_count=checked.quarantined, reader=checked.grid.reader)
                 with session.transaction():
-                    if len(cells):
-                        session.insert_frame("raw.survey_cells", cells)
-                    if len(quarantine):
-                        session.insert_frame("raw.quarantine", quarantine)
-            if row_count == 0:
-                raise WaveFileError(spec.file, "the file has a header but no data rows; ask for the full export",
-                                    row=spec.header_row)
-            wrong_year = checker.wrong_year()
-            if wrong_year:
-                raise WaveFileError(spec.file, wrong_year, column=checker.column.get("submitted_at"))
-        except BaseException:
+                    _insert_registry(session, registry, "pending", "loaded; waiting for the raw gate")
+                    _write_raw(session, con, spec, load_id, checked, scratch)
+        except WaveFileError as exc:
             with session.transaction():
-                _forget(session, [load_id])
+                _insert_registry(session, {**registry, "row_count": 0}, "failed", f"rejected: {exc}")
             raise
-        with session.transaction():
-            session.execute("update raw.load_registry set row_count = ?, accepted_count = ?, quarantined_count = ?, "
-                            "status = 'pending' where load_id = ?",
-                            [row_count, row_count - quarantined, quarantined, load_id])
-            session.executemany("insert into raw.wave_cities_surveyed values (?, ?, ?)",
-                                [[load_id, spec.wave_year, code] for code in spec.cities_surveyed])
-    result = LoadResult(load_id, spec.wave_year, spec.file.name, row_count, unchanged=False,
-                        quarantined=quarantined, warnings=tuple(checker.warnings()))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+            if warehouse.backend == "duckdb":
+                session.duckdb.execute("drop view if exists temp.mapped")
+                for table in ("grid", "grid_extra", "resolved", "problems", "field_map", "keyed", "answers",
+                              "aliases", "header"):
+                    session.duckdb.execute(f"drop table if exists temp.{table}")
+    result = LoadResult(load_id, spec.wave_year, spec.file.name, checked.grid.rows, unchanged=False,
+                        quarantined=checked.quarantined, warnings=tuple(checked.warnings),
+                        reader=checked.grid.reader, seconds=time.perf_counter() - started)
     log.info(result.describe())
     for warning in result.warnings:
         log.warning(warning)
     return result
 
 
-def _forget(session: Session, load_ids: list[str]) -> None:
-    """Remove loads that never completed: their rows were never used by anything."""
-    for load_id in load_ids:
-        for table in ("raw.survey_cells", "raw.quarantine", "raw.wave_cities_surveyed", "raw.load_registry"):
-            session.execute(f"delete from {table} where load_id = ?", [load_id])
+def _insert_registry(session: Session, registry: dict, status: str, message: str) -> None:
+    now = _now()
+    columns = {"accepted_count": None, "quarantined_count": None, "reader": None, **registry,
+               "status": status, "status_at": now, "status_message": message, "is_current": False}
+    names = list(columns)
+    session.execute(f"insert into raw.load_registry ({', '.join(names)}) values ({', '.join('?' * len(names))})",
+                    [columns[n] for n in names])
+
+
+# ------------------------------------------------------------------------------------------ reading and checks
+
+
+@dataclass
+class _Checked:
+    grid: Grid
+    quarantined: int
+    problems: list[tuple]  # (row, column, reason, message)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _field_kinds(spec: WaveSpec, codebook: Codebook) -> dict[str, str]:
+    questions = codebook.questions_for(spec.wave_year)
+    kinds = {"respondent_email": "email", "city": "city", "submitted_at": "timestamp",
+             "response_minutes": "decimal", "respondent_name": "text"}
+    return {f: kinds.get(f, "labelled" if f in questions or f in LABELLED_STRUCTURAL_FIELDS else "text")
+            for f in spec.columns.values()}
+
+
+def _read_and_check(spec: WaveSpec, con: duckdb.DuckDBPyConnection, codebook: Codebook, load_id: str,
+                    scratch: Path) -> _Checked:
+    import pyarrow as pa
+
+    grid = read_grid(spec, con, scratch)
+    if grid.rows == 0:
+        raise WaveFileError(spec.file, "the file has a header but no data rows; ask for the full export",
+                            row=grid.header_row)
+    header_keys = match_keys(pa.array(grid.header, pa.string())).to_pylist()
+    kinds = _field_kinds(spec, codebook)
+    questions = codebook.questions_for(spec.wave_year)
+    required = {"respondent_email", "city", "respondent_role",
+                *(q for q, question in questions.items() if question.is_required)}
+    field_rows = []
+    for column, field_id in spec.columns.items():
+        if kinds[field_id] == "text":
+            continue  # kept in raw as delivered, never matched (names, free text)
+        position = header_keys.index(match_keys(pa.array([column], pa.string()))[0].as_py()) + 1
+        question = questions.get(field_id)
+        scale = (question.scale_min, question.scale_max) if question and question.is_scale else (None, None)
+        field_rows.append((position, field_id, kinds[field_id], field_id in required, *scale))
+    arrow_into(con, "field_map", pa.table({
+        "p": pa.array([r[0] for r in field_rows], pa.int32()), "field_id": [r[1] for r in field_rows],
+        "kind": [r[2] for r in field_rows], "is_required": [r[3] for r in field_rows],
+        "scale_min": pa.array([r[4] for r in field_rows], pa.float64()),
+        "scale_max": pa.array([r[5] for r in field_rows], pa.float64())}), replace=True)
+
+    # Mapped cells in long form, and every distinct value's match key (the one rule, in Arrow)
+    positions = [r[0] for r in field_rows]
+    con.execute("create or replace temp view mapped as " + " union all ".join(
+        f"select source_row_number, cell_count, {p} as p, c{p} as v from grid" for p in positions))
+    values = con.sql("select distinct p, v from mapped where v is not null").to_arrow_table()
+    arrow_into(con, "keyed", values.append_column("k", match_keys(values.column("v"))), replace=True)
+    arrow_into(con, "answers", codebook.answer_table(spec.wave_year), replace=True)
+    arrow_into(con, "aliases", codebook.alias_table(), replace=True)
+    number = "try_cast(replace(k.k, ',', '.') as double)"
+    surveyed = ", ".join(_sql_text(code) for code in spec.cities_surveyed) or "null"
+    parsed_time = "coalesce(" + ", ".join(f"try_strptime(upper(k.k), '{f}')" for f in TIMESTAMP_FORMATS) + \
+        ", try_cast(upper(k.k) as timestamp))"
+    con.execute(f"""
+        create or replace temp table resolved as
+        with keyed_values as (
+            select k.p, k.v, k.k, f.field_id, f.kind, f.scale_min, f.scale_max,
+                   case when f.kind in ('labelled', 'decimal') then {number} end as n,
+                   case when f.kind = 'timestamp' then {parsed_time} end as ts
+            from keyed k join field_map f using (p)
+        )
+        select kv.p, kv.v, kv.k, kv.field_id,
+            case kv.kind
+                when 'city' then al.municipality_code
+                when 'labelled' then coalesce(an.answer_code, case when kv.n between kv.scale_min and kv.scale_max
+                    then 'score_' || case when kv.n = round(kv.n) then cast(cast(kv.n as bigint) as varchar)
+                                          else cast(kv.n as varchar) end end)
+                when 'email' then sha256(? || '|' || kv.k)
+                when 'timestamp' then strftime(kv.ts, '%Y-%m-%dT%H:%M:%S')
+                when 'decimal' then cast(kv.n as varchar)
+            end as resolved_value,
+            case kv.kind
+                when 'labelled' then coalesce(an.answer_value, case when an.answer_code is null
+                    and kv.n between kv.scale_min and kv.scale_max then kv.n end)
+                when 'decimal' then kv.n
+            end as resolved_number,
+            case
+                when kv.k is null then null
+                when kv.kind = 'city' and al.municipality_code is null then 'unknown_city'
+                when kv.kind = 'city' and al.municipality_code not in ({surveyed}) then 'city_not_surveyed'
+                when kv.kind = 'labelled' and an.answer_code is null and kv.scale_min is not null
+                    and kv.n is not null and not kv.n between kv.scale_min and kv.scale_max then 'out_of_scale'
+                when kv.kind = 'labelled' and an.answer_code is null
+                    and not coalesce(kv.n between kv.scale_min and kv.scale_max, false) then 'unknown_answer'
+            end as problem
+        from keyed_values kv
+        left join aliases al on kv.kind = 'city' and al.alias_key = kv.k
+        left join answers an on kv.kind = 'labelled' and an.field_id = kv.field_id and an.label_key = kv.k
+    """, [pseudonym_key()])
+
+    problems = _row_problems(spec, con, grid, header_keys)
+    _check_wave_year(spec, con)
+    quarantined = len({p[0] for p in problems})
+    if problems:
+        import pyarrow as pa
+
+        arrow_into(con, "problems", pa.table({
+            "source_row_number": pa.array([p[0] for p in problems], pa.int32()),
+            "source_column": pa.array([p[1] for p in problems], pa.string()),
+            "reason_code": [p[2] for p in problems], "message": [p[3] for p in problems]}), replace=True)
+    else:
+        con.execute("create or replace temp table problems (source_row_number integer, source_column varchar, "
+                    "reason_code varchar, message varchar)")
+    positions = {r[1]: r[0] for r in field_rows}
+    return _Checked(grid, quarantined, problems, _key_respondent_warnings(spec, con, codebook, positions))
+
+
+def _row_problems(spec: WaveSpec, con: duckdb.DuckDBPyConnection, grid: Grid, header_keys: list[str | None]
+                  ) -> list[tuple[int, str | None, str, str]]:
+    """Each row that cannot be used, with the column at fault, a reason code and a message."""
+    file, year, width = spec.file.name, spec.wave_year, grid.width
+    header = grid.header
+    problems: list[tuple[int, str | None, str, str]] = []
+
+    def where(row: int, position: int | None) -> str:
+        return f"{file}, row {row}" + (f", column {shown(header[position - 1])}" if position else "")
+
+    # Structure first: a row of another width, or the header again (files joined together), is only that.
+    structural = {}
+    for row, cells in con.execute(f"select source_row_number, cell_count from grid where cell_count <> {width} "
+                                  "order by 1").fetchall():
+        structural[row] = (None, "ragged_row", f"{where(row, None)}: the row has {cells} cells but the header has "
+                                               f"{width}: a truncated or misaligned row; re-export the file")
+    keys = ", ".join(f"({p}, {_sql_text(k)})" for p, k in enumerate(header_keys, start=1) if k)
+    if keys:
+        for (row,) in con.execute(
+                f"select m.source_row_number from mapped m join resolved r using (p, v) "
+                f"join (values {keys}) h(p, k) on h.p = m.p and h.k = r.k group by 1 "
+                f"having count(*) * 2 >= (select count(*) from field_map) order by 1").fetchall():
+            structural.setdefault(row, (None, "repeated_header",
+                                        f"{where(row, None)}: the row repeats the header (files joined together, "
+                                        "or a header line copied into the data); it is not an answer"))
+    problems += [(row, None if p is None else header[p - 1], reason, message)
+                 for row, (p, reason, message) in sorted(structural.items())]
+    skip = ", ".join(str(r) for r in structural) or "-1"
+    fields = con.execute(
+        f"""
+        with cells as (
+            select m.source_row_number as row, m.p, m.v, f.field_id, f.kind, f.is_required, f.scale_min,
+                   f.scale_max, r.k, r.problem
+            from mapped m join field_map f using (p) left join resolved r using (p, v)
+            where m.source_row_number not in ({skip})
+        ),
+        first_answer as (
+            select k, min(row) as first_row from cells where kind = 'email' and k is not null group by k
+        )
+        select c.row, c.p, c.v, c.scale_min, c.scale_max,
+            case
+                when c.k is null and c.is_required then 'missing_required'
+                when c.problem is not null then c.problem
+                when c.kind = 'email' and fa.first_row < c.row then 'duplicate_respondent'
+            end as reason,
+            fa.first_row
+        from cells c left join first_answer fa on c.kind = 'email' and fa.k = c.k
+        where (c.k is null and c.is_required) or c.problem is not null
+            or (c.kind = 'email' and fa.first_row < c.row)
+        order by c.row, c.p
+        """).fetchall()
+    for row, p, value, low, high, reason, first_row in fields:
+        text = {
+            "missing_required": "empty, but every respondent needs it; ask for a corrected file",
+            "unknown_city": f"unknown city {shown(value)}; if it is a way of writing a surveyed city, add it to "
+                            "dbt_project/seeds/city_aliases.csv",
+            "city_not_surveyed": f"city {shown(value)} was not surveyed in {year} (cities_surveyed in "
+                                 f"{spec.name}): an answer from outside the survey, or a city missing from the list",
+            "unknown_answer": f"answer {shown(value)} is not in the {year} codebook; add it to "
+                              "dbt_project/seeds/codebook_answers.csv or correct the file",
+            "out_of_scale": f"{shown(value)} is outside the question's scale {_number(low)}-{_number(high)} in "
+                            f"{year}; correct the file",
+            "duplicate_respondent": f"the same respondent already answered in row {first_row}; the first answer "
+                                    "is kept",
+        }[reason]
+        problems.append((row, header[p - 1], reason, f"{where(row, p)}: {text}"))
+    problems.sort(key=lambda p: (p[0], 0 if p[1] is None else header.index(p[1])))
+    return problems
+
+
+def _number(value: float | None) -> str:
+    return "?" if value is None else f"{value:g}"
+
+
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _check_wave_year(spec: WaveSpec, con: duckdb.DuckDBPyConnection) -> None:
+    """Whole-file check: a file whose answers were mostly submitted in another year is another wave."""
+    years = con.execute(
+        "select year(cast(r.resolved_value as timestamp)) as y, count(*) from mapped m join field_map f using (p) "
+        "join resolved r using (p, v) where f.kind = 'timestamp' and r.resolved_value is not null group by 1 "
+        "order by 2 desc").fetchall()
+    total = sum(n for _y, n in years)
+    in_wave = sum(n for y, n in years if y == spec.wave_year)
+    if total and in_wave * 2 < total:
+        year, count = years[0]
+        column = next(c for c, f in spec.columns.items() if f == "submitted_at")
+        raise WaveFileError(spec.file, f"{count} of {total} answers were submitted in {year}, not in "
+                                       f"{spec.wave_year}: is this the file of another wave? Check 'file' and "
+                                       f"'wave_year' in {spec.name}", column=shown(column))
+
+
+def _key_respondent_warnings(spec: WaveSpec, con: duckdb.DuckDBPyConnection, codebook: Codebook,
+                             positions: dict[str, int]) -> list[str]:
+    """Usable rows that still deserve a look: key respondents of one city who disagree about who leads."""
+    if not {"lead", "city", "respondent_role"} <= set(positions) or not codebook.key_roles:
+        return []
+    key_roles = ", ".join(_sql_text(r) for r in sorted(codebook.key_roles))
+    city, role, lead = positions["city"], positions["respondent_role"], positions["lead"]
+    rows = con.execute(f"""
+        select c.resolved_value as city, list(g.source_row_number order by g.source_row_number),
+               list(g.c{lead} order by g.source_row_number)
+        from grid g
+        join resolved r on r.p = {role} and r.v = g.c{role} and r.resolved_value in ({key_roles})
+        join resolved c on c.p = {city} and c.v = g.c{city}
+        join resolved l on l.p = {lead} and l.v = g.c{lead} and l.resolved_value is not null
+        where g.source_row_number not in (select source_row_number from problems)
+        group by 1 having count(distinct l.resolved_value) > 1 order by 1
+    """).fetchall()
+    lead_column = next(c for c, f in spec.columns.items() if f == "lead")
+    return [f"{spec.file.name}, column {shown(lead_column)}: the key respondents of city {code} disagree ("
+            + ", ".join(f"row {r}: {shown(label)}" for r, label in zip(numbers, labels, strict=True))
+            + "); the roll-up takes the majority of all the city's respondents (rollup_method in "
+              "fct_city_responsibility)" for code, numbers, labels in rows]
+
+
+# ------------------------------------------------------------------------------------------ writing raw
+
+
+CELL_SQL = ("select {load} as load_id, {wave} as wave_year, g.source_row_number, h.column_position, "
+            "h.source_column, h.field_id, g.c{position} as cell_value "
+            "from grid g, (select * from header where column_position = {position}) h")
+EXTRA_CELLS_SQL = ("select {load}, {wave}, source_row_number, column_position, '', null, cell_value "
+                   "from grid_extra")
+RESOLUTIONS_SQL = ("select {load} as load_id, {wave} as wave_year, field_id, v as cell_value, k as match_key, resolved_value, "
+                   "resolved_number from resolved")
+QUARANTINE_SQL = ("select {load} as load_id, {wave} as wave_year, source_row_number, source_column, reason_code, message "
+                  "from problems")
+RAW_COLUMNS = {
+    "raw.survey_cells": "load_id, wave_year, source_row_number, column_position, source_column, field_id, cell_value",
+    "raw.cell_resolutions": "load_id, wave_year, field_id, cell_value, match_key, resolved_value, resolved_number",
+    "raw.quarantine": "load_id, wave_year, source_row_number, source_column, reason_code, message",
+}
+
+
+def _write_raw(session: Session, con: duckdb.DuckDBPyConnection, spec: WaveSpec, load_id: str, checked: _Checked,
+               scratch: Path) -> None:
+    import pyarrow as pa
+
+    grid = checked.grid
+    arrow_into(con, "header", pa.table({
+        "column_position": pa.array(range(1, grid.width + 1), pa.int32()), "source_column": grid.header,
+        "field_id": pa.array([spec.columns.get(_column_for(spec, h)) for h in grid.header], pa.string())}),
+        replace=True)
+    literals = {"load": _sql_text(load_id), "wave": int(spec.wave_year)}
+    cells = " union all ".join([*(CELL_SQL.replace("{position}", str(i)) for i in range(1, grid.width + 1)),
+                                EXTRA_CELLS_SQL])
+    queries = {"raw.survey_cells": cells, "raw.cell_resolutions": RESOLUTIONS_SQL,
+               "raw.quarantine": QUARANTINE_SQL}
+    for table, query in queries.items():
+        query = query.format(**literals)
+        if session.is_postgres:
+            session.copy_from_duckdb(table, RAW_COLUMNS[table], con, query, scratch)
+        else:
+            con.execute(f"insert into {table} ({RAW_COLUMNS[table]}) {query}")
+    session.executemany("insert into raw.wave_cities_surveyed values (?, ?, ?)",
+                        [[load_id, spec.wave_year, code] for code in spec.cities_surveyed])
+    con.execute("drop table if exists temp.header")
+
+
+def _column_for(spec: WaveSpec, header_name: str) -> str | None:
+    from survey_warehouse.matching import match_key
+
+    key = match_key(header_name)
+    return next((c for c in spec.columns if match_key(c) == key), None) if key else None
+
+
+# ------------------------------------------------------------------------------------------ the load's lifecycle
+
+
+def _load_status(session: Session, load_id: str) -> tuple[int, str]:
+    row = session.execute("select wave_year, status from raw.load_registry where load_id = ?", [load_id]).fetchone()
+    if row is None:
+        raise NothingToPublish(f"no load {load_id!r} in raw.load_registry")
+    return row[0], row[1]
+
+
+def accept_load(target: Warehouse | Path, load_id: str, message: str) -> None:
+    """The load passed its raw gate: it is the candidate the marts are built from (not yet current)."""
+    with Session(as_warehouse(target)) as session, session.transaction():
+        _wave, status = _load_status(session, load_id)
+        if status not in ("pending", "candidate"):
+            raise SurveyWarehouseError(f"load {load_id} is {status}; only a pending load can pass its gate")
+        session.execute("update raw.load_registry set status = 'candidate', status_at = ?, status_message = ? "
+                        "where load_id = ?", [_now(), message, load_id])
+
+
+def fail_load(target: Warehouse | Path, load_id: str, message: str) -> None:
+    """Something on the way failed: the load is kept with the reason; the current load stays current."""
+    with Session(as_warehouse(target)) as session, session.transaction():
+        _load_status(session, load_id)
+        session.execute("update raw.load_registry set status = 'failed', status_at = ?, status_message = ? "
+                        "where load_id = ? and not is_current", [_now(), message, load_id])
+
+
+def promote_load(session: Session, load_id: str, message: str) -> None:
+    """In the publishing transaction: the candidate becomes its wave's current load; the previous one stays in raw
+    as superseded, so corrections between loads can be queried."""
+    wave_year, status = _load_status(session, load_id)
+    if status == "passed":
+        return
+    if status != "candidate":
+        raise SurveyWarehouseError(f"load {load_id} is {status}; only a candidate that passed its gates is published")
+    now = _now()
+    session.execute("update raw.load_registry set status = 'superseded', is_current = false, status_at = ?, "
+                    "status_message = ? where wave_year = ? and is_current and load_id <> ?",
+                    [now, f"superseded by load {load_id}", wave_year, load_id])
+    session.execute("update raw.load_registry set status = 'passed', is_current = true, status_at = ?, "
+                    "status_message = ? where load_id = ?", [now, message, load_id])
 
 
 def mark_load(target: Warehouse | Path, load_id: str, passed: bool, message: str) -> None:
-    """Record the gate's outcome. A passed load becomes its wave's current one; the one it supersedes stays."""
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    """Accept and publish-promote a load in one step (tests and tools that gate a load outside the DAG)."""
+    if not passed:
+        fail_load(target, load_id, message)
+        return
+    accept_load(target, load_id, message)
     with Session(as_warehouse(target)) as session, session.transaction():
-        wave_year = session.execute(
-            "select wave_year from raw.load_registry where load_id = ?", [load_id]).fetchone()[0]
-        if passed:
-            # The previous load stays in raw (superseded), so corrections between loads can be queried.
-            session.execute("update raw.load_registry set status = 'superseded', is_current = false, "
-                            "status_at = ?, status_message = ? where wave_year = ? and is_current and load_id <> ?",
-                            [now, f"superseded by load {load_id}", wave_year, load_id])
-            session.execute("update raw.load_registry set status = 'passed', is_current = true, status_at = ?, "
-                            "status_message = ? where load_id = ?", [now, message, load_id])
-        else:
-            session.execute("update raw.load_registry set status = 'failed', status_at = ?, status_message = ? "
-                            "where load_id = ? and not is_current", [now, message, load_id])
+        promote_load(session, load_id, message)

@@ -1,19 +1,42 @@
-"""The steps of the survey_waves DAG as plain functions; dags/survey_waves.py only wires them together."""
+"""The steps of the survey_waves DAG as plain functions; dags/survey_waves.py only wires them together.
+
+A run for a wave: plan (nothing to do, rebuild the marts, or load the file) -> load into raw -> raw gate ->
+accept the load as the candidate -> dbt build -> marts gate -> publish (the candidate becomes current). When any
+step fails, `record_failure` marks the run's load failed with the reason; the current load, the marts readers see
+and the other waves stay as they were.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from survey_warehouse import load, quality
-from survey_warehouse.settings import get_paths
-from survey_warehouse.warehouse import Warehouse
-from survey_warehouse.waves import find_wave_spec
+from survey_warehouse.codebook import Codebook
+from survey_warehouse.errors import SurveyWarehouseError, WaveFileError
+from survey_warehouse.publish import build_fingerprint, publish, read_publication
+from survey_warehouse.settings import Paths, get_paths
+from survey_warehouse.warehouse import Session, Warehouse
+from survey_warehouse.waves import WaveSpec, find_wave_spec
 
 log = logging.getLogger(__name__)
 
 LOAD_TASK_ID = "load_raw_wave"
+PLAN_TASK_ID = "plan_wave"
+
+
+class NothingToDo(Exception):
+    """The wave's inputs have not changed since the published marts were built from them."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    wave_year: int
+    action: str  # nothing | rebuild | load
+    reason: str
+    file: str
 
 
 def wave_year_of_run(context: Any) -> int:
@@ -22,43 +45,95 @@ def wave_year_of_run(context: Any) -> int:
     return int(year) if year else int(context["logical_date"].year)
 
 
-def find_wave_file(wave_year: int) -> dict[str, Any]:
-    """The wave's spec and file; a year without a wave spec was not surveyed and ends skipped."""
+def _spec(wave_year: int, paths: Paths) -> WaveSpec:
+    spec = find_wave_spec(wave_year, paths)
+    if spec is None:
+        raise SurveyWarehouseError(f"no wave spec for {wave_year} in {paths.waves_config}")
+    return spec
+
+
+def plan_wave(wave_year: int, paths: Paths | None = None, warehouse: Warehouse | None = None) -> Plan:
+    """What a run for the wave has to do, from its inputs: the file, the wave spec, the codebook and pseudonym
+    key it is read with, the dbt project and the expectation suites, compared with what is published."""
+    paths = paths or get_paths()
+    warehouse = warehouse or Warehouse.from_env(paths.warehouse)
+    spec = _spec(wave_year, paths)
+    if not spec.file.is_file():
+        raise WaveFileError(spec.file, f"wave {wave_year} is configured but its file has not arrived (or 'file' in "
+                                       f"{spec.name} points elsewhere)")
+    codebook = Codebook.from_seeds(paths.dbt_project / "seeds")
+    spec.check(codebook)
+    sha = load.file_sha256(spec.file)
+    with Session(warehouse) as session:
+        load.ensure_raw_schema(session)
+        current = load.current_load(session, wave_year)
+        current_ids = {r[0] for r in session.execute(
+            "select load_id from raw.load_registry where is_current").fetchall()}
+    if not load.is_unchanged(current, sha, spec, load.read_fingerprint(spec, codebook)):
+        why = ("first load of the wave" if current is None else
+               "the file changed" if current.file_sha256 != sha else
+               "the wave spec changed" if current.spec_sha256 != spec.fingerprint() else
+               "the codebook (or the pseudonym key) changed")
+        return Plan(wave_year, "load", why, str(spec.file))
+    assert current is not None
+    publication = read_publication(warehouse, paths.published)
+    if publication is None:
+        return Plan(wave_year, "rebuild", "nothing is published yet", str(spec.file))
+    if set(publication.load_ids) != current_ids:
+        return Plan(wave_year, "rebuild", "the published marts do not hold every current load", str(spec.file))
+    if publication.build_fingerprint != build_fingerprint(paths, warehouse):
+        return Plan(wave_year, "rebuild", "the dbt project, a seed or a suite changed", str(spec.file))
+    return Plan(wave_year, "nothing", f"wave {wave_year}: unchanged since publication "
+                                      f"{publication.published_at:%Y-%m-%d %H:%M:%S} UTC (load {current.load_id}); "
+                                      "nothing to do", str(spec.file))
+
+
+def plan_run(wave_year: int) -> dict[str, Any]:
+    """The DAG's first step: a year without a wave spec, or with nothing new, ends the run skipped."""
     from airflow.sdk.exceptions import AirflowSkipException
 
     paths = get_paths()
-    spec = find_wave_spec(wave_year, paths)
-    if spec is None:
+    if find_wave_spec(wave_year, paths) is None:
         raise AirflowSkipException(
             f"No survey wave in {wave_year}: there is no {paths.waves_config / f'{wave_year}.yml'}")
-    if not spec.file.exists():
-        raise FileNotFoundError(f"Wave {wave_year} is configured but its file has not arrived: {spec.file}")
-    return {"wave_year": wave_year, "file": str(spec.file), "format": spec.format}
+    try:
+        plan = plan_wave(wave_year, paths)
+    except SurveyWarehouseError as exc:
+        remember_error(exc)
+        raise
+    if plan.action == "nothing":
+        raise AirflowSkipException(plan.reason)
+    log.info("wave %s: %s (%s)", wave_year, plan.action, plan.reason)
+    return {"wave_year": wave_year, "action": plan.action, "reason": plan.reason, "file": plan.file}
 
 
 def load_raw_wave(wave_year: int) -> dict[str, Any]:
     paths = get_paths()
-    result = load.load_wave(find_wave_spec(wave_year, paths), Warehouse.from_env(paths.warehouse))
+    try:
+        result = load.load_wave(_spec(wave_year, paths), Warehouse.from_env(paths.warehouse), paths=paths)
+    except SurveyWarehouseError as exc:
+        remember_error(exc)
+        raise
     log.info(result.describe())
     return {"load_id": result.load_id, "rows": result.row_count, "unchanged": result.unchanged,
-            "message": result.describe()}
+            "quarantined": result.quarantined, "message": result.describe(), "warnings": list(result.warnings)}
 
 
-def _current_load_id(context: Any) -> str:
-    return context["ti"].xcom_pull(task_ids=LOAD_TASK_ID)["load_id"]
+def _run_load(context: Any) -> dict[str, Any]:
+    return context["ti"].xcom_pull(task_ids=LOAD_TASK_ID)
 
 
-def raw_wave_checkpoint_for_run(gx_context: Any):
+def raw_wave_checkpoint_for_run(gx_context: Any) -> Any:
     """configure_checkpoint for the GX operator: the checkpoint of exactly the load this run made."""
     from airflow.sdk import get_current_context
 
     context = get_current_context()
     paths = get_paths()
-    spec = find_wave_spec(wave_year_of_run(context), paths)
-    return quality.raw_wave_checkpoint(gx_context, spec, _current_load_id(context), paths)
+    spec = _spec(wave_year_of_run(context), paths)
+    return quality.raw_wave_checkpoint(gx_context, spec, _run_load(context)["load_id"], paths)
 
 
-def marts_checkpoint_for_run(gx_context: Any):
+def marts_checkpoint_for_run(gx_context: Any) -> Any:
     """configure_checkpoint for the GX operator: the marts as this run built them."""
     from airflow.sdk import get_current_context
 
@@ -67,39 +142,96 @@ def marts_checkpoint_for_run(gx_context: Any):
     return quality.marts_checkpoint(gx_context, batch, get_paths())
 
 
-def promote_raw_wave(load_id: str) -> str:
-    """The load passed its gate: it becomes its wave's current load (the previous one is superseded)."""
-    paths = get_paths()
-    warehouse = Warehouse.from_env(paths.warehouse)
-    report = quality.GateReport.read(quality.report_path(paths, "raw_wave", load_id))
-    message = f"{report.message()}\n{quality.quarantine_summary(warehouse, load_id)}"
-    load.mark_load(warehouse, load_id, passed=True, message=message)
-    return message
-
-
-def reject_raw_wave(load_id: str) -> str:
-    """The load failed its gate: record why. dbt does not run, the published marts stay as they were."""
-    paths = get_paths()
-    warehouse = Warehouse.from_env(paths.warehouse)
+def gate_message(paths: Paths, warehouse: Warehouse, load_id: str) -> str:
     path = quality.report_path(paths, "raw_wave", load_id)
-    message = (quality.GateReport.read(path).message() if path.exists()
-               else "validation did not complete; see the validate_raw_wave task log")
-    message = f"{message}\n{quality.quarantine_summary(warehouse, load_id)}"
-    load.mark_load(warehouse, load_id, passed=False, message=message)
-    log.error("Wave load %s rejected:\n%s", load_id, message)
+    report = (quality.GateReport.read(path).message() if path.exists()
+              else "the raw gate did not complete; see the validate_raw_wave task log")
+    parts = [report, quality.quarantine_summary(warehouse, load_id), quality.removal_summary(warehouse, load_id)]
+    return "\n".join(p for p in parts if p)
+
+
+def accept_raw_wave(loaded: dict[str, Any]) -> str:
+    """The load passed its raw gate: it becomes the candidate the marts are built from (not yet current)."""
+    paths = get_paths()
+    warehouse = Warehouse.from_env(paths.warehouse)
+    if loaded["unchanged"]:
+        return f"load {loaded['load_id']} is already current; the marts are rebuilt from it"
+    message = gate_message(paths, warehouse, loaded["load_id"])
+    load.accept_load(warehouse, loaded["load_id"], message)
     return message
 
 
-def gx_file_context():
+def gx_file_context() -> Any:
     """configure_file_data_context for the GX operators: results kept under var/gx, Data Docs in var/data_docs."""
     return quality.file_context(get_paths())
 
 
 def publish_marts(run_id: str) -> dict[str, Any]:
-    from survey_warehouse.publish import publish
-
+    """Publish the marts and make the candidate load current, together."""
     paths = get_paths()
-    publication = publish(Warehouse.from_env(paths.warehouse), paths.published, run_id)
+    warehouse = Warehouse.from_env(paths.warehouse)
+    try:
+        publication = publish(warehouse, paths.published, run_id, build_fingerprint(paths, warehouse))
+    except Exception as exc:
+        remember_error(exc)
+        with Session(warehouse) as session:
+            candidates = [r[0] for r in session.execute(
+                "select load_id from raw.load_registry where status = 'candidate'").fetchall()]
+        for load_id in candidates:
+            load.fail_load(warehouse, load_id, f"the run failed at publish_marts: {type(exc).__name__}: {exc}")
+        raise
     log.info("Published %s to %s", publication.tables, publication.path)
     return {"path": str(publication.path), "tables": publication.tables, "load_ids": publication.load_ids,
             "published_at": publication.published_at.isoformat()}
+
+
+def remember_error(exc: BaseException) -> None:
+    """Keep a step's error where `record_failure` finds it (an XCom of the failed task)."""
+    try:
+        from airflow.sdk import get_current_context
+
+        get_current_context()["ti"].xcom_push(key="error", value=f"{type(exc).__name__}: {exc}"[:4000])
+    except Exception:  # outside a task (tests, tools): the exception itself is the report
+        log.debug("no task context to keep the error in", exc_info=True)
+
+
+def _failed_steps(context: Any) -> list[str]:
+    ti = context["ti"]
+    states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+    return sorted(task for task, state in states.items() if state == "failed" and task != ti.task_id)
+
+
+def failure_message(paths: Paths, warehouse: Warehouse, steps: list[str], load_id: str | None,
+                    errors: dict[str, str] | None = None) -> str:
+    """Why a run failed, in the words of the step that failed, for the load registry and the owner."""
+    head = f"the run failed at {', '.join(steps) or 'an unknown step'}"
+    errors = {step: error for step, error in (errors or {}).items() if error}
+    if errors:
+        return f"{head}: " + "\n".join(errors.values())
+    if load_id and "validate_raw_wave" in steps:
+        return f"{head}:\n{gate_message(paths, warehouse, load_id)}"
+    if "validate_marts" in steps:
+        reports = sorted((paths.var / "quality" / "reports" / "marts").glob("*.json"),
+                         key=lambda p: p.stat().st_mtime)
+        if reports:
+            return f"{head}:\n{quality.GateReport.read(reports[-1]).message()}"
+    if any(step.startswith("dbt_build") for step in steps):
+        return (f"{head}: a dbt model or test failed, so nothing was published; the task log of the failed dbt "
+                "step names the model or test and the rows")
+    return f"{head}; see its task log"
+
+
+def record_failure(**context: Any) -> str:
+    """Runs when any step failed: the run's load (if it made one) is failed with the reason. The load itself,
+    when it failed, has already recorded its rejection in the registry."""
+    paths = get_paths()
+    warehouse = Warehouse.from_env(paths.warehouse)
+    steps = _failed_steps(context)
+    loaded = _run_load(context)
+    load_id = loaded["load_id"] if loaded and not loaded.get("unchanged") else None
+    errors = {step: context["ti"].xcom_pull(task_ids=step, key="error") for step in steps}
+    message = failure_message(paths, warehouse, steps, load_id, errors)
+    if load_id:
+        load.fail_load(warehouse, load_id, message)
+    log.error("Wave %s: %s", wave_year_of_run(context), message)
+    return message

@@ -1,68 +1,111 @@
 """Publish the marts that passed the gate: a new DuckDB file replaced atomically, or a PostgreSQL schema swap.
 
-Analysts and BI tools read only the published file. It is written next to the old one under a temporary name and
-renamed over it: a reader that has the old file open keeps reading the old marts, a new reader gets the new ones,
-nobody sees a half-written file, and a load never waits for a reader.
+Analysts and BI tools read only the published marts. On DuckDB they are written next to the old file under a
+temporary name and renamed over it: a reader that has the old file open keeps reading the old marts, a new reader
+gets the new ones, nobody sees a half-written file, and a load never waits for a reader. On PostgreSQL the marts
+built in the build schema replace the published schema in one transaction.
+
+Publishing is also when a wave's candidate load becomes its current one: both happen together, so the registry
+never says a load is current that the published marts do not hold (and after a crash between the two, the next
+run sees the difference and publishes again).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from survey_warehouse.quality import MART_TABLES
-from survey_warehouse.warehouse import Session, Warehouse, connect_readonly
+import duckdb
+
+from survey_warehouse.load import promote_load
+from survey_warehouse.quality.batches import mart_tables
+from survey_warehouse.settings import Paths
+from survey_warehouse.warehouse import Session, Warehouse
+
+# What the published marts are built from besides the loads: change any of these and the marts are rebuilt.
+BUILD_INPUTS = ("dbt_project/dbt_project.yml", "dbt_project/models", "dbt_project/macros", "dbt_project/seeds",
+                "dbt_project/tests", "expectations")
 
 
 @dataclass(frozen=True)
 class Publication:
-    path: Path
+    path: Path | str
     published_at: dt.datetime
     tables: dict[str, int]
     load_ids: list[str]
+    build_fingerprint: str | None = None
+    run_id: str = ""
 
 
-def publish_marts(warehouse: Path, published: Path, run_id: str = "") -> Publication:
-    """Copy the marts (and nothing else) into a new file, record the publication, swap it in."""
+def build_fingerprint(paths: Paths, warehouse: Warehouse) -> str:
+    """A digest of the dbt project, the seeds and the expectation suites (and the warehouse engine)."""
+    digest = hashlib.sha256(warehouse.backend.encode())
+    for entry in BUILD_INPUTS:
+        base = paths.root / entry
+        files = sorted(p for p in base.rglob("*") if p.is_file()) if base.is_dir() else [base]
+        for path in files:
+            if path.exists():
+                digest.update(str(path.relative_to(paths.root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _loads_in_use(session: Session) -> list[tuple]:
+    """The loads the marts were built from: each wave's candidate, else its current load (as staging chooses)."""
+    return session.execute(
+        "select load_id, wave_year, file_name, file_sha256, loaded_at from raw.load_registry r "
+        "where status = 'candidate' or (is_current and not exists (select 1 from raw.load_registry c "
+        "where c.wave_year = r.wave_year and c.status = 'candidate')) order by wave_year").fetchall()
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish_marts(warehouse: Warehouse, published: Path, run_id: str = "", fingerprint: str | None = None
+                  ) -> Publication:
+    """DuckDB: copy the marts (and nothing else) into a new file, record the publication, promote the candidate
+    load and swap the file in."""
+    assert warehouse.path is not None
     published.parent.mkdir(parents=True, exist_ok=True)
     tmp = published.with_name(f".{published.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
     published_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    # The new file is attached to a read-only warehouse connection, so publishing never takes the writer's lock.
-    with connect_readonly(warehouse) as con:
-        con.execute("attach ? as pub (read_write)", [str(tmp)])
+    tables_to_publish = mart_tables(warehouse, "marts")
+    with Session(warehouse) as session:
+        con = session.duckdb
+        loads = _loads_in_use(session)
+        con.execute("attach ? as pub", [str(tmp)])
         try:
             con.execute("create schema pub.marts")
             tables = {}
-            for table in MART_TABLES:
+            for table in tables_to_publish:
                 con.execute(f'create table pub.marts."{table}" as select * from marts."{table}"')
-                tables[table] = con.execute(f'select count(*) from pub.marts."{table}"').fetchone()[0]
-            loads = con.execute(
-                "select load_id, wave_year, file_name, file_sha256, loaded_at from raw.load_registry "
-                "where is_current order by wave_year").fetchall()
-            con.execute(
-                "create table pub.marts.publication (published_at timestamp, run_id varchar, load_ids varchar[], "
-                "tables json)")
-            con.execute("insert into pub.marts.publication values (?, ?, ?, ?)",
-                        [published_at, run_id, [r[0] for r in loads], json.dumps(tables)])
-            con.execute(
-                "create table pub.marts.source_loads (load_id varchar, wave_year integer, file_name varchar, "
-                "file_sha256 varchar, loaded_at timestamp)")
+                tables[table] = con.execute(f'select count(*) from pub.marts."{table}"').fetchall()[0][0]
+            con.execute("create table pub.marts.publication (published_at timestamp, run_id varchar, "
+                        "load_ids varchar[], tables json, build_fingerprint varchar)")
+            con.execute("insert into pub.marts.publication values (?, ?, ?, ?, ?)",
+                        [published_at, run_id, [r[0] for r in loads], json.dumps(tables), fingerprint])
+            con.execute("create table pub.marts.source_loads (load_id varchar, wave_year integer, file_name varchar, "
+                        "file_sha256 varchar, loaded_at timestamp)")
             con.executemany("insert into pub.marts.source_loads values (?, ?, ?, ?, ?)", [list(r) for r in loads])
         finally:
             con.execute("detach pub")
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, published)
-    dir_fd = os.open(published.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return Publication(published, published_at, tables, [r[0] for r in loads])
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        with session.transaction():
+            for load_id, *_ in loads:
+                promote_load(session, load_id, f"published by run {run_id}")
+            os.replace(tmp, published)
+            _fsync_dir(published.parent)
+    return Publication(published, published_at, tables, [r[0] for r in loads], fingerprint, run_id)
 
 
 def ensure_reader_role(warehouse: Warehouse) -> None:
@@ -76,25 +119,28 @@ def ensure_reader_role(warehouse: Warehouse) -> None:
         session.execute(f'revoke create on schema public from "{role}"')
 
 
-def swap_marts(warehouse: Warehouse, run_id: str = "") -> Publication:
+def swap_marts(warehouse: Warehouse, run_id: str = "", fingerprint: str | None = None) -> Publication:
     """PostgreSQL: the marts built (and validated) in the build schema replace the published schema in one
-    transaction. Readers see the old marts or the new ones, never a mix; a reader's running query finishes
-    on the old marts before they are dropped."""
+    transaction, together with promoting the candidate load. Readers see the old marts or the new ones, never a
+    mix; a reader's running query finishes on the old marts before they are dropped."""
     build, published = warehouse.marts_build_schema, warehouse.marts_schema
     role = warehouse.reader_role
     published_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     ensure_reader_role(warehouse)
+    tables_to_publish = mart_tables(warehouse, build)
     with Session(warehouse) as session, session.transaction():
-        tables = {t: session.execute(f'select count(*) from "{build}"."{t}"').fetchone()[0] for t in MART_TABLES}
-        loads = session.execute(
-            "select load_id, wave_year, file_name, file_sha256, loaded_at from raw.load_registry "
-            "where is_current order by wave_year").fetchall()
+        tables = {t: session.execute(f'select count(*) from "{build}"."{t}"').fetchall()[0][0]
+                  for t in tables_to_publish}
+        loads = _loads_in_use(session)
+        for load_id, *_ in loads:
+            promote_load(session, load_id, f"published by run {run_id}")
         session.execute(f'create table "{build}".publication (published_at timestamp, run_id varchar, '
-                        'load_ids varchar[], tables json)')
-        session.execute(f'insert into "{build}".publication values (?, ?, ?, ?)',
-                        [published_at, run_id, [r[0] for r in loads], json.dumps(tables)])
-        session.execute(f'create table "{build}".source_loads as select load_id, wave_year, file_name, '
-                        'file_sha256, loaded_at from raw.load_registry where is_current')
+                        'load_ids varchar[], tables json, build_fingerprint varchar)')
+        session.execute(f'insert into "{build}".publication values (?, ?, ?, ?, ?)',
+                        [published_at, run_id, [r[0] for r in loads], json.dumps(tables), fingerprint])
+        session.execute(f'create table "{build}".source_loads (load_id varchar, wave_year integer, '
+                        'file_name varchar, file_sha256 varchar, loaded_at timestamp)')
+        session.executemany(f'insert into "{build}".source_loads values (?, ?, ?, ?, ?)', [list(r) for r in loads])
         session.execute(f'grant usage on schema "{build}" to "{role}"')
         session.execute(f'grant select on all tables in schema "{build}" to "{role}"')
         session.execute(f'drop schema if exists "{published}_previous" cascade')
@@ -103,13 +149,44 @@ def swap_marts(warehouse: Warehouse, run_id: str = "") -> Publication:
             session.execute(f'alter schema "{published}" rename to "{published}_previous"')
         session.execute(f'alter schema "{build}" rename to "{published}"')
         session.execute(f'drop schema if exists "{published}_previous" cascade')
-    return Publication(Path(f"postgresql://{warehouse.host}:{warehouse.port}/{warehouse.dbname}#{published}"),
-                       published_at, tables, [r[0] for r in loads])
+    where = f"postgresql://{warehouse.host}:{warehouse.port}/{warehouse.dbname}#{published}"
+    return Publication(where, published_at, tables, [r[0] for r in loads], fingerprint, run_id)
 
 
-def publish(warehouse: Warehouse, published_file: Path, run_id: str = "") -> Publication:
+def publish(warehouse: Warehouse, published_file: Path, run_id: str = "", fingerprint: str | None = None
+            ) -> Publication:
     """Publish on whichever warehouse is configured: a swapped file (DuckDB) or a swapped schema (PostgreSQL)."""
     if warehouse.backend == "postgres":
-        return swap_marts(warehouse, run_id)
-    assert warehouse.path is not None
-    return publish_marts(warehouse.path, published_file, run_id)
+        return swap_marts(warehouse, run_id, fingerprint)
+    return publish_marts(warehouse, published_file, run_id, fingerprint)
+
+
+def read_publication(warehouse: Warehouse, published_file: Path) -> Publication | None:
+    """The publication the readers see now, or None when nothing has been published."""
+    columns = "published_at, load_ids, tables, build_fingerprint, run_id"
+    if warehouse.backend == "postgres":
+        with Session(warehouse, read_only=True) as session:
+            if not session.execute("select 1 from information_schema.tables where table_schema = ? and "
+                                   "table_name = 'publication'", [warehouse.marts_schema]).fetchone():
+                return None
+            row = session.execute(f'select {columns} from "{warehouse.marts_schema}".publication').fetchone()
+        where: Path | str = f"postgresql://{warehouse.host}:{warehouse.port}/{warehouse.dbname}#{warehouse.marts_schema}"
+    else:
+        if not published_file.exists():
+            return None
+        try:
+            with duckdb.connect(str(published_file), read_only=True) as con:
+                names = {r[0] for r in con.execute("select column_name from information_schema.columns where "
+                                                   "table_schema = 'marts' and table_name = 'publication'").fetchall()}
+                if not names:
+                    return None
+                wanted = ", ".join(c if c in names else f"null as {c}" for c in columns.split(", "))
+                row = con.execute(f"select {wanted} from marts.publication").fetchone()
+        except duckdb.Error:
+            return None
+        where = published_file
+    if row is None:
+        return None
+    published_at, load_ids, tables, fingerprint, run_id = row
+    tables = json.loads(tables) if isinstance(tables, str) else (tables or {})
+    return Publication(where, published_at, tables, list(load_ids or []), fingerprint, run_id or "")

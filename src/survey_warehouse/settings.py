@@ -36,3 +36,21 @@ class Paths:
 
 def get_paths() -> Paths:
     return Paths.from_env()
+
+
+DEV_PSEUDONYM_KEY = "development-only-pseudonym-key"
+
+
+def pseudonym_key() -> str:
+    """The key of the respondent pseudonyms (SURVEY_PSEUDONYM_KEY); production refuses the development key."""
+    key = os.environ.get("SURVEY_PSEUDONYM_KEY", DEV_PSEUDONYM_KEY)
+    if key == DEV_PSEUDONYM_KEY and os.environ.get("SURVEY_ENV", "development") == "production":
+        from survey_warehouse.errors import SurveyWarehouseError
+
+        raise SurveyWarehouseError("SURVEY_PSEUDONYM_KEY must be set in production (SURVEY_ENV=production)")
+    return key
+
+
+def max_quarantined_share() -> float:
+    """Above this share of quarantined rows the raw gate fails the load (SURVEY_MAX_QUARANTINED_SHARE)."""
+    return float(os.environ.get("SURVEY_MAX_QUARANTINED_SHARE", "0.05"))

@@ -15,9 +15,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-
-class WarehouseBusy(RuntimeError):
-    """Another process is writing the DuckDB warehouse (DuckDB allows one writer at a time)."""
+from survey_warehouse.errors import WarehouseBusy
 
 
 def connect_readonly(path: Path) -> duckdb.DuckDBPyConnection:
@@ -107,6 +105,23 @@ class Session:
             self._con = warehouse.pg_connect()
             self._con.set_session(readonly=read_only, autocommit=True)
             self._cur = self._con.cursor()
+
+    @property
+    def duckdb(self) -> duckdb.DuckDBPyConnection:
+        """The DuckDB connection itself (DuckDB warehouses only)."""
+        if self.is_postgres:
+            raise TypeError("a PostgreSQL session has no DuckDB connection")
+        return self._con
+
+    def copy_from_duckdb(self, table: str, columns: str, con: duckdb.DuckDBPyConnection, query: str,
+                         scratch: Path) -> None:
+        """PostgreSQL: the rows of a DuckDB query into a table through COPY (CSV in a scratch file)."""
+        scratch.mkdir(parents=True, exist_ok=True)
+        path = scratch / f"{table}.csv"
+        con.execute(f"copy ({query}) to '{path}' (format csv, header false)")
+        with open(path, encoding="utf-8") as f:
+            self._cur.copy_expert(f"copy {table} ({columns}) from stdin with (format csv)", f)
+        path.unlink()
 
     @property
     def is_postgres(self) -> bool:

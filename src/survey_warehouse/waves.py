@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from survey_warehouse.codebook import REQUIRED_STRUCTURAL_FIELDS, STRUCTURAL_FIELDS, Codebook
+from survey_warehouse.errors import WaveSpecError
+from survey_warehouse.matching import shown
 from survey_warehouse.settings import Paths
 
-# Fields every wave must map: without them a respondent cannot be placed in a city or counted.
-REQUIRED_FIELDS = ("respondent_email", "city", "respondent_role", "lead")
-KNOWN_FIELDS = (
-    "respondent_name", "respondent_email", "city", "respondent_role", "submitted_at", "response_minutes",
-    "lead", "cooperation", "it_involvement_stage", "business_digital_skills",
-)
-
-
-class WaveSpecError(ValueError):
-    """A wave spec (config/waves/YYYY.yml) is missing or inconsistent."""
+FORMATS = ("csv", "xlsx")
+REQUIRED_KEYS = ("wave_year", "file", "format", "columns", "cities_surveyed", "field_period",
+                 "questionnaire_version")
+OPTIONAL_KEYS = ("encoding", "delimiter", "sheet", "header_row", "accept_removals")
 
 
 @dataclass(frozen=True)
@@ -36,40 +36,135 @@ class WaveSpec:
     delimiter: str = ","
     sheet: str | None = None
     header_row: int = 1
+    # Respondents (by the reference the removal guard prints) or cities (municipality codes) that a re-delivery
+    # may drop: a genuine withdrawal, recorded with the load.
+    accept_removals: tuple[str, ...] = ()
     spec_path: Path | None = field(default=None, compare=False)
 
     @classmethod
     def from_file(cls, path: Path, root: Path) -> WaveSpec:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        missing = [k for k in ("wave_year", "file", "format", "columns", "cities_surveyed", "field_period",
-                               "questionnaire_version") if k not in raw]
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise WaveSpecError(f"{path}: not a readable YAML file ({exc})") from exc
+        if not isinstance(raw, dict):
+            raise WaveSpecError(f"{path}: expected keys such as {list(REQUIRED_KEYS)}")
+        missing = [k for k in REQUIRED_KEYS if k not in raw]
         if missing:
             raise WaveSpecError(f"{path}: missing keys {missing}")
-        columns = {str(k): str(v) for k, v in raw["columns"].items()}
-        unknown = sorted(set(columns.values()) - set(KNOWN_FIELDS))
+        unknown = sorted(set(raw) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
         if unknown:
-            raise WaveSpecError(f"{path}: unknown field ids {unknown}; known fields are {list(KNOWN_FIELDS)}")
-        absent = [f for f in REQUIRED_FIELDS if f not in columns.values()]
-        if absent:
-            raise WaveSpecError(f"{path}: required fields not mapped to any column: {absent}")
-        if raw["format"] not in ("csv", "xlsx"):
-            raise WaveSpecError(f"{path}: format must be csv or xlsx, not {raw['format']!r}")
-        file = Path(raw["file"])
+            raise WaveSpecError(f"{path}: unknown keys {unknown}; the keys are {[*REQUIRED_KEYS, *OPTIONAL_KEYS]}")
+        if not isinstance(raw["columns"], dict) or not raw["columns"]:
+            raise WaveSpecError(f"{path}: 'columns' must map each delivered header to a field")
+        if raw["format"] not in FORMATS:
+            raise WaveSpecError(f"{path}: format must be one of {FORMATS}, not {raw['format']!r}")
+        period = raw["field_period"]
+        if not isinstance(period, dict) or not {"start", "end"} <= set(period):
+            raise WaveSpecError(f"{path}: field_period needs start and end dates")
+        cities = [str(c).zfill(3) for c in raw["cities_surveyed"] or []]
+        if not cities:
+            raise WaveSpecError(f"{path}: cities_surveyed lists no city; list the municipality codes surveyed")
+        twice = sorted({c for c in cities if cities.count(c) > 1})
+        if twice:
+            raise WaveSpecError(f"{path}: cities_surveyed lists {twice} more than once")
+        delimiter = str(raw.get("delimiter", ","))
+        if len(delimiter) != 1 or delimiter in "\"\r\n":
+            raise WaveSpecError(f"{path}: delimiter must be one character (not a quote or a line break), "
+                                f"not {shown(delimiter)}")
+        header_row = raw.get("header_row", 1)
+        if not isinstance(header_row, int) or header_row < 1:
+            raise WaveSpecError(f"{path}: header_row must be a row number (1 = the first row)")
+        if raw["format"] == "xlsx" and not raw.get("sheet"):
+            raise WaveSpecError(f"{path}: an xlsx wave needs 'sheet', the name of the sheet with the answers")
+        encoding = str(raw.get("encoding", "utf-8"))
+        try:
+            "".encode(encoding)
+        except LookupError:
+            raise WaveSpecError(f"{path}: unknown encoding {shown(encoding)} (e.g. utf-8, utf-8-sig, cp1252, "
+                                "utf-16)") from None
+        file = Path(str(raw["file"]))
         return cls(
             wave_year=int(raw["wave_year"]),
             file=file if file.is_absolute() else root / file,
             format=raw["format"],
-            columns=columns,
-            cities_surveyed=tuple(str(c).zfill(3) for c in raw["cities_surveyed"]),
+            columns={str(k).strip(): str(v).strip() for k, v in raw["columns"].items()},
+            cities_surveyed=tuple(cities),
             questionnaire_version=str(raw["questionnaire_version"]),
-            field_period_start=raw["field_period"]["start"],
-            field_period_end=raw["field_period"]["end"],
-            encoding=raw.get("encoding", "utf-8"),
-            delimiter=raw.get("delimiter", ","),
+            field_period_start=_date(period["start"], path),
+            field_period_end=_date(period["end"], path),
+            encoding=encoding,
+            delimiter=delimiter,
             sheet=raw.get("sheet"),
-            header_row=int(raw.get("header_row", 1)),
+            header_row=header_row,
+            accept_removals=tuple(str(v).strip() for v in raw.get("accept_removals") or ()),
             spec_path=path,
         )
+
+    @property
+    def name(self) -> str:
+        return str(self.spec_path or f"the wave spec of {self.wave_year}")
+
+    def fields(self) -> dict[str, str]:
+        """Field id -> the delivered header it is read from."""
+        return {f: column for column, f in self.columns.items()}
+
+    def questions(self) -> list[str]:
+        return [f for f in self.columns.values() if f not in STRUCTURAL_FIELDS]
+
+    def fingerprint(self) -> str:
+        """What reading the file depends on, for telling a changed spec from an unchanged one."""
+        data = {k: v for k, v in self.__dict__.items() if k != "spec_path"}
+        data["file"] = self.file.name
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+    def as_json(self) -> str:
+        return json.dumps({"file": self.file.name, "format": self.format, "encoding": self.encoding,
+                           "delimiter": self.delimiter, "sheet": self.sheet, "header_row": self.header_row,
+                           "columns": self.columns, "accept_removals": list(self.accept_removals)},
+                          ensure_ascii=False)
+
+    def check(self, codebook: Codebook) -> None:
+        """Every column maps to a structural field or to a question the codebook declares for this wave."""
+        declared = codebook.questions_for(self.wave_year)
+        seeds = "dbt_project/seeds"
+        for column, field_id in self.columns.items():
+            if field_id in STRUCTURAL_FIELDS or field_id in declared:
+                continue
+            elsewhere = sorted(w for (w, q) in codebook.questions if q == field_id)
+            hint = (f"it is declared for {elsewhere}, not for {self.wave_year}" if elsewhere
+                    else "no wave declares it")
+            raise WaveSpecError(
+                f"{self.name}: column {shown(column)} is mapped to {field_id!r}, which is neither a respondent "
+                f"field ({', '.join(STRUCTURAL_FIELDS)}) nor a question of the {self.wave_year} questionnaire "
+                f"({hint}). Declare it: add a row for ({self.wave_year}, {field_id}) to "
+                f"{seeds}/codebook_questions.csv and its answer labels to {seeds}/codebook_answers.csv")
+        mapped = list(self.columns.values())
+        twice = sorted({f for f in mapped if mapped.count(f) > 1})
+        if twice:
+            raise WaveSpecError(f"{self.name}: {twice} mapped from more than one column; map each field once")
+        required = [*REQUIRED_STRUCTURAL_FIELDS, *(q for q, question in declared.items() if question.is_required)]
+        absent = [f for f in required if f not in mapped]
+        if absent:
+            raise WaveSpecError(f"{self.name}: required fields not mapped to any column: {absent}")
+        for field_id in mapped:
+            if field_id in declared and field_id != "respondent_role" and not declared[field_id].is_scale \
+                    and not codebook.labels_for(self.wave_year, field_id):
+                raise WaveSpecError(f"{self.name}: question {field_id!r} has no answer labels for {self.wave_year} "
+                                    f"in {seeds}/codebook_answers.csv")
+        unknown = [c for c in self.cities_surveyed if c not in codebook.municipality_codes]
+        if unknown:
+            raise WaveSpecError(f"{self.name}: cities_surveyed has codes that are not in {seeds}/cities.csv: "
+                                f"{unknown}")
+
+
+def _date(value: Any, path: Path) -> dt.date:
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise WaveSpecError(f"{path}: {shown(value)} is not a date (YYYY-MM-DD)") from None
 
 
 def find_wave_spec(wave_year: int, paths: Paths) -> WaveSpec | None:

@@ -1,18 +1,25 @@
-"""The raw loader: each wave's file shape, the load registry, idempotency, and clear errors for bad files."""
+"""The raw loader: each wave's file shape, the load registry, idempotency, and what each value resolved to."""
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import shutil
 from pathlib import Path
 
 import duckdb
 import openpyxl
 import pytest
 
-from conftest import make_paths
-from survey_warehouse.load import WaveFileError, load_wave, mark_load, read_rows
-from survey_warehouse.waves import REQUIRED_FIELDS, find_wave_spec, list_wave_years
+from conftest import ROOT, make_paths
+from survey_warehouse import delivery
+from survey_warehouse.codebook import REQUIRED_STRUCTURAL_FIELDS, Codebook
+from survey_warehouse.errors import WaveFileError
+from survey_warehouse.load import load_wave, mark_load
+from survey_warehouse.matching import match_key
+from survey_warehouse.waves import find_wave_spec, list_wave_years
+
+SEEDS = ROOT / "dbt_project" / "seeds"
 
 
 @pytest.fixture()
@@ -20,13 +27,23 @@ def paths():
     return make_paths("load")
 
 
-def _data_rows(spec) -> int:
-    """Rows below the header, counted without the loader."""
+def _rows_and_header(spec) -> tuple[list[str], list[list]]:
+    """The header and the non-blank data rows, read without the loader."""
     if spec.format == "xlsx":
         ws = openpyxl.load_workbook(spec.file, read_only=True)[spec.sheet]
-        return sum(1 for row in ws.iter_rows(min_row=spec.header_row + 1, values_only=True) if any(row))
-    with open(spec.file, encoding=spec.encoding, newline="") as f:
-        return sum(1 for _ in csv.reader(f, delimiter=spec.delimiter)) - spec.header_row
+        rows = [list(r) for r in ws.iter_rows(values_only=True)]
+    else:
+        with open(spec.file, encoding=spec.encoding, newline="") as f:
+            rows = list(csv.reader(f, delimiter=spec.delimiter))
+    header = [str(h or "").strip() for h in rows[spec.header_row - 1]]
+    data = [r for r in rows[spec.header_row:] if any(c not in (None, "") for c in r)]
+    return header, data
+
+
+def _registry(warehouse: Path) -> list[tuple]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute("select wave_year, file_name, length(file_sha256), row_count, status, is_current "
+                           "from raw.load_registry order by loaded_at").fetchall()
 
 
 def test_configured_waves(paths) -> None:
@@ -37,32 +54,47 @@ def test_configured_waves(paths) -> None:
 
 
 @pytest.mark.parametrize("year", [2016, 2018, 2019])
-def test_each_wave_is_read_as_its_spec_says(paths, year: int) -> None:
+def test_every_cell_of_each_wave_is_kept_with_its_row(paths, year: int) -> None:
     spec = find_wave_spec(year, paths)
-    header, rows = read_rows(spec)
-    rows = list(rows)
-    assert set(spec.columns) <= set(header)
-    assert len(rows) == _data_rows(spec)
-    assert rows[0][0] == spec.header_row + 1
-    city = header.index(next(h for h, f in spec.columns.items() if f == "city"))
-    assert all(cells[city] for _n, cells in rows)
-    assert not any(h.startswith("\ufeff") for h in header), "the BOM must not stick to the first header"
+    header, rows = _rows_and_header(spec)
+    result = load_wave(spec, paths.warehouse)
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        cells = con.execute("select count(*), count(distinct source_row_number), min(source_row_number), "
+                            "count(distinct source_column) from raw.survey_cells where load_id = ?",
+                            [result.load_id]).fetchone()
+        first_header = con.execute("select source_column from raw.survey_cells where load_id = ? and "
+                                   "column_position = 1 limit 1", [result.load_id]).fetchone()[0]
+        unresolved = con.execute("select count(*) from raw.cell_resolutions where load_id = ? and "
+                                 "resolved_value is null and match_key is not null", [result.load_id]).fetchone()[0]
+    assert result.row_count == len(rows) and result.quarantined == 0
+    assert cells == (len(rows) * len(header), len(rows), spec.header_row + 1, len(set(header)))
+    assert first_header == header[0] and not first_header.startswith("\ufeff"), "the BOM is not part of a header"
+    assert unresolved == 0, "every value of a mapped column resolves through the codebook"
 
 
-def test_load_registry_and_unchanged_file_is_a_noop(paths) -> None:
+def test_load_registry_and_an_unchanged_file_is_a_noop(paths) -> None:
     spec = find_wave_spec(2016, paths)
     first = load_wave(spec, paths.warehouse)
     mark_load(paths.warehouse, first.load_id, passed=True, message="ok")
     again = load_wave(spec, paths.warehouse)
     assert not first.unchanged and again.unchanged and again.load_id == first.load_id
     assert "unchanged" in again.describe()
-    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
-        registry = con.execute("select wave_year, file_name, length(file_sha256), row_count, status, is_current "
-                               "from raw.load_registry").fetchall()
-        cells = con.execute("select count(*), count(distinct source_row_number) from raw.survey_cells").fetchone()
-    assert registry == [(2016, spec.file.name, 64, _data_rows(spec), "passed", True)]
-    header, _ = read_rows(spec)
-    assert cells == (_data_rows(spec) * len(header), _data_rows(spec))
+    assert _registry(paths.warehouse) == [(2016, spec.file.name, 64, first.row_count, "passed", True)]
+
+
+def test_a_codebook_change_reads_the_file_again(paths, tmp_path: Path) -> None:
+    """A seed row added for a label or a city name takes effect without a new delivery."""
+    spec = find_wave_spec(2019, paths)
+    first = load_wave(spec, paths.warehouse)
+    mark_load(paths.warehouse, first.load_id, passed=True, message="ok")
+    seeds = tmp_path / "seeds"
+    shutil.copytree(SEEDS, seeds)
+    with open(seeds / "city_aliases.csv", "a", encoding="utf-8") as f:
+        f.write("stadi,091,slang_fi\n")
+    again = load_wave(spec, paths.warehouse, codebook=Codebook.from_seeds(seeds))
+    assert not again.unchanged and again.load_id != first.load_id
+    unchanged = load_wave(spec, paths.warehouse)  # the current load was read with the original seeds
+    assert unchanged.unchanged
 
 
 def test_a_corrected_file_supersedes_only_its_own_wave_and_both_stay(paths, tmp_path: Path) -> None:
@@ -77,36 +109,87 @@ def test_a_corrected_file_supersedes_only_its_own_wave_and_both_stay(paths, tmp_
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
         pending = con.execute("select status, is_current from raw.load_registry where load_id = ?",
                               [corrected.load_id]).fetchone()
-    assert pending == ("pending", False), "a new load is not used before it passes its gate"
+    assert pending == ("pending", False), "a new load is not used before it passes its gates"
     mark_load(paths.warehouse, corrected.load_id, passed=True, message="ok")
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
         rows = con.execute("select r.wave_year, r.status, r.is_current, count(distinct c.source_row_number) "
                            "from raw.load_registry r join raw.survey_cells c using (load_id) "
                            "group by 1, 2, 3, r.loaded_at order by r.wave_year, r.loaded_at").fetchall()
-    assert rows == [(2016, "passed", True, _data_rows(w16)), (2019, "superseded", False, len(lines) - 1),
+    assert rows == [(2016, "passed", True, len(_rows_and_header(w16)[1])), (2019, "superseded", False, len(lines) - 1),
                     (2019, "passed", True, len(lines) - 4)]
 
 
-def test_missing_mapped_column_names_file_row_and_column(paths, tmp_path: Path) -> None:
+def test_a_rejected_file_leaves_only_its_reason_in_the_registry(paths, tmp_path: Path) -> None:
     spec = find_wave_spec(2019, paths)
-    text = spec.file.read_text(encoding="utf-8-sig").replace("Organisaatio", "Kunta", 1)
+    good = load_wave(spec, paths.warehouse)
+    mark_load(paths.warehouse, good.load_id, passed=True, message="ok")
     renamed = tmp_path / "renamed.csv"
-    renamed.write_text(text, encoding="utf-8-sig")
+    renamed.write_text(spec.file.read_text(encoding="utf-8-sig").replace("Organisaatio", "Kunta", 1),
+                       encoding="utf-8-sig")
     with pytest.raises(WaveFileError) as error:
         load_wave(dataclasses.replace(spec, file=renamed), paths.warehouse)
-    message = str(error.value)
-    assert "renamed.csv" in message and "row 1" in message and "'Organisaatio'" in message
-    assert not paths.warehouse.exists() or duckdb.connect(str(paths.warehouse), read_only=True).execute(
-        "select count(*) from raw.load_registry").fetchone()[0] == 0
-
-
-def test_wrong_encoding_is_a_clear_error(paths) -> None:
-    spec = dataclasses.replace(find_wave_spec(2016, paths), encoding="utf-8")
-    with pytest.raises(WaveFileError) as error:
-        load_wave(spec, paths.warehouse)
-    assert spec.file.name in str(error.value) and "utf-8" in str(error.value)
+    assert (error.value.row, error.value.column) == (1, "'Organisaatio'")
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        registry = con.execute("select status, is_current, row_count, status_message from raw.load_registry "
+                               "order by loaded_at").fetchall()
+        loads_with_cells = con.execute("select count(distinct load_id) from raw.survey_cells").fetchone()[0]
+    assert [r[:3] for r in registry] == [("passed", True, len(renamed.read_text().splitlines()) - 1),
+                                         ("failed", False, 0)]
+    assert registry[1][3].startswith("rejected: ") and "'Organisaatio' is not in the header" in registry[1][3]
+    assert loads_with_cells == 1, "a rejected file writes no cells"
 
 
 def test_every_wave_maps_the_required_fields(paths) -> None:
+    codebook = Codebook.from_seeds(SEEDS)
     for year in list_wave_years(paths):
-        assert set(REQUIRED_FIELDS) <= set(find_wave_spec(year, paths).columns.values())
+        spec = find_wave_spec(year, paths)
+        spec.check(codebook)
+        required = [*REQUIRED_STRUCTURAL_FIELDS,
+                    *(q for q, question in codebook.questions_for(year).items() if question.is_required)]
+        assert set(required) <= set(spec.columns.values())
+
+
+def test_both_readers_land_the_same_raw(paths, monkeypatch) -> None:
+    """DuckDB's parallel reader (regular files) and the row-by-row reader (any other) agree cell for cell."""
+    spec = find_wave_spec(2019, paths)
+    fast = load_wave(spec, paths.warehouse)
+    careful_paths = make_paths("load_careful")
+    monkeypatch.setattr(delivery, "_duckdb_grid", lambda *args, **kwargs: None)
+    careful = load_wave(spec, careful_paths.warehouse)
+    assert fast.reader.startswith("DuckDB") and careful.reader.startswith("Python")
+
+    def raw(path: Path, load_id: str) -> dict[str, list[tuple]]:
+        with duckdb.connect(str(path), read_only=True) as con:
+            return {t: sorted(con.execute(f"select * exclude (load_id) from raw.{t} where load_id = ?",
+                                          [load_id]).fetchall(), key=repr)
+                    for t in ("survey_cells", "cell_resolutions", "quarantine")}
+
+    assert raw(paths.warehouse, fast.load_id) == raw(careful_paths.warehouse, careful.load_id)
+
+
+def test_the_warehouse_holds_the_matching_rules_keys_for_the_corpus(paths, tmp_path: Path) -> None:
+    """Every awkward string of the shared corpus, delivered in a mapped column, is stored with the key the rule
+    gives it: what staging joins on is exactly `match_key`."""
+    from survey_warehouse.matching import match_key as rule
+    from test_matching import corpus
+
+    spec = find_wave_spec(2019, paths)
+    header, rows = _rows_and_header(spec)
+    email = header.index(next(c for c, f in spec.columns.items() if f == "respondent_email"))
+    values = [value for _case, value, _key in corpus()]
+    path = tmp_path / "corpus.csv"
+    with open(path, "w", encoding="utf-8-sig", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for i, value in enumerate(values):
+            row = list(rows[i % len(rows)])
+            row[email] = value
+            writer.writerow(row)
+    result = load_wave(dataclasses.replace(spec, file=path), paths.warehouse)
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        stored = dict(con.execute("select cell_value, match_key from raw.cell_resolutions where load_id = ? and "
+                                  "field_id = 'respondent_email'", [result.load_id]).fetchall())
+    for value in values:
+        if value.strip("\r\n") == "":
+            continue  # an empty cell is no value
+        assert stored.get(value, "missing") == rule(value) == match_key(value), repr(value)

@@ -1,3 +1,5 @@
+-- One row per city and period in which its name, code and region held: a municipal merger or a renaming is a new
+-- row (valid_from / valid_to), not a new column. Populations by year are in fct_city_population.
 with cities as (
     select * from {{ ref('cities') }}
 ),
@@ -8,16 +10,17 @@ surveyed as (
 
 final as (
     select
+        cast(cities.municipality_code as varchar) || '-'
+        || coalesce(cast(cities.valid_from as varchar), 'always') as city_key,
         cast(cities.municipality_code as varchar) as municipality_code,
         cast(cities.name_fi as varchar) as city_name_fi,
         cast(cities.name_sv as varchar) as city_name_sv,
         cast(cities.region_code as varchar) as region_code,
         cast(cities.region_name_fi as varchar) as region_name_fi,
         cast(cities.region_name_sv as varchar) as region_name_sv,
-        cast(cities.population_2015 as integer) as population_2015,
-        cast(cities.population_2017 as integer) as population_2017,
-        cast(cities.population_2018 as integer) as population_2018,
-        cast(cities.rank_2018 as integer) as population_rank_2018,
+        cast(cities.valid_from as date) as valid_from,
+        cast(cities.valid_to as date) as valid_to,
+        cities.valid_to is null as is_current,
         surveyed.municipality_code is not null as is_surveyed
     from cities
     left join surveyed

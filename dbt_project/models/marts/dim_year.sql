@@ -1,6 +1,6 @@
 with loads as (
     select * from {{ ref('stg_survey__loads') }}
-    where is_current
+    where is_current_load
 ),
 
 rollup as (

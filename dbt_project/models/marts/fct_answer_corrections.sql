@@ -1,5 +1,6 @@
 -- What a corrected re-delivery changed: for each wave whose current load superseded an earlier one, every answer
--- that differs between the two loads (changed, added or removed), with the respondent's city.
+-- that differs between the two loads (changed, added or removed), with the respondent's city. A removal the wave
+-- spec accepted (accept_removals: a withdrawal) is marked as such.
 with loads as (
     select * from {{ ref('stg_survey__loads') }}
 ),
@@ -13,11 +14,12 @@ respondents as (
 ),
 
 current_loads as (
-    select wave_year, load_id
+    select wave_year, load_id, accepted_removals
     from loads
-    where is_current
+    where is_current_load
 ),
 
+-- the load the current one replaced: the latest published load of the wave that is not the current one
 previous_loads as (
     select wave_year, load_id
     from (
@@ -26,8 +28,8 @@ previous_loads as (
             load_id,
             row_number() over (partition by wave_year order by loaded_at desc) as recency
         from loads
-        where load_status = 'superseded'
-    ) as superseded
+        where load_status in ('passed', 'superseded') and not is_current_load
+    ) as published_before
     where recency = 1
 ),
 
@@ -93,7 +95,13 @@ final as (
         cast(compared.previous_answer_code as varchar) as previous_answer_code,
         cast(compared.current_answer_code as varchar) as current_answer_code,
         cast(previous_loads.load_id as varchar) as previous_load_id,
-        cast(current_loads.load_id as varchar) as current_load_id
+        cast(current_loads.load_id as varchar) as current_load_id,
+        coalesce(compared.change_type = 'removed' and (
+            {{ dbt.position("',r-' || substr(compared.respondent_key, 1, 8) || ','",
+                            "',' || current_loads.accepted_removals || ','") }} > 0
+            or {{ dbt.position("',' || compared.municipality_code || ','",
+                               "',' || current_loads.accepted_removals || ','") }} > 0
+        ), false) as is_accepted_removal
     from compared
     inner join previous_loads
         on compared.wave_year = previous_loads.wave_year

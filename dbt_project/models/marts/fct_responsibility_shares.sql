@@ -1,7 +1,15 @@
--- For BI: per wave and responsibility, how many of the responding cities gave it primary responsibility,
--- the share, and its 95 % Wilson score interval. Every option the wave's questionnaire offered is listed,
--- chosen or not, so shares sum to 1 per wave.
-with rollup as (
+-- For BI: per wave and responsibility, how many of the responding cities gave it primary responsibility and the
+-- share. The surveyed cities are the whole population (the 20 largest), not a sample, so two readings are given:
+-- the bounds the non-responding cities leave for the share of all surveyed cities (whatever they would have
+-- answered), and the 95 % Wilson interval, which reads the responding cities as one draw of a process that goes on
+-- from year to year. Every option the wave's questionnaire offered is listed, so shares sum to 1 per wave.
+with surveyed as (
+    select wave_year, count(*) as cities_surveyed
+    from {{ ref('int_city_responsibilities_rolled_up') }}
+    group by wave_year
+),
+
+rollup as (
     select * from {{ ref('int_city_responsibilities_rolled_up') }}
     where has_responded
 ),
@@ -52,12 +60,18 @@ final as (
         cast(responsibilities.is_it_management as boolean) as is_it_management,
         cast(shares.cities as integer) as cities,
         cast(shares.cities_responded as integer) as cities_responded,
+        cast(surveyed.cities_surveyed as integer) as cities_surveyed,
         cast(shares.share as double precision) as share,
+        cast(shares.cities as double precision) / surveyed.cities_surveyed as share_of_surveyed_min,
+        cast(shares.cities + surveyed.cities_surveyed - shares.cities_responded as double precision)
+        / surveyed.cities_surveyed as share_of_surveyed_max,
         cast(greatest(0.0, {{ wilson_bound('shares.share', 'shares.cities_responded', '-') }}) as double precision)
             as share_ci_lower_95,
         cast(least(1.0, {{ wilson_bound('shares.share', 'shares.cities_responded', '+') }}) as double precision)
             as share_ci_upper_95
     from shares
+    inner join surveyed
+        on shares.wave_year = surveyed.wave_year
     left join responsibilities
         on shares.responsibility_code = responsibilities.responsibility_code
 )

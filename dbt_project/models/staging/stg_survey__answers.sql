@@ -1,7 +1,7 @@
--- Every wave in one long shape: respondent x question x canonical answer, through the cross-wave codebook.
--- Scales that changed between waves (1-5 agreement, 0-10, 1-4) are also given on a common 0-1 score.
+-- Every wave in one long shape: respondent x question x canonical answer, as the loader resolved each label
+-- through the codebook. Scales that changed between waves (1-5 agreement, 0-10, 1-4) also get a common 0-1 score.
 with cells as (
-    {{ published_survey_cells() }}
+    {{ usable_survey_cells() }}
 ),
 
 questions as (
@@ -9,53 +9,36 @@ questions as (
     where question_id <> 'respondent_role'
 ),
 
-answer_codebook as (
-    select * from {{ ref('codebook_answers') }}
-),
-
 with_respondent as (
     select
         cells.*,
-        max(case when field_id = 'respondent_email' then cell_value end)
-            over (partition by load_id, source_row_number) as respondent_email
+        max(case when field_id = 'respondent_email' then resolved_value end)
+            over (partition by load_id, source_row_number) as respondent_key
     from cells
-),
-
-answered as (
-    select
-        with_respondent.*,
-        questions.answer_type,
-        questions.scale_min,
-        questions.scale_max
-    from with_respondent
-    inner join questions
-        on with_respondent.wave_year = questions.wave_year
-        and with_respondent.field_id = questions.question_id
-    where nullif(trim(with_respondent.cell_value), '') is not null
 ),
 
 final as (
     select
-        {{ respondent_key('answered.respondent_email', 'answered.wave_year', 'answered.source_row_number') }}
-            as respondent_key,
-        answered.load_id,
-        answered.is_current_load,
-        answered.wave_year,
-        answered.source_row_number,
-        answered.field_id as question_id,
-        answered.answer_type,
-        trim(answered.cell_value) as source_label,
-        answer_codebook.answer_code,
-        answer_codebook.answer_value,
+        with_respondent.respondent_key,
+        with_respondent.load_id,
+        with_respondent.is_current_load,
+        with_respondent.wave_year,
+        with_respondent.source_row_number,
+        with_respondent.field_id as question_id,
+        questions.answer_type,
+        with_respondent.cell_value as source_label,
+        with_respondent.resolved_value as answer_code,
+        with_respondent.resolved_number as answer_value,
         case
-            when answered.answer_type = 'scale'
-                then (answer_codebook.answer_value - answered.scale_min) / (answered.scale_max - answered.scale_min)
+            when questions.answer_type = 'scale'
+                then (with_respondent.resolved_number - questions.scale_min)
+                / (questions.scale_max - questions.scale_min)
         end as answer_score
-    from answered
-    left join answer_codebook
-        on answered.wave_year = answer_codebook.wave_year
-        and answered.field_id = answer_codebook.question_id
-        and {{ normalise_label('answered.cell_value') }} = {{ normalise_label('answer_codebook.source_label') }}
+    from with_respondent
+    inner join questions
+        on with_respondent.wave_year = questions.wave_year
+        and with_respondent.field_id = questions.question_id
+    where with_respondent.resolved_value is not null
 )
 
 select * from final

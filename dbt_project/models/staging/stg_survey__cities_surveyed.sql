@@ -1,15 +1,19 @@
 with source as (
     select * from {{ source('survey_raw', 'wave_cities_surveyed') }}
-    where load_id in (
-        select load_id from {{ source('survey_raw', 'load_registry') }} where is_current
-    )
+),
+
+loads as (
+    select * from {{ ref('stg_survey__loads') }}
+    where is_current_load
 ),
 
 final as (
     select
-        wave_year,
-        municipality_code
+        source.wave_year,
+        source.municipality_code
     from source
+    inner join loads
+        on source.load_id = loads.load_id
 )
 
 select * from final

@@ -1,0 +1,632 @@
+"""What a delivered wave file really is, and its cells as a grid in DuckDB: every cell as text, with its row.
+
+Before anything parses a file, its bytes are looked at: an empty file, a zip archive where text was expected, an
+encrypted or legacy Office file, a UTF-16 file, NUL bytes, text in another encoding than the spec says, or a file
+cut off inside a quoted cell each get a verdict in words (`WaveFileError`, naming the file, row and column), never a
+library's traceback.
+
+A CSV file that is regular (every row as wide as the header, no blank lines) is read by DuckDB's parallel reader;
+any other is read by Python's csv module, which can name the row of each irregularity. Excel workbooks are read
+with openpyxl (DuckDB's own Excel reader is an extension downloaded at run time). Either way the result is the same
+temporary table `grid`: source_row_number, cell_count and c1..cN (N = the header's width), cells as text, empty
+cells null. Cells right of the header of a longer row go to `grid_extra`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import difflib
+import io
+import itertools
+import os
+import re
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from survey_warehouse.errors import WaveFileError
+from survey_warehouse.matching import match_key, shown
+from survey_warehouse.waves import WaveSpec
+
+CHUNK_BYTES = 1 << 20
+CHUNK_ROWS = 50_000
+NO_NULL = "\x01\x02"  # DuckDB's null string, chosen never to occur: empty fields stay '' and padding stays NULL
+UTF8 = ("utf-8", "utf_8", "utf8", "utf-8-sig", "utf_8_sig", "ascii", "us-ascii")
+ALTERNATIVE_ENCODINGS = ("utf-8-sig", "cp1252", "utf-16")
+# UTF-8 text read as Windows-1252: 'ä' becomes 'Ã¤', 'ö' 'Ã¶', 'å' 'Ã¥', 'Ä' 'Ã„', 'Ö' 'Ã–', 'Å' 'Ã…', 'é' 'Ã©'
+MOJIBAKE = re.compile("Ã[\u0080-\u00bf\u2018-\u203a\u0152-\u0178]")
+
+
+def arrow_into(con: duckdb.DuckDBPyConnection, table: str, rows: Any, replace: bool = False) -> None:
+    """An Arrow table into a DuckDB temporary table: created (replace=True) or appended to."""
+    con.complete()  # DuckDB 2 registers nothing while an earlier result is only partly fetched
+    con.register("_arrow_rows", rows)
+    try:
+        if replace:
+            con.execute(f"create or replace temp table {table} as select * from _arrow_rows")
+        else:
+            con.execute(f"insert into {table} select * from _arrow_rows")
+    finally:
+        con.unregister("_arrow_rows")
+
+
+def max_cell_bytes() -> int:
+    """The largest cell the loader accepts (SURVEY_MAX_CELL_BYTES, default 16 MiB): above it a file is refused."""
+    return int(os.environ.get("SURVEY_MAX_CELL_BYTES", str(16 << 20)))
+
+
+@dataclass
+class Grid:
+    """The delivered file as the temporary table `grid` in a DuckDB connection."""
+
+    header: list[str]
+    header_row: int
+    rows: int  # data rows (blank rows are not data)
+    reader: str  # how the file was read, for the load registry
+    extra_cells: int = 0
+    ends_with_newline: bool = True  # a text file whose last line is cut off may be incomplete
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def width(self) -> int:
+        return len(self.header)
+
+
+def read_grid(spec: WaveSpec, con: duckdb.DuckDBPyConnection, scratch: Path) -> Grid:
+    """Read the wave's file into the temporary tables `grid` and `grid_extra`, or raise WaveFileError."""
+    path = spec.file
+    if not path.exists():
+        raise WaveFileError(path, "file not found; check 'file' in the wave spec")
+    if path.is_dir():
+        raise WaveFileError(path, "is a folder, not a file; point 'file' in the wave spec at the export itself")
+    size = path.stat().st_size
+    if size == 0:
+        raise WaveFileError(path, "the file is empty (0 bytes); ask for the export again")
+    with open(path, "rb") as f:
+        head = f.read(8192)
+    if spec.format == "xlsx":
+        return _read_workbook(spec, con, head)
+    _refuse_non_text(spec, head)
+    return _read_csv(spec, con, scratch)
+
+
+# ------------------------------------------------------------------------------------------ what the bytes are
+
+
+def _container(head: bytes) -> str | None:
+    """What a file is when it is not plain text, from its first bytes."""
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        return "zip"
+    if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
+        return "ole2"
+    if head.startswith(b"%PDF"):
+        return "a PDF document"
+    if head.startswith(b"\x1f\x8b"):
+        return "a gzip-compressed file"
+    if head.startswith(b"7z\xbc\xaf"):
+        return "a 7-Zip archive"
+    if head.startswith(b"Rar!"):
+        return "a RAR archive"
+    if head.startswith((b"\x89PNG", b"\xff\xd8\xff", b"GIF8")):
+        return "an image"
+    return None
+
+
+def _ole2_kind(path: Path) -> str:
+    """An OLE2 compound file is either an encrypted (password-protected) OOXML package or a legacy .xls."""
+    with open(path, "rb") as f:
+        blob = f.read(1 << 20)
+    if "EncryptedPackage".encode("utf-16-le") in blob or "EncryptionInfo".encode("utf-16-le") in blob:
+        return ("a password-protected (encrypted) Office file: it cannot be read without the password; ask for "
+                "it to be saved again without a password")
+    return ("a legacy Excel 97-2003 workbook (.xls) or another old Office file: open it in Excel and save it as "
+            ".xlsx (Excel Workbook), or export CSV")
+
+
+def _zip_kind(path: Path) -> str:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            mimetype = archive.read("mimetype").decode("ascii", "replace") if "mimetype" in names else ""
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError):
+        return ("a damaged zip archive (an Excel workbook is one): the file is incomplete or corrupt, probably "
+                "cut off in transfer; ask for the file again")
+    if "xl/workbook.xml" in names:
+        return "an Excel workbook (.xlsx)"
+    if "opendocument.spreadsheet" in mimetype:
+        return "an OpenDocument spreadsheet (.ods): open it and save it as .xlsx (Excel Workbook), or export CSV"
+    if "word/document.xml" in names:
+        return "a Word document, not survey answers"
+    return f"a zip archive of {len(names)} file(s), not a workbook: unpack it and point the spec at the export"
+
+
+def _refuse_non_text(spec: WaveSpec, head: bytes) -> None:
+    path, kind = spec.file, _container(head)
+    if kind == "zip":
+        what = _zip_kind(path)
+        if what.startswith("an Excel workbook"):
+            raise WaveFileError(path, f"is {what}, but the wave spec says format: csv. Set format: xlsx and "
+                                      "sheet: <the sheet with the answers> in the spec, or ask for a CSV export")
+        raise WaveFileError(path, f"is {what}, not CSV text")
+    if kind == "ole2":
+        raise WaveFileError(path, f"is {_ole2_kind(path)}; a CSV text file was expected")
+    if kind is not None:
+        raise WaveFileError(path, f"is {kind}, not CSV text; ask for the survey export as CSV")
+
+
+def _bom_conflict(spec: WaveSpec, head: bytes) -> str | None:
+    encoding = codecs.lookup(spec.encoding).name
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)) and not encoding.startswith("utf-32"):
+        return "utf-32"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and not encoding.startswith(("utf-16",
+                                                                                                   "utf-32")):
+        return "utf-16"
+    if head.startswith(codecs.BOM_UTF8) and not encoding.startswith("utf-8"):
+        return "utf-8-sig"
+    if not encoding.startswith(("utf-16", "utf-32")) and len(head) >= 64:
+        # Text in UTF-16 without a BOM: every other byte is NUL
+        even, odd = head[0::2].count(0), head[1::2].count(0)
+        if odd > len(head) // 4 and even == 0:
+            return "utf-16-le"
+        if even > len(head) // 4 and odd == 0:
+            return "utf-16-be"
+    return None
+
+
+# ------------------------------------------------------------------------------------------ CSV
+
+
+@dataclass
+class _TextStats:
+    lines: int = 0
+    blank_lines: int = 0
+    quotes: int = 0
+    nul_row: int | None = None
+    nuls: int = 0
+    mojibake_row: int | None = None
+    mojibake_example: str = ""
+    ends_with_newline: bool = True
+    transcoded: Path | None = None
+
+
+def _scan_text(spec: WaveSpec, scratch: Path) -> _TextStats:
+    """One streaming pass over the file: decode it as the spec says (transcoding to UTF-8 for DuckDB when it is
+    not UTF-8), count lines, blank lines and quote marks, and find NUL bytes and mojibake."""
+    path, stats = spec.file, _TextStats()
+    encoding = codecs.lookup(spec.encoding).name
+    utf8 = encoding in ("utf-8", "utf-8-sig", "ascii")
+    decoder = codecs.getincrementaldecoder(spec.encoding)(errors="strict")
+    out = None
+    if not utf8:
+        scratch.mkdir(parents=True, exist_ok=True)
+        stats.transcoded = scratch / f"{path.stem}.{os.getpid()}.utf8.csv"
+        out = open(stats.transcoded, "w", encoding="utf-8", newline="")
+    previous = "\n"
+    try:
+        with open(path, "rb") as f:
+            while True:
+                chunk = f.read(CHUNK_BYTES)
+                final = not chunk
+                try:
+                    text = decoder.decode(chunk, final=final)
+                except UnicodeDecodeError as exc:
+                    row = stats.lines + 1 + chunk[:exc.start].count(b"\n")
+                    raise _decode_error(spec, exc, row) from None
+                if text:
+                    if out is not None:
+                        out.write(text)
+                    _count(stats, previous + text)
+                    previous = text[-1]
+                if final:
+                    break
+    finally:
+        if out is not None:
+            out.close()
+    stats.ends_with_newline = previous in "\n\r"
+    return stats
+
+
+def _count(stats: _TextStats, text: str) -> None:
+    """Counts over one decoded chunk, prefixed with the last character of the previous one."""
+    body = text[1:]
+    if stats.nul_row is None and "\x00" in body:
+        stats.nul_row = stats.lines + body[:body.index("\x00")].count("\n") + 1
+    stats.nuls += body.count("\x00")
+    stats.blank_lines += text.count("\n\n") + text.count("\n\r\n")
+    stats.quotes += body.count('"')
+    if stats.mojibake_row is None:
+        found = MOJIBAKE.search(body)
+        if found:
+            stats.mojibake_row = stats.lines + body[:found.start()].count("\n") + 1
+            stats.mojibake_example = body[max(0, found.start() - 12):found.end() + 12].splitlines()[0]
+    stats.lines += body.count("\n")
+
+
+def _decode_error(spec: WaveSpec, exc: UnicodeDecodeError, row: int) -> WaveFileError:
+    bad = exc.object[exc.start:exc.start + 4]
+    found = _encoding_that_reads(spec)
+    if found:
+        hint = f"the file reads cleanly as {found}: set encoding: {found} in the wave spec (or re-export the file)"
+    else:
+        hint = ("no usual encoding reads it cleanly either (utf-8, cp1252, utf-16): the file is probably damaged; "
+                "ask for it again")
+    return WaveFileError(spec.file, f"byte 0x{bad[:1].hex()} cannot be read as {spec.encoding} ({exc.reason}); "
+                                    f"{hint}", row=row)
+
+
+def _encoding_that_reads(spec: WaveSpec) -> str | None:
+    """An encoding in which the whole file decodes and its header holds the mapped columns."""
+    declared = codecs.lookup(spec.encoding).name
+    wanted = {match_key(c) for c in spec.columns}
+    for candidate in ALTERNATIVE_ENCODINGS:
+        if codecs.lookup(candidate).name == declared:
+            continue
+        decoder = codecs.getincrementaldecoder(candidate)(errors="strict")
+        first = ""
+        try:
+            with open(spec.file, "rb") as f:
+                while chunk := f.read(CHUNK_BYTES):
+                    text = decoder.decode(chunk)
+                    first = first or text
+                decoder.decode(b"", final=True)
+        except UnicodeError:
+            continue
+        rows = list(itertools.islice(csv.reader(io.StringIO(first, newline=""), delimiter=spec.delimiter),
+                                     spec.header_row))
+        if len(rows) == spec.header_row and wanted <= {match_key(h) for h in rows[-1]}:
+            return candidate
+    return None
+
+
+def _read_csv(spec: WaveSpec, con: duckdb.DuckDBPyConnection, scratch: Path) -> Grid:
+    path = spec.file
+    with open(path, "rb") as f:
+        head = f.read(8192)
+    other = _bom_conflict(spec, head)
+    if other:
+        raise WaveFileError(path, f"the file is {other.upper().replace('-SIG', '')} text, but the wave spec says "
+                                  f"encoding: {spec.encoding}; set encoding: {other} in the spec")
+    stats = _scan_text(spec, scratch)
+    try:
+        if stats.nuls:
+            raise WaveFileError(path, f"the file holds {stats.nuls} NUL (zero) bytes, the first on this row: it is "
+                                      "damaged (e.g. a block of zeros from an interrupted copy); ask for the file "
+                                      "again", row=stats.nul_row)
+        declared = codecs.lookup(spec.encoding).name
+        if declared not in ("utf-8", "utf-8-sig") and _is_utf8(path):
+            raise WaveFileError(path, f"the file is UTF-8 text, but the wave spec says encoding: {spec.encoding}, "
+                                      "which would turn 'ä' into 'Ã¤': set encoding: utf-8-sig in the spec")
+        if stats.mojibake_row is not None:
+            raise WaveFileError(path, f"the text is garbled the way UTF-8 read as Windows-1252 is "
+                                      f"({shown(stats.mojibake_example)}): the export was converted twice; ask "
+                                      "for a clean export", row=stats.mojibake_row)
+        text_path = stats.transcoded or path
+        text_encoding = "utf-8-sig"
+        header, header_lines = _csv_header(spec, text_path, text_encoding)
+        if stats.quotes % 2:
+            _unterminated_quote(spec, text_path, text_encoding, header)
+        regular = header_lines == spec.header_row and stats.blank_lines == 0
+        grid = _duckdb_grid(spec, con, text_path, header, spec.header_row) if regular else None
+        if grid is None:
+            grid = _python_grid(spec, con, text_path, text_encoding, header)
+        grid.ends_with_newline = stats.ends_with_newline
+        _cut_off(spec, con, grid)
+        _stray_quotes(spec, con, header)
+        return grid
+    finally:
+        if stats.transcoded is not None:
+            stats.transcoded.unlink(missing_ok=True)
+
+
+def _cut_off(spec: WaveSpec, con: duckdb.DuckDBPyConnection, grid: Grid) -> None:
+    """A file whose last line ends without a line break inside a row that is too short was cut off in transfer:
+    what is missing cannot be known, so the whole file is refused."""
+    if grid.ends_with_newline or grid.rows == 0:
+        return
+    last = con.execute("select source_row_number, cell_count from grid order by source_row_number desc limit 1"
+                       ).fetchall()
+    if last and last[0][1] < grid.width:
+        row, cells = last[0]
+        raise WaveFileError(spec.file, f"the file ends in the middle of this row ({cells} of {grid.width} cells, no "
+                                       "line break at the end): it was cut off in transfer, and what is missing "
+                                       "cannot be known; ask for the complete file",
+                            row=row, column=shown(grid.header[max(cells - 1, 0)]))
+
+
+def _is_utf8(path: Path) -> bool:
+    """True when the whole file is valid UTF-8 with at least one non-ASCII character."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
+    non_ascii = False
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError:
+                return False
+            non_ascii = non_ascii or not chunk.isascii()
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return non_ascii
+
+
+def _csv_reader(f: io.TextIOBase, spec: WaveSpec) -> Iterator[list[str]]:
+    csv.field_size_limit(max_cell_bytes())
+    return csv.reader(f, delimiter=spec.delimiter, quotechar='"', doublequote=True, strict=False)
+
+
+def _csv_header(spec: WaveSpec, text_path: Path, encoding: str) -> tuple[list[str], int]:
+    """The header row's cells and the number of physical lines up to its end."""
+    with open(text_path, encoding=encoding, newline="") as f:
+        reader = _csv_reader(f, spec)
+        try:
+            for number, cells in enumerate(reader, start=1):
+                if number == spec.header_row:
+                    return check_header(spec, [c.strip() for c in cells]), reader.line_num
+        except csv.Error as exc:
+            raise WaveFileError(spec.file, f"the header cannot be read as CSV ({exc})", row=spec.header_row) from None
+    raise WaveFileError(spec.file, f"the file ends before the header row {spec.header_row}; check 'header_row' in "
+                                   "the wave spec", row=spec.header_row)
+
+
+def check_header(spec: WaveSpec, header: list[str]) -> list[str]:
+    """The mapped columns are in the header, each once (compared by match key)."""
+    keys = [match_key(h) for h in header]
+    for column in spec.columns:
+        key = match_key(column)
+        positions = [i + 1 for i, k in enumerate(keys) if k == key]
+        if len(positions) > 1:
+            raise WaveFileError(spec.file, f"the header has {len(positions)} columns named {shown(column)} (columns "
+                                           f"{', '.join(map(str, positions))}): the file does not say which one "
+                                           "holds the answers; ask for a corrected export",
+                                row=spec.header_row, column=shown(column))
+        if not positions:
+            raise WaveFileError(spec.file, f"mapped column {shown(column)} is not in the header. "
+                                           f"{_missing_column_hint(spec, column, header)}",
+                                row=spec.header_row, column=shown(column))
+    return header
+
+
+def _missing_column_hint(spec: WaveSpec, column: str, header: list[str]) -> str:
+    if spec.format == "csv":
+        if len(header) == 1:
+            found = next((d for d in ";,\t|" if d != spec.delimiter and d in header[0]), None)
+            if found:
+                return f"The header has one column: is the delimiter {found!r} rather than {spec.delimiter!r}?"
+        if any(MOJIBAKE.search(h) for h in header):
+            return "The header is garbled (Ã¤ for ä): the file is UTF-8; set encoding: utf-8-sig in the wave spec"
+        found_encoding = _encoding_that_reads(spec)
+        if found_encoding:
+            return (f"Read as {found_encoding} the header has every mapped column: set encoding: {found_encoding} "
+                    "in the wave spec")
+    close = difflib.get_close_matches(column, header, n=1, cutoff=0.6)
+    if close:
+        return (f"The header has {shown(close[0])}: if the column was renamed, map the new name in 'columns' of "
+                "the wave spec")
+    return "Fix 'columns' in the wave spec, or ask for a file with the agreed columns"
+
+
+def _unterminated_quote(spec: WaveSpec, text_path: Path, encoding: str, header: list[str]) -> None:
+    """An odd number of quote marks: the file may end inside a quoted cell (cut off, or a stray quote mark)."""
+    with open(text_path, encoding=encoding, newline="") as f:
+        reader = _csv_reader(f, spec)
+        last: tuple[int, int, list[str]] = (0, 1, [])
+        start_line = 1
+        try:
+            for number, cells in enumerate(reader, start=1):
+                last = (number, start_line, cells)
+                start_line = reader.line_num + 1
+        except csv.Error:
+            return  # the careful reader names the row
+        end_line = reader.line_num
+    number, first_line, cells = last
+    with open(text_path, encoding=encoding, newline="") as f:
+        tail = "".join(itertools.islice(f, first_line - 1, None))
+    try:
+        list(csv.reader(io.StringIO(tail, newline=""), delimiter=spec.delimiter, strict=True))
+        return  # the quote marks are literal characters inside cells, not an open quoted cell
+    except csv.Error as exc:
+        if "unexpected end of data" not in str(exc):
+            return
+    column = shown(header[len(cells) - 1]) if 0 < len(cells) <= len(header) else None
+    swallowed = end_line - first_line
+    row_like = sum(1 for line in tail.splitlines()[1:] if line.count(spec.delimiter) >= len(header) - 1)
+    if swallowed > 1 and row_like:
+        raise WaveFileError(spec.file, f"a quote mark opened in this row is never closed, so the {swallowed} lines "
+                                       f"after it ({row_like} of them whole rows) were read as one cell: a stray "
+                                       "quote mark (\") in the file; fix or re-export the file",
+                            row=number, column=column)
+    raise WaveFileError(spec.file, "the file ends inside a quoted cell of this row: it was cut off (an incomplete "
+                                   "download or copy); ask for the complete file", row=number, column=column)
+
+
+def _duckdb_grid(spec: WaveSpec, con: duckdb.DuckDBPyConnection, text_path: Path, header: list[str],
+                 header_row: int) -> Grid | None:
+    """DuckDB's parallel CSV reader, strict: every row as wide as the header. None when the file is irregular."""
+    columns = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(1, len(header) + 1))
+    delimiter = spec.delimiter.replace("'", "''")
+    try:
+        con.execute("drop table if exists grid_wide")
+        con.execute(
+            f"create temp table grid_wide as select * from read_csv(?, header = false, skip = {header_row}, "
+            f"delim = '{delimiter}', quote = '\"', escape = '\"', nullstr = '{NO_NULL}', columns = {{{columns}}}, "
+            f"auto_detect = false, strict_mode = true, max_line_size = {max_cell_bytes()}, encoding = 'utf-8')",
+            [str(text_path)])
+    except duckdb.Error:
+        return None
+    cells = ", ".join(f"nullif(c{i}, '') as c{i}" for i in range(1, len(header) + 1))
+    blank = " and ".join(f"coalesce(trim(c{i}), '') = ''" for i in range(1, len(header) + 1))
+    con.execute("drop table if exists grid")
+    con.execute(f"create temp table grid as select cast(rowid + {header_row + 1} as integer) as source_row_number, "
+                f"{len(header)} as cell_count, {cells} from grid_wide where not ({blank})")
+    con.execute("drop table grid_wide")
+    _empty_extra(con)
+    rows = con.execute("select count(*) from grid").fetchone()[0]
+    return Grid(header, header_row, rows, reader="DuckDB read_csv (parallel)")
+
+
+def _empty_extra(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("create or replace temp table grid_extra (source_row_number integer, column_position integer, "
+                "cell_value varchar)")
+
+
+def _python_grid(spec: WaveSpec, con: duckdb.DuckDBPyConnection, text_path: Path, encoding: str,
+                 header: list[str]) -> Grid:
+    """Python's csv module, record by record: exact rows for blank lines, ragged rows and multi-line cells."""
+    limit = max_cell_bytes()
+    with open(text_path, encoding=encoding, newline="") as f:
+        reader = _csv_reader(f, spec)
+        numbered = enumerate(reader, start=1)
+
+        def rows() -> Iterator[tuple[int, list[str | None]]]:
+            try:
+                for number, cells in numbered:
+                    if number > spec.header_row:
+                        yield number, [c if c != "" else None for c in cells]
+            except csv.Error as exc:
+                number = reader.line_num
+                if "field larger than field limit" in str(exc):
+                    raise WaveFileError(spec.file, f"a cell is larger than {limit:,} bytes (SURVEY_MAX_CELL_BYTES): "
+                                                   "is it really survey answers? Raise the limit if so",
+                                        row=number) from None
+                raise WaveFileError(spec.file, f"not readable as CSV ({exc})", row=number) from None
+
+        return _fill_grid(con, header, spec.header_row, rows(), reader="Python csv (row by row)")
+
+
+def _stray_quotes(spec: WaveSpec, con: duckdb.DuckDBPyConnection, header: list[str]) -> None:
+    """A cell holding whole rows of the file: a stray quote mark made the reader swallow them."""
+    width = len(header)
+    if width < 4:
+        return  # too few columns to tell a swallowed row from a comment with commas
+    multiline = " or ".join(f"c{i} like '%' || chr(10) || '%'" for i in range(1, width + 1))
+    for row, *cells in con.execute(f"select * exclude (cell_count) from grid where {multiline} "
+                                   "order by source_row_number").fetchall():
+        for position, cell in enumerate(cells, start=1):
+            lines = (cell or "").splitlines()[1:]
+            if any(line.count(spec.delimiter) >= width - 1 for line in lines):
+                raise WaveFileError(spec.file, f"a quote mark opened in this cell is closed only {len(lines)} lines "
+                                               "later, so whole rows of the file were read as this one cell: a "
+                                               "stray quote mark (\"); fix or re-export the file",
+                                    row=row, column=shown(header[position - 1]))
+
+
+def _fill_grid(con: duckdb.DuckDBPyConnection, header: list[str], header_row: int,
+               rows: Iterator[tuple[int, list[Any]]], reader: str) -> Grid:
+    """Rows (number, cells) into `grid` and `grid_extra`, a chunk of rows at a time through Arrow."""
+    import pyarrow as pa
+
+    width = len(header)
+    con.execute("drop table if exists grid")
+    cell_columns = ", ".join(f"c{i} varchar" for i in range(1, width + 1))
+    con.execute(f"create temp table grid (source_row_number integer, cell_count integer, {cell_columns})")
+    _empty_extra(con)
+    total = extra_total = 0
+    while True:
+        chunk = list(itertools.islice(rows, CHUNK_ROWS))
+        if not chunk:
+            break
+        numbers, counts, extra = [], [], []
+        padded = []
+        for number, cells in chunk:
+            while len(cells) > width and cells[-1] is None:
+                cells = cells[:-1]  # empty cells right of the header (spreadsheets pad rows) are not data
+            if all(c is None or str(c).strip() == "" for c in cells):
+                continue  # blank rows carry nothing
+            numbers.append(number)
+            counts.append(len(cells))
+            extra += [(number, width + i + 1, v) for i, v in enumerate(cells[width:])]
+            padded.append(cells[:width] + [None] * (width - len(cells)))
+        if not padded:
+            continue
+        columns = {"source_row_number": pa.array(numbers, pa.int32()), "cell_count": pa.array(counts, pa.int32())}
+        for i, values in enumerate(zip(*padded, strict=True), start=1):
+            columns[f"c{i}"] = pa.array(values, pa.string())
+        arrow_into(con, "grid", pa.table(columns))
+        if extra:
+            arrow_into(con, "grid_extra", pa.table({
+                "source_row_number": pa.array([e[0] for e in extra], pa.int32()),
+                "column_position": pa.array([e[1] for e in extra], pa.int32()),
+                "cell_value": pa.array([e[2] for e in extra], pa.string())}))
+        total += len(padded)
+        extra_total += len(extra)
+    return Grid(header, header_row, total, reader=reader, extra_cells=extra_total)
+
+
+# ------------------------------------------------------------------------------------------ Excel workbooks
+
+
+def _cell_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value.isoformat(timespec="seconds")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    text = str(value)
+    return text if text != "" else None
+
+
+def _read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -> Grid:
+    path, kind = spec.file, _container(head)
+    if kind == "ole2":
+        raise WaveFileError(path, f"is {_ole2_kind(path)}")
+    if kind != "zip":
+        if kind is not None:
+            raise WaveFileError(path, f"is {kind}, not an Excel workbook; ask for the survey export as .xlsx")
+        raise WaveFileError(path, "is a text file (CSV or similar), not an Excel workbook, although the wave spec "
+                                  "says format: xlsx. Set format: csv (with its encoding and delimiter) in the spec, "
+                                  "or ask for the .xlsx export")
+    what = _zip_kind(path)
+    if not what.startswith("an Excel workbook"):
+        raise WaveFileError(path, f"is {what}")
+    import openpyxl
+
+    try:
+        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many kinds for damaged parts of a workbook
+        raise WaveFileError(path, f"the workbook is damaged and cannot be opened ({type(exc).__name__}: {exc}); "
+                                  "open it in Excel and save it again, or ask for the file again") from None
+    try:
+        if spec.sheet not in workbook.sheetnames:
+            raise WaveFileError(path, f"sheet {shown(spec.sheet)} not found; the workbook has "
+                                      f"{', '.join(shown(s) for s in workbook.sheetnames)}: fix 'sheet' in the spec")
+        sheet = workbook[spec.sheet]
+        numbered = enumerate(sheet.iter_rows(values_only=True), start=1)
+        position = {"row": 0}
+
+        def cells() -> Iterator[tuple[int, list[str | None]]]:
+            try:
+                for number, row in numbered:
+                    position["row"] = number
+                    yield number, [_cell_text(v) for v in row]
+            except WaveFileError:
+                raise
+            except Exception as exc:
+                raise WaveFileError(path, f"the sheet is damaged after this row ({type(exc).__name__}: {exc}); "
+                                          "open it in Excel and save it again, or ask for the file again",
+                                    row=position["row"]) from None
+
+        rows = cells()
+        header = None
+        for number, values in rows:
+            if number == spec.header_row:
+                header = check_header(spec, [(v or "").strip() for v in values])
+                break
+        if header is None:
+            raise WaveFileError(path, f"the sheet ends before the header row {spec.header_row}; check 'header_row' "
+                                      "in the wave spec", row=spec.header_row)
+        return _fill_grid(con, header, spec.header_row, rows, reader="openpyxl (row by row)")
+    finally:
+        workbook.close()

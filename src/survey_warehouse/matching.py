@@ -1,0 +1,77 @@
+"""The one rule for matching typed values (city names, answer labels, e-mail addresses, headers) to the codebook.
+
+A value's match key is: Unicode NFKC (composes decomposed letters, turns no-break and other compatibility spaces
+into plain ones), format characters removed (zero-width spaces and joiners, soft hyphens, stray byte-order
+marks), every run of whitespace (tabs, line breaks, no-break spaces...) made one space and trimmed, lower-cased,
+and ß written ss. An empty result is no value (None).
+
+The rule is evaluated in one place only: `match_keys`, vectorised with Arrow. The loader applies it to every
+distinct value of a mapped column and stores the key and what it resolved to; staging uses those, so SQL never
+re-implements it, on either warehouse. `match_key` is the same function for one value.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# Bump when the rule changes: loads made under another version are read again (their keys would differ).
+RULE_VERSION = "1"
+
+
+def match_keys(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """The match key of every value (strings; nulls stay null, values that normalise to nothing become null)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    keys = pc.ascii_lower(pc.utf8_normalize(values.cast(pa.string()), "NFKC"))
+    # Only values with a space or a non-ASCII character need more than lower-casing
+    unusual = pc.fill_null(pc.match_substring_regex(keys, pattern=r"[^\x21-\x7e]"), False)
+    if pc.any(unusual).as_py():
+        subset = pc.replace_substring_regex(pc.filter(keys, unusual), pattern=r"\p{Cf}+", replacement="")
+        subset = pc.replace_substring_regex(subset, pattern=r"[\s\p{Z}\x{85}]+", replacement=" ")
+        subset = pc.utf8_lower(pc.utf8_trim(subset, characters=" "))
+        subset = pc.replace_substring(subset, pattern="ß", replacement="ss")
+        keys = pc.replace_with_mask(keys, unusual, subset)
+    return pc.if_else(pc.equal(keys, ""), pa.scalar(None, pa.string()), keys)
+
+
+def match_key(value: Any) -> str | None:
+    """The match key of one value: the same computation as `match_keys`."""
+    import pyarrow as pa
+
+    if value is None:
+        return None
+    return match_keys(pa.array([str(value)], pa.string()))[0].as_py()
+
+
+def _is_plain(ch: str) -> bool:
+    return unicodedata.category(ch)[0] in "LNPS" and unicodedata.combining(ch) == 0 and ch.isprintable()
+
+
+_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "'": "\\'", "\\": "\\\\"}
+
+
+def shown(value: Any) -> str:
+    """A value for a message, quoted; characters a reader could not see or tell apart are escaped.
+
+    'Jyväskylä' typed with precomposed letters shows as is; the same name typed with combining marks, a tab, a
+    no-break space or a zero-width space shows them as escapes ('Jyva\\u0308skyla\\u0308', 'Turku\\t')."""
+    if value is None:
+        return "(empty)"
+    text = str(value)
+    out = []
+    for i, ch in enumerate(text):
+        lone_space = ch == " " and 0 < i < len(text) - 1 and text[i - 1] != " " and text[i + 1] != " "
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif _is_plain(ch) or lone_space:
+            out.append(ch)
+        else:
+            out.append(f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}")
+    return "'" + "".join(out) + "'"

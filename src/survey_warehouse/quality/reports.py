@@ -1,0 +1,115 @@
+"""What a gate found: each failed expectation with its column and examples with the file's rows, kept as JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from survey_warehouse.settings import Paths
+
+
+@dataclass(frozen=True)
+class Failure:
+    suite: str
+    expectation: str
+    column: str | None
+    unexpected_count: int | None
+    examples: list[Any]
+    rows: list[Any]
+
+    def describe(self) -> str:
+        text = f"{self.suite}: {self.expectation}" + (f" on column {self.column!r}" if self.column else "")
+        if self.unexpected_count:
+            text += f": {self.unexpected_count} unexpected value(s)"
+        if self.examples:
+            shown = ", ".join(
+                f"{v!r} (row {r})" if r is not None else repr(v)
+                for v, r in zip(self.examples[:5], (self.rows + [None] * 5)[:5], strict=False))
+            text += f", e.g. {shown}"
+        return text
+
+
+@dataclass(frozen=True)
+class GateReport:
+    gate: str
+    batch: str
+    success: bool
+    evaluated: int
+    failures: list[Failure]
+
+    def message(self) -> str:
+        head = f"{self.gate} gate on {self.batch}: " + (
+            f"passed ({self.evaluated} expectations)" if self.success
+            else f"FAILED ({len(self.failures)} of {self.evaluated} expectations)")
+        return "\n".join([head, *(f"  - {f.describe()}" for f in self.failures)])
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {"gate": self.gate, "batch": self.batch, "success": self.success, "evaluated": self.evaluated,
+                "failures": [asdict(f) for f in self.failures], "message": self.message()}
+        path.write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+
+    @classmethod
+    def read(cls, path: Path) -> GateReport:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(data["gate"], data["batch"], data["success"], data["evaluated"],
+                   [Failure(**f) for f in data["failures"]])
+
+
+def report_path(paths: Paths, gate: str, batch: str) -> Path:
+    return paths.var / "quality" / "reports" / gate / f"{batch}.json"
+
+
+def failures(checkpoint_result: Any) -> tuple[bool, int, list[Failure]]:
+    """The failed expectations of a checkpoint run, with the source rows GX returned for them."""
+    found: list[Failure] = []
+    evaluated = 0
+    for validation in checkpoint_result.run_results.values():
+        suite = validation.suite_name
+        for r in validation.results:
+            evaluated += 1
+            if r.success:
+                continue
+            cfg = r.expectation_config
+            result = r.result or {}
+            rows = [i.get("source_row_number") if isinstance(i, dict) else i
+                    for i in (result.get("partial_unexpected_index_list") or [])]
+            examples = result.get("partial_unexpected_list") or []
+            if not examples and "observed_value" in result:
+                examples = [result["observed_value"]]
+            error = (r.exception_info or {}).get("exception_message") if isinstance(r.exception_info, dict) else None
+            if error:
+                examples = [f"could not be evaluated: {error}"]
+            found.append(Failure(suite, cfg.type, cfg.kwargs.get("column"), result.get("unexpected_count"),
+                                 list(examples)[:10], rows[:10]))
+    return bool(checkpoint_result.success), evaluated, found
+
+
+def _record_action_class() -> type:
+    """A checkpoint action that writes the gate report (a readable list of failures) next to the snapshots."""
+    from great_expectations.checkpoint.actions import ValidationAction
+
+    class RecordGateReport(ValidationAction):
+        type: Literal["survey_record_gate_report"] = "survey_record_gate_report"
+        gate: str
+        batch: str
+        report_file: str
+
+        def run(self, checkpoint_result: Any, action_context: Any = None) -> dict:
+            success, evaluated, found = failures(checkpoint_result)
+            GateReport(self.gate, self.batch, success, evaluated, found).write(Path(self.report_file))
+            return {"report_file": self.report_file}
+
+    return RecordGateReport
+
+
+_RECORD_ACTION: type | None = None
+
+
+def record_action(**kwargs: Any) -> Any:
+    global _RECORD_ACTION
+    if _RECORD_ACTION is None:
+        _RECORD_ACTION = _record_action_class()
+    return _RECORD_ACTION(**kwargs)
