@@ -91,27 +91,30 @@ def test_a_second_writer_gets_a_clear_message_and_nothing_breaks(tmp_path: Path)
     result = load_wave(spec, paths.warehouse)  # once the first writer is gone, the load goes through
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
         loads = con.execute("select wave_year, status from raw.load_registry order by 1").fetchall()
-    assert loads == [(2016, "pending"), (2019, "pending")] and not result.unchanged
+    # one run at a time: a new load fails any load an earlier run left unfinished
+    assert loads == [(2016, "failed"), (2019, "pending")] and not result.unchanged
 
 
 KILLABLE_LOAD = r'''
-import dataclasses, sys
+import dataclasses, sys, time
 from pathlib import Path
-from survey_warehouse import warehouse
-from survey_warehouse.load import load_wave
+from survey_warehouse import load
 from survey_warehouse.settings import get_paths
 from survey_warehouse.waves import find_wave_spec
-original = warehouse.Session.insert_frame
-def announcing(self, table, frame):
-    original(self, table, frame)
-    print("chunk", flush=True)
-warehouse.Session.insert_frame = announcing
+original = load._write_raw
+def stalled(*args, **kwargs):
+    original(*args, **kwargs)
+    print("written, not committed", flush=True)
+    time.sleep(120)
+load._write_raw = stalled
 spec = dataclasses.replace(find_wave_spec(2019, get_paths()), file=Path(sys.argv[1]))
-load_wave(spec, Path(sys.argv[2]))
+load.load_wave(spec, Path(sys.argv[2]))
 '''
 
 
-def test_a_load_killed_midway_leaves_no_half_wave(tmp_path: Path) -> None:
+def test_a_load_killed_midway_leaves_no_trace(tmp_path: Path) -> None:
+    """A load writes raw in one transaction: killed after writing every cell but before committing, it leaves
+    nothing; the next load goes through."""
     import importlib.util
 
     paths = make_paths("killed_load")
@@ -126,25 +129,38 @@ def test_a_load_killed_midway_leaves_no_half_wave(tmp_path: Path) -> None:
 
     child = subprocess.Popen([sys.executable, "-c", KILLABLE_LOAD, str(big), str(paths.warehouse)],
                              stdout=subprocess.PIPE, text=True)
-    assert child.stdout.readline().strip() == "chunk" and child.stdout.readline().strip() == "chunk"
-    os.kill(child.pid, signal.SIGKILL)  # two chunks written, the rest of the file not
+    assert child.stdout.readline().strip() == "written, not committed"
+    os.kill(child.pid, signal.SIGKILL)
     child.wait()
 
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
-        unfinished = con.execute("select count(*) from raw.load_registry where status = 'loading'").fetchone()[0]
-    assert unfinished == 1, "the killed load was caught midway"
-    rerun = load_wave(dataclasses.replace(spec, file=big), paths.warehouse)  # the rerun clears it and loads
+        after = con.execute("select count(*) from raw.survey_cells").fetchone()[0]
+        loads = con.execute("select load_id, status from raw.load_registry order by loaded_at").fetchall()
+    assert after == before and loads == [(good.load_id, "pending")], "the killed load left nothing behind"
+    rerun = load_wave(dataclasses.replace(spec, file=big), paths.warehouse)
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
         loads = con.execute("select load_id, status, row_count from raw.load_registry order by loaded_at").fetchall()
         cells = dict(con.execute("select load_id, count(distinct source_row_number) from raw.survey_cells "
                                  "group by 1").fetchall())
-    assert [(status, rows) for _id, status, rows in loads] == [("pending", 200_000)]
-    assert cells == {rerun.load_id: 200_000}
-    assert good.load_id not in cells and before > 0
+    assert [(status, rows) for _id, status, rows in loads] == [("failed", good.row_count), ("pending", 200_000)]
+    assert cells == {good.load_id: good.row_count, rerun.load_id: 200_000}
 
 
 def test_a_run_killed_during_dbt_leaves_the_published_marts_and_recovers(pipeline_run: PipelineRun) -> None:
+    import yaml
+
     paths = copy_state(pipeline_run, "killed_dbt")
+    spec = yaml.safe_load((ROOT / "config" / "waves" / "2019.yml").read_text(encoding="utf-8"))
+    lines = (ROOT / spec["file"]).read_text(encoding="utf-8-sig").splitlines()
+    corrected = paths.var / "city_survey_2019_export_v2.csv"
+    corrected.write_text("\n".join(lines + [lines[1].replace("@", ".uusi@", 1)]) + "\n", encoding="utf-8-sig")
+    waves = paths.var / "waves"
+    waves.mkdir()
+    for year in (2016, 2018, 2019):
+        data = yaml.safe_load((ROOT / "config" / "waves" / f"{year}.yml").read_text(encoding="utf-8"))
+        data["file"] = str(corrected if year == 2019 else ROOT / data["file"])
+        (waves / f"{year}.yml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    paths = dataclasses.replace(paths, waves_config=waves)
     cli.setup(paths)
     published = _sha(paths.published)
     process, log = cli.start_wave(paths, 2019)
@@ -161,6 +177,8 @@ def test_a_run_killed_during_dbt_leaves_the_published_marts_and_recovers(pipelin
     assert code == 0, log.read_text()[-3000:]
     with duckdb.connect(str(paths.published), read_only=True) as con:
         rows = con.execute("select count(*) from marts.fct_city_responsibility").fetchone()[0]
+        respondents = con.execute("select respondents from marts.dim_year where wave_year = 2019").fetchone()[0]
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
         statuses = con.execute("select status, count(*) from raw.load_registry group by 1").fetchall()
-    assert rows == 60 and dict(statuses) == {"passed": 3}
+    assert rows == 60 and respondents == len(lines)
+    assert dict(statuses) == {"passed": 3, "superseded": 1, "failed": 1}, "the killed run's load is failed"

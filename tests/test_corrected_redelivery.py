@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import duckdb
@@ -9,7 +10,9 @@ import yaml
 
 from conftest import ROOT, PipelineRun, copy_state, with_waves_dir
 from survey_warehouse import cli
-from survey_warehouse.codebook import Codebook, normalise
+from survey_warehouse.codebook import Codebook
+from survey_warehouse.matching import match_key
+from survey_warehouse.settings import pseudonym_key
 
 LEAD = "Q1 Kuka vastaa ensisijaisesti digitalisaation johtamisesta?"
 
@@ -22,16 +25,20 @@ def _corrected_2019(tmp: Path) -> tuple[Path, str]:
     col = {name: header.index(name) for name in ("Organisaatio", "Asema", LEAD, "Email")}
     rows = [line.split(",") for line in lines[1:]]
     codebook = Codebook.from_seeds(ROOT / "dbt_project" / "seeds")
-    key_roles = codebook.key_role_labels(2019)
+    key_roles = {a.label_key for a in codebook.answers if a.wave_year == 2019
+                 and a.question_id == "respondent_role" and a.answer_code in codebook.key_roles}
 
     def city(row: list[str]) -> str | None:
-        return codebook.city_aliases.get(normalise(row[col["Organisaatio"]]))
+        return codebook.city_aliases.get(match_key(row[col["Organisaatio"]]))
 
-    helsinki_cio = next(r for r in rows if city(r) == "091" and normalise(r[col["Asema"]]) in key_roles)
+    helsinki_cio = next(r for r in rows if city(r) == "091" and match_key(r[col["Asema"]]) in key_roles)
     assert helsinki_cio[col[LEAD]] == "Digijohtaja (CDO)"
     helsinki_cio[col[LEAD]] = "Tietohallinto"
-    withdrawn = next(r for r in rows if normalise(r[col["Asema"]]) not in key_roles)
+    withdrawn = next(r for r in rows if match_key(r[col["Asema"]]) not in key_roles)
     rows.remove(withdrawn)
+    # a withdrawal is accepted explicitly, by the respondent's reference (the removal guard prints it)
+    reference = "r-" + hashlib.sha256(f"{pseudonym_key()}|{match_key(withdrawn[col['Email']])}".encode()
+                                      ).hexdigest()[:8]
     corrected = tmp / "city_survey_2019_export_corrected.csv"
     corrected.write_text("\n".join([lines[0]] + [",".join(r) for r in rows]) + "\n", encoding="utf-8-sig")
     waves = tmp / "waves"
@@ -39,6 +46,8 @@ def _corrected_2019(tmp: Path) -> tuple[Path, str]:
     for year in (2016, 2018, 2019):
         data = yaml.safe_load((ROOT / f"config/waves/{year}.yml").read_text(encoding="utf-8"))
         data["file"] = str(corrected if year == 2019 else ROOT / data["file"])
+        if year == 2019:
+            data["accept_removals"] = [reference]
         (waves / f"{year}.yml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return waves, withdrawn[col["Organisaatio"]]
 
@@ -62,13 +71,15 @@ def test_a_corrected_file_supersedes_the_load_and_the_change_can_be_queried(pipe
         helsinki = con.execute("select responsibility_code from marts.fct_city_responsibility "
                                "where wave_year = 2019 and municipality_code = '091'").fetchone()[0]
         changes = con.execute("select municipality_code, question_id, change_type, previous_answer_code, "
-                              "current_answer_code from marts.fct_answer_corrections order by 3, 1, 2").fetchall()
+                              "current_answer_code, is_accepted_removal from marts.fct_answer_corrections "
+                              "order by 3, 1, 2").fetchall()
         it_led = con.execute("select cities from marts.fct_responsibility_shares where wave_year = 2019 "
                              "and is_it_management").fetchone()[0]
     assert helsinki == "it_management", "the marts follow the correction"
     assert it_led == 8
     changed = [c for c in changes if c[2] == "changed"]
+    assert all(c[2] != "removed" or c[5] for c in changes), "the withdrawal is marked as accepted"
     removed = [c for c in changes if c[2] == "removed"]
-    assert changed == [("091", "lead", "changed", "chief_digital_officer", "it_management")]
+    assert changed == [("091", "lead", "changed", "chief_digital_officer", "it_management", False)]
     assert len(removed) == 4 and len({c[0] for c in removed}) == 1, "all answers of the withdrawn respondent"
     assert not [c for c in changes if c[2] == "added"]

@@ -1,24 +1,39 @@
-"""The summary printed after a run: per wave what was loaded and gated, the headline beside the published one."""
+"""The summary printed after a run: per wave what was loaded and gated, the headline beside the published one.
+
+It reads the warehouse that is configured (the DuckDB file, or PostgreSQL) and says which one, so its figures
+always come from the marts the run wrote.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
 from survey_warehouse import quality
+from survey_warehouse.errors import SurveyWarehouseError
+from survey_warehouse.publish import read_publication
 from survey_warehouse.settings import Paths
+from survey_warehouse.warehouse import Session, Warehouse
 from survey_warehouse.waves import find_wave_spec
 
 EXAMPLE_QUERY = """\
-select y.wave_year, r.responsibility_label_en, s.cities, s.cities_responded,
+select y.wave_year, r.responsibility_label_en, s.cities, s.cities_responded, s.cities_surveyed,
        round(100 * s.share, 1) as share_pct,
-       round(100 * s.share_ci_lower_95, 1) as ci_low_pct, round(100 * s.share_ci_upper_95, 1) as ci_high_pct
+       round(100 * s.share_of_surveyed_min, 1) as of_all_min_pct, round(100 * s.share_of_surveyed_max, 1) as of_all_max_pct
 from marts.fct_responsibility_shares s
 join marts.dim_responsibility r using (responsibility_code)
 join marts.dim_year y using (wave_year)
 where s.cities > 0
 order by y.wave_year, s.share desc;"""
+
+HEADLINE_QUERY = """
+select y.wave_year, s.cities, s.cities_responded, s.cities_surveyed, s.share, s.share_of_surveyed_min,
+       s.share_of_surveyed_max, s.share_ci_lower_95, s.share_ci_upper_95, y.published_it_led_statement_en,
+       y.published_it_led_share_min_exclusive, y.published_it_led_share_max_inclusive
+from {schema}.fct_responsibility_shares s join {schema}.dim_year y using (wave_year)
+where s.is_it_management order by 1"""
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -28,70 +43,126 @@ def _rel(path: Path, root: Path) -> str:
         return str(path)
 
 
+def _first_lines(text: str | None, n: int = 3, width: int = 110) -> list[str]:
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return [line if len(line) <= width else line[: width - 1] + "…" for line in lines[:n]]
+
+
 def _latest_report(directory: Path) -> quality.GateReport | None:
     reports = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime) if directory.exists() else []
     return quality.GateReport.read(reports[-1]) if reports else None
 
 
-def print_summary(paths: Paths, outcomes: dict[int, dict[str, object]]) -> None:
+def describe_warehouse(warehouse: Warehouse, paths: Paths) -> str:
+    if warehouse.backend == "postgres":
+        return f"PostgreSQL {warehouse.host}:{warehouse.port}/{warehouse.dbname} (schema {warehouse.marts_schema})"
+    assert warehouse.path is not None
+    return f"DuckDB {_rel(warehouse.path, paths.root)} (published file {_rel(paths.published, paths.root)})"
+
+
+def _warehouse_exists(warehouse: Warehouse) -> bool:
+    if warehouse.backend == "duckdb":
+        return warehouse.path is not None and warehouse.path.exists()
+    try:
+        with Session(warehouse, read_only=True) as session:
+            return session.execute("select 1 from information_schema.tables where table_schema = 'raw' and "
+                                   "table_name = 'load_registry'").fetchone() is not None
+    except Exception:
+        return False
+
+
+def _loads(warehouse: Warehouse) -> list[tuple]:
+    with Session(warehouse, read_only=True) as session:
+        return session.execute(
+            "select wave_year, load_id, file_name, row_count, status, accepted_count, quarantined_count, is_current, "
+            "status_message, loaded_at from raw.load_registry order by wave_year, loaded_at").fetchall()
+
+
+def _headline(warehouse: Warehouse, paths: Paths) -> list[tuple]:
+    if warehouse.backend == "postgres":
+        with Session(warehouse, read_only=True) as session:
+            return session.execute(HEADLINE_QUERY.format(schema=warehouse.marts_schema)).fetchall()
+    with duckdb.connect(str(paths.published), read_only=True) as pub:
+        return pub.execute(HEADLINE_QUERY.format(schema="marts")).fetchall()
+
+
+def print_summary(paths: Paths, outcomes: dict[int, dict[str, Any]], warehouse: Warehouse | None = None) -> None:
+    warehouse = warehouse or Warehouse.from_env(paths.warehouse)
     print("\n=== Survey warehouse: summary ===")
-    if not paths.warehouse.exists():
-        print(f"No warehouse yet at {paths.warehouse}: run `make run`.")
+    print(f"Warehouse: {describe_warehouse(warehouse, paths)}")
+    if not _warehouse_exists(warehouse):
+        print("No warehouse there yet: run `make run`.")
         return
-    with duckdb.connect(str(paths.warehouse), read_only=True) as wh:
-        loads = {r[0]: r[1:] for r in wh.execute(
-            "select wave_year, load_id, file_name, row_count, status, accepted_count, quarantined_count "
-            "from raw.load_registry where is_current or status in ('pending', 'failed') "
-            "order by wave_year, loaded_at").fetchall()}
-    years = sorted(set(outcomes) | set(loads))
+    by_wave: dict[int, list[tuple]] = {}
+    for row in _loads(warehouse):
+        by_wave.setdefault(row[0], []).append(row)
+    years = sorted(set(outcomes) | set(by_wave))
     print("\nWaves")
     print(f"  {'wave':<6}{'raw rows':>9}{'accepted':>10}{'quarantined':>13}  {'raw gate':<30}{'file'}")
     for year in years:
-        if year not in loads:
-            why = "no wave spec" if find_wave_spec(year, paths) is None else "not loaded"
-            print(f"  {year:<6}{'-':>9}{'-':>10}{'-':>13}  {'run skipped: ' + why:<30}")
-            continue
-        load_id, file_name, rows, status, accepted, quarantined = loads[year]
-        report_file = quality.report_path(paths, "raw_wave", load_id)
-        gate = (quality.GateReport.read(report_file) if report_file.exists() else None)
-        gate_text = (f"{'passed' if gate.success else 'FAILED'} ({gate.evaluated - len(gate.failures)}"
-                     f"/{gate.evaluated} expectations)") if gate else status
-        print(f"  {year:<6}{rows:>9}{accepted:>10}{quarantined:>13}  {gate_text:<30}{file_name}")
-        if gate and not gate.success:
-            for line in gate.message().splitlines()[1:]:
-                print(f"        {line.strip()}")
+        loads = by_wave.get(year, [])
+        current = next((r for r in loads if r[7]), None)
+        if current is None:
+            try:
+                why = "no wave spec" if find_wave_spec(year, paths) is None else "not loaded"
+            except SurveyWarehouseError as exc:
+                why = f"wave spec error: {exc}"
+            print(f"  {year:<6}{'-':>9}{'-':>10}{'-':>13}  {'run skipped: ' + why if not loads else 'nothing current':<30}")
+        else:
+            _year, load_id, file_name, rows, _status, accepted, quarantined, *_ = current
+            report_file = quality.report_path(paths, "raw_wave", load_id)
+            gate = quality.GateReport.read(report_file) if report_file.exists() else None
+            gate_text = (f"{'passed' if gate.success else 'FAILED'} ({gate.evaluated - len(gate.failures)}"
+                         f"/{gate.evaluated} expectations)") if gate else "passed"
+            print(f"  {year:<6}{rows:>9}{accepted:>10}{quarantined:>13}  {gate_text:<30}{file_name}")
+        latest = loads[-1] if loads else None
+        if latest is not None and latest is not current and latest[4] in ("failed", "pending", "candidate"):
+            _y, load_id, file_name, rows, status, *_rest, message, loaded_at = latest
+            keeps = f"; the current load {current[1]} stays" if current else ""
+            print(f"        latest attempt {load_id} ({file_name}, {loaded_at:%Y-%m-%d %H:%M} UTC): {status.upper()}"
+                  f"{keeps}")
+            for line in _first_lines(message):
+                print(f"          {line}")
+        outcome = outcomes.get(year)
+        if outcome and outcome.get("exit_code") not in (0, None) and (latest is None or latest is current):
+            print(f"        the run failed before loading; see {outcome.get('log')}")
 
     marts_gate = _latest_report(paths.var / "quality" / "reports" / "marts")
     if marts_gate:
         print(f"\nMarts gate (latest run): {marts_gate.message().splitlines()[0].split(': ', 1)[1]}")
 
-    if not paths.published.exists():
+    publication = read_publication(warehouse, paths.published)
+    if publication is None:
         print("\nNothing published yet: the marts have not passed their gate.")
         return
-    with duckdb.connect(str(paths.published), read_only=True) as pub:
-        headline = pub.execute(
-            "select y.wave_year, s.cities, s.cities_responded, s.share, s.share_ci_lower_95, s.share_ci_upper_95, "
-            "y.published_it_led_statement_en, y.published_it_led_share_min_exclusive, "
-            "y.published_it_led_share_max_inclusive "
-            "from marts.fct_responsibility_shares s join marts.dim_year y using (wave_year) "
-            "where s.is_it_management order by 1").fetchall()
-        published_at, load_ids = pub.execute("select published_at, load_ids from marts.publication").fetchone()
-        example = pub.execute(EXAMPLE_QUERY).fetchall()
-    print("\nWho leads digitalisation: share of responding cities where IT management leads (published marts)")
-    print(f"  {'wave':<6}{'IT-led':>8}{'share':>8}   {'95 % interval':<16}{'published statement':<22}{'in range'}")
-    for year, cities, responded, share, lo, hi, statement, lo_pub, hi_pub in headline:
+    headline = _headline(warehouse, paths)
+    print("\nWho leads digitalisation: share of cities where IT management leads (published marts)")
+    print(f"  {'wave':<6}{'IT-led':>8}{'share':>8}   {'of all surveyed':<20}{'95 % (year to year)':<21}"
+          f"{'published statement':<22}{'in range'}")
+    for year, cities, responded, surveyed, share, low_all, high_all, lo, hi, statement, lo_pub, hi_pub in headline:
         in_range = "-" if lo_pub is None else ("yes" if lo_pub < share <= hi_pub else "NO")
-        print(f"  {year:<6}{f'{cities}/{responded}':>8}{share:>8.1%}   {f'{lo:.0%} - {hi:.0%}':<16}"
+        bounds = f"{low_all:.0%} - {high_all:.0%}" if responded < surveyed else f"{low_all:.0%} (all answered)"
+        print(f"  {year:<6}{f'{cities}/{responded}':>8}{share:>8.1%}   {bounds:<20}{f'{lo:.0%} - {hi:.0%}':<21}"
               f"{statement or '-':<22}{in_range}")
+    print("  'of all surveyed': the share of all surveyed cities, whatever the cities that did not answer would have "
+          "said;\n  '95 %': the Wilson interval, reading the year as one draw of a process that goes on year to year.")
 
     root = paths.root
     print("\nWhere to look")
-    print(f"  Published marts (what BI and analysts read): {_rel(paths.published, root)}")
-    print(f"      published {published_at:%Y-%m-%d %H:%M:%S} UTC from loads {', '.join(load_ids)}")
-    print(f"  Warehouse (raw, staging, intermediate, marts): {_rel(paths.warehouse, root)}")
+    where = (f"{_rel(paths.published, root)}" if warehouse.backend == "duckdb"
+             else f"schema {warehouse.marts_schema} in {warehouse.host}:{warehouse.port}/{warehouse.dbname} "
+                  f"(log in as {warehouse.reader_role})")
+    print(f"  Published marts (what BI and analysts read): {where}")
+    print(f"      published {publication.published_at:%Y-%m-%d %H:%M:%S} UTC from loads "
+          f"{', '.join(publication.load_ids)}")
+    if warehouse.backend == "duckdb":
+        print(f"  Warehouse (raw, staging, intermediate, marts): {_rel(paths.warehouse, root)}")
     print(f"  Data Docs (Great Expectations results): {_rel(paths.data_docs / 'index.html', root)}")
     print(f"  Logs: {_rel(paths.var / 'logs', root)}/   dbt docs: make docs")
     print("  Quarantined rows, with the reason and the file's row and column: table raw.quarantine in the warehouse")
-    print("\nAn example query on the published marts (python: duckdb.connect(path, read_only=True)):")
-    print("  " + EXAMPLE_QUERY.replace("\n", "\n  "))
-    print(f"  -> {len(example)} rows, first: {example[0] if example else '-'}")
+    if warehouse.backend == "duckdb":
+        with duckdb.connect(str(paths.published), read_only=True) as pub:
+            example = pub.execute(EXAMPLE_QUERY).fetchall()
+        print("\nAn example query on the published marts (python: duckdb.connect(path, read_only=True)):")
+        print("  " + EXAMPLE_QUERY.replace("\n", "\n  "))
+        print(f"  -> {len(example)} rows, first: {example[0] if example else '-'}")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import csv
 import os
-from contextlib import closing
 import subprocess
+from contextlib import closing
 import threading
 import time
 from dataclasses import dataclass
@@ -14,9 +13,9 @@ import duckdb
 import psycopg2
 import pytest
 
-from conftest import published_ranges, PipelineRun, make_paths, require_services
+from conftest import PipelineRun, make_paths, published_ranges, require_services
 from survey_warehouse import cli, load, quality
-from survey_warehouse.publish import swap_marts
+from survey_warehouse.publish import build_fingerprint, swap_marts
 from survey_warehouse.settings import Paths
 from survey_warehouse.warehouse import Session, Warehouse
 from survey_warehouse.waves import find_wave_spec
@@ -44,14 +43,14 @@ def _build(paths: Paths, warehouse: Warehouse, env: dict[str, str]) -> None:
     context = quality.file_context(paths)
     for year in WAVES:
         spec = find_wave_spec(year, paths)
-        loaded = load.load_wave(spec, warehouse)
+        loaded = load.load_wave(spec, warehouse, paths=paths)
         report = quality.run_gate(quality.raw_wave_checkpoint(context, spec, loaded.load_id, paths, warehouse), paths)
         load.mark_load(warehouse, loaded.load_id, passed=True, message=report.message())
     dbt = subprocess.run([cli._bin("dbt"), "build", "--profiles-dir", ".", "--target-path", str(paths.var / "target")],
                          cwd=paths.dbt_project, env=env, capture_output=True, text=True)
     assert dbt.returncode == 0, dbt.stdout[-4000:]
     quality.run_gate(quality.marts_checkpoint(context, "postgres_build", paths, warehouse), paths)
-    swap_marts(warehouse, run_id="postgres_build")
+    swap_marts(warehouse, run_id="postgres_build", fingerprint=build_fingerprint(paths, warehouse))
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +159,7 @@ def test_schema_swap_is_atomic_for_readers(pg_build: PostgresBuild) -> None:
     warehouse = pg_build.warehouse
     with Session(warehouse) as s:
         s.execute("create schema marts_next")
-        for table in quality.MART_TABLES:
+        for table in quality.mart_tables(warehouse, "marts"):
             s.execute(f"create table marts_next.{table} as select * from marts.{table}")
         s.execute("update marts_next.dim_responsibility set responsibility_label_en = 'IT management (new)' "
                   "where responsibility_code = 'it_management'")
@@ -198,7 +197,7 @@ def test_raw_gate_on_postgres_names_rows(pg_build: PostgresBuild, tmp_path) -> N
         lines[line] = ",".join(row)
     broken = tmp_path / "broken_2019.csv"
     broken.write_text("\n".join(lines) + "\n", encoding="utf-8-sig")
-    loaded = load.load_wave(dataclasses.replace(spec, file=broken), pg_build.warehouse)
+    loaded = load.load_wave(dataclasses.replace(spec, file=broken), pg_build.warehouse, paths=pg_build.paths)
     context = quality.file_context(pg_build.paths)
     with pytest.raises(quality.QualityGateFailed) as failed:
         quality.run_gate(quality.raw_wave_checkpoint(context, spec, loaded.load_id, pg_build.paths,
@@ -206,3 +205,36 @@ def test_raw_gate_on_postgres_names_rows(pg_build: PostgresBuild, tmp_path) -> N
     assert "raw_load: expect_column_values_to_be_between on column 'quarantined_share'" in str(failed.value)
     assert "row 3, column 'Organisaatio': unknown city 'Atlantis'" in quality.quarantine_summary(
         pg_build.warehouse, loaded.load_id)
+
+
+def test_the_warehouse_holds_the_matching_rules_keys_for_the_corpus(pg_build: PostgresBuild, tmp_path) -> None:
+    """The shared corpus of awkward strings, loaded into PostgreSQL: the keys raw holds are exactly the rule's,
+    the same that the DuckDB warehouse holds (tests/survey_warehouse/test_load.py)."""
+    import csv
+    import dataclasses
+
+    from survey_warehouse.matching import match_key
+    from test_matching import corpus
+
+    spec = find_wave_spec(2019, pg_build.paths)
+    with open(spec.file, encoding="utf-8-sig", newline="") as f:
+        header, *rows = list(csv.reader(f))
+    email = header.index("Email")
+    values = [value for _case, value, _key in corpus()]
+    path = tmp_path / "corpus.csv"
+    with open(path, "w", encoding="utf-8-sig", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for i, value in enumerate(values):
+            row = list(rows[i % len(rows)])
+            row[email] = value
+            writer.writerow(row)
+    loaded = load.load_wave(dataclasses.replace(spec, file=path), pg_build.warehouse, paths=pg_build.paths)
+    with Session(pg_build.warehouse, read_only=True) as s:
+        stored = dict(s.execute("select cell_value, match_key from raw.cell_resolutions where load_id = ? and "
+                                "field_id = 'respondent_email'", [loaded.load_id]).fetchall())
+        load.fail_load(pg_build.warehouse, loaded.load_id, "a test load")
+    for value in values:
+        if value.strip("\r\n") == "":
+            continue
+        assert stored.get(value, "missing") == match_key(value), repr(value)

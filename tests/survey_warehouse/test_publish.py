@@ -5,7 +5,8 @@ from __future__ import annotations
 import duckdb
 
 from conftest import PipelineRun, copy_state
-from survey_warehouse.publish import publish_marts
+from survey_warehouse.publish import publish_marts, read_publication
+from survey_warehouse.warehouse import Warehouse
 
 
 def test_readers_keep_their_view_and_new_readers_see_the_new_marts(pipeline_run: PipelineRun) -> None:
@@ -17,7 +18,8 @@ def test_readers_keep_their_view_and_new_readers_see_the_new_marts(pipeline_run:
         con.execute("update marts.dim_responsibility set responsibility_label_en = 'IT management (ICT)' "
                     "where responsibility_code = 'it_management'")
 
-    publication = publish_marts(paths.warehouse, paths.published, run_id="test")
+    publication = publish_marts(Warehouse.duckdb(paths.warehouse), paths.published, run_id="test",
+                                fingerprint="f" * 64)
 
     still = reader.execute("select responsibility_label_en from marts.dim_responsibility "
                            "where responsibility_code = 'it_management'").fetchone()[0]
@@ -29,3 +31,7 @@ def test_readers_keep_their_view_and_new_readers_see_the_new_marts(pipeline_run:
     assert (before, still, after) == ("IT management", "IT management", "IT management (ICT)")
     assert run_id == "test" and publication.tables["fct_city_responsibility"] == 60
     assert [p.name for p in paths.published.parent.iterdir()] == [paths.published.name], "no temporary files left"
+    read = read_publication(Warehouse.duckdb(paths.warehouse), paths.published)
+    assert (read.run_id, read.build_fingerprint, read.load_ids) == ("test", "f" * 64, publication.load_ids)
+    assert set(read.tables) >= {"dim_question", "fct_city_population", "fct_survey_answers"}, \
+        "every mart dbt builds is published, new ones included"

@@ -1,0 +1,79 @@
+"""Wave specs: what a spec may say, and the one clear error when it names what the codebook does not declare."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from survey_warehouse.codebook import Codebook
+from survey_warehouse.errors import WaveSpecError
+from survey_warehouse.waves import WaveSpec
+
+SEEDS = ROOT / "dbt_project" / "seeds"
+
+
+def _spec(tmp_path: Path, **changes) -> Path:
+    data = yaml.safe_load((ROOT / "config" / "waves" / "2019.yml").read_text(encoding="utf-8"))
+    for key, value in changes.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    path = tmp_path / "2019.yml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def test_the_bundled_specs_are_consistent_with_the_codebook() -> None:
+    codebook = Codebook.from_seeds(SEEDS)
+    for path in sorted((ROOT / "config" / "waves").glob("*.yml")):
+        WaveSpec.from_file(path, ROOT).check(codebook)
+
+
+def test_a_column_mapped_to_an_undeclared_question_names_the_spec_the_column_and_the_seed(tmp_path: Path) -> None:
+    base = yaml.safe_load((ROOT / "config" / "waves" / "2019.yml").read_text(encoding="utf-8"))
+    path = _spec(tmp_path, columns={**base["columns"], "Q6 Onko kaupungillanne digistrategia?": "has_strategy"})
+    spec = WaveSpec.from_file(path, ROOT)
+    with pytest.raises(WaveSpecError) as error:
+        spec.check(Codebook.from_seeds(SEEDS))
+    message = str(error.value)
+    assert message.startswith(str(path))
+    assert "column 'Q6 Onko kaupungillanne digistrategia?' is mapped to 'has_strategy'" in message
+    assert "add a row for (2019, has_strategy) to dbt_project/seeds/codebook_questions.csv" in message
+
+
+def test_a_question_of_another_wave_is_named_as_such(tmp_path: Path) -> None:
+    base = yaml.safe_load((ROOT / "config" / "waves" / "2019.yml").read_text(encoding="utf-8"))
+    columns = {k: v for k, v in base["columns"].items()}
+    spec = WaveSpec.from_file(_spec(tmp_path, wave_year=2020, columns=columns), ROOT)
+    with pytest.raises(WaveSpecError, match=r"it is declared for \[2016, 2018, 2019\], not for 2020"):
+        spec.check(Codebook.from_seeds(SEEDS))
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"columns": None}, "missing keys \\['columns'\\]"),
+    ({"format": "ods"}, "format must be one of"),
+    ({"encoding": "klingon-8"}, "unknown encoding"),
+    ({"delimiter": ";;"}, "delimiter must be one character"),
+    ({"header_row": 0}, "header_row must be a row number"),
+    ({"cities_surveyed": ["091", "91", "049"]}, "lists \\['091'\\] more than once"),
+    ({"cities_surveyed": []}, "lists no city"),
+    ({"field_period": {"start": "1.3.2019", "end": "2019-04-30"}}, "is not a date"),
+    ({"colums": {"a": "b"}}, "unknown keys \\['colums'\\]"),
+])
+def test_mistakes_in_a_spec(tmp_path: Path, changes: dict, message: str) -> None:
+    with pytest.raises(WaveSpecError, match=message):
+        WaveSpec.from_file(_spec(tmp_path, **changes), ROOT)
+
+
+def test_required_fields_and_unknown_cities(tmp_path: Path) -> None:
+    base = yaml.safe_load((ROOT / "config" / "waves" / "2019.yml").read_text(encoding="utf-8"))
+    codebook = Codebook.from_seeds(SEEDS)
+    without_lead = {k: v for k, v in base["columns"].items() if v != "lead"}
+    with pytest.raises(WaveSpecError, match="required fields not mapped to any column: \\['lead'\\]"):
+        WaveSpec.from_file(_spec(tmp_path, columns=without_lead), ROOT).check(codebook)
+    with pytest.raises(WaveSpecError, match="not in dbt_project/seeds/cities.csv: \\['999'\\]"):
+        WaveSpec.from_file(_spec(tmp_path, cities_surveyed=["091", "999"]), ROOT).check(codebook)
