@@ -1,21 +1,25 @@
-"""Benchmark: load a very large wave file (default one million rows) into raw, and report time and memory.
+"""Benchmark: the loader on a very large wave, beside the floor (DuckDB alone) and what a user would write (pandas).
 
-    .venv/bin/python benchmarks/large_wave_load.py [--rows 1000000] [--keep]
+    .venv/bin/python benchmarks/large_wave_load.py [--rows 1000000] [--xlsx-rows 100000] [--postgres]
 
-Builds the file from the 2019 sample (rows repeated with unique respondents), loads it into a scratch warehouse
-under var/benchmarks/, and prints rows per second and the peak resident memory of the loading process beside the
-file's size. The loader streams the file in chunks, so its memory does not grow with the file."""
+Builds a CSV wave of N rows from the 2019 sample (rows repeated with unique respondents) and, in one run, each in a
+fresh process so that its peak memory is its own:
+- the project's loader (every cell as text with its row, every value resolved, quarantine, one transaction);
+- the floor: DuckDB read_csv(all_varchar) + unpivot to (row, column, text) into a table + duplicate e-mail count;
+- pandas: read_csv(dtype=str) + melt + duplicate e-mail count;
+then prints time, rows per second, peak memory and the ratios. --xlsx-rows also loads an Excel workbook of that
+many rows; --postgres loads the CSV into a scratch database on the local PostgreSQL (COPY).
+"""
 
 from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
-import resource
 import shutil
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -23,11 +27,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_file(rows: int, path: Path) -> Path:
+    """A 2019-shaped CSV wave of `rows` rows with unique respondents."""
     sys.path.insert(0, str(ROOT / "src"))
     from survey_warehouse.settings import get_paths
     from survey_warehouse.waves import find_wave_spec
 
     spec = find_wave_spec(2019, get_paths())
+    assert spec is not None
     with open(spec.file, encoding=spec.encoding, newline="") as f:
         header, *sample = list(csv.reader(f))
     email = header.index(next(h for h, v in spec.columns.items() if v == "respondent_email"))
@@ -42,44 +48,142 @@ def make_file(rows: int, path: Path) -> Path:
     return path
 
 
-def load_in_child(path: Path, warehouse: Path) -> dict:
-    """Load in a fresh process, so that its peak memory is the loader's alone."""
-    code = f"""
-import dataclasses, json, resource, sys, time
+def make_workbook(rows: int, path: Path) -> Path:
+    """A 2018-shaped workbook (title block, header on row 4) of `rows` rows with unique respondents."""
+    import openpyxl
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from survey_warehouse.settings import get_paths
+    from survey_warehouse.waves import find_wave_spec
+
+    spec = find_wave_spec(2018, get_paths())
+    assert spec is not None and spec.sheet
+    source = openpyxl.load_workbook(spec.file, read_only=True)[spec.sheet]
+    all_rows = [list(r) for r in source.iter_rows(values_only=True)]
+    top, header, sample = all_rows[: spec.header_row - 1], all_rows[spec.header_row - 1], all_rows[spec.header_row:]
+    sample = [r for r in sample if any(c is not None for c in r)]
+    email = header.index(next(h for h, v in spec.columns.items() if v == "respondent_email"))
+    workbook = openpyxl.Workbook(write_only=True)
+    sheet = workbook.create_sheet(spec.sheet)
+    for row in [*top, header]:
+        sheet.append(row)
+    for i in range(rows):
+        row = list(sample[i % len(sample)])
+        row[email] = f"respondent{i}@example.fi"
+        sheet.append(row)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    workbook.save(path)
+    return path
+
+
+CHILD = """
+import json, resource, sys, time
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+started = time.perf_counter()
+{body}
+print(json.dumps({{"seconds": time.perf_counter() - started, "rows": rows, "quarantined": quarantined,
+                  "rss_before_kib": before, "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}}))
+"""
+
+PROJECT = """
+import dataclasses
 from pathlib import Path
 from survey_warehouse.load import load_wave
 from survey_warehouse.settings import get_paths
+from survey_warehouse.warehouse import Warehouse
 from survey_warehouse.waves import find_wave_spec
-spec = dataclasses.replace(find_wave_spec(2019, get_paths()), file=Path({str(path)!r}))
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-started = time.perf_counter()
-result = load_wave(spec, Path({str(warehouse)!r}))
-print(json.dumps({{"seconds": time.perf_counter() - started, "rows": result.row_count,
-                  "quarantined": result.quarantined, "rss_before_kib": before,
-                  "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}}))
+spec = dataclasses.replace(find_wave_spec({year}, get_paths()), file=Path({path!r}))
+target = {target}
+result = load_wave(spec, target)
+rows, quarantined = result.row_count, result.quarantined
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+
+FLOOR = """
+import duckdb
+con = duckdb.connect({warehouse!r})
+con.execute("create table wide as select * from read_csv(?, all_varchar = true)", [{path!r}])
+con.execute("create table cells as unpivot (select row_number() over () as source_row_number, * from wide) "
+            "on columns(* exclude (source_row_number)) into name source_column value cell_value")
+duplicates = con.execute('select count(*) from (select "Email" from wide group by 1 having count(*) > 1)').fetchone()
+rows = con.execute("select count(*) from wide").fetchone()[0]
+quarantined = 0
+"""
+
+PANDAS = """
+import pandas as pd
+frame = pd.read_csv({path!r}, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+frame.insert(0, "source_row_number", range(2, len(frame) + 2))
+cells = frame.melt(id_vars=["source_row_number"], var_name="source_column", value_name="cell_value")
+duplicates = int(frame["Email"].duplicated().sum())
+rows, quarantined = len(frame), 0
+"""
+
+
+def run_child(body: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD.format(body=textwrap.dedent(body))], capture_output=True,
+                         text=True)
+    if out.returncode != 0:
+        raise SystemExit(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def load_in_child(path: Path, warehouse: Path, year: int = 2019) -> dict:
+    """The project's loader on `path`, in a fresh process (its peak memory is the loader's alone)."""
+    return run_child(PROJECT.format(year=year, path=str(path), target=f"Path({str(warehouse)!r})"))
+
+
+def _line(name: str, result: dict, size_mib: float, floor: dict | None = None) -> str:
+    peak = result["peak_rss_kib"] / 1024
+    text = (f"  {name:<34}{result['seconds']:>7.1f} s {result['rows'] / result['seconds']:>11,.0f} rows/s "
+            f"{peak:>7,.0f} MiB peak")
+    if floor:
+        text += f"   x{result['seconds'] / floor['seconds']:.2f} time, x{peak / (floor['peak_rss_kib'] / 1024):.2f} memory"
+    return text
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--keep", action="store_true", help="keep the generated file and warehouse")
+    parser.add_argument("--xlsx-rows", type=int, default=0)
+    parser.add_argument("--postgres", action="store_true", help="also load into the local PostgreSQL (COPY)")
+    parser.add_argument("--keep", action="store_true", help="keep the generated files and warehouses")
     args = parser.parse_args()
     work = ROOT / "var" / "benchmarks" / "large_wave_load"
     shutil.rmtree(work, ignore_errors=True)
     started = time.perf_counter()
     path = make_file(args.rows, work / "wave_2019_large.csv")
-    generated = time.perf_counter() - started
-    result = load_in_child(path, work / "warehouse.duckdb")
     size_mib = path.stat().st_size / 2**20
-    peak_mib = result["peak_rss_kib"] / 1024
-    print(f"file: {result['rows']:,} rows, {size_mib:,.0f} MiB (generated in {generated:.1f} s)")
-    print(f"load: {result['seconds']:.1f} s, {result['rows'] / result['seconds']:,.0f} rows/s, "
-          f"{result['quarantined']:,} quarantined")
-    print(f"peak memory of the loading process: {peak_mib:,.0f} MiB "
-          f"(at start {result['rss_before_kib'] / 1024:,.0f} MiB); peak / file size = {peak_mib / size_mib:.2f}")
+    print(f"CSV wave: {args.rows:,} rows, {size_mib:,.0f} MiB (generated in {time.perf_counter() - started:.1f} s)")
+    floor = run_child(FLOOR.format(path=str(path), warehouse=str(work / "floor.duckdb")))
+    pandas = run_child(PANDAS.format(path=str(path)))
+    project = load_in_child(path, work / "warehouse.duckdb")
+    print(_line("DuckDB floor (read, unpivot, dups)", floor, size_mib))
+    print(_line("pandas (read_csv, melt, dups)", pandas, size_mib, floor))
+    print(_line("project loader (DuckDB warehouse)", project, size_mib, floor))
+    print(f"  project / pandas: x{project['seconds'] / pandas['seconds']:.2f} time, "
+          f"x{project['peak_rss_kib'] / pandas['peak_rss_kib']:.2f} memory; "
+          f"{project['quarantined']:,} rows quarantined")
+    if args.postgres:
+        import psycopg2
+
+        database = f"survey_bench_{int(time.time())}"
+        admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+        admin.autocommit = True
+        admin.cursor().execute(f'create database "{database}"')
+        try:
+            target = (f"Warehouse(backend='postgres', host='127.0.0.1', port=5432, user='postgres', "
+                      f"dbname={database!r})")
+            pg = run_child(PROJECT.format(year=2019, path=str(path), target=target))
+            print(_line("project loader (PostgreSQL, COPY)", pg, size_mib, floor))
+        finally:
+            admin.cursor().execute(f'drop database if exists "{database}"')
+            admin.close()
+    if args.xlsx_rows:
+        book = make_workbook(args.xlsx_rows, work / "wave_2018_large.xlsx")
+        book_mib = book.stat().st_size / 2**20
+        result = load_in_child(book, work / "warehouse_xlsx.duckdb", year=2018)
+        print(f"Excel wave: {args.xlsx_rows:,} rows, {book_mib:,.1f} MiB")
+        print(_line("project loader (openpyxl)", result, book_mib))
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -17,9 +17,9 @@ import os
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, TriggerRule, dag, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
-from cosmos.constants import LoadMode, TestBehavior, TestIndirectSelection
+from cosmos.constants import ExecutionMode, LoadMode, TestBehavior, TestIndirectSelection
 from great_expectations_provider.operators.validate_checkpoint import GXValidateCheckpointOperator
 
 from survey_warehouse import pipeline
@@ -29,6 +29,23 @@ DBT_TARGET = os.environ.get("SURVEY_DBT_TARGET", "duckdb")  # duckdb (embedded) 
 # DuckDB allows one writer: every task that opens it takes the single slot of this pool. PostgreSQL takes many.
 WAREHOUSE_POOL = os.environ.get("SURVEY_WAREHOUSE_POOL",
                                 "duckdb_warehouse" if DBT_TARGET == "duckdb" else "default_pool")
+
+
+def _producer_first(group: DbtTaskGroup) -> None:
+    """The sensors of a watcher-mode group start once its producer (the one `dbt build`) has ended.
+
+    Cosmos wires this for a DbtDag, not for a DbtTaskGroup, where the first sensors become ready with the producer:
+    under `airflow dags test` (ready tasks run one at a time, in no fixed order) a sensor started first waits
+    forever. The first sensors keep the group's upstream task and run when both are done and one succeeded, so a
+    failed build still lets every sensor report its node's state, and a failed raw gate starts none."""
+    tasks = list(group.iter_tasks())
+    ids = {t.task_id for t in tasks}
+    producer = next(t for t in tasks if t.task_id == f"{group.group_id}.dbt_producer_watcher")
+    for task_ in tasks:
+        task_.pool = producer.pool  # a retried sensor runs dbt itself: it must wait for the warehouse too
+        if task_ is not producer and task_.upstream_task_ids.isdisjoint(ids):
+            producer >> task_
+            task_.trigger_rule = TriggerRule.ALL_DONE_MIN_ONE_SUCCESS
 
 
 @dag(
@@ -76,9 +93,14 @@ def survey_waves():
                                      install_dbt_deps=False),
         profile_config=ProfileConfig(profile_name="survey_warehouse", target_name=DBT_TARGET,
                                      profiles_yml_filepath=DBT_PROJECT / "profiles.yml"),
-        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.BUILD),
-        execution_config=ExecutionConfig(test_indirect_selection=TestIndirectSelection.BUILDABLE),
-        operator_args={"pool": WAREHOUSE_POOL},
+        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.AFTER_EACH),
+        # WATCHER: one `dbt build` (the producer, the only task that opens the warehouse) and, per model or seed, a
+        # sensor for its run and one for its tests, each reporting its node's own state from the producer's events.
+        # The producer is never retried: a retried producer skips itself and would hide a failed build.
+        execution_config=ExecutionConfig(execution_mode=ExecutionMode.WATCHER,
+                                         test_indirect_selection=TestIndirectSelection.BUILDABLE,
+                                         setup_operator_args={"retries": 0}),
+        operator_args={"pool": WAREHOUSE_POOL, "poke_interval": 1},
     )
 
     validate_marts = GXValidateCheckpointOperator(
@@ -106,6 +128,7 @@ def survey_waves():
     accepted = accept_raw_wave(loaded)
     published = publish_marts()
     loaded >> validate_raw_wave >> accepted >> dbt_build >> validate_marts >> published
+    _producer_first(dbt_build)
     # publish_marts records its own failure; it stays a leaf, so a failed run ends failed
     [plan, loaded, validate_raw_wave, accepted, dbt_build, validate_marts] >> record_failure()
 

@@ -1,20 +1,31 @@
 """Command line: set up the embedded stack, run the survey_waves DAG for every wave year, print a summary.
 
-    python -m survey_warehouse.cli run        # what `make run` does
-    python -m survey_warehouse.cli summary    # the summary of what is in the warehouse now
+    python -m survey_warehouse.cli run [YEAR ...]   # what `make run` does (all configured years by default)
+    python -m survey_warehouse.cli summary          # the summary of what is in the warehouse now
+
+`run` runs the DAG through Airflow itself (`dag.test`, metadata in SQLite under var/airflow) for each year that
+has something to do, all in one process, so Airflow, dbt and Great Expectations start once. A year whose inputs
+have not changed since the published marts were built is reported as such without a DAG run (the DAG's own first
+task makes the same check when a scheduler runs it).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import subprocess
 import sys
 import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from survey_warehouse.errors import SurveyWarehouseError
 from survey_warehouse.settings import Paths, get_paths
-from survey_warehouse.waves import list_wave_years
+from survey_warehouse.waves import find_wave_spec, list_wave_years
 
 DAG_ID = "survey_waves"
 POOL = "duckdb_warehouse"
@@ -34,6 +45,8 @@ def runtime_env(paths: Paths) -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_FOLDER": str(paths.root / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        # the watcher's producer is never retried, so the backup of its state (rewritten on every event) is waste
+        "AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY": "False",
         "SCARF_ANALYTICS": "false",
         "DO_NOT_TRACK": "1",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
@@ -58,40 +71,174 @@ def _run(cmd: list[str], env: dict[str, str], log: Path, cwd: Path | None = None
         return subprocess.run(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT).returncode
 
 
+def _digest(files: list[Path], extra: str = "") -> str:
+    digest = hashlib.sha256(extra.encode())
+    for path in sorted(files):
+        digest.update(str(path).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _dbt_sources(paths: Paths) -> list[Path]:
+    project = paths.dbt_project
+    files = [project / "dbt_project.yml", project / "profiles.yml"]
+    for folder in ("models", "macros", "seeds", "tests"):
+        if (project / folder).is_dir():
+            files += [p for p in (project / folder).rglob("*") if p.is_file()]
+    return files
+
+
 def setup(paths: Paths) -> None:
-    """Idempotent: the dbt manifest Cosmos renders from, Airflow's SQLite metadata, the warehouse pool."""
+    """Idempotent and quick when nothing changed: the dbt manifest Cosmos renders from (again when the dbt project
+    changed), Airflow's SQLite metadata and the warehouse pool (once)."""
     env = runtime_env(paths)
     logs = paths.var / "logs"
-    steps = [
-        ("dbt parse", [_bin("dbt"), "parse", "--profiles-dir", ".", "--quiet"], paths.dbt_project),
-        ("airflow db migrate", [_bin("airflow"), "db", "migrate"], None),
+    stamp_dir = paths.var / "setup"
+    stamp_dir.mkdir(parents=True, exist_ok=True)
+    target = env.get("SURVEY_DBT_TARGET", "duckdb")
+    manifest_inputs = _digest(_dbt_sources(paths), f"{target}|{env.get('SURVEY_MARTS_BUILD_SCHEMA', '')}")
+    steps: list[tuple[str, list[str], Path | None, Path, str]] = [
+        ("dbt parse", [_bin("dbt"), "parse", "--profiles-dir", ".", "--quiet"], paths.dbt_project,
+         paths.dbt_project / "target" / "manifest.inputs", manifest_inputs),
+        ("airflow db migrate", [_bin("airflow"), "db", "migrate"], None, stamp_dir / "airflow_db",
+         f"{env['AIRFLOW_HOME']}|{_airflow_version()}"),
     ]
-    if env.get("SURVEY_DBT_TARGET", "duckdb") == "duckdb":
+    if target == "duckdb":
         steps.append(("airflow pools set", [_bin("airflow"), "pools", "set", POOL, "1",
-                                            "DuckDB warehouse: one writer"], None))
-    for step, cmd, cwd in steps:
+                                            "DuckDB warehouse: one writer"], None, stamp_dir / "airflow_pool",
+                      f"{env['AIRFLOW_HOME']}|{POOL}"))
+    manifest = paths.dbt_project / "target" / "manifest.json"
+    for step, cmd, cwd, stamp, inputs in steps:
+        fresh = stamp.exists() and stamp.read_text() == inputs
+        if step == "dbt parse":
+            fresh = fresh and manifest.exists()
+        elif step.startswith("airflow"):
+            fresh = fresh and (paths.var / "airflow" / "airflow.db").exists()
+        if fresh:
+            continue
         log = logs / f"setup_{step.replace(' ', '_')}.log"
         if _run(cmd, env, log, cwd) != 0:
-            raise SystemExit(f"setup failed at '{step}'; see {log}")
+            raise SurveyWarehouseError(f"setup failed at '{step}'; see {log}")
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(inputs)
 
 
-def start_wave(paths: Paths, year: int) -> tuple[subprocess.Popen, Path]:
-    """Start `airflow dags test` for one wave year, in a session of its own; its output goes to a log file."""
+def _airflow_version() -> str:
+    from importlib.metadata import version
+
+    return version("apache-airflow")
+
+
+@contextmanager
+def _output_to(log: Path) -> Iterator[None]:
+    """Everything written to stdout and stderr (print, logging, dbt) goes to `log` for the duration."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w", encoding="utf-8") as out:
+        os.dup2(out.fileno(), 1)
+        os.dup2(out.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def _release_warehouse() -> None:
+    """dbt-duckdb keeps the warehouse open read-write in the process after an in-process dbt run: close it, so
+    this process does not hold DuckDB's one-writer lock between runs."""
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:
+        return
+    DuckDBConnectionManager.close_all_connections()
+
+
+def plan_years(paths: Paths, years: list[int]) -> dict[int, str | None]:
+    """Per year: None when the DAG must run, else why not (no wave that year, or nothing changed)."""
+    from survey_warehouse.pipeline import plan_wave
+
+    out: dict[int, str | None] = {}
+    for year in years:
+        try:
+            if find_wave_spec(year, paths) is None:
+                out[year] = f"wave {year}: no survey wave that year (no {paths.waves_config / f'{year}.yml'})"
+                continue
+            plan = plan_wave(year, paths)
+            out[year] = plan.reason if plan.action == "nothing" else None
+        except SurveyWarehouseError:
+            out[year] = None  # the DAG run reports it, with the reason kept where the summary finds it
+    return out
+
+
+def run_waves(paths: Paths, years: list[int], force_dag: bool = False) -> dict[int, dict[str, Any]]:
+    """The DAG for each year through `dag.test`, in this process: Airflow, dbt and GX are imported once."""
+    os.environ.update(runtime_env(paths))  # before Airflow is imported: it reads AIRFLOW_HOME at import
+    Path(os.environ["TMPDIR"]).mkdir(parents=True, exist_ok=True)
+    logs = paths.var / "logs"
+    outcomes: dict[int, dict[str, Any]] = {}
+    skips = {year: None for year in years} if force_dag else plan_years(paths, years)
+    dag = None
+    for year in years:
+        log = logs / f"survey_waves_{year}.log"
+        started = time.monotonic()
+        if skips.get(year):
+            print(f"{skips[year]}; no DAG run needed", flush=True)
+            outcomes[year] = {"exit_code": 0, "seconds": 0.0, "log": None, "skipped": skips[year]}
+            continue
+        print(f"Running DAG {DAG_ID} for {year} ...", end=" ", flush=True)
+        if dag is None:
+            with _output_to(logs / "survey_waves_parse.log"):
+                from airflow.dag_processing.dagbag import DagBag
+
+                bag = DagBag(dag_folder=str(paths.root / "dags" / "survey_waves.py"))
+            if bag.import_errors:
+                raise SurveyWarehouseError(f"the DAG does not import: {bag.import_errors}")
+            dag = bag.get_dag(DAG_ID)
+        import pendulum
+
+        with _output_to(log):
+            try:
+                state = str(dag.test(logical_date=pendulum.datetime(year, 6, 1, tz="UTC")).state)
+            except Exception as exc:  # one broken run must not stop the other years
+                traceback.print_exc()
+                state = f"error: {exc}"
+            finally:
+                _release_warehouse()
+        seconds = time.monotonic() - started
+        code = 0 if state == "success" else 1
+        outcomes[year] = {"exit_code": code, "seconds": seconds, "log": log}
+        print(("ok" if code == 0 else f"FAILED ({state})") + f" in {seconds:.0f} s; log: {log}", flush=True)
+    return outcomes
+
+
+def _command(paths: Paths, years: list[int], *flags: str) -> tuple[list[str], dict[str, str]]:
+    return ([sys.executable, "-m", "survey_warehouse.cli", "run", "--no-summary", *flags, *map(str, years)],
+            runtime_env(paths))
+
+
+def start_wave(paths: Paths, year: int, force_dag: bool = True) -> tuple[subprocess.Popen, Path]:
+    """`run` for one wave year in a process (and session) of its own; its DAG run logs to var/logs."""
     log = paths.var / "logs" / f"survey_waves_{year}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = runtime_env(paths)
+    log.unlink(missing_ok=True)
+    log.touch()
+    cmd, env = _command(paths, [year], *(["--force-dag"] if force_dag else []))
     Path(env["TMPDIR"]).mkdir(parents=True, exist_ok=True)
-    with open(log, "w", encoding="utf-8") as out:
-        process = subprocess.Popen(
-            [_bin("airflow"), "dags", "test", "-f", str(paths.root / "dags" / "survey_waves.py"), DAG_ID,
-             f"{year}-06-01"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(paths.var / "logs" / f"run_{year}.log", "w", encoding="utf-8") as out:
+        process = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     return process, log
 
 
-def run_wave(paths: Paths, year: int) -> tuple[int, float, Path]:
-    """`airflow dags test` for one wave year: the DAG runs through Airflow itself, in this process tree."""
+def run_wave(paths: Paths, year: int, force_dag: bool = True) -> tuple[int, float, Path]:
+    """`run` for one wave year in a fresh process: the DAG runs through Airflow itself."""
     started = time.monotonic()
-    process, log = start_wave(paths, year)
+    process, log = start_wave(paths, year, force_dag)
     return process.wait(), time.monotonic() - started, log
 
 
@@ -110,37 +257,41 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run_p = sub.add_parser("run", help="run the survey_waves DAG for each wave year, then print the summary")
     run_p.add_argument("years", nargs="*", type=int, help="wave years (default: first to last configured)")
+    run_p.add_argument("--no-summary", action="store_true", help="do not print the summary")
+    run_p.add_argument("--force-dag", action="store_true",
+                       help="start a DAG run even for a wave with nothing to do (the DAG then skips it)")
     sub.add_parser("setup", help="dbt manifest, Airflow metadata database and pool")
     sub.add_parser("summary", help="print what the warehouse and the published marts hold")
     sub.add_parser("docs", help="dbt docs (lineage, mart catalogue) into var/dbt_docs")
     args = parser.parse_args(argv)
     paths = get_paths()
+    try:
+        if args.command == "setup":
+            setup(paths)
+            return 0
+        if args.command == "docs":
+            return generate_docs(paths)
+        if args.command == "summary":
+            from survey_warehouse.summary import print_summary
 
-    if args.command == "setup":
+            print_summary(paths, {})
+            return 0
+        configured = list_wave_years(paths)
+        if not configured and not args.years:
+            raise SurveyWarehouseError(f"no wave specs in {paths.waves_config}")
+        years = args.years or list(range(min(configured), max(configured) + 1))
+        if not args.no_summary:
+            print(f"Setting up (dbt manifest, Airflow metadata in {paths.var / 'airflow'}) ...", flush=True)
         setup(paths)
-        return 0
-    if args.command == "docs":
-        return generate_docs(paths)
-    if args.command == "summary":
-        from survey_warehouse.summary import print_summary
+        outcomes = run_waves(paths, years, force_dag=args.force_dag)
+        if not args.no_summary:
+            from survey_warehouse.summary import print_summary
 
-        print_summary(paths, {})
-        return 0
-
-    configured = list_wave_years(paths)
-    years = args.years or list(range(min(configured), max(configured) + 1))
-    print(f"Setting up (dbt manifest, Airflow metadata in {paths.var / 'airflow'}) ...", flush=True)
-    setup(paths)
-    outcomes: dict[int, dict[str, object]] = {}
-    for year in years:
-        print(f"Running DAG {DAG_ID} for {year} ...", end=" ", flush=True)
-        code, seconds, log = run_wave(paths, year)
-        outcomes[year] = {"exit_code": code, "seconds": seconds, "log": log}
-        print(("ok" if code == 0 else f"FAILED (exit {code})") + f" in {seconds:.0f} s; log: {log}", flush=True)
-    from survey_warehouse.summary import print_summary
-
-    print_summary(paths, outcomes)
-    return 0 if all(o["exit_code"] == 0 for o in outcomes.values()) else 1
+            print_summary(paths, outcomes)
+        return 0 if all(o["exit_code"] == 0 for o in outcomes.values()) else 1
+    except SurveyWarehouseError as exc:
+        print(f"survey-warehouse: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

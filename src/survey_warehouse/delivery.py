@@ -36,7 +36,6 @@ from survey_warehouse.waves import WaveSpec
 
 CHUNK_BYTES = 1 << 20
 CHUNK_ROWS = 50_000
-NO_NULL = "\x01\x02"  # DuckDB's null string, chosen never to occur: empty fields stay '' and padding stays NULL
 UTF8 = ("utf-8", "utf_8", "utf8", "utf-8-sig", "utf_8_sig", "ascii", "us-ascii")
 ALTERNATIVE_ENCODINGS = ("utf-8-sig", "cp1252", "utf-16")
 # UTF-8 text read as Windows-1252: 'ä' becomes 'Ã¤', 'ö' 'Ã¶', 'å' 'Ã¥', 'Ä' 'Ã„', 'Ö' 'Ã–', 'Å' 'Ã…', 'é' 'Ã©'
@@ -54,6 +53,17 @@ def arrow_into(con: duckdb.DuckDBPyConnection, table: str, rows: Any, replace: b
             con.execute(f"insert into {table} select * from _arrow_rows")
     finally:
         con.unregister("_arrow_rows")
+
+
+def drop_temp(con: duckdb.DuckDBPyConnection, *names: str) -> None:
+    """Drop temporary tables or views of the loader, whichever each is."""
+    con.complete()
+    for name in names:
+        kinds = con.execute("select 'view' from duckdb_views() where temporary and view_name = ? union all "
+                            "select 'table' from duckdb_tables() where temporary and table_name = ?",
+                            [name, name]).fetchall()
+        for (kind,) in kinds:
+            con.execute(f"drop {kind} if exists temp.{name}")
 
 
 def max_cell_bytes() -> int:
@@ -195,6 +205,34 @@ class _TextStats:
     transcoded: Path | None = None
 
 
+MOJIBAKE_UTF8 = re.compile(rb"\xc3\x83(?:\xc2[\x80-\xbf]|\xe2\x80[\x98-\xba]|\xc5[\x92-\xb8])")
+
+
+def _scan_bytes(path: Path) -> _TextStats:
+    """The same counts as `_scan_text` for a UTF-8 file, on its bytes (DuckDB checks the encoding as it reads)."""
+    stats, previous = _TextStats(), b"\n"
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            text = previous + chunk
+            if b"\x00" in chunk:
+                if stats.nul_row is None:
+                    stats.nul_row = stats.lines + chunk[:chunk.index(b"\x00")].count(b"\n") + 1
+                stats.nuls += chunk.count(b"\x00")
+            if b"\n\n" in text or b"\n\r\n" in text:
+                stats.blank_lines += text.count(b"\n\n") + text.count(b"\n\r\n")
+            stats.quotes += chunk.count(b'"')
+            if stats.mojibake_row is None and b"\xc3\x83" in chunk:
+                found = MOJIBAKE_UTF8.search(chunk)
+                if found:
+                    stats.mojibake_row = stats.lines + chunk[:found.start()].count(b"\n") + 1
+                    line = chunk[max(0, found.start() - 24):found.end() + 24].decode("utf-8", "replace")
+                    stats.mojibake_example = max(line.splitlines(), key=lambda part: "Ã" in part)
+            stats.lines += chunk.count(b"\n")
+            previous = chunk[-1:]
+    stats.ends_with_newline = previous in (b"\n", b"\r")
+    return stats
+
+
 def _scan_text(spec: WaveSpec, scratch: Path) -> _TextStats:
     """One streaming pass over the file: decode it as the spec says (transcoding to UTF-8 for DuckDB when it is
     not UTF-8), count lines, blank lines and quote marks, and find NUL bytes and mojibake."""
@@ -292,14 +330,14 @@ def _read_csv(spec: WaveSpec, con: duckdb.DuckDBPyConnection, scratch: Path) -> 
     if other:
         raise WaveFileError(path, f"the file is {other.upper().replace('-SIG', '')} text, but the wave spec says "
                                   f"encoding: {spec.encoding}; set encoding: {other} in the spec")
-    stats = _scan_text(spec, scratch)
+    utf8 = codecs.lookup(spec.encoding).name in ("utf-8", "utf-8-sig", "ascii")
+    stats = _scan_bytes(path) if utf8 else _scan_text(spec, scratch)
     try:
         if stats.nuls:
             raise WaveFileError(path, f"the file holds {stats.nuls} NUL (zero) bytes, the first on this row: it is "
                                       "damaged (e.g. a block of zeros from an interrupted copy); ask for the file "
                                       "again", row=stats.nul_row)
-        declared = codecs.lookup(spec.encoding).name
-        if declared not in ("utf-8", "utf-8-sig") and _is_utf8(path):
+        if not utf8 and _is_utf8(path):
             raise WaveFileError(path, f"the file is UTF-8 text, but the wave spec says encoding: {spec.encoding}, "
                                       "which would turn 'ä' into 'Ã¤': set encoding: utf-8-sig in the spec")
         if stats.mojibake_row is not None:
@@ -308,12 +346,18 @@ def _read_csv(spec: WaveSpec, con: duckdb.DuckDBPyConnection, scratch: Path) -> 
                                       "for a clean export", row=stats.mojibake_row)
         text_path = stats.transcoded or path
         text_encoding = "utf-8-sig"
-        header, header_lines = _csv_header(spec, text_path, text_encoding)
+        try:
+            header, header_lines = _csv_header(spec, text_path, text_encoding)
+        except UnicodeDecodeError:
+            _scan_text(spec, scratch)  # names the row and the encoding that would read the file
+            raise
         if stats.quotes % 2:
             _unterminated_quote(spec, text_path, text_encoding, header)
         regular = header_lines == spec.header_row and stats.blank_lines == 0
         grid = _duckdb_grid(spec, con, text_path, header, spec.header_row) if regular else None
         if grid is None:
+            if utf8:
+                _scan_text(spec, scratch)  # DuckDB refused the file: a byte that is not UTF-8 is named here
             grid = _python_grid(spec, con, text_path, text_encoding, header)
         grid.ends_with_newline = stats.ends_with_newline
         _cut_off(spec, con, grid)
@@ -453,20 +497,22 @@ def _duckdb_grid(spec: WaveSpec, con: duckdb.DuckDBPyConnection, text_path: Path
     columns = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(1, len(header) + 1))
     delimiter = spec.delimiter.replace("'", "''")
     try:
-        con.execute("drop table if exists grid_wide")
+        drop_temp(con, "grid_wide")
         con.execute(
             f"create temp table grid_wide as select * from read_csv(?, header = false, skip = {header_row}, "
-            f"delim = '{delimiter}', quote = '\"', escape = '\"', nullstr = '{NO_NULL}', columns = {{{columns}}}, "
-            f"auto_detect = false, strict_mode = true, max_line_size = {max_cell_bytes()}, encoding = 'utf-8')",
+            f"delim = '{delimiter}', quote = '\"', escape = '\"', columns = {{{columns}}}, auto_detect = false, "
+            f"strict_mode = true, max_line_size = {max_cell_bytes()}, encoding = 'utf-8')",
             [str(text_path)])
     except duckdb.Error:
         return None
-    cells = ", ".join(f"nullif(c{i}, '') as c{i}" for i in range(1, len(header) + 1))
+    # empty cells are null (every row has the header's width here); rows with nothing in them are not data
     blank = " and ".join(f"coalesce(trim(c{i}), '') = ''" for i in range(1, len(header) + 1))
-    con.execute("drop table if exists grid")
-    con.execute(f"create temp table grid as select cast(rowid + {header_row + 1} as integer) as source_row_number, "
-                f"{len(header)} as cell_count, {cells} from grid_wide where not ({blank})")
-    con.execute("drop table grid_wide")
+    con.execute(f"delete from grid_wide where {blank}")
+    # a view, not a copy: rowid keeps the file's order (deleting rows does not renumber the others)
+    drop_temp(con, "grid")
+    cells = ", ".join(f"c{i}" for i in range(1, len(header) + 1))
+    con.execute(f"create temp view grid as select cast(rowid + {header_row + 1} as integer) as source_row_number, "
+                f"{len(header)} as cell_count, {cells} from grid_wide")
     _empty_extra(con)
     rows = con.execute("select count(*) from grid").fetchone()[0]
     return Grid(header, header_row, rows, reader="DuckDB read_csv (parallel)")
@@ -524,7 +570,7 @@ def _fill_grid(con: duckdb.DuckDBPyConnection, header: list[str], header_row: in
     import pyarrow as pa
 
     width = len(header)
-    con.execute("drop table if exists grid")
+    drop_temp(con, "grid")
     cell_columns = ", ".join(f"c{i} varchar" for i in range(1, width + 1))
     con.execute(f"create temp table grid (source_row_number integer, cell_count integer, {cell_columns})")
     _empty_extra(con)

@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from typing import Iterator
 import duckdb
 
 from survey_warehouse.codebook import LABELLED_STRUCTURAL_FIELDS, Codebook
-from survey_warehouse.delivery import Grid, arrow_into, read_grid
+from survey_warehouse.delivery import Grid, arrow_into, drop_temp, read_grid
 from survey_warehouse.errors import NothingToPublish, SurveyWarehouseError, WaveFileError
 from survey_warehouse.matching import match_keys, shown
 from survey_warehouse.settings import Paths, get_paths, pseudonym_key
@@ -173,18 +174,30 @@ def abandon_unfinished(session: Session) -> list[str]:
     return stale
 
 
+def load_memory_limit() -> str:
+    """DuckDB's memory limit while a file is read and checked (SURVEY_LOAD_MEMORY_LIMIT); beyond it DuckDB spills
+    to var/tmp, so a file of any size loads in bounded memory."""
+    return os.environ.get("SURVEY_LOAD_MEMORY_LIMIT", "512MB")
+
+
 @contextmanager
-def _work_connection(warehouse: Warehouse, session: Session) -> Iterator[duckdb.DuckDBPyConnection]:
+def _work_connection(warehouse: Warehouse, session: Session, scratch: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """Where a file is read and checked: the DuckDB warehouse itself (temporary tables), or an in-memory DuckDB
     before the results are copied into PostgreSQL."""
     if warehouse.backend == "duckdb":
-        yield session.duckdb
-        return
-    con = duckdb.connect()
+        con = session.duckdb  # spills next to the warehouse file (<file>.tmp)
+    else:
+        spill = scratch / "spill"
+        spill.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(config={"temp_directory": str(spill)})
+    limit = con.execute("select current_setting('memory_limit')").fetchall()[0][0]
+    con.execute(f"set memory_limit = '{load_memory_limit()}'")
     try:
         yield con
     finally:
-        con.close()
+        con.execute(f"set memory_limit = '{limit}'")
+        if warehouse.backend != "duckdb":
+            con.close()
 
 
 def load_wave(spec: WaveSpec, target: Warehouse | Path, codebook: Codebook | None = None,
@@ -218,7 +231,7 @@ def load_wave(spec: WaveSpec, target: Warehouse | Path, codebook: Codebook | Non
                     "accepted_removals": ",".join(spec.accept_removals) or None}
         scratch = paths.var / "tmp" / f"load_{load_id}"
         try:
-            with _work_connection(warehouse, session) as con:
+            with _work_connection(warehouse, session, scratch) as con:
                 checked = _read_and_check(spec, con, codebook, load_id, scratch)
                 registry.update(row_count=checked.grid.rows, accepted_count=checked.grid.rows - checked.quarantined,
                                 quarantined_count=checked.quarantined, reader=checked.grid.reader)
@@ -232,10 +245,8 @@ def load_wave(spec: WaveSpec, target: Warehouse | Path, codebook: Codebook | Non
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
             if warehouse.backend == "duckdb":
-                session.duckdb.execute("drop view if exists temp.mapped")
-                for table in ("grid", "grid_extra", "resolved", "problems", "field_map", "keyed", "answers",
-                              "aliases", "header"):
-                    session.duckdb.execute(f"drop table if exists temp.{table}")
+                drop_temp(session.duckdb, "mapped", "grid", "grid_wide", "grid_extra", "resolved", "problems",
+                          "field_map", "keyed", "answers", "aliases", "header")
     result = LoadResult(load_id, spec.wave_year, spec.file.name, checked.grid.rows, unchanged=False,
                         quarantined=checked.quarantined, warnings=tuple(checked.warnings),
                         reader=checked.grid.reader, seconds=time.perf_counter() - started)
@@ -394,28 +405,39 @@ def _row_problems(spec: WaveSpec, con: duckdb.DuckDBPyConnection, grid: Grid, he
     problems += [(row, None if p is None else header[p - 1], reason, message)
                  for row, (p, reason, message) in sorted(structural.items())]
     skip = ", ".join(str(r) for r in structural) or "-1"
+    email = next((p for p, kind in con.execute("select p, kind from field_map").fetchall() if kind == "email"), None)
+    # Only cells that can have a problem are looked at: values that did not resolve, empty required cells, and
+    # e-mail values that occur more than once or share their key with another value.
+    duplicates = "select null as row, null as p, null as v, null as scale_min, null as scale_max, null as reason, " \
+                 "null as first_row where false"
+    if email is not None:
+        duplicates = f"""
+            select row, p, v, null, null, 'duplicate_respondent', first_row from (
+                select g.source_row_number as row, {email} as p, g.c{email} as v,
+                       min(g.source_row_number) over (partition by r.k) as first_row
+                from grid g join resolved r on r.p = {email} and r.v = g.c{email}
+                where r.k is not null and g.source_row_number not in ({skip}) and (
+                    g.c{email} in (select c{email} from grid where source_row_number not in ({skip})
+                                   group by 1 having count(*) > 1)
+                    or r.k in (select k from resolved where p = {email} and k is not null
+                               group by 1 having count(*) > 1))
+            ) as repeated where row > first_row"""
     fields = con.execute(
         f"""
-        with cells as (
-            select m.source_row_number as row, m.p, m.v, f.field_id, f.kind, f.is_required, f.scale_min,
-                   f.scale_max, r.k, r.problem
-            from mapped m join field_map f using (p) left join resolved r using (p, v)
-            where m.source_row_number not in ({skip})
-        ),
-        first_answer as (
-            select k, min(row) as first_row from cells where kind = 'email' and k is not null group by k
+        with flagged as (select p, v, k, problem from resolved where problem is not null or k is null),
+        cells as (
+            select m.source_row_number as row, m.p, m.v, f.scale_min, f.scale_max,
+                case when (m.v is null or fl.k is null) and f.is_required then 'missing_required'
+                     else fl.problem end as reason
+            from mapped m join field_map f using (p)
+            left join flagged fl on fl.p = m.p and fl.v = m.v
+            where ((m.v is null and f.is_required) or fl.p is not null)
+                and m.source_row_number not in ({skip})
         )
-        select c.row, c.p, c.v, c.scale_min, c.scale_max,
-            case
-                when c.k is null and c.is_required then 'missing_required'
-                when c.problem is not null then c.problem
-                when c.kind = 'email' and fa.first_row < c.row then 'duplicate_respondent'
-            end as reason,
-            fa.first_row
-        from cells c left join first_answer fa on c.kind = 'email' and fa.k = c.k
-        where (c.k is null and c.is_required) or c.problem is not null
-            or (c.kind = 'email' and fa.first_row < c.row)
-        order by c.row, c.p
+        select row, p, v, scale_min, scale_max, reason, null as first_row from cells where reason is not null
+        union all
+        {duplicates}
+        order by 1, 2
         """).fetchall()
     for row, p, value, low, high, reason, first_row in fields:
         text = {
@@ -525,7 +547,7 @@ def _write_raw(session: Session, con: duckdb.DuckDBPyConnection, spec: WaveSpec,
             con.execute(f"insert into {table} ({RAW_COLUMNS[table]}) {query}")
     session.executemany("insert into raw.wave_cities_surveyed values (?, ?, ?)",
                         [[load_id, spec.wave_year, code] for code in spec.cities_surveyed])
-    con.execute("drop table if exists temp.header")
+    drop_temp(con, "header")
 
 
 def _column_for(spec: WaveSpec, header_name: str) -> str | None:

@@ -56,26 +56,31 @@ def test_parse_time_is_within_airflows_import_timeout(dagbag) -> None:
 def test_dag_has_the_pipeline_steps_in_order(dagbag) -> None:
     dag = dagbag.dags["survey_waves"]
     ids = set(dag.task_ids)
-    for task_id in ("find_wave_file", "load_raw_wave", "validate_raw_wave", "promote_raw_wave", "reject_raw_wave",
-                    "validate_marts", "publish_marts"):
+    for task_id in ("plan_wave", "load_raw_wave", "validate_raw_wave", "accept_raw_wave", "validate_marts",
+                    "publish_marts", "record_failure", "dbt_build.dbt_producer_watcher"):
         assert task_id in ids
     dbt_tasks = {t for t in ids if t.startswith("dbt_build.")}
     for model in ("stg_survey__answers", "int_city_responsibilities_rolled_up", "fct_city_responsibility",
-                  "fct_responsibility_shares", "dim_year"):
-        assert any(model in t for t in dbt_tasks), f"no Cosmos task for {model}"
+                  "fct_responsibility_shares", "dim_year", "dim_question"):
+        assert f"dbt_build.{model}.run" in dbt_tasks and f"dbt_build.{model}.test" in dbt_tasks, model
 
     def downstream(task_id: str) -> set[str]:
         return dag.get_task(task_id).get_flat_relative_ids(upstream=False)
 
-    assert "load_raw_wave" in downstream("find_wave_file")
+    producer = "dbt_build.dbt_producer_watcher"
+    assert "load_raw_wave" in downstream("plan_wave")
     assert "validate_raw_wave" in downstream("load_raw_wave")
-    assert {"promote_raw_wave", "reject_raw_wave"} <= downstream("validate_raw_wave")
-    assert dbt_tasks <= downstream("promote_raw_wave")
-    assert "validate_marts" in downstream(next(iter(dbt_tasks)))
+    assert "accept_raw_wave" in downstream("validate_raw_wave")
+    assert dbt_tasks <= downstream("accept_raw_wave")
+    assert dbt_tasks - {producer} <= downstream(producer), "every node's sensor waits for the one dbt build"
+    assert dag.get_task(producer).retries == 0, "a retried producer would skip itself and hide a failed build"
+    assert "validate_marts" in downstream(producer)
     assert "publish_marts" in downstream("validate_marts")
-    assert not dbt_tasks & downstream("reject_raw_wave")
-    assert dag.get_task("reject_raw_wave").trigger_rule == "one_failed"
-    for task_id in ("load_raw_wave", "validate_raw_wave", "validate_marts", "publish_marts", *dbt_tasks):
+    assert dag.get_task("record_failure").trigger_rule == "one_failed"
+    assert "publish_marts" not in downstream("record_failure") and not downstream("publish_marts"), \
+        "publish_marts stays a leaf, so a failed run ends failed"
+    for task_id in ("plan_wave", "load_raw_wave", "validate_raw_wave", "accept_raw_wave", "validate_marts",
+                    "publish_marts", "record_failure", *dbt_tasks):
         assert dag.get_task(task_id).pool == "duckdb_warehouse", task_id
 
 
@@ -83,4 +88,4 @@ def test_yearly_schedule_and_documentation(dagbag) -> None:
     dag = dagbag.dags["survey_waves"]
     assert dag.doc_md and "2017" in dag.doc_md
     assert dag.max_active_runs == 1 and not dag.catchup
-    assert all(dag.get_task(t).doc_md for t in ("find_wave_file", "load_raw_wave", "validate_raw_wave"))
+    assert all(dag.get_task(t).doc_md for t in ("plan_wave", "load_raw_wave", "validate_raw_wave", "publish_marts"))
