@@ -59,16 +59,29 @@ def query_context(params: dict[str, Any]) -> dict[str, Any]:
         "row_limit": params.get("row_limit") or 1000, "annotation_layers": [], "url_params": {},
         "custom_params": {}, "custom_form_data": {}, "series_limit": 0, "order_desc": True,
     }
+    sort_metric = params.get("timeseries_limit_metric")
     if viz == "table" and params.get("query_mode") == "raw":
         # metrics None (not []): Superset groups by the columns whenever metrics is a list, even an empty one
         query.update(columns=list(params["all_columns"]), metrics=None,
                      orderby=[json.loads(o) for o in params.get("order_by_cols") or []])
+    elif viz == "table" and params.get("query_mode") == "aggregate":
+        # as the table's buildQuery: ordered by the "sort by" metric (not shown), else by the first metric, descending
+        metrics = list(params["metrics"])
+        orderby = ([[sort_metric, not params.get("order_desc", True)]] if sort_metric else [[metrics[0], False]])
+        query.update(columns=list(params.get("groupby") or []), metrics=metrics, orderby=orderby)
     elif viz == "echarts_timeseries_bar":
         x_axis = params["x_axis"]
         groupby = list(params.get("groupby") or [])
+        metrics = list(params["metrics"])
+        orderby = [[metrics[0], False]]
+        if not groupby and sort_metric and params.get("x_axis_sort") == sort_metric:
+            # the bars are sorted by a metric that is queried but not drawn (the chart's x_axis_sort): here it is
+            # returned as a column, and the rows come in that order
+            metrics.append(sort_metric)
+            orderby = [[sort_metric, bool(params.get("x_axis_sort_asc", True))]]
         query.update(columns=[{"columnType": "BASE_AXIS", "sqlExpression": x_axis, "label": x_axis,
                                "expressionType": "SQL"}, *groupby],
-                     metrics=params["metrics"], orderby=[[params["metrics"][0], False]], series_columns=groupby)
+                     metrics=metrics, orderby=orderby, series_columns=groupby)
     else:
         raise ValueError(f"no query context builder for viz_type {viz!r} (query_mode {params.get('query_mode')!r})")
     return {"datasource": {"id": 0, "type": "table"}, "force": False, "queries": [query], "form_data": params,

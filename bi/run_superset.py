@@ -106,7 +106,17 @@ def provision(bundle: Path, password: str) -> None:
         with ZipFile(bundle) as zipped:
             contents = get_contents_from_bundle(zipped)
         with override_user(user):
-            ImportAssetsCommand(contents).run()
+            try:
+                ImportAssetsCommand(contents).run()
+            except Exception as exc:
+                # Superset reports a bundle that does not validate as "Import failed for an unknown reason"; the
+                # reasons (file and field) are on the CommandInvalidError it was raised from
+                cause: BaseException | None = exc
+                while cause is not None:
+                    if hasattr(cause, "normalized_messages"):
+                        print(f"the dashboard bundle does not validate: {cause.normalized_messages()}", flush=True)
+                    cause = cause.__cause__
+                raise
 
 
 def wait_for_health(url: str, server: subprocess.Popen, timeout: float, stopping: list[int]) -> None:

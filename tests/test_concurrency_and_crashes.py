@@ -136,7 +136,8 @@ def test_a_load_killed_midway_leaves_no_trace(tmp_path: Path) -> None:
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
         after = con.execute("select count(*) from raw.survey_cells").fetchone()[0]
         loads = con.execute("select load_id, status from raw.load_registry order by loaded_at").fetchall()
-    assert after == before and loads == [(good.load_id, "pending")], "the killed load left nothing behind"
+    assert after == before and loads == [(good.load_id, "pending")], "the killed load left nothing behind, and " \
+                                                                       "changed nothing"
     rerun = load_wave(dataclasses.replace(spec, file=big), paths.warehouse)
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
         loads = con.execute("select load_id, status, row_count from raw.load_registry order by loaded_at").fetchall()

@@ -18,7 +18,7 @@ select c.municipality_code,
        r_last.responsibility_label_en as lead_2019
 from first_wave f
 join last_wave l using (municipality_code)
-join marts.dim_city c using (municipality_code)
+join marts.dim_city c on c.municipality_code = f.municipality_code and c.is_current
 join marts.dim_responsibility r_first on r_first.responsibility_code = f.responsibility_code
 join marts.dim_responsibility r_last on r_last.responsibility_code = l.responsibility_code
 where r_first.is_it_management and not r_last.is_it_management

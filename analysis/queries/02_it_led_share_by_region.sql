@@ -9,6 +9,6 @@ select f.wave_year,
        round(count(*) filter (where f.is_it_led) / nullif(count(*) filter (where f.has_responded), 0), 3)
            as it_led_share
 from marts.fct_city_responsibility f
-join marts.dim_city c using (municipality_code)
+join marts.dim_city c on c.municipality_code = f.municipality_code and c.is_current
 group by f.wave_year, c.region_name_fi
 order by f.wave_year, it_led_share desc nulls last, c.region_name_fi;

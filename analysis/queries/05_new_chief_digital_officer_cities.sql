@@ -1,7 +1,7 @@
 -- Question: which cities named a chief digital officer (digijohtaja, CDO) as the primary responsible for
 -- digitalisation in 2019, and who led digitalisation there in the wave before?
--- Reads: marts.fct_city_responsibility, marts.dim_city, marts.dim_responsibility. The CDO option is new in the
--- 2019 questionnaire.
+-- Reads: marts.fct_city_responsibility, marts.dim_city, marts.fct_city_population, marts.dim_responsibility. The CDO
+-- option is new in the 2019 questionnaire. Population: at the end of the year before the wave.
 with history as (
     select f.wave_year,
            f.municipality_code,
@@ -12,14 +12,15 @@ with history as (
 )
 select c.city_name_fi,
        c.region_name_fi,
-       c.population_2018,
+       p.population,
        h.previous_wave_year,
        coalesce(prev.responsibility_label_en, '(no response)') as previous_lead,
        f.rollup_method,
        f.is_contested
 from history h
 join marts.fct_city_responsibility f using (wave_year, municipality_code)
-join marts.dim_city c using (municipality_code)
+join marts.dim_city c on c.municipality_code = h.municipality_code and c.is_current
+join marts.fct_city_population p on p.municipality_code = h.municipality_code and p.population_year = h.wave_year - 1
 left join marts.dim_responsibility prev on prev.responsibility_code = h.previous_code
 where h.wave_year = 2019 and h.responsibility_code = 'chief_digital_officer'
-order by c.population_2018 desc;
+order by p.population desc;

@@ -235,6 +235,24 @@ def start_wave(paths: Paths, year: int, force_dag: bool = True) -> tuple[subproc
     return process, log
 
 
+def run_years(paths: Paths, years: list[int], force_dag: bool = True) -> dict[int, tuple[int, float, Path]]:
+    """`run` for several wave years in one fresh process; per year its outcome (exit code, seconds, DAG log)."""
+    import json
+
+    outcomes_file = paths.var / "logs" / "outcomes.json"
+    outcomes_file.parent.mkdir(parents=True, exist_ok=True)
+    outcomes_file.unlink(missing_ok=True)
+    cmd, env = _command(paths, years, "--outcomes", str(outcomes_file), *(["--force-dag"] if force_dag else []))
+    Path(env["TMPDIR"]).mkdir(parents=True, exist_ok=True)
+    with open(paths.var / "logs" / "run.log", "w", encoding="utf-8") as out:
+        code = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
+    if not outcomes_file.exists():
+        raise SurveyWarehouseError(f"run ended with exit code {code} before any wave; see {paths.var / 'logs'}")
+    found = json.loads(outcomes_file.read_text())
+    return {int(year): (o["exit_code"], o["seconds"], Path(o["log"]) if o["log"] else paths.var / "logs")
+            for year, o in found.items()}
+
+
 def run_wave(paths: Paths, year: int, force_dag: bool = True) -> tuple[int, float, Path]:
     """`run` for one wave year in a fresh process: the DAG runs through Airflow itself."""
     started = time.monotonic()
@@ -260,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     run_p.add_argument("--no-summary", action="store_true", help="do not print the summary")
     run_p.add_argument("--force-dag", action="store_true",
                        help="start a DAG run even for a wave with nothing to do (the DAG then skips it)")
+    run_p.add_argument("--outcomes", type=Path, help="also write each year's outcome to this JSON file")
     sub.add_parser("setup", help="dbt manifest, Airflow metadata database and pool")
     sub.add_parser("summary", help="print what the warehouse and the published marts hold")
     sub.add_parser("docs", help="dbt docs (lineage, mart catalogue) into var/dbt_docs")
@@ -284,6 +303,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Setting up (dbt manifest, Airflow metadata in {paths.var / 'airflow'}) ...", flush=True)
         setup(paths)
         outcomes = run_waves(paths, years, force_dag=args.force_dag)
+        if args.outcomes:
+            import json
+
+            args.outcomes.write_text(json.dumps({str(y): {**o, "log": str(o["log"]) if o["log"] else None}
+                                                 for y, o in outcomes.items()}))
         if not args.no_summary:
             from survey_warehouse.summary import print_summary
 

@@ -220,8 +220,6 @@ def load_wave(spec: WaveSpec, target: Warehouse | Path, codebook: Codebook | Non
         if is_unchanged(current, sha, spec, fingerprint):
             assert current is not None
             return LoadResult(current.load_id, spec.wave_year, spec.file.name, current.row_count, unchanged=True)
-        with session.transaction():
-            abandon_unfinished(session)
         loaded_at = _now()
         load_id = f"{spec.wave_year}-{loaded_at:%Y%m%dT%H%M%S%f}-{(sha or '0' * 8)[:8]}"
         registry = {"load_id": load_id, "wave_year": spec.wave_year, "file_name": spec.file.name,
@@ -236,6 +234,7 @@ def load_wave(spec: WaveSpec, target: Warehouse | Path, codebook: Codebook | Non
                 registry.update(row_count=checked.grid.rows, accepted_count=checked.grid.rows - checked.quarantined,
                                 quarantined_count=checked.quarantined, reader=checked.grid.reader)
                 with session.transaction():
+                    abandon_unfinished(session)
                     _insert_registry(session, registry, "pending", "loaded; waiting for the raw gate")
                     _write_raw(session, con, spec, load_id, checked, scratch)
         except WaveFileError as exc:

@@ -85,7 +85,7 @@ def check_cdo(con: duckdb.DuckDBPyConnection, result: list[dict]) -> None:
     assert cdo_2019 is not None and len(result) == cdo_2019[0] > 0
     assert len({r["city_name_fi"] for r in result}) == len(result)
     assert all(r["previous_lead"] != "Chief digital officer" for r in result), "the CDO option is new in 2019"
-    populations = [r["population_2018"] for r in result]
+    populations = [r["population"] for r in result]
     assert populations == sorted(populations, reverse=True)
 
 

@@ -76,6 +76,11 @@ def raw_wave_query(spec: WaveSpec, codebook: Codebook, load_id: str) -> str:
             "as cells group by source_row_number")
 
 
+def as_select(query: str) -> str:
+    """GX's SQL query assets take a query that starts with SELECT."""
+    return f"select * from ({query.strip()}) as batch"
+
+
 def raw_load_query(load_id: str) -> str:
     """One row for the load as a whole: every row accounted for, the quarantined share, and what it would drop
     of the current load of its wave (respondents by pseudonym, cities), less the removals the spec accepted."""

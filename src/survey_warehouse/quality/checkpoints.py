@@ -47,7 +47,7 @@ def _sql_batch(source: Any, warehouse: Warehouse, dataset: str, batch: str, quer
                table: str | None = None) -> Any:
     if dataset in source.get_asset_names():
         source.delete_asset(dataset)
-    asset = (source.add_query_asset(name=dataset, query=query) if query is not None
+    asset = (source.add_query_asset(name=dataset, query=batches.as_select(query)) if query is not None
              else source.add_table_asset(name=dataset, table_name=table, schema_name=warehouse.marts_build_schema))
     return asset.add_batch_definition_whole_table(name=batch)
 
@@ -123,13 +123,10 @@ def marts_checkpoint(gx_context: Any, batch: str, paths: Paths | None = None,
     warehouse = warehouse or Warehouse.from_env(paths.warehouse)
     parameters = batches.marts_parameters(warehouse)
     queries = batches.marts_queries(warehouse, batches.mart_tables(warehouse))
-    totals = queries["responsibility_share_totals"]
     validations = []
     for suite_file in sorted((paths.root / "expectations" / "marts").glob("*.json")):
         dataset = suite_file.stem
         query = queries.get(dataset)
-        if dataset == "responsibility_share_totals":
-            query = totals
         batch_definition = _batch(gx_context, warehouse, paths, "marts", dataset, batch, query=query,
                                   table=None if query is not None else dataset)
         validations.append((dataset, batch_definition, load_suite(suite_file, parameters)))
