@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import os
+import re
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -123,6 +125,24 @@ def published_ranges() -> dict[int, tuple[float, float]]:
     with open(PUBLISHED_FIGURES, encoding="utf-8") as f:
         return {int(r["wave_year"]): (float(r["share_min_exclusive"]), float(r["share_max_inclusive"]))
                 for r in csv.DictReader(f)}
+
+
+MATCHING_CORPUS = ROOT / "tests" / "fixtures" / "matching_corpus.csv"
+
+
+_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})|\\([tnr])")
+
+
+def _unescape(text: str) -> str:
+    return _ESCAPE.sub(lambda m: chr(int(m[1], 16)) if m[1] else {"t": "\t", "n": "\n", "r": "\r"}[m[2]], text)
+
+
+def matching_corpus() -> list[tuple[str, str, str | None]]:
+    """(case, value, expected key); values are written with \\uXXXX, \\t, \\n escapes so the file shows what
+    they hold."""
+    with open(MATCHING_CORPUS, encoding="utf-8", newline="") as f:
+        return [(r["case"], _unescape(r["value"]), r["expected_key"] or None) for r in csv.DictReader(f)]
+
 
 
 def require_services(*services: tuple[str, int]) -> None:

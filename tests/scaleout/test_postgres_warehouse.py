@@ -214,7 +214,7 @@ def test_the_warehouse_holds_the_matching_rules_keys_for_the_corpus(pg_build: Po
     import dataclasses
 
     from survey_warehouse.matching import match_key
-    from test_matching import corpus
+    from conftest import matching_corpus as corpus
 
     spec = find_wave_spec(2019, pg_build.paths)
     with open(spec.file, encoding="utf-8-sig", newline="") as f:

@@ -171,7 +171,7 @@ def test_the_warehouse_holds_the_matching_rules_keys_for_the_corpus(paths, tmp_p
     """Every awkward string of the shared corpus, delivered in a mapped column, is stored with the key the rule
     gives it: what staging joins on is exactly `match_key`."""
     from survey_warehouse.matching import match_key as rule
-    from test_matching import corpus
+    from conftest import matching_corpus as corpus
 
     spec = find_wave_spec(2019, paths)
     header, rows = _rows_and_header(spec)

@@ -7,31 +7,11 @@ loading the corpus are identical."""
 
 from __future__ import annotations
 
-import csv
-import re
-
 import pyarrow as pa
 import pytest
 
-from conftest import ROOT
+from conftest import matching_corpus as corpus
 from survey_warehouse.matching import match_key, match_keys, shown
-
-CORPUS = ROOT / "tests" / "fixtures" / "matching_corpus.csv"
-
-
-ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})|\\([tnr])")
-
-
-def _unescape(text: str) -> str:
-    return ESCAPE.sub(lambda m: chr(int(m[1], 16)) if m[1] else {"t": "\t", "n": "\n", "r": "\r"}[m[2]], text)
-
-
-def corpus() -> list[tuple[str, str, str | None]]:
-    """(case, value, expected key); values are written with \\uXXXX, \\t, \\n escapes so the file shows what
-    they hold."""
-    with open(CORPUS, encoding="utf-8", newline="") as f:
-        return [(r["case"], _unescape(r["value"]), r["expected_key"] or None) for r in csv.DictReader(f)]
-
 
 @pytest.mark.parametrize("case, value, expected", corpus(), ids=[c[0] for c in corpus()])
 def test_corpus_keys(case: str, value: str, expected: str | None) -> None:

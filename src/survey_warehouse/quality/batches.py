@@ -122,6 +122,7 @@ removed_cities as (
     group by before.municipality_code, this.accepted_removals
 )
 select this.load_id, this.wave_year, this.row_count,
+    cast(null as integer) as source_row_number,  -- the load as a whole has no row (the batches share the column)
     accepted.n as accepted_rows,
     quarantined.n as quarantined_rows,
     accepted.n + quarantined.n as accounted_rows,

@@ -39,8 +39,15 @@ def _parquet_batch(gx_context: Any, gate: str, dataset: str, snapshot: Path, bat
 
 
 def _postgres_source(gx_context: Any, warehouse: Warehouse) -> Any:
-    return gx_context.data_sources.add_or_update_postgres(
-        name="survey_warehouse_postgres", connection_string=warehouse.sqlalchemy_url)
+    """The warehouse as GX's SQL datasource; kept (with its assets) while it points at the same database."""
+    name = "survey_warehouse_postgres"
+    try:
+        source = gx_context.data_sources.get(name)
+        if str(source.connection_string) == warehouse.sqlalchemy_url:
+            return source
+    except (KeyError, ValueError, LookupError):
+        pass
+    return gx_context.data_sources.add_or_update_postgres(name=name, connection_string=warehouse.sqlalchemy_url)
 
 
 def _sql_batch(source: Any, warehouse: Warehouse, dataset: str, batch: str, query: str | None = None,
