@@ -7,7 +7,7 @@ UV := .tools/bin/uv
 PY := .venv/bin/python
 ENV_STAMP := .venv/.synced
 
-.PHONY: run test setup summary docs dashboard catalogue clean
+.PHONY: run test test-fast benchmark setup summary docs dashboard catalogue clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -26,8 +26,17 @@ $(BI_STAMP): bi/pyproject.toml bi/uv.lock | $(UV)
 run: $(ENV_STAMP)
 	$(PY) -m survey_warehouse.cli run
 
+# everything, the slow tests two at a time (pytest-xdist; a test file stays on one process)
 test: $(ENV_STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
+
+# the edit loop: the loader, codebook, matching, gates' suites, DAG parse; no pipeline run, Superset or Celery
+test-fast: $(ENV_STAMP)
+	$(PY) -m pytest -m "not slow"
+
+# figures and ratios: the yearly run beside its own work, gates, DAG parse, the loader on a million rows
+benchmark: $(ENV_STAMP)
+	$(PY) benchmarks/pipeline.py
 
 setup: $(ENV_STAMP)
 	$(PY) -m survey_warehouse.cli setup

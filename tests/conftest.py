@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -52,11 +54,20 @@ from survey_warehouse.settings import Paths  # noqa: E402
 WAVE_YEARS = (2016, 2017, 2018, 2019)
 
 
+AIRFLOW_TEMPLATE = TEST_VAR / "airflow_template"
+
+
 def make_paths(name: str, fresh: bool = True) -> Paths:
     var = TEST_VAR / name
     if fresh and var.exists():
         shutil.rmtree(var)
     var.mkdir(parents=True, exist_ok=True)
+    if (AIRFLOW_TEMPLATE / "airflow" / "pool.stamp").exists() and not (var / "airflow").exists():
+        # an empty, migrated Airflow metadata database (not its airflow.cfg, which names its own folder): setup
+        # need not migrate one for every test
+        (var / "airflow").mkdir()
+        for name in ("airflow.db", "migrated.stamp", "pool.stamp"):
+            shutil.copy2(AIRFLOW_TEMPLATE / "airflow" / name, var / "airflow" / name)
     return Paths(root=ROOT, var=var, waves_config=ROOT / "config" / "waves",
                  warehouse=var / "warehouse" / "survey.duckdb", published=var / "published" / "survey_marts.duckdb",
                  data_docs=var / "data_docs", dbt_project=ROOT / "dbt_project")
@@ -75,23 +86,41 @@ class PipelineRun:
     outcomes: dict[int, tuple[int, float, Path]]
 
 
+@contextmanager
+def _shared(name: str):
+    """One test process at a time (pytest-xdist runs several): for work the processes share."""
+    from filelock import FileLock
+
+    TEST_VAR.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(TEST_VAR / f"{name}.lock")):
+        yield
+
+
 @pytest.fixture(scope="session")
 def manifest() -> Path:
     """The dbt manifest the DAG renders from (what `make run` builds in setup)."""
-    paths = make_paths("manifest")
-    log = paths.var / "dbt_parse.log"
-    code = cli._run([cli._bin("dbt"), "parse", "--profiles-dir", ".", "--quiet"], cli.runtime_env(paths), log,
-                    paths.dbt_project)
-    assert code == 0, log.read_text()
-    return paths.dbt_project / "target" / "manifest.json"
+    with _shared("manifest"):
+        if not (AIRFLOW_TEMPLATE / "airflow" / "pool.stamp").exists():
+            cli.setup(make_paths("airflow_template"))
+        return cli.ensure_manifest(make_paths(f"manifest_{os.getpid()}"))
 
 
 @pytest.fixture(scope="session")
-def pipeline_run(manifest: Path) -> PipelineRun:
-    """The main job from an empty warehouse: the DAG through `airflow dags test` for 2016-2019."""
-    paths = make_paths("e2e")
-    cli.setup(paths)
-    return PipelineRun(paths, cli.run_years(paths, list(WAVE_YEARS)))
+def pipeline_run(manifest: Path, testrun_uid: str) -> PipelineRun:
+    """The main job from an empty warehouse: the DAG through Airflow for 2016-2019, run once per test session
+    and shared by its test processes (each test copies what it changes)."""
+    with _shared("e2e"):
+        paths = make_paths("e2e", fresh=False)
+        done = paths.var / "pipeline_run.json"
+        if done.exists() and json.loads(done.read_text())["session"] == testrun_uid:
+            found = json.loads(done.read_text())["outcomes"]
+            return PipelineRun(paths, {int(y): (c, s, Path(log)) for y, (c, s, log) in found.items()})
+        paths = make_paths("e2e")
+        cli.setup(paths)
+        outcomes = cli.run_years(paths, list(WAVE_YEARS))
+        done.write_text(json.dumps({"session": testrun_uid,
+                                    "outcomes": {y: [c, s, str(log)] for y, (c, s, log) in outcomes.items()}}))
+        return PipelineRun(paths, outcomes)
 
 
 def copy_state(run: PipelineRun, name: str) -> Paths:
@@ -157,3 +186,13 @@ def require_services(*services: tuple[str, int]) -> None:
             if os.environ.get("CI") == "true":
                 pytest.fail(f"{reason}; CI must provide it")
             pytest.skip(reason)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that need the main job's run, or start Airflow, Superset or Celery, are marked `slow`: `make test-fast`
+    leaves them out (`make test` runs everything)."""
+    for item in items:
+        path = str(item.path)
+        if "pipeline_run" in getattr(item, "fixturenames", ()) or any(
+                part in path for part in ("/scaleout/", "/bi/", "test_large_wave_load")):
+            item.add_marker(pytest.mark.slow)

@@ -87,39 +87,41 @@ def _dbt_sources(paths: Paths) -> list[Path]:
     return files
 
 
-def setup(paths: Paths) -> None:
-    """Idempotent and quick when nothing changed: the dbt manifest Cosmos renders from (again when the dbt project
-    changed), Airflow's SQLite metadata and the warehouse pool (once)."""
+def _step(paths: Paths, step: str, cmd: list[str], cwd: Path | None, stamp: Path, inputs: str,
+          product: Path) -> None:
+    """Run a setup step unless what it produced is there and what it was made from has not changed."""
+    if product.exists() and stamp.exists() and stamp.read_text() == inputs:
+        return
+    log = paths.var / "logs" / f"setup_{step.replace(' ', '_')}.log"
+    if _run(cmd, runtime_env(paths), log, cwd) != 0:
+        raise SurveyWarehouseError(f"setup failed at '{step}'; see {log}")
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(inputs)
+
+
+def ensure_manifest(paths: Paths) -> Path:
+    """The dbt manifest Cosmos renders the DAG from, parsed again when the dbt project (or its target) changed."""
     env = runtime_env(paths)
-    logs = paths.var / "logs"
-    stamp_dir = paths.var / "setup"
-    stamp_dir.mkdir(parents=True, exist_ok=True)
-    target = env.get("SURVEY_DBT_TARGET", "duckdb")
-    manifest_inputs = _digest(_dbt_sources(paths), f"{target}|{env.get('SURVEY_MARTS_BUILD_SCHEMA', '')}")
-    steps: list[tuple[str, list[str], Path | None, Path, str]] = [
-        ("dbt parse", [_bin("dbt"), "parse", "--profiles-dir", ".", "--quiet"], paths.dbt_project,
-         paths.dbt_project / "target" / "manifest.inputs", manifest_inputs),
-        ("airflow db migrate", [_bin("airflow"), "db", "migrate"], None, stamp_dir / "airflow_db",
-         f"{env['AIRFLOW_HOME']}|{_airflow_version()}"),
-    ]
-    if target == "duckdb":
-        steps.append(("airflow pools set", [_bin("airflow"), "pools", "set", POOL, "1",
-                                            "DuckDB warehouse: one writer"], None, stamp_dir / "airflow_pool",
-                      f"{env['AIRFLOW_HOME']}|{POOL}"))
-    manifest = paths.dbt_project / "target" / "manifest.json"
-    for step, cmd, cwd, stamp, inputs in steps:
-        fresh = stamp.exists() and stamp.read_text() == inputs
-        if step == "dbt parse":
-            fresh = fresh and manifest.exists()
-        elif step.startswith("airflow"):
-            fresh = fresh and (paths.var / "airflow" / "airflow.db").exists()
-        if fresh:
-            continue
-        log = logs / f"setup_{step.replace(' ', '_')}.log"
-        if _run(cmd, env, log, cwd) != 0:
-            raise SurveyWarehouseError(f"setup failed at '{step}'; see {log}")
-        stamp.parent.mkdir(parents=True, exist_ok=True)
-        stamp.write_text(inputs)
+    target = paths.dbt_project / "target"
+    inputs = _digest(_dbt_sources(paths), f"{env.get('SURVEY_DBT_TARGET', 'duckdb')}|"
+                                          f"{env.get('SURVEY_MARTS_BUILD_SCHEMA', '')}")
+    _step(paths, "dbt parse", [_bin("dbt"), "parse", "--profiles-dir", ".", "--quiet"], paths.dbt_project,
+          target / "manifest.inputs", inputs, target / "manifest.json")
+    return target / "manifest.json"
+
+
+def setup(paths: Paths) -> None:
+    """Idempotent and quick when nothing changed: the dbt manifest, Airflow's SQLite metadata and the warehouse's
+    one-writer pool."""
+    env = runtime_env(paths)
+    ensure_manifest(paths)
+    home = Path(env["AIRFLOW_HOME"])
+    database = home / "airflow.db"
+    _step(paths, "airflow db migrate", [_bin("airflow"), "db", "migrate"], None, home / "migrated.stamp",
+          _airflow_version(), database)
+    if env.get("SURVEY_DBT_TARGET", "duckdb") == "duckdb":
+        _step(paths, "airflow pools set", [_bin("airflow"), "pools", "set", POOL, "1", "DuckDB warehouse: one writer"],
+              None, home / "pool.stamp", POOL, database)
 
 
 def _airflow_version() -> str:
