@@ -24,7 +24,7 @@ $(BI_STAMP): bi/pyproject.toml bi/uv.lock | $(UV)
 	@touch $@
 
 run: $(ENV_STAMP)
-	$(PY) -m survey_warehouse.cli run
+	$(PY) -m survey_warehouse.cli run $(YEARS)
 
 # everything, the slow tests two at a time (pytest-xdist; a test file stays on one process)
 test: $(ENV_STAMP)

@@ -48,7 +48,8 @@ CHART_STATE_JS = """() => {
 TABLE_CELLS_JS = """(title) => {
   const holder = [...document.querySelectorAll('[data-test="chart-grid-component"]')].find(h =>
     ((h.querySelector('[data-test="editable-title"]') || h.querySelector('[data-test="slice-header"]')
-      || {innerText: ''}).innerText.trim()) === title);
+      || {innerText: ''}).innerText.trim()) === title)
+    || [...document.querySelectorAll('[data-test="chart-grid-component"]')].find(h => h.innerText.includes(title));
   if (!holder) return null;
   return [...holder.querySelectorAll('tbody tr')].map(tr => [...tr.querySelectorAll('td')].map(td => td.innerText.trim()));
 }"""
@@ -170,7 +171,7 @@ def check(url: str, out: Path, slug: str, username: str, password: str, expected
                 pick_region(page, region)
                 region_state = _wait_until_rendered(page, expected_charts, timeout, since=picked,
                                                     responses=responses)
-                city_title = next((c["title"] for c in region_state["charts"]
+                city_title = next((c["title"] for c in [*state["charts"], *region_state["charts"]]
                                    if c["title"].startswith("City history")), None)
                 region_shot = out.with_name(f"{out.stem}_region{out.suffix}")
                 page.screenshot(path=str(region_shot), full_page=True)

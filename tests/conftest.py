@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import re
@@ -11,7 +12,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import duckdb
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED_FIGURES = ROOT / "dbt_project" / "seeds" / "published_figures.csv"
@@ -171,6 +174,48 @@ def matching_corpus() -> list[tuple[str, str, str | None]]:
     they hold."""
     with open(MATCHING_CORPUS, encoding="utf-8", newline="") as f:
         return [(r["case"], _unescape(r["value"]), r["expected_key"] or None) for r in csv.DictReader(f)]
+
+
+
+# ------------------------------------------------------------------------------ helpers of the DAG-run tests
+
+
+def file_sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+
+def current_loads(paths: Paths) -> dict[int, str]:
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        return dict(con.execute("select wave_year, load_id from raw.load_registry where is_current").fetchall())
+
+
+
+def latest_load(paths: Paths, year: int) -> tuple[str, str]:
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        return con.execute("select status, status_message from raw.load_registry where wave_year = ? "
+                           "order by loaded_at desc limit 1", [year]).fetchone()
+
+
+
+def waves_with_file(tmp: Path, year: int, file: Path, **spec_changes) -> Path:
+    """A waves folder where one wave's spec points at another file (and may change other keys)."""
+    waves = tmp / "waves"
+    waves.mkdir(exist_ok=True)
+    for y in (2016, 2018, 2019):
+        data = yaml.safe_load((ROOT / f"config/waves/{y}.yml").read_text(encoding="utf-8"))
+        data["file"] = str(file if y == year else ROOT / data["file"])
+        if y == year:
+            data.update(spec_changes)
+        (waves / f"{y}.yml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return waves
+
+
+
+def lines_2019() -> list[str]:
+    spec = yaml.safe_load((ROOT / "config/waves/2019.yml").read_text(encoding="utf-8"))
+    return (ROOT / spec["file"]).read_text(encoding="utf-8-sig").splitlines()
+
 
 
 

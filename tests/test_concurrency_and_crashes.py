@@ -9,13 +9,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from conftest import ROOT, PipelineRun, copy_state, make_paths
+from conftest import ROOT, PipelineRun, make_paths
 from survey_warehouse import cli
 from survey_warehouse.load import load_wave
 from survey_warehouse.warehouse import WarehouseBusy
@@ -145,41 +144,3 @@ def test_a_load_killed_midway_leaves_no_trace(tmp_path: Path) -> None:
                                  "group by 1").fetchall())
     assert [(status, rows) for _id, status, rows in loads] == [("failed", good.row_count), ("pending", 200_000)]
     assert cells == {good.load_id: good.row_count, rerun.load_id: 200_000}
-
-
-def test_a_run_killed_during_dbt_leaves_the_published_marts_and_recovers(pipeline_run: PipelineRun) -> None:
-    import yaml
-
-    paths = copy_state(pipeline_run, "killed_dbt")
-    spec = yaml.safe_load((ROOT / "config" / "waves" / "2019.yml").read_text(encoding="utf-8"))
-    lines = (ROOT / spec["file"]).read_text(encoding="utf-8-sig").splitlines()
-    corrected = paths.var / "city_survey_2019_export_v2.csv"
-    corrected.write_text("\n".join(lines + [lines[1].replace("@", ".uusi@", 1)]) + "\n", encoding="utf-8-sig")
-    waves = paths.var / "waves"
-    waves.mkdir()
-    for year in (2016, 2018, 2019):
-        data = yaml.safe_load((ROOT / "config" / "waves" / f"{year}.yml").read_text(encoding="utf-8"))
-        data["file"] = str(corrected if year == 2019 else ROOT / data["file"])
-        (waves / f"{year}.yml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    paths = dataclasses.replace(paths, waves_config=waves)
-    cli.setup(paths)
-    published = _sha(paths.published)
-    process, log = cli.start_wave(paths, 2019)
-    deadline = time.monotonic() + 300
-    while "dbt_build." not in log.read_text(errors="replace"):
-        assert process.poll() is None and time.monotonic() < deadline, "the run ended before dbt started"
-        time.sleep(0.2)
-    time.sleep(1.0)
-    os.killpg(process.pid, signal.SIGKILL)  # the whole run, dbt included, mid-build
-    process.wait()
-    assert _sha(paths.published) == published, "a killed run publishes nothing"
-
-    code, _seconds, log = cli.run_wave(paths, 2019)
-    assert code == 0, log.read_text()[-3000:]
-    with duckdb.connect(str(paths.published), read_only=True) as con:
-        rows = con.execute("select count(*) from marts.fct_city_responsibility").fetchone()[0]
-        respondents = con.execute("select respondents from marts.dim_year where wave_year = 2019").fetchone()[0]
-    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
-        statuses = con.execute("select status, count(*) from raw.load_registry group by 1").fetchall()
-    assert rows == 60 and respondents == len(lines)
-    assert dict(statuses) == {"passed": 3, "superseded": 1, "failed": 1}, "the killed run's load is failed"

@@ -26,6 +26,10 @@ class WaveFileError(SurveyWarehouseError):
         super().__init__(f"{where}: {message}")
 
 
+class SuiteError(SurveyWarehouseError):
+    """An expectation suite in expectations/ refers to a parameter or a template that does not exist."""
+
+
 class QualityGateFailed(SurveyWarehouseError):
     """A quality gate failed: the message lists each failed expectation, its column and examples with rows."""
 

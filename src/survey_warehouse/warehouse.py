@@ -119,7 +119,7 @@ class Session:
         scratch.mkdir(parents=True, exist_ok=True)
         path = scratch / f"{table}.csv"
         con.execute(f"copy ({query}) to '{path}' (format csv, header false)")
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8", newline="") as f:  # line breaks inside cells are data: keep them
             self._cur.copy_expert(f"copy {table} ({columns}) from stdin with (format csv)", f)
         path.unlink()
 

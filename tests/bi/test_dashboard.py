@@ -8,8 +8,9 @@ no raw code (answer codes, question ids) where a label belongs. It checks the ma
 management first, a colour of its own for every option), opens the dashboard in headless Chromium until every chart
 has rendered (screenshot in var/tests/superset/dashboard.png), picks a region in the native filter Region and
 compares the city table and the shares with SQL for that region, checks that a new load renamed over the published
-file shows up without a restart, and that the datasets' SQL and metrics give the same answers on PostgreSQL. It stops
-Superset's whole process group at the end, also on failure.
+file shows up without a restart, and that a question a new wave adds reaches the Other-questions charts, in words,
+with no edit to the bundle. It stops Superset's whole process group at the end, also on failure. (The datasets' SQL
+on PostgreSQL: test_dataset_sql.py.)
 """
 
 from __future__ import annotations
@@ -546,6 +547,7 @@ def test_dashboard_renders_and_the_region_filter_narrows_the_cities_and_shares(s
         join marts.dim_city c on c.municipality_code = f.municipality_code and c.is_current
         where c.region_name_fi = ? order by c.city_name_fi, f.wave_year""", [region])
     assert expected_cities
+    assert after["city_table_cells"] is not None, f"no city table after picking the region: {after['charts']}"
     rendered = [(cells[0], cells[2]) for cells in after["city_table_cells"]]
     assert rendered == [(r["city_name_fi"], str(r["wave_year"])) for r in expected_cities]
     assert {(r["city_name_fi"], r["wave"]) for r in by_name[CITY_TABLE]["data"]} == set(rendered)
@@ -586,6 +588,67 @@ def test_a_new_load_renamed_over_the_published_file_shows_without_restart(supers
     # and Superset never opened the file for writing: a writer can still lock it right now
     with duckdb.connect(str(superset.published)) as con:
         assert con.execute("select count(*) from marts.dim_year").fetchone()[0] == wave_count
+
+
+NEW_QUESTION = {"question_id": "has_digital_strategy", "wave_year": 2020,
+                "question_text_en": "Has your city adopted a digitalisation strategy?",
+                "question_text_fi": "Onko kaupungillanne hyväksytty digitalisaatiostrategia?"}
+
+
+def test_a_question_a_new_wave_adds_shows_without_any_edit(superset: Superset) -> None:
+    """A new wave with a question nobody asked before, published as the pipeline publishes (a new file renamed over
+    the old one): the Other-questions charts show it, in words, on the next query, with the bundle unchanged."""
+    token = superset.login()
+    charts = dashboard_charts(superset, token)
+    kept = superset.published.with_name("survey_marts.before_new_question.duckdb")
+    shutil.copy2(superset.published, kept)
+    new = superset.published.with_name(".survey_marts.duckdb.new_question.tmp")
+    shutil.copy2(superset.published, new)
+    q = NEW_QUESTION
+    with duckdb.connect(str(new)) as con:
+        con.execute("""
+            insert into marts.dim_question by name
+            select ? as question_wave_id, ? as wave_year, ? as question_id, ? as question_text_fi,
+                   ? as question_text_en, 'category' as answer_type, false as is_required, 1 as waves_asked,
+                   ? as first_wave_year, ? as last_wave_year, false as is_comparable_across_waves
+        """, [f"{q['wave_year']}-{q['question_id']}", q["wave_year"], q["question_id"], q["question_text_fi"],
+              q["question_text_en"], q["wave_year"], q["wave_year"]])
+        # every respondent of the latest wave answers it: two of three yes, the rest no
+        con.execute("""
+            insert into marts.fct_survey_answers by name
+            select cast(? as varchar) || '-' || respondent_key || '-' || ? as answer_id, respondent_key,
+                   ? as wave_year, municipality_code, respondent_role_code, is_key_respondent, ? as question_id,
+                   ? as question_text_fi, ? as question_text_en,
+                   case when n % 3 = 0 then 'no' else 'yes' end as answer_code,
+                   case when n % 3 = 0 then 'Ei' else 'Kyllä' end as answer_label_fi,
+                   case when n % 3 = 0 then 'No' else 'Yes' end as answer_label_en,
+                   case when n % 3 = 0 then 2 else 1 end as answer_sort_order
+            from (select *, row_number() over (order by respondent_key) as n from marts.fct_survey_answers
+                  where question_id = 'lead' and wave_year = (select max(wave_year) from marts.fct_survey_answers))
+        """, [q["wave_year"], q["question_id"], q["wave_year"], q["question_id"], q["question_text_fi"],
+              q["question_text_en"]])
+        expected = dict(con.execute("""
+            select answer_label_en, count(*) from marts.fct_survey_answers where question_id = ?
+            group by answer_label_en""", [q["question_id"]]).fetchall())
+    assert set(expected) == {"Yes", "No"}
+    os.replace(new, superset.published)
+    try:
+        rows = [r for r in chart_data(superset, token)[ANSWER_TABLE]["data"]
+                if r["question_as_asked_en"] == q["question_text_en"]]
+        assert {r["wave"] for r in rows} == {str(q["wave_year"])}
+        assert {r["question"] for r in rows} == {q["question_text_en"]}  # the name the Question filter offers
+        assert {r["question_as_asked_fi"] for r in rows} == {q["question_text_fi"]}
+        assert {r["answer_label_en"]: r["respondents"] for r in rows} == expected
+        assert {r["answer_label_fi"] for r in rows} == {"Kyllä", "Ei"}
+        bars = chart_data_filtered(superset, token, charts[ANSWER_CHART]["id"],
+                                   [{"col": "question", "op": "IN", "val": [q["question_text_en"]]}])["data"]
+        assert sorted(bars, key=lambda b: b["answer_order"])[0]["answer_in_wave"] == f"{q['wave_year']} · Yes"
+        assert {b["answer_in_wave"] for b in bars} == {f"{q['wave_year']} · Yes", f"{q['wave_year']} · No"}
+        assert sum(b["respondent_share"] for b in bars) == pytest.approx(1.0)
+        for b in bars + rows:
+            assert not {v for v in b.values() if isinstance(v, str)} & {q["question_id"], "yes", "no"}, b
+    finally:
+        os.replace(kept, superset.published)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def raw_wave_query(spec: WaveSpec, codebook: Codebook, load_id: str) -> str:
                "as city"]
     for field_id in spec.columns.values():
         if field_id in questions:
-            code = f"coalesce(resolved_value, '<unresolved> ' || match_key)"
+            code = "coalesce(resolved_value, '<unresolved> ' || match_key)"
             columns.append(f"max(case when field_id = {sql_text(field_id)} then {code} end) as {_identifier(field_id)}")
             if questions[field_id].is_scale:
                 columns.append(f"max(case when field_id = {sql_text(field_id)} then resolved_number end) "
@@ -244,7 +244,7 @@ def mart_tables(warehouse: Warehouse, schema: str | None = None) -> list[str]:
 
 def load_reconciliation_query(marts_schema: str) -> str:
     """Per load the marts are built from: rows in the file = respondents staging kept + rows quarantined."""
-    return f"""
+    return """
 select l.load_id, l.wave_year, l.raw_row_count as row_count,
     coalesce(a.n, 0) as accepted_rows, coalesce(q.n, 0) as quarantined_rows,
     coalesce(a.n, 0) + coalesce(q.n, 0) as accounted_rows

@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from survey_warehouse.errors import SuiteError
+
 FOR_EACH = {"question": lambda q: True, "scale_question": lambda q: bool(q["is_scale"])}
 
 
@@ -20,11 +22,11 @@ def _resolve(node: Any, parameters: dict[str, Any], question: dict[str, Any] | N
         if set(node) == {"$PARAMETER"}:
             name = node["$PARAMETER"]
             if name not in parameters:
-                raise KeyError(f"suite parameter {name!r} has no value")
+                raise SuiteError(f"suite parameter {name!r} has no value")
             return parameters[name]
         if set(node) == {"$QUESTION"}:
             if question is None:
-                raise KeyError(f"{node} outside a for_each expectation")
+                raise SuiteError(f"{node} outside a for_each expectation")
             return question[node["$QUESTION"]]
         return {k: _resolve(v, parameters, question) for k, v in node.items()}
     if isinstance(node, list):
@@ -42,7 +44,7 @@ def expand(data: dict[str, Any], parameters: dict[str, Any], questions: list[dic
             expectations.append(_resolve(expectation, parameters))
             continue
         if kind not in FOR_EACH:
-            raise KeyError(f"for_each must be one of {sorted(FOR_EACH)}, not {kind!r}")
+            raise SuiteError(f"for_each must be one of {sorted(FOR_EACH)}, not {kind!r}")
         template = {k: v for k, v in expectation.items() if k != "for_each"}
         for question in questions or []:
             if FOR_EACH[kind](question):
