@@ -121,7 +121,7 @@ rows, quarantined = len(frame), 0
 
 def run_child(body: str) -> dict:
     out = subprocess.run([sys.executable, "-c", CHILD.format(body=textwrap.dedent(body))], capture_output=True,
-                         text=True)
+                         text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -137,7 +137,8 @@ def _line(name: str, result: dict, size_mib: float, floor: dict | None = None) -
     text = (f"  {name:<34}{result['seconds']:>7.1f} s {result['rows'] / result['seconds']:>11,.0f} rows/s "
             f"{peak:>7,.0f} MiB peak")
     if floor:
-        text += f"   x{result['seconds'] / floor['seconds']:.2f} time, x{peak / (floor['peak_rss_kib'] / 1024):.2f} memory"
+        memory = peak / (floor["peak_rss_kib"] / 1024)
+        text += f"   x{result['seconds'] / floor['seconds']:.2f} time, x{memory:.2f} memory"
     return text
 
 

@@ -41,7 +41,7 @@ def _timed(cmd: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT) -> 
     log.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with open(log, "w", encoding="utf-8") as out:
-        code = subprocess.run(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT).returncode
+        code = subprocess.run(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
     seconds = time.perf_counter() - started
     if code != 0:
         raise SystemExit(f"{' '.join(cmd)} failed (exit {code}); see {log}")
@@ -106,7 +106,8 @@ print(json.dumps({{"file": duration.total_seconds() if hasattr(duration, "total_
 
 def _child_json(code: str, env: dict[str, str], log: Path) -> dict:
     log.parent.mkdir(parents=True, exist_ok=True)
-    out = subprocess.run([PY, "-c", textwrap.dedent(code)], env=env, cwd=ROOT, capture_output=True, text=True)
+    out = subprocess.run([PY, "-c", textwrap.dedent(code)], env=env, cwd=ROOT, capture_output=True, text=True,
+                         check=False)
     log.write_text(out.stdout + out.stderr, encoding="utf-8")
     if out.returncode != 0:
         raise SystemExit(f"benchmark step failed; see {log}")

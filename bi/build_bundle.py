@@ -91,8 +91,8 @@ def query_context(params: dict[str, Any]) -> dict[str, Any]:
 def render(files: dict[str, dict[str, Any]], published: Path, bundle_type: str = "Dashboard") -> dict[str, str]:
     """The bundle's files as YAML text, with the database URI, query contexts and metadata type set."""
     out: dict[str, str] = {}
-    for name, doc in files.items():
-        doc = json.loads(json.dumps(doc))  # a deep copy
+    for name, source in files.items():
+        doc = json.loads(json.dumps(source))  # a deep copy
         if name == "metadata.yaml":
             doc["type"] = bundle_type
         elif name.startswith("databases/"):

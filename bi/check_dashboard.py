@@ -62,7 +62,7 @@ DASHBOARD_TEXT_JS = """() => {
 
 
 def _wait_until_rendered(page, expected_charts: int | None, timeout: float, since: float | None = None,
-                         responses: list | None = None) -> dict:  # noqa: ANN001
+                         responses: list | None = None) -> dict:
     """Poll until every chart has rendered (or shows an error), nothing loads, and that has held for 1.5 s. With
     `since`, also wait for at least one chart-data response after that moment."""
     deadline = time.monotonic() + timeout
@@ -93,7 +93,7 @@ def _chart_data_since(responses: list[dict], since: float) -> dict[str, dict]:
     return out
 
 
-def pick_region(page, region: str) -> None:  # noqa: ANN001
+def pick_region(page, region: str) -> None:
     """Choose `region` in the native filter Region (a multi-select in the vertical filter bar) and apply it."""
     select = page.locator('[data-test="NATIVE_FILTER-region"]')
     select.click()
@@ -116,7 +116,7 @@ def check(url: str, out: Path, slug: str, username: str, password: str, expected
     report: dict = {"external_requests_blocked": [], "chart_data_responses": [], "console_errors": []}
     responses: list[dict] = []  # every chart-data response with what it asked and what it got
 
-    def on_response(resp) -> None:  # noqa: ANN001
+    def on_response(resp) -> None:
         if "/api/v1/chart/data" not in resp.url:
             return
         report["chart_data_responses"].append({"url": resp.url, "status": resp.status})
@@ -127,7 +127,7 @@ def check(url: str, out: Path, slug: str, username: str, password: str, expected
             entry["filters"] = [f for q in request.get("queries") or [] for f in q.get("filters") or []]
             result = (resp.json().get("result") or [{}])[0]
             entry["colnames"], entry["data"] = result.get("colnames"), result.get("data")
-        except Exception as exc:  # noqa: BLE001 - a response that is no JSON is reported, not fatal here
+        except Exception as exc:
             entry["error"] = str(exc)[:300]
         responses.append(entry)
 
@@ -137,7 +137,7 @@ def check(url: str, out: Path, slug: str, username: str, password: str, expected
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1200})
 
-            def route(r):  # noqa: ANN001, ANN202
+            def route(r):
                 if r.request.url.startswith(url):
                     return r.continue_()
                 report["external_requests_blocked"].append(r.request.url)

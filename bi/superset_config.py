@@ -97,7 +97,7 @@ DUCKDB_CONNECT_ARGS: dict[str, Any] = {
 }
 
 
-def DB_CONNECTION_MUTATOR(uri, params, username, security_manager, source):  # noqa: N802, ANN001, ANN201
+def DB_CONNECTION_MUTATOR(uri, params, username, security_manager, source):
     """Enforce read-only, unpooled DuckDB connections whatever the database's settings in the UI say."""
     from sqlalchemy.pool import NullPool
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pendulum
 from airflow.sdk import Param, TriggerRule, dag, task
@@ -61,15 +62,15 @@ def _producer_first(group: DbtTaskGroup) -> None:
     doc_md=__doc__,
     tags=["survey", "warehouse"],
 )
-def survey_waves():
+def survey_waves() -> None:
     @task(task_id=pipeline.PLAN_TASK_ID, pool=WAREHOUSE_POOL, retries=0,
           doc_md="What the run has to do: nothing (skipped), rebuild the marts, or load the wave's file.")
-    def plan_wave(**context) -> dict:
+    def plan_wave(**context: Any) -> dict[str, Any]:
         return pipeline.plan_run(pipeline.wave_year_of_run(context))
 
     @task(task_id=pipeline.LOAD_TASK_ID, pool=WAREHOUSE_POOL, retries=0,
           doc_md="Load the file as delivered into raw (a no-op when it and its reading are unchanged).")
-    def load_raw_wave(plan: dict) -> dict:
+    def load_raw_wave(plan: Any) -> dict[str, Any]:  # the plan's XCom
         return pipeline.load_raw_wave(plan["wave_year"])
 
     validate_raw_wave = GXValidateCheckpointOperator(
@@ -83,7 +84,7 @@ def survey_waves():
     )
 
     @task(pool=WAREHOUSE_POOL, doc_md="The load passed its gate: the candidate the marts are built from.")
-    def accept_raw_wave(loaded: dict) -> str:
+    def accept_raw_wave(loaded: Any) -> str:  # the load's XCom
         return pipeline.accept_raw_wave(loaded)
 
     dbt_build = DbtTaskGroup(
@@ -115,12 +116,12 @@ def survey_waves():
 
     @task(pool=WAREHOUSE_POOL, retries=0,
           doc_md="Publish the marts (a new file swapped in, or a schema swap) and make the candidate current.")
-    def publish_marts(**context) -> dict:
+    def publish_marts(**context: Any) -> dict[str, Any]:
         return pipeline.publish_marts(context["run_id"])
 
     @task(pool=WAREHOUSE_POOL, trigger_rule="one_failed", retries=0,
           doc_md="Some step failed: keep the reason with the run's load; nothing is published.")
-    def record_failure(**context) -> str:
+    def record_failure(**context: Any) -> str:
         return pipeline.record_failure(**context)
 
     plan = plan_wave()

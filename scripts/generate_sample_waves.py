@@ -56,7 +56,8 @@ FIRST_NAMES = ["Aino", "Eero", "Helmi", "Juha", "Kaisa", "Lauri", "Mari", "Mikko
                "Sanna", "Tapio", "Tiina", "Ville", "Sari", "Jari", "Minna", "Antti", "Hanna", "Kari", "Leena", "Timo"]
 LAST_NAMES = ["Virtanen", "Korhonen", "Mäkinen", "Nieminen", "Mäkelä", "Hämäläinen", "Laine", "Heikkinen", "Koskinen",
               "Järvinen", "Lehtonen", "Lehtinen", "Saarinen", "Salminen", "Heinonen", "Niemi", "Heikkilä", "Kinnunen"]
-COMMENTS = ["", "", "", "Asukas ensin: koko palveluprosessi pitää digitalisoida.", "Toimialat suunnittelevat usein yksin.",
+COMMENTS = ["", "", "", "Asukas ensin: koko palveluprosessi pitää digitalisoida.",
+            "Toimialat suunnittelevat usein yksin.",
             "Tietohallinto kutsutaan mukaan vasta hankintapäätöksessä.", "Ulkopuolinen fasilitaattori auttaisi.",
             "Digiosaaminen on vielä heikkoa monella toimialalla.", "Kaikki ovat vastuussa digitalisaatiosta.",
             # free text carries personal data too: it must never leave the raw layer
@@ -140,7 +141,8 @@ def generate_wave(wave: int, rng: random.Random) -> list[dict[str, object]]:
                 email = email.replace("@", f"{rng.randint(2, 9)}@", 1)
             used_emails.add(email)
             ans = _answers(rng, wave, person["lead"])
-            cooperation = ans["cooperation"] if wave < 2019 else min(10, max(0, 2 * ans["cooperation"] - rng.randint(0, 1)))
+            cooperation = (ans["cooperation"] if wave < 2019
+                           else min(10, max(0, 2 * ans["cooperation"] - rng.randint(0, 1))))
             skills = ans["skills"] if wave < 2019 else min(4, max(1, round(ans["skills"] * 0.8)))
             records.append({
                 "respondent_name": f"{first} {last}",
@@ -176,7 +178,8 @@ def write_csv(spec: dict, records: list[dict[str, object]], path: Path) -> None:
             for field in fields:
                 value = rec[field]
                 if field == "submitted_at":
-                    value = f"{value.day}.{value.month}.{value.year} {value:%H:%M}" if wave == 2016 else f"{value:%Y-%m-%dT%H:%M:%S}"
+                    value = (f"{value.day}.{value.month}.{value.year} {value:%H:%M}" if wave == 2016
+                             else f"{value:%Y-%m-%dT%H:%M:%S}")
                 elif field == "response_minutes":
                     value = f"{value:.1f}".replace(".", ",") if wave == 2016 else f"{value:.1f}"
                 row.append(value)
@@ -188,7 +191,7 @@ def write_xlsx(spec: dict, records: list[dict[str, object]], path: Path) -> None
     wb = openpyxl.Workbook()
     ws = wb.active
     ws.title = spec["sheet"]
-    ws["A1"] = f"Kaupunkien digitalisaatiokysely {spec['wave_year']} – vastaukset"
+    ws["A1"] = f"Kaupunkien digitalisaatiokysely {spec['wave_year']} \u2013 vastaukset"  # an en dash, as Excel writes
     ws["A2"] = "Raportti luotu 16.4.2018 (20 suurinta kaupunkia)"
     header_row = spec["header_row"]
     for col, header in enumerate(headers, start=1):

@@ -33,7 +33,6 @@ for key, value in {"AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__COSMOS__EN
 def _refuse_reads_beside_the_clone() -> None:
     """A user's machine has only the clone: a test that opens a file beside it (../something) fails the run."""
     import sys
-
     import tempfile
 
     beside = ROOT.parent
@@ -69,8 +68,8 @@ def make_paths(name: str, fresh: bool = True) -> Paths:
         # an empty, migrated Airflow metadata database (not its airflow.cfg, which names its own folder): setup
         # need not migrate one for every test
         (var / "airflow").mkdir()
-        for name in ("airflow.db", "migrated.stamp", "pool.stamp"):
-            shutil.copy2(AIRFLOW_TEMPLATE / "airflow" / name, var / "airflow" / name)
+        for file in ("airflow.db", "migrated.stamp", "pool.stamp"):
+            shutil.copy2(AIRFLOW_TEMPLATE / "airflow" / file, var / "airflow" / file)
     return Paths(root=ROOT, var=var, waves_config=ROOT / "config" / "waves",
                  warehouse=var / "warehouse" / "survey.duckdb", published=var / "published" / "survey_marts.duckdb",
                  data_docs=var / "data_docs", dbt_project=ROOT / "dbt_project")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
 from conftest import ROOT, PipelineRun, make_paths
+
 from survey_warehouse import cli
 from survey_warehouse.load import load_wave
 from survey_warehouse.warehouse import WarehouseBusy

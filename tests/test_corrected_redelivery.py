@@ -7,8 +7,8 @@ from pathlib import Path
 
 import duckdb
 import yaml
-
 from conftest import ROOT, PipelineRun, copy_state, with_waves_dir
+
 from survey_warehouse import cli
 from survey_warehouse.codebook import Codebook
 from survey_warehouse.matching import match_key

@@ -9,8 +9,8 @@ import re
 import duckdb
 import openpyxl
 import pytest
-
 from conftest import PipelineRun, published_ranges, task_states
+
 from survey_warehouse.waves import find_wave_spec
 
 
@@ -48,12 +48,12 @@ def test_shares_and_wilson_intervals(pipeline_run: PipelineRun) -> None:
         rows = con.execute("select wave_year, cities, cities_responded, share, share_ci_lower_95, "
                            "share_ci_upper_95 from marts.fct_responsibility_shares").fetchall()
     totals: dict[int, float] = {}
+    z = 1.959964
     for year, k, n, share, low, high in rows:
         totals[year] = totals.get(year, 0) + share
         # the Wilson bounds are the two p where |k/n - p| = z * sqrt(p (1 - p) / n): find them by bisection
-        z = 1.959964
 
-        def gap(p: float) -> float:
+        def gap(p: float, k: int = k, n: int = n) -> float:
             return abs(k / n - p) - z * (p * (1 - p) / n) ** 0.5
 
         def root(lo: float, hi: float) -> float:

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import duckdb
 import yaml
+from conftest import ROOT, PipelineRun, copy_state, current_loads, file_sha256_of, latest_load, lines_2019, task_states
 
-from conftest import (ROOT, PipelineRun, copy_state, current_loads, file_sha256_of, latest_load, lines_2019,
-                      task_states)
 from survey_warehouse import cli
 
 
@@ -36,7 +35,7 @@ def test_a_failed_build_changes_nothing_and_another_wave_then_goes_through(pipel
                                 encoding="utf-8")
     lines = lines_2019()
     corrected = paths.var / "city_survey_2019_export_v2.csv"
-    corrected.write_text("\n".join(lines + [lines[1].replace("@", ".uusi@", 1)]) + "\n", encoding="utf-8-sig")
+    corrected.write_text("\n".join([*lines, lines[1].replace("@", ".uusi@", 1)]) + "\n", encoding="utf-8-sig")
     (paths.waves_config / "2019.yml").write_text(
         (paths.waves_config / "2019.yml").read_text(encoding="utf-8").replace(
             "file: data/waves/2019/city_survey_2019_export.csv", f"file: {corrected}"), encoding="utf-8")
@@ -58,7 +57,7 @@ def test_a_failed_build_changes_nothing_and_another_wave_then_goes_through(pipel
     spec_2016 = yaml.safe_load((paths.waves_config / "2016.yml").read_text(encoding="utf-8"))
     lines_2016 = (ROOT / spec_2016["file"]).read_text(encoding="cp1252").splitlines()
     more = paths.var / "kaupunkikysely_2016_v2.csv"
-    more.write_text("\n".join(lines_2016 + [lines_2016[1].replace("@", ".toinen@", 1)]) + "\n", encoding="cp1252")
+    more.write_text("\n".join([*lines_2016, lines_2016[1].replace("@", ".toinen@", 1)]) + "\n", encoding="cp1252")
     spec_2016["file"] = str(more)
     (paths.waves_config / "2016.yml").write_text(yaml.safe_dump(spec_2016, allow_unicode=True), encoding="utf-8")
     cli.setup(paths)
@@ -80,7 +79,7 @@ def test_a_run_killed_during_dbt_leaves_the_published_marts_and_recovers(pipelin
     spec = yaml.safe_load((ROOT / "config" / "waves" / "2019.yml").read_text(encoding="utf-8"))
     lines = (ROOT / spec["file"]).read_text(encoding="utf-8-sig").splitlines()
     corrected = paths.var / "city_survey_2019_export_v2.csv"
-    corrected.write_text("\n".join(lines + [lines[1].replace("@", ".uusi@", 1)]) + "\n", encoding="utf-8-sig")
+    corrected.write_text("\n".join([*lines, lines[1].replace("@", ".uusi@", 1)]) + "\n", encoding="utf-8-sig")
     waves = paths.var / "waves"
     waves.mkdir()
     for year in (2016, 2018, 2019):

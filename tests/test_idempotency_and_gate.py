@@ -8,9 +8,19 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import (
+    PipelineRun,
+    copy_state,
+    current_loads,
+    file_sha256_of,
+    latest_load,
+    lines_2019,
+    task_states,
+    use_paths,
+    waves_with_file,
+    with_waves_dir,
+)
 
-from conftest import (PipelineRun, copy_state, current_loads, file_sha256_of, latest_load, lines_2019,
-                      task_states, use_paths, waves_with_file, with_waves_dir)
 from survey_warehouse import cli, quality
 
 RAW_TABLES = ("raw.load_registry", "raw.survey_cells", "raw.wave_cities_surveyed")

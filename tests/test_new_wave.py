@@ -12,11 +12,10 @@ import shutil
 
 import duckdb
 import pytest
-
 from conftest import ROOT, PipelineRun, copy_state, task_states
+
 from survey_warehouse import cli
 from survey_warehouse.settings import Paths
-
 
 
 def _example():

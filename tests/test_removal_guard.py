@@ -7,9 +7,18 @@ import hashlib
 from pathlib import Path
 
 import duckdb
+from conftest import (
+    ROOT,
+    PipelineRun,
+    copy_state,
+    current_loads,
+    file_sha256_of,
+    latest_load,
+    lines_2019,
+    waves_with_file,
+    with_waves_dir,
+)
 
-from conftest import (ROOT, PipelineRun, copy_state, current_loads, file_sha256_of, latest_load, lines_2019,
-                      waves_with_file, with_waves_dir)
 from survey_warehouse import cli
 from survey_warehouse.codebook import Codebook
 from survey_warehouse.matching import match_key

@@ -3,23 +3,31 @@
 -- Reads: marts.fct_city_responsibility, marts.dim_city, marts.dim_responsibility. Cities that did not respond in
 -- either wave are left out (no answer is not a move).
 with first_wave as (
-    select municipality_code, responsibility_code
+    select
+        municipality_code,
+        responsibility_code
     from marts.fct_city_responsibility
     where wave_year = 2016 and has_responded
-), last_wave as (
-    select municipality_code, responsibility_code
+),
+
+last_wave as (
+    select
+        municipality_code,
+        responsibility_code
     from marts.fct_city_responsibility
     where wave_year = 2019 and has_responded
 )
-select c.municipality_code,
-       c.city_name_fi,
-       c.region_name_fi,
-       r_first.responsibility_label_en as lead_2016,
-       r_last.responsibility_label_en as lead_2019
-from first_wave f
-join last_wave l using (municipality_code)
-join marts.dim_city c on c.municipality_code = f.municipality_code and c.is_current
-join marts.dim_responsibility r_first on r_first.responsibility_code = f.responsibility_code
-join marts.dim_responsibility r_last on r_last.responsibility_code = l.responsibility_code
+
+select
+    c.municipality_code,
+    c.city_name_fi,
+    c.region_name_fi,
+    r_first.responsibility_label_en as lead_2016,
+    r_last.responsibility_label_en as lead_2019
+from first_wave as f
+inner join last_wave as l on f.municipality_code = l.municipality_code
+inner join marts.dim_city as c on f.municipality_code = c.municipality_code and c.is_current
+inner join marts.dim_responsibility as r_first on f.responsibility_code = r_first.responsibility_code
+inner join marts.dim_responsibility as r_last on l.responsibility_code = r_last.responsibility_code
 where r_first.is_it_management and not r_last.is_it_management
 order by lead_2019, c.city_name_fi;

@@ -2,13 +2,14 @@
 -- responding surveyed cities of each region where IT management is the primary responsibility.
 -- Reads: marts.fct_city_responsibility, marts.dim_city. Small regions have one or two cities: read counts, not
 -- only shares.
-select f.wave_year,
-       c.region_name_fi,
-       count(*) filter (where f.has_responded) as cities_responded,
-       count(*) filter (where f.is_it_led) as it_led_cities,
-       round(count(*) filter (where f.is_it_led) / nullif(count(*) filter (where f.has_responded), 0), 3)
-           as it_led_share
-from marts.fct_city_responsibility f
-join marts.dim_city c on c.municipality_code = f.municipality_code and c.is_current
+select
+    f.wave_year,
+    c.region_name_fi,
+    count(*) filter (where f.has_responded) as cities_responded,
+    count(*) filter (where f.is_it_led) as it_led_cities,
+    round(count(*) filter (where f.is_it_led) / nullif(count(*) filter (where f.has_responded), 0), 3)
+        as it_led_share
+from marts.fct_city_responsibility as f
+inner join marts.dim_city as c on f.municipality_code = c.municipality_code and c.is_current
 group by f.wave_year, c.region_name_fi
-order by f.wave_year, it_led_share desc nulls last, c.region_name_fi;
+order by f.wave_year asc, it_led_share desc nulls last, c.region_name_fi asc;

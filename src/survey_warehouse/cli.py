@@ -68,7 +68,7 @@ def _run(cmd: list[str], env: dict[str, str], log: Path, cwd: Path | None = None
     log.parent.mkdir(parents=True, exist_ok=True)
     Path(env["TMPDIR"]).mkdir(parents=True, exist_ok=True)
     with open(log, "w", encoding="utf-8") as out:
-        return subprocess.run(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT).returncode
+        return subprocess.run(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
 
 
 def _digest(files: list[Path], extra: str = "") -> str:
@@ -184,7 +184,7 @@ def run_waves(paths: Paths, years: list[int], force_dag: bool = False) -> dict[i
     Path(os.environ["TMPDIR"]).mkdir(parents=True, exist_ok=True)
     logs = paths.var / "logs"
     outcomes: dict[int, dict[str, Any]] = {}
-    skips = {year: None for year in years} if force_dag else plan_years(paths, years)
+    skips = dict.fromkeys(years) if force_dag else plan_years(paths, years)
     dag = None
     for year in years:
         log = logs / f"survey_waves_{year}.log"
@@ -247,7 +247,7 @@ def run_years(paths: Paths, years: list[int], force_dag: bool = True) -> dict[in
     cmd, env = _command(paths, years, "--outcomes", str(outcomes_file), *(["--force-dag"] if force_dag else []))
     Path(env["TMPDIR"]).mkdir(parents=True, exist_ok=True)
     with open(paths.var / "logs" / "run.log", "w", encoding="utf-8") as out:
-        code = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
+        code = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
     if not outcomes_file.exists():
         raise SurveyWarehouseError(f"run ended with exit code {code} before any wave; see {paths.var / 'logs'}")
     found = json.loads(outcomes_file.read_text())

@@ -163,7 +163,8 @@ def _read_answers(path: Path, questions: dict[tuple[int, str], Question], role_c
 
     rows = _rows(path)
     keys = match_keys(pa.array([r["source_label"] for r in rows], pa.string())).to_pylist()
-    answers, seen = [], {}
+    answers: list[Answer] = []
+    seen: dict[tuple[int, str, str], tuple[int, str, float | None]] = {}
     for line, (r, key) in enumerate(zip(rows, keys, strict=True), start=2):
         where = f"{path.name}, row {line}"
         wave, qid = int(r["wave_year"]), r["question_id"]

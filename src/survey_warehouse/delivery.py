@@ -15,6 +15,7 @@ cells null. Cells right of the header of a longer row go to `grid_extra`.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import datetime as dt
 import difflib
@@ -38,7 +39,7 @@ CHUNK_BYTES = 1 << 20
 CHUNK_ROWS = 50_000
 UTF8 = ("utf-8", "utf_8", "utf8", "utf-8-sig", "utf_8_sig", "ascii", "us-ascii")
 ALTERNATIVE_ENCODINGS = ("utf-8-sig", "cp1252", "utf-16")
-# UTF-8 text read as Windows-1252: 'ä' becomes 'Ã¤', 'ö' 'Ã¶', 'å' 'Ã¥', 'Ä' 'Ã„', 'Ö' 'Ã–', 'Å' 'Ã…', 'é' 'Ã©'
+# UTF-8 text read as Windows-1252: 'ä' becomes 'Ã¤', 'ö' 'Ã¶', 'å' 'Ã¥', 'Ä' 'Ã„', 'Ö' 'Ã-', 'Å' 'Ã…', 'é' 'Ã©'
 MOJIBAKE = re.compile("Ã[\u0080-\u00bf\u2018-\u203a\u0152-\u0178]")
 
 
@@ -109,23 +110,22 @@ def read_grid(spec: WaveSpec, con: duckdb.DuckDBPyConnection, scratch: Path) -> 
 # ------------------------------------------------------------------------------------------ what the bytes are
 
 
+# What a file is when it is not plain text, by its first bytes ("zip" and "ole2" are looked into further)
+SIGNATURES: tuple[tuple[tuple[bytes, ...], str], ...] = (
+    ((b"PK\x03\x04", b"PK\x05\x06"), "zip"),
+    ((b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",), "ole2"),
+    ((b"%PDF",), "a PDF document"),
+    ((b"\x1f\x8b",), "a gzip-compressed file"),
+    ((b"7z\xbc\xaf",), "a 7-Zip archive"),
+    ((b"Rar!",), "a RAR archive"),
+    ((b"\x89PNG", b"\xff\xd8\xff", b"GIF8"), "an image"),
+)
+SNIFF_BYTES = 64  # enough of a file's start to tell UTF-16 text without a BOM by its NUL bytes
+
+
 def _container(head: bytes) -> str | None:
     """What a file is when it is not plain text, from its first bytes."""
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
-        return "zip"
-    if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
-        return "ole2"
-    if head.startswith(b"%PDF"):
-        return "a PDF document"
-    if head.startswith(b"\x1f\x8b"):
-        return "a gzip-compressed file"
-    if head.startswith(b"7z\xbc\xaf"):
-        return "a 7-Zip archive"
-    if head.startswith(b"Rar!"):
-        return "a RAR archive"
-    if head.startswith((b"\x89PNG", b"\xff\xd8\xff", b"GIF8")):
-        return "an image"
-    return None
+    return next((kind for starts, kind in SIGNATURES if head.startswith(starts)), None)
 
 
 def _ole2_kind(path: Path) -> str:
@@ -179,7 +179,7 @@ def _bom_conflict(spec: WaveSpec, head: bytes) -> str | None:
         return "utf-16"
     if head.startswith(codecs.BOM_UTF8) and not encoding.startswith("utf-8"):
         return "utf-8-sig"
-    if not encoding.startswith(("utf-16", "utf-32")) and len(head) >= 64:
+    if not encoding.startswith(("utf-16", "utf-32")) and len(head) >= SNIFF_BYTES:
         # Text in UTF-16 without a BOM: every other byte is NUL
         even, odd = head[0::2].count(0), head[1::2].count(0)
         if odd > len(head) // 4 and even == 0:
@@ -240,32 +240,29 @@ def _scan_text(spec: WaveSpec, scratch: Path) -> _TextStats:
     encoding = codecs.lookup(spec.encoding).name
     utf8 = encoding in ("utf-8", "utf-8-sig", "ascii")
     decoder = codecs.getincrementaldecoder(spec.encoding)(errors="strict")
-    out = None
-    if not utf8:
-        scratch.mkdir(parents=True, exist_ok=True)
-        stats.transcoded = scratch / f"{path.stem}.{os.getpid()}.utf8.csv"
-        out = open(stats.transcoded, "w", encoding="utf-8", newline="")
     previous = "\n"
-    try:
-        with open(path, "rb") as f:
-            while True:
-                chunk = f.read(CHUNK_BYTES)
-                final = not chunk
-                try:
-                    text = decoder.decode(chunk, final=final)
-                except UnicodeDecodeError as exc:
-                    row = stats.lines + 1 + chunk[:exc.start].count(b"\n")
-                    raise _decode_error(spec, exc, row) from None
-                if text:
-                    if out is not None:
-                        out.write(text)
-                    _count(stats, previous + text)
-                    previous = text[-1]
-                if final:
-                    break
-    finally:
-        if out is not None:
-            out.close()
+    with contextlib.ExitStack() as stack:
+        out = None
+        if not utf8:
+            scratch.mkdir(parents=True, exist_ok=True)
+            stats.transcoded = scratch / f"{path.stem}.{os.getpid()}.utf8.csv"
+            out = stack.enter_context(open(stats.transcoded, "w", encoding="utf-8", newline=""))
+        f = stack.enter_context(open(path, "rb"))
+        while True:
+            chunk = f.read(CHUNK_BYTES)
+            final = not chunk
+            try:
+                text = decoder.decode(chunk, final=final)
+            except UnicodeDecodeError as exc:
+                row = stats.lines + 1 + chunk[:exc.start].count(b"\n")
+                raise _decode_error(spec, exc, row) from None
+            if text:
+                if out is not None:
+                    out.write(text)
+                _count(stats, previous + text)
+                previous = text[-1]
+            if final:
+                break
     stats.ends_with_newline = previous in "\n\r"
     return stats
 
@@ -401,7 +398,7 @@ def _is_utf8(path: Path) -> bool:
     return non_ascii
 
 
-def _csv_reader(f: io.TextIOBase, spec: WaveSpec) -> Iterator[list[str]]:
+def _csv_reader(f: Any, spec: WaveSpec) -> Any:  # csv's reader: iterates rows, counts line_num
     csv.field_size_limit(max_cell_bytes())
     return csv.reader(f, delimiter=spec.delimiter, quotechar='"', doublequote=True, strict=False)
 
@@ -514,7 +511,7 @@ def _duckdb_grid(spec: WaveSpec, con: duckdb.DuckDBPyConnection, text_path: Path
     con.execute(f"create temp view grid as select cast(rowid + {header_row + 1} as integer) as source_row_number, "
                 f"{len(header)} as cell_count, {cells} from grid_wide")
     _empty_extra(con)
-    rows = con.execute("select count(*) from grid").fetchone()[0]
+    rows = con.execute("select count(*) from grid").fetchall()[0][0]
     return Grid(header, header_row, rows, reader="DuckDB read_csv (parallel)")
 
 
@@ -547,10 +544,13 @@ def _python_grid(spec: WaveSpec, con: duckdb.DuckDBPyConnection, text_path: Path
         return _fill_grid(con, header, spec.header_row, rows(), reader="Python csv (row by row)")
 
 
+MIN_COLUMNS_FOR_SWALLOWED_ROWS = 4
+
+
 def _stray_quotes(spec: WaveSpec, con: duckdb.DuckDBPyConnection, header: list[str]) -> None:
     """A cell holding whole rows of the file: a stray quote mark made the reader swallow them."""
     width = len(header)
-    if width < 4:
+    if width < MIN_COLUMNS_FOR_SWALLOWED_ROWS:
         return  # too few columns to tell a swallowed row from a comment with commas
     multiline = " or ".join(f"c{i} like '%' || chr(10) || '%'" for i in range(1, width + 1))
     for row, *cells in con.execute(f"select * exclude (cell_count) from grid where {multiline} "
@@ -581,9 +581,10 @@ def _fill_grid(con: duckdb.DuckDBPyConnection, header: list[str], header_row: in
             break
         numbers, counts, extra = [], [], []
         padded = []
-        for number, cells in chunk:
+        for number, delivered in chunk:
+            cells = list(delivered)
             while len(cells) > width and cells[-1] is None:
-                cells = cells[:-1]  # empty cells right of the header (spreadsheets pad rows) are not data
+                cells.pop()  # empty cells right of the header (spreadsheets pad rows) are not data
             if all(c is None or str(c).strip() == "" for c in cells):
                 continue  # blank rows carry nothing
             numbers.append(number)

@@ -16,10 +16,10 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import duckdb
 
@@ -184,7 +184,7 @@ def _work_connection(warehouse: Warehouse, session: Session, scratch: Path) -> I
     """Where a file is read and checked: the DuckDB warehouse itself (temporary tables), or an in-memory DuckDB
     before the results are copied into PostgreSQL."""
     if warehouse.backend == "duckdb":
-        con = session.duckdb  # spills next to the warehouse file (<file>.tmp)
+        con = session.duckdb_connection  # spills next to the warehouse file (<file>.tmp)
     else:
         spill = scratch / "spill"
         spill.mkdir(parents=True, exist_ok=True)
@@ -216,8 +216,7 @@ def load_wave(spec: WaveSpec, target: Warehouse | Path, codebook: Codebook | Non
     with Session(warehouse) as session:
         ensure_raw_schema(session)
         current = current_load(session, spec.wave_year)
-        if is_unchanged(current, sha, spec, fingerprint):
-            assert current is not None
+        if current is not None and is_unchanged(current, sha, spec, fingerprint):
             return LoadResult(current.load_id, spec.wave_year, spec.file.name, current.row_count, unchanged=True)
         loaded_at = _now()
         load_id = f"{spec.wave_year}-{loaded_at:%Y%m%dT%H%M%S%f}-{(sha or '0' * 8)[:8]}"
@@ -243,8 +242,8 @@ def load_wave(spec: WaveSpec, target: Warehouse | Path, codebook: Codebook | Non
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
             if warehouse.backend == "duckdb":
-                drop_temp(session.duckdb, "mapped", "grid", "grid_wide", "grid_extra", "resolved", "problems",
-                          "field_map", "keyed", "answers", "aliases", "header")
+                drop_temp(session.duckdb_connection, "mapped", "grid", "grid_wide", "grid_extra", "resolved",
+                          "problems", "field_map", "keyed", "answers", "aliases", "header")
     result = LoadResult(load_id, spec.wave_year, spec.file.name, checked.grid.rows, unchanged=False,
                         quarantined=checked.quarantined, warnings=tuple(checked.warnings),
                         reader=checked.grid.reader, seconds=time.perf_counter() - started)
@@ -371,8 +370,8 @@ def _read_and_check(spec: WaveSpec, con: duckdb.DuckDBPyConnection, codebook: Co
     else:
         con.execute("create or replace temp table problems (source_row_number integer, source_column varchar, "
                     "reason_code varchar, message varchar)")
-    positions = {r[1]: r[0] for r in field_rows}
-    return _Checked(grid, quarantined, problems, _key_respondent_warnings(spec, con, codebook, positions))
+    field_positions = {r[1]: r[0] for r in field_rows}
+    return _Checked(grid, quarantined, problems, _key_respondent_warnings(spec, con, codebook, field_positions))
 
 
 def _row_problems(spec: WaveSpec, con: duckdb.DuckDBPyConnection, grid: Grid, header_keys: list[str | None]
@@ -512,10 +511,10 @@ CELL_SQL = ("select {load} as load_id, {wave} as wave_year, g.source_row_number,
             "from grid g, (select * from header where column_position = {position}) h")
 EXTRA_CELLS_SQL = ("select {load}, {wave}, source_row_number, column_position, '', null, cell_value "
                    "from grid_extra")
-RESOLUTIONS_SQL = ("select {load} as load_id, {wave} as wave_year, field_id, v as cell_value, k as match_key, resolved_value, "
-                   "resolved_number from resolved")
-QUARANTINE_SQL = ("select {load} as load_id, {wave} as wave_year, source_row_number, source_column, reason_code, message "
-                  "from problems")
+RESOLUTIONS_SQL = ("select {load} as load_id, {wave} as wave_year, field_id, v as cell_value, k as match_key, "
+                   "resolved_value, resolved_number from resolved")
+QUARANTINE_SQL = ("select {load} as load_id, {wave} as wave_year, source_row_number, source_column, reason_code, "
+                  "message from problems")
 RAW_COLUMNS = {
     "raw.survey_cells": "load_id, wave_year, source_row_number, column_position, source_column, field_id, cell_value",
     "raw.cell_resolutions": "load_id, wave_year, field_id, cell_value, match_key, resolved_value, resolved_number",
@@ -530,15 +529,15 @@ def _write_raw(session: Session, con: duckdb.DuckDBPyConnection, spec: WaveSpec,
     grid = checked.grid
     arrow_into(con, "header", pa.table({
         "column_position": pa.array(range(1, grid.width + 1), pa.int32()), "source_column": grid.header,
-        "field_id": pa.array([spec.columns.get(_column_for(spec, h)) for h in grid.header], pa.string())}),
+        "field_id": pa.array([spec.columns.get(_column_for(spec, h) or "") for h in grid.header], pa.string())}),
         replace=True)
     literals = {"load": _sql_text(load_id), "wave": int(spec.wave_year)}
     cells = " union all ".join([*(CELL_SQL.replace("{position}", str(i)) for i in range(1, grid.width + 1)),
                                 EXTRA_CELLS_SQL])
     queries = {"raw.survey_cells": cells, "raw.cell_resolutions": RESOLUTIONS_SQL,
                "raw.quarantine": QUARANTINE_SQL}
-    for table, query in queries.items():
-        query = query.format(**literals)
+    for table, template in queries.items():
+        query = template.format(**literals)
         if session.is_postgres:
             session.copy_from_duckdb(table, RAW_COLUMNS[table], con, query, scratch)
         else:

@@ -54,6 +54,7 @@ def _is_plain(ch: str) -> bool:
     return unicodedata.category(ch)[0] in "LNPS" and unicodedata.combining(ch) == 0 and ch.isprintable()
 
 
+BASIC_PLANE = 0xFFFF  # characters above it are escaped with \U and eight digits
 _ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "'": "\\'", "\\": "\\\\"}
 
 
@@ -73,5 +74,5 @@ def shown(value: Any) -> str:
         elif _is_plain(ch) or lone_space:
             out.append(ch)
         else:
-            out.append(f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}")
+            out.append(f"\\u{ord(ch):04x}" if ord(ch) <= BASIC_PLANE else f"\\U{ord(ch):08x}")
     return "'" + "".join(out) + "'"

@@ -75,7 +75,8 @@ def plan_wave(wave_year: int, paths: Paths | None = None, warehouse: Warehouse |
                "the wave spec changed" if current.spec_sha256 != spec.fingerprint() else
                "the codebook (or the pseudonym key) changed")
         return Plan(wave_year, "load", why, str(spec.file))
-    assert current is not None
+    if current is None:  # (unchanged implies a current load)
+        return Plan(wave_year, "load", "first load of the wave", str(spec.file))
     publication = read_publication(warehouse, paths.published)
     if publication is None:
         return Plan(wave_year, "rebuild", "nothing is published yet", str(spec.file))

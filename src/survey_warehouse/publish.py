@@ -73,14 +73,13 @@ def publish_marts(warehouse: Warehouse, published: Path, run_id: str = "", finge
                   ) -> Publication:
     """DuckDB: copy the marts (and nothing else) into a new file, record the publication, promote the candidate
     load and swap the file in."""
-    assert warehouse.path is not None
     published.parent.mkdir(parents=True, exist_ok=True)
     tmp = published.with_name(f".{published.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
     published_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     tables_to_publish = mart_tables(warehouse, "marts")
     with Session(warehouse) as session:
-        con = session.duckdb
+        con = session.duckdb_connection
         loads = _loads_in_use(session)
         con.execute("attach ? as pub", [str(tmp)])
         try:

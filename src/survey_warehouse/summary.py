@@ -21,7 +21,8 @@ from survey_warehouse.waves import find_wave_spec
 EXAMPLE_QUERY = """\
 select y.wave_year, r.responsibility_label_en, s.cities, s.cities_responded, s.cities_surveyed,
        round(100 * s.share, 1) as share_pct,
-       round(100 * s.share_of_surveyed_min, 1) as of_all_min_pct, round(100 * s.share_of_surveyed_max, 1) as of_all_max_pct
+       round(100 * s.share_of_surveyed_min, 1) as of_all_min_pct,
+       round(100 * s.share_of_surveyed_max, 1) as of_all_max_pct
 from marts.fct_responsibility_shares s
 join marts.dim_responsibility r using (responsibility_code)
 join marts.dim_year y using (wave_year)
@@ -56,8 +57,7 @@ def _latest_report(directory: Path) -> quality.GateReport | None:
 def describe_warehouse(warehouse: Warehouse, paths: Paths) -> str:
     if warehouse.backend == "postgres":
         return f"PostgreSQL {warehouse.host}:{warehouse.port}/{warehouse.dbname} (schema {warehouse.marts_schema})"
-    assert warehouse.path is not None
-    return f"DuckDB {_rel(warehouse.path, paths.root)} (published file {_rel(paths.published, paths.root)})"
+    return f"DuckDB {_rel(warehouse.file, paths.root)} (published file {_rel(paths.published, paths.root)})"
 
 
 def _warehouse_exists(warehouse: Warehouse) -> bool:
@@ -93,21 +93,30 @@ def print_summary(paths: Paths, outcomes: dict[int, dict[str, Any]], warehouse: 
     if not _warehouse_exists(warehouse):
         print("No warehouse there yet: run `make run`.")
         return
+    _print_waves(paths, warehouse, outcomes)
+    marts_gate = _latest_report(paths.var / "quality" / "reports" / "marts")
+    if marts_gate:
+        print(f"\nMarts gate (latest run): {marts_gate.message().splitlines()[0].split(': ', 1)[1]}")
+    publication = read_publication(warehouse, paths.published)
+    if publication is None:
+        print("\nNothing published yet: the marts have not passed their gate.")
+        return
+    _print_headline(_headline(warehouse, paths))
+    _print_where(paths, warehouse, publication)
+
+
+def _print_waves(paths: Paths, warehouse: Warehouse, outcomes: dict[int, dict[str, Any]]) -> None:
+    """Per wave its current load and gate, and a later attempt that failed, with the first lines of why."""
     by_wave: dict[int, list[tuple]] = {}
     for row in _loads(warehouse):
         by_wave.setdefault(row[0], []).append(row)
-    years = sorted(set(outcomes) | set(by_wave))
     print("\nWaves")
     print(f"  {'wave':<6}{'raw rows':>9}{'accepted':>10}{'quarantined':>13}  {'raw gate':<30}{'file'}")
-    for year in years:
+    for year in sorted(set(outcomes) | set(by_wave)):
         loads = by_wave.get(year, [])
         current = next((r for r in loads if r[7]), None)
         if current is None:
-            try:
-                why = "no wave spec" if find_wave_spec(year, paths) is None else "not loaded"
-            except SurveyWarehouseError as exc:
-                why = f"wave spec error: {exc}"
-            print(f"  {year:<6}{'-':>9}{'-':>10}{'-':>13}  {'run skipped: ' + why if not loads else 'nothing current':<30}")
+            print(f"  {year:<6}{'-':>9}{'-':>10}{'-':>13}  {_why_nothing_current(paths, year, loads):<30}")
         else:
             _year, load_id, file_name, rows, _status, accepted, quarantined, *_ = current
             report_file = quality.report_path(paths, "raw_wave", load_id)
@@ -117,25 +126,27 @@ def print_summary(paths: Paths, outcomes: dict[int, dict[str, Any]], warehouse: 
             print(f"  {year:<6}{rows:>9}{accepted:>10}{quarantined:>13}  {gate_text:<30}{file_name}")
         latest = loads[-1] if loads else None
         if latest is not None and latest is not current and latest[4] in ("failed", "pending", "candidate"):
-            _y, load_id, file_name, rows, status, *_rest, message, loaded_at = latest
+            _y, load_id, file_name, _rows, status, *_rest, message, loaded_at = latest
             keeps = f"; the current load {current[1]} stays" if current else ""
-            print(f"        latest attempt {load_id} ({file_name}, {loaded_at:%Y-%m-%d %H:%M} UTC): {status.upper()}"
-                  f"{keeps}")
+            print(f"        latest attempt {load_id} ({file_name}, {loaded_at:%Y-%m-%d %H:%M} UTC): "
+                  f"{status.upper()}{keeps}")
             for line in _first_lines(message):
                 print(f"          {line}")
         outcome = outcomes.get(year)
         if outcome and outcome.get("exit_code") not in (0, None) and (latest is None or latest is current):
             print(f"        the run failed before loading; see {outcome.get('log')}")
 
-    marts_gate = _latest_report(paths.var / "quality" / "reports" / "marts")
-    if marts_gate:
-        print(f"\nMarts gate (latest run): {marts_gate.message().splitlines()[0].split(': ', 1)[1]}")
 
-    publication = read_publication(warehouse, paths.published)
-    if publication is None:
-        print("\nNothing published yet: the marts have not passed their gate.")
-        return
-    headline = _headline(warehouse, paths)
+def _why_nothing_current(paths: Paths, year: int, loads: list[tuple]) -> str:
+    if loads:
+        return "nothing current"
+    try:
+        return "run skipped: " + ("no wave spec" if find_wave_spec(year, paths) is None else "not loaded")
+    except SurveyWarehouseError as exc:
+        return f"wave spec error: {exc}"
+
+
+def _print_headline(headline: list[tuple]) -> None:
     print("\nWho leads digitalisation: share of cities where IT management leads (published marts)")
     print(f"  {'wave':<6}{'IT-led':>8}{'share':>8}   {'of all surveyed':<20}{'95 % (year to year)':<21}"
           f"{'published statement':<22}{'in range'}")
@@ -144,9 +155,12 @@ def print_summary(paths: Paths, outcomes: dict[int, dict[str, Any]], warehouse: 
         bounds = f"{low_all:.0%} - {high_all:.0%}" if responded < surveyed else f"{low_all:.0%} (all answered)"
         print(f"  {year:<6}{f'{cities}/{responded}':>8}{share:>8.1%}   {bounds:<20}{f'{lo:.0%} - {hi:.0%}':<21}"
               f"{statement or '-':<22}{in_range}")
-    print("  'of all surveyed': the share of all surveyed cities, whatever the cities that did not answer would have "
-          "said;\n  '95 %': the Wilson interval, reading the year as one draw of a process that goes on year to year.")
+    print("  'of all surveyed': the share of all surveyed cities, whatever the cities that did not answer would "
+          "have said;\n  '95 %': the Wilson interval, reading the year as one draw of a process that goes on year "
+          "to year.")
 
+
+def _print_where(paths: Paths, warehouse: Warehouse, publication: Any) -> None:
     root = paths.root
     print("\nWhere to look")
     where = (f"{_rel(paths.published, root)}" if warehouse.backend == "duckdb"

@@ -63,6 +63,13 @@ class Warehouse:
         )
 
     @property
+    def file(self) -> Path:
+        """The DuckDB file (a DuckDB warehouse always has one)."""
+        if self.path is None:
+            raise TypeError(f"a {self.backend} warehouse has no file")
+        return self.path
+
+    @property
     def sqlalchemy_url(self) -> str:
         from sqlalchemy.engine import URL
 
@@ -70,7 +77,7 @@ class Warehouse:
                           host=self.host, port=self.port, database=self.dbname).render_as_string(
             hide_password=False)
 
-    def pg_connect(self, **kwargs: Any):
+    def pg_connect(self, **kwargs: Any) -> Any:
         import psycopg2
 
         return psycopg2.connect(host=self.host, port=self.port, user=self.user, password=self.password,
@@ -86,14 +93,16 @@ class Session:
 
     def __init__(self, warehouse: Warehouse, read_only: bool = False):
         self.warehouse = warehouse
+        # a DuckDB connection, or a psycopg2 connection and its cursor
+        self._con: Any
+        self._cur: Any
         if warehouse.backend == "duckdb":
-            assert warehouse.path is not None
             if read_only:
-                self._con = connect_readonly(warehouse.path)
+                self._con = connect_readonly(warehouse.file)
             else:
-                warehouse.path.parent.mkdir(parents=True, exist_ok=True)
+                warehouse.file.parent.mkdir(parents=True, exist_ok=True)
                 try:
-                    self._con = duckdb.connect(str(warehouse.path))
+                    self._con = duckdb.connect(str(warehouse.file))
                 except duckdb.IOException as exc:
                     if "lock" not in str(exc).lower():
                         raise
@@ -107,7 +116,7 @@ class Session:
             self._cur = self._con.cursor()
 
     @property
-    def duckdb(self) -> duckdb.DuckDBPyConnection:
+    def duckdb_connection(self) -> duckdb.DuckDBPyConnection:
         """The DuckDB connection itself (DuckDB warehouses only)."""
         if self.is_postgres:
             raise TypeError("a PostgreSQL session has no DuckDB connection")

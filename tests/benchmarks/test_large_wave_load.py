@@ -9,7 +9,6 @@ import importlib.util
 import shutil
 
 import duckdb
-
 from conftest import ROOT, TEST_VAR
 
 MEMORY_BOUND_MIB = 1024  # the whole file as cells would take several GiB; chunked it stays far below this

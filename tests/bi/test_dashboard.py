@@ -35,7 +35,6 @@ from pathlib import Path
 import duckdb
 import pytest
 import yaml
-
 from conftest import ROOT, PipelineRun, make_paths
 
 BI = ROOT / "bi"
@@ -121,7 +120,7 @@ class Superset:
             data = json.dumps(body).encode()
         request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=120) as response:
                 return response.status, json.load(response)
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode(errors="replace")[:2000]
@@ -160,7 +159,7 @@ def superset(pipeline_run: PipelineRun) -> Iterator[Superset]:
             if time.monotonic() - started > STARTUP_TIMEOUT:
                 pytest.fail(f"Superset did not start within {STARTUP_TIMEOUT} s:\n{log.read_text()[-4000:]}")
             try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:  # noqa: S310
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
                     if response.status == 200:
                         break
             except OSError:
@@ -182,7 +181,7 @@ def query(path: Path, sql: str, params: list | None = None) -> list[dict]:
     with duckdb.connect(str(path), read_only=True) as con:
         cur = con.execute(sql, params or [])
         names = [d[0] for d in cur.description]
-        return [dict(zip(names, row)) for row in cur.fetchall()]
+        return [dict(zip(names, row, strict=False)) for row in cur.fetchall()]
 
 
 def waves(path: Path) -> set[str]:

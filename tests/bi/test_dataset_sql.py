@@ -13,7 +13,6 @@ from pathlib import Path
 import duckdb
 import pytest
 import yaml
-
 from conftest import ROOT, PipelineRun, require_services
 
 BUNDLE = ROOT / "bi" / "dashboards"
@@ -55,7 +54,7 @@ def postgres_marts(pipeline_run: PipelineRun) -> Iterator[object]:
                 types = [PG_TYPES.get(t, "numeric" if t.startswith("DECIMAL") else None) for _, t in columns]
                 assert None not in types, f"no PostgreSQL type for a column of {table}: {columns}"
                 cur.execute(f"create table marts.{table} ("
-                            + ", ".join(f'"{c}" {t}' for (c, _), t in zip(columns, types)) + ")")
+                            + ", ".join(f'"{c}" {t}' for (c, _), t in zip(columns, types, strict=False)) + ")")
                 rows = source.execute(f"select * from marts.{table}").fetchall()
                 cur.executemany(f"insert into marts.{table} values ({', '.join(['%s'] * len(columns))})", rows)
         conn.commit()

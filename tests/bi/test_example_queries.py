@@ -11,7 +11,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
 from conftest import ROOT, PipelineRun
 
 QUERIES = ROOT / "analysis" / "queries"
@@ -21,7 +20,7 @@ QUERY_FILES = sorted(QUERIES.glob("*.sql"))
 def rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict]:
     cur = con.execute(sql)
     names = [d[0] for d in cur.description]
-    return [dict(zip(names, r)) for r in cur.fetchall()]
+    return [dict(zip(names, r, strict=False)) for r in cur.fetchall()]
 
 
 def scalar_map(con: duckdb.DuckDBPyConnection, sql: str) -> dict:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
 from conftest import ROOT
 
 DAGS = ROOT / "dags"

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from conftest import ROOT, PipelineRun, copy_state
+
 from survey_warehouse import cli
 
 

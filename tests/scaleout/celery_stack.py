@@ -17,6 +17,7 @@ this class writes into the passwords file before the api-server starts.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -261,7 +262,8 @@ class CeleryAirflow:
     def _run_step(self, name: str, cmd: list[str], cwd: Path | None = None) -> None:
         log = self.log_path(name)
         with open(log, "w", encoding="utf-8") as out:
-            code = subprocess.run(cmd, env=self.env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT).returncode
+            code = subprocess.run(cmd, env=self.env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                  check=False).returncode
         if code != 0:
             hint = ""
             if "No module named 'asyncpg'" in log.read_text(errors="replace"):
@@ -343,10 +345,8 @@ def _session_processes(sid: int) -> dict[int, int]:
 
 def _signal_session(sid: int, sig: signal.Signals) -> None:
     for pgid in set(_session_processes(sid).values()):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, sig)
-        except ProcessLookupError:
-            pass
 
 
 def _stop_session(proc: subprocess.Popen, grace_seconds: float) -> None:

@@ -13,9 +13,9 @@ from contextlib import closing
 
 import psycopg2
 import pytest
-
 from celery_stack import CeleryAirflow, services_unreachable
 from conftest import make_paths
+
 from survey_warehouse.warehouse import Session, Warehouse
 
 RUN_TIMEOUT_SECONDS = 900

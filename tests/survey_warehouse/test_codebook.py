@@ -6,15 +6,15 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
+
 from survey_warehouse.codebook import Codebook
 from survey_warehouse.errors import CodebookError
 
 SEEDS = ROOT / "dbt_project" / "seeds"
 
 
-@pytest.fixture()
+@pytest.fixture
 def seeds(tmp_path: Path) -> Path:
     copy = tmp_path / "seeds"
     shutil.copytree(SEEDS, copy)
@@ -57,7 +57,7 @@ def test_the_fingerprint_follows_the_waves_own_codebook(seeds: Path) -> None:
     assert before.fingerprint(2016) == after.fingerprint(2016), "another wave's labels do not concern 2016"
 
 
-@pytest.mark.parametrize("seed, line, message", [
+@pytest.mark.parametrize(("seed", "line", "message"), [
     ("codebook_answers.csv", "2019,lead,TIETOHALLINTO ,city_leadership,,x,1", "reads the same as row"),
     ("codebook_answers.csv", "2019,no_such_question,x,y,,x,1", "is not declared for 2019"),
     ("codebook_answers.csv", "2019,respondent_role,Pormestari,mayor,,Mayor,9", "not in respondent_roles.csv"),

@@ -10,8 +10,8 @@ from pathlib import Path
 import duckdb
 import openpyxl
 import pytest
-
 from conftest import ROOT, make_paths
+
 from survey_warehouse import delivery
 from survey_warehouse.codebook import REQUIRED_STRUCTURAL_FIELDS, Codebook
 from survey_warehouse.errors import WaveFileError
@@ -22,7 +22,7 @@ from survey_warehouse.waves import find_wave_spec, list_wave_years
 SEEDS = ROOT / "dbt_project" / "seeds"
 
 
-@pytest.fixture()
+@pytest.fixture
 def paths():
     return make_paths("load")
 
@@ -170,8 +170,9 @@ def test_both_readers_land_the_same_raw(paths, monkeypatch) -> None:
 def test_the_warehouse_holds_the_matching_rules_keys_for_the_corpus(paths, tmp_path: Path) -> None:
     """Every awkward string of the shared corpus, delivered in a mapped column, is stored with the key the rule
     gives it: what staging joins on is exactly `match_key`."""
-    from survey_warehouse.matching import match_key as rule
     from conftest import matching_corpus as corpus
+
+    from survey_warehouse.matching import match_key as rule
 
     spec = find_wave_spec(2019, paths)
     header, rows = _rows_and_header(spec)

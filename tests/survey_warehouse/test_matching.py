@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
-
 from conftest import matching_corpus as corpus
+
 from survey_warehouse.matching import match_key, match_keys, shown
 
-@pytest.mark.parametrize("case, value, expected", corpus(), ids=[c[0] for c in corpus()])
+
+@pytest.mark.parametrize(("case", "value", "expected"), corpus(), ids=[c[0] for c in corpus()])
 def test_corpus_keys(case: str, value: str, expected: str | None) -> None:
     assert match_key(value) == expected, f"{case}: {shown(value)}"
 
@@ -32,7 +33,7 @@ def test_keys_are_stable() -> None:
         assert match_key(key) == key
 
 
-@pytest.mark.parametrize("value, expected", [
+@pytest.mark.parametrize(("value", "expected"), [
     ("Jyväskylä", "'Jyväskylä'"),
     ("Jyva\u0308skyla\u0308", "'Jyva\\u0308skyla\\u0308'"),
     ("Turku\t", "'Turku\\t'"),

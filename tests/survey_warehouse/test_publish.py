@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import duckdb
-
 from conftest import PipelineRun, copy_state
+
 from survey_warehouse.publish import publish_marts, read_publication
 from survey_warehouse.warehouse import Warehouse
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT
+
 from survey_warehouse.codebook import Codebook
 from survey_warehouse.errors import WaveSpecError
 from survey_warehouse.waves import WaveSpec
@@ -47,13 +47,13 @@ def test_a_column_mapped_to_an_undeclared_question_names_the_spec_the_column_and
 
 def test_a_question_of_another_wave_is_named_as_such(tmp_path: Path) -> None:
     base = yaml.safe_load((ROOT / "config" / "waves" / "2019.yml").read_text(encoding="utf-8"))
-    columns = {k: v for k, v in base["columns"].items()}
+    columns = dict(base["columns"].items())
     spec = WaveSpec.from_file(_spec(tmp_path, wave_year=2020, columns=columns), ROOT)
     with pytest.raises(WaveSpecError, match=r"it is declared for \[2016, 2018, 2019\], not for 2020"):
         spec.check(Codebook.from_seeds(SEEDS))
 
 
-@pytest.mark.parametrize("changes, message", [
+@pytest.mark.parametrize(("changes", "message"), [
     ({"columns": None}, "missing keys \\['columns'\\]"),
     ({"format": "ods"}, "format must be one of"),
     ({"encoding": "klingon-8"}, "unknown encoding"),
@@ -73,7 +73,7 @@ def test_required_fields_and_unknown_cities(tmp_path: Path) -> None:
     base = yaml.safe_load((ROOT / "config" / "waves" / "2019.yml").read_text(encoding="utf-8"))
     codebook = Codebook.from_seeds(SEEDS)
     without_lead = {k: v for k, v in base["columns"].items() if v != "lead"}
-    with pytest.raises(WaveSpecError, match="required fields not mapped to any column: \\['lead'\\]"):
+    with pytest.raises(WaveSpecError, match=r"required fields not mapped to any column: \['lead'\]"):
         WaveSpec.from_file(_spec(tmp_path, columns=without_lead), ROOT).check(codebook)
-    with pytest.raises(WaveSpecError, match="not in dbt_project/seeds/cities.csv: \\['999'\\]"):
+    with pytest.raises(WaveSpecError, match=r"not in dbt_project/seeds/cities\.csv: \['999'\]"):
         WaveSpec.from_file(_spec(tmp_path, cities_surveyed=["091", "999"]), ROOT).check(codebook)

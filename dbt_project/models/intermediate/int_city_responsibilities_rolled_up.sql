@@ -59,22 +59,30 @@ ranked as (
     select
         candidates.*,
         row_number() over (
-            partition by wave_year, municipality_code
-            order by key_votes desc, all_votes desc, best_seniority_rank asc, first_submitted_at asc,
-                responsibility_code asc
+            partition by candidates.wave_year, candidates.municipality_code
+            order by
+                candidates.key_votes desc,
+                candidates.all_votes desc,
+                candidates.best_seniority_rank asc,
+                candidates.first_submitted_at asc,
+                candidates.responsibility_code asc
         ) as candidate_rank,
-        count(*) over (partition by wave_year, municipality_code) as distinct_answers,
-        sum(key_votes) over (partition by wave_year, municipality_code) as city_key_votes,
-        sum(all_votes) over (partition by wave_year, municipality_code) as city_votes
+        count(*) over (partition by candidates.wave_year, candidates.municipality_code) as distinct_answers,
+        sum(candidates.key_votes)
+            over (partition by candidates.wave_year, candidates.municipality_code)
+            as city_key_votes,
+        sum(candidates.all_votes) over (partition by candidates.wave_year, candidates.municipality_code) as city_votes
     from candidates
 ),
 
 winner as (
-    select * from ranked where candidate_rank = 1
+    select * from ranked
+    where candidate_rank = 1
 ),
 
 runner_up as (
-    select * from ranked where candidate_rank = 2
+    select * from ranked
+    where candidate_rank = 2
 ),
 
 decided as (

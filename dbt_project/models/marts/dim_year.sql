@@ -3,7 +3,7 @@ with loads as (
     where is_current_load
 ),
 
-rollup as (
+rolled_up as (
     select * from {{ ref('int_city_responsibilities_rolled_up') }}
 ),
 
@@ -21,12 +21,14 @@ city_counts as (
         wave_year,
         count(*) as cities_surveyed,
         sum(case when has_responded then 1 else 0 end) as cities_responded
-    from rollup
+    from rolled_up
     group by wave_year
 ),
 
 respondent_counts as (
-    select wave_year, count(*) as respondents
+    select
+        wave_year,
+        count(*) as respondents
     from respondents
     group by wave_year
 ),

@@ -14,14 +14,19 @@ respondents as (
 ),
 
 current_loads as (
-    select wave_year, load_id, accepted_removals
+    select
+        wave_year,
+        load_id,
+        accepted_removals
     from loads
     where is_current_load
 ),
 
 -- the load the current one replaced: the latest published load of the wave that is not the current one
 previous_loads as (
-    select wave_year, load_id
+    select
+        wave_year,
+        load_id
     from (
         select
             wave_year,
@@ -52,7 +57,7 @@ current_answers as (
     from located_answers
     inner join current_loads
         on located_answers.load_id = current_loads.load_id
-    where located_answers.wave_year in (select wave_year from previous_loads)
+    where located_answers.wave_year in (select previous_loads.wave_year from previous_loads)
 ),
 
 previous_answers as (

@@ -1,4 +1,4 @@
-with rollup as (
+with rolled_up as (
     select * from {{ ref('int_city_responsibilities_rolled_up') }}
 ),
 
@@ -8,20 +8,20 @@ responsibilities as (
 
 final as (
     select
-        cast(rollup.wave_year as varchar) || '-' || rollup.municipality_code as city_wave_id,
-        cast(rollup.wave_year as integer) as wave_year,
-        cast(rollup.municipality_code as varchar) as municipality_code,
-        cast(rollup.has_responded as boolean) as has_responded,
-        cast(rollup.responsibility_code as varchar) as responsibility_code,
+        cast(rolled_up.wave_year as varchar) || '-' || rolled_up.municipality_code as city_wave_id,
+        cast(rolled_up.wave_year as integer) as wave_year,
+        cast(rolled_up.municipality_code as varchar) as municipality_code,
+        cast(rolled_up.has_responded as boolean) as has_responded,
+        cast(rolled_up.responsibility_code as varchar) as responsibility_code,
         cast(responsibilities.is_it_management as boolean) as is_it_led,
-        cast(rollup.rollup_method as varchar) as rollup_method,
-        cast(rollup.respondents_answered as integer) as respondents_answered,
-        cast(rollup.key_respondents_answered as integer) as key_respondents_answered,
-        cast(rollup.respondents_agreeing as integer) as respondents_agreeing,
-        cast(rollup.is_contested as boolean) as is_contested
-    from rollup
+        cast(rolled_up.rollup_method as varchar) as rollup_method,
+        cast(rolled_up.respondents_answered as integer) as respondents_answered,
+        cast(rolled_up.key_respondents_answered as integer) as key_respondents_answered,
+        cast(rolled_up.respondents_agreeing as integer) as respondents_agreeing,
+        cast(rolled_up.is_contested as boolean) as is_contested
+    from rolled_up
     left join responsibilities
-        on rollup.responsibility_code = responsibilities.responsibility_code
+        on rolled_up.responsibility_code = responsibilities.responsibility_code
 )
 
 select * from final

@@ -4,18 +4,22 @@
 -- answered), and the 95 % Wilson interval, which reads the responding cities as one draw of a process that goes on
 -- from year to year. Every option the wave's questionnaire offered is listed, so shares sum to 1 per wave.
 with surveyed as (
-    select wave_year, count(*) as cities_surveyed
+    select
+        wave_year,
+        count(*) as cities_surveyed
     from {{ ref('int_city_responsibilities_rolled_up') }}
     group by wave_year
 ),
 
-rollup as (
+rolled_up as (
     select * from {{ ref('int_city_responsibilities_rolled_up') }}
     where has_responded
 ),
 
 offered as (
-    select distinct wave_year, answer_code as responsibility_code
+    select distinct
+        wave_year,
+        answer_code as responsibility_code
     from {{ ref('codebook_answers') }}
     where question_id = 'lead'
 ),
@@ -25,14 +29,19 @@ responsibilities as (
 ),
 
 waves as (
-    select wave_year, count(*) as cities_responded
-    from rollup
+    select
+        wave_year,
+        count(*) as cities_responded
+    from rolled_up
     group by wave_year
 ),
 
 counts as (
-    select wave_year, responsibility_code, count(*) as cities
-    from rollup
+    select
+        wave_year,
+        responsibility_code,
+        count(*) as cities
+    from rolled_up
     group by wave_year, responsibility_code
 ),
 

@@ -12,8 +12,8 @@ questions as (
 with_respondent as (
     select
         cells.*,
-        max(case when field_id = 'respondent_email' then resolved_value end)
-            over (partition by load_id, source_row_number) as respondent_key
+        max(case when cells.field_id = 'respondent_email' then cells.resolved_value end)
+            over (partition by cells.load_id, cells.source_row_number) as respondent_key
     from cells
 ),
 
@@ -31,8 +31,9 @@ final as (
         with_respondent.resolved_number as answer_value,
         case
             when questions.answer_type = 'scale'
-                then (with_respondent.resolved_number - questions.scale_min)
-                / (questions.scale_max - questions.scale_min)
+                then
+                    (with_respondent.resolved_number - questions.scale_min)
+                    / (questions.scale_max - questions.scale_min)
         end as answer_score
     from with_respondent
     inner join questions

@@ -221,8 +221,7 @@ def question_parameters(spec: WaveSpec, codebook: Codebook) -> list[dict[str, ob
             continue
         codes = {a.answer_code for a in codebook.answers if a.wave_year == spec.wave_year
                  and a.question_id == field_id}
-        if question.is_scale:
-            assert question.scale_min is not None and question.scale_max is not None
+        if question.is_scale and question.scale_min is not None and question.scale_max is not None:
             codes |= {f"score_{n}" for n in range(int(question.scale_min), int(question.scale_max) + 1)}
         out.append({"id": field_id, "column": field_id, "answer_codes": sorted(codes),
                     "is_scale": question.is_scale, "value_column": f"{field_id}__value",

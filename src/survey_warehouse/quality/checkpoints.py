@@ -86,9 +86,9 @@ def build_checkpoint(gx_context: Any, gate: str, batch: str, validations: list[t
         })
     definitions = []
     for dataset, batch_definition, suite in validations:
-        suite = gx_context.suites.add_or_update(suite)
+        stored = gx_context.suites.add_or_update(suite)
         definitions.append(gx_context.validation_definitions.add_or_update(
-            gx.ValidationDefinition(name=f"{gate}_{dataset}_{batch}", data=batch_definition, suite=suite)))
+            gx.ValidationDefinition(name=f"{gate}_{dataset}_{batch}", data=batch_definition, suite=stored)))
     return gx_context.checkpoints.add_or_update(gx.Checkpoint(
         name=f"{gate}_{batch}",
         validation_definitions=definitions,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -105,11 +106,11 @@ def _record_action_class() -> type:
     return RecordGateReport
 
 
-_RECORD_ACTION: type | None = None
+@functools.cache
+def _record_action_type() -> type:
+    """The action class, made once (GX registers action types by name)."""
+    return _record_action_class()
 
 
 def record_action(**kwargs: Any) -> Any:
-    global _RECORD_ACTION
-    if _RECORD_ACTION is None:
-        _RECORD_ACTION = _record_action_class()
-    return _RECORD_ACTION(**kwargs)
+    return _record_action_type()(**kwargs)
