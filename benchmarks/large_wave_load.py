@@ -60,7 +60,7 @@ def make_workbook(rows: int, path: Path) -> Path:
     assert spec is not None and spec.sheet
     source = openpyxl.load_workbook(spec.file, read_only=True)[spec.sheet]
     all_rows = [list(r) for r in source.iter_rows(values_only=True)]
-    top, header, sample = all_rows[: spec.header_row - 1], all_rows[spec.header_row - 1], all_rows[spec.header_row:]
+    top, header, sample = all_rows[: spec.header_row - 1], all_rows[spec.header_row - 1], all_rows[spec.header_row :]
     sample = [r for r in sample if any(c is not None for c in r)]
     email = header.index(next(h for h, v in spec.columns.items() if v == "respondent_email"))
     workbook = openpyxl.Workbook(write_only=True)
@@ -120,8 +120,9 @@ rows, quarantined = len(frame), 0
 
 
 def run_child(body: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD.format(body=textwrap.dedent(body))], capture_output=True,
-                         text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD.format(body=textwrap.dedent(body))], capture_output=True, text=True, check=False
+    )
     if out.returncode != 0:
         raise SystemExit(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -134,8 +135,10 @@ def load_in_child(path: Path, warehouse: Path, year: int = 2019) -> dict:
 
 def _line(name: str, result: dict, size_mib: float, floor: dict | None = None) -> str:
     peak = result["peak_rss_kib"] / 1024
-    text = (f"  {name:<34}{result['seconds']:>7.1f} s {result['rows'] / result['seconds']:>11,.0f} rows/s "
-            f"{peak:>7,.0f} MiB peak")
+    text = (
+        f"  {name:<34}{result['seconds']:>7.1f} s {result['rows'] / result['seconds']:>11,.0f} rows/s "
+        f"{peak:>7,.0f} MiB peak"
+    )
     if floor:
         memory = peak / (floor["peak_rss_kib"] / 1024)
         text += f"   x{result['seconds'] / floor['seconds']:.2f} time, x{memory:.2f} memory"
@@ -161,9 +164,11 @@ def main() -> None:
     print(_line("DuckDB floor (read, unpivot, dups)", floor, size_mib))
     print(_line("pandas (read_csv, melt, dups)", pandas, size_mib, floor))
     print(_line("project loader (DuckDB warehouse)", project, size_mib, floor))
-    print(f"  project / pandas: x{project['seconds'] / pandas['seconds']:.2f} time, "
-          f"x{project['peak_rss_kib'] / pandas['peak_rss_kib']:.2f} memory; "
-          f"{project['quarantined']:,} rows quarantined")
+    print(
+        f"  project / pandas: x{project['seconds'] / pandas['seconds']:.2f} time, "
+        f"x{project['peak_rss_kib'] / pandas['peak_rss_kib']:.2f} memory; "
+        f"{project['quarantined']:,} rows quarantined"
+    )
     if args.postgres:
         import psycopg2
 
@@ -172,8 +177,7 @@ def main() -> None:
         admin.autocommit = True
         admin.cursor().execute(f'create database "{database}"')
         try:
-            target = (f"Warehouse(backend='postgres', host='127.0.0.1', port=5432, user='postgres', "
-                      f"dbname={database!r})")
+            target = f"Warehouse(backend='postgres', host='127.0.0.1', port=5432, user='postgres', dbname={database!r})"
             pg = run_child(PROJECT.format(year=2019, path=str(path), target=target))
             print(_line("project loader (PostgreSQL, COPY)", pg, size_mib, floor))
         finally:

@@ -50,8 +50,11 @@ def _timed(cmd: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT) -> 
 
 def make_run(var: Path, root: Path = ROOT, years: list[int] | None = None) -> float:
     """What `make run` does once the environment is installed: the CLI's run, summary included."""
-    return _timed([PY, "-m", "survey_warehouse.cli", "run", *map(str, years or [])], _env(var, root),
-                  var.parent / f"{var.name}_make_run_{time.time_ns()}.log")
+    return _timed(
+        [PY, "-m", "survey_warehouse.cli", "run", *map(str, years or [])],
+        _env(var, root),
+        var.parent / f"{var.name}_make_run_{time.time_ns()}.log",
+    )
 
 
 WORK_WITHOUT_ORCHESTRATION = """
@@ -106,8 +109,9 @@ print(json.dumps({{"file": duration.total_seconds() if hasattr(duration, "total_
 
 def _child_json(code: str, env: dict[str, str], log: Path) -> dict:
     log.parent.mkdir(parents=True, exist_ok=True)
-    out = subprocess.run([PY, "-c", textwrap.dedent(code)], env=env, cwd=ROOT, capture_output=True, text=True,
-                         check=False)
+    out = subprocess.run(
+        [PY, "-c", textwrap.dedent(code)], env=env, cwd=ROOT, capture_output=True, text=True, check=False
+    )
     log.write_text(out.stdout + out.stderr, encoding="utf-8")
     if out.returncode != 0:
         raise SystemExit(f"benchmark step failed; see {log}")
@@ -115,8 +119,13 @@ def _child_json(code: str, env: dict[str, str], log: Path) -> dict:
 
 
 def _copy_project(target: Path) -> Path:
-    shutil.copytree(ROOT, target, ignore=shutil.ignore_patterns(".git", ".venv", ".tools", "var", "target", "logs",
-                                                                "__pycache__", "bi", "tests", "benchmarks"))
+    shutil.copytree(
+        ROOT,
+        target,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", ".tools", "var", "target", "logs", "__pycache__", "bi", "tests", "benchmarks"
+        ),
+    )
     return target
 
 
@@ -137,15 +146,19 @@ def main() -> None:
 
     # one new wave on top of the three: a copy of the project with the 2020 example added
     project = _copy_project(WORK / "project_2020")
-    subprocess.run([PY, str(ROOT / "scripts" / "example_wave_2020.py"), str(project)], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [PY, str(ROOT / "scripts" / "example_wave_2020.py"), str(project)], check=True, stdout=subprocess.DEVNULL
+    )
     var_2020 = WORK / "run_2020"
     shutil.copytree(WORK / "run", var_2020, ignore=shutil.ignore_patterns("logs", "quality", "gx", "data_docs"))
     shutil.rmtree(var_2020 / "setup", ignore_errors=True)
     full_2020_setup = make_run(var_2020, project, [2020])
 
-    parse = _child_json(PARSE.format(dags=str(ROOT / "dags" / "survey_waves.py")),
-                        _env(WORK / "parse") | {"AIRFLOW_HOME": str(WORK / "parse" / "airflow")}, WORK / "parse.log")
+    parse = _child_json(
+        PARSE.format(dags=str(ROOT / "dags" / "survey_waves.py")),
+        _env(WORK / "parse") | {"AIRFLOW_HOME": str(WORK / "parse" / "airflow")},
+        WORK / "parse.log",
+    )
 
     rows = [
         ("make run, every wave, empty warehouse", cold, f"x{cold / floor:.1f} the work"),
@@ -165,8 +178,9 @@ def main() -> None:
         print(f"{name:<48}{seconds:>9.1f}   {ratio}")
     if not args.skip_loader:
         print()
-        subprocess.run([PY, str(ROOT / "benchmarks" / "large_wave_load.py"), "--xlsx-rows", "100000", "--postgres"],
-                       check=True)
+        subprocess.run(
+            [PY, str(ROOT / "benchmarks" / "large_wave_load.py"), "--xlsx-rows", "100000", "--postgres"], check=True
+        )
 
 
 if __name__ == "__main__":

@@ -31,8 +31,10 @@ ROOT_FOLDER = "survey_dashboard"
 
 def load_source(source: Path = SOURCE) -> dict[str, dict[str, Any]]:
     """Every YAML file of the bundle folder, by its path relative to the folder."""
-    files = {p.relative_to(source).as_posix(): yaml.safe_load(p.read_text(encoding="utf-8"))
-             for p in sorted(source.rglob("*.yaml"))}
+    files = {
+        p.relative_to(source).as_posix(): yaml.safe_load(p.read_text(encoding="utf-8"))
+        for p in sorted(source.rglob("*.yaml"))
+    }
     if "metadata.yaml" not in files:
         raise FileNotFoundError(f"{source}/metadata.yaml is missing")
     return files
@@ -55,19 +57,29 @@ def query_context(params: dict[str, Any]) -> dict[str, Any]:
     """The query context the chart's params describe, for the chart types of this dashboard."""
     viz = params["viz_type"]
     query: dict[str, Any] = {
-        "filters": _filters(params), "extras": {"having": "", "where": ""}, "applied_time_extras": {},
-        "row_limit": params.get("row_limit") or 1000, "annotation_layers": [], "url_params": {},
-        "custom_params": {}, "custom_form_data": {}, "series_limit": 0, "order_desc": True,
+        "filters": _filters(params),
+        "extras": {"having": "", "where": ""},
+        "applied_time_extras": {},
+        "row_limit": params.get("row_limit") or 1000,
+        "annotation_layers": [],
+        "url_params": {},
+        "custom_params": {},
+        "custom_form_data": {},
+        "series_limit": 0,
+        "order_desc": True,
     }
     sort_metric = params.get("timeseries_limit_metric")
     if viz == "table" and params.get("query_mode") == "raw":
         # metrics None (not []): Superset groups by the columns whenever metrics is a list, even an empty one
-        query.update(columns=list(params["all_columns"]), metrics=None,
-                     orderby=[json.loads(o) for o in params.get("order_by_cols") or []])
+        query.update(
+            columns=list(params["all_columns"]),
+            metrics=None,
+            orderby=[json.loads(o) for o in params.get("order_by_cols") or []],
+        )
     elif viz == "table" and params.get("query_mode") == "aggregate":
         # as the table's buildQuery: ordered by the "sort by" metric (not shown), else by the first metric, descending
         metrics = list(params["metrics"])
-        orderby = ([[sort_metric, not params.get("order_desc", True)]] if sort_metric else [[metrics[0], False]])
+        orderby = [[sort_metric, not params.get("order_desc", True)]] if sort_metric else [[metrics[0], False]]
         query.update(columns=list(params.get("groupby") or []), metrics=metrics, orderby=orderby)
     elif viz == "echarts_timeseries_bar":
         x_axis = params["x_axis"]
@@ -79,13 +91,25 @@ def query_context(params: dict[str, Any]) -> dict[str, Any]:
             # returned as a column, and the rows come in that order
             metrics.append(sort_metric)
             orderby = [[sort_metric, bool(params.get("x_axis_sort_asc", True))]]
-        query.update(columns=[{"columnType": "BASE_AXIS", "sqlExpression": x_axis, "label": x_axis,
-                               "expressionType": "SQL"}, *groupby],
-                     metrics=metrics, orderby=orderby, series_columns=groupby)
+        query.update(
+            columns=[
+                {"columnType": "BASE_AXIS", "sqlExpression": x_axis, "label": x_axis, "expressionType": "SQL"},
+                *groupby,
+            ],
+            metrics=metrics,
+            orderby=orderby,
+            series_columns=groupby,
+        )
     else:
         raise ValueError(f"no query context builder for viz_type {viz!r} (query_mode {params.get('query_mode')!r})")
-    return {"datasource": {"id": 0, "type": "table"}, "force": False, "queries": [query], "form_data": params,
-            "result_format": "json", "result_type": "full"}
+    return {
+        "datasource": {"id": 0, "type": "table"},
+        "force": False,
+        "queries": [query],
+        "form_data": params,
+        "result_format": "json",
+        "result_type": "full",
+    }
 
 
 def render(files: dict[str, dict[str, Any]], published: Path, bundle_type: str = "Dashboard") -> dict[str, str]:

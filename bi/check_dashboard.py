@@ -24,8 +24,16 @@ import sys
 import time
 from pathlib import Path
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 # Evaluated in the page: the state of every chart on the dashboard.
 CHART_STATE_JS = """() => {
@@ -61,8 +69,9 @@ DASHBOARD_TEXT_JS = """() => {
 }"""
 
 
-def _wait_until_rendered(page, expected_charts: int | None, timeout: float, since: float | None = None,
-                         responses: list | None = None) -> dict:
+def _wait_until_rendered(
+    page, expected_charts: int | None, timeout: float, since: float | None = None, responses: list | None = None
+) -> dict:
     """Poll until every chart has rendered (or shows an error), nothing loads, and that has held for 1.5 s. With
     `since`, also wait for at least one chart-data response after that moment."""
     deadline = time.monotonic() + timeout
@@ -70,10 +79,13 @@ def _wait_until_rendered(page, expected_charts: int | None, timeout: float, sinc
     while time.monotonic() < deadline:
         state = page.evaluate(CHART_STATE_JS)
         charts = state["charts"]
-        done = (charts and (expected_charts is None or len(charts) >= expected_charts)
-                and state["spinners"] == 0
-                and all((c["rendered"] or c["error"]) and not c["loading"] for c in charts)
-                and (since is None or any(r["at"] >= since for r in responses or [])))
+        done = (
+            charts
+            and (expected_charts is None or len(charts) >= expected_charts)
+            and state["spinners"] == 0
+            and all((c["rendered"] or c["error"]) and not c["loading"] for c in charts)
+            and (since is None or any(r["at"] >= since for r in responses or []))
+        )
         if done:
             stable_since = stable_since or time.monotonic()
             if time.monotonic() - stable_since >= 1.5:  # nothing started loading again
@@ -104,13 +116,24 @@ def pick_region(page, region: str) -> None:
     page.keyboard.press("Escape")
     apply = page.locator('[data-test="filter-bar__apply-button"]')
     apply.wait_for(state="visible", timeout=10_000)
-    page.wait_for_function("() => { const b = document.querySelector('[data-test=\"filter-bar__apply-button\"]');"
-                           " return b && !b.disabled; }", timeout=20_000)
+    page.wait_for_function(
+        "() => { const b = document.querySelector('[data-test=\"filter-bar__apply-button\"]');"
+        " return b && !b.disabled; }",
+        timeout=20_000,
+    )
     apply.click()
 
 
-def check(url: str, out: Path, slug: str, username: str, password: str, expected_charts: int | None,
-          timeout: float, region: str | None = None) -> dict:
+def check(
+    url: str,
+    out: Path,
+    slug: str,
+    username: str,
+    password: str,
+    expected_charts: int | None,
+    timeout: float,
+    region: str | None = None,
+) -> dict:
     from playwright.sync_api import sync_playwright
 
     report: dict = {"external_requests_blocked": [], "chart_data_responses": [], "console_errors": []}
@@ -132,8 +155,7 @@ def check(url: str, out: Path, slug: str, username: str, password: str, expected
         responses.append(entry)
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
-                                    args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1200})
 
@@ -145,8 +167,9 @@ def check(url: str, out: Path, slug: str, username: str, password: str, expected
 
             page.route("**/*", route)
             page.on("response", on_response)
-            page.on("console", lambda msg: report["console_errors"].append(msg.text[:300])
-                    if msg.type == "error" else None)
+            page.on(
+                "console", lambda msg: report["console_errors"].append(msg.text[:300]) if msg.type == "error" else None
+            )
 
             started = time.monotonic()
             page.goto(f"{url}/login/")
@@ -169,14 +192,21 @@ def check(url: str, out: Path, slug: str, username: str, password: str, expected
             if region:
                 picked = time.monotonic()
                 pick_region(page, region)
-                region_state = _wait_until_rendered(page, expected_charts, timeout, since=picked,
-                                                    responses=responses)
-                city_title = next((c["title"] for c in [*state["charts"], *region_state["charts"]]
-                                   if c["title"].startswith("City history")), None)
+                region_state = _wait_until_rendered(page, expected_charts, timeout, since=picked, responses=responses)
+                city_title = next(
+                    (
+                        c["title"]
+                        for c in [*state["charts"], *region_state["charts"]]
+                        if c["title"].startswith("City history")
+                    ),
+                    None,
+                )
                 region_shot = out.with_name(f"{out.stem}_region{out.suffix}")
                 page.screenshot(path=str(region_shot), full_page=True)
                 report["region"] = {
-                    "name": region, "charts": region_state["charts"], "spinners": region_state["spinners"],
+                    "name": region,
+                    "charts": region_state["charts"],
+                    "spinners": region_state["spinners"],
                     "chart_data": _chart_data_since(responses, picked),
                     "city_table_cells": page.evaluate(TABLE_CELLS_JS, city_title) if city_title else None,
                     "screenshot": str(region_shot),
@@ -192,14 +222,20 @@ def check(url: str, out: Path, slug: str, username: str, password: str, expected
     problems += [f"chart {c['title']!r} shows an error: {c['error']}" for c in charts if c["error"]]
     if report.get("spinners"):
         problems.append(f"{report['spinners']} loading indicators still spinning after {timeout:.0f} s")
-    problems += [f"chart data request {r['url']} answered {r['status']}" for r in report["chart_data_responses"]
-                 if r["status"] != 200]
+    problems += [
+        f"chart data request {r['url']} answered {r['status']}"
+        for r in report["chart_data_responses"]
+        if r["status"] != 200
+    ]
     if not report["chart_data_responses"]:
         problems.append("the dashboard made no chart data request")
     if region:
         after = report.get("region", {})
-        problems += [f"with region {region!r}: chart {c['title']!r} shows an error: {c['error']}"
-                     for c in after.get("charts", []) if c["error"] or not c["rendered"]]
+        problems += [
+            f"with region {region!r}: chart {c['title']!r} shows an error: {c['error']}"
+            for c in after.get("charts", [])
+            if c["error"] or not c["rendered"]
+        ]
         if not after.get("chart_data"):
             problems.append(f"picking region {region!r} made no chart data request")
     report["problems"] = problems
@@ -217,8 +253,16 @@ def main() -> None:
     parser.add_argument("--region", help="pick this region in the native filter Region, apply, report again")
     args = parser.parse_args()
     password = os.environ.get("SUPERSET_ADMIN_PASSWORD") or "admin"
-    report = check(args.url.rstrip("/"), args.out, args.slug, args.username, password, args.expected_charts,
-                   args.timeout, args.region)
+    report = check(
+        args.url.rstrip("/"),
+        args.out,
+        args.slug,
+        args.username,
+        password,
+        args.expected_charts,
+        args.timeout,
+        args.region,
+    )
     print(json.dumps(report, indent=1, ensure_ascii=False))
     sys.exit(1 if report["problems"] else 0)
 

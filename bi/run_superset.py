@@ -53,17 +53,19 @@ def admin_password() -> str:
 
 def superset_env() -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "SUPERSET_CONFIG_PATH": str(BI_DIR / "superset_config.py"),
-        "FLASK_APP": "superset.app:create_app()",
-        "SURVEY_VAR_DIR": str(var_dir()),
-        "SURVEY_PUBLISHED_PATH": str(published_path()),
-        "PYTHONUNBUFFERED": "1",
-        # Telemetry of the Python side; the front end's pixel is blocked by the CSP in superset_config.py.
-        "SCARF_ANALYTICS": "false",
-        "DO_NOT_TRACK": "1",
-        "SUPERSET_LOAD_EXAMPLES": "no",
-    })
+    env.update(
+        {
+            "SUPERSET_CONFIG_PATH": str(BI_DIR / "superset_config.py"),
+            "FLASK_APP": "superset.app:create_app()",
+            "SURVEY_VAR_DIR": str(var_dir()),
+            "SURVEY_PUBLISHED_PATH": str(published_path()),
+            "PYTHONUNBUFFERED": "1",
+            # Telemetry of the Python side; the front end's pixel is blocked by the CSP in superset_config.py.
+            "SCARF_ANALYTICS": "false",
+            "DO_NOT_TRACK": "1",
+            "SUPERSET_LOAD_EXAMPLES": "no",
+        }
+    )
     return env
 
 
@@ -97,8 +99,14 @@ def provision(bundle: Path, password: str) -> None:
 
         user = security_manager.find_user(username=ADMIN_USERNAME)
         if user is None:
-            user = security_manager.add_user(ADMIN_USERNAME, "Survey", "Admin", "admin@localhost",
-                                             security_manager.find_role("Admin"), password=password)
+            user = security_manager.add_user(
+                ADMIN_USERNAME,
+                "Survey",
+                "Admin",
+                "admin@localhost",
+                security_manager.find_role("Admin"),
+                password=password,
+            )
             if not user:
                 sys.exit("could not create the admin user")
         else:
@@ -169,9 +177,26 @@ def main() -> None:
     url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '') else args.host}:{args.port}"  # noqa: S104
     with log.open("a") as out:
         server = subprocess.Popen(
-            [_bin("gunicorn"), "--workers", "1", "--worker-class", "gthread", "--threads", "8", "--timeout", "120",
-             "--graceful-timeout", "10", "--bind", f"{args.host}:{args.port}", "superset.app:create_app()"],
-            env=env, stdout=out, stderr=subprocess.STDOUT)
+            [
+                _bin("gunicorn"),
+                "--workers",
+                "1",
+                "--worker-class",
+                "gthread",
+                "--threads",
+                "8",
+                "--timeout",
+                "120",
+                "--graceful-timeout",
+                "10",
+                "--bind",
+                f"{args.host}:{args.port}",
+                "superset.app:create_app()",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
     stopping: list[int] = []
 
@@ -188,9 +213,12 @@ def main() -> None:
     if not stopping:
         print(f"  {'web server up':<34} {time.monotonic() - started:5.1f} s in all", flush=True)
         print(f"\nSuperset is running: {url}/superset/dashboard/who-leads-digitalisation/", flush=True)
-        print(f"Log in as {ADMIN_USERNAME} / "
-              f"{'admin (development default)' if password == DEVELOPMENT_ADMIN_PASSWORD else '$SUPERSET_ADMIN_PASSWORD'}."
-              " Ctrl-C stops it.", flush=True)
+        print(
+            f"Log in as {ADMIN_USERNAME} / "
+            f"{'admin (development default)' if password == DEVELOPMENT_ADMIN_PASSWORD else '$SUPERSET_ADMIN_PASSWORD'}."
+            " Ctrl-C stops it.",
+            flush=True,
+        )
     while server.poll() is None:
         if stopping and len(stopping) > 1:  # a second Ctrl-C: do not wait for the graceful shutdown
             server.kill()

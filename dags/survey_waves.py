@@ -28,8 +28,9 @@ from survey_warehouse import pipeline
 DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
 DBT_TARGET = os.environ.get("SURVEY_DBT_TARGET", "duckdb")  # duckdb (embedded) or postgres (scale-out)
 # DuckDB allows one writer: every task that opens it takes the single slot of this pool. PostgreSQL takes many.
-WAREHOUSE_POOL = os.environ.get("SURVEY_WAREHOUSE_POOL",
-                                "duckdb_warehouse" if DBT_TARGET == "duckdb" else "default_pool")
+WAREHOUSE_POOL = os.environ.get(
+    "SURVEY_WAREHOUSE_POOL", "duckdb_warehouse" if DBT_TARGET == "duckdb" else "default_pool"
+)
 
 
 def _producer_first(group: DbtTaskGroup) -> None:
@@ -55,21 +56,34 @@ def _producer_first(group: DbtTaskGroup) -> None:
     start_date=pendulum.datetime(2016, 1, 1, tz="Europe/Helsinki"),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": int(os.environ.get("SURVEY_TASK_RETRIES", "2")),
-                  "retry_delay": pendulum.duration(minutes=5)},
-    params={"wave_year": Param(None, type=["null", "integer"], description="Load this wave instead of the "
-                                                                            "logical date's year")},
+    default_args={
+        "retries": int(os.environ.get("SURVEY_TASK_RETRIES", "2")),
+        "retry_delay": pendulum.duration(minutes=5),
+    },
+    params={
+        "wave_year": Param(
+            None, type=["null", "integer"], description="Load this wave instead of the logical date's year"
+        )
+    },
     doc_md=__doc__,
     tags=["survey", "warehouse"],
 )
 def survey_waves() -> None:
-    @task(task_id=pipeline.PLAN_TASK_ID, pool=WAREHOUSE_POOL, retries=0,
-          doc_md="What the run has to do: nothing (skipped), rebuild the marts, or load the wave's file.")
+    @task(
+        task_id=pipeline.PLAN_TASK_ID,
+        pool=WAREHOUSE_POOL,
+        retries=0,
+        doc_md="What the run has to do: nothing (skipped), rebuild the marts, or load the wave's file.",
+    )
     def plan_wave(**context: Any) -> dict[str, Any]:
         return pipeline.plan_run(pipeline.wave_year_of_run(context))
 
-    @task(task_id=pipeline.LOAD_TASK_ID, pool=WAREHOUSE_POOL, retries=0,
-          doc_md="Load the file as delivered into raw (a no-op when it and its reading are unchanged).")
+    @task(
+        task_id=pipeline.LOAD_TASK_ID,
+        pool=WAREHOUSE_POOL,
+        retries=0,
+        doc_md="Load the file as delivered into raw (a no-op when it and its reading are unchanged).",
+    )
     def load_raw_wave(plan: Any) -> dict[str, Any]:  # the plan's XCom
         return pipeline.load_raw_wave(plan["wave_year"])
 
@@ -89,18 +103,21 @@ def survey_waves() -> None:
 
     dbt_build = DbtTaskGroup(
         group_id="dbt_build",
-        project_config=ProjectConfig(dbt_project_path=DBT_PROJECT,
-                                     manifest_path=DBT_PROJECT / "target" / "manifest.json",
-                                     install_dbt_deps=False),
-        profile_config=ProfileConfig(profile_name="survey_warehouse", target_name=DBT_TARGET,
-                                     profiles_yml_filepath=DBT_PROJECT / "profiles.yml"),
+        project_config=ProjectConfig(
+            dbt_project_path=DBT_PROJECT, manifest_path=DBT_PROJECT / "target" / "manifest.json", install_dbt_deps=False
+        ),
+        profile_config=ProfileConfig(
+            profile_name="survey_warehouse", target_name=DBT_TARGET, profiles_yml_filepath=DBT_PROJECT / "profiles.yml"
+        ),
         render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.AFTER_EACH),
         # WATCHER: one `dbt build` (the producer, the only task that opens the warehouse) and, per model or seed, a
         # sensor for its run and one for its tests, each reporting its node's own state from the producer's events.
         # The producer is never retried: a retried producer skips itself and would hide a failed build.
-        execution_config=ExecutionConfig(execution_mode=ExecutionMode.WATCHER,
-                                         test_indirect_selection=TestIndirectSelection.BUILDABLE,
-                                         setup_operator_args={"retries": 0}),
+        execution_config=ExecutionConfig(
+            execution_mode=ExecutionMode.WATCHER,
+            test_indirect_selection=TestIndirectSelection.BUILDABLE,
+            setup_operator_args={"retries": 0},
+        ),
         operator_args={"pool": WAREHOUSE_POOL, "poke_interval": 1},
     )
 
@@ -114,13 +131,20 @@ def survey_waves() -> None:
         doc_md="Great Expectations gate on the marts as just built (expectations/marts/).",
     )
 
-    @task(pool=WAREHOUSE_POOL, retries=0,
-          doc_md="Publish the marts (a new file swapped in, or a schema swap) and make the candidate current.")
+    @task(
+        pool=WAREHOUSE_POOL,
+        retries=0,
+        doc_md="Publish the marts (a new file swapped in, or a schema swap) and make the candidate current.",
+    )
     def publish_marts(**context: Any) -> dict[str, Any]:
         return pipeline.publish_marts(context["run_id"])
 
-    @task(pool=WAREHOUSE_POOL, trigger_rule="one_failed", retries=0,
-          doc_md="Some step failed: keep the reason with the run's load; nothing is published.")
+    @task(
+        pool=WAREHOUSE_POOL,
+        trigger_rule="one_failed",
+        retries=0,
+        doc_md="Some step failed: keep the reason with the run's load; nothing is published.",
+    )
     def record_failure(**context: Any) -> str:
         return pipeline.record_failure(**context)
 

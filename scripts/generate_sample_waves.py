@@ -52,16 +52,65 @@ NO_KEY_RESPONDENT: dict[tuple[int, str], list[tuple[str, str]]] = {
     (2018, "743"): [("city_manager", "no_designated_lead"), ("sector_director", "sector_directors")],
 }
 
-FIRST_NAMES = ["Aino", "Eero", "Helmi", "Juha", "Kaisa", "Lauri", "Mari", "Mikko", "Niina", "Olli", "Päivi", "Riku",
-               "Sanna", "Tapio", "Tiina", "Ville", "Sari", "Jari", "Minna", "Antti", "Hanna", "Kari", "Leena", "Timo"]
-LAST_NAMES = ["Virtanen", "Korhonen", "Mäkinen", "Nieminen", "Mäkelä", "Hämäläinen", "Laine", "Heikkinen", "Koskinen",
-              "Järvinen", "Lehtonen", "Lehtinen", "Saarinen", "Salminen", "Heinonen", "Niemi", "Heikkilä", "Kinnunen"]
-COMMENTS = ["", "", "", "Asukas ensin: koko palveluprosessi pitää digitalisoida.",
-            "Toimialat suunnittelevat usein yksin.",
-            "Tietohallinto kutsutaan mukaan vasta hankintapäätöksessä.", "Ulkopuolinen fasilitaattori auttaisi.",
-            "Digiosaaminen on vielä heikkoa monella toimialalla.", "Kaikki ovat vastuussa digitalisaatiosta.",
-            # free text carries personal data too: it must never leave the raw layer
-            "Lisätietoja antaa Matti Meikäläinen, matti.meikalainen@example.fi, puh. 040 123 4567."]
+FIRST_NAMES = [
+    "Aino",
+    "Eero",
+    "Helmi",
+    "Juha",
+    "Kaisa",
+    "Lauri",
+    "Mari",
+    "Mikko",
+    "Niina",
+    "Olli",
+    "Päivi",
+    "Riku",
+    "Sanna",
+    "Tapio",
+    "Tiina",
+    "Ville",
+    "Sari",
+    "Jari",
+    "Minna",
+    "Antti",
+    "Hanna",
+    "Kari",
+    "Leena",
+    "Timo",
+]
+LAST_NAMES = [
+    "Virtanen",
+    "Korhonen",
+    "Mäkinen",
+    "Nieminen",
+    "Mäkelä",
+    "Hämäläinen",
+    "Laine",
+    "Heikkinen",
+    "Koskinen",
+    "Järvinen",
+    "Lehtonen",
+    "Lehtinen",
+    "Saarinen",
+    "Salminen",
+    "Heinonen",
+    "Niemi",
+    "Heikkilä",
+    "Kinnunen",
+]
+COMMENTS = [
+    "",
+    "",
+    "",
+    "Asukas ensin: koko palveluprosessi pitää digitalisoida.",
+    "Toimialat suunnittelevat usein yksin.",
+    "Tietohallinto kutsutaan mukaan vasta hankintapäätöksessä.",
+    "Ulkopuolinen fasilitaattori auttaisi.",
+    "Digiosaaminen on vielä heikkoa monella toimialalla.",
+    "Kaikki ovat vastuussa digitalisaatiosta.",
+    # free text carries personal data too: it must never leave the raw layer
+    "Lisätietoja antaa Matti Meikäläinen, matti.meikalainen@example.fi, puh. 040 123 4567.",
+]
 
 
 def _labels(wave: int, question: str) -> dict[str, str]:
@@ -125,8 +174,10 @@ def _answers(rng: random.Random, wave: int, lead: str) -> dict[str, int | str]:
 def generate_wave(wave: int, rng: random.Random) -> list[dict[str, object]]:
     """One record per respondent, in field ids; formatting per wave is done by the writers."""
     names = _official_names()
-    labels = {q: _labels(wave, q) for q in ("lead", "respondent_role", "it_involvement_stage", "cooperation",
-                                             "business_digital_skills")}
+    labels = {
+        q: _labels(wave, q)
+        for q in ("lead", "respondent_role", "it_involvement_stage", "cooperation", "business_digital_skills")
+    }
     start = dt.datetime(wave, 3, 12, 8, 0)
     records: list[dict[str, object]] = []
     used_emails: set[str] = set()
@@ -141,22 +192,25 @@ def generate_wave(wave: int, rng: random.Random) -> list[dict[str, object]]:
                 email = email.replace("@", f"{rng.randint(2, 9)}@", 1)
             used_emails.add(email)
             ans = _answers(rng, wave, person["lead"])
-            cooperation = (ans["cooperation"] if wave < 2019
-                           else min(10, max(0, 2 * ans["cooperation"] - rng.randint(0, 1))))
+            cooperation = (
+                ans["cooperation"] if wave < 2019 else min(10, max(0, 2 * ans["cooperation"] - rng.randint(0, 1)))
+            )
             skills = ans["skills"] if wave < 2019 else min(4, max(1, round(ans["skills"] * 0.8)))
-            records.append({
-                "respondent_name": f"{first} {last}",
-                "respondent_email": email,
-                "city": _type_city(rng, code, names[code]),
-                "respondent_role": labels["respondent_role"][person["role"]],
-                "submitted_at": start + dt.timedelta(days=rng.randint(0, 30), minutes=rng.randint(0, 600)),
-                "response_minutes": round(rng.uniform(4, 25) * 2) / 2,
-                "lead": labels["lead"][person["lead"]],
-                "cooperation": labels["cooperation"][f"score_{cooperation}"],
-                "it_involvement_stage": labels["it_involvement_stage"][ans["stage"]],
-                "business_digital_skills": labels["business_digital_skills"][f"score_{skills}"],
-                "comment": rng.choice(COMMENTS),
-            })
+            records.append(
+                {
+                    "respondent_name": f"{first} {last}",
+                    "respondent_email": email,
+                    "city": _type_city(rng, code, names[code]),
+                    "respondent_role": labels["respondent_role"][person["role"]],
+                    "submitted_at": start + dt.timedelta(days=rng.randint(0, 30), minutes=rng.randint(0, 600)),
+                    "response_minutes": round(rng.uniform(4, 25) * 2) / 2,
+                    "lead": labels["lead"][person["lead"]],
+                    "cooperation": labels["cooperation"][f"score_{cooperation}"],
+                    "it_involvement_stage": labels["it_involvement_stage"][ans["stage"]],
+                    "business_digital_skills": labels["business_digital_skills"][f"score_{skills}"],
+                    "comment": rng.choice(COMMENTS),
+                }
+            )
     rng.shuffle(records)
     return records
 
@@ -178,8 +232,11 @@ def write_csv(spec: dict, records: list[dict[str, object]], path: Path) -> None:
             for field in fields:
                 value = rec[field]
                 if field == "submitted_at":
-                    value = (f"{value.day}.{value.month}.{value.year} {value:%H:%M}" if wave == 2016
-                             else f"{value:%Y-%m-%dT%H:%M:%S}")
+                    value = (
+                        f"{value.day}.{value.month}.{value.year} {value:%H:%M}"
+                        if wave == 2016
+                        else f"{value:%Y-%m-%dT%H:%M:%S}"
+                    )
                 elif field == "response_minutes":
                     value = f"{value:.1f}".replace(".", ",") if wave == 2016 else f"{value:.1f}"
                 row.append(value)

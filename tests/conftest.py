@@ -23,11 +23,15 @@ TEST_VAR = Path(os.environ.get("SURVEY_TEST_VAR", ROOT / "var" / "tests"))
 
 # Airflow reads its home when first imported: keep it inside the clone, away from ~/airflow.
 os.environ["AIRFLOW_HOME"] = str(TEST_VAR / "airflow_parse")
-for key, value in {"AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
-                   "DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "False", "GX_ANALYTICS_ENABLED": "False",
-                   "SCARF_ANALYTICS": "false"}.items():
+for key, value in {
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+    "DO_NOT_TRACK": "1",
+    "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+    "GX_ANALYTICS_ENABLED": "False",
+    "SCARF_ANALYTICS": "false",
+}.items():
     os.environ[key] = value
-
 
 
 def _refuse_reads_beside_the_clone() -> None:
@@ -41,8 +45,11 @@ def _refuse_reads_beside_the_clone() -> None:
     def hook(event: str, args: tuple) -> None:
         if event == "open" and isinstance(args[0], (str, Path)):
             path = Path(os.path.abspath(args[0]))
-            if (path.is_relative_to(beside) and not path.relative_to(beside).parts[0].startswith(".")
-                    and not any(path.is_relative_to(a) for a in allowed)):
+            if (
+                path.is_relative_to(beside)
+                and not path.relative_to(beside).parts[0].startswith(".")
+                and not any(path.is_relative_to(a) for a in allowed)
+            ):
                 raise PermissionError(f"tests may read only what the repository holds, not {path}")
 
     sys.addaudithook(hook)
@@ -70,9 +77,15 @@ def make_paths(name: str, fresh: bool = True) -> Paths:
         (var / "airflow").mkdir()
         for file in ("airflow.db", "migrated.stamp", "pool.stamp"):
             shutil.copy2(AIRFLOW_TEMPLATE / "airflow" / file, var / "airflow" / file)
-    return Paths(root=ROOT, var=var, waves_config=ROOT / "config" / "waves",
-                 warehouse=var / "warehouse" / "survey.duckdb", published=var / "published" / "survey_marts.duckdb",
-                 data_docs=var / "data_docs", dbt_project=ROOT / "dbt_project")
+    return Paths(
+        root=ROOT,
+        var=var,
+        waves_config=ROOT / "config" / "waves",
+        warehouse=var / "warehouse" / "survey.duckdb",
+        published=var / "published" / "survey_marts.duckdb",
+        data_docs=var / "data_docs",
+        dbt_project=ROOT / "dbt_project",
+    )
 
 
 def use_paths(monkeypatch: pytest.MonkeyPatch, paths: Paths) -> None:
@@ -120,8 +133,11 @@ def pipeline_run(manifest: Path, testrun_uid: str) -> PipelineRun:
         paths = make_paths("e2e")
         cli.setup(paths)
         outcomes = cli.run_years(paths, list(WAVE_YEARS))
-        done.write_text(json.dumps({"session": testrun_uid,
-                                    "outcomes": {y: [c, s, str(log)] for y, (c, s, log) in outcomes.items()}}))
+        done.write_text(
+            json.dumps(
+                {"session": testrun_uid, "outcomes": {y: [c, s, str(log)] for y, (c, s, log) in outcomes.items()}}
+            )
+        )
         return PipelineRun(paths, outcomes)
 
 
@@ -143,10 +159,16 @@ def task_states(paths: Paths, year: int) -> dict[str, str]:
     import sqlite3
 
     with sqlite3.connect(paths.var / "airflow" / "airflow.db") as db:
-        run_id = db.execute("select run_id from dag_run where dag_id = 'survey_waves' and "
-                            "strftime('%Y', logical_date) = ? order by id desc limit 1", [str(year)]).fetchone()[0]
-        return dict(db.execute("select task_id, state from task_instance where dag_id = 'survey_waves' "
-                               "and run_id = ?", [run_id]).fetchall())
+        run_id = db.execute(
+            "select run_id from dag_run where dag_id = 'survey_waves' and "
+            "strftime('%Y', logical_date) = ? order by id desc limit 1",
+            [str(year)],
+        ).fetchone()[0]
+        return dict(
+            db.execute(
+                "select task_id, state from task_instance where dag_id = 'survey_waves' and run_id = ?", [run_id]
+            ).fetchall()
+        )
 
 
 def published_ranges() -> dict[int, tuple[float, float]]:
@@ -154,8 +176,10 @@ def published_ranges() -> dict[int, tuple[float, float]]:
     import csv
 
     with open(PUBLISHED_FIGURES, encoding="utf-8") as f:
-        return {int(r["wave_year"]): (float(r["share_min_exclusive"]), float(r["share_max_inclusive"]))
-                for r in csv.DictReader(f)}
+        return {
+            int(r["wave_year"]): (float(r["share_min_exclusive"]), float(r["share_max_inclusive"]))
+            for r in csv.DictReader(f)
+        }
 
 
 MATCHING_CORPUS = ROOT / "tests" / "fixtures" / "matching_corpus.csv"
@@ -175,7 +199,6 @@ def matching_corpus() -> list[tuple[str, str, str | None]]:
         return [(r["case"], _unescape(r["value"]), r["expected_key"] or None) for r in csv.DictReader(f)]
 
 
-
 # ------------------------------------------------------------------------------ helpers of the DAG-run tests
 
 
@@ -183,18 +206,17 @@ def file_sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-
 def current_loads(paths: Paths) -> dict[int, str]:
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
         return dict(con.execute("select wave_year, load_id from raw.load_registry where is_current").fetchall())
 
 
-
 def latest_load(paths: Paths, year: int) -> tuple[str, str]:
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
-        return con.execute("select status, status_message from raw.load_registry where wave_year = ? "
-                           "order by loaded_at desc limit 1", [year]).fetchone()
-
+        return con.execute(
+            "select status, status_message from raw.load_registry where wave_year = ? order by loaded_at desc limit 1",
+            [year],
+        ).fetchone()
 
 
 def waves_with_file(tmp: Path, year: int, file: Path, **spec_changes) -> Path:
@@ -210,12 +232,9 @@ def waves_with_file(tmp: Path, year: int, file: Path, **spec_changes) -> Path:
     return waves
 
 
-
 def lines_2019() -> list[str]:
     spec = yaml.safe_load((ROOT / "config/waves/2019.yml").read_text(encoding="utf-8"))
     return (ROOT / spec["file"]).read_text(encoding="utf-8-sig").splitlines()
-
-
 
 
 def require_services(*services: tuple[str, int]) -> None:
@@ -238,5 +257,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         path = str(item.path)
         if "pipeline_run" in getattr(item, "fixturenames", ()) or any(
-                part in path for part in ("/scaleout/", "/bi/", "test_large_wave_load")):
+            part in path for part in ("/scaleout/", "/bi/", "test_large_wave_load")
+        ):
             item.add_marker(pytest.mark.slow)

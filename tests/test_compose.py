@@ -21,8 +21,16 @@ DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"
 
 INIT_SERVICE = "airflow-init"
-SERVICES = {"postgres", "redis", INIT_SERVICE, "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-            "airflow-worker", "superset"}
+SERVICES = {
+    "postgres",
+    "redis",
+    INIT_SERVICE,
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-worker",
+    "superset",
+}
 SECRET_WORDS = ("PASSWORD", "SECRET", "KEY")
 # ${VAR}, ${VAR:?message}, ${VAR:-default}. $${VAR} is not one: Compose turns it into ${VAR} for the container's shell.
 SUBSTITUTION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)")
@@ -47,8 +55,11 @@ def environment(service: dict) -> dict[str, str]:
 
 
 def env_example() -> dict[str, str]:
-    pairs = [line.split("=", 1) for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines()
-             if line.strip() and not line.lstrip().startswith("#")]
+    pairs = [
+        line.split("=", 1)
+        for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     return {key.strip(): value.strip() for key, value in pairs}
 
 
@@ -69,10 +80,25 @@ def docker_compose() -> str:
 
 def run_config(docker_compose: str, env_file: Path) -> subprocess.CompletedProcess[str]:
     # A clean environment: variables exported in the caller's shell would override the env file.
-    return subprocess.run([docker_compose, "-f", str(COMPOSE), "--project-directory", str(ROOT),
-                           "--env-file", str(env_file), "config", "-q"],
-                          cwd=ROOT, env={"PATH": os.environ["PATH"]}, capture_output=True, text=True, timeout=120,
-                          check=False)
+    return subprocess.run(
+        [
+            docker_compose,
+            "-f",
+            str(COMPOSE),
+            "--project-directory",
+            str(ROOT),
+            "--env-file",
+            str(env_file),
+            "config",
+            "-q",
+        ],
+        cwd=ROOT,
+        env={"PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_compose_file_is_valid_with_env_example(docker_compose: str) -> None:
@@ -82,8 +108,10 @@ def test_compose_file_is_valid_with_env_example(docker_compose: str) -> None:
 
 def test_compose_refuses_to_start_without_a_secret(docker_compose: str, tmp_path: Path) -> None:
     env_file = tmp_path / "env"
-    env_file.write_text("".join(f"{key}={value}\n" for key, value in env_example().items()
-                                if key != "AIRFLOW_JWT_SECRET"), encoding="utf-8")
+    env_file.write_text(
+        "".join(f"{key}={value}\n" for key, value in env_example().items() if key != "AIRFLOW_JWT_SECRET"),
+        encoding="utf-8",
+    )
     result = run_config(docker_compose, env_file)
     assert result.returncode != 0
     assert "set AIRFLOW_JWT_SECRET in .env" in result.stderr
@@ -91,12 +119,20 @@ def test_compose_refuses_to_start_without_a_secret(docker_compose: str, tmp_path
 
 def test_airflow_image_tag_matches_the_pinned_airflow() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    pins = [str(spec.version) for dep in project["dependencies"]
-            for req in [Requirement(dep)] if req.name == "apache-airflow"
-            for spec in req.specifier if spec.operator == "=="]
+    pins = [
+        str(spec.version)
+        for dep in project["dependencies"]
+        for req in [Requirement(dep)]
+        if req.name == "apache-airflow"
+        for spec in req.specifier
+        if spec.operator == "=="
+    ]
     assert len(pins) == 1, "pyproject.toml must pin apache-airflow with =="
-    tags = re.findall(r"^FROM\s+(?:--platform=\S+\s+)?apache/airflow:(\S+)", DOCKERFILE.read_text(encoding="utf-8"),
-                      flags=re.MULTILINE | re.IGNORECASE)
+    tags = re.findall(
+        r"^FROM\s+(?:--platform=\S+\s+)?apache/airflow:(\S+)",
+        DOCKERFILE.read_text(encoding="utf-8"),
+        flags=re.MULTILINE | re.IGNORECASE,
+    )
     assert len(tags) == 1, f"expected one apache/airflow base image, found {tags}"
     match = re.fullmatch(r"(\d+\.\d+\.\d+)-python(\d+\.\d+)", tags[0])
     assert match, f"the Airflow tag {tags[0]!r} must name the version and the Python, e.g. 3.3.2-python3.11"
@@ -105,10 +141,18 @@ def test_airflow_image_tag_matches_the_pinned_airflow() -> None:
 
 
 def test_build_targets_are_stages_of_the_dockerfile() -> None:
-    stages = set(re.findall(r"^FROM\s+\S+(?:\s+\S+)*?\s+AS\s+(\S+)\s*$", DOCKERFILE.read_text(encoding="utf-8"),
-                            flags=re.MULTILINE | re.IGNORECASE))
-    targets = {name: service["build"]["target"] for name, service in services().items()
-               if isinstance(service.get("build"), dict) and "target" in service["build"]}
+    stages = set(
+        re.findall(
+            r"^FROM\s+\S+(?:\s+\S+)*?\s+AS\s+(\S+)\s*$",
+            DOCKERFILE.read_text(encoding="utf-8"),
+            flags=re.MULTILINE | re.IGNORECASE,
+        )
+    )
+    targets = {
+        name: service["build"]["target"]
+        for name, service in services().items()
+        if isinstance(service.get("build"), dict) and "target" in service["build"]
+    }
     assert targets, "no service builds from the Dockerfile"
     assert {name: target for name, target in targets.items() if target not in stages} == {}
 
@@ -116,14 +160,18 @@ def test_build_targets_are_stages_of_the_dockerfile() -> None:
 def test_every_long_running_service_has_a_healthcheck() -> None:
     found = services()
     assert found.keys() >= SERVICES
-    missing = [name for name, service in found.items()
-               if name != INIT_SERVICE and not (service.get("healthcheck") or {}).get("test")]
+    missing = [
+        name
+        for name, service in found.items()
+        if name != INIT_SERVICE and not (service.get("healthcheck") or {}).get("test")
+    ]
     assert missing == []
 
 
 def test_airflow_services_wait_for_healthy_backends_and_init() -> None:
-    airflow = {name: service for name, service in services().items()
-               if name.startswith("airflow-") and name != INIT_SERVICE}
+    airflow = {
+        name: service for name, service in services().items() if name.startswith("airflow-") and name != INIT_SERVICE
+    }
     assert airflow
     for name, service in airflow.items():
         conditions = {dep: spec["condition"] for dep, spec in service["depends_on"].items()}
@@ -141,15 +189,21 @@ def test_airflow_runs_the_celery_executor_with_redis() -> None:
 
 
 def test_no_literal_secrets_in_the_compose_file() -> None:
-    literal = {f"{name}.{key}": value for name, service in services().items()
-               for key, value in environment(service).items()
-               if is_secret(key) and not REQUIRED_SUBSTITUTION.fullmatch(value)}
+    literal = {
+        f"{name}.{key}": value
+        for name, service in services().items()
+        for key, value in environment(service).items()
+        if is_secret(key) and not REQUIRED_SUBSTITUTION.fullmatch(value)
+    }
     assert literal == {}, "secrets must be ${VAR:?...} substitutions from .env"
     text = COMPOSE.read_text(encoding="utf-8")
     passwords = URL_PASSWORD.findall(text)
     assert passwords, "expected the connection URLs to carry their passwords from .env"
-    literal_in_urls = [password for password in passwords
-                       if not (REQUIRED_SUBSTITUTION.fullmatch(password) or RUNTIME_REFERENCE.fullmatch(password))]
+    literal_in_urls = [
+        password
+        for password in passwords
+        if not (REQUIRED_SUBSTITUTION.fullmatch(password) or RUNTIME_REFERENCE.fullmatch(password))
+    ]
     assert literal_in_urls == []
 
 
@@ -161,6 +215,5 @@ def test_env_example_defines_exactly_the_substituted_variables() -> None:
 
 
 def test_env_example_holds_placeholders_only() -> None:
-    real_looking = {key: value for key, value in env_example().items()
-                    if is_secret(key) and "change-me" not in value}
+    real_looking = {key: value for key, value in env_example().items() if is_secret(key) and "change-me" not in value}
     assert real_looking == {}

@@ -20,7 +20,7 @@ from survey_warehouse.load import load_wave
 from survey_warehouse.warehouse import WarehouseBusy
 from survey_warehouse.waves import find_wave_spec
 
-READER = r'''
+READER = r"""
 import json, sys, time, duckdb
 path, stop, out = sys.argv[1:4]
 seen, errors, iterations = set(), [], 0
@@ -44,7 +44,7 @@ while not os.path.exists(stop) or iterations < 3:
         errors.append(repr(exc))
     time.sleep(0.05)
 json.dump({"seen": sorted(seen), "errors": errors, "iterations": iterations}, open(out, "w"))
-'''
+"""
 
 
 def _sha(path: Path) -> str:
@@ -77,9 +77,16 @@ def test_a_second_writer_gets_a_clear_message_and_nothing_breaks(tmp_path: Path)
     paths = make_paths("two_writers")
     spec = find_wave_spec(2019, paths)
     load_wave(find_wave_spec(2016, paths), paths.warehouse)
-    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
-                               "print('holding', flush=True); time.sleep(60)", str(paths.warehouse)],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('holding', flush=True); time.sleep(60)",
+            str(paths.warehouse),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "holding"
         with pytest.raises(WarehouseBusy, match="being written by another process"):
@@ -94,7 +101,7 @@ def test_a_second_writer_gets_a_clear_message_and_nothing_breaks(tmp_path: Path)
     assert loads == [(2016, "failed"), (2019, "pending")] and not result.unchanged
 
 
-KILLABLE_LOAD = r'''
+KILLABLE_LOAD = r"""
 import dataclasses, sys, time
 from pathlib import Path
 from survey_warehouse import load
@@ -108,7 +115,7 @@ def stalled(*args, **kwargs):
 load._write_raw = stalled
 spec = dataclasses.replace(find_wave_spec(2019, get_paths()), file=Path(sys.argv[1]))
 load.load_wave(spec, Path(sys.argv[2]))
-'''
+"""
 
 
 def test_a_load_killed_midway_leaves_no_trace(tmp_path: Path) -> None:
@@ -126,8 +133,9 @@ def test_a_load_killed_midway_leaves_no_trace(tmp_path: Path) -> None:
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
         before = con.execute("select count(*) from raw.survey_cells").fetchone()[0]
 
-    child = subprocess.Popen([sys.executable, "-c", KILLABLE_LOAD, str(big), str(paths.warehouse)],
-                             stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLABLE_LOAD, str(big), str(paths.warehouse)], stdout=subprocess.PIPE, text=True
+    )
     assert child.stdout.readline().strip() == "written, not committed"
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
@@ -135,12 +143,14 @@ def test_a_load_killed_midway_leaves_no_trace(tmp_path: Path) -> None:
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
         after = con.execute("select count(*) from raw.survey_cells").fetchone()[0]
         loads = con.execute("select load_id, status from raw.load_registry order by loaded_at").fetchall()
-    assert after == before and loads == [(good.load_id, "pending")], "the killed load left nothing behind, and " \
-                                                                       "changed nothing"
+    assert after == before and loads == [(good.load_id, "pending")], (
+        "the killed load left nothing behind, and changed nothing"
+    )
     rerun = load_wave(dataclasses.replace(spec, file=big), paths.warehouse)
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
         loads = con.execute("select load_id, status, row_count from raw.load_registry order by loaded_at").fetchall()
-        cells = dict(con.execute("select load_id, count(distinct source_row_number) from raw.survey_cells "
-                                 "group by 1").fetchall())
+        cells = dict(
+            con.execute("select load_id, count(distinct source_row_number) from raw.survey_cells group by 1").fetchall()
+        )
     assert [(status, rows) for _id, status, rows in loads] == [("failed", good.row_count), ("pending", 200_000)]
     assert cells == {good.load_id: good.row_count, rerun.load_id: 200_000}

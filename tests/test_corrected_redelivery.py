@@ -25,8 +25,11 @@ def _corrected_2019(tmp: Path) -> tuple[Path, str]:
     col = {name: header.index(name) for name in ("Organisaatio", "Asema", LEAD, "Email")}
     rows = [line.split(",") for line in lines[1:]]
     codebook = Codebook.from_seeds(ROOT / "dbt_project" / "seeds")
-    key_roles = {a.label_key for a in codebook.answers if a.wave_year == 2019
-                 and a.question_id == "respondent_role" and a.answer_code in codebook.key_roles}
+    key_roles = {
+        a.label_key
+        for a in codebook.answers
+        if a.wave_year == 2019 and a.question_id == "respondent_role" and a.answer_code in codebook.key_roles
+    }
 
     def city(row: list[str]) -> str | None:
         return codebook.city_aliases.get(match_key(row[col["Organisaatio"]]))
@@ -37,8 +40,9 @@ def _corrected_2019(tmp: Path) -> tuple[Path, str]:
     withdrawn = next(r for r in rows if match_key(r[col["Asema"]]) not in key_roles)
     rows.remove(withdrawn)
     # a withdrawal is accepted explicitly, by the respondent's reference (the removal guard prints it)
-    reference = "r-" + hashlib.sha256(f"{pseudonym_key()}|{match_key(withdrawn[col['Email']])}".encode()
-                                      ).hexdigest()[:8]
+    reference = (
+        "r-" + hashlib.sha256(f"{pseudonym_key()}|{match_key(withdrawn[col['Email']])}".encode()).hexdigest()[:8]
+    )
     corrected = tmp / "city_survey_2019_export_corrected.csv"
     corrected.write_text("\n".join([lines[0]] + [",".join(r) for r in rows]) + "\n", encoding="utf-8-sig")
     waves = tmp / "waves"
@@ -62,19 +66,25 @@ def test_a_corrected_file_supersedes_the_load_and_the_change_can_be_queried(pipe
 
     assert code == 0, log.read_text()[-3000:]
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
-        loads = con.execute("select status, is_current, row_count from raw.load_registry where wave_year = 2019 "
-                            "order by loaded_at").fetchall()
+        loads = con.execute(
+            "select status, is_current, row_count from raw.load_registry where wave_year = 2019 order by loaded_at"
+        ).fetchall()
         kept = con.execute("select count(distinct load_id) from raw.survey_cells where wave_year = 2019").fetchone()
     assert [(s, c) for s, c, _n in loads] == [("superseded", False), ("passed", True)]
     assert loads[0][2] - loads[1][2] == 1 and kept == (2,), "both loads stay in raw"
     with duckdb.connect(str(paths.published), read_only=True) as con:
-        helsinki = con.execute("select responsibility_code from marts.fct_city_responsibility "
-                               "where wave_year = 2019 and municipality_code = '091'").fetchone()[0]
-        changes = con.execute("select municipality_code, question_id, change_type, previous_answer_code, "
-                              "current_answer_code, is_accepted_removal from marts.fct_answer_corrections "
-                              "order by 3, 1, 2").fetchall()
-        it_led = con.execute("select cities from marts.fct_responsibility_shares where wave_year = 2019 "
-                             "and is_it_management").fetchone()[0]
+        helsinki = con.execute(
+            "select responsibility_code from marts.fct_city_responsibility "
+            "where wave_year = 2019 and municipality_code = '091'"
+        ).fetchone()[0]
+        changes = con.execute(
+            "select municipality_code, question_id, change_type, previous_answer_code, "
+            "current_answer_code, is_accepted_removal from marts.fct_answer_corrections "
+            "order by 3, 1, 2"
+        ).fetchall()
+        it_led = con.execute(
+            "select cities from marts.fct_responsibility_shares where wave_year = 2019 and is_it_management"
+        ).fetchone()[0]
     assert helsinki == "it_management", "the marts follow the correction"
     assert it_led == 8
     changed = [c for c in changes if c[2] == "changed"]

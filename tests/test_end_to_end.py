@@ -23,20 +23,27 @@ def test_every_wave_run_succeeds_and_2017_is_skipped(pipeline_run: PipelineRun) 
     assert set(task_states(pipeline_run.paths, 2019).values()) == {"success", "skipped"}
     assert task_states(pipeline_run.paths, 2019)["record_failure"] == "skipped"
     with duckdb.connect(str(pipeline_run.paths.warehouse), read_only=True) as con:
-        waves = [r[0] for r in con.execute(
-            "select wave_year from raw.load_registry where is_current order by 1").fetchall()]
+        waves = [
+            r[0] for r in con.execute("select wave_year from raw.load_registry where is_current order by 1").fetchall()
+        ]
     assert waves == [2016, 2018, 2019]
 
 
 def test_it_led_share_reproduces_the_published_headline(pipeline_run: PipelineRun) -> None:
     ranges = published_ranges()
     with duckdb.connect(str(pipeline_run.paths.published), read_only=True) as con:
-        shares = dict(con.execute(
-            "select wave_year, share from marts.fct_responsibility_shares where is_it_management").fetchall())
+        shares = dict(
+            con.execute(
+                "select wave_year, share from marts.fct_responsibility_shares where is_it_management"
+            ).fetchall()
+        )
         # the share is recomputed from the city-level fact, independently of the aggregate mart
-        recomputed = dict(con.execute(
-            "select wave_year, avg(case when is_it_led then 1.0 else 0.0 end) from marts.fct_city_responsibility "
-            "where has_responded group by 1").fetchall())
+        recomputed = dict(
+            con.execute(
+                "select wave_year, avg(case when is_it_led then 1.0 else 0.0 end) from marts.fct_city_responsibility "
+                "where has_responded group by 1"
+            ).fetchall()
+        )
     assert sorted(shares) == sorted(ranges)
     for year, (low, high) in ranges.items():
         assert low < shares[year] <= high, f"{year}: IT-led share {shares[year]:.3f} outside ({low}, {high}]"
@@ -45,8 +52,10 @@ def test_it_led_share_reproduces_the_published_headline(pipeline_run: PipelineRu
 
 def test_shares_and_wilson_intervals(pipeline_run: PipelineRun) -> None:
     with duckdb.connect(str(pipeline_run.paths.published), read_only=True) as con:
-        rows = con.execute("select wave_year, cities, cities_responded, share, share_ci_lower_95, "
-                           "share_ci_upper_95 from marts.fct_responsibility_shares").fetchall()
+        rows = con.execute(
+            "select wave_year, cities, cities_responded, share, share_ci_lower_95, "
+            "share_ci_upper_95 from marts.fct_responsibility_shares"
+        ).fetchall()
     totals: dict[int, float] = {}
     z = 1.959964
     for year, k, n, share, low, high in rows:
@@ -83,13 +92,14 @@ def test_one_row_per_surveyed_city_and_wave(pipeline_run: PipelineRun) -> None:
 
 def test_published_file_holds_only_the_marts(pipeline_run: PipelineRun) -> None:
     with duckdb.connect(str(pipeline_run.paths.published), read_only=True) as con:
-        schemas = {r[0] for r in con.execute(
-            "select distinct table_schema from information_schema.tables").fetchall()}
+        schemas = {r[0] for r in con.execute("select distinct table_schema from information_schema.tables").fetchall()}
         loads = con.execute("select load_ids from marts.publication").fetchone()[0]
     assert schemas == {"marts"}
     with duckdb.connect(str(pipeline_run.paths.warehouse), read_only=True) as con:
-        current = [r[0] for r in con.execute(
-            "select load_id from raw.load_registry where is_current order by wave_year").fetchall()]
+        current = [
+            r[0]
+            for r in con.execute("select load_id from raw.load_registry where is_current order by wave_year").fetchall()
+        ]
     assert loads == current
 
 
@@ -99,15 +109,17 @@ def _personal_data(paths) -> tuple[set[str], set[str]]:
     for year in (2016, 2018, 2019):
         spec = find_wave_spec(year, paths)
         if spec.format == "xlsx":
-            rows = [[str(c or "") for c in r] for r in
-                    openpyxl.load_workbook(spec.file, read_only=True)[spec.sheet].iter_rows(values_only=True)]
+            rows = [
+                [str(c or "") for c in r]
+                for r in openpyxl.load_workbook(spec.file, read_only=True)[spec.sheet].iter_rows(values_only=True)
+            ]
         else:
             with open(spec.file, encoding=spec.encoding, newline="") as f:
                 rows = list(csv.reader(f, delimiter=spec.delimiter))
         header = [h.strip() for h in rows[spec.header_row - 1]]
         name_col = header.index(next(h for h, f in spec.columns.items() if f == "respondent_name"))
         email_col = header.index(next(h for h, f in spec.columns.items() if f == "respondent_email"))
-        for cells in rows[spec.header_row:]:
+        for cells in rows[spec.header_row :]:
             names.add(cells[name_col].strip().lower())
             emails.add(cells[email_col].strip().lower())
     return names, emails
@@ -117,10 +129,15 @@ def _text_values(con: duckdb.DuckDBPyConnection, schemas: tuple[str, ...]) -> li
     values = []
     columns = con.execute(
         "select table_schema, table_name, column_name from information_schema.columns "
-        f"where table_schema in {schemas} and data_type = 'VARCHAR'").fetchall()
+        f"where table_schema in {schemas} and data_type = 'VARCHAR'"
+    ).fetchall()
     for schema, table, column in columns:
-        values += [str(v[0]).lower() for v in con.execute(
-            f'select distinct "{column}" from "{schema}"."{table}" where "{column}" is not null').fetchall()]
+        values += [
+            str(v[0]).lower()
+            for v in con.execute(
+                f'select distinct "{column}" from "{schema}"."{table}" where "{column}" is not null'
+            ).fetchall()
+        ]
         values.append(column.lower())
     return values
 
@@ -151,15 +168,25 @@ def test_data_docs_are_built(pipeline_run: PipelineRun) -> None:
 
 def test_waves_are_harmonised(pipeline_run: PipelineRun) -> None:
     with duckdb.connect(str(pipeline_run.paths.warehouse), read_only=True) as con:
-        minutes = con.execute("select count(*), count(response_minutes), "
-                              "sum(case when response_minutes % 1 = 0.5 then 1 else 0 end) "
-                              "from staging.stg_survey__respondents where wave_year = 2016").fetchone()
-        unresolved = con.execute("select count(*) from staging.stg_survey__respondents "
-                                 "where municipality_code is null or respondent_role_code is null").fetchone()[0]
-        scores = con.execute("select wave_year, min(answer_score), max(answer_score) from "
-                             "marts.fct_survey_answers where question_id = 'cooperation' group by 1").fetchall()
-        cdo = dict(con.execute("select wave_year, count(*) from marts.fct_survey_answers "
-                               "where answer_code = 'chief_digital_officer' group by 1").fetchall())
+        minutes = con.execute(
+            "select count(*), count(response_minutes), "
+            "sum(case when response_minutes % 1 = 0.5 then 1 else 0 end) "
+            "from staging.stg_survey__respondents where wave_year = 2016"
+        ).fetchone()
+        unresolved = con.execute(
+            "select count(*) from staging.stg_survey__respondents "
+            "where municipality_code is null or respondent_role_code is null"
+        ).fetchone()[0]
+        scores = con.execute(
+            "select wave_year, min(answer_score), max(answer_score) from "
+            "marts.fct_survey_answers where question_id = 'cooperation' group by 1"
+        ).fetchall()
+        cdo = dict(
+            con.execute(
+                "select wave_year, count(*) from marts.fct_survey_answers "
+                "where answer_code = 'chief_digital_officer' group by 1"
+            ).fetchall()
+        )
     total, parsed, halves = minutes
     assert total == parsed and halves > 0, "decimal commas of the 2016 export are read as numbers"
     assert all(lo <= hi for _y, lo, hi in scores)
@@ -172,13 +199,18 @@ def test_waves_are_harmonised(pipeline_run: PipelineRun) -> None:
 def test_census_bounds_and_labels(pipeline_run: PipelineRun) -> None:
     """The share of all 20 surveyed cities lies between the bounds non-response allows; answers carry labels."""
     with duckdb.connect(str(pipeline_run.paths.published), read_only=True) as con:
-        bounds = con.execute("select wave_year, cities, cities_responded, cities_surveyed, share_of_surveyed_min, "
-                             "share_of_surveyed_max from marts.fct_responsibility_shares where is_it_management "
-                             "order by 1").fetchall()
-        unlabelled = con.execute("select count(*) from marts.fct_survey_answers where answer_label_en is null or "
-                                 "answer_label_en = answer_code").fetchone()[0]
-        planning = con.execute("select distinct answer_label_en from marts.fct_survey_answers "
-                               "where answer_code = 'planning'").fetchall()
+        bounds = con.execute(
+            "select wave_year, cities, cities_responded, cities_surveyed, share_of_surveyed_min, "
+            "share_of_surveyed_max from marts.fct_responsibility_shares where is_it_management "
+            "order by 1"
+        ).fetchall()
+        unlabelled = con.execute(
+            "select count(*) from marts.fct_survey_answers where answer_label_en is null or "
+            "answer_label_en = answer_code"
+        ).fetchone()[0]
+        planning = con.execute(
+            "select distinct answer_label_en from marts.fct_survey_answers where answer_code = 'planning'"
+        ).fetchall()
     for _year, k, responded, surveyed, low, high in bounds:
         assert low == pytest.approx(k / surveyed)
         assert high == pytest.approx((k + surveyed - responded) / surveyed)

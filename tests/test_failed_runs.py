@@ -15,30 +15,38 @@ from conftest import ROOT, PipelineRun, copy_state, current_loads, file_sha256_o
 from survey_warehouse import cli
 
 
-def test_a_failed_build_changes_nothing_and_another_wave_then_goes_through(pipeline_run: PipelineRun,
-                                                                          tmp_path: Path) -> None:
+def test_a_failed_build_changes_nothing_and_another_wave_then_goes_through(
+    pipeline_run: PipelineRun, tmp_path: Path
+) -> None:
     """dbt fails after the raw gate passed (a seed change breaks a data test): the candidate load is failed, the
     current load and the published file stay; once the seed is mended, a run of another wave goes through."""
     paths = copy_state(pipeline_run, "failed_build")
     root = paths.var / "project"
     import shutil
 
-    shutil.copytree(ROOT, root, ignore=shutil.ignore_patterns(".git", ".venv", ".tools", "var", "target", "logs",
-                                                              "__pycache__", "bi", "tests"))
+    shutil.copytree(
+        ROOT,
+        root,
+        ignore=shutil.ignore_patterns(".git", ".venv", ".tools", "var", "target", "logs", "__pycache__", "bi", "tests"),
+    )
     from dataclasses import replace
 
     paths = replace(paths, root=root, waves_config=root / "config" / "waves", dbt_project=root / "dbt_project")
     responsibilities = root / "dbt_project" / "seeds" / "responsibilities.csv"
     original = responsibilities.read_text(encoding="utf-8")
     # a duplicated responsibility code: dbt's unique test on the seed fails during the build
-    responsibilities.write_text(original + "it_management,Tietohallinto,IT management (again),true,6\n",
-                                encoding="utf-8")
+    responsibilities.write_text(
+        original + "it_management,Tietohallinto,IT management (again),true,6\n", encoding="utf-8"
+    )
     lines = lines_2019()
     corrected = paths.var / "city_survey_2019_export_v2.csv"
     corrected.write_text("\n".join([*lines, lines[1].replace("@", ".uusi@", 1)]) + "\n", encoding="utf-8-sig")
     (paths.waves_config / "2019.yml").write_text(
-        (paths.waves_config / "2019.yml").read_text(encoding="utf-8").replace(
-            "file: data/waves/2019/city_survey_2019_export.csv", f"file: {corrected}"), encoding="utf-8")
+        (paths.waves_config / "2019.yml")
+        .read_text(encoding="utf-8")
+        .replace("file: data/waves/2019/city_survey_2019_export.csv", f"file: {corrected}"),
+        encoding="utf-8",
+    )
     cli.setup(paths)
     published_sha, current_before = file_sha256_of(paths.published), current_loads(paths)
 

@@ -29,8 +29,13 @@ LEAD = "Q1 Kuka vastaa ensisijaisesti digitalisaation johtamisesta?"
 
 def _marts(path: Path) -> dict[str, list[tuple]]:
     with duckdb.connect(str(path), read_only=True) as con:
-        tables = [r[0] for r in con.execute("select table_name from information_schema.tables where "
-                                            "table_schema = 'marts' and table_name <> 'publication'").fetchall()]
+        tables = [
+            r[0]
+            for r in con.execute(
+                "select table_name from information_schema.tables where "
+                "table_schema = 'marts' and table_name <> 'publication'"
+            ).fetchall()
+        ]
         return {t: sorted(con.execute(f"select * from marts.{t}").fetchall(), key=repr) for t in tables}
 
 
@@ -54,8 +59,9 @@ def test_running_an_unchanged_wave_again_does_nothing(pipeline_run: PipelineRun)
     assert _raw_counts(paths.warehouse) == raw_before
     assert _marts(paths.warehouse) == marts_before
     after = paths.published.stat()
-    assert (after.st_mtime_ns, after.st_ino) == (published_stat.st_mtime_ns, published_stat.st_ino), \
+    assert (after.st_mtime_ns, after.st_ino) == (published_stat.st_mtime_ns, published_stat.st_ino), (
         "the published file is not even rewritten"
+    )
 
 
 def _broken_wave(tmp: Path) -> Path:
@@ -104,14 +110,24 @@ def test_a_broken_wave_fails_the_gate_and_the_published_marts_stay(pipeline_run:
     rows = len(lines_2019()) - 1
     assert f"6 of {rows} rows ({6 / rows:.1%}) quarantined" in message
     assert "row 3, column 'Organisaatio': unknown city 'Atlantis'" in message
-    assert ("row 5, column 'Q1 Kuka vastaa ensisijaisesti digitalisaation johtamisesta?': answer 'Pormestari' "
-            "is not in the 2019 codebook") in message
+    assert (
+        "row 5, column 'Q1 Kuka vastaa ensisijaisesti digitalisaation johtamisesta?': answer 'Pormestari' "
+        "is not in the 2019 codebook"
+    ) in message
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
-        quarantined = con.execute("select source_row_number, reason_code from raw.quarantine q join "
-                                  "raw.load_registry r using (load_id) where r.status = 'failed' "
-                                  "order by 1").fetchall()
-    assert quarantined == [(3, "unknown_city"), (4, "unknown_city"), (5, "unknown_answer"), (6, "unknown_answer"),
-                           (7, "unknown_city"), (8, "unknown_city")]
+        quarantined = con.execute(
+            "select source_row_number, reason_code from raw.quarantine q join "
+            "raw.load_registry r using (load_id) where r.status = 'failed' "
+            "order by 1"
+        ).fetchall()
+    assert quarantined == [
+        (3, "unknown_city"),
+        (4, "unknown_city"),
+        (5, "unknown_answer"),
+        (6, "unknown_answer"),
+        (7, "unknown_city"),
+        (8, "unknown_city"),
+    ]
     assert "Wave 2019" in log.read_text()
 
 
@@ -120,8 +136,10 @@ def test_marts_gate_names_the_failed_expectation(pipeline_run: PipelineRun, monk
     use_paths(monkeypatch, paths)
     with duckdb.connect(str(paths.warehouse)) as con:
         con.execute("delete from marts.fct_city_responsibility where city_wave_id = '2018-091'")
-        con.execute("update marts.fct_responsibility_shares set share = 1.5 where wave_year = 2019 "
-                    "and responsibility_code = 'it_management'")
+        con.execute(
+            "update marts.fct_responsibility_shares set share = 1.5 where wave_year = 2019 "
+            "and responsibility_code = 'it_management'"
+        )
     with pytest.raises(quality.QualityGateFailed) as failed:
         quality.run_gate(quality.marts_checkpoint(quality.file_context(paths), "broken", paths), paths)
     message = str(failed.value)

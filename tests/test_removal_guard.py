@@ -60,12 +60,18 @@ def test_a_genuine_withdrawal_is_accepted_when_the_spec_says_so(pipeline_run: Pi
     lines = lines_2019()
     header = lines[0].split(",")
     codebook = Codebook.from_seeds(ROOT / "dbt_project" / "seeds")
-    key_roles = {match_key(a.source_label) for a in codebook.answers
-                 if a.wave_year == 2019 and a.question_id == "respondent_role" and a.answer_code in codebook.key_roles}
-    withdrawn = next(i for i, line in enumerate(lines[1:], start=1)
-                     if match_key(line.split(",")[header.index("Asema")]) not in key_roles)
+    key_roles = {
+        match_key(a.source_label)
+        for a in codebook.answers
+        if a.wave_year == 2019 and a.question_id == "respondent_role" and a.answer_code in codebook.key_roles
+    }
+    withdrawn = next(
+        i
+        for i, line in enumerate(lines[1:], start=1)
+        if match_key(line.split(",")[header.index("Asema")]) not in key_roles
+    )
     email = lines[withdrawn].split(",")[header.index("Email")]
-    kept = lines[:withdrawn] + lines[withdrawn + 1:]
+    kept = lines[:withdrawn] + lines[withdrawn + 1 :]
     corrected = paths.var / "city_survey_2019_export_withdrawn.csv"
     corrected.write_text("\n".join(kept) + "\n", encoding="utf-8-sig")
     reference = "r-" + hashlib.sha256(f"{pseudonym_key()}|{match_key(email)}".encode()).hexdigest()[:8]
@@ -76,10 +82,12 @@ def test_a_genuine_withdrawal_is_accepted_when_the_spec_says_so(pipeline_run: Pi
 
     assert code == 0, log.read_text()[-3000:]
     with duckdb.connect(str(paths.published), read_only=True) as con:
-        removed = con.execute("select distinct change_type, is_accepted_removal from marts.fct_answer_corrections"
-                              ).fetchall()
+        removed = con.execute(
+            "select distinct change_type, is_accepted_removal from marts.fct_answer_corrections"
+        ).fetchall()
     assert removed == [("removed", True)]
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
-        accepted = con.execute("select accepted_removals from raw.load_registry where wave_year = 2019 and "
-                               "is_current").fetchone()[0]
+        accepted = con.execute(
+            "select accepted_removals from raw.load_registry where wave_year = 2019 and is_current"
+        ).fetchone()[0]
     assert accepted == reference

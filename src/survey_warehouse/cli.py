@@ -34,28 +34,30 @@ POOL = "duckdb_warehouse"
 def runtime_env(paths: Paths) -> dict[str, str]:
     """Environment for Airflow and dbt on the embedded default: everything under var/, no telemetry."""
     env = dict(os.environ)
-    env.update({
-        "SURVEY_PROJECT_ROOT": str(paths.root),
-        "SURVEY_VAR_DIR": str(paths.var),
-        "SURVEY_WAVES_DIR": str(paths.waves_config),
-        "SURVEY_WAREHOUSE_PATH": str(paths.warehouse),
-        "SURVEY_PUBLISHED_PATH": str(paths.published),
-        "SURVEY_DATA_DOCS_DIR": str(paths.data_docs),
-        "AIRFLOW_HOME": str(paths.var / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(paths.root / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
-        # the watcher's producer is never retried, so the backup of its state (rewritten on every event) is waste
-        "AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY": "False",
-        "SCARF_ANALYTICS": "false",
-        "DO_NOT_TRACK": "1",
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
-        "GX_ANALYTICS_ENABLED": "False",
-        "PYTHONWARNINGS": "ignore",
-        # Cosmos and dbt write scratch copies of the project: keep them inside the clone too.
-        "TMPDIR": str(paths.var / "tmp"),
-        "AIRFLOW__COSMOS__CACHE_DIR": str(paths.var / "cosmos_cache"),
-    })
+    env.update(
+        {
+            "SURVEY_PROJECT_ROOT": str(paths.root),
+            "SURVEY_VAR_DIR": str(paths.var),
+            "SURVEY_WAVES_DIR": str(paths.waves_config),
+            "SURVEY_WAREHOUSE_PATH": str(paths.warehouse),
+            "SURVEY_PUBLISHED_PATH": str(paths.published),
+            "SURVEY_DATA_DOCS_DIR": str(paths.data_docs),
+            "AIRFLOW_HOME": str(paths.var / "airflow"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(paths.root / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+            # the watcher's producer is never retried, so the backup of its state (rewritten on every event) is waste
+            "AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY": "False",
+            "SCARF_ANALYTICS": "false",
+            "DO_NOT_TRACK": "1",
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+            "GX_ANALYTICS_ENABLED": "False",
+            "PYTHONWARNINGS": "ignore",
+            # Cosmos and dbt write scratch copies of the project: keep them inside the clone too.
+            "TMPDIR": str(paths.var / "tmp"),
+            "AIRFLOW__COSMOS__CACHE_DIR": str(paths.var / "cosmos_cache"),
+        }
+    )
     env.setdefault("SURVEY_TASK_RETRIES", "0")
     return env
 
@@ -87,8 +89,7 @@ def _dbt_sources(paths: Paths) -> list[Path]:
     return files
 
 
-def _step(paths: Paths, step: str, cmd: list[str], cwd: Path | None, stamp: Path, inputs: str,
-          product: Path) -> None:
+def _step(paths: Paths, step: str, cmd: list[str], cwd: Path | None, stamp: Path, inputs: str, product: Path) -> None:
     """Run a setup step unless what it produced is there and what it was made from has not changed."""
     if product.exists() and stamp.exists() and stamp.read_text() == inputs:
         return
@@ -103,10 +104,18 @@ def ensure_manifest(paths: Paths) -> Path:
     """The dbt manifest Cosmos renders the DAG from, parsed again when the dbt project (or its target) changed."""
     env = runtime_env(paths)
     target = paths.dbt_project / "target"
-    inputs = _digest(_dbt_sources(paths), f"{env.get('SURVEY_DBT_TARGET', 'duckdb')}|"
-                                          f"{env.get('SURVEY_MARTS_BUILD_SCHEMA', '')}")
-    _step(paths, "dbt parse", [_bin("dbt"), "parse", "--profiles-dir", ".", "--quiet"], paths.dbt_project,
-          target / "manifest.inputs", inputs, target / "manifest.json")
+    inputs = _digest(
+        _dbt_sources(paths), f"{env.get('SURVEY_DBT_TARGET', 'duckdb')}|{env.get('SURVEY_MARTS_BUILD_SCHEMA', '')}"
+    )
+    _step(
+        paths,
+        "dbt parse",
+        [_bin("dbt"), "parse", "--profiles-dir", ".", "--quiet"],
+        paths.dbt_project,
+        target / "manifest.inputs",
+        inputs,
+        target / "manifest.json",
+    )
     return target / "manifest.json"
 
 
@@ -117,11 +126,25 @@ def setup(paths: Paths) -> None:
     ensure_manifest(paths)
     home = Path(env["AIRFLOW_HOME"])
     database = home / "airflow.db"
-    _step(paths, "airflow db migrate", [_bin("airflow"), "db", "migrate"], None, home / "migrated.stamp",
-          _airflow_version(), database)
+    _step(
+        paths,
+        "airflow db migrate",
+        [_bin("airflow"), "db", "migrate"],
+        None,
+        home / "migrated.stamp",
+        _airflow_version(),
+        database,
+    )
     if env.get("SURVEY_DBT_TARGET", "duckdb") == "duckdb":
-        _step(paths, "airflow pools set", [_bin("airflow"), "pools", "set", POOL, "1", "DuckDB warehouse: one writer"],
-              None, home / "pool.stamp", POOL, database)
+        _step(
+            paths,
+            "airflow pools set",
+            [_bin("airflow"), "pools", "set", POOL, "1", "DuckDB warehouse: one writer"],
+            None,
+            home / "pool.stamp",
+            POOL,
+            database,
+        )
 
 
 def _airflow_version() -> str:
@@ -220,8 +243,10 @@ def run_waves(paths: Paths, years: list[int], force_dag: bool = False) -> dict[i
 
 
 def _command(paths: Paths, years: list[int], *flags: str) -> tuple[list[str], dict[str, str]]:
-    return ([sys.executable, "-m", "survey_warehouse.cli", "run", "--no-summary", *flags, *map(str, years)],
-            runtime_env(paths))
+    return (
+        [sys.executable, "-m", "survey_warehouse.cli", "run", "--no-summary", *flags, *map(str, years)],
+        runtime_env(paths),
+    )
 
 
 def start_wave(paths: Paths, year: int, force_dag: bool = True) -> tuple[subprocess.Popen, Path]:
@@ -251,8 +276,10 @@ def run_years(paths: Paths, years: list[int], force_dag: bool = True) -> dict[in
     if not outcomes_file.exists():
         raise SurveyWarehouseError(f"run ended with exit code {code} before any wave; see {paths.var / 'logs'}")
     found = json.loads(outcomes_file.read_text())
-    return {int(year): (o["exit_code"], o["seconds"], Path(o["log"]) if o["log"] else paths.var / "logs")
-            for year, o in found.items()}
+    return {
+        int(year): (o["exit_code"], o["seconds"], Path(o["log"]) if o["log"] else paths.var / "logs")
+        for year, o in found.items()
+    }
 
 
 def run_wave(paths: Paths, year: int, force_dag: bool = True) -> tuple[int, float, Path]:
@@ -265,10 +292,17 @@ def run_wave(paths: Paths, year: int, force_dag: bool = True) -> tuple[int, floa
 def generate_docs(paths: Paths) -> int:
     target = paths.var / "dbt_docs"
     log = paths.var / "logs" / "dbt_docs_generate.log"
-    code = _run([_bin("dbt"), "docs", "generate", "--profiles-dir", ".", "--target-path", str(target)],
-                runtime_env(paths), log, paths.dbt_project)
-    print(f"dbt docs in {target}/index.html (serve: cd {target} && python -m http.server)" if code == 0
-          else f"dbt docs generate failed; see {log}")
+    code = _run(
+        [_bin("dbt"), "docs", "generate", "--profiles-dir", ".", "--target-path", str(target)],
+        runtime_env(paths),
+        log,
+        paths.dbt_project,
+    )
+    print(
+        f"dbt docs in {target}/index.html (serve: cd {target} && python -m http.server)"
+        if code == 0
+        else f"dbt docs generate failed; see {log}"
+    )
     return code
 
 
@@ -278,8 +312,11 @@ def main(argv: list[str] | None = None) -> int:
     run_p = sub.add_parser("run", help="run the survey_waves DAG for each wave year, then print the summary")
     run_p.add_argument("years", nargs="*", type=int, help="wave years (default: first to last configured)")
     run_p.add_argument("--no-summary", action="store_true", help="do not print the summary")
-    run_p.add_argument("--force-dag", action="store_true",
-                       help="start a DAG run even for a wave with nothing to do (the DAG then skips it)")
+    run_p.add_argument(
+        "--force-dag",
+        action="store_true",
+        help="start a DAG run even for a wave with nothing to do (the DAG then skips it)",
+    )
     run_p.add_argument("--outcomes", type=Path, help="also write each year's outcome to this JSON file")
     sub.add_parser("setup", help="dbt manifest, Airflow metadata database and pool")
     sub.add_parser("summary", help="print what the warehouse and the published marts hold")
@@ -308,8 +345,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.outcomes:
             import json
 
-            args.outcomes.write_text(json.dumps({str(y): {**o, "log": str(o["log"]) if o["log"] else None}
-                                                 for y, o in outcomes.items()}))
+            args.outcomes.write_text(
+                json.dumps({str(y): {**o, "log": str(o["log"]) if o["log"] else None} for y, o in outcomes.items()})
+            )
         if not args.no_summary:
             from survey_warehouse.summary import print_summary
 

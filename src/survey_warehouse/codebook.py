@@ -20,15 +20,26 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 # A respondent's own particulars: the wave spec maps columns to these or to questions declared in the codebook.
-STRUCTURAL_FIELDS = ("respondent_name", "respondent_email", "city", "respondent_role", "submitted_at",
-                     "response_minutes")
+STRUCTURAL_FIELDS = (
+    "respondent_name",
+    "respondent_email",
+    "city",
+    "respondent_role",
+    "submitted_at",
+    "response_minutes",
+)
 # Without these a respondent cannot be identified, placed in a city or weighed in the roll-up.
 REQUIRED_STRUCTURAL_FIELDS = ("respondent_email", "city", "respondent_role")
 # Structural fields matched against the codebook (job titles are worded differently in each wave).
 LABELLED_STRUCTURAL_FIELDS = ("respondent_role",)
 ANSWER_TYPES = ("category", "scale")
-SEED_FILES = ("codebook_questions.csv", "codebook_answers.csv", "city_aliases.csv", "cities.csv",
-              "respondent_roles.csv")
+SEED_FILES = (
+    "codebook_questions.csv",
+    "codebook_answers.csv",
+    "city_aliases.csv",
+    "cities.csv",
+    "respondent_roles.csv",
+)
 QUESTION_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
@@ -92,9 +103,14 @@ class Codebook:
         import pyarrow as pa
 
         rows = [a for a in self.answers if a.wave_year == wave_year]
-        return pa.table({"field_id": [a.question_id for a in rows], "label_key": [a.label_key for a in rows],
-                         "answer_code": [a.answer_code for a in rows],
-                         "answer_value": pa.array([a.answer_value for a in rows], pa.float64())})
+        return pa.table(
+            {
+                "field_id": [a.question_id for a in rows],
+                "label_key": [a.label_key for a in rows],
+                "answer_code": [a.answer_code for a in rows],
+                "answer_value": pa.array([a.answer_value for a in rows], pa.float64()),
+            }
+        )
 
     def alias_table(self) -> pa.Table:
         import pyarrow as pa
@@ -109,8 +125,9 @@ class Codebook:
         digest = hashlib.sha256(f"rule {RULE_VERSION}\n".encode())
         for question in sorted(self.questions_for(wave_year).values(), key=lambda q: q.question_id):
             digest.update(repr(question).encode())
-        for answer in sorted((a for a in self.answers if a.wave_year == wave_year),
-                             key=lambda a: (a.question_id, a.label_key)):
+        for answer in sorted(
+            (a for a in self.answers if a.wave_year == wave_year), key=lambda a: (a.question_id, a.label_key)
+        ):
             digest.update(repr(answer).encode())
         for key, code in sorted(self.city_aliases.items()):
             digest.update(f"{key}\t{code}\n".encode())
@@ -152,13 +169,22 @@ def _read_questions(path: Path) -> dict[tuple[int, str], Question]:
             raise CodebookError(f"{where}: a scale question needs scale_min < scale_max")
         if (wave, qid) in questions:
             raise CodebookError(f"{where}: question {qid!r} is declared twice for {wave}")
-        questions[(wave, qid)] = Question(wave, qid, r["question_text_fi"], r["question_text_en"], r["answer_type"],
-                                          low, high, r.get("is_required", "").lower() == "true")
+        questions[(wave, qid)] = Question(
+            wave,
+            qid,
+            r["question_text_fi"],
+            r["question_text_en"],
+            r["answer_type"],
+            low,
+            high,
+            r.get("is_required", "").lower() == "true",
+        )
     return questions
 
 
-def _read_answers(path: Path, questions: dict[tuple[int, str], Question], role_codes: frozenset[str]
-                  ) -> tuple[Answer, ...]:
+def _read_answers(
+    path: Path, questions: dict[tuple[int, str], Question], role_codes: frozenset[str]
+) -> tuple[Answer, ...]:
     import pyarrow as pa
 
     rows = _rows(path)
@@ -179,8 +205,10 @@ def _read_answers(path: Path, questions: dict[tuple[int, str], Question], role_c
         value = _number(r.get("answer_value", ""), where)
         earlier = seen.setdefault((wave, qid, key), (line, r["answer_code"], value))
         if earlier[1:] != (r["answer_code"], value):
-            raise CodebookError(f"{where}: {shown(r['source_label'])} reads the same as row {earlier[0]} but maps "
-                                f"to {r['answer_code']!r} instead of {earlier[1]!r}")
+            raise CodebookError(
+                f"{where}: {shown(r['source_label'])} reads the same as row {earlier[0]} but maps "
+                f"to {r['answer_code']!r} instead of {earlier[1]!r}"
+            )
         if earlier[0] == line:
             answers.append(Answer(wave, qid, r["source_label"], key, r["answer_code"], value))
     return tuple(answers)
@@ -201,6 +229,7 @@ def _read_aliases(path: Path, municipality_codes: frozenset[str]) -> dict[str, s
             raise CodebookError(f"{where}: municipality code {shown(r['municipality_code'])} is not in cities.csv")
         lines.setdefault(key, line)
         if aliases.setdefault(key, r["municipality_code"]) != r["municipality_code"]:
-            raise CodebookError(f"{where}: {shown(r['city_alias'])} reads the same as row {lines[key]} but names "
-                                f"another city")
+            raise CodebookError(
+                f"{where}: {shown(r['city_alias'])} reads the same as row {lines[key]} but names another city"
+            )
     return aliases

@@ -60,9 +60,11 @@ def drop_temp(con: duckdb.DuckDBPyConnection, *names: str) -> None:
     """Drop temporary tables or views of the loader, whichever each is."""
     con.complete()
     for name in names:
-        kinds = con.execute("select 'view' from duckdb_views() where temporary and view_name = ? union all "
-                            "select 'table' from duckdb_tables() where temporary and table_name = ?",
-                            [name, name]).fetchall()
+        kinds = con.execute(
+            "select 'view' from duckdb_views() where temporary and view_name = ? union all "
+            "select 'table' from duckdb_tables() where temporary and table_name = ?",
+            [name, name],
+        ).fetchall()
         for (kind,) in kinds:
             con.execute(f"drop {kind} if exists temp.{name}")
 
@@ -133,10 +135,14 @@ def _ole2_kind(path: Path) -> str:
     with open(path, "rb") as f:
         blob = f.read(1 << 20)
     if "EncryptedPackage".encode("utf-16-le") in blob or "EncryptionInfo".encode("utf-16-le") in blob:
-        return ("a password-protected (encrypted) Office file: it cannot be read without the password; ask for "
-                "it to be saved again without a password")
-    return ("a legacy Excel 97-2003 workbook (.xls) or another old Office file: open it in Excel and save it as "
-            ".xlsx (Excel Workbook), or export CSV")
+        return (
+            "a password-protected (encrypted) Office file: it cannot be read without the password; ask for "
+            "it to be saved again without a password"
+        )
+    return (
+        "a legacy Excel 97-2003 workbook (.xls) or another old Office file: open it in Excel and save it as "
+        ".xlsx (Excel Workbook), or export CSV"
+    )
 
 
 def _zip_kind(path: Path) -> str:
@@ -145,8 +151,10 @@ def _zip_kind(path: Path) -> str:
             names = set(archive.namelist())
             mimetype = archive.read("mimetype").decode("ascii", "replace") if "mimetype" in names else ""
     except (zipfile.BadZipFile, OSError, EOFError, KeyError):
-        return ("a damaged zip archive (an Excel workbook is one): the file is incomplete or corrupt, probably "
-                "cut off in transfer; ask for the file again")
+        return (
+            "a damaged zip archive (an Excel workbook is one): the file is incomplete or corrupt, probably "
+            "cut off in transfer; ask for the file again"
+        )
     if "xl/workbook.xml" in names:
         return "an Excel workbook (.xlsx)"
     if "opendocument.spreadsheet" in mimetype:
@@ -161,8 +169,11 @@ def _refuse_non_text(spec: WaveSpec, head: bytes) -> None:
     if kind == "zip":
         what = _zip_kind(path)
         if what.startswith("an Excel workbook"):
-            raise WaveFileError(path, f"is {what}, but the wave spec says format: csv. Set format: xlsx and "
-                                      "sheet: <the sheet with the answers> in the spec, or ask for a CSV export")
+            raise WaveFileError(
+                path,
+                f"is {what}, but the wave spec says format: csv. Set format: xlsx and "
+                "sheet: <the sheet with the answers> in the spec, or ask for a CSV export",
+            )
         raise WaveFileError(path, f"is {what}, not CSV text")
     if kind == "ole2":
         raise WaveFileError(path, f"is {_ole2_kind(path)}; a CSV text file was expected")
@@ -174,8 +185,7 @@ def _bom_conflict(spec: WaveSpec, head: bytes) -> str | None:
     encoding = codecs.lookup(spec.encoding).name
     if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)) and not encoding.startswith("utf-32"):
         return "utf-32"
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and not encoding.startswith(("utf-16",
-                                                                                                   "utf-32")):
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and not encoding.startswith(("utf-16", "utf-32")):
         return "utf-16"
     if head.startswith(codecs.BOM_UTF8) and not encoding.startswith("utf-8"):
         return "utf-8-sig"
@@ -216,7 +226,7 @@ def _scan_bytes(path: Path) -> _TextStats:
             text = previous + chunk
             if b"\x00" in chunk:
                 if stats.nul_row is None:
-                    stats.nul_row = stats.lines + chunk[:chunk.index(b"\x00")].count(b"\n") + 1
+                    stats.nul_row = stats.lines + chunk[: chunk.index(b"\x00")].count(b"\n") + 1
                 stats.nuls += chunk.count(b"\x00")
             if b"\n\n" in text or b"\n\r\n" in text:
                 stats.blank_lines += text.count(b"\n\n") + text.count(b"\n\r\n")
@@ -224,8 +234,8 @@ def _scan_bytes(path: Path) -> _TextStats:
             if stats.mojibake_row is None and b"\xc3\x83" in chunk:
                 found = MOJIBAKE_UTF8.search(chunk)
                 if found:
-                    stats.mojibake_row = stats.lines + chunk[:found.start()].count(b"\n") + 1
-                    line = chunk[max(0, found.start() - 24):found.end() + 24].decode("utf-8", "replace")
+                    stats.mojibake_row = stats.lines + chunk[: found.start()].count(b"\n") + 1
+                    line = chunk[max(0, found.start() - 24) : found.end() + 24].decode("utf-8", "replace")
                     stats.mojibake_example = max(line.splitlines(), key=lambda part: "Ã" in part)
             stats.lines += chunk.count(b"\n")
             previous = chunk[-1:]
@@ -254,7 +264,7 @@ def _scan_text(spec: WaveSpec, scratch: Path) -> _TextStats:
             try:
                 text = decoder.decode(chunk, final=final)
             except UnicodeDecodeError as exc:
-                row = stats.lines + 1 + chunk[:exc.start].count(b"\n")
+                row = stats.lines + 1 + chunk[: exc.start].count(b"\n")
                 raise _decode_error(spec, exc, row) from None
             if text:
                 if out is not None:
@@ -271,28 +281,31 @@ def _count(stats: _TextStats, text: str) -> None:
     """Counts over one decoded chunk, prefixed with the last character of the previous one."""
     body = text[1:]
     if stats.nul_row is None and "\x00" in body:
-        stats.nul_row = stats.lines + body[:body.index("\x00")].count("\n") + 1
+        stats.nul_row = stats.lines + body[: body.index("\x00")].count("\n") + 1
     stats.nuls += body.count("\x00")
     stats.blank_lines += text.count("\n\n") + text.count("\n\r\n")
     stats.quotes += body.count('"')
     if stats.mojibake_row is None:
         found = MOJIBAKE.search(body)
         if found:
-            stats.mojibake_row = stats.lines + body[:found.start()].count("\n") + 1
-            stats.mojibake_example = body[max(0, found.start() - 12):found.end() + 12].splitlines()[0]
+            stats.mojibake_row = stats.lines + body[: found.start()].count("\n") + 1
+            stats.mojibake_example = body[max(0, found.start() - 12) : found.end() + 12].splitlines()[0]
     stats.lines += body.count("\n")
 
 
 def _decode_error(spec: WaveSpec, exc: UnicodeDecodeError, row: int) -> WaveFileError:
-    bad = exc.object[exc.start:exc.start + 4]
+    bad = exc.object[exc.start : exc.start + 4]
     found = _encoding_that_reads(spec)
     if found:
         hint = f"the file reads cleanly as {found}: set encoding: {found} in the wave spec (or re-export the file)"
     else:
-        hint = ("no usual encoding reads it cleanly either (utf-8, cp1252, utf-16): the file is probably damaged; "
-                "ask for it again")
-    return WaveFileError(spec.file, f"byte 0x{bad[:1].hex()} cannot be read as {spec.encoding} ({exc.reason}); "
-                                    f"{hint}", row=row)
+        hint = (
+            "no usual encoding reads it cleanly either (utf-8, cp1252, utf-16): the file is probably damaged; "
+            "ask for it again"
+        )
+    return WaveFileError(
+        spec.file, f"byte 0x{bad[:1].hex()} cannot be read as {spec.encoding} ({exc.reason}); {hint}", row=row
+    )
 
 
 def _encoding_that_reads(spec: WaveSpec) -> str | None:
@@ -312,8 +325,9 @@ def _encoding_that_reads(spec: WaveSpec) -> str | None:
                 decoder.decode(b"", final=True)
         except UnicodeError:
             continue
-        rows = list(itertools.islice(csv.reader(io.StringIO(first, newline=""), delimiter=spec.delimiter),
-                                     spec.header_row))
+        rows = list(
+            itertools.islice(csv.reader(io.StringIO(first, newline=""), delimiter=spec.delimiter), spec.header_row)
+        )
         if len(rows) == spec.header_row and wanted <= {match_key(h) for h in rows[-1]}:
             return candidate
     return None
@@ -325,22 +339,36 @@ def _read_csv(spec: WaveSpec, con: duckdb.DuckDBPyConnection, scratch: Path) -> 
         head = f.read(8192)
     other = _bom_conflict(spec, head)
     if other:
-        raise WaveFileError(path, f"the file is {other.upper().replace('-SIG', '')} text, but the wave spec says "
-                                  f"encoding: {spec.encoding}; set encoding: {other} in the spec")
+        raise WaveFileError(
+            path,
+            f"the file is {other.upper().replace('-SIG', '')} text, but the wave spec says "
+            f"encoding: {spec.encoding}; set encoding: {other} in the spec",
+        )
     utf8 = codecs.lookup(spec.encoding).name in ("utf-8", "utf-8-sig", "ascii")
     stats = _scan_bytes(path) if utf8 else _scan_text(spec, scratch)
     try:
         if stats.nuls:
-            raise WaveFileError(path, f"the file holds {stats.nuls} NUL (zero) bytes, the first on this row: it is "
-                                      "damaged (e.g. a block of zeros from an interrupted copy); ask for the file "
-                                      "again", row=stats.nul_row)
+            raise WaveFileError(
+                path,
+                f"the file holds {stats.nuls} NUL (zero) bytes, the first on this row: it is "
+                "damaged (e.g. a block of zeros from an interrupted copy); ask for the file "
+                "again",
+                row=stats.nul_row,
+            )
         if not utf8 and _is_utf8(path):
-            raise WaveFileError(path, f"the file is UTF-8 text, but the wave spec says encoding: {spec.encoding}, "
-                                      "which would turn 'ä' into 'Ã¤': set encoding: utf-8-sig in the spec")
+            raise WaveFileError(
+                path,
+                f"the file is UTF-8 text, but the wave spec says encoding: {spec.encoding}, "
+                "which would turn 'ä' into 'Ã¤': set encoding: utf-8-sig in the spec",
+            )
         if stats.mojibake_row is not None:
-            raise WaveFileError(path, f"the text is garbled the way UTF-8 read as Windows-1252 is "
-                                      f"({shown(stats.mojibake_example)}): the export was converted twice; ask "
-                                      "for a clean export", row=stats.mojibake_row)
+            raise WaveFileError(
+                path,
+                f"the text is garbled the way UTF-8 read as Windows-1252 is "
+                f"({shown(stats.mojibake_example)}): the export was converted twice; ask "
+                "for a clean export",
+                row=stats.mojibake_row,
+            )
         text_path = stats.transcoded or path
         text_encoding = "utf-8-sig"
         try:
@@ -370,14 +398,19 @@ def _cut_off(spec: WaveSpec, con: duckdb.DuckDBPyConnection, grid: Grid) -> None
     what is missing cannot be known, so the whole file is refused."""
     if grid.ends_with_newline or grid.rows == 0:
         return
-    last = con.execute("select source_row_number, cell_count from grid order by source_row_number desc limit 1"
-                       ).fetchall()
+    last = con.execute(
+        "select source_row_number, cell_count from grid order by source_row_number desc limit 1"
+    ).fetchall()
     if last and last[0][1] < grid.width:
         row, cells = last[0]
-        raise WaveFileError(spec.file, f"the file ends in the middle of this row ({cells} of {grid.width} cells, no "
-                                       "line break at the end): it was cut off in transfer, and what is missing "
-                                       "cannot be known; ask for the complete file",
-                            row=row, column=shown(grid.header[max(cells - 1, 0)]))
+        raise WaveFileError(
+            spec.file,
+            f"the file ends in the middle of this row ({cells} of {grid.width} cells, no "
+            "line break at the end): it was cut off in transfer, and what is missing "
+            "cannot be known; ask for the complete file",
+            row=row,
+            column=shown(grid.header[max(cells - 1, 0)]),
+        )
 
 
 def _is_utf8(path: Path) -> bool:
@@ -413,8 +446,11 @@ def _csv_header(spec: WaveSpec, text_path: Path, encoding: str) -> tuple[list[st
                     return check_header(spec, [c.strip() for c in cells]), reader.line_num
         except csv.Error as exc:
             raise WaveFileError(spec.file, f"the header cannot be read as CSV ({exc})", row=spec.header_row) from None
-    raise WaveFileError(spec.file, f"the file ends before the header row {spec.header_row}; check 'header_row' in "
-                                   "the wave spec", row=spec.header_row)
+    raise WaveFileError(
+        spec.file,
+        f"the file ends before the header row {spec.header_row}; check 'header_row' in the wave spec",
+        row=spec.header_row,
+    )
 
 
 def check_header(spec: WaveSpec, header: list[str]) -> list[str]:
@@ -424,14 +460,21 @@ def check_header(spec: WaveSpec, header: list[str]) -> list[str]:
         key = match_key(column)
         positions = [i + 1 for i, k in enumerate(keys) if k == key]
         if len(positions) > 1:
-            raise WaveFileError(spec.file, f"the header has {len(positions)} columns named {shown(column)} (columns "
-                                           f"{', '.join(map(str, positions))}): the file does not say which one "
-                                           "holds the answers; ask for a corrected export",
-                                row=spec.header_row, column=shown(column))
+            raise WaveFileError(
+                spec.file,
+                f"the header has {len(positions)} columns named {shown(column)} (columns "
+                f"{', '.join(map(str, positions))}): the file does not say which one "
+                "holds the answers; ask for a corrected export",
+                row=spec.header_row,
+                column=shown(column),
+            )
         if not positions:
-            raise WaveFileError(spec.file, f"mapped column {shown(column)} is not in the header. "
-                                           f"{_missing_column_hint(spec, column, header)}",
-                                row=spec.header_row, column=shown(column))
+            raise WaveFileError(
+                spec.file,
+                f"mapped column {shown(column)} is not in the header. {_missing_column_hint(spec, column, header)}",
+                row=spec.header_row,
+                column=shown(column),
+            )
     return header
 
 
@@ -445,12 +488,16 @@ def _missing_column_hint(spec: WaveSpec, column: str, header: list[str]) -> str:
             return "The header is garbled (Ã¤ for ä): the file is UTF-8; set encoding: utf-8-sig in the wave spec"
         found_encoding = _encoding_that_reads(spec)
         if found_encoding:
-            return (f"Read as {found_encoding} the header has every mapped column: set encoding: {found_encoding} "
-                    "in the wave spec")
+            return (
+                f"Read as {found_encoding} the header has every mapped column: set encoding: {found_encoding} "
+                "in the wave spec"
+            )
     close = difflib.get_close_matches(column, header, n=1, cutoff=0.6)
     if close:
-        return (f"The header has {shown(close[0])}: if the column was renamed, map the new name in 'columns' of "
-                "the wave spec")
+        return (
+            f"The header has {shown(close[0])}: if the column was renamed, map the new name in 'columns' of "
+            "the wave spec"
+        )
     return "Fix 'columns' in the wave spec, or ask for a file with the agreed columns"
 
 
@@ -480,16 +527,26 @@ def _unterminated_quote(spec: WaveSpec, text_path: Path, encoding: str, header: 
     swallowed = end_line - first_line
     row_like = sum(1 for line in tail.splitlines()[1:] if line.count(spec.delimiter) >= len(header) - 1)
     if swallowed > 1 and row_like:
-        raise WaveFileError(spec.file, f"a quote mark opened in this row is never closed, so the {swallowed} lines "
-                                       f"after it ({row_like} of them whole rows) were read as one cell: a stray "
-                                       "quote mark (\") in the file; fix or re-export the file",
-                            row=number, column=column)
-    raise WaveFileError(spec.file, "the file ends inside a quoted cell of this row: it was cut off (an incomplete "
-                                   "download or copy); ask for the complete file", row=number, column=column)
+        raise WaveFileError(
+            spec.file,
+            f"a quote mark opened in this row is never closed, so the {swallowed} lines "
+            f"after it ({row_like} of them whole rows) were read as one cell: a stray "
+            'quote mark (") in the file; fix or re-export the file',
+            row=number,
+            column=column,
+        )
+    raise WaveFileError(
+        spec.file,
+        "the file ends inside a quoted cell of this row: it was cut off (an incomplete "
+        "download or copy); ask for the complete file",
+        row=number,
+        column=column,
+    )
 
 
-def _duckdb_grid(spec: WaveSpec, con: duckdb.DuckDBPyConnection, text_path: Path, header: list[str],
-                 header_row: int) -> Grid | None:
+def _duckdb_grid(
+    spec: WaveSpec, con: duckdb.DuckDBPyConnection, text_path: Path, header: list[str], header_row: int
+) -> Grid | None:
     """DuckDB's parallel CSV reader, strict: every row as wide as the header. None when the file is irregular."""
     columns = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(1, len(header) + 1))
     delimiter = spec.delimiter.replace("'", "''")
@@ -499,7 +556,8 @@ def _duckdb_grid(spec: WaveSpec, con: duckdb.DuckDBPyConnection, text_path: Path
             f"create temp table grid_wide as select * from read_csv(?, header = false, skip = {header_row}, "
             f"delim = '{delimiter}', quote = '\"', escape = '\"', columns = {{{columns}}}, auto_detect = false, "
             f"strict_mode = true, max_line_size = {max_cell_bytes()}, encoding = 'utf-8')",
-            [str(text_path)])
+            [str(text_path)],
+        )
     except duckdb.Error:
         return None
     # empty cells are null (every row has the header's width here); rows with nothing in them are not data
@@ -508,20 +566,25 @@ def _duckdb_grid(spec: WaveSpec, con: duckdb.DuckDBPyConnection, text_path: Path
     # a view, not a copy: rowid keeps the file's order (deleting rows does not renumber the others)
     drop_temp(con, "grid")
     cells = ", ".join(f"c{i}" for i in range(1, len(header) + 1))
-    con.execute(f"create temp view grid as select cast(rowid + {header_row + 1} as integer) as source_row_number, "
-                f"{len(header)} as cell_count, {cells} from grid_wide")
+    con.execute(
+        f"create temp view grid as select cast(rowid + {header_row + 1} as integer) as source_row_number, "
+        f"{len(header)} as cell_count, {cells} from grid_wide"
+    )
     _empty_extra(con)
     rows = con.execute("select count(*) from grid").fetchall()[0][0]
     return Grid(header, header_row, rows, reader="DuckDB read_csv (parallel)")
 
 
 def _empty_extra(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("create or replace temp table grid_extra (source_row_number integer, column_position integer, "
-                "cell_value varchar)")
+    con.execute(
+        "create or replace temp table grid_extra (source_row_number integer, column_position integer, "
+        "cell_value varchar)"
+    )
 
 
-def _python_grid(spec: WaveSpec, con: duckdb.DuckDBPyConnection, text_path: Path, encoding: str,
-                 header: list[str]) -> Grid:
+def _python_grid(
+    spec: WaveSpec, con: duckdb.DuckDBPyConnection, text_path: Path, encoding: str, header: list[str]
+) -> Grid:
     """Python's csv module, record by record: exact rows for blank lines, ragged rows and multi-line cells."""
     limit = max_cell_bytes()
     with open(text_path, encoding=encoding, newline="") as f:
@@ -536,9 +599,12 @@ def _python_grid(spec: WaveSpec, con: duckdb.DuckDBPyConnection, text_path: Path
             except csv.Error as exc:
                 number = reader.line_num
                 if "field larger than field limit" in str(exc):
-                    raise WaveFileError(spec.file, f"a cell is larger than {limit:,} bytes (SURVEY_MAX_CELL_BYTES): "
-                                                   "is it really survey answers? Raise the limit if so",
-                                        row=number) from None
+                    raise WaveFileError(
+                        spec.file,
+                        f"a cell is larger than {limit:,} bytes (SURVEY_MAX_CELL_BYTES): "
+                        "is it really survey answers? Raise the limit if so",
+                        row=number,
+                    ) from None
                 raise WaveFileError(spec.file, f"not readable as CSV ({exc})", row=number) from None
 
         return _fill_grid(con, header, spec.header_row, rows(), reader="Python csv (row by row)")
@@ -553,19 +619,29 @@ def _stray_quotes(spec: WaveSpec, con: duckdb.DuckDBPyConnection, header: list[s
     if width < MIN_COLUMNS_FOR_SWALLOWED_ROWS:
         return  # too few columns to tell a swallowed row from a comment with commas
     multiline = " or ".join(f"c{i} like '%' || chr(10) || '%'" for i in range(1, width + 1))
-    for row, *cells in con.execute(f"select * exclude (cell_count) from grid where {multiline} "
-                                   "order by source_row_number").fetchall():
+    for row, *cells in con.execute(
+        f"select * exclude (cell_count) from grid where {multiline} order by source_row_number"
+    ).fetchall():
         for position, cell in enumerate(cells, start=1):
             lines = (cell or "").splitlines()[1:]
             if any(line.count(spec.delimiter) >= width - 1 for line in lines):
-                raise WaveFileError(spec.file, f"a quote mark opened in this cell is closed only {len(lines)} lines "
-                                               "later, so whole rows of the file were read as this one cell: a "
-                                               "stray quote mark (\"); fix or re-export the file",
-                                    row=row, column=shown(header[position - 1]))
+                raise WaveFileError(
+                    spec.file,
+                    f"a quote mark opened in this cell is closed only {len(lines)} lines "
+                    "later, so whole rows of the file were read as this one cell: a "
+                    'stray quote mark ("); fix or re-export the file',
+                    row=row,
+                    column=shown(header[position - 1]),
+                )
 
 
-def _fill_grid(con: duckdb.DuckDBPyConnection, header: list[str], header_row: int,
-               rows: Iterator[tuple[int, list[Any]]], reader: str) -> Grid:
+def _fill_grid(
+    con: duckdb.DuckDBPyConnection,
+    header: list[str],
+    header_row: int,
+    rows: Iterator[tuple[int, list[Any]]],
+    reader: str,
+) -> Grid:
     """Rows (number, cells) into `grid` and `grid_extra`, a chunk of rows at a time through Arrow."""
     import pyarrow as pa
 
@@ -598,10 +674,17 @@ def _fill_grid(con: duckdb.DuckDBPyConnection, header: list[str], header_row: in
             columns[f"c{i}"] = pa.array(values, pa.string())
         arrow_into(con, "grid", pa.table(columns))
         if extra:
-            arrow_into(con, "grid_extra", pa.table({
-                "source_row_number": pa.array([e[0] for e in extra], pa.int32()),
-                "column_position": pa.array([e[1] for e in extra], pa.int32()),
-                "cell_value": pa.array([e[2] for e in extra], pa.string())}))
+            arrow_into(
+                con,
+                "grid_extra",
+                pa.table(
+                    {
+                        "source_row_number": pa.array([e[0] for e in extra], pa.int32()),
+                        "column_position": pa.array([e[1] for e in extra], pa.int32()),
+                        "cell_value": pa.array([e[2] for e in extra], pa.string()),
+                    }
+                ),
+            )
         total += len(padded)
         extra_total += len(extra)
     return Grid(header, header_row, total, reader=reader, extra_cells=extra_total)
@@ -632,9 +715,12 @@ def _read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) 
     if kind != "zip":
         if kind is not None:
             raise WaveFileError(path, f"is {kind}, not an Excel workbook; ask for the survey export as .xlsx")
-        raise WaveFileError(path, "is a text file (CSV or similar), not an Excel workbook, although the wave spec "
-                                  "says format: xlsx. Set format: csv (with its encoding and delimiter) in the spec, "
-                                  "or ask for the .xlsx export")
+        raise WaveFileError(
+            path,
+            "is a text file (CSV or similar), not an Excel workbook, although the wave spec "
+            "says format: xlsx. Set format: csv (with its encoding and delimiter) in the spec, "
+            "or ask for the .xlsx export",
+        )
     what = _zip_kind(path)
     if not what.startswith("an Excel workbook"):
         raise WaveFileError(path, f"is {what}")
@@ -643,12 +729,18 @@ def _read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) 
     try:
         workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many kinds for damaged parts of a workbook
-        raise WaveFileError(path, f"the workbook is damaged and cannot be opened ({type(exc).__name__}: {exc}); "
-                                  "open it in Excel and save it again, or ask for the file again") from None
+        raise WaveFileError(
+            path,
+            f"the workbook is damaged and cannot be opened ({type(exc).__name__}: {exc}); "
+            "open it in Excel and save it again, or ask for the file again",
+        ) from None
     try:
         if spec.sheet not in workbook.sheetnames:
-            raise WaveFileError(path, f"sheet {shown(spec.sheet)} not found; the workbook has "
-                                      f"{', '.join(shown(s) for s in workbook.sheetnames)}: fix 'sheet' in the spec")
+            raise WaveFileError(
+                path,
+                f"sheet {shown(spec.sheet)} not found; the workbook has "
+                f"{', '.join(shown(s) for s in workbook.sheetnames)}: fix 'sheet' in the spec",
+            )
         sheet = workbook[spec.sheet]
         numbered = enumerate(sheet.iter_rows(values_only=True), start=1)
         position = {"row": 0}
@@ -661,9 +753,12 @@ def _read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) 
             except WaveFileError:
                 raise
             except Exception as exc:
-                raise WaveFileError(path, f"the sheet is damaged after this row ({type(exc).__name__}: {exc}); "
-                                          "open it in Excel and save it again, or ask for the file again",
-                                    row=position["row"]) from None
+                raise WaveFileError(
+                    path,
+                    f"the sheet is damaged after this row ({type(exc).__name__}: {exc}); "
+                    "open it in Excel and save it again, or ask for the file again",
+                    row=position["row"],
+                ) from None
 
         rows = cells()
         header = None
@@ -672,8 +767,11 @@ def _read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) 
                 header = check_header(spec, [(v or "").strip() for v in values])
                 break
         if header is None:
-            raise WaveFileError(path, f"the sheet ends before the header row {spec.header_row}; check 'header_row' "
-                                      "in the wave spec", row=spec.header_row)
+            raise WaveFileError(
+                path,
+                f"the sheet ends before the header row {spec.header_row}; check 'header_row' in the wave spec",
+                row=spec.header_row,
+            )
         return _fill_grid(con, header, spec.header_row, rows, reader="openpyxl (row by row)")
     finally:
         workbook.close()

@@ -109,11 +109,15 @@ class LoadResult:
 
     def describe(self) -> str:
         if self.unchanged:
-            return (f"wave {self.wave_year}: {self.file_name} is unchanged since load {self.load_id}; "
-                    f"nothing to load ({self.row_count} rows already in raw)")
-        return (f"wave {self.wave_year}: loaded {self.row_count} rows from {self.file_name} as load {self.load_id}"
-                f" ({self.row_count - self.quarantined} accepted, {self.quarantined} quarantined; read by "
-                f"{self.reader} in {self.seconds:.1f} s)")
+            return (
+                f"wave {self.wave_year}: {self.file_name} is unchanged since load {self.load_id}; "
+                f"nothing to load ({self.row_count} rows already in raw)"
+            )
+        return (
+            f"wave {self.wave_year}: loaded {self.row_count} rows from {self.file_name} as load {self.load_id}"
+            f" ({self.row_count - self.quarantined} accepted, {self.quarantined} quarantined; read by "
+            f"{self.reader} in {self.seconds:.1f} s)"
+        )
 
 
 @dataclass(frozen=True)
@@ -149,13 +153,19 @@ def ensure_raw_schema(session: Session) -> None:
 def current_load(session: Session, wave_year: int) -> CurrentLoad | None:
     row = session.execute(
         "select load_id, file_sha256, row_count, spec_sha256, codebook_sha256 from raw.load_registry "
-        "where wave_year = ? and is_current", [wave_year]).fetchone()
+        "where wave_year = ? and is_current",
+        [wave_year],
+    ).fetchone()
     return CurrentLoad(*row) if row else None
 
 
 def is_unchanged(current: CurrentLoad | None, sha: str | None, spec: WaveSpec, fingerprint: str) -> bool:
-    return bool(current and current.file_sha256 == sha and current.spec_sha256 == spec.fingerprint()
-                and current.codebook_sha256 == fingerprint)
+    return bool(
+        current
+        and current.file_sha256 == sha
+        and current.spec_sha256 == spec.fingerprint()
+        and current.codebook_sha256 == fingerprint
+    )
 
 
 def _now() -> dt.datetime:
@@ -164,12 +174,15 @@ def _now() -> dt.datetime:
 
 def abandon_unfinished(session: Session) -> list[str]:
     """Loads left pending or candidate by a run that stopped (killed, crashed) are failed: one run at a time."""
-    stale = [r[0] for r in session.execute(
-        f"select load_id from raw.load_registry where status in {UNFINISHED}").fetchall()]
+    stale = [
+        r[0] for r in session.execute(f"select load_id from raw.load_registry where status in {UNFINISHED}").fetchall()
+    ]
     if stale:
-        session.execute(f"update raw.load_registry set status = 'failed', status_at = ?, status_message = "
-                        f"'the run that made this load stopped before it finished' where status in {UNFINISHED}",
-                        [_now()])
+        session.execute(
+            f"update raw.load_registry set status = 'failed', status_at = ?, status_message = "
+            f"'the run that made this load stopped before it finished' where status in {UNFINISHED}",
+            [_now()],
+        )
     return stale
 
 
@@ -199,8 +212,9 @@ def _work_connection(warehouse: Warehouse, session: Session, scratch: Path) -> I
             con.close()
 
 
-def load_wave(spec: WaveSpec, target: Warehouse | Path, codebook: Codebook | None = None,
-              paths: Paths | None = None) -> LoadResult:
+def load_wave(
+    spec: WaveSpec, target: Warehouse | Path, codebook: Codebook | None = None, paths: Paths | None = None
+) -> LoadResult:
     """Load one wave file into raw as a new pending load, or do nothing when it and its reading are unchanged.
 
     Rows that cannot be used are kept and quarantined with a reason. A whole-file problem (unreadable, wrong
@@ -220,17 +234,30 @@ def load_wave(spec: WaveSpec, target: Warehouse | Path, codebook: Codebook | Non
             return LoadResult(current.load_id, spec.wave_year, spec.file.name, current.row_count, unchanged=True)
         loaded_at = _now()
         load_id = f"{spec.wave_year}-{loaded_at:%Y%m%dT%H%M%S%f}-{(sha or '0' * 8)[:8]}"
-        registry = {"load_id": load_id, "wave_year": spec.wave_year, "file_name": spec.file.name,
-                    "file_sha256": sha, "loaded_at": loaded_at, "questionnaire_version": spec.questionnaire_version,
-                    "field_period_start": spec.field_period_start, "field_period_end": spec.field_period_end,
-                    "wave_spec": spec.as_json(), "spec_sha256": spec.fingerprint(), "codebook_sha256": fingerprint,
-                    "accepted_removals": ",".join(spec.accept_removals) or None}
+        registry = {
+            "load_id": load_id,
+            "wave_year": spec.wave_year,
+            "file_name": spec.file.name,
+            "file_sha256": sha,
+            "loaded_at": loaded_at,
+            "questionnaire_version": spec.questionnaire_version,
+            "field_period_start": spec.field_period_start,
+            "field_period_end": spec.field_period_end,
+            "wave_spec": spec.as_json(),
+            "spec_sha256": spec.fingerprint(),
+            "codebook_sha256": fingerprint,
+            "accepted_removals": ",".join(spec.accept_removals) or None,
+        }
         scratch = paths.var / "tmp" / f"load_{load_id}"
         try:
             with _work_connection(warehouse, session, scratch) as con:
                 checked = _read_and_check(spec, con, codebook, load_id, scratch)
-                registry.update(row_count=checked.grid.rows, accepted_count=checked.grid.rows - checked.quarantined,
-                                quarantined_count=checked.quarantined, reader=checked.grid.reader)
+                registry.update(
+                    row_count=checked.grid.rows,
+                    accepted_count=checked.grid.rows - checked.quarantined,
+                    quarantined_count=checked.quarantined,
+                    reader=checked.grid.reader,
+                )
                 with session.transaction():
                     abandon_unfinished(session)
                     _insert_registry(session, registry, "pending", "loaded; waiting for the raw gate")
@@ -242,11 +269,31 @@ def load_wave(spec: WaveSpec, target: Warehouse | Path, codebook: Codebook | Non
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
             if warehouse.backend == "duckdb":
-                drop_temp(session.duckdb_connection, "mapped", "grid", "grid_wide", "grid_extra", "resolved",
-                          "problems", "field_map", "keyed", "answers", "aliases", "header")
-    result = LoadResult(load_id, spec.wave_year, spec.file.name, checked.grid.rows, unchanged=False,
-                        quarantined=checked.quarantined, warnings=tuple(checked.warnings),
-                        reader=checked.grid.reader, seconds=time.perf_counter() - started)
+                drop_temp(
+                    session.duckdb_connection,
+                    "mapped",
+                    "grid",
+                    "grid_wide",
+                    "grid_extra",
+                    "resolved",
+                    "problems",
+                    "field_map",
+                    "keyed",
+                    "answers",
+                    "aliases",
+                    "header",
+                )
+    result = LoadResult(
+        load_id,
+        spec.wave_year,
+        spec.file.name,
+        checked.grid.rows,
+        unchanged=False,
+        quarantined=checked.quarantined,
+        warnings=tuple(checked.warnings),
+        reader=checked.grid.reader,
+        seconds=time.perf_counter() - started,
+    )
     log.info(result.describe())
     for warning in result.warnings:
         log.warning(warning)
@@ -255,11 +302,21 @@ def load_wave(spec: WaveSpec, target: Warehouse | Path, codebook: Codebook | Non
 
 def _insert_registry(session: Session, registry: dict, status: str, message: str) -> None:
     now = _now()
-    columns = {"accepted_count": None, "quarantined_count": None, "reader": None, **registry,
-               "status": status, "status_at": now, "status_message": message, "is_current": False}
+    columns = {
+        "accepted_count": None,
+        "quarantined_count": None,
+        "reader": None,
+        **registry,
+        "status": status,
+        "status_at": now,
+        "status_message": message,
+        "is_current": False,
+    }
     names = list(columns)
-    session.execute(f"insert into raw.load_registry ({', '.join(names)}) values ({', '.join('?' * len(names))})",
-                    [columns[n] for n in names])
+    session.execute(
+        f"insert into raw.load_registry ({', '.join(names)}) values ({', '.join('?' * len(names))})",
+        [columns[n] for n in names],
+    )
 
 
 # ------------------------------------------------------------------------------------------ reading and checks
@@ -275,25 +332,38 @@ class _Checked:
 
 def _field_kinds(spec: WaveSpec, codebook: Codebook) -> dict[str, str]:
     questions = codebook.questions_for(spec.wave_year)
-    kinds = {"respondent_email": "email", "city": "city", "submitted_at": "timestamp",
-             "response_minutes": "decimal", "respondent_name": "text"}
-    return {f: kinds.get(f, "labelled" if f in questions or f in LABELLED_STRUCTURAL_FIELDS else "text")
-            for f in spec.columns.values()}
+    kinds = {
+        "respondent_email": "email",
+        "city": "city",
+        "submitted_at": "timestamp",
+        "response_minutes": "decimal",
+        "respondent_name": "text",
+    }
+    return {
+        f: kinds.get(f, "labelled" if f in questions or f in LABELLED_STRUCTURAL_FIELDS else "text")
+        for f in spec.columns.values()
+    }
 
 
-def _read_and_check(spec: WaveSpec, con: duckdb.DuckDBPyConnection, codebook: Codebook, load_id: str,
-                    scratch: Path) -> _Checked:
+def _read_and_check(
+    spec: WaveSpec, con: duckdb.DuckDBPyConnection, codebook: Codebook, load_id: str, scratch: Path
+) -> _Checked:
     import pyarrow as pa
 
     grid = read_grid(spec, con, scratch)
     if grid.rows == 0:
-        raise WaveFileError(spec.file, "the file has a header but no data rows; ask for the full export",
-                            row=grid.header_row)
+        raise WaveFileError(
+            spec.file, "the file has a header but no data rows; ask for the full export", row=grid.header_row
+        )
     header_keys = match_keys(pa.array(grid.header, pa.string())).to_pylist()
     kinds = _field_kinds(spec, codebook)
     questions = codebook.questions_for(spec.wave_year)
-    required = {"respondent_email", "city", "respondent_role",
-                *(q for q, question in questions.items() if question.is_required)}
+    required = {
+        "respondent_email",
+        "city",
+        "respondent_role",
+        *(q for q, question in questions.items() if question.is_required),
+    }
     field_rows = []
     for column, field_id in spec.columns.items():
         if kinds[field_id] == "text":
@@ -302,25 +372,41 @@ def _read_and_check(spec: WaveSpec, con: duckdb.DuckDBPyConnection, codebook: Co
         question = questions.get(field_id)
         scale = (question.scale_min, question.scale_max) if question and question.is_scale else (None, None)
         field_rows.append((position, field_id, kinds[field_id], field_id in required, *scale))
-    arrow_into(con, "field_map", pa.table({
-        "p": pa.array([r[0] for r in field_rows], pa.int32()), "field_id": [r[1] for r in field_rows],
-        "kind": [r[2] for r in field_rows], "is_required": [r[3] for r in field_rows],
-        "scale_min": pa.array([r[4] for r in field_rows], pa.float64()),
-        "scale_max": pa.array([r[5] for r in field_rows], pa.float64())}), replace=True)
+    arrow_into(
+        con,
+        "field_map",
+        pa.table(
+            {
+                "p": pa.array([r[0] for r in field_rows], pa.int32()),
+                "field_id": [r[1] for r in field_rows],
+                "kind": [r[2] for r in field_rows],
+                "is_required": [r[3] for r in field_rows],
+                "scale_min": pa.array([r[4] for r in field_rows], pa.float64()),
+                "scale_max": pa.array([r[5] for r in field_rows], pa.float64()),
+            }
+        ),
+        replace=True,
+    )
 
     # Mapped cells in long form, and every distinct value's match key (the one rule, in Arrow)
     positions = [r[0] for r in field_rows]
-    con.execute("create or replace temp view mapped as " + " union all ".join(
-        f"select source_row_number, cell_count, {p} as p, c{p} as v from grid" for p in positions))
+    con.execute(
+        "create or replace temp view mapped as "
+        + " union all ".join(f"select source_row_number, cell_count, {p} as p, c{p} as v from grid" for p in positions)
+    )
     values = con.sql("select distinct p, v from mapped where v is not null").to_arrow_table()
     arrow_into(con, "keyed", values.append_column("k", match_keys(values.column("v"))), replace=True)
     arrow_into(con, "answers", codebook.answer_table(spec.wave_year), replace=True)
     arrow_into(con, "aliases", codebook.alias_table(), replace=True)
     number = "try_cast(replace(k.k, ',', '.') as double)"
     surveyed = ", ".join(_sql_text(code) for code in spec.cities_surveyed) or "null"
-    parsed_time = "coalesce(" + ", ".join(f"try_strptime(upper(k.k), '{f}')" for f in TIMESTAMP_FORMATS) + \
-        ", try_cast(upper(k.k) as timestamp))"
-    con.execute(f"""
+    parsed_time = (
+        "coalesce("
+        + ", ".join(f"try_strptime(upper(k.k), '{f}')" for f in TIMESTAMP_FORMATS)
+        + ", try_cast(upper(k.k) as timestamp))"
+    )
+    con.execute(
+        f"""
         create or replace temp table resolved as
         with keyed_values as (
             select k.p, k.v, k.k, f.field_id, f.kind, f.scale_min, f.scale_max,
@@ -355,7 +441,9 @@ def _read_and_check(spec: WaveSpec, con: duckdb.DuckDBPyConnection, codebook: Co
         from keyed_values kv
         left join aliases al on kv.kind = 'city' and al.alias_key = kv.k
         left join answers an on kv.kind = 'labelled' and an.field_id = kv.field_id and an.label_key = kv.k
-    """, [pseudonym_key()])
+    """,
+        [pseudonym_key()],
+    )
 
     problems = _row_problems(spec, con, grid, header_keys)
     _check_wave_year(spec, con)
@@ -363,19 +451,31 @@ def _read_and_check(spec: WaveSpec, con: duckdb.DuckDBPyConnection, codebook: Co
     if problems:
         import pyarrow as pa
 
-        arrow_into(con, "problems", pa.table({
-            "source_row_number": pa.array([p[0] for p in problems], pa.int32()),
-            "source_column": pa.array([p[1] for p in problems], pa.string()),
-            "reason_code": [p[2] for p in problems], "message": [p[3] for p in problems]}), replace=True)
+        arrow_into(
+            con,
+            "problems",
+            pa.table(
+                {
+                    "source_row_number": pa.array([p[0] for p in problems], pa.int32()),
+                    "source_column": pa.array([p[1] for p in problems], pa.string()),
+                    "reason_code": [p[2] for p in problems],
+                    "message": [p[3] for p in problems],
+                }
+            ),
+            replace=True,
+        )
     else:
-        con.execute("create or replace temp table problems (source_row_number integer, source_column varchar, "
-                    "reason_code varchar, message varchar)")
+        con.execute(
+            "create or replace temp table problems (source_row_number integer, source_column varchar, "
+            "reason_code varchar, message varchar)"
+        )
     field_positions = {r[1]: r[0] for r in field_rows}
     return _Checked(grid, quarantined, problems, _key_respondent_warnings(spec, con, codebook, field_positions))
 
 
-def _row_problems(spec: WaveSpec, con: duckdb.DuckDBPyConnection, grid: Grid, header_keys: list[str | None]
-                  ) -> list[tuple[int, str | None, str, str]]:
+def _row_problems(
+    spec: WaveSpec, con: duckdb.DuckDBPyConnection, grid: Grid, header_keys: list[str | None]
+) -> list[tuple[int, str | None, str, str]]:
     """Each row that cannot be used, with the column at fault, a reason code and a message."""
     file, year, width = spec.file.name, spec.wave_year, grid.width
     header = grid.header
@@ -386,27 +486,43 @@ def _row_problems(spec: WaveSpec, con: duckdb.DuckDBPyConnection, grid: Grid, he
 
     # Structure first: a row of another width, or the header again (files joined together), is only that.
     structural = {}
-    for row, cells in con.execute(f"select source_row_number, cell_count from grid where cell_count <> {width} "
-                                  "order by 1").fetchall():
-        structural[row] = (None, "ragged_row", f"{where(row, None)}: the row has {cells} cells but the header has "
-                                               f"{width}: a truncated or misaligned row; re-export the file")
+    for row, cells in con.execute(
+        f"select source_row_number, cell_count from grid where cell_count <> {width} order by 1"
+    ).fetchall():
+        structural[row] = (
+            None,
+            "ragged_row",
+            f"{where(row, None)}: the row has {cells} cells but the header has "
+            f"{width}: a truncated or misaligned row; re-export the file",
+        )
     keys = ", ".join(f"({p}, {_sql_text(k)})" for p, k in enumerate(header_keys, start=1) if k)
     if keys:
         for (row,) in con.execute(
-                f"select m.source_row_number from mapped m join resolved r using (p, v) "
-                f"join (values {keys}) h(p, k) on h.p = m.p and h.k = r.k group by 1 "
-                f"having count(*) * 2 >= (select count(*) from field_map) order by 1").fetchall():
-            structural.setdefault(row, (None, "repeated_header",
-                                        f"{where(row, None)}: the row repeats the header (files joined together, "
-                                        "or a header line copied into the data); it is not an answer"))
-    problems += [(row, None if p is None else header[p - 1], reason, message)
-                 for row, (p, reason, message) in sorted(structural.items())]
+            f"select m.source_row_number from mapped m join resolved r using (p, v) "
+            f"join (values {keys}) h(p, k) on h.p = m.p and h.k = r.k group by 1 "
+            f"having count(*) * 2 >= (select count(*) from field_map) order by 1"
+        ).fetchall():
+            structural.setdefault(
+                row,
+                (
+                    None,
+                    "repeated_header",
+                    f"{where(row, None)}: the row repeats the header (files joined together, "
+                    "or a header line copied into the data); it is not an answer",
+                ),
+            )
+    problems += [
+        (row, None if p is None else header[p - 1], reason, message)
+        for row, (p, reason, message) in sorted(structural.items())
+    ]
     skip = ", ".join(str(r) for r in structural) or "-1"
     email = next((p for p, kind in con.execute("select p, kind from field_map").fetchall() if kind == "email"), None)
     # Only cells that can have a problem are looked at: values that did not resolve, empty required cells, and
     # e-mail values that occur more than once or share their key with another value.
-    duplicates = "select null as row, null as p, null as v, null as scale_min, null as scale_max, null as reason, " \
-                 "null as first_row where false"
+    duplicates = (
+        "select null as row, null as p, null as v, null as scale_min, null as scale_max, null as reason, "
+        "null as first_row where false"
+    )
     if email is not None:
         duplicates = f"""
             select row, p, v, null, null, 'duplicate_respondent', first_row from (
@@ -435,20 +551,21 @@ def _row_problems(spec: WaveSpec, con: duckdb.DuckDBPyConnection, grid: Grid, he
         union all
         {duplicates}
         order by 1, 2
-        """).fetchall()
+        """
+    ).fetchall()
     for row, p, value, low, high, reason, first_row in fields:
         text = {
             "missing_required": "empty, but every respondent needs it; ask for a corrected file",
             "unknown_city": f"unknown city {shown(value)}; if it is a way of writing a surveyed city, add it to "
-                            "dbt_project/seeds/city_aliases.csv",
+            "dbt_project/seeds/city_aliases.csv",
             "city_not_surveyed": f"city {shown(value)} was not surveyed in {year} (cities_surveyed in "
-                                 f"{spec.name}): an answer from outside the survey, or a city missing from the list",
+            f"{spec.name}): an answer from outside the survey, or a city missing from the list",
             "unknown_answer": f"answer {shown(value)} is not in the {year} codebook; add it to "
-                              "dbt_project/seeds/codebook_answers.csv or correct the file",
+            "dbt_project/seeds/codebook_answers.csv or correct the file",
             "out_of_scale": f"{shown(value)} is outside the question's scale {_number(low)}-{_number(high)} in "
-                            f"{year}; correct the file",
+            f"{year}; correct the file",
             "duplicate_respondent": f"the same respondent already answered in row {first_row}; the first answer "
-                                    "is kept",
+            "is kept",
         }[reason]
         problems.append((row, header[p - 1], reason, f"{where(row, p)}: {text}"))
     problems.sort(key=lambda p: (p[0], 0 if p[1] is None else header.index(p[1])))
@@ -468,19 +585,25 @@ def _check_wave_year(spec: WaveSpec, con: duckdb.DuckDBPyConnection) -> None:
     years = con.execute(
         "select year(cast(r.resolved_value as timestamp)) as y, count(*) from mapped m join field_map f using (p) "
         "join resolved r using (p, v) where f.kind = 'timestamp' and r.resolved_value is not null group by 1 "
-        "order by 2 desc").fetchall()
+        "order by 2 desc"
+    ).fetchall()
     total = sum(n for _y, n in years)
     in_wave = sum(n for y, n in years if y == spec.wave_year)
     if total and in_wave * 2 < total:
         year, count = years[0]
         column = next(c for c, f in spec.columns.items() if f == "submitted_at")
-        raise WaveFileError(spec.file, f"{count} of {total} answers were submitted in {year}, not in "
-                                       f"{spec.wave_year}: is this the file of another wave? Check 'file' and "
-                                       f"'wave_year' in {spec.name}", column=shown(column))
+        raise WaveFileError(
+            spec.file,
+            f"{count} of {total} answers were submitted in {year}, not in "
+            f"{spec.wave_year}: is this the file of another wave? Check 'file' and "
+            f"'wave_year' in {spec.name}",
+            column=shown(column),
+        )
 
 
-def _key_respondent_warnings(spec: WaveSpec, con: duckdb.DuckDBPyConnection, codebook: Codebook,
-                             positions: dict[str, int]) -> list[str]:
+def _key_respondent_warnings(
+    spec: WaveSpec, con: duckdb.DuckDBPyConnection, codebook: Codebook, positions: dict[str, int]
+) -> list[str]:
     """Usable rows that still deserve a look: key respondents of one city who disagree about who leads."""
     if not {"lead", "city", "respondent_role"} <= set(positions) or not codebook.key_roles:
         return []
@@ -497,24 +620,32 @@ def _key_respondent_warnings(spec: WaveSpec, con: duckdb.DuckDBPyConnection, cod
         group by 1 having count(distinct l.resolved_value) > 1 order by 1
     """).fetchall()
     lead_column = next(c for c, f in spec.columns.items() if f == "lead")
-    return [f"{spec.file.name}, column {shown(lead_column)}: the key respondents of city {code} disagree ("
-            + ", ".join(f"row {r}: {shown(label)}" for r, label in zip(numbers, labels, strict=True))
-            + "); the roll-up takes the majority of all the city's respondents (rollup_method in "
-              "fct_city_responsibility)" for code, numbers, labels in rows]
+    return [
+        f"{spec.file.name}, column {shown(lead_column)}: the key respondents of city {code} disagree ("
+        + ", ".join(f"row {r}: {shown(label)}" for r, label in zip(numbers, labels, strict=True))
+        + "); the roll-up takes the majority of all the city's respondents (rollup_method in "
+        "fct_city_responsibility)"
+        for code, numbers, labels in rows
+    ]
 
 
 # ------------------------------------------------------------------------------------------ writing raw
 
 
-CELL_SQL = ("select {load} as load_id, {wave} as wave_year, g.source_row_number, h.column_position, "
-            "h.source_column, h.field_id, g.c{position} as cell_value "
-            "from grid g, (select * from header where column_position = {position}) h")
-EXTRA_CELLS_SQL = ("select {load}, {wave}, source_row_number, column_position, '', null, cell_value "
-                   "from grid_extra")
-RESOLUTIONS_SQL = ("select {load} as load_id, {wave} as wave_year, field_id, v as cell_value, k as match_key, "
-                   "resolved_value, resolved_number from resolved")
-QUARANTINE_SQL = ("select {load} as load_id, {wave} as wave_year, source_row_number, source_column, reason_code, "
-                  "message from problems")
+CELL_SQL = (
+    "select {load} as load_id, {wave} as wave_year, g.source_row_number, h.column_position, "
+    "h.source_column, h.field_id, g.c{position} as cell_value "
+    "from grid g, (select * from header where column_position = {position}) h"
+)
+EXTRA_CELLS_SQL = "select {load}, {wave}, source_row_number, column_position, '', null, cell_value from grid_extra"
+RESOLUTIONS_SQL = (
+    "select {load} as load_id, {wave} as wave_year, field_id, v as cell_value, k as match_key, "
+    "resolved_value, resolved_number from resolved"
+)
+QUARANTINE_SQL = (
+    "select {load} as load_id, {wave} as wave_year, source_row_number, source_column, reason_code, "
+    "message from problems"
+)
 RAW_COLUMNS = {
     "raw.survey_cells": "load_id, wave_year, source_row_number, column_position, source_column, field_id, cell_value",
     "raw.cell_resolutions": "load_id, wave_year, field_id, cell_value, match_key, resolved_value, resolved_number",
@@ -522,28 +653,39 @@ RAW_COLUMNS = {
 }
 
 
-def _write_raw(session: Session, con: duckdb.DuckDBPyConnection, spec: WaveSpec, load_id: str, checked: _Checked,
-               scratch: Path) -> None:
+def _write_raw(
+    session: Session, con: duckdb.DuckDBPyConnection, spec: WaveSpec, load_id: str, checked: _Checked, scratch: Path
+) -> None:
     import pyarrow as pa
 
     grid = checked.grid
-    arrow_into(con, "header", pa.table({
-        "column_position": pa.array(range(1, grid.width + 1), pa.int32()), "source_column": grid.header,
-        "field_id": pa.array([spec.columns.get(_column_for(spec, h) or "") for h in grid.header], pa.string())}),
-        replace=True)
+    arrow_into(
+        con,
+        "header",
+        pa.table(
+            {
+                "column_position": pa.array(range(1, grid.width + 1), pa.int32()),
+                "source_column": grid.header,
+                "field_id": pa.array([spec.columns.get(_column_for(spec, h) or "") for h in grid.header], pa.string()),
+            }
+        ),
+        replace=True,
+    )
     literals = {"load": _sql_text(load_id), "wave": int(spec.wave_year)}
-    cells = " union all ".join([*(CELL_SQL.replace("{position}", str(i)) for i in range(1, grid.width + 1)),
-                                EXTRA_CELLS_SQL])
-    queries = {"raw.survey_cells": cells, "raw.cell_resolutions": RESOLUTIONS_SQL,
-               "raw.quarantine": QUARANTINE_SQL}
+    cells = " union all ".join(
+        [*(CELL_SQL.replace("{position}", str(i)) for i in range(1, grid.width + 1)), EXTRA_CELLS_SQL]
+    )
+    queries = {"raw.survey_cells": cells, "raw.cell_resolutions": RESOLUTIONS_SQL, "raw.quarantine": QUARANTINE_SQL}
     for table, template in queries.items():
         query = template.format(**literals)
         if session.is_postgres:
             session.copy_from_duckdb(table, RAW_COLUMNS[table], con, query, scratch)
         else:
             con.execute(f"insert into {table} ({RAW_COLUMNS[table]}) {query}")
-    session.executemany("insert into raw.wave_cities_surveyed values (?, ?, ?)",
-                        [[load_id, spec.wave_year, code] for code in spec.cities_surveyed])
+    session.executemany(
+        "insert into raw.wave_cities_surveyed values (?, ?, ?)",
+        [[load_id, spec.wave_year, code] for code in spec.cities_surveyed],
+    )
     drop_temp(con, "header")
 
 
@@ -570,16 +712,21 @@ def accept_load(target: Warehouse | Path, load_id: str, message: str) -> None:
         _wave, status = _load_status(session, load_id)
         if status not in ("pending", "candidate"):
             raise SurveyWarehouseError(f"load {load_id} is {status}; only a pending load can pass its gate")
-        session.execute("update raw.load_registry set status = 'candidate', status_at = ?, status_message = ? "
-                        "where load_id = ?", [_now(), message, load_id])
+        session.execute(
+            "update raw.load_registry set status = 'candidate', status_at = ?, status_message = ? where load_id = ?",
+            [_now(), message, load_id],
+        )
 
 
 def fail_load(target: Warehouse | Path, load_id: str, message: str) -> None:
     """Something on the way failed: the load is kept with the reason; the current load stays current."""
     with Session(as_warehouse(target)) as session, session.transaction():
         _load_status(session, load_id)
-        session.execute("update raw.load_registry set status = 'failed', status_at = ?, status_message = ? "
-                        "where load_id = ? and not is_current", [_now(), message, load_id])
+        session.execute(
+            "update raw.load_registry set status = 'failed', status_at = ?, status_message = ? "
+            "where load_id = ? and not is_current",
+            [_now(), message, load_id],
+        )
 
 
 def promote_load(session: Session, load_id: str, message: str) -> None:
@@ -591,11 +738,16 @@ def promote_load(session: Session, load_id: str, message: str) -> None:
     if status != "candidate":
         raise SurveyWarehouseError(f"load {load_id} is {status}; only a candidate that passed its gates is published")
     now = _now()
-    session.execute("update raw.load_registry set status = 'superseded', is_current = false, status_at = ?, "
-                    "status_message = ? where wave_year = ? and is_current and load_id <> ?",
-                    [now, f"superseded by load {load_id}", wave_year, load_id])
-    session.execute("update raw.load_registry set status = 'passed', is_current = true, status_at = ?, "
-                    "status_message = ? where load_id = ?", [now, message, load_id])
+    session.execute(
+        "update raw.load_registry set status = 'superseded', is_current = false, status_at = ?, "
+        "status_message = ? where wave_year = ? and is_current and load_id <> ?",
+        [now, f"superseded by load {load_id}", wave_year, load_id],
+    )
+    session.execute(
+        "update raw.load_registry set status = 'passed', is_current = true, status_at = ?, "
+        "status_message = ? where load_id = ?",
+        [now, message, load_id],
+    )
 
 
 def mark_load(target: Warehouse | Path, load_id: str, passed: bool, message: str) -> None:

@@ -59,21 +59,29 @@ def plan_wave(wave_year: int, paths: Paths | None = None, warehouse: Warehouse |
     warehouse = warehouse or Warehouse.from_env(paths.warehouse)
     spec = _spec(wave_year, paths)
     if not spec.file.is_file():
-        raise WaveFileError(spec.file, f"wave {wave_year} is configured but its file has not arrived (or 'file' in "
-                                       f"{spec.name} points elsewhere)")
+        raise WaveFileError(
+            spec.file,
+            f"wave {wave_year} is configured but its file has not arrived (or 'file' in {spec.name} points elsewhere)",
+        )
     codebook = Codebook.from_seeds(paths.dbt_project / "seeds")
     spec.check(codebook)
     sha = load.file_sha256(spec.file)
     with Session(warehouse) as session:
         load.ensure_raw_schema(session)
         current = load.current_load(session, wave_year)
-        current_ids = {r[0] for r in session.execute(
-            "select load_id from raw.load_registry where is_current").fetchall()}
+        current_ids = {
+            r[0] for r in session.execute("select load_id from raw.load_registry where is_current").fetchall()
+        }
     if not load.is_unchanged(current, sha, spec, load.read_fingerprint(spec, codebook)):
-        why = ("first load of the wave" if current is None else
-               "the file changed" if current.file_sha256 != sha else
-               "the wave spec changed" if current.spec_sha256 != spec.fingerprint() else
-               "the codebook (or the pseudonym key) changed")
+        why = (
+            "first load of the wave"
+            if current is None
+            else "the file changed"
+            if current.file_sha256 != sha
+            else "the wave spec changed"
+            if current.spec_sha256 != spec.fingerprint()
+            else "the codebook (or the pseudonym key) changed"
+        )
         return Plan(wave_year, "load", why, str(spec.file))
     if current is None:  # (unchanged implies a current load)
         return Plan(wave_year, "load", "first load of the wave", str(spec.file))
@@ -84,9 +92,14 @@ def plan_wave(wave_year: int, paths: Paths | None = None, warehouse: Warehouse |
         return Plan(wave_year, "rebuild", "the published marts do not hold every current load", str(spec.file))
     if publication.build_fingerprint != build_fingerprint(paths, warehouse):
         return Plan(wave_year, "rebuild", "the dbt project, a seed or a suite changed", str(spec.file))
-    return Plan(wave_year, "nothing", f"wave {wave_year}: unchanged since publication "
-                                      f"{publication.published_at:%Y-%m-%d %H:%M:%S} UTC (load {current.load_id}); "
-                                      "nothing to do", str(spec.file))
+    return Plan(
+        wave_year,
+        "nothing",
+        f"wave {wave_year}: unchanged since publication "
+        f"{publication.published_at:%Y-%m-%d %H:%M:%S} UTC (load {current.load_id}); "
+        "nothing to do",
+        str(spec.file),
+    )
 
 
 def plan_run(wave_year: int) -> dict[str, Any]:
@@ -96,7 +109,8 @@ def plan_run(wave_year: int) -> dict[str, Any]:
     paths = get_paths()
     if find_wave_spec(wave_year, paths) is None:
         raise AirflowSkipException(
-            f"No survey wave in {wave_year}: there is no {paths.waves_config / f'{wave_year}.yml'}")
+            f"No survey wave in {wave_year}: there is no {paths.waves_config / f'{wave_year}.yml'}"
+        )
     try:
         plan = plan_wave(wave_year, paths)
     except SurveyWarehouseError as exc:
@@ -116,8 +130,14 @@ def load_raw_wave(wave_year: int) -> dict[str, Any]:
         remember_error(exc)
         raise
     log.info(result.describe())
-    return {"load_id": result.load_id, "rows": result.row_count, "unchanged": result.unchanged,
-            "quarantined": result.quarantined, "message": result.describe(), "warnings": list(result.warnings)}
+    return {
+        "load_id": result.load_id,
+        "rows": result.row_count,
+        "unchanged": result.unchanged,
+        "quarantined": result.quarantined,
+        "message": result.describe(),
+        "warnings": list(result.warnings),
+    }
 
 
 def _run_load(context: Any) -> dict[str, Any]:
@@ -145,8 +165,11 @@ def marts_checkpoint_for_run(gx_context: Any) -> Any:
 
 def gate_message(paths: Paths, warehouse: Warehouse, load_id: str) -> str:
     path = quality.report_path(paths, "raw_wave", load_id)
-    report = (quality.GateReport.read(path).message() if path.exists()
-              else "the raw gate did not complete; see the validate_raw_wave task log")
+    report = (
+        quality.GateReport.read(path).message()
+        if path.exists()
+        else "the raw gate did not complete; see the validate_raw_wave task log"
+    )
     parts = [report, quality.quarantine_summary(warehouse, load_id), quality.removal_summary(warehouse, load_id)]
     return "\n".join(p for p in parts if p)
 
@@ -176,14 +199,20 @@ def publish_marts(run_id: str) -> dict[str, Any]:
     except Exception as exc:
         remember_error(exc)
         with Session(warehouse) as session:
-            candidates = [r[0] for r in session.execute(
-                "select load_id from raw.load_registry where status = 'candidate'").fetchall()]
+            candidates = [
+                r[0]
+                for r in session.execute("select load_id from raw.load_registry where status = 'candidate'").fetchall()
+            ]
         for load_id in candidates:
             load.fail_load(warehouse, load_id, f"the run failed at publish_marts: {type(exc).__name__}: {exc}")
         raise
     log.info("Published %s to %s", publication.tables, publication.path)
-    return {"path": str(publication.path), "tables": publication.tables, "load_ids": publication.load_ids,
-            "published_at": publication.published_at.isoformat()}
+    return {
+        "path": str(publication.path),
+        "tables": publication.tables,
+        "load_ids": publication.load_ids,
+        "published_at": publication.published_at.isoformat(),
+    }
 
 
 def remember_error(exc: BaseException) -> None:
@@ -202,8 +231,9 @@ def _failed_steps(context: Any) -> list[str]:
     return sorted(task for task, state in states.items() if state == "failed" and task != ti.task_id)
 
 
-def failure_message(paths: Paths, warehouse: Warehouse, steps: list[str], load_id: str | None,
-                    errors: dict[str, str] | None = None) -> str:
+def failure_message(
+    paths: Paths, warehouse: Warehouse, steps: list[str], load_id: str | None, errors: dict[str, str] | None = None
+) -> str:
     """Why a run failed, in the words of the step that failed, for the load registry and the owner."""
     head = f"the run failed at {', '.join(steps) or 'an unknown step'}"
     errors = {step: error for step, error in (errors or {}).items() if error}
@@ -212,13 +242,14 @@ def failure_message(paths: Paths, warehouse: Warehouse, steps: list[str], load_i
     if load_id and "validate_raw_wave" in steps:
         return f"{head}:\n{gate_message(paths, warehouse, load_id)}"
     if "validate_marts" in steps:
-        reports = sorted((paths.var / "quality" / "reports" / "marts").glob("*.json"),
-                         key=lambda p: p.stat().st_mtime)
+        reports = sorted((paths.var / "quality" / "reports" / "marts").glob("*.json"), key=lambda p: p.stat().st_mtime)
         if reports:
             return f"{head}:\n{quality.GateReport.read(reports[-1]).message()}"
     if any(step.startswith("dbt_build") for step in steps):
-        return (f"{head}: a dbt model or test failed, so nothing was published; the task log of the failed dbt "
-                "step names the model or test and the rows")
+        return (
+            f"{head}: a dbt model or test failed, so nothing was published; the task log of the failed dbt "
+            "step names the model or test and the rows"
+        )
     return f"{head}; see its task log"
 
 

@@ -27,8 +27,14 @@ from survey_warehouse.settings import Paths
 from survey_warehouse.warehouse import Session, Warehouse
 
 # What the published marts are built from besides the loads: change any of these and the marts are rebuilt.
-BUILD_INPUTS = ("dbt_project/dbt_project.yml", "dbt_project/models", "dbt_project/macros", "dbt_project/seeds",
-                "dbt_project/tests", "expectations")
+BUILD_INPUTS = (
+    "dbt_project/dbt_project.yml",
+    "dbt_project/models",
+    "dbt_project/macros",
+    "dbt_project/seeds",
+    "dbt_project/tests",
+    "expectations",
+)
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,8 @@ def _loads_in_use(session: Session) -> list[tuple]:
     return session.execute(
         "select load_id, wave_year, file_name, file_sha256, loaded_at from raw.load_registry r "
         "where status = 'candidate' or (is_current and not exists (select 1 from raw.load_registry c "
-        "where c.wave_year = r.wave_year and c.status = 'candidate')) order by wave_year").fetchall()
+        "where c.wave_year = r.wave_year and c.status = 'candidate')) order by wave_year"
+    ).fetchall()
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -69,8 +76,9 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def publish_marts(warehouse: Warehouse, published: Path, run_id: str = "", fingerprint: str | None = None
-                  ) -> Publication:
+def publish_marts(
+    warehouse: Warehouse, published: Path, run_id: str = "", fingerprint: str | None = None
+) -> Publication:
     """DuckDB: copy the marts (and nothing else) into a new file, record the publication, promote the candidate
     load and swap the file in."""
     published.parent.mkdir(parents=True, exist_ok=True)
@@ -88,12 +96,18 @@ def publish_marts(warehouse: Warehouse, published: Path, run_id: str = "", finge
             for table in tables_to_publish:
                 con.execute(f'create table pub.marts."{table}" as select * from marts."{table}"')
                 tables[table] = con.execute(f'select count(*) from pub.marts."{table}"').fetchall()[0][0]
-            con.execute("create table pub.marts.publication (published_at timestamp, run_id varchar, "
-                        "load_ids varchar[], tables json, build_fingerprint varchar)")
-            con.execute("insert into pub.marts.publication values (?, ?, ?, ?, ?)",
-                        [published_at, run_id, [r[0] for r in loads], json.dumps(tables), fingerprint])
-            con.execute("create table pub.marts.source_loads (load_id varchar, wave_year integer, file_name varchar, "
-                        "file_sha256 varchar, loaded_at timestamp)")
+            con.execute(
+                "create table pub.marts.publication (published_at timestamp, run_id varchar, "
+                "load_ids varchar[], tables json, build_fingerprint varchar)"
+            )
+            con.execute(
+                "insert into pub.marts.publication values (?, ?, ?, ?, ?)",
+                [published_at, run_id, [r[0] for r in loads], json.dumps(tables), fingerprint],
+            )
+            con.execute(
+                "create table pub.marts.source_loads (load_id varchar, wave_year integer, file_name varchar, "
+                "file_sha256 varchar, loaded_at timestamp)"
+            )
             con.executemany("insert into pub.marts.source_loads values (?, ?, ?, ?, ?)", [list(r) for r in loads])
         finally:
             con.execute("detach pub")
@@ -128,23 +142,29 @@ def swap_marts(warehouse: Warehouse, run_id: str = "", fingerprint: str | None =
     ensure_reader_role(warehouse)
     tables_to_publish = mart_tables(warehouse, build)
     with Session(warehouse) as session, session.transaction():
-        tables = {t: session.execute(f'select count(*) from "{build}"."{t}"').fetchall()[0][0]
-                  for t in tables_to_publish}
+        tables = {
+            t: session.execute(f'select count(*) from "{build}"."{t}"').fetchall()[0][0] for t in tables_to_publish
+        }
         loads = _loads_in_use(session)
         for load_id, *_ in loads:
             promote_load(session, load_id, f"published by run {run_id}")
-        session.execute(f'create table "{build}".publication (published_at timestamp, run_id varchar, '
-                        'load_ids varchar[], tables json, build_fingerprint varchar)')
-        session.execute(f'insert into "{build}".publication values (?, ?, ?, ?, ?)',
-                        [published_at, run_id, [r[0] for r in loads], json.dumps(tables), fingerprint])
-        session.execute(f'create table "{build}".source_loads (load_id varchar, wave_year integer, '
-                        'file_name varchar, file_sha256 varchar, loaded_at timestamp)')
+        session.execute(
+            f'create table "{build}".publication (published_at timestamp, run_id varchar, '
+            "load_ids varchar[], tables json, build_fingerprint varchar)"
+        )
+        session.execute(
+            f'insert into "{build}".publication values (?, ?, ?, ?, ?)',
+            [published_at, run_id, [r[0] for r in loads], json.dumps(tables), fingerprint],
+        )
+        session.execute(
+            f'create table "{build}".source_loads (load_id varchar, wave_year integer, '
+            "file_name varchar, file_sha256 varchar, loaded_at timestamp)"
+        )
         session.executemany(f'insert into "{build}".source_loads values (?, ?, ?, ?, ?)', [list(r) for r in loads])
         session.execute(f'grant usage on schema "{build}" to "{role}"')
         session.execute(f'grant select on all tables in schema "{build}" to "{role}"')
         session.execute(f'drop schema if exists "{published}_previous" cascade')
-        if session.execute("select 1 from information_schema.schemata where schema_name = ?",
-                           [published]).fetchone():
+        if session.execute("select 1 from information_schema.schemata where schema_name = ?", [published]).fetchone():
             session.execute(f'alter schema "{published}" rename to "{published}_previous"')
         session.execute(f'alter schema "{build}" rename to "{published}"')
         session.execute(f'drop schema if exists "{published}_previous" cascade')
@@ -152,8 +172,9 @@ def swap_marts(warehouse: Warehouse, run_id: str = "", fingerprint: str | None =
     return Publication(where, published_at, tables, [r[0] for r in loads], fingerprint, run_id)
 
 
-def publish(warehouse: Warehouse, published_file: Path, run_id: str = "", fingerprint: str | None = None
-            ) -> Publication:
+def publish(
+    warehouse: Warehouse, published_file: Path, run_id: str = "", fingerprint: str | None = None
+) -> Publication:
     """Publish on whichever warehouse is configured: a swapped file (DuckDB) or a swapped schema (PostgreSQL)."""
     if warehouse.backend == "postgres":
         return swap_marts(warehouse, run_id, fingerprint)
@@ -165,18 +186,27 @@ def read_publication(warehouse: Warehouse, published_file: Path) -> Publication 
     columns = "published_at, load_ids, tables, build_fingerprint, run_id"
     if warehouse.backend == "postgres":
         with Session(warehouse, read_only=True) as session:
-            if not session.execute("select 1 from information_schema.tables where table_schema = ? and "
-                                   "table_name = 'publication'", [warehouse.marts_schema]).fetchone():
+            if not session.execute(
+                "select 1 from information_schema.tables where table_schema = ? and table_name = 'publication'",
+                [warehouse.marts_schema],
+            ).fetchone():
                 return None
             row = session.execute(f'select {columns} from "{warehouse.marts_schema}".publication').fetchone()
-        where: Path | str = f"postgresql://{warehouse.host}:{warehouse.port}/{warehouse.dbname}#{warehouse.marts_schema}"
+        where: Path | str = (
+            f"postgresql://{warehouse.host}:{warehouse.port}/{warehouse.dbname}#{warehouse.marts_schema}"
+        )
     else:
         if not published_file.exists():
             return None
         try:
             with duckdb.connect(str(published_file), read_only=True) as con:
-                names = {r[0] for r in con.execute("select column_name from information_schema.columns where "
-                                                   "table_schema = 'marts' and table_name = 'publication'").fetchall()}
+                names = {
+                    r[0]
+                    for r in con.execute(
+                        "select column_name from information_schema.columns where "
+                        "table_schema = 'marts' and table_name = 'publication'"
+                    ).fetchall()
+                }
                 if not names:
                     return None
                 wanted = ", ".join(c if c in names else f"null as {c}" for c in columns.split(", "))

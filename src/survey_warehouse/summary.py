@@ -65,8 +65,13 @@ def _warehouse_exists(warehouse: Warehouse) -> bool:
         return warehouse.path is not None and warehouse.path.exists()
     try:
         with Session(warehouse, read_only=True) as session:
-            return session.execute("select 1 from information_schema.tables where table_schema = 'raw' and "
-                                   "table_name = 'load_registry'").fetchone() is not None
+            return (
+                session.execute(
+                    "select 1 from information_schema.tables where table_schema = 'raw' and "
+                    "table_name = 'load_registry'"
+                ).fetchone()
+                is not None
+            )
     except Exception:
         return False
 
@@ -75,7 +80,8 @@ def _loads(warehouse: Warehouse) -> list[tuple]:
     with Session(warehouse, read_only=True) as session:
         return session.execute(
             "select wave_year, load_id, file_name, row_count, status, accepted_count, quarantined_count, is_current, "
-            "status_message, loaded_at from raw.load_registry order by wave_year, loaded_at").fetchall()
+            "status_message, loaded_at from raw.load_registry order by wave_year, loaded_at"
+        ).fetchall()
 
 
 def _headline(warehouse: Warehouse, paths: Paths) -> list[tuple]:
@@ -121,15 +127,23 @@ def _print_waves(paths: Paths, warehouse: Warehouse, outcomes: dict[int, dict[st
             _year, load_id, file_name, rows, _status, accepted, quarantined, *_ = current
             report_file = quality.report_path(paths, "raw_wave", load_id)
             gate = quality.GateReport.read(report_file) if report_file.exists() else None
-            gate_text = (f"{'passed' if gate.success else 'FAILED'} ({gate.evaluated - len(gate.failures)}"
-                         f"/{gate.evaluated} expectations)") if gate else "passed"
+            gate_text = (
+                (
+                    f"{'passed' if gate.success else 'FAILED'} ({gate.evaluated - len(gate.failures)}"
+                    f"/{gate.evaluated} expectations)"
+                )
+                if gate
+                else "passed"
+            )
             print(f"  {year:<6}{rows:>9}{accepted:>10}{quarantined:>13}  {gate_text:<30}{file_name}")
         latest = loads[-1] if loads else None
         if latest is not None and latest is not current and latest[4] in ("failed", "pending", "candidate"):
             _y, load_id, file_name, _rows, status, *_rest, message, loaded_at = latest
             keeps = f"; the current load {current[1]} stays" if current else ""
-            print(f"        latest attempt {load_id} ({file_name}, {loaded_at:%Y-%m-%d %H:%M} UTC): "
-                  f"{status.upper()}{keeps}")
+            print(
+                f"        latest attempt {load_id} ({file_name}, {loaded_at:%Y-%m-%d %H:%M} UTC): "
+                f"{status.upper()}{keeps}"
+            )
             for line in _first_lines(message):
                 print(f"          {line}")
         outcome = outcomes.get(year)
@@ -148,27 +162,37 @@ def _why_nothing_current(paths: Paths, year: int, loads: list[tuple]) -> str:
 
 def _print_headline(headline: list[tuple]) -> None:
     print("\nWho leads digitalisation: share of cities where IT management leads (published marts)")
-    print(f"  {'wave':<6}{'IT-led':>8}{'share':>8}   {'of all surveyed':<20}{'95 % (year to year)':<21}"
-          f"{'published statement':<22}{'in range'}")
+    print(
+        f"  {'wave':<6}{'IT-led':>8}{'share':>8}   {'of all surveyed':<20}{'95 % (year to year)':<21}"
+        f"{'published statement':<22}{'in range'}"
+    )
     for year, cities, responded, surveyed, share, low_all, high_all, lo, hi, statement, lo_pub, hi_pub in headline:
         in_range = "-" if lo_pub is None else ("yes" if lo_pub < share <= hi_pub else "NO")
         bounds = f"{low_all:.0%} - {high_all:.0%}" if responded < surveyed else f"{low_all:.0%} (all answered)"
-        print(f"  {year:<6}{f'{cities}/{responded}':>8}{share:>8.1%}   {bounds:<20}{f'{lo:.0%} - {hi:.0%}':<21}"
-              f"{statement or '-':<22}{in_range}")
-    print("  'of all surveyed': the share of all surveyed cities, whatever the cities that did not answer would "
-          "have said;\n  '95 %': the Wilson interval, reading the year as one draw of a process that goes on year "
-          "to year.")
+        print(
+            f"  {year:<6}{f'{cities}/{responded}':>8}{share:>8.1%}   {bounds:<20}{f'{lo:.0%} - {hi:.0%}':<21}"
+            f"{statement or '-':<22}{in_range}"
+        )
+    print(
+        "  'of all surveyed': the share of all surveyed cities, whatever the cities that did not answer would "
+        "have said;\n  '95 %': the Wilson interval, reading the year as one draw of a process that goes on year "
+        "to year."
+    )
 
 
 def _print_where(paths: Paths, warehouse: Warehouse, publication: Any) -> None:
     root = paths.root
     print("\nWhere to look")
-    where = (f"{_rel(paths.published, root)}" if warehouse.backend == "duckdb"
-             else f"schema {warehouse.marts_schema} in {warehouse.host}:{warehouse.port}/{warehouse.dbname} "
-                  f"(log in as {warehouse.reader_role})")
+    where = (
+        f"{_rel(paths.published, root)}"
+        if warehouse.backend == "duckdb"
+        else f"schema {warehouse.marts_schema} in {warehouse.host}:{warehouse.port}/{warehouse.dbname} "
+        f"(log in as {warehouse.reader_role})"
+    )
     print(f"  Published marts (what BI and analysts read): {where}")
-    print(f"      published {publication.published_at:%Y-%m-%d %H:%M:%S} UTC from loads "
-          f"{', '.join(publication.load_ids)}")
+    print(
+        f"      published {publication.published_at:%Y-%m-%d %H:%M:%S} UTC from loads {', '.join(publication.load_ids)}"
+    )
     if warehouse.backend == "duckdb":
         print(f"  Warehouse (raw, staging, intermediate, marts): {_rel(paths.warehouse, root)}")
     print(f"  Data Docs (Great Expectations results): {_rel(paths.data_docs / 'index.html', root)}")

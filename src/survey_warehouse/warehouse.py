@@ -73,15 +73,21 @@ class Warehouse:
     def sqlalchemy_url(self) -> str:
         from sqlalchemy.engine import URL
 
-        return URL.create("postgresql+psycopg2", username=self.user, password=self.password or None,
-                          host=self.host, port=self.port, database=self.dbname).render_as_string(
-            hide_password=False)
+        return URL.create(
+            "postgresql+psycopg2",
+            username=self.user,
+            password=self.password or None,
+            host=self.host,
+            port=self.port,
+            database=self.dbname,
+        ).render_as_string(hide_password=False)
 
     def pg_connect(self, **kwargs: Any) -> Any:
         import psycopg2
 
-        return psycopg2.connect(host=self.host, port=self.port, user=self.user, password=self.password,
-                                dbname=self.dbname, **kwargs)
+        return psycopg2.connect(
+            host=self.host, port=self.port, user=self.user, password=self.password, dbname=self.dbname, **kwargs
+        )
 
 
 def as_warehouse(target: Warehouse | Path) -> Warehouse:
@@ -108,7 +114,8 @@ class Session:
                         raise
                     raise WarehouseBusy(
                         f"the warehouse {warehouse.path} is being written by another process, and DuckDB allows "
-                        f"one writer: wait until that load has finished, then run this one again ({exc})") from exc
+                        f"one writer: wait until that load has finished, then run this one again ({exc})"
+                    ) from exc
             self._cur = None
         else:
             self._con = warehouse.pg_connect()
@@ -122,8 +129,9 @@ class Session:
             raise TypeError("a PostgreSQL session has no DuckDB connection")
         return self._con
 
-    def copy_from_duckdb(self, table: str, columns: str, con: duckdb.DuckDBPyConnection, query: str,
-                         scratch: Path) -> None:
+    def copy_from_duckdb(
+        self, table: str, columns: str, con: duckdb.DuckDBPyConnection, query: str, scratch: Path
+    ) -> None:
         """PostgreSQL: the rows of a DuckDB query into a table through COPY (CSV in a scratch file)."""
         scratch.mkdir(parents=True, exist_ok=True)
         path = scratch / f"{table}.csv"

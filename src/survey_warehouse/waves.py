@@ -17,8 +17,7 @@ from survey_warehouse.matching import shown
 from survey_warehouse.settings import Paths
 
 FORMATS = ("csv", "xlsx")
-REQUIRED_KEYS = ("wave_year", "file", "format", "columns", "cities_surveyed", "field_period",
-                 "questionnaire_version")
+REQUIRED_KEYS = ("wave_year", "file", "format", "columns", "cities_surveyed", "field_period", "questionnaire_version")
 OPTIONAL_KEYS = ("encoding", "delimiter", "sheet", "header_row", "accept_removals")
 
 
@@ -69,9 +68,10 @@ class WaveSpec:
         if twice:
             raise WaveSpecError(f"{path}: cities_surveyed lists {twice} more than once")
         delimiter = str(raw.get("delimiter", ","))
-        if len(delimiter) != 1 or delimiter in "\"\r\n":
-            raise WaveSpecError(f"{path}: delimiter must be one character (not a quote or a line break), "
-                                f"not {shown(delimiter)}")
+        if len(delimiter) != 1 or delimiter in '"\r\n':
+            raise WaveSpecError(
+                f"{path}: delimiter must be one character (not a quote or a line break), not {shown(delimiter)}"
+            )
         header_row = raw.get("header_row", 1)
         if not isinstance(header_row, int) or header_row < 1:
             raise WaveSpecError(f"{path}: header_row must be a row number (1 = the first row)")
@@ -81,8 +81,9 @@ class WaveSpec:
         try:
             "".encode(encoding)
         except LookupError:
-            raise WaveSpecError(f"{path}: unknown encoding {shown(encoding)} (e.g. utf-8, utf-8-sig, cp1252, "
-                                "utf-16)") from None
+            raise WaveSpecError(
+                f"{path}: unknown encoding {shown(encoding)} (e.g. utf-8, utf-8-sig, cp1252, utf-16)"
+            ) from None
         file = Path(str(raw["file"]))
         return cls(
             wave_year=int(raw["wave_year"]),
@@ -119,10 +120,19 @@ class WaveSpec:
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
     def as_json(self) -> str:
-        return json.dumps({"file": self.file.name, "format": self.format, "encoding": self.encoding,
-                           "delimiter": self.delimiter, "sheet": self.sheet, "header_row": self.header_row,
-                           "columns": self.columns, "accept_removals": list(self.accept_removals)},
-                          ensure_ascii=False)
+        return json.dumps(
+            {
+                "file": self.file.name,
+                "format": self.format,
+                "encoding": self.encoding,
+                "delimiter": self.delimiter,
+                "sheet": self.sheet,
+                "header_row": self.header_row,
+                "columns": self.columns,
+                "accept_removals": list(self.accept_removals),
+            },
+            ensure_ascii=False,
+        )
 
     def check(self, codebook: Codebook) -> None:
         """Every column maps to a structural field or to a question the codebook declares for this wave."""
@@ -132,13 +142,13 @@ class WaveSpec:
             if field_id in STRUCTURAL_FIELDS or field_id in declared:
                 continue
             elsewhere = sorted(w for (w, q) in codebook.questions if q == field_id)
-            hint = (f"it is declared for {elsewhere}, not for {self.wave_year}" if elsewhere
-                    else "no wave declares it")
+            hint = f"it is declared for {elsewhere}, not for {self.wave_year}" if elsewhere else "no wave declares it"
             raise WaveSpecError(
                 f"{self.name}: column {shown(column)} is mapped to {field_id!r}, which is neither a respondent "
                 f"field ({', '.join(STRUCTURAL_FIELDS)}) nor a question of the {self.wave_year} questionnaire "
                 f"({hint}). Declare it: add a row for ({self.wave_year}, {field_id}) to "
-                f"{seeds}/codebook_questions.csv and its answer labels to {seeds}/codebook_answers.csv")
+                f"{seeds}/codebook_questions.csv and its answer labels to {seeds}/codebook_answers.csv"
+            )
         mapped = list(self.columns.values())
         twice = sorted({f for f in mapped if mapped.count(f) > 1})
         if twice:
@@ -148,14 +158,19 @@ class WaveSpec:
         if absent:
             raise WaveSpecError(f"{self.name}: required fields not mapped to any column: {absent}")
         for field_id in mapped:
-            if field_id in declared and field_id != "respondent_role" and not declared[field_id].is_scale \
-                    and not codebook.labels_for(self.wave_year, field_id):
-                raise WaveSpecError(f"{self.name}: question {field_id!r} has no answer labels for {self.wave_year} "
-                                    f"in {seeds}/codebook_answers.csv")
+            if (
+                field_id in declared
+                and field_id != "respondent_role"
+                and not declared[field_id].is_scale
+                and not codebook.labels_for(self.wave_year, field_id)
+            ):
+                raise WaveSpecError(
+                    f"{self.name}: question {field_id!r} has no answer labels for {self.wave_year} "
+                    f"in {seeds}/codebook_answers.csv"
+                )
         unknown = [c for c in self.cities_surveyed if c not in codebook.municipality_codes]
         if unknown:
-            raise WaveSpecError(f"{self.name}: cities_surveyed has codes that are not in {seeds}/cities.csv: "
-                                f"{unknown}")
+            raise WaveSpecError(f"{self.name}: cities_surveyed has codes that are not in {seeds}/cities.csv: {unknown}")
 
 
 def _date(value: Any, path: Path) -> dt.date:

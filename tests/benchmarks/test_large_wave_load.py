@@ -28,12 +28,16 @@ def test_a_million_rows_load_in_bounded_memory() -> None:
     path = benchmark.make_file(1_000_000, work / "wave_2019_large.csv")
     result = benchmark.load_in_child(path, work / "warehouse.duckdb")
     peak_mib = result["peak_rss_kib"] / 1024
-    print(f"\n1,000,000 rows ({path.stat().st_size / 2**20:.0f} MiB) loaded in {result['seconds']:.1f} s, "
-          f"peak memory {peak_mib:.0f} MiB")
+    print(
+        f"\n1,000,000 rows ({path.stat().st_size / 2**20:.0f} MiB) loaded in {result['seconds']:.1f} s, "
+        f"peak memory {peak_mib:.0f} MiB"
+    )
     assert result["rows"] == 1_000_000 and result["quarantined"] == 0
     assert peak_mib < MEMORY_BOUND_MIB
     with duckdb.connect(str(work / "warehouse.duckdb"), read_only=True) as con:
-        rows, status = con.execute("select count(distinct source_row_number), min(r.status) from raw.survey_cells "
-                                   "join raw.load_registry r using (load_id)").fetchone()
+        rows, status = con.execute(
+            "select count(distinct source_row_number), min(r.status) from raw.survey_cells "
+            "join raw.load_registry r using (load_id)"
+        ).fetchone()
     assert (rows, status) == (1_000_000, "pending")
     shutil.rmtree(work, ignore_errors=True)

@@ -70,8 +70,14 @@ def ensure_bi_env() -> None:
     if shutil.which("python3.11"):
         env["UV_PYTHON"] = "python3.11"
     started = time.monotonic()
-    done = subprocess.run([str(UV), "sync", "--frozen", "--quiet", "--project", str(BI)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [str(UV), "sync", "--frozen", "--quiet", "--project", str(BI)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     print(f"bi/.venv installed in {time.monotonic() - started:.1f} s")
 
@@ -126,8 +132,9 @@ class Superset:
             return exc.code, exc.read().decode(errors="replace")[:2000]
 
     def login(self) -> str:
-        status, body = self.api("POST", "/api/v1/security/login",
-                                body={"username": "admin", "password": ADMIN_PASSWORD, "provider": "db"})
+        status, body = self.api(
+            "POST", "/api/v1/security/login", body={"username": "admin", "password": ADMIN_PASSWORD, "provider": "db"}
+        )
         assert status == 200, body
         return body["access_token"]
 
@@ -143,19 +150,33 @@ def superset(pipeline_run: PipelineRun) -> Iterator[Superset]:
     shutil.copy2(pipeline_run.paths.published, published)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    env.update({"SURVEY_VAR_DIR": str(paths.var), "SURVEY_PUBLISHED_PATH": str(published),
-                "SUPERSET_ADMIN_PASSWORD": ADMIN_PASSWORD, "SURVEY_ENV": "development"})
+    env.update(
+        {
+            "SURVEY_VAR_DIR": str(paths.var),
+            "SURVEY_PUBLISHED_PATH": str(published),
+            "SUPERSET_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "SURVEY_ENV": "development",
+        }
+    )
     log = paths.var / "run_superset.out"
     started = time.monotonic()
     with log.open("w") as out:
-        process = subprocess.Popen([str(BI_PYTHON), str(BI / "run_superset.py"), "--port", str(port)], cwd=ROOT,
-                                   env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [str(BI_PYTHON), str(BI / "run_superset.py"), "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         url = f"http://127.0.0.1:{port}"
         while True:
             if process.poll() is not None:
-                pytest.fail(f"run_superset.py exited with {process.returncode}:\n{log.read_text()[-4000:]}\n"
-                            f"see {paths.var / 'superset' / 'superset.log'}")
+                pytest.fail(
+                    f"run_superset.py exited with {process.returncode}:\n{log.read_text()[-4000:]}\n"
+                    f"see {paths.var / 'superset' / 'superset.log'}"
+                )
             if time.monotonic() - started > STARTUP_TIMEOUT:
                 pytest.fail(f"Superset did not start within {STARTUP_TIMEOUT} s:\n{log.read_text()[-4000:]}")
             try:
@@ -176,6 +197,7 @@ def superset(pipeline_run: PipelineRun) -> Iterator[Superset]:
 
 
 # --- the published file, read with SQL ---------------------------------------------------------------------------
+
 
 def query(path: Path, sql: str, params: list | None = None) -> list[dict]:
     with duckdb.connect(str(path), read_only=True) as con:
@@ -198,17 +220,24 @@ def wilson(k: int, n: int) -> tuple[float, float]:
 def expected_shares(path: Path, region: str | None = None) -> dict[tuple[str, str], dict]:
     """Per wave and offered option (by its English label): cities, responding and surveyed cities, share, Wilson
     interval and census bounds, computed from the city facts (all cities, or those of one region)."""
-    cities = query(path, """
+    cities = query(
+        path,
+        """
         select f.wave_year, f.has_responded, f.responsibility_code
         from marts.fct_city_responsibility f
         where ? is null or f.municipality_code in (
             select municipality_code from marts.dim_city where is_current and region_name_fi = ?)
-    """, [region, region])
-    offered = query(path, """
+    """,
+        [region, region],
+    )
+    offered = query(
+        path,
+        """
         select s.wave_year, s.responsibility_code, r.responsibility_label_en
         from marts.fct_responsibility_shares s
         join marts.dim_responsibility r using (responsibility_code)
-    """)
+    """,
+    )
     out = {}
     for o in offered:
         wave = [c for c in cities if c["wave_year"] == o["wave_year"]]
@@ -216,22 +245,32 @@ def expected_shares(path: Path, region: str | None = None) -> dict[tuple[str, st
         k = sum(c["has_responded"] and c["responsibility_code"] == o["responsibility_code"] for c in wave)
         low, high = wilson(k, n) if n else (None, None)
         out[(str(o["wave_year"]), o["responsibility_label_en"])] = {
-            "cities": k, "cities_responded": n, "cities_surveyed": len(wave), "share": k / n if n else None,
-            "share_ci_lower_95": low, "share_ci_upper_95": high,
-            "share_of_surveyed_min": k / len(wave), "share_of_surveyed_max": (k + len(wave) - n) / len(wave)}
+            "cities": k,
+            "cities_responded": n,
+            "cities_surveyed": len(wave),
+            "share": k / n if n else None,
+            "share_ci_lower_95": low,
+            "share_ci_upper_95": high,
+            "share_of_surveyed_min": k / len(wave),
+            "share_of_surveyed_max": (k + len(wave) - n) / len(wave),
+        }
     return out
 
 
 def legend_labels(path: Path) -> dict[str, str]:
     """The main chart's series name of each responsibility option: its number in the questionnaire and its label."""
-    return {r["responsibility_label_en"]: f"{r['sort_order']}. {r['responsibility_label_en']}"
-            for r in query(path, "select responsibility_label_en, sort_order from marts.dim_responsibility")}
+    return {
+        r["responsibility_label_en"]: f"{r['sort_order']}. {r['responsibility_label_en']}"
+        for r in query(path, "select responsibility_label_en, sort_order from marts.dim_responsibility")
+    }
 
 
 def other_questions(path: Path) -> list[dict]:
     """Every wave x question of marts.dim_question except `lead`, with the question's cross-wave name (its wording
     in the latest wave that asked it)."""
-    return query(path, """
+    return query(
+        path,
+        """
         select q.wave_year, q.question_id, q.question_text_en, q.question_text_fi, q.answer_type, q.scale_min,
                q.scale_max, latest.question
         from marts.dim_question q
@@ -240,32 +279,45 @@ def other_questions(path: Path) -> list[dict]:
              ) latest using (question_id)
         where q.question_id <> 'lead'
         order by q.question_id, q.wave_year
-    """)
+    """,
+    )
 
 
 def answer_distribution(path: Path, question_id: str) -> list[dict]:
     """The answers to one question per wave in scale order, with their share of the wave's respondents to it."""
-    return query(path, """
+    return query(
+        path,
+        """
         select wave_year, answer_code, min(answer_label_en) as answer_label_en, min(answer_label_fi) as answer_label_fi,
                min(answer_sort_order) as answer_sort_order, count(*) as respondents,
                count(*) / sum(count(*)) over (partition by wave_year) as share, avg(answer_score) as mean_score
         from marts.fct_survey_answers where question_id = ?
         group by wave_year, answer_code order by wave_year, answer_sort_order
-    """, [question_id])
+    """,
+        [question_id],
+    )
 
 
 def raw_codes(path: Path) -> set[str]:
     """Codes that must never stand where a label belongs: answer codes and question ids (and responsibility
     codes, which the dashboard shows by their labels too)."""
-    return {r["code"] for r in query(path, """
+    return {
+        r["code"]
+        for r in query(
+            path,
+            """
         select distinct answer_code as code from marts.fct_survey_answers
         union select distinct question_id from marts.fct_survey_answers
         union select distinct question_id from marts.dim_question
         union select responsibility_code from marts.dim_responsibility
-    """) if r["code"]}
+    """,
+        )
+        if r["code"]
+    }
 
 
 # --- Superset's answers ------------------------------------------------------------------------------------------
+
 
 def dashboard_charts(superset: Superset, token: str) -> dict[str, dict]:
     status, charts = superset.api("GET", f"/api/v1/dashboard/{SLUG}/charts", token)
@@ -309,19 +361,26 @@ def dashboard_metadata(superset: Superset, token: str) -> dict:
 
 def natural_order(names: list[str], ascending: bool = True) -> list[str]:
     """The order the ECharts bar chart gives series sorted by name (Intl.Collator, numeric, base sensitivity)."""
+
     def key(name: str) -> list:
-        return [(0, int(part), "") if part.isdigit() else (1, 0, part.casefold())
-                for part in re.split(r"(\d+)", name) if part]
+        return [
+            (0, int(part), "") if part.isdigit() else (1, 0, part.casefold())
+            for part in re.split(r"(\d+)", name)
+            if part
+        ]
 
     def compare(a: str, b: str) -> int:
         return (key(a) > key(b)) - (key(a) < key(b))
+
     return sorted(names, key=cmp_to_key(compare), reverse=not ascending)
 
 
 # --- the tests ---------------------------------------------------------------------------------------------------
 
-def test_charts_carry_the_waves_the_shares_intervals_and_census_bounds(superset: Superset,
-                                                                       pipeline_run: PipelineRun) -> None:
+
+def test_charts_carry_the_waves_the_shares_intervals_and_census_bounds(
+    superset: Superset, pipeline_run: PipelineRun
+) -> None:
     published = pipeline_run.paths.published
     token = superset.login()
     data = chart_data(superset, token)
@@ -334,21 +393,40 @@ def test_charts_carry_the_waves_the_shares_intervals_and_census_bounds(superset:
         else:
             assert {str(r["wave"]) for r in result["data"]} == expected_waves, name
 
-    marts = {(str(r["wave_year"]), r["responsibility_label_en"]): r for r in query(published, """
-        select * from marts.fct_responsibility_shares""")}
+    marts = {
+        (str(r["wave_year"]), r["responsibility_label_en"]): r
+        for r in query(
+            published,
+            """
+        select * from marts.fct_responsibility_shares""",
+        )
+    }
     # the shares table: every option of every wave, as the marts have it and as computed from the city facts
     table = {(r["wave"], r["responsibility_label_en"]): r for r in data[SHARES_TABLE]["data"]}
     assert set(table) == set(marts)
     computed = expected_shares(published)
     for key, row in table.items():
-        for column in ("cities", "cities_responded", "cities_surveyed", "share", "share_ci_lower_95",
-                       "share_ci_upper_95", "share_of_surveyed_min", "share_of_surveyed_max"):
+        for column in (
+            "cities",
+            "cities_responded",
+            "cities_surveyed",
+            "share",
+            "share_ci_lower_95",
+            "share_ci_upper_95",
+            "share_of_surveyed_min",
+            "share_of_surveyed_max",
+        ):
             assert row[column] == pytest.approx(marts[key][column], abs=1e-9), (key, column)
             assert row[column] == pytest.approx(computed[key][column], abs=1e-9), (key, column)
-    assert [(r["wave"], r["responsibility_label_en"]) for r in data[SHARES_TABLE]["data"]] == \
-        [(str(r["wave_year"]), r["responsibility_label_en"]) for r in query(published, """
+    assert [(r["wave"], r["responsibility_label_en"]) for r in data[SHARES_TABLE]["data"]] == [
+        (str(r["wave_year"]), r["responsibility_label_en"])
+        for r in query(
+            published,
+            """
             select s.wave_year, r.responsibility_label_en from marts.fct_responsibility_shares s
-            join marts.dim_responsibility r using (responsibility_code) order by s.wave_year, r.sort_order""")]
+            join marts.dim_responsibility r using (responsibility_code) order by s.wave_year, r.sort_order""",
+        )
+    ]
 
     it_led = {w: r for (w, _), r in marts.items() if r["is_it_management"]}
     beside = {r["wave"]: r for r in data[IT_LED]["data"]}
@@ -357,10 +435,14 @@ def test_charts_carry_the_waves_the_shares_intervals_and_census_bounds(superset:
         assert row["it_led_share"] == pytest.approx(it_led[wave]["share"], abs=1e-12)
         assert row["share_of_surveyed_min"] == pytest.approx(it_led[wave]["share_of_surveyed_min"], abs=1e-12)
         assert row["share_of_surveyed_max"] == pytest.approx(it_led[wave]["share_of_surveyed_max"], abs=1e-12)
-        assert row["share_of_surveyed_min"] <= row["it_led_share"] <= row["share_of_surveyed_max"] or \
-            it_led[wave]["cities_responded"] == 0
-    statements = {str(r["wave_year"]): r["published_it_led_statement_en"]
-                  for r in query(published, "select wave_year, published_it_led_statement_en from marts.dim_year")}
+        assert (
+            row["share_of_surveyed_min"] <= row["it_led_share"] <= row["share_of_surveyed_max"]
+            or it_led[wave]["cities_responded"] == 0
+        )
+    statements = {
+        str(r["wave_year"]): r["published_it_led_statement_en"]
+        for r in query(published, "select wave_year, published_it_led_statement_en from marts.dim_year")
+    }
     assert {w: r["published_statement_en"] for w, r in beside.items()} == {w: s or "-" for w, s in statements.items()}
 
     labels = legend_labels(published)
@@ -370,8 +452,9 @@ def test_charts_carry_the_waves_the_shares_intervals_and_census_bounds(superset:
         assert sum(s for (w, _), s in bars.items() if w == wave) == pytest.approx(1.0)
 
 
-def test_main_chart_legend_one_page_it_management_first_with_a_colour_of_its_own(superset: Superset,
-                                                                                 pipeline_run: PipelineRun) -> None:
+def test_main_chart_legend_one_page_it_management_first_with_a_colour_of_its_own(
+    superset: Superset, pipeline_run: PipelineRun
+) -> None:
     published = pipeline_run.paths.published
     token = superset.login()
     params = chart_params(superset, token, MAIN_CHART)
@@ -381,13 +464,21 @@ def test_main_chart_legend_one_page_it_management_first_with_a_colour_of_its_own
 
     series = sorted({r["responsibility_legend_en"] for r in chart_data(superset, token)[MAIN_CHART]["data"]})
     labels = legend_labels(published)
-    (it_label,) = [r["responsibility_label_en"] for r in query(
-        published, "select responsibility_label_en from marts.dim_responsibility where is_it_management")]
+    (it_label,) = [
+        r["responsibility_label_en"]
+        for r in query(published, "select responsibility_label_en from marts.dim_responsibility where is_it_management")
+    ]
     ordered = natural_order(series, ascending=params["sort_series_ascending"])
     assert ordered[0] == labels[it_label], f"the legend starts with {ordered[0]!r}"
-    assert ordered == [labels[r["responsibility_label_en"]] for r in query(published, """
+    assert ordered == [
+        labels[r["responsibility_label_en"]]
+        for r in query(
+            published,
+            """
         select distinct r.responsibility_label_en, r.sort_order from marts.fct_responsibility_shares s
-        join marts.dim_responsibility r using (responsibility_code) order by r.sort_order""")]
+        join marts.dim_responsibility r using (responsibility_code) order by r.sort_order""",
+        )
+    ]
 
     colours = dashboard_metadata(superset, token)["label_colors"]
     every_option = set(labels.values())
@@ -399,8 +490,9 @@ def test_main_chart_legend_one_page_it_management_first_with_a_colour_of_its_own
     assert len(others) == len(every_option) - 1, "every option has its own colour"
 
 
-def test_other_questions_show_every_question_with_texts_and_labels_in_scale_order(superset: Superset,
-                                                                                   pipeline_run: PipelineRun) -> None:
+def test_other_questions_show_every_question_with_texts_and_labels_in_scale_order(
+    superset: Superset, pipeline_run: PipelineRun
+) -> None:
     published = pipeline_run.paths.published
     token = superset.login()
     charts = dashboard_charts(superset, token)
@@ -410,8 +502,9 @@ def test_other_questions_show_every_question_with_texts_and_labels_in_scale_orde
 
     # the table: every wave x question of dim_question (but lead) with the wording that wave asked
     table = data[ANSWER_TABLE]["data"]
-    assert {(r["wave"], r["question_as_asked_en"]) for r in table} == \
-        {(str(q["wave_year"]), q["question_text_en"]) for q in questions}
+    assert {(r["wave"], r["question_as_asked_en"]) for r in table} == {
+        (str(q["wave_year"]), q["question_text_en"]) for q in questions
+    }
     assert "lead" not in {r["question"] for r in table}
 
     filters = [f for f in dashboard_metadata(superset, token)["native_filter_configuration"] if f["name"] == "Question"]
@@ -431,15 +524,20 @@ def test_other_questions_show_every_question_with_texts_and_labels_in_scale_orde
         assert order in (sorted(order), sorted(order, reverse=True)), name
         answered = sorted((b for b in bars if b["respondent_share"]), key=lambda b: b["answer_order"])
         # one bar per answer given, labelled with the answer label (a wave without answers has "(no answers)")
-        assert [b["answer_in_wave"] for b in answered] == \
-            [f"{e['wave_year']} · {_bar_label(e, q)}" for e in expected for q in asked
-             if q["wave_year"] == e["wave_year"]], name
+        assert [b["answer_in_wave"] for b in answered] == [
+            f"{e['wave_year']} · {_bar_label(e, q)}"
+            for e in expected
+            for q in asked
+            if q["wave_year"] == e["wave_year"]
+        ], name
         assert [b["respondent_share"] for b in answered] == pytest.approx([e["share"] for e in expected])
 
         rows = chart_data_filtered(superset, token, charts[ANSWER_TABLE]["id"], with_filter)["data"]
-        assert [(r["wave"], r["answer_label_en"], r["answer_label_fi"], r["respondents"]) for r in rows
-                if r["respondents"]] == [(str(e["wave_year"]), e["answer_label_en"], e["answer_label_fi"],
-                                          e["respondents"]) for e in expected], name
+        assert [
+            (r["wave"], r["answer_label_en"], r["answer_label_fi"], r["respondents"]) for r in rows if r["respondents"]
+        ] == [(str(e["wave_year"]), e["answer_label_en"], e["answer_label_fi"], e["respondents"]) for e in expected], (
+            name
+        )
 
     scores = {(r["wave"], r["question"]): r["mean_score"] for r in data[SCORE_CHART]["data"]}
     expected_scores = {}
@@ -447,8 +545,9 @@ def test_other_questions_show_every_question_with_texts_and_labels_in_scale_orde
         if q["answer_type"] == "scale":
             given = [e for e in answer_distribution(published, q["question_id"]) if e["wave_year"] == q["wave_year"]]
             if given:
-                expected_scores[(str(q["wave_year"]), q["question"])] = \
-                    sum(e["mean_score"] * e["respondents"] for e in given) / sum(e["respondents"] for e in given)
+                expected_scores[(str(q["wave_year"]), q["question"])] = sum(
+                    e["mean_score"] * e["respondents"] for e in given
+                ) / sum(e["respondents"] for e in given)
     assert expected_scores, "no scale question to score"
     assert scores == pytest.approx(expected_scores, abs=1e-9)
 
@@ -471,8 +570,14 @@ def test_no_chart_shows_a_raw_code_where_a_label_belongs(superset: Superset, pip
     results = list(chart_data(superset, token).items())
     for question in sorted({q["question"] for q in other_questions(published)}):
         for name in (ANSWER_CHART, ANSWER_TABLE):
-            results.append((f"{name} [{question}]", chart_data_filtered(
-                superset, token, charts[name]["id"], [{"col": "question", "op": "IN", "val": [question]}])))
+            results.append(
+                (
+                    f"{name} [{question}]",
+                    chart_data_filtered(
+                        superset, token, charts[name]["id"], [{"col": "question", "op": "IN", "val": [question]}]
+                    ),
+                )
+            )
     for name, result in results:
         for row in result["data"]:
             for column, value in row.items():
@@ -483,8 +588,9 @@ def test_no_chart_shows_a_raw_code_where_a_label_belongs(superset: Superset, pip
                 assert not inside, f"{name}: {column} = {value!r} holds the code(s) {inside}"
 
 
-def test_dashboard_renders_and_the_region_filter_narrows_the_cities_and_shares(superset: Superset,
-                                                                               pipeline_run: PipelineRun) -> None:
+def test_dashboard_renders_and_the_region_filter_narrows_the_cities_and_shares(
+    superset: Superset, pipeline_run: PipelineRun
+) -> None:
     chromium = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
     if not chromium.exists():
         reason = f"{chromium} is missing (apt-get install -y chromium chromium-driver)"
@@ -493,16 +599,38 @@ def test_dashboard_renders_and_the_region_filter_narrows_the_cities_and_shares(s
         pytest.skip(reason)
     published = pipeline_run.paths.published
     # the region with the most surveyed cities (a tie goes to the first name)
-    region = query(published, """
+    region = query(
+        published,
+        """
         select region_name_fi, count(*) as cities from marts.dim_city where is_current and is_surveyed
-        group by region_name_fi order by cities desc, region_name_fi limit 1""")[0]["region_name_fi"]
+        group by region_name_fi order by cities desc, region_name_fi limit 1""",
+    )[0]["region_name_fi"]
     screenshot = superset.var / "dashboard.png"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
     env.update({"SUPERSET_ADMIN_PASSWORD": ADMIN_PASSWORD, "CHROMIUM": str(chromium)})
-    done = subprocess.run([str(BI_PYTHON), str(BI / "check_dashboard.py"), "--url", superset.url, "--out",
-                           str(screenshot), "--slug", SLUG, "--expected-charts", str(dashboard_chart_count()),
-                           "--timeout", "180", "--region", region], env=env, capture_output=True, text=True,
-                          timeout=600, check=False)
+    done = subprocess.run(
+        [
+            str(BI_PYTHON),
+            str(BI / "check_dashboard.py"),
+            "--url",
+            superset.url,
+            "--out",
+            str(screenshot),
+            "--slug",
+            SLUG,
+            "--expected-charts",
+            str(dashboard_chart_count()),
+            "--timeout",
+            "180",
+            "--region",
+            region,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     try:
         report = json.loads(done.stdout)
     except json.JSONDecodeError:
@@ -541,10 +669,14 @@ def test_dashboard_renders_and_the_region_filter_narrows_the_cities_and_shares(s
     for name in set(by_name) - {CITY_TABLE, MAIN_CHART, SHARES_TABLE}:
         assert region_filter not in by_name[name]["filters"], f"{name} is not meant to follow the region"
 
-    expected_cities = query(published, """
+    expected_cities = query(
+        published,
+        """
         select c.city_name_fi, f.wave_year from marts.fct_city_responsibility f
         join marts.dim_city c on c.municipality_code = f.municipality_code and c.is_current
-        where c.region_name_fi = ? order by c.city_name_fi, f.wave_year""", [region])
+        where c.region_name_fi = ? order by c.city_name_fi, f.wave_year""",
+        [region],
+    )
     assert expected_cities
     assert after["city_table_cells"] is not None, f"no city table after picking the region: {after['charts']}"
     rendered = [(cells[0], cells[2]) for cells in after["city_table_cells"]]
@@ -559,8 +691,9 @@ def test_dashboard_renders_and_the_region_filter_narrows_the_cities_and_shares(s
         for column, value in row.items():
             if column != "wave" and value is not None:  # (None: an option the wave's questionnaire did not offer)
                 bars[(row["wave"], column)] = value
-    assert bars == pytest.approx({(w, labels[label]): e["share"] for (w, label), e in regional.items()
-                                  if e["share"] is not None}, abs=1e-9)
+    assert bars == pytest.approx(
+        {(w, labels[label]): e["share"] for (w, label), e in regional.items() if e["share"] is not None}, abs=1e-9
+    )
     table = {(r["wave"], r["responsibility_label_en"]): r for r in by_name[SHARES_TABLE]["data"]}
     assert set(table) == set(regional)
     for key, row in table.items():
@@ -577,8 +710,9 @@ def test_a_new_load_renamed_over_the_published_file_shows_without_restart(supers
     new = superset.published.with_name(".survey_marts.duckdb.test.tmp")
     shutil.copy2(superset.published, new)
     with duckdb.connect(str(new)) as con:
-        con.execute("update marts.dim_year set published_it_led_statement_en = 'changed by the test' "
-                    "where wave_year = 2019")
+        con.execute(
+            "update marts.dim_year set published_it_led_statement_en = 'changed by the test' where wave_year = 2019"
+        )
         wave_count = con.execute("select count(*) from marts.dim_year").fetchone()[0]
     os.replace(new, superset.published)
 
@@ -589,9 +723,12 @@ def test_a_new_load_renamed_over_the_published_file_shows_without_restart(supers
         assert con.execute("select count(*) from marts.dim_year").fetchone()[0] == wave_count
 
 
-NEW_QUESTION = {"question_id": "has_digital_strategy", "wave_year": 2020,
-                "question_text_en": "Has your city adopted a digitalisation strategy?",
-                "question_text_fi": "Onko kaupungillanne hyväksytty digitalisaatiostrategia?"}
+NEW_QUESTION = {
+    "question_id": "has_digital_strategy",
+    "wave_year": 2020,
+    "question_text_en": "Has your city adopted a digitalisation strategy?",
+    "question_text_fi": "Onko kaupungillanne hyväksytty digitalisaatiostrategia?",
+}
 
 
 def test_a_question_a_new_wave_adds_shows_without_any_edit(superset: Superset) -> None:
@@ -605,15 +742,26 @@ def test_a_question_a_new_wave_adds_shows_without_any_edit(superset: Superset) -
     shutil.copy2(superset.published, new)
     q = NEW_QUESTION
     with duckdb.connect(str(new)) as con:
-        con.execute("""
+        con.execute(
+            """
             insert into marts.dim_question by name
             select ? as question_wave_id, ? as wave_year, ? as question_id, ? as question_text_fi,
                    ? as question_text_en, 'category' as answer_type, false as is_required, 1 as waves_asked,
                    ? as first_wave_year, ? as last_wave_year, false as is_comparable_across_waves
-        """, [f"{q['wave_year']}-{q['question_id']}", q["wave_year"], q["question_id"], q["question_text_fi"],
-              q["question_text_en"], q["wave_year"], q["wave_year"]])
+        """,
+            [
+                f"{q['wave_year']}-{q['question_id']}",
+                q["wave_year"],
+                q["question_id"],
+                q["question_text_fi"],
+                q["question_text_en"],
+                q["wave_year"],
+                q["wave_year"],
+            ],
+        )
         # every respondent of the latest wave answers it: two of three yes, the rest no
-        con.execute("""
+        con.execute(
+            """
             insert into marts.fct_survey_answers by name
             select cast(? as varchar) || '-' || respondent_key || '-' || ? as answer_id, respondent_key,
                    ? as wave_year, municipality_code, respondent_role_code, is_key_respondent, ? as question_id,
@@ -624,23 +772,43 @@ def test_a_question_a_new_wave_adds_shows_without_any_edit(superset: Superset) -
                    case when n % 3 = 0 then 2 else 1 end as answer_sort_order
             from (select *, row_number() over (order by respondent_key) as n from marts.fct_survey_answers
                   where question_id = 'lead' and wave_year = (select max(wave_year) from marts.fct_survey_answers))
-        """, [q["wave_year"], q["question_id"], q["wave_year"], q["question_id"], q["question_text_fi"],
-              q["question_text_en"]])
-        expected = dict(con.execute("""
+        """,
+            [
+                q["wave_year"],
+                q["question_id"],
+                q["wave_year"],
+                q["question_id"],
+                q["question_text_fi"],
+                q["question_text_en"],
+            ],
+        )
+        expected = dict(
+            con.execute(
+                """
             select answer_label_en, count(*) from marts.fct_survey_answers where question_id = ?
-            group by answer_label_en""", [q["question_id"]]).fetchall())
+            group by answer_label_en""",
+                [q["question_id"]],
+            ).fetchall()
+        )
     assert set(expected) == {"Yes", "No"}
     os.replace(new, superset.published)
     try:
-        rows = [r for r in chart_data(superset, token)[ANSWER_TABLE]["data"]
-                if r["question_as_asked_en"] == q["question_text_en"]]
+        rows = [
+            r
+            for r in chart_data(superset, token)[ANSWER_TABLE]["data"]
+            if r["question_as_asked_en"] == q["question_text_en"]
+        ]
         assert {r["wave"] for r in rows} == {str(q["wave_year"])}
         assert {r["question"] for r in rows} == {q["question_text_en"]}  # the name the Question filter offers
         assert {r["question_as_asked_fi"] for r in rows} == {q["question_text_fi"]}
         assert {r["answer_label_en"]: r["respondents"] for r in rows} == expected
         assert {r["answer_label_fi"] for r in rows} == {"Kyllä", "Ei"}
-        bars = chart_data_filtered(superset, token, charts[ANSWER_CHART]["id"],
-                                   [{"col": "question", "op": "IN", "val": [q["question_text_en"]]}])["data"]
+        bars = chart_data_filtered(
+            superset,
+            token,
+            charts[ANSWER_CHART]["id"],
+            [{"col": "question", "op": "IN", "val": [q["question_text_en"]]}],
+        )["data"]
         assert sorted(bars, key=lambda b: b["answer_order"])[0]["answer_in_wave"] == f"{q['wave_year']} · Yes"
         assert {b["answer_in_wave"] for b in bars} == {f"{q['wave_year']} · Yes", f"{q['wave_year']} · No"}
         assert sum(b["respondent_share"] for b in bars) == pytest.approx(1.0)

@@ -17,9 +17,19 @@ from conftest import ROOT, PipelineRun, require_services
 
 BUNDLE = ROOT / "bi" / "dashboards"
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
-PG_TYPES = {"VARCHAR": "text", "INTEGER": "integer", "BIGINT": "bigint", "DOUBLE": "double precision",
-            "FLOAT": "real", "BOOLEAN": "boolean", "DATE": "date", "TIMESTAMP": "timestamp",
-            "TIMESTAMP WITH TIME ZONE": "timestamptz", "HUGEINT": "numeric", "SMALLINT": "smallint"}
+PG_TYPES = {
+    "VARCHAR": "text",
+    "INTEGER": "integer",
+    "BIGINT": "bigint",
+    "DOUBLE": "double precision",
+    "FLOAT": "real",
+    "BOOLEAN": "boolean",
+    "DATE": "date",
+    "TIMESTAMP": "timestamp",
+    "TIMESTAMP WITH TIME ZONE": "timestamptz",
+    "HUGEINT": "numeric",
+    "SMALLINT": "smallint",
+}
 
 
 def datasets() -> dict[str, dict]:
@@ -50,11 +60,16 @@ def postgres_marts(pipeline_run: PipelineRun) -> Iterator[object]:
             for table in tables:
                 columns = source.execute(
                     "select column_name, data_type from information_schema.columns "
-                    "where table_schema = 'marts' and table_name = ? order by ordinal_position", [table]).fetchall()
+                    "where table_schema = 'marts' and table_name = ? order by ordinal_position",
+                    [table],
+                ).fetchall()
                 types = [PG_TYPES.get(t, "numeric" if t.startswith("DECIMAL") else None) for _, t in columns]
                 assert None not in types, f"no PostgreSQL type for a column of {table}: {columns}"
-                cur.execute(f"create table marts.{table} ("
-                            + ", ".join(f'"{c}" {t}' for (c, _), t in zip(columns, types, strict=False)) + ")")
+                cur.execute(
+                    f"create table marts.{table} ("
+                    + ", ".join(f'"{c}" {t}' for (c, _), t in zip(columns, types, strict=False))
+                    + ")"
+                )
                 rows = source.execute(f"select * from marts.{table}").fetchall()
                 cur.executemany(f"insert into marts.{table} values ({', '.join(['%s'] * len(columns))})", rows)
         conn.commit()
@@ -75,6 +90,7 @@ def normalise(rows: list[tuple]) -> list[tuple]:
         except (TypeError, ValueError):
             return str(v)
         return None if math.isnan(f) else round(f, 9)
+
     return sorted((tuple(value(v) for v in row) for row in rows), key=repr)
 
 
@@ -95,8 +111,9 @@ def test_every_dataset_gives_the_same_rows_on_postgresql(postgres_marts: object,
         assert in_postgres == in_duckdb, dataset["table_name"]
 
 
-def test_every_metric_a_chart_uses_gives_the_same_answer_on_postgresql(postgres_marts: object,
-                                                                       pipeline_run: PipelineRun) -> None:
+def test_every_metric_a_chart_uses_gives_the_same_answer_on_postgresql(
+    postgres_marts: object, pipeline_run: PipelineRun
+) -> None:
     by_uuid = datasets()
     checked = 0
     for chart in charts():
@@ -105,13 +122,22 @@ def test_every_metric_a_chart_uses_gives_the_same_answer_on_postgresql(postgres_
         used = [m for m in [*(params.get("metrics") or []), params.get("timeseries_limit_metric")] if m]
         if not used:
             continue
-        assert all(isinstance(m, str) and m in metrics for m in used), \
+        assert all(isinstance(m, str) and m in metrics for m in used), (
             f"{chart['slice_name']}: metrics are the datasets' saved metrics"
+        )
         groupby = [c for c in [params.get("x_axis"), *(params.get("groupby") or [])] if c]
-        where = " and ".join(f"{f['subject']} = '{f['comparator']}'" for f in params.get("adhoc_filters") or []
-                             if f["operator"] == "==") or "true"
-        sql = (f"select {', '.join(groupby)}, {', '.join(metrics[m] for m in used)} "
-               f"from ({dataset['sql']}) as virtual_table where {where} group by {', '.join(groupby)}")
+        where = (
+            " and ".join(
+                f"{f['subject']} = '{f['comparator']}'"
+                for f in params.get("adhoc_filters") or []
+                if f["operator"] == "=="
+            )
+            or "true"
+        )
+        sql = (
+            f"select {', '.join(groupby)}, {', '.join(metrics[m] for m in used)} "
+            f"from ({dataset['sql']}) as virtual_table where {where} group by {', '.join(groupby)}"
+        )
         in_duckdb, in_postgres = both(pipeline_run.paths.published, postgres_marts, sql)
         assert in_duckdb, chart["slice_name"]
         assert in_postgres == in_duckdb, chart["slice_name"]

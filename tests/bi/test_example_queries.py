@@ -32,11 +32,14 @@ def waves(con: duckdb.DuckDBPyConnection) -> set[int]:
 
 
 def check_moved_away(con: duckdb.DuckDBPyConnection, result: list[dict]) -> None:
-    expected = {r[0] for r in con.execute("""
+    expected = {
+        r[0]
+        for r in con.execute("""
         select a.municipality_code from marts.fct_city_responsibility a
         join marts.fct_city_responsibility b on b.municipality_code = a.municipality_code
         where a.wave_year = 2016 and b.wave_year = 2019 and a.is_it_led and b.has_responded and not b.is_it_led
-    """).fetchall()}
+    """).fetchall()
+    }
     assert {r["municipality_code"] for r in result} == expected
     assert len(result) == len(expected), "a city listed twice"
     assert all(r["lead_2016"] == "IT management" and r["lead_2019"] != "IT management" for r in result)
@@ -60,10 +63,13 @@ def check_cooperation(con: duckdb.DuckDBPyConnection, result: list[dict]) -> Non
     for r in result:
         assert 0 <= r["min_score"] <= r["mean_cooperation_score"] <= r["max_score"] <= 1
         assert r["respondents"] >= r["cities"] >= 1
-    answered = scalar_map(con, """
+    answered = scalar_map(
+        con,
+        """
         select a.wave_year, count(*) from marts.fct_survey_answers a
         join marts.fct_city_responsibility f using (wave_year, municipality_code)
-        where a.question_id = 'cooperation' and a.answer_score is not null and f.has_responded group by 1""")
+        where a.question_id = 'cooperation' and a.answer_score is not null and f.has_responded group by 1""",
+    )
     for year, count in answered.items():
         assert sum(r["respondents"] for r in result if r["wave_year"] == year) == count
 
@@ -79,8 +85,10 @@ def check_contested(con: duckdb.DuckDBPyConnection, result: list[dict]) -> None:
 
 
 def check_cdo(con: duckdb.DuckDBPyConnection, result: list[dict]) -> None:
-    cdo_2019 = con.execute("select cities from marts.fct_responsibility_shares "
-                           "where wave_year = 2019 and responsibility_code = 'chief_digital_officer'").fetchone()
+    cdo_2019 = con.execute(
+        "select cities from marts.fct_responsibility_shares "
+        "where wave_year = 2019 and responsibility_code = 'chief_digital_officer'"
+    ).fetchone()
     assert cdo_2019 is not None and len(result) == cdo_2019[0] > 0
     assert len({r["city_name_fi"] for r in result}) == len(result)
     assert all(r["previous_lead"] != "Chief digital officer" for r in result), "the CDO option is new in 2019"

@@ -47,20 +47,36 @@ def test_parse_time_is_within_airflows_import_timeout(dagbag) -> None:
     stats = {Path(s.file).name: s.duration for s in dagbag.dagbag_stats}
     duration = stats["survey_waves.py"]
     seconds = duration.total_seconds() if hasattr(duration, "total_seconds") else float(duration)
-    print(f"\nsurvey_waves.py parsed in {seconds:.2f} s (whole folder {dagbag.parse_seconds:.2f} s); "
-          f"Airflow's import timeout is {timeout:.0f} s")
+    print(
+        f"\nsurvey_waves.py parsed in {seconds:.2f} s (whole folder {dagbag.parse_seconds:.2f} s); "
+        f"Airflow's import timeout is {timeout:.0f} s"
+    )
     assert seconds < timeout
 
 
 def test_dag_has_the_pipeline_steps_in_order(dagbag) -> None:
     dag = dagbag.dags["survey_waves"]
     ids = set(dag.task_ids)
-    for task_id in ("plan_wave", "load_raw_wave", "validate_raw_wave", "accept_raw_wave", "validate_marts",
-                    "publish_marts", "record_failure", "dbt_build.dbt_producer_watcher"):
+    for task_id in (
+        "plan_wave",
+        "load_raw_wave",
+        "validate_raw_wave",
+        "accept_raw_wave",
+        "validate_marts",
+        "publish_marts",
+        "record_failure",
+        "dbt_build.dbt_producer_watcher",
+    ):
         assert task_id in ids
     dbt_tasks = {t for t in ids if t.startswith("dbt_build.")}
-    for model in ("stg_survey__answers", "int_city_responsibilities_rolled_up", "fct_city_responsibility",
-                  "fct_responsibility_shares", "dim_year", "dim_question"):
+    for model in (
+        "stg_survey__answers",
+        "int_city_responsibilities_rolled_up",
+        "fct_city_responsibility",
+        "fct_responsibility_shares",
+        "dim_year",
+        "dim_question",
+    ):
         assert f"dbt_build.{model}.run" in dbt_tasks and f"dbt_build.{model}.test" in dbt_tasks, model
 
     def downstream(task_id: str) -> set[str]:
@@ -76,10 +92,19 @@ def test_dag_has_the_pipeline_steps_in_order(dagbag) -> None:
     assert "validate_marts" in downstream(producer)
     assert "publish_marts" in downstream("validate_marts")
     assert dag.get_task("record_failure").trigger_rule == "one_failed"
-    assert "publish_marts" not in downstream("record_failure") and not downstream("publish_marts"), \
+    assert "publish_marts" not in downstream("record_failure") and not downstream("publish_marts"), (
         "publish_marts stays a leaf, so a failed run ends failed"
-    for task_id in ("plan_wave", "load_raw_wave", "validate_raw_wave", "accept_raw_wave", "validate_marts",
-                    "publish_marts", "record_failure", *dbt_tasks):
+    )
+    for task_id in (
+        "plan_wave",
+        "load_raw_wave",
+        "validate_raw_wave",
+        "accept_raw_wave",
+        "validate_marts",
+        "publish_marts",
+        "record_failure",
+        *dbt_tasks,
+    ):
         assert dag.get_task(task_id).pool == "duckdb_warehouse", task_id
 
 

@@ -13,8 +13,21 @@ from survey_warehouse import cli
 
 def _dbt(paths, args: list[str], project: Path, name: str) -> tuple[int, str]:
     log = paths.var / f"{name}.log"
-    code = cli._run([cli._bin("dbt"), *args, "--profiles-dir", str(project), "--project-dir", str(project),
-                     "--target-path", str(paths.var / "target")], cli.runtime_env(paths), log, project)
+    code = cli._run(
+        [
+            cli._bin("dbt"),
+            *args,
+            "--profiles-dir",
+            str(project),
+            "--project-dir",
+            str(project),
+            "--target-path",
+            str(paths.var / "target"),
+        ],
+        cli.runtime_env(paths),
+        log,
+        project,
+    )
     return code, log.read_text()
 
 
@@ -35,8 +48,14 @@ def test_dbt_build_passes_with_data_tests_and_unit_tests(pipeline_run: PipelineR
 def test_every_mart_has_an_enforced_contract_and_described_columns(manifest: Path) -> None:
     nodes = json.loads(manifest.read_text())["nodes"].values()
     marts = [n for n in nodes if n["resource_type"] == "model" and n["fqn"][1] == "marts"]
-    assert {n["name"] for n in marts} >= {"dim_city", "dim_year", "dim_responsibility", "fct_city_responsibility",
-                                          "fct_survey_answers", "fct_responsibility_shares"}
+    assert {n["name"] for n in marts} >= {
+        "dim_city",
+        "dim_year",
+        "dim_responsibility",
+        "fct_city_responsibility",
+        "fct_survey_answers",
+        "fct_responsibility_shares",
+    }
     for node in marts:
         assert node["config"]["contract"]["enforced"], node["name"]
         assert node["description"], node["name"]
@@ -51,8 +70,9 @@ def test_a_mart_that_breaks_its_contract_fails_the_build(pipeline_run: PipelineR
     model = project / "models" / "marts" / "fct_responsibility_shares.sql"
     sql = model.read_text()
     assert "cast(shares.cities as integer) as cities" in sql
-    model.write_text(sql.replace("cast(shares.cities as integer) as cities",
-                                 "cast(shares.cities as varchar) as cities"))
+    model.write_text(
+        sql.replace("cast(shares.cities as integer) as cities", "cast(shares.cities as varchar) as cities")
+    )
     code, output = _dbt(paths, ["run", "--select", "fct_responsibility_shares"], project, "dbt_contract")
     assert code != 0
     assert "contract" in output.lower() and "cities" in output

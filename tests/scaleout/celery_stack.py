@@ -66,9 +66,18 @@ class StackError(RuntimeError):
 
 
 class CeleryAirflow:
-    def __init__(self, paths: Paths, pools: dict[str, int], *, dag_id: str = cli.DAG_ID, broker_db: int = 5,
-                 worker_concurrency: int = 2, extra_env: dict[str, str] | None = None,
-                 startup_timeout: float = 180, grace_seconds: float = 20) -> None:
+    def __init__(
+        self,
+        paths: Paths,
+        pools: dict[str, int],
+        *,
+        dag_id: str = cli.DAG_ID,
+        broker_db: int = 5,
+        worker_concurrency: int = 2,
+        extra_env: dict[str, str] | None = None,
+        startup_timeout: float = 180,
+        grace_seconds: float = 20,
+    ) -> None:
         self.paths, self.pools, self.dag_id = paths, pools, dag_id
         self.grace_seconds, self.startup_timeout = grace_seconds, startup_timeout
         tag = f"{os.getpid()}_{secrets.token_hex(3)}"
@@ -88,27 +97,29 @@ class CeleryAirflow:
         # psycopg2 named explicitly: SQLAlchemy 2.1 reads a bare postgresql:// as psycopg (3), not installed here
         pg = f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/{self.database}"
         env = cli.runtime_env(paths)
-        env.update({
-            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg,
-            "AIRFLOW__CELERY__BROKER_URL": self.broker_url,
-            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{pg}",
-            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(worker_concurrency),
-            # every task goes to this queue, and only this stack's worker listens on it
-            "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.queue,
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
-            "AIRFLOW__API__BASE_URL": f"{self.url}/",
-            # one set of secrets for every process: the scheduler signs task tokens the api-server checks
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
-            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
-            "AIRFLOW__CORE__FERNET_KEY": _fernet_key(),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
-            # only the runs this class triggers: no scheduled run appears when the DAG is unpaused
-            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
-            # the worker serves its task logs on a port; the default 8793 may be taken by another worker
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-        })
+        env.update(
+            {
+                "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg,
+                "AIRFLOW__CELERY__BROKER_URL": self.broker_url,
+                "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{pg}",
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(worker_concurrency),
+                # every task goes to this queue, and only this stack's worker listens on it
+                "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.queue,
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+                "AIRFLOW__API__BASE_URL": f"{self.url}/",
+                # one set of secrets for every process: the scheduler signs task tokens the api-server checks
+                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+                "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+                "AIRFLOW__CORE__FERNET_KEY": _fernet_key(),
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
+                # only the runs this class triggers: no scheduled run appears when the DAG is unpaused
+                "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+                # the worker serves its task logs on a port; the default 8793 may be taken by another worker
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            }
+        )
         env.update(extra_env or {})
         self.env = env
 
@@ -131,21 +142,37 @@ class CeleryAirflow:
         self.passwords_file.write_text(json.dumps({ADMIN_USER: self._password}) + "\n")
         self._create_database()
         # the manifest Cosmos renders the dbt task group from (what cli.setup does, without its SQLite metadata)
-        self._run_step("dbt_parse", [_bin("dbt"), "parse", "--profiles-dir", ".", "--quiet"],
-                       cwd=self.paths.dbt_project)
+        self._run_step(
+            "dbt_parse", [_bin("dbt"), "parse", "--profiles-dir", ".", "--quiet"], cwd=self.paths.dbt_project
+        )
         self._run_step("airflow_db_migrate", [_bin("airflow"), "db", "migrate"])
         airflow = _bin("airflow")
-        self._spawn("api-server", [airflow, "api-server", "--host", "127.0.0.1", "--port", str(self.port),
-                                   "--workers", "2"])
+        self._spawn(
+            "api-server", [airflow, "api-server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "2"]
+        )
         self._spawn("scheduler", [airflow, "scheduler"])
         self._spawn("dag-processor", [airflow, "dag-processor"])
-        self._spawn("celery-worker", [airflow, "celery", "worker", "--queues", self.queue,
-                                      "--concurrency", self.env["AIRFLOW__CELERY__WORKER_CONCURRENCY"],
-                                      "--celery-hostname", f"{self.queue}@%h"])
+        self._spawn(
+            "celery-worker",
+            [
+                airflow,
+                "celery",
+                "worker",
+                "--queues",
+                self.queue,
+                "--concurrency",
+                self.env["AIRFLOW__CELERY__WORKER_CONCURRENCY"],
+                "--celery-hostname",
+                f"{self.queue}@%h",
+            ],
+        )
         self._wait_healthy()
         for name, slots in self.pools.items():
-            self._api("POST", "/api/v2/pools", json={"name": name, "slots": slots,
-                                                     "description": "created by the Celery stack test"})
+            self._api(
+                "POST",
+                "/api/v2/pools",
+                json={"name": name, "slots": slots, "description": "created by the Celery stack test"},
+            )
 
     def stop(self) -> None:
         """Stop every process this stack started (SIGTERM to its session, SIGKILL after the grace period),
@@ -169,8 +196,11 @@ class CeleryAirflow:
         """Unpause the DAG and trigger a run with logical date <wave_year>-06-01T00:00:00Z; return its run_id."""
         self.wait_for_dag(timeout)
         self._api("PATCH", f"/api/v2/dags/{self.dag_id}", json={"is_paused": False})
-        run = self._api("POST", f"/api/v2/dags/{self.dag_id}/dagRuns",
-                        json={"logical_date": f"{wave_year}-06-01T00:00:00Z", "conf": {}})
+        run = self._api(
+            "POST",
+            f"/api/v2/dags/{self.dag_id}/dagRuns",
+            json={"logical_date": f"{wave_year}-06-01T00:00:00Z", "conf": {}},
+        )
         return run["dag_run_id"]
 
     def wait_for_dag(self, timeout: float) -> None:
@@ -179,14 +209,18 @@ class CeleryAirflow:
         while time.monotonic() < deadline:
             self._check_alive()
             response = self._client.get(f"/api/v2/dags/{self.dag_id}")
-            if response.status_code == 200 and self._client.get(
-                    f"/api/v2/dags/{self.dag_id}/details").status_code == 200:
+            if (
+                response.status_code == 200
+                and self._client.get(f"/api/v2/dags/{self.dag_id}/details").status_code == 200
+            ):
                 return
             time.sleep(2)
         errors = self._api("GET", "/api/v2/importErrors").get("import_errors", [])
-        raise StackError(f"DAG {self.dag_id} was not serialized within {timeout:.0f} s; import errors: "
-                         f"{errors or 'none'}; see {self.log_path('dag-processor')} and the files under "
-                         f"{self.airflow_home / 'logs' / 'dag_processor'}")
+        raise StackError(
+            f"DAG {self.dag_id} was not serialized within {timeout:.0f} s; import errors: "
+            f"{errors or 'none'}; see {self.log_path('dag-processor')} and the files under "
+            f"{self.airflow_home / 'logs' / 'dag_processor'}"
+        )
 
     def wait(self, run_id: str, timeout: float) -> str:
         """Poll the run until it succeeds or fails; return its state. Raise if it takes longer than timeout."""
@@ -198,21 +232,28 @@ class CeleryAirflow:
             if state in FINISHED:
                 return state
             time.sleep(3)
-        raise StackError(f"run {run_id} still '{state}' after {timeout:.0f} s; tasks: {self.task_states(run_id)}; "
-                         f"{self.where_the_logs_are()}")
+        raise StackError(
+            f"run {run_id} still '{state}' after {timeout:.0f} s; tasks: {self.task_states(run_id)}; "
+            f"{self.where_the_logs_are()}"
+        )
 
     def task_instances(self, run_id: str) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         while True:
-            page = self._api("GET", f"/api/v2/dags/{self.dag_id}/dagRuns/{run_id}/taskInstances",
-                             params={"limit": 100, "offset": len(found)})
+            page = self._api(
+                "GET",
+                f"/api/v2/dags/{self.dag_id}/dagRuns/{run_id}/taskInstances",
+                params={"limit": 100, "offset": len(found)},
+            )
             found += page["task_instances"]
             if not page["task_instances"] or len(found) >= page["total_entries"]:
                 return found
 
     def task_states(self, run_id: str) -> dict[str, str | None]:
-        return {ti["task_id"] + (f"[{ti['map_index']}]" if ti.get("map_index", -1) >= 0 else ""): ti["state"]
-                for ti in self.task_instances(run_id)}
+        return {
+            ti["task_id"] + (f"[{ti['map_index']}]" if ti.get("map_index", -1) >= 0 else ""): ti["state"]
+            for ti in self.task_instances(run_id)
+        }
 
     # ---- diagnostics -----------------------------------------------------------------------------------------
 
@@ -220,8 +261,10 @@ class CeleryAirflow:
         return self.logs / f"{name}.log"
 
     def where_the_logs_are(self) -> str:
-        return (f"process logs in {self.logs}/ (api-server, scheduler, dag-processor, celery-worker), "
-                f"task logs under {self.airflow_home / 'logs'}/dag_id={self.dag_id}/")
+        return (
+            f"process logs in {self.logs}/ (api-server, scheduler, dag-processor, celery-worker), "
+            f"task logs under {self.airflow_home / 'logs'}/dag_id={self.dag_id}/"
+        )
 
     # ---- internals -------------------------------------------------------------------------------------------
 
@@ -242,9 +285,13 @@ class CeleryAirflow:
         self._database_created = True
 
     def _drop_database(self) -> None:
-        self._admin_sql(("select pg_terminate_backend(pid) from pg_stat_activity "
-                         "where datname = %s and pid <> pg_backend_pid()", [self.database]),
-                        (f'drop database if exists "{self.database}" with (force)', []))
+        self._admin_sql(
+            (
+                "select pg_terminate_backend(pid) from pg_stat_activity where datname = %s and pid <> pg_backend_pid()",
+                [self.database],
+            ),
+            (f'drop database if exists "{self.database}" with (force)', []),
+        )
         self._database_created = False
 
     def _clean_broker(self) -> None:
@@ -253,8 +300,9 @@ class CeleryAirflow:
             import redis
 
             client = redis.Redis.from_url(self.broker_url, socket_timeout=5)
-            client.delete(self.queue, f"_kombu.binding.{self.queue}",
-                          *client.keys(f"{self.queue}\x06\x16*"))  # priority sub-queues
+            client.delete(
+                self.queue, f"_kombu.binding.{self.queue}", *client.keys(f"{self.queue}\x06\x16*")
+            )  # priority sub-queues
             client.close()
         except Exception as exc:  # cleanup is best effort: never hide the test's own failure
             print(f"celery_stack: could not clean the broker queue {self.queue}: {exc}", file=sys.stderr)
@@ -262,8 +310,9 @@ class CeleryAirflow:
     def _run_step(self, name: str, cmd: list[str], cwd: Path | None = None) -> None:
         log = self.log_path(name)
         with open(log, "w", encoding="utf-8") as out:
-            code = subprocess.run(cmd, env=self.env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                  check=False).returncode
+            code = subprocess.run(
+                cmd, env=self.env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, check=False
+            ).returncode
         if code != 0:
             hint = ""
             if "No module named 'asyncpg'" in log.read_text(errors="replace"):
@@ -274,8 +323,14 @@ class CeleryAirflow:
     def _spawn(self, name: str, cmd: list[str]) -> None:
         with open(self.log_path(name), "w", encoding="utf-8") as out:
             # a session of its own: the process and everything it forks can be found and stopped together
-            self.processes[name] = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            self.processes[name] = subprocess.Popen(
+                cmd,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     def _check_alive(self) -> None:
         for name, proc in self.processes.items():
@@ -294,29 +349,35 @@ class CeleryAirflow:
             except (httpx.HTTPError, ValueError):
                 health = {}
             worker_ready = worker_ready or " ready." in self.log_path("celery-worker").read_text(errors="replace")
-            if worker_ready and all(health.get(c, {}).get("status") == "healthy"
-                                    for c in ("metadatabase", "scheduler", "dag_processor")):
+            if worker_ready and all(
+                health.get(c, {}).get("status") == "healthy" for c in ("metadatabase", "scheduler", "dag_processor")
+            ):
                 self._login()
                 return
             time.sleep(2)
         answer = health or f"no answer from {self.url}"
-        raise StackError(f"the stack was not healthy within {self.startup_timeout:.0f} s: health {answer}, "
-                         f"celery worker ready: {worker_ready}; {self.where_the_logs_are()}")
+        raise StackError(
+            f"the stack was not healthy within {self.startup_timeout:.0f} s: health {answer}, "
+            f"celery worker ready: {worker_ready}; {self.where_the_logs_are()}"
+        )
 
     def _login(self) -> None:
-        response = httpx.post(f"{self.url}/auth/token", json={"username": ADMIN_USER, "password": self._password},
-                              timeout=10)
+        response = httpx.post(
+            f"{self.url}/auth/token", json={"username": ADMIN_USER, "password": self._password}, timeout=10
+        )
         if response.status_code != 201:
-            raise StackError(f"POST /auth/token answered {response.status_code}: {response.text}; "
-                             f"see {self.log_path('api-server')}")
+            raise StackError(
+                f"POST /auth/token answered {response.status_code}: {response.text}; see {self.log_path('api-server')}"
+            )
         token = response.json()["access_token"]
         self._client = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
 
     def _api(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = self._client.request(method, path, **kwargs)
         if response.status_code >= 400:
-            raise StackError(f"{method} {path} answered {response.status_code}: {response.text}; "
-                             f"see {self.log_path('api-server')}")
+            raise StackError(
+                f"{method} {path} answered {response.status_code}: {response.text}; see {self.log_path('api-server')}"
+            )
         return response.json() if response.content else {}
 
 

@@ -58,8 +58,14 @@ def test_survey_waves_2019_runs_on_the_celery_executor(warehouse_database: tuple
     database, reader = warehouse_database
     started = time.monotonic()
     paths = make_paths("celery")
-    warehouse_env = {"SURVEY_DBT_TARGET": "postgres", "SURVEY_PG_HOST": "127.0.0.1", "SURVEY_PG_PORT": "5432",
-                     "SURVEY_PG_USER": "postgres", "SURVEY_PG_DATABASE": database, "SURVEY_READER_ROLE": reader}
+    warehouse_env = {
+        "SURVEY_DBT_TARGET": "postgres",
+        "SURVEY_PG_HOST": "127.0.0.1",
+        "SURVEY_PG_PORT": "5432",
+        "SURVEY_PG_USER": "postgres",
+        "SURVEY_PG_DATABASE": database,
+        "SURVEY_READER_ROLE": reader,
+    }
     try:
         # on PostgreSQL the DAG's tasks use default_pool: dbt tasks may run side by side
         with CeleryAirflow(paths, pools={}, extra_env=warehouse_env) as stack:
@@ -77,8 +83,15 @@ def test_survey_waves_2019_runs_on_the_celery_executor(warehouse_database: tuple
             not_done = {task: s for task, s in states.items() if s not in ("success", "skipped")}
             assert not not_done, f"tasks neither succeeded nor skipped: {not_done}; {where}"
             assert any(task.startswith("dbt_build.") for task in states), f"no dbt task in the run: {states}"
-            assert set(states) >= {"plan_wave", "load_raw_wave", "validate_raw_wave", "accept_raw_wave",
-                                   "dbt_build.dbt_producer_watcher", "validate_marts", "publish_marts"}, states
+            assert set(states) >= {
+                "plan_wave",
+                "load_raw_wave",
+                "validate_raw_wave",
+                "accept_raw_wave",
+                "dbt_build.dbt_producer_watcher",
+                "validate_marts",
+                "publish_marts",
+            }, states
 
             # the tasks went through this stack's Celery queue and ran on its worker (the scheduler itself marks
             # an empty task, such as the watcher's "producer done" gate, successful)
@@ -86,14 +99,18 @@ def test_survey_waves_2019_runs_on_the_celery_executor(warehouse_database: tuple
             assert ran and all(ti["queue"] == queue for ti in ran), [(ti["task_id"], ti["queue"]) for ti in ran]
             assert all(ti["hostname"] for ti in ran), [(ti["task_id"], ti["hostname"]) for ti in ran]
             worker_output = worker_log.read_text(errors="replace")
-            assert "publish_marts" in worker_output and run_id in worker_output, \
+            assert "publish_marts" in worker_output and run_id in worker_output, (
                 f"the Celery worker did not log the run's tasks; see {worker_log}"
+            )
     finally:
         total = time.monotonic() - started
         print(f"\nCelery executor test wall time: {total:.0f} s", end="")
         if "run_done" in locals():
-            print(f" (stack start {stack_up - started:.0f} s, DAG run {run_done - stack_up:.0f} s, "
-                  f"stop {total - (run_done - started):.0f} s)", end="")
+            print(
+                f" (stack start {stack_up - started:.0f} s, DAG run {run_done - stack_up:.0f} s, "
+                f"stop {total - (run_done - started):.0f} s)",
+                end="",
+            )
         print(flush=True)
 
     # the marts were published in PostgreSQL: swapped into `marts`, readable by the read-only role

@@ -46,8 +46,14 @@ def _build(paths: Paths, warehouse: Warehouse, env: dict[str, str]) -> None:
         loaded = load.load_wave(spec, warehouse, paths=paths)
         report = quality.run_gate(quality.raw_wave_checkpoint(context, spec, loaded.load_id, paths, warehouse), paths)
         load.mark_load(warehouse, loaded.load_id, passed=True, message=report.message())
-    dbt = subprocess.run([cli._bin("dbt"), "build", "--profiles-dir", ".", "--target-path", str(paths.var / "target")],
-                         cwd=paths.dbt_project, env=env, capture_output=True, text=True, check=False)
+    dbt = subprocess.run(
+        [cli._bin("dbt"), "build", "--profiles-dir", ".", "--target-path", str(paths.var / "target")],
+        cwd=paths.dbt_project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert dbt.returncode == 0, dbt.stdout[-4000:]
     quality.run_gate(quality.marts_checkpoint(context, "postgres_build", paths, warehouse), paths)
     swap_marts(warehouse, run_id="postgres_build", fingerprint=build_fingerprint(paths, warehouse))
@@ -59,15 +65,28 @@ def pg_build(manifest) -> PostgresBuild:
     suffix = f"{os.getpid()}_{int(time.time())}"
     database, reader = f"survey_test_wh_{suffix}", f"survey_reader_test_{suffix}"
     paths = make_paths("postgres")
-    env = {**cli.runtime_env(paths), "SURVEY_DBT_TARGET": "postgres", "SURVEY_PG_HOST": PG[0],
-           "SURVEY_PG_PORT": str(PG[1]), "SURVEY_PG_USER": "postgres", "SURVEY_PG_DATABASE": database,
-           "SURVEY_READER_ROLE": reader}
+    env = {
+        **cli.runtime_env(paths),
+        "SURVEY_DBT_TARGET": "postgres",
+        "SURVEY_PG_HOST": PG[0],
+        "SURVEY_PG_PORT": str(PG[1]),
+        "SURVEY_PG_USER": "postgres",
+        "SURVEY_PG_DATABASE": database,
+        "SURVEY_READER_ROLE": reader,
+    }
     with closing(_admin()) as admin:
         admin.cursor().execute(f'create database "{database}"')
     try:
         # the warehouse is passed explicitly (not through os.environ), so other tests keep the embedded default
-        warehouse = Warehouse(backend="postgres", host=PG[0], port=PG[1], user="postgres", dbname=database,
-                              marts_build_schema="marts_next", reader_role=reader)
+        warehouse = Warehouse(
+            backend="postgres",
+            host=PG[0],
+            port=PG[1],
+            user="postgres",
+            dbname=database,
+            marts_build_schema="marts_next",
+            reader_role=reader,
+        )
         started = time.monotonic()
         _build(paths, warehouse, env)
         seconds = time.monotonic() - started
@@ -85,8 +104,9 @@ def pg_build(manifest) -> PostgresBuild:
 
 def test_postgres_marts_reproduce_the_headline(pg_build: PostgresBuild) -> None:
     with Session(pg_build.warehouse, read_only=True) as s:
-        shares = dict(s.execute("select wave_year, share from marts.fct_responsibility_shares "
-                                "where is_it_management").fetchall())
+        shares = dict(
+            s.execute("select wave_year, share from marts.fct_responsibility_shares where is_it_management").fetchall()
+        )
         schemas = {r[0] for r in s.execute("select schema_name from information_schema.schemata").fetchall()}
     for year, (low, high) in published_ranges().items():
         assert low < shares[year] <= high
@@ -96,26 +116,34 @@ def test_postgres_marts_reproduce_the_headline(pg_build: PostgresBuild) -> None:
 def test_both_adapters_build_the_same_marts(pg_build: PostgresBuild, pipeline_run: PipelineRun) -> None:
     queries = {
         "fct_city_responsibility": "select wave_year, municipality_code, responsibility_code, rollup_method, "
-                                   "respondents_answered from marts.fct_city_responsibility",
+        "respondents_answered from marts.fct_city_responsibility",
         "fct_survey_answers": "select answer_id, municipality_code, answer_code, round(answer_score * 1000) "
-                              "from marts.fct_survey_answers",
+        "from marts.fct_survey_answers",
         "fct_responsibility_shares": "select wave_responsibility_id, cities, round(share_ci_lower_95 * 1e6) "
-                                     "from marts.fct_responsibility_shares",
+        "from marts.fct_responsibility_shares",
     }
-    with Session(pg_build.warehouse, read_only=True) as pg, \
-            duckdb.connect(str(pipeline_run.paths.published), read_only=True) as dd:
+    with (
+        Session(pg_build.warehouse, read_only=True) as pg,
+        duckdb.connect(str(pipeline_run.paths.published), read_only=True) as dd,
+    ):
         for name, sql in queries.items():
-            on_pg = sorted(tuple(float(v) if isinstance(v, (int, float)) else v for v in r)
-                           for r in pg.execute(sql).fetchall())
-            on_duckdb = sorted(tuple(float(v) if isinstance(v, (int, float)) else v for v in r)
-                               for r in dd.execute(sql).fetchall())
+            on_pg = sorted(
+                tuple(float(v) if isinstance(v, (int, float)) else v for v in r) for r in pg.execute(sql).fetchall()
+            )
+            on_duckdb = sorted(
+                tuple(float(v) if isinstance(v, (int, float)) else v for v in r) for r in dd.execute(sql).fetchall()
+            )
             assert on_pg == on_duckdb, name
 
 
 def test_contract_types_hold_on_postgres(pg_build: PostgresBuild) -> None:
     with Session(pg_build.warehouse, read_only=True) as s:
-        types = dict(s.execute("select column_name, data_type from information_schema.columns where "
-                               "table_schema = 'marts' and table_name = 'fct_responsibility_shares'").fetchall())
+        types = dict(
+            s.execute(
+                "select column_name, data_type from information_schema.columns where "
+                "table_schema = 'marts' and table_name = 'fct_responsibility_shares'"
+            ).fetchall()
+        )
     assert types["share"] == "double precision"
     assert types["cities"] == "integer"
     assert types["wave_responsibility_id"] == "character varying"
@@ -134,20 +162,24 @@ def test_raw_load_on_postgres_is_idempotent(pg_build: PostgresBuild) -> None:
 
 
 def _reader(pg_build: PostgresBuild):
-    con = psycopg2.connect(host=PG[0], port=PG[1], user=pg_build.warehouse.reader_role,
-                           dbname=pg_build.warehouse.dbname)
+    con = psycopg2.connect(
+        host=PG[0], port=PG[1], user=pg_build.warehouse.reader_role, dbname=pg_build.warehouse.dbname
+    )
     con.autocommit = True
     return con
 
 
-@pytest.mark.parametrize("statement", [
-    "insert into marts.dim_responsibility values ('x', 'x', 'x', false, 9)",
-    "delete from marts.fct_city_responsibility",
-    "select count(*) from raw.survey_cells",
-    "select count(*) from staging.stg_survey__respondents",
-    "select count(*) from intermediate.int_city_responsibilities_rolled_up",
-    "create table public.scratch (x int)",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "insert into marts.dim_responsibility values ('x', 'x', 'x', false, 9)",
+        "delete from marts.fct_city_responsibility",
+        "select count(*) from raw.survey_cells",
+        "select count(*) from staging.stg_survey__respondents",
+        "select count(*) from intermediate.int_city_responsibilities_rolled_up",
+        "create table public.scratch (x int)",
+    ],
+)
 def test_read_only_role_cannot_write_or_read_beyond_the_marts(pg_build: PostgresBuild, statement: str) -> None:
     with closing(_reader(pg_build)) as con:
         con.cursor().execute("select count(*) from marts.fct_city_responsibility")
@@ -161,10 +193,11 @@ def test_schema_swap_is_atomic_for_readers(pg_build: PostgresBuild) -> None:
         s.execute("create schema marts_next")
         for table in quality.mart_tables(warehouse, "marts"):
             s.execute(f"create table marts_next.{table} as select * from marts.{table}")
-        s.execute("update marts_next.dim_responsibility set responsibility_label_en = 'IT management (new)' "
-                  "where responsibility_code = 'it_management'")
-    label = ("select responsibility_label_en from marts.dim_responsibility "
-             "where responsibility_code = 'it_management'")
+        s.execute(
+            "update marts_next.dim_responsibility set responsibility_label_en = 'IT management (new)' "
+            "where responsibility_code = 'it_management'"
+        )
+    label = "select responsibility_label_en from marts.dim_responsibility where responsibility_code = 'it_management'"
     reader = _reader(pg_build)
     reader.autocommit = False
     cur = reader.cursor()
@@ -200,11 +233,14 @@ def test_raw_gate_on_postgres_names_rows(pg_build: PostgresBuild, tmp_path) -> N
     loaded = load.load_wave(dataclasses.replace(spec, file=broken), pg_build.warehouse, paths=pg_build.paths)
     context = quality.file_context(pg_build.paths)
     with pytest.raises(quality.QualityGateFailed) as failed:
-        quality.run_gate(quality.raw_wave_checkpoint(context, spec, loaded.load_id, pg_build.paths,
-                                                     pg_build.warehouse), pg_build.paths)
+        quality.run_gate(
+            quality.raw_wave_checkpoint(context, spec, loaded.load_id, pg_build.paths, pg_build.warehouse),
+            pg_build.paths,
+        )
     assert "raw_load: expect_column_values_to_be_between on column 'quarantined_share'" in str(failed.value)
     assert "row 3, column 'Organisaatio': unknown city 'Atlantis'" in quality.quarantine_summary(
-        pg_build.warehouse, loaded.load_id)
+        pg_build.warehouse, loaded.load_id
+    )
 
 
 def test_the_warehouse_holds_the_matching_rules_keys_for_the_corpus(pg_build: PostgresBuild, tmp_path) -> None:
@@ -232,8 +268,13 @@ def test_the_warehouse_holds_the_matching_rules_keys_for_the_corpus(pg_build: Po
             writer.writerow(row)
     loaded = load.load_wave(dataclasses.replace(spec, file=path), pg_build.warehouse, paths=pg_build.paths)
     with Session(pg_build.warehouse, read_only=True) as s:
-        stored = dict(s.execute("select cell_value, match_key from raw.cell_resolutions where load_id = ? and "
-                                "field_id = 'respondent_email'", [loaded.load_id]).fetchall())
+        stored = dict(
+            s.execute(
+                "select cell_value, match_key from raw.cell_resolutions where load_id = ? and "
+                "field_id = 'respondent_email'",
+                [loaded.load_id],
+            ).fetchall()
+        )
         load.fail_load(pg_build.warehouse, loaded.load_id, "a test load")
     for value in values:
         if value.strip("\r\n") == "":

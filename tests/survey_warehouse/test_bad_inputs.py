@@ -38,8 +38,9 @@ def wave_2019(paths):
     return spec, text.splitlines()
 
 
-def _write(tmp_path: Path, lines: list[str], name: str = "wave.csv", encoding: str = "utf-8-sig",
-           end: str = "\n") -> Path:
+def _write(
+    tmp_path: Path, lines: list[str], name: str = "wave.csv", encoding: str = "utf-8-sig", end: str = "\n"
+) -> Path:
     path = tmp_path / name
     path.write_text("\n".join(lines) + end, encoding=encoding)
     return path
@@ -57,14 +58,19 @@ def _raw_state(warehouse: Path) -> tuple[int, list[tuple]]:
     if not warehouse.exists():
         return (0, [])
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        return (con.execute("select count(*) from raw.survey_cells").fetchone()[0],
-                con.execute("select load_id from raw.load_registry where is_current order by 1").fetchall())
+        return (
+            con.execute("select count(*) from raw.survey_cells").fetchone()[0],
+            con.execute("select load_id from raw.load_registry where is_current order by 1").fetchall(),
+        )
 
 
 def _quarantine(warehouse: Path, load_id: str) -> list[tuple]:
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        return con.execute("select source_row_number, source_column, reason_code, message from raw.quarantine "
-                           "where load_id = ? order by 1, 3", [load_id]).fetchall()
+        return con.execute(
+            "select source_row_number, source_column, reason_code, message from raw.quarantine "
+            "where load_id = ? order by 1, 3",
+            [load_id],
+        ).fetchall()
 
 
 def _accounted(warehouse: Path, load_id: str) -> tuple[int, int, int, int]:
@@ -72,7 +78,9 @@ def _accounted(warehouse: Path, load_id: str) -> tuple[int, int, int, int]:
         return con.execute(
             "select row_count, accepted_count, quarantined_count, "
             "(select count(distinct source_row_number) from raw.survey_cells c where c.load_id = r.load_id) "
-            "from raw.load_registry r where load_id = ?", [load_id]).fetchone()
+            "from raw.load_registry r where load_id = ?",
+            [load_id],
+        ).fetchone()
 
 
 @pytest.fixture
@@ -84,8 +92,7 @@ def loaded(paths):
     return _raw_state(paths.warehouse)
 
 
-def _rejected(spec, paths, before, *parts: str, row: int | None = None, column: str | None = None
-              ) -> WaveFileError:
+def _rejected(spec, paths, before, *parts: str, row: int | None = None, column: str | None = None) -> WaveFileError:
     """The load fails with a WaveFileError naming the file (and the row and column when given) and saying each
     part; raw keeps the reason in the registry and nothing else."""
     with pytest.raises(WaveFileError) as caught:
@@ -101,8 +108,9 @@ def _rejected(spec, paths, before, *parts: str, row: int | None = None, column: 
         assert error.column == column, message
     assert _raw_state(paths.warehouse) == before, "a rejected file leaves raw and the current loads as they were"
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
-        status, reason = con.execute("select status, status_message from raw.load_registry "
-                                     "order by loaded_at desc limit 1").fetchone()
+        status, reason = con.execute(
+            "select status, status_message from raw.load_registry order by loaded_at desc limit 1"
+        ).fetchone()
     assert status == "failed" and reason == f"rejected: {message}"
     return error
 
@@ -138,8 +146,14 @@ def test_windows_1252_file_when_the_spec_says_utf8(paths, wave_2019, loaded, tmp
     spec, lines = wave_2019
     path = _write(tmp_path, lines, encoding="cp1252")
     first_non_ascii = next(i for i, line in enumerate(lines, start=1) if not line.isascii())
-    _rejected(dataclasses.replace(spec, file=path), paths, loaded, "cannot be read as utf-8-sig",
-              "reads cleanly as cp1252: set encoding: cp1252", row=first_non_ascii)
+    _rejected(
+        dataclasses.replace(spec, file=path),
+        paths,
+        loaded,
+        "cannot be read as utf-8-sig",
+        "reads cleanly as cp1252: set encoding: cp1252",
+        row=first_non_ascii,
+    )
 
 
 def test_2016_file_re_sent_as_utf8(paths, loaded, tmp_path) -> None:
@@ -148,16 +162,28 @@ def test_2016_file_re_sent_as_utf8(paths, loaded, tmp_path) -> None:
     text = spec.file.read_text(encoding="cp1252")
     path = tmp_path / "wave_2016_utf8.csv"
     path.write_text(text, encoding="utf-8")
-    _rejected(dataclasses.replace(spec, file=path), paths, loaded, "the file is UTF-8 text",
-              "the wave spec says encoding: cp1252", "set encoding: utf-8")
+    _rejected(
+        dataclasses.replace(spec, file=path),
+        paths,
+        loaded,
+        "the file is UTF-8 text",
+        "the wave spec says encoding: cp1252",
+        "set encoding: utf-8",
+    )
 
 
 def test_text_garbled_by_a_double_conversion(paths, wave_2019, loaded, tmp_path) -> None:
     spec, lines = wave_2019
     garbled = [lines[0]] + [line.encode("utf-8").decode("cp1252", errors="replace") for line in lines[1:]]
     first = next(i for i, line in enumerate(lines, start=1) if (i > 1 and "ä" in line) or ("ö" in line and i > 1))
-    _rejected(dataclasses.replace(spec, file=_write(tmp_path, garbled)), paths, loaded,
-              "garbled the way UTF-8 read as Windows-1252 is", "ask for a clean export", row=first)
+    _rejected(
+        dataclasses.replace(spec, file=_write(tmp_path, garbled)),
+        paths,
+        loaded,
+        "garbled the way UTF-8 read as Windows-1252 is",
+        "ask for a clean export",
+        row=first,
+    )
 
 
 def test_nul_bytes_in_the_middle(paths, wave_2019, loaded, tmp_path) -> None:
@@ -174,15 +200,17 @@ def test_csv_that_is_really_an_excel_workbook(paths, wave_2019, loaded, tmp_path
     spec, _ = wave_2019
     path = tmp_path / "wave.csv"
     path.write_bytes(find_wave_spec(2018, paths).file.read_bytes())
-    _rejected(dataclasses.replace(spec, file=path), paths, loaded, "is an Excel workbook (.xlsx)",
-              "Set format: xlsx")
+    _rejected(dataclasses.replace(spec, file=path), paths, loaded, "is an Excel workbook (.xlsx)", "Set format: xlsx")
 
 
-@pytest.mark.parametrize(("content", "what"), [
-    (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj", "is a PDF document"),
-    (b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03", "is a gzip-compressed file"),
-    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "is an image"),
-])
+@pytest.mark.parametrize(
+    ("content", "what"),
+    [
+        (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj", "is a PDF document"),
+        (b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03", "is a gzip-compressed file"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "is an image"),
+    ],
+)
 def test_other_kinds_of_file(paths, wave_2019, loaded, tmp_path, content: bytes, what: str) -> None:
     spec, _ = wave_2019
     path = tmp_path / "wave.csv"
@@ -213,8 +241,9 @@ def test_empty_workbook_file(paths, wave_2018, loaded, tmp_path) -> None:
 def test_workbook_that_is_really_a_csv(paths, wave_2018, loaded, tmp_path) -> None:
     path = tmp_path / "wave.xlsx"
     path.write_bytes(find_wave_spec(2019, paths).file.read_bytes())
-    _rejected(dataclasses.replace(wave_2018, file=path), paths, loaded, "is a text file (CSV or similar)",
-              "Set format: csv")
+    _rejected(
+        dataclasses.replace(wave_2018, file=path), paths, loaded, "is a text file (CSV or similar)", "Set format: csv"
+    )
 
 
 def test_workbook_cut_off_in_transfer(paths, wave_2018, loaded, tmp_path) -> None:
@@ -227,18 +256,31 @@ def test_workbook_cut_off_in_transfer(paths, wave_2018, loaded, tmp_path) -> Non
 def test_password_protected_workbook(paths, wave_2018, loaded, tmp_path) -> None:
     """Excel's 'Encrypt with password' saves an OLE2 compound file holding the EncryptedPackage stream."""
     path = tmp_path / "wave.xlsx"
-    path.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 1016 + "EncryptionInfo".encode("utf-16-le")
-                     + b"\x00" * 64 + "EncryptedPackage".encode("utf-16-le") + b"\x00" * 2048)
-    _rejected(dataclasses.replace(wave_2018, file=path), paths, loaded, "password-protected (encrypted)",
-              "without a password")
+    path.write_bytes(
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+        + b"\x00" * 1016
+        + "EncryptionInfo".encode("utf-16-le")
+        + b"\x00" * 64
+        + "EncryptedPackage".encode("utf-16-le")
+        + b"\x00" * 2048
+    )
+    _rejected(
+        dataclasses.replace(wave_2018, file=path), paths, loaded, "password-protected (encrypted)", "without a password"
+    )
 
 
 def test_legacy_xls_workbook(paths, wave_2018, loaded, tmp_path) -> None:
     path = tmp_path / "wave.xlsx"
-    path.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 1016 + "Workbook".encode("utf-16-le")
-                     + b"\x00" * 2048)
-    _rejected(dataclasses.replace(wave_2018, file=path), paths, loaded, "legacy Excel 97-2003 workbook (.xls)",
-              "save it as .xlsx")
+    path.write_bytes(
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 1016 + "Workbook".encode("utf-16-le") + b"\x00" * 2048
+    )
+    _rejected(
+        dataclasses.replace(wave_2018, file=path),
+        paths,
+        loaded,
+        "legacy Excel 97-2003 workbook (.xls)",
+        "save it as .xlsx",
+    )
 
 
 def test_opendocument_spreadsheet(paths, wave_2018, loaded, tmp_path) -> None:
@@ -265,8 +307,7 @@ def test_workbook_without_the_sheet(paths, wave_2018, loaded, tmp_path) -> None:
     wb[wave_2018.sheet].title = "Taul1"
     path = tmp_path / "wave.xlsx"
     wb.save(path)
-    _rejected(dataclasses.replace(wave_2018, file=path), paths, loaded, "sheet 'Vastaukset' not found",
-              "'Taul1'")
+    _rejected(dataclasses.replace(wave_2018, file=path), paths, loaded, "sheet 'Vastaukset' not found", "'Taul1'")
 
 
 # ------------------------------------------------------------------------------ the file's structure
@@ -287,31 +328,56 @@ def test_required_column_missing_or_renamed(paths, wave_2019, loaded, tmp_path, 
         lines = [",".join(c for i, c in enumerate(line.split(",")) if i != position) for line in lines]
     else:
         lines[0] = lines[0].replace(old, new)
-    _rejected(dataclasses.replace(spec, file=_write(tmp_path, lines)), paths, loaded,
-              "mapped column 'Organisaatio' is not in the header", row=1, column="'Organisaatio'")
+    _rejected(
+        dataclasses.replace(spec, file=_write(tmp_path, lines)),
+        paths,
+        loaded,
+        "mapped column 'Organisaatio' is not in the header",
+        row=1,
+        column="'Organisaatio'",
+    )
 
 
 def test_duplicate_header_names(paths, wave_2019, loaded, tmp_path) -> None:
     spec, lines = wave_2019
     header = lines[0].split(",")
     lines[0] = ",".join("Organisaatio" if h == "Asema" else h for h in header)
-    _rejected(dataclasses.replace(spec, file=_write(tmp_path, lines)), paths, loaded,
-              "the header has 2 columns named 'Organisaatio' (columns 3, 4)", row=1, column="'Organisaatio'")
+    _rejected(
+        dataclasses.replace(spec, file=_write(tmp_path, lines)),
+        paths,
+        loaded,
+        "the header has 2 columns named 'Organisaatio' (columns 3, 4)",
+        row=1,
+        column="'Organisaatio'",
+    )
 
 
 def test_file_cut_off_in_the_middle_of_a_row(paths, wave_2019, loaded, tmp_path) -> None:
     spec, lines = wave_2019
     cut = lines[: len(lines) // 2 + 1]
     cut[-1] = cut[-1][: cut[-1].index(",", cut[-1].index(",") + 1) + 4]  # three characters into the third cell
-    _rejected(dataclasses.replace(spec, file=_write(tmp_path, cut, end="")), paths, loaded,
-              "the file ends in the middle of this row", "cut off", row=len(cut), column="'Organisaatio'")
+    _rejected(
+        dataclasses.replace(spec, file=_write(tmp_path, cut, end="")),
+        paths,
+        loaded,
+        "the file ends in the middle of this row",
+        "cut off",
+        row=len(cut),
+        column="'Organisaatio'",
+    )
 
 
 def test_file_ending_inside_a_quoted_cell(paths, wave_2019, loaded, tmp_path) -> None:
     spec, lines = wave_2019
     cut = [*lines[:10], lines[10].rsplit(",", 1)[0] + ',"Tietohallinto kutsutaan mukaan vasta']
-    _rejected(dataclasses.replace(spec, file=_write(tmp_path, cut, end="")), paths, loaded,
-              "ends inside a quoted cell", "ask for the complete file", row=11)
+    _rejected(
+        dataclasses.replace(spec, file=_write(tmp_path, cut, end="")),
+        paths,
+        loaded,
+        "ends inside a quoted cell",
+        "ask for the complete file",
+        row=11,
+    )
 
 
 def test_a_stray_quote_that_swallows_rows(paths, wave_2019, loaded, tmp_path) -> None:
@@ -319,8 +385,15 @@ def test_a_stray_quote_that_swallows_rows(paths, wave_2019, loaded, tmp_path) ->
     lines = list(lines)
     _set(lines, 5, "Asema", '"Tietohallintojohtaja')  # opens a quoted cell that a later quote closes
     _set(lines, 12, "Asema", 'Muu johtotehtävä"')
-    _rejected(dataclasses.replace(spec, file=_write(tmp_path, lines)), paths, loaded,
-              "whole rows of the file were read as this one cell", "stray quote mark", row=5, column="'Asema'")
+    _rejected(
+        dataclasses.replace(spec, file=_write(tmp_path, lines)),
+        paths,
+        loaded,
+        "whole rows of the file were read as this one cell",
+        "stray quote mark",
+        row=5,
+        column="'Asema'",
+    )
 
 
 def test_a_cell_larger_than_the_limit(paths, wave_2019, loaded, tmp_path, monkeypatch) -> None:
@@ -329,8 +402,9 @@ def test_a_cell_larger_than_the_limit(paths, wave_2019, loaded, tmp_path, monkey
     lines[3] = lines[3].rsplit(",", 1)[0] + ',"' + "pitkä palaute " * 20_000 + '"'
     path = _write(tmp_path, lines)
     monkeypatch.setenv("SURVEY_MAX_CELL_BYTES", "100000")
-    _rejected(dataclasses.replace(spec, file=path), paths, loaded, "larger than 100,000 bytes",
-              "SURVEY_MAX_CELL_BYTES", row=4)
+    _rejected(
+        dataclasses.replace(spec, file=path), paths, loaded, "larger than 100,000 bytes", "SURVEY_MAX_CELL_BYTES", row=4
+    )
     monkeypatch.delenv("SURVEY_MAX_CELL_BYTES")
     result = load_wave(dataclasses.replace(spec, file=path), paths.warehouse)  # the default limit is 16 MiB
     assert result.row_count == len(lines) - 1 and result.quarantined == 0
@@ -339,8 +413,9 @@ def test_a_cell_larger_than_the_limit(paths, wave_2019, loaded, tmp_path, monkey
 def test_file_of_another_year(paths, wave_2019, loaded, tmp_path) -> None:
     spec, lines = wave_2019
     path = _write(tmp_path, [lines[0]] + [line.replace("2019-", "2018-") for line in lines[1:]])
-    _rejected(dataclasses.replace(spec, file=path), paths, loaded, "submitted in 2018, not in 2019",
-              column="'Aikaleima'")
+    _rejected(
+        dataclasses.replace(spec, file=path), paths, loaded, "submitted in 2018, not in 2019", column="'Aikaleima'"
+    )
 
 
 # ------------------------------------------------------------------------------ row-level problems
@@ -349,15 +424,15 @@ def test_file_of_another_year(paths, wave_2019, loaded, tmp_path) -> None:
 def test_row_level_problems_are_quarantined_with_file_row_and_column(paths, wave_2019, tmp_path) -> None:
     spec, lines = wave_2019
     lines = list(lines)
-    _set(lines, 3, "Organisaatio", "Atlantis")                       # unknown city
-    _set(lines, 4, LEAD_2019, "Pormestari")                           # label missing from the codebook
-    _set(lines, 5, COOPERATION_2019, "12")                            # numeric answer outside 0-10
-    _set(lines, 6, "Email", lines[1].split(",")[1])                   # the respondent of row 2 again
-    _set(lines, 7, "Organisaatio", '=HYPERLINK("http://x")')          # spreadsheet-formula injection
-    _set(lines, 8, "Asema", "")                                       # a required field left empty
-    lines[8] = ",".join(lines[8].split(",")[:4])                      # row 9 truncated: ragged
-    _set(lines, 10, "Organisaatio", "Hyvinkää")                       # a city the wave did not survey
-    lines.insert(11, lines[0])                                        # row 12: the header again
+    _set(lines, 3, "Organisaatio", "Atlantis")  # unknown city
+    _set(lines, 4, LEAD_2019, "Pormestari")  # label missing from the codebook
+    _set(lines, 5, COOPERATION_2019, "12")  # numeric answer outside 0-10
+    _set(lines, 6, "Email", lines[1].split(",")[1])  # the respondent of row 2 again
+    _set(lines, 7, "Organisaatio", '=HYPERLINK("http://x")')  # spreadsheet-formula injection
+    _set(lines, 8, "Asema", "")  # a required field left empty
+    lines[8] = ",".join(lines[8].split(",")[:4])  # row 9 truncated: ragged
+    _set(lines, 10, "Organisaatio", "Hyvinkää")  # a city the wave did not survey
+    lines.insert(11, lines[0])  # row 12: the header again
     result = load_wave(dataclasses.replace(spec, file=_write(tmp_path, lines)), paths.warehouse)
 
     problems = _quarantine(paths.warehouse, result.load_id)
@@ -387,25 +462,32 @@ def test_row_level_problems_are_quarantined_with_file_row_and_column(paths, wave
     assert in_raw == rows, "quarantined rows stay in raw"
 
 
-@pytest.mark.parametrize("typed", [
-    "Jyva\u0308skyla\u0308",       # typed on a Mac: decomposed letters (NFD)
-    "Jyväskylä\t",                  # a trailing tab
-    "Jyväskylän\u00a0kaupunki",     # a no-break space
-    "\u200bJYVÄSKYLÄ",              # a zero-width space and capitals
-    "ＪＹＶÄＳＫＹＬÄ",               # full-width letters
-])
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "Jyva\u0308skyla\u0308",  # typed on a Mac: decomposed letters (NFD)
+        "Jyväskylä\t",  # a trailing tab
+        "Jyväskylän\u00a0kaupunki",  # a no-break space
+        "\u200bJYVÄSKYLÄ",  # a zero-width space and capitals
+        "ＪＹＶÄＳＫＹＬÄ",  # full-width letters
+    ],
+)
 def test_city_names_resolve_whatever_their_unicode_form(paths, wave_2019, tmp_path, typed: str) -> None:
     spec, lines = wave_2019
     lines = list(lines)
     header = lines[0].split(",")
-    row = next(i for i, line in enumerate(lines[1:], start=2) if "jyv" in line.split(",")[header.index(
-        "Organisaatio")].lower())
+    row = next(
+        i for i, line in enumerate(lines[1:], start=2) if "jyv" in line.split(",")[header.index("Organisaatio")].lower()
+    )
     _set(lines, row, "Organisaatio", typed)
     result = load_wave(dataclasses.replace(spec, file=_write(tmp_path, lines)), paths.warehouse)
     assert result.quarantined == 0
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
-        code = con.execute("select resolved_value from raw.cell_resolutions where load_id = ? and "
-                           "field_id = 'city' and cell_value = ?", [result.load_id, typed]).fetchone()[0]
+        code = con.execute(
+            "select resolved_value from raw.cell_resolutions where load_id = ? and "
+            "field_id = 'city' and cell_value = ?",
+            [result.load_id, typed],
+        ).fetchone()[0]
     assert code == "179"
 
 
@@ -426,10 +508,10 @@ def test_key_respondents_who_disagree_give_a_warning(paths, wave_2019, tmp_path)
     key = next(r for r in rows if r[header.index("Asema")] == "Tietohallintojohtaja")
     other = list(key)
     other[header.index("Email")] = "toinen.cio@example.fi"
-    other[header.index(LEAD_2019)] = "Toimialajohtajat" if key[header.index(LEAD_2019)] != "Toimialajohtajat" \
-        else "Tietohallinto"
-    result = load_wave(dataclasses.replace(spec, file=_write(tmp_path, [*lines, ",".join(other)])),
-                       paths.warehouse)
+    other[header.index(LEAD_2019)] = (
+        "Toimialajohtajat" if key[header.index(LEAD_2019)] != "Toimialajohtajat" else "Tietohallinto"
+    )
+    result = load_wave(dataclasses.replace(spec, file=_write(tmp_path, [*lines, ",".join(other)])), paths.warehouse)
     assert result.quarantined == 0
     assert len(result.warnings) == 1
     assert "key respondents of city" in result.warnings[0] and f"row {len(lines) + 1}" in result.warnings[0]
@@ -438,13 +520,18 @@ def test_key_respondents_who_disagree_give_a_warning(paths, wave_2019, tmp_path)
 def test_identifiers_from_files_are_data_not_sql(paths, wave_2019, tmp_path) -> None:
     spec, lines = wave_2019
     evil = '"; drop table raw.load_registry; --'
-    lines = [f'{lines[0]},"{evil.replace(chr(34), chr(34) * 2)}"'] + [f"{line},x'); drop table raw.survey_cells; --"
-                                                                      for line in lines[1:]]
+    lines = [f'{lines[0]},"{evil.replace(chr(34), chr(34) * 2)}"'] + [
+        f"{line},x'); drop table raw.survey_cells; --" for line in lines[1:]
+    ]
     result = load_wave(dataclasses.replace(spec, file=_write(tmp_path, lines)), paths.warehouse)
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
         headers = {r[0] for r in con.execute("select distinct source_column from raw.survey_cells").fetchall()}
-        tables = {r[0] for r in con.execute("select table_name from information_schema.tables "
-                                            "where table_schema = 'raw'").fetchall()}
+        tables = {
+            r[0]
+            for r in con.execute(
+                "select table_name from information_schema.tables where table_schema = 'raw'"
+            ).fetchall()
+        }
     assert evil in headers
     assert {"load_registry", "survey_cells", "quarantine"} <= tables
     assert result.quarantined == 0
@@ -470,11 +557,12 @@ def test_xlsx_with_extra_sheets_and_merged_header_cells(paths, tmp_path) -> None
     wb.create_sheet("Ohjeet", 0)["A1"] = "Täyttöohjeet"
     wb.create_sheet("Pivot")["B2"] = 42
     ws = wb[spec.sheet]
-    ws.merge_cells(start_row=1, start_column=1, end_row=2, end_column=4)   # title block merged
+    ws.merge_cells(start_row=1, start_column=1, end_row=2, end_column=4)  # title block merged
     comment_col = ws.max_column
     ws.cell(row=spec.header_row, column=comment_col + 1, value=None)
-    ws.merge_cells(start_row=spec.header_row, start_column=comment_col, end_row=spec.header_row,
-                   end_column=comment_col + 1)  # a merged header cell over the free-text column
+    ws.merge_cells(
+        start_row=spec.header_row, start_column=comment_col, end_row=spec.header_row, end_column=comment_col + 1
+    )  # a merged header cell over the free-text column
     path = tmp_path / "wave.xlsx"
     wb.save(path)
     result = load_wave(dataclasses.replace(spec, file=path), paths.warehouse)
@@ -502,7 +590,7 @@ def test_every_delivery_gets_a_verdict_never_a_traceback(paths, wave_2019, tmp_p
             elif kind == "insert":
                 damaged[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 40)))
             else:
-                del damaged[at:at + rng.randint(1, 200)]
+                del damaged[at : at + rng.randint(1, 200)]
         path = tmp_path / f"damaged_{attempt}.csv"
         path.write_bytes(bytes(damaged))
         refusal = None

@@ -29,7 +29,12 @@ def _append(path: Path, line: str) -> None:
 def test_the_codebook_of_the_bundled_waves() -> None:
     codebook = Codebook.from_seeds(SEEDS)
     assert {q for (w, q) in codebook.questions if w == 2019} == {
-        "respondent_role", "lead", "cooperation", "it_involvement_stage", "business_digital_skills"}
+        "respondent_role",
+        "lead",
+        "cooperation",
+        "it_involvement_stage",
+        "business_digital_skills",
+    }
     cooperation = codebook.questions[(2019, "cooperation")]
     assert (cooperation.answer_type, cooperation.scale_min, cooperation.scale_max) == ("scale", 0, 10)
     assert codebook.questions[(2016, "lead")].is_required
@@ -40,8 +45,11 @@ def test_the_codebook_of_the_bundled_waves() -> None:
 
 
 def test_a_new_question_is_only_rows(seeds: Path) -> None:
-    _append(seeds / "codebook_questions.csv", "2020,has_digital_strategy,Onko kaupungillanne digistrategia?,"
-                                               "Does your city have a digital strategy?,category,,,false")
+    _append(
+        seeds / "codebook_questions.csv",
+        "2020,has_digital_strategy,Onko kaupungillanne digistrategia?,"
+        "Does your city have a digital strategy?,category,,,false",
+    )
     _append(seeds / "codebook_answers.csv", "2020,has_digital_strategy,Kyllä,yes,,Yes,1")
     _append(seeds / "codebook_answers.csv", "2020,has_digital_strategy,Ei,no,,No,2")
     codebook = Codebook.from_seeds(seeds)
@@ -57,19 +65,21 @@ def test_the_fingerprint_follows_the_waves_own_codebook(seeds: Path) -> None:
     assert before.fingerprint(2016) == after.fingerprint(2016), "another wave's labels do not concern 2016"
 
 
-@pytest.mark.parametrize(("seed", "line", "message"), [
-    ("codebook_answers.csv", "2019,lead,TIETOHALLINTO ,city_leadership,,x,1", "reads the same as row"),
-    ("codebook_answers.csv", "2019,no_such_question,x,y,,x,1", "is not declared for 2019"),
-    ("codebook_answers.csv", "2019,respondent_role,Pormestari,mayor,,Mayor,9", "not in respondent_roles.csv"),
-    ("codebook_questions.csv", "2020,Bad Id,x,x,category,,,false", "must be lower-case letters"),
-    ("codebook_questions.csv", "2020,q,x,x,scale,5,1,false", "scale_min < scale_max"),
-    ("codebook_questions.csv", "2020,q,x,x,free text,,,false", "answer_type must be one of"),
-    ("codebook_questions.csv", "2019,lead,x,x,category,,,true", "declared twice"),
-    ("city_aliases.csv", "HELSINKI\u00a0,049,typo", "reads the same as row"),
-    ("city_aliases.csv", "Atlantis,999,myth", "not in cities.csv"),
-])
-def test_contradictions_in_the_seeds_are_refused_with_the_row(seeds: Path, seed: str, line: str,
-                                                               message: str) -> None:
+@pytest.mark.parametrize(
+    ("seed", "line", "message"),
+    [
+        ("codebook_answers.csv", "2019,lead,TIETOHALLINTO ,city_leadership,,x,1", "reads the same as row"),
+        ("codebook_answers.csv", "2019,no_such_question,x,y,,x,1", "is not declared for 2019"),
+        ("codebook_answers.csv", "2019,respondent_role,Pormestari,mayor,,Mayor,9", "not in respondent_roles.csv"),
+        ("codebook_questions.csv", "2020,Bad Id,x,x,category,,,false", "must be lower-case letters"),
+        ("codebook_questions.csv", "2020,q,x,x,scale,5,1,false", "scale_min < scale_max"),
+        ("codebook_questions.csv", "2020,q,x,x,free text,,,false", "answer_type must be one of"),
+        ("codebook_questions.csv", "2019,lead,x,x,category,,,true", "declared twice"),
+        ("city_aliases.csv", "HELSINKI\u00a0,049,typo", "reads the same as row"),
+        ("city_aliases.csv", "Atlantis,999,myth", "not in cities.csv"),
+    ],
+)
+def test_contradictions_in_the_seeds_are_refused_with_the_row(seeds: Path, seed: str, line: str, message: str) -> None:
     _append(seeds / seed, line)
     with pytest.raises(CodebookError, match=message) as error:
         Codebook.from_seeds(seeds)

@@ -36,14 +36,16 @@ def _rows_and_header(spec) -> tuple[list[str], list[list]]:
         with open(spec.file, encoding=spec.encoding, newline="") as f:
             rows = list(csv.reader(f, delimiter=spec.delimiter))
     header = [str(h or "").strip() for h in rows[spec.header_row - 1]]
-    data = [r for r in rows[spec.header_row:] if any(c not in (None, "") for c in r)]
+    data = [r for r in rows[spec.header_row :] if any(c not in (None, "") for c in r)]
     return header, data
 
 
 def _registry(warehouse: Path) -> list[tuple]:
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        return con.execute("select wave_year, file_name, length(file_sha256), row_count, status, is_current "
-                           "from raw.load_registry order by loaded_at").fetchall()
+        return con.execute(
+            "select wave_year, file_name, length(file_sha256), row_count, status, is_current "
+            "from raw.load_registry order by loaded_at"
+        ).fetchall()
 
 
 def test_configured_waves(paths) -> None:
@@ -59,13 +61,20 @@ def test_every_cell_of_each_wave_is_kept_with_its_row(paths, year: int) -> None:
     header, rows = _rows_and_header(spec)
     result = load_wave(spec, paths.warehouse)
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
-        cells = con.execute("select count(*), count(distinct source_row_number), min(source_row_number), "
-                            "count(distinct source_column) from raw.survey_cells where load_id = ?",
-                            [result.load_id]).fetchone()
-        first_header = con.execute("select source_column from raw.survey_cells where load_id = ? and "
-                                   "column_position = 1 limit 1", [result.load_id]).fetchone()[0]
-        unresolved = con.execute("select count(*) from raw.cell_resolutions where load_id = ? and "
-                                 "resolved_value is null and match_key is not null", [result.load_id]).fetchone()[0]
+        cells = con.execute(
+            "select count(*), count(distinct source_row_number), min(source_row_number), "
+            "count(distinct source_column) from raw.survey_cells where load_id = ?",
+            [result.load_id],
+        ).fetchone()
+        first_header = con.execute(
+            "select source_column from raw.survey_cells where load_id = ? and column_position = 1 limit 1",
+            [result.load_id],
+        ).fetchone()[0]
+        unresolved = con.execute(
+            "select count(*) from raw.cell_resolutions where load_id = ? and "
+            "resolved_value is null and match_key is not null",
+            [result.load_id],
+        ).fetchone()[0]
     assert result.row_count == len(rows) and result.quarantined == 0
     assert cells == (len(rows) * len(header), len(rows), spec.header_row + 1, len(set(header)))
     assert first_header == header[0] and not first_header.startswith("\ufeff"), "the BOM is not part of a header"
@@ -107,16 +116,22 @@ def test_a_corrected_file_supersedes_only_its_own_wave_and_both_stay(paths, tmp_
     corrected = load_wave(dataclasses.replace(w19, file=shorter), paths.warehouse)
     assert corrected.row_count == len(lines) - 4
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
-        pending = con.execute("select status, is_current from raw.load_registry where load_id = ?",
-                              [corrected.load_id]).fetchone()
+        pending = con.execute(
+            "select status, is_current from raw.load_registry where load_id = ?", [corrected.load_id]
+        ).fetchone()
     assert pending == ("pending", False), "a new load is not used before it passes its gates"
     mark_load(paths.warehouse, corrected.load_id, passed=True, message="ok")
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
-        rows = con.execute("select r.wave_year, r.status, r.is_current, count(distinct c.source_row_number) "
-                           "from raw.load_registry r join raw.survey_cells c using (load_id) "
-                           "group by 1, 2, 3, r.loaded_at order by r.wave_year, r.loaded_at").fetchall()
-    assert rows == [(2016, "passed", True, len(_rows_and_header(w16)[1])), (2019, "superseded", False, len(lines) - 1),
-                    (2019, "passed", True, len(lines) - 4)]
+        rows = con.execute(
+            "select r.wave_year, r.status, r.is_current, count(distinct c.source_row_number) "
+            "from raw.load_registry r join raw.survey_cells c using (load_id) "
+            "group by 1, 2, 3, r.loaded_at order by r.wave_year, r.loaded_at"
+        ).fetchall()
+    assert rows == [
+        (2016, "passed", True, len(_rows_and_header(w16)[1])),
+        (2019, "superseded", False, len(lines) - 1),
+        (2019, "passed", True, len(lines) - 4),
+    ]
 
 
 def test_a_rejected_file_leaves_only_its_reason_in_the_registry(paths, tmp_path: Path) -> None:
@@ -124,17 +139,21 @@ def test_a_rejected_file_leaves_only_its_reason_in_the_registry(paths, tmp_path:
     good = load_wave(spec, paths.warehouse)
     mark_load(paths.warehouse, good.load_id, passed=True, message="ok")
     renamed = tmp_path / "renamed.csv"
-    renamed.write_text(spec.file.read_text(encoding="utf-8-sig").replace("Organisaatio", "Kunta", 1),
-                       encoding="utf-8-sig")
+    renamed.write_text(
+        spec.file.read_text(encoding="utf-8-sig").replace("Organisaatio", "Kunta", 1), encoding="utf-8-sig"
+    )
     with pytest.raises(WaveFileError) as error:
         load_wave(dataclasses.replace(spec, file=renamed), paths.warehouse)
     assert (error.value.row, error.value.column) == (1, "'Organisaatio'")
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
-        registry = con.execute("select status, is_current, row_count, status_message from raw.load_registry "
-                               "order by loaded_at").fetchall()
+        registry = con.execute(
+            "select status, is_current, row_count, status_message from raw.load_registry order by loaded_at"
+        ).fetchall()
         loads_with_cells = con.execute("select count(distinct load_id) from raw.survey_cells").fetchone()[0]
-    assert [r[:3] for r in registry] == [("passed", True, len(renamed.read_text().splitlines()) - 1),
-                                         ("failed", False, 0)]
+    assert [r[:3] for r in registry] == [
+        ("passed", True, len(renamed.read_text().splitlines()) - 1),
+        ("failed", False, 0),
+    ]
     assert registry[1][3].startswith("rejected: ") and "'Organisaatio' is not in the header" in registry[1][3]
     assert loads_with_cells == 1, "a rejected file writes no cells"
 
@@ -144,8 +163,10 @@ def test_every_wave_maps_the_required_fields(paths) -> None:
     for year in list_wave_years(paths):
         spec = find_wave_spec(year, paths)
         spec.check(codebook)
-        required = [*REQUIRED_STRUCTURAL_FIELDS,
-                    *(q for q, question in codebook.questions_for(year).items() if question.is_required)]
+        required = [
+            *REQUIRED_STRUCTURAL_FIELDS,
+            *(q for q, question in codebook.questions_for(year).items() if question.is_required),
+        ]
         assert set(required) <= set(spec.columns.values())
 
 
@@ -160,9 +181,13 @@ def test_both_readers_land_the_same_raw(paths, monkeypatch) -> None:
 
     def raw(path: Path, load_id: str) -> dict[str, list[tuple]]:
         with duckdb.connect(str(path), read_only=True) as con:
-            return {t: sorted(con.execute(f"select * exclude (load_id) from raw.{t} where load_id = ?",
-                                          [load_id]).fetchall(), key=repr)
-                    for t in ("survey_cells", "cell_resolutions", "quarantine")}
+            return {
+                t: sorted(
+                    con.execute(f"select * exclude (load_id) from raw.{t} where load_id = ?", [load_id]).fetchall(),
+                    key=repr,
+                )
+                for t in ("survey_cells", "cell_resolutions", "quarantine")
+            }
 
     assert raw(paths.warehouse, fast.load_id) == raw(careful_paths.warehouse, careful.load_id)
 
@@ -188,8 +213,13 @@ def test_the_warehouse_holds_the_matching_rules_keys_for_the_corpus(paths, tmp_p
             writer.writerow(row)
     result = load_wave(dataclasses.replace(spec, file=path), paths.warehouse)
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
-        stored = dict(con.execute("select cell_value, match_key from raw.cell_resolutions where load_id = ? and "
-                                  "field_id = 'respondent_email'", [result.load_id]).fetchall())
+        stored = dict(
+            con.execute(
+                "select cell_value, match_key from raw.cell_resolutions where load_id = ? and "
+                "field_id = 'respondent_email'",
+                [result.load_id],
+            ).fetchall()
+        )
     for value in values:
         if value.strip("\r\n") == "":
             continue  # an empty cell is no value

@@ -33,15 +33,18 @@ def test_keys_are_stable() -> None:
         assert match_key(key) == key
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("Jyväskylä", "'Jyväskylä'"),
-    ("Jyva\u0308skyla\u0308", "'Jyva\\u0308skyla\\u0308'"),
-    ("Turku\t", "'Turku\\t'"),
-    ("a\u00a0b", "'a\\u00a0b'"),
-    ("\u200bEspoo", "'\\u200bEspoo'"),
-    (" x ", "'\\u0020x\\u0020'"),
-    ("Helsinki city", "'Helsinki city'"),
-    (None, "(empty)"),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Jyväskylä", "'Jyväskylä'"),
+        ("Jyva\u0308skyla\u0308", "'Jyva\\u0308skyla\\u0308'"),
+        ("Turku\t", "'Turku\\t'"),
+        ("a\u00a0b", "'a\\u00a0b'"),
+        ("\u200bEspoo", "'\\u200bEspoo'"),
+        (" x ", "'\\u0020x\\u0020'"),
+        ("Helsinki city", "'Helsinki city'"),
+        (None, "(empty)"),
+    ],
+)
 def test_messages_show_values_a_reader_could_not_tell_apart_escaped(value, expected) -> None:
     assert shown(value) == expected

@@ -53,17 +53,20 @@ def test_a_question_of_another_wave_is_named_as_such(tmp_path: Path) -> None:
         spec.check(Codebook.from_seeds(SEEDS))
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"columns": None}, "missing keys \\['columns'\\]"),
-    ({"format": "ods"}, "format must be one of"),
-    ({"encoding": "klingon-8"}, "unknown encoding"),
-    ({"delimiter": ";;"}, "delimiter must be one character"),
-    ({"header_row": 0}, "header_row must be a row number"),
-    ({"cities_surveyed": ["091", "91", "049"]}, "lists \\['091'\\] more than once"),
-    ({"cities_surveyed": []}, "lists no city"),
-    ({"field_period": {"start": "1.3.2019", "end": "2019-04-30"}}, "is not a date"),
-    ({"colums": {"a": "b"}}, "unknown keys \\['colums'\\]"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"columns": None}, "missing keys \\['columns'\\]"),
+        ({"format": "ods"}, "format must be one of"),
+        ({"encoding": "klingon-8"}, "unknown encoding"),
+        ({"delimiter": ";;"}, "delimiter must be one character"),
+        ({"header_row": 0}, "header_row must be a row number"),
+        ({"cities_surveyed": ["091", "91", "049"]}, "lists \\['091'\\] more than once"),
+        ({"cities_surveyed": []}, "lists no city"),
+        ({"field_period": {"start": "1.3.2019", "end": "2019-04-30"}}, "is not a date"),
+        ({"colums": {"a": "b"}}, "unknown keys \\['colums'\\]"),
+    ],
+)
 def test_mistakes_in_a_spec(tmp_path: Path, changes: dict, message: str) -> None:
     with pytest.raises(WaveSpecError, match=message):
         WaveSpec.from_file(_spec(tmp_path, **changes), ROOT)

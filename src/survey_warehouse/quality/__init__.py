@@ -13,5 +13,16 @@ from survey_warehouse.quality.batches import mart_tables, quarantine_summary, re
 from survey_warehouse.quality.checkpoints import file_context, marts_checkpoint, raw_wave_checkpoint, run_gate
 from survey_warehouse.quality.reports import Failure, GateReport, report_path
 
-__all__ = ["Failure", "GateReport", "QualityGateFailed", "file_context", "mart_tables", "marts_checkpoint",
-           "quarantine_summary", "raw_wave_checkpoint", "removal_summary", "report_path", "run_gate"]
+__all__ = [
+    "Failure",
+    "GateReport",
+    "QualityGateFailed",
+    "file_context",
+    "mart_tables",
+    "marts_checkpoint",
+    "quarantine_summary",
+    "raw_wave_checkpoint",
+    "removal_summary",
+    "report_path",
+    "run_gate",
+]

@@ -62,18 +62,23 @@ def raw_wave_query(spec: WaveSpec, codebook: Codebook, load_id: str) -> str:
     """One row per accepted row of the load: its pseudonym, city, and per question the resolved answer code, or
     '<unresolved> ' and the match key when the value did not resolve (which no expectation admits)."""
     questions = codebook.questions_for(spec.wave_year)
-    columns = ["max(case when field_id = 'respondent_email' then resolved_value end) as respondent_ref",
-               "max(case when field_id = 'city' then coalesce(resolved_value, '<unresolved> ' || match_key) end) "
-               "as city"]
+    columns = [
+        "max(case when field_id = 'respondent_email' then resolved_value end) as respondent_ref",
+        "max(case when field_id = 'city' then coalesce(resolved_value, '<unresolved> ' || match_key) end) as city",
+    ]
     for field_id in spec.columns.values():
         if field_id in questions:
             code = "coalesce(resolved_value, '<unresolved> ' || match_key)"
             columns.append(f"max(case when field_id = {sql_text(field_id)} then {code} end) as {_identifier(field_id)}")
             if questions[field_id].is_scale:
-                columns.append(f"max(case when field_id = {sql_text(field_id)} then resolved_number end) "
-                               f"as {_identifier(field_id + '__value')}")
-    return (f"select source_row_number, {', '.join(columns)} from ({ACCEPTED_CELLS.format(load=sql_text(load_id))}) "
-            "as cells group by source_row_number")
+                columns.append(
+                    f"max(case when field_id = {sql_text(field_id)} then resolved_number end) "
+                    f"as {_identifier(field_id + '__value')}"
+                )
+    return (
+        f"select source_row_number, {', '.join(columns)} from ({ACCEPTED_CELLS.format(load=sql_text(load_id))}) "
+        "as cells group by source_row_number"
+    )
 
 
 def as_select(query: str) -> str:
@@ -143,7 +148,8 @@ def removal_summary(target: Warehouse | Path, load_id: str, limit: int = 20) -> 
     with Session(as_warehouse(target), read_only=True) as session:
         found = session.execute(
             f"select respondents_removed, cities_removed, removals_accepted, accepted_ratio, current_respondents "
-            f"from ({raw_load_query(load_id)}) as load_check").fetchone()
+            f"from ({raw_load_query(load_id)}) as load_check"
+        ).fetchone()
         if found is None:
             return ""
         removed, cities, accepted, ratio, current = found
@@ -167,33 +173,49 @@ def removal_summary(target: Warehouse | Path, load_id: str, limit: int = 20) -> 
                   = 0
               and position(',' || b.municipality_code || ',' in ',' || this.accepted_removals || ',') = 0
             order by b.source_row_number limit {int(limit)}
-            """).fetchall()
-    lines = [f"this load would drop {removed} of the {current} respondents and {cities} of the cities the current "
-             f"load has ({accepted} removals accepted):"]
+            """
+        ).fetchall()
+    lines = [
+        f"this load would drop {removed} of the {current} respondents and {cities} of the cities the current "
+        f"load has ({accepted} removals accepted):"
+    ]
     lines += [f"  respondent {ref} (city {city}, row {row} of {file})" for ref, city, row, file in rows]
-    lines.append("  If these are genuine withdrawals, list them under accept_removals in the wave spec (respondent "
-                 "references or municipality codes) and run the wave again; otherwise ask for the complete file.")
+    lines.append(
+        "  If these are genuine withdrawals, list them under accept_removals in the wave spec (respondent "
+        "references or municipality codes) and run the wave again; otherwise ask for the complete file."
+    )
     return "\n".join(lines)
 
 
 def quarantine_summary(target: Warehouse | Path, load_id: str, limit: int = 10) -> str:
     """The quarantined rows of a load, by reason, with the first messages: for the gate's message."""
     with Session(as_warehouse(target), read_only=True) as session:
-        found = session.execute("select row_count, quarantined_count from raw.load_registry where load_id = ?",
-                                [load_id]).fetchone()
+        found = session.execute(
+            "select row_count, quarantined_count from raw.load_registry where load_id = ?", [load_id]
+        ).fetchone()
         if found is None:
             return f"no load {load_id} in raw.load_registry"
         rows, quarantined = found
-        reasons = session.execute("select reason_code, count(distinct source_row_number) from raw.quarantine "
-                                  "where load_id = ? group by reason_code order by 2 desc, 1", [load_id]).fetchall()
-        messages = [r[0] for r in session.execute(
-            "select message from raw.quarantine where load_id = ? order by source_row_number, source_column "
-            "limit ?", [load_id, limit]).fetchall()]
+        reasons = session.execute(
+            "select reason_code, count(distinct source_row_number) from raw.quarantine "
+            "where load_id = ? group by reason_code order by 2 desc, 1",
+            [load_id],
+        ).fetchall()
+        messages = [
+            r[0]
+            for r in session.execute(
+                "select message from raw.quarantine where load_id = ? order by source_row_number, source_column "
+                "limit ?",
+                [load_id, limit],
+            ).fetchall()
+        ]
     if not reasons:
         return f"all {rows} rows accepted, none quarantined"
     share = (quarantined or 0) / rows if rows else 0
-    lines = [f"{quarantined} of {rows} rows ({share:.1%}) quarantined (at most {max_quarantined_share():.0%} "
-             "may be): " + ", ".join(f"{reason} {n}" for reason, n in reasons)]
+    lines = [
+        f"{quarantined} of {rows} rows ({share:.1%}) quarantined (at most {max_quarantined_share():.0%} "
+        "may be): " + ", ".join(f"{reason} {n}" for reason, n in reasons)
+    ]
     lines += [f"  {m}" for m in messages]
     return "\n".join(lines)
 
@@ -206,8 +228,12 @@ def raw_wave_parameters(spec: WaveSpec, codebook: Codebook) -> dict[str, object]
         "min_rows": max(1, surveyed // 2),
         "max_rows": max(surveyed, 1) * 10,
         "surveyed_cities": list(spec.cities_surveyed),
-        "required_columns": ["source_row_number", "respondent_ref", "city",
-                             *(f for f in spec.columns.values() if f in codebook.questions_for(spec.wave_year))],
+        "required_columns": [
+            "source_row_number",
+            "respondent_ref",
+            "city",
+            *(f for f in spec.columns.values() if f in codebook.questions_for(spec.wave_year)),
+        ],
     }
 
 
@@ -219,13 +245,20 @@ def question_parameters(spec: WaveSpec, codebook: Codebook) -> list[dict[str, ob
         question = questions.get(field_id)
         if question is None:
             continue
-        codes = {a.answer_code for a in codebook.answers if a.wave_year == spec.wave_year
-                 and a.question_id == field_id}
+        codes = {a.answer_code for a in codebook.answers if a.wave_year == spec.wave_year and a.question_id == field_id}
         if question.is_scale and question.scale_min is not None and question.scale_max is not None:
             codes |= {f"score_{n}" for n in range(int(question.scale_min), int(question.scale_max) + 1)}
-        out.append({"id": field_id, "column": field_id, "answer_codes": sorted(codes),
-                    "is_scale": question.is_scale, "value_column": f"{field_id}__value",
-                    "scale_min": question.scale_min, "scale_max": question.scale_max})
+        out.append(
+            {
+                "id": field_id,
+                "column": field_id,
+                "answer_codes": sorted(codes),
+                "is_scale": question.is_scale,
+                "value_column": f"{field_id}__value",
+                "scale_min": question.scale_min,
+                "scale_max": question.scale_max,
+            }
+        )
     return out
 
 
@@ -236,9 +269,14 @@ def mart_tables(warehouse: Warehouse, schema: str | None = None) -> list[str]:
     """The marts dbt built (every model of models/marts), in the schema they were built in."""
     schema = schema or warehouse.marts_build_schema
     with Session(warehouse, read_only=True) as session:
-        return [r[0] for r in session.execute(
-            "select table_name from information_schema.tables where table_schema = ? and table_name not in "
-            "('publication', 'source_loads') order by table_name", [schema]).fetchall()]
+        return [
+            r[0]
+            for r in session.execute(
+                "select table_name from information_schema.tables where table_schema = ? and table_name not in "
+                "('publication', 'source_loads') order by table_name",
+                [schema],
+            ).fetchall()
+        ]
 
 
 def load_reconciliation_query(marts_schema: str) -> str:
@@ -262,19 +300,23 @@ def marts_queries(warehouse: Warehouse, tables: list[str]) -> dict[str, str]:
     with Session(warehouse, read_only=True) as session:
         columns = session.execute(
             "select table_name, column_name, data_type from information_schema.columns where table_schema = ? "
-            "order by table_name, ordinal_position", [schema]).fetchall()
+            "order by table_name, ordinal_position",
+            [schema],
+        ).fetchall()
     parts = []
     for table, column, data_type in columns:
         if table not in tables:
             continue
         text = data_type.lower() in ("character varying", "text", "varchar")
         value = f'cast("{column}" as varchar)' if text else "''"
-        parts.append(f"select distinct {sql_text(table)} as table_name, {sql_text(column)} as column_name, "
-                     f'{value} as value from "{schema}"."{table}"')
+        parts.append(
+            f"select distinct {sql_text(table)} as table_name, {sql_text(column)} as column_name, "
+            f'{value} as value from "{schema}"."{table}"'
+        )
     return {
         "load_reconciliation": load_reconciliation_query(schema),
         "responsibility_share_totals": f'select wave_year, sum(share) as total_share from "{schema}".'
-                                       '"fct_responsibility_shares" group by wave_year',
+        '"fct_responsibility_shares" group by wave_year',
         "marts_text_values": "\nunion all\n".join(parts),
     }
 
@@ -282,7 +324,8 @@ def marts_queries(warehouse: Warehouse, tables: list[str]) -> dict[str, str]:
 def marts_parameters(warehouse: Warehouse) -> dict[str, object]:
     with Session(warehouse, read_only=True) as session:
         found = session.execute(
-            "select count(*), count(distinct wave_year) from staging.stg_survey__cities_surveyed").fetchone()
+            "select count(*), count(distinct wave_year) from staging.stg_survey__cities_surveyed"
+        ).fetchone()
     surveyed, waves = found if found else (0, 0)
     return {"surveyed_city_waves": int(surveyed), "waves": int(waves)}
 

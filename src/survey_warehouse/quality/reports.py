@@ -27,7 +27,8 @@ class Failure:
         if self.examples:
             shown = ", ".join(
                 f"{v!r} (row {r})" if r is not None else repr(v)
-                for v, r in zip(self.examples[:5], (self.rows + [None] * 5)[:5], strict=False))
+                for v, r in zip(self.examples[:5], (self.rows + [None] * 5)[:5], strict=False)
+            )
             text += f", e.g. {shown}"
         return text
 
@@ -42,21 +43,30 @@ class GateReport:
 
     def message(self) -> str:
         head = f"{self.gate} gate on {self.batch}: " + (
-            f"passed ({self.evaluated} expectations)" if self.success
-            else f"FAILED ({len(self.failures)} of {self.evaluated} expectations)")
+            f"passed ({self.evaluated} expectations)"
+            if self.success
+            else f"FAILED ({len(self.failures)} of {self.evaluated} expectations)"
+        )
         return "\n".join([head, *(f"  - {f.describe()}" for f in self.failures)])
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = {"gate": self.gate, "batch": self.batch, "success": self.success, "evaluated": self.evaluated,
-                "failures": [asdict(f) for f in self.failures], "message": self.message()}
+        data = {
+            "gate": self.gate,
+            "batch": self.batch,
+            "success": self.success,
+            "evaluated": self.evaluated,
+            "failures": [asdict(f) for f in self.failures],
+            "message": self.message(),
+        }
         path.write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
 
     @classmethod
     def read(cls, path: Path) -> GateReport:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return cls(data["gate"], data["batch"], data["success"], data["evaluated"],
-                   [Failure(**f) for f in data["failures"]])
+        return cls(
+            data["gate"], data["batch"], data["success"], data["evaluated"], [Failure(**f) for f in data["failures"]]
+        )
 
 
 def report_path(paths: Paths, gate: str, batch: str) -> Path:
@@ -75,16 +85,26 @@ def failures(checkpoint_result: Any) -> tuple[bool, int, list[Failure]]:
                 continue
             cfg = r.expectation_config
             result = r.result or {}
-            rows = [i.get("source_row_number") if isinstance(i, dict) else i
-                    for i in (result.get("partial_unexpected_index_list") or [])]
+            rows = [
+                i.get("source_row_number") if isinstance(i, dict) else i
+                for i in (result.get("partial_unexpected_index_list") or [])
+            ]
             examples = result.get("partial_unexpected_list") or []
             if not examples and "observed_value" in result:
                 examples = [result["observed_value"]]
             error = (r.exception_info or {}).get("exception_message") if isinstance(r.exception_info, dict) else None
             if error:
                 examples = [f"could not be evaluated: {error}"]
-            found.append(Failure(suite, cfg.type, cfg.kwargs.get("column"), result.get("unexpected_count"),
-                                 list(examples)[:10], rows[:10]))
+            found.append(
+                Failure(
+                    suite,
+                    cfg.type,
+                    cfg.kwargs.get("column"),
+                    result.get("unexpected_count"),
+                    list(examples)[:10],
+                    rows[:10],
+                )
+            )
     return bool(checkpoint_result.success), evaluated, found
 
 

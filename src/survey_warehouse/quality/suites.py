@@ -34,8 +34,9 @@ def _resolve(node: Any, parameters: dict[str, Any], question: dict[str, Any] | N
     return node
 
 
-def expand(data: dict[str, Any], parameters: dict[str, Any], questions: list[dict[str, Any]] | None = None
-           ) -> dict[str, Any]:
+def expand(
+    data: dict[str, Any], parameters: dict[str, Any], questions: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """The suite with its parameters filled in and its for_each expectations repeated per question."""
     expectations = []
     for expectation in data.get("expectations", []):
@@ -52,8 +53,9 @@ def expand(data: dict[str, Any], parameters: dict[str, Any], questions: list[dic
     return {**{k: v for k, v in data.items() if k != "expectations"}, "expectations": expectations}
 
 
-def load_suite(path: Path, parameters: dict[str, Any] | None = None,
-               questions: list[dict[str, Any]] | None = None) -> Any:
+def load_suite(
+    path: Path, parameters: dict[str, Any] | None = None, questions: list[dict[str, Any]] | None = None
+) -> Any:
     import great_expectations as gx
 
     data = json.loads(path.read_text(encoding="utf-8"))
