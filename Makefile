@@ -7,7 +7,7 @@ UV := .tools/bin/uv
 PY := .venv/bin/python
 ENV_STAMP := .venv/.synced
 
-.PHONY: run test test-fast benchmark setup summary docs dashboard catalogue clean
+.PHONY: run test test-fast lint lint-sql benchmark setup summary docs dashboard catalogue clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -33,6 +33,22 @@ test: $(ENV_STAMP)
 # the edit loop: the loader, codebook, matching, gates' suites, DAG parse; no pipeline run, Superset or Celery
 test-fast: $(ENV_STAMP)
 	$(PY) -m pytest -m "not slow"
+
+# ruff (lint, format), mypy, sqlfluff on the dbt models (dbt templater) and the example queries, primary-key tests
+SQLFLUFF := $(UV) tool run --quiet --from sqlfluff==4.4.0 --with sqlfluff-templater-dbt==4.4.0 \
+	--with "dbt-core==1.11.*" --with "dbt-duckdb==1.11.*" sqlfluff
+lint: $(ENV_STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+	$(MAKE) lint-sql
+
+lint-sql: $(ENV_STAMP)
+	mkdir -p var/lint
+	SURVEY_WAREHOUSE_PATH=$(CURDIR)/var/lint/survey.duckdb $(SQLFLUFF) lint dbt_project/models
+	cd analysis && ../$(UV) tool run --quiet --from sqlfluff==4.4.0 sqlfluff lint queries
+	$(PY) -m survey_warehouse.cli manifest
+	$(PY) scripts/check_primary_keys.py
 
 # figures and ratios: the yearly run beside its own work, gates, DAG parse, the loader on a million rows
 benchmark: $(ENV_STAMP)

@@ -319,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     run_p.add_argument("--outcomes", type=Path, help="also write each year's outcome to this JSON file")
     sub.add_parser("setup", help="dbt manifest, Airflow metadata database and pool")
+    sub.add_parser("manifest", help="the dbt manifest (parsed again when the dbt project changed)")
     sub.add_parser("summary", help="print what the warehouse and the published marts hold")
     sub.add_parser("docs", help="dbt docs (lineage, mart catalogue) into var/dbt_docs")
     args = parser.parse_args(argv)
@@ -326,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "setup":
             setup(paths)
+            return 0
+        if args.command == "manifest":
+            print(ensure_manifest(paths))
             return 0
         if args.command == "docs":
             return generate_docs(paths)
