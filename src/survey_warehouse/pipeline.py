@@ -11,15 +11,17 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from survey_warehouse import load, quality
-from survey_warehouse.codebook import Codebook
 from survey_warehouse.errors import SurveyWarehouseError, WaveFileError
-from survey_warehouse.publish import build_fingerprint, publish, read_publication
 from survey_warehouse.settings import Paths, get_paths
-from survey_warehouse.warehouse import Session, Warehouse
-from survey_warehouse.waves import WaveSpec, find_wave_spec
+
+if TYPE_CHECKING:
+    from survey_warehouse.warehouse import Warehouse
+    from survey_warehouse.waves import WaveSpec
+
+# The DAG file imports this module when it is parsed: the steps import what they use (DuckDB, pandas, Great
+# Expectations) when they run, so parsing stays fast.
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,8 @@ def wave_year_of_run(context: Any) -> int:
 
 
 def _spec(wave_year: int, paths: Paths) -> WaveSpec:
+    from survey_warehouse.waves import find_wave_spec
+
     spec = find_wave_spec(wave_year, paths)
     if spec is None:
         raise SurveyWarehouseError(f"no wave spec for {wave_year} in {paths.waves_config}")
@@ -55,6 +59,11 @@ def _spec(wave_year: int, paths: Paths) -> WaveSpec:
 def plan_wave(wave_year: int, paths: Paths | None = None, warehouse: Warehouse | None = None) -> Plan:
     """What a run for the wave has to do, from its inputs: the file, the wave spec, the codebook and pseudonym
     key it is read with, the dbt project and the expectation suites, compared with what is published."""
+    from survey_warehouse import load
+    from survey_warehouse.codebook import Codebook
+    from survey_warehouse.publish import build_fingerprint, read_publication
+    from survey_warehouse.warehouse import Session, Warehouse
+
     paths = paths or get_paths()
     warehouse = warehouse or Warehouse.from_env(paths.warehouse)
     spec = _spec(wave_year, paths)
@@ -106,6 +115,8 @@ def plan_run(wave_year: int) -> dict[str, Any]:
     """The DAG's first step: a year without a wave spec, or with nothing new, ends the run skipped."""
     from airflow.sdk.exceptions import AirflowSkipException
 
+    from survey_warehouse.waves import find_wave_spec
+
     paths = get_paths()
     if find_wave_spec(wave_year, paths) is None:
         raise AirflowSkipException(
@@ -123,6 +134,9 @@ def plan_run(wave_year: int) -> dict[str, Any]:
 
 
 def load_raw_wave(wave_year: int) -> dict[str, Any]:
+    from survey_warehouse import load
+    from survey_warehouse.warehouse import Warehouse
+
     paths = get_paths()
     try:
         result = load.load_wave(_spec(wave_year, paths), Warehouse.from_env(paths.warehouse), paths=paths)
@@ -148,6 +162,8 @@ def raw_wave_checkpoint_for_run(gx_context: Any) -> Any:
     """configure_checkpoint for the GX operator: the checkpoint of exactly the load this run made."""
     from airflow.sdk import get_current_context
 
+    from survey_warehouse import quality
+
     context = get_current_context()
     paths = get_paths()
     spec = _spec(wave_year_of_run(context), paths)
@@ -158,12 +174,16 @@ def marts_checkpoint_for_run(gx_context: Any) -> Any:
     """configure_checkpoint for the GX operator: the marts as this run built them."""
     from airflow.sdk import get_current_context
 
+    from survey_warehouse import quality
+
     context = get_current_context()
     batch = f"{wave_year_of_run(context)}_{re.sub(r'[^A-Za-z0-9_.-]', '_', context['run_id'])}"
     return quality.marts_checkpoint(gx_context, batch, get_paths())
 
 
 def gate_message(paths: Paths, warehouse: Warehouse, load_id: str) -> str:
+    from survey_warehouse import quality
+
     path = quality.report_path(paths, "raw_wave", load_id)
     report = (
         quality.GateReport.read(path).message()
@@ -176,6 +196,9 @@ def gate_message(paths: Paths, warehouse: Warehouse, load_id: str) -> str:
 
 def accept_raw_wave(loaded: dict[str, Any]) -> str:
     """The load passed its raw gate: it becomes the candidate the marts are built from (not yet current)."""
+    from survey_warehouse import load
+    from survey_warehouse.warehouse import Warehouse
+
     paths = get_paths()
     warehouse = Warehouse.from_env(paths.warehouse)
     if loaded["unchanged"]:
@@ -187,11 +210,17 @@ def accept_raw_wave(loaded: dict[str, Any]) -> str:
 
 def gx_file_context() -> Any:
     """configure_file_data_context for the GX operators: results kept under var/gx, Data Docs in var/data_docs."""
+    from survey_warehouse import quality
+
     return quality.file_context(get_paths())
 
 
 def publish_marts(run_id: str) -> dict[str, Any]:
     """Publish the marts and make the candidate load current, together."""
+    from survey_warehouse import load
+    from survey_warehouse.publish import build_fingerprint, publish
+    from survey_warehouse.warehouse import Session, Warehouse
+
     paths = get_paths()
     warehouse = Warehouse.from_env(paths.warehouse)
     try:
@@ -235,6 +264,8 @@ def failure_message(
     paths: Paths, warehouse: Warehouse, steps: list[str], load_id: str | None, errors: dict[str, str] | None = None
 ) -> str:
     """Why a run failed, in the words of the step that failed, for the load registry and the owner."""
+    from survey_warehouse import quality
+
     head = f"the run failed at {', '.join(steps) or 'an unknown step'}"
     errors = {step: error for step, error in (errors or {}).items() if error}
     if errors:
@@ -256,6 +287,9 @@ def failure_message(
 def record_failure(**context: Any) -> str:
     """Runs when any step failed: the run's load (if it made one) is failed with the reason. The load itself,
     when it failed, has already recorded its rejection in the registry."""
+    from survey_warehouse import load
+    from survey_warehouse.warehouse import Warehouse
+
     paths = get_paths()
     warehouse = Warehouse.from_env(paths.warehouse)
     steps = _failed_steps(context)
