@@ -21,6 +21,7 @@ import pendulum
 from airflow.sdk import Param, TriggerRule, dag, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, LoadMode, TestBehavior, TestIndirectSelection
+from cosmos.profiles import PostgresUserPasswordProfileMapping
 from great_expectations_provider.operators.validate_checkpoint import GXValidateCheckpointOperator
 
 from survey_warehouse import pipeline
@@ -48,6 +49,22 @@ def _producer_first(group: DbtTaskGroup) -> None:
         if task_ is not producer and task_.upstream_task_ids.isdisjoint(ids):
             producer >> task_
             task_.trigger_rule = TriggerRule.ALL_DONE_MIN_ONE_SUCCESS
+
+
+# dbt's profile: the DuckDB file from profiles.yml, or PostgreSQL from Airflow's connection `survey_warehouse`
+PROFILE = (
+    ProfileConfig(
+        profile_name="survey_warehouse",
+        target_name="postgres",
+        profile_mapping=PostgresUserPasswordProfileMapping(
+            conn_id="survey_warehouse", profile_args={"schema": "public"}
+        ),
+    )
+    if DBT_TARGET == "postgres"
+    else ProfileConfig(
+        profile_name="survey_warehouse", target_name=DBT_TARGET, profiles_yml_filepath=DBT_PROJECT / "profiles.yml"
+    )
+)
 
 
 @dag(
@@ -106,9 +123,7 @@ def survey_waves() -> None:
         project_config=ProjectConfig(
             dbt_project_path=DBT_PROJECT, manifest_path=DBT_PROJECT / "target" / "manifest.json", install_dbt_deps=False
         ),
-        profile_config=ProfileConfig(
-            profile_name="survey_warehouse", target_name=DBT_TARGET, profiles_yml_filepath=DBT_PROJECT / "profiles.yml"
-        ),
+        profile_config=PROFILE,
         render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.AFTER_EACH),
         # WATCHER: one `dbt build` (the producer, the only task that opens the warehouse) and, per model or seed, a
         # sensor for its run and one for its tests, each reporting its node's own state from the producer's events.

@@ -59,6 +59,10 @@ def runtime_env(paths: Paths) -> dict[str, str]:
         }
     )
     env.setdefault("SURVEY_TASK_RETRIES", "0")
+    if env.get("SURVEY_DBT_TARGET", "duckdb") == "postgres" and env.get("AIRFLOW_CONN_SURVEY_WAREHOUSE"):
+        from survey_warehouse.warehouse import Warehouse, parse_connection
+
+        env.update(Warehouse.from_connection(parse_connection(env["AIRFLOW_CONN_SURVEY_WAREHOUSE"])).dbt_env())
     return env
 
 

@@ -1,4 +1,5 @@
-"""The warehouse database: DuckDB (embedded default) or PostgreSQL (scale-out), chosen by SURVEY_DBT_TARGET.
+"""The warehouse database: DuckDB (embedded default) or PostgreSQL (scale-out), chosen by SURVEY_DBT_TARGET; the
+PostgreSQL warehouse is Airflow's connection `survey_warehouse`, read by the loader, the gates and dbt alike.
 
 Code that touches raw tables goes through a Session, which speaks the same SQL (with ? placeholders) to both."""
 
@@ -49,18 +50,37 @@ class Warehouse:
 
     @classmethod
     def from_env(cls, duckdb_path: Path) -> Warehouse:
+        """The configured warehouse: the DuckDB file, or (SURVEY_DBT_TARGET=postgres) the PostgreSQL database of
+        Airflow's connection `survey_warehouse`."""
         if os.environ.get("SURVEY_DBT_TARGET", "duckdb") != "postgres":
             return cls.duckdb(duckdb_path)
+        return cls.from_connection(warehouse_connection())
+
+    @classmethod
+    def from_connection(cls, connection: dict[str, Any]) -> Warehouse:
         return cls(
             backend="postgres",
-            host=os.environ.get("SURVEY_PG_HOST", "127.0.0.1"),
-            port=int(os.environ.get("SURVEY_PG_PORT", "5432")),
-            user=os.environ.get("SURVEY_PG_USER", "postgres"),
-            password=os.environ.get("SURVEY_PG_PASSWORD", ""),
-            dbname=os.environ.get("SURVEY_PG_DATABASE", "survey_warehouse"),
+            host=connection.get("host") or "127.0.0.1",
+            port=int(connection.get("port") or 5432),
+            user=connection.get("login") or "postgres",
+            password=connection.get("password") or "",
+            dbname=connection.get("schema") or "survey_warehouse",
             marts_build_schema=os.environ.get("SURVEY_MARTS_BUILD_SCHEMA", "marts_next"),
             reader_role=os.environ.get("SURVEY_READER_ROLE", "survey_reader"),
         )
+
+    def dbt_env(self) -> dict[str, str]:
+        """What dbt's profile (dbt_project/profiles.yml, target postgres) reads when dbt is run outside Airflow,
+        derived from the connection: the credentials are configured in one place only."""
+        if self.backend != "postgres":
+            return {}
+        return {
+            "DBT_PG_HOST": self.host,
+            "DBT_PG_PORT": str(self.port),
+            "DBT_PG_USER": self.user,
+            "DBT_PG_PASSWORD": self.password,
+            "DBT_PG_DBNAME": self.dbname,
+        }
 
     @property
     def file(self) -> Path:
@@ -88,6 +108,47 @@ class Warehouse:
         return psycopg2.connect(
             host=self.host, port=self.port, user=self.user, password=self.password, dbname=self.dbname, **kwargs
         )
+
+
+CONNECTION_ID = "survey_warehouse"
+
+
+def warehouse_connection() -> dict[str, Any]:
+    """Airflow's connection `survey_warehouse`: AIRFLOW_CONN_SURVEY_WAREHOUSE (a URI such as
+    postgresql://user:password@host:5432/database, or Airflow's JSON form), else Airflow's secrets backend."""
+    value = os.environ.get(f"AIRFLOW_CONN_{CONNECTION_ID.upper()}")
+    if value:
+        return parse_connection(value)
+    try:
+        from airflow.sdk import Connection
+
+        conn = Connection.get(CONNECTION_ID)
+    except Exception as exc:
+        from survey_warehouse.errors import SurveyWarehouseError
+
+        raise SurveyWarehouseError(
+            f"the PostgreSQL warehouse needs Airflow's connection {CONNECTION_ID!r}: set "
+            f"AIRFLOW_CONN_{CONNECTION_ID.upper()}=postgresql://user:password@host:5432/database ({exc})"
+        ) from exc
+    return {"host": conn.host, "port": conn.port, "login": conn.login, "password": conn.password, "schema": conn.schema}
+
+
+def parse_connection(value: str) -> dict[str, Any]:
+    """An Airflow connection given as a URI or as JSON, as the fields Airflow names them."""
+    import json
+    from urllib.parse import unquote, urlsplit
+
+    if value.lstrip().startswith("{"):
+        data = json.loads(value)
+        return {k: data.get(k) for k in ("host", "port", "login", "password", "schema")}
+    parts = urlsplit(value)
+    return {
+        "host": parts.hostname,
+        "port": parts.port,
+        "login": unquote(parts.username or "") or None,
+        "password": unquote(parts.password or "") or None,
+        "schema": unquote(parts.path.lstrip("/")) or None,
+    }
 
 
 def as_warehouse(target: Warehouse | Path) -> Warehouse:

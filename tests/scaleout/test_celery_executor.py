@@ -58,12 +58,11 @@ def test_survey_waves_2019_runs_on_the_celery_executor(warehouse_database: tuple
     database, reader = warehouse_database
     started = time.monotonic()
     paths = make_paths("celery")
+    # the warehouse is Airflow's connection `survey_warehouse`, as under docker-compose
     warehouse_env = {
         "SURVEY_DBT_TARGET": "postgres",
-        "SURVEY_PG_HOST": "127.0.0.1",
-        "SURVEY_PG_PORT": "5432",
-        "SURVEY_PG_USER": "postgres",
-        "SURVEY_PG_DATABASE": database,
+        # Cosmos requires a password; the local PostgreSQL trusts local connections and ignores it
+        "AIRFLOW_CONN_SURVEY_WAREHOUSE": f"postgresql://postgres:unused@127.0.0.1:5432/{database}",
         "SURVEY_READER_ROLE": reader,
     }
     try:
