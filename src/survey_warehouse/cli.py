@@ -18,8 +18,9 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from survey_warehouse.waves import find_wave_spec, list_wave_years
 
 DAG_ID = "survey_waves"
 POOL = "duckdb_warehouse"
+POOL_DESCRIPTION = "DuckDB warehouse: one writer"
 
 
 def runtime_env(paths: Paths) -> dict[str, str]:
@@ -93,12 +95,27 @@ def _dbt_sources(paths: Paths) -> list[Path]:
     return files
 
 
-def _step(paths: Paths, step: str, cmd: list[str], cwd: Path | None, stamp: Path, inputs: str, product: Path) -> None:
-    """Run a setup step unless what it produced is there and what it was made from has not changed."""
+def _step(
+    paths: Paths,
+    step: str,
+    cmd: list[str] | Callable[[], object],
+    cwd: Path | None,
+    stamp: Path,
+    inputs: str,
+    product: Path,
+) -> None:
+    """Run a setup step unless what it produced is there and what it was made from has not changed: a command in a
+    subprocess, or a function in this process (its output to the same log)."""
     if product.exists() and stamp.exists() and stamp.read_text() == inputs:
         return
     log = paths.var / "logs" / f"setup_{step.replace(' ', '_')}.log"
-    if _run(cmd, runtime_env(paths), log, cwd) != 0:
+    if callable(cmd):
+        try:
+            with _output_to(log):
+                cmd()
+        except Exception as exc:
+            raise SurveyWarehouseError(f"setup failed at '{step}' ({exc}); see {log}") from exc
+    elif _run(cmd, runtime_env(paths), log, cwd) != 0:
         raise SurveyWarehouseError(f"setup failed at '{step}'; see {log}")
     stamp.parent.mkdir(parents=True, exist_ok=True)
     stamp.write_text(inputs)
@@ -125,30 +142,35 @@ def ensure_manifest(paths: Paths) -> Path:
 
 def setup(paths: Paths) -> None:
     """Idempotent and quick when nothing changed: the dbt manifest, Airflow's SQLite metadata and the warehouse's
-    one-writer pool."""
+    one-writer pool.
+
+    Airflow's steps run in this process when it is the one that will run the DAG (Airflow configured for this
+    var/ folder, saving an interpreter and an Airflow import per step), else as `airflow` commands."""
     env = runtime_env(paths)
     ensure_manifest(paths)
     home = Path(env["AIRFLOW_HOME"])
     database = home / "airflow.db"
-    _step(
-        paths,
-        "airflow db migrate",
-        [_bin("airflow"), "db", "migrate"],
-        None,
-        home / "migrated.stamp",
-        _airflow_version(),
-        database,
-    )
+    in_process = os.environ.get("AIRFLOW_HOME") == env["AIRFLOW_HOME"] and _airflow_configured_here(database)
+    migrate: list[str] | Callable[[], object] = [_bin("airflow"), "db", "migrate"]
+    pool: list[str] | Callable[[], object] = [_bin("airflow"), "pools", "set", POOL, "1", POOL_DESCRIPTION]
+    if in_process:
+        from airflow.models.pool import Pool
+        from airflow.utils.db import upgradedb
+
+        migrate = upgradedb
+        pool = partial(Pool.create_or_update_pool, POOL, 1, POOL_DESCRIPTION, include_deferred=False)
+    _step(paths, "airflow db migrate", migrate, None, home / "migrated.stamp", _airflow_version(), database)
     if env.get("SURVEY_DBT_TARGET", "duckdb") == "duckdb":
-        _step(
-            paths,
-            "airflow pools set",
-            [_bin("airflow"), "pools", "set", POOL, "1", "DuckDB warehouse: one writer"],
-            None,
-            home / "pool.stamp",
-            POOL,
-            database,
-        )
+        _step(paths, "airflow pools set", pool, None, home / "pool.stamp", POOL, database)
+
+
+def _airflow_configured_here(database: Path) -> bool:
+    """True when Airflow in this process uses `database` (or is not imported yet and will, from the environment)."""
+    if "airflow" not in sys.modules:
+        return True
+    from airflow import settings
+
+    return str(settings.SQL_ALCHEMY_CONN or "").endswith(str(database))
 
 
 def _airflow_version() -> str:
@@ -330,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = get_paths()
     try:
         if args.command == "setup":
+            os.environ.update(runtime_env(paths))  # Airflow's steps in this process
             setup(paths)
             return 0
         if args.command == "manifest":
@@ -348,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         years = args.years or list(range(min(configured), max(configured) + 1))
         if not args.no_summary:
             print(f"Setting up (dbt manifest, Airflow metadata in {paths.var / 'airflow'}) ...", flush=True)
+        os.environ.update(runtime_env(paths))  # before Airflow is imported: it reads AIRFLOW_HOME at import
         setup(paths)
         outcomes = run_waves(paths, years, force_dag=args.force_dag)
         if args.outcomes:
