@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from survey_warehouse.matching import shown
 from survey_warehouse.settings import Paths
 
 
@@ -26,7 +27,7 @@ class Failure:
             text += f": {self.unexpected_count} unexpected value(s)"
         if self.examples:
             shown = ", ".join(
-                f"{v!r} (row {r})" if r is not None else repr(v)
+                f"{_shown(v)} (row {r})" if r is not None else _shown(v)
                 for v, r in zip(self.examples[:5], (self.rows + [None] * 5)[:5], strict=False)
             )
             text += f", e.g. {shown}"
@@ -67,6 +68,11 @@ class GateReport:
         return cls(
             data["gate"], data["batch"], data["success"], data["evaluated"], [Failure(**f) for f in data["failures"]]
         )
+
+
+def _shown(value: Any) -> str:
+    """Text as the matching rules show it (what a reader could not tell apart escaped), other values as repr."""
+    return shown(value) if isinstance(value, str) else repr(value)
 
 
 def report_path(paths: Paths, gate: str, batch: str) -> Path:

@@ -1,0 +1,72 @@
+"""The summary `make run` and `make summary` print: which warehouse it read, each wave's loads, the headline."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import make_paths
+
+from survey_warehouse import summary
+from survey_warehouse.load import load_wave, mark_load
+from survey_warehouse.warehouse import Warehouse
+from survey_warehouse.waves import find_wave_spec
+
+
+def _headline(cities: int, responded: int, surveyed: int, statement: str | None, low: float | None, high: float | None):
+    share = cities / responded
+    return (2020, cities, responded, surveyed, share, cities / surveyed, (cities + surveyed - responded) / surveyed,
+            share - 0.1, share + 0.1, statement, low, high)  # fmt: skip
+
+
+def test_the_headline_shows_shares_bounds_and_the_published_statement(capsys: pytest.CaptureFixture[str]) -> None:
+    summary._print_headline(
+        [_headline(16, 19, 20, "over 75 percent", 0.75, 1.0), _headline(7, 20, 20, "half", 0.45, 0.55)]
+    )
+    first, second = [line.split() for line in capsys.readouterr().out.strip().splitlines()[2:4]]
+    assert first[1:4] == ["16/19", "84.2%", "80%"]  # 16 of 19 answered; of all 20: 16/20 ...
+    assert first[5] == "85%"  # ... to 17/20 whatever the city that did not answer would have said
+    assert first[-1] == "yes"
+    assert second[1:3] == ["7/20", "35.0%"]
+    assert "(all answered)" in " ".join(second)
+    assert second[-1] == "NO"  # 35 % is not "half"
+
+
+def test_a_line_that_is_too_long_is_cut_and_blank_lines_dropped() -> None:
+    text = "first\n\n   second   \n" + "x" * 200 + "\nfourth"
+    lines = summary._first_lines(text, n=3, width=20)
+    assert lines == ["first", "second", "x" * 19 + "…"]
+    assert summary._first_lines(None) == []
+
+
+def test_it_names_the_warehouse_it_read() -> None:
+    paths = make_paths("summary_names", fresh=False)
+    pg = Warehouse.from_connection({"host": "db.example.fi", "port": 5433, "schema": "survey"})
+    assert summary.describe_warehouse(pg, paths) == "PostgreSQL db.example.fi:5433/survey (schema marts)"
+    assert summary.describe_warehouse(Warehouse.duckdb(paths.warehouse), paths).startswith(
+        f"DuckDB {paths.warehouse.relative_to(paths.root)}"
+    )
+
+
+def test_an_empty_warehouse_says_to_run_first(capsys: pytest.CaptureFixture[str]) -> None:
+    paths = make_paths("summary_empty")
+    summary.print_summary(paths, {}, Warehouse.duckdb(paths.warehouse))
+    out = capsys.readouterr().out
+    assert "No warehouse there yet: run `make run`." in out
+    assert "Published marts" not in out
+
+
+def test_loads_without_a_publication_are_listed_and_nothing_is_claimed_published(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    paths = make_paths("summary_unpublished")
+    spec = find_wave_spec(2019, paths)
+    assert spec is not None
+    loaded = load_wave(spec, paths.warehouse, paths=paths)
+    mark_load(paths.warehouse, loaded.load_id, False, "the raw gate failed: 3 unknown answers")
+    summary.print_summary(paths, {2018: {"exit_code": 1, "log": "var/logs/survey_waves_2018.log"}})
+    out = capsys.readouterr().out
+    assert f"latest attempt {loaded.load_id} ({spec.file.name}" in out
+    assert "FAILED" in out
+    assert "the raw gate failed: 3 unknown answers" in out
+    assert "2018" in out and "the run failed before loading; see var/logs/survey_waves_2018.log" in out
+    assert "Nothing published yet" in out
+    assert "Who leads digitalisation" not in out
