@@ -121,17 +121,18 @@ def _step(
     stamp.write_text(inputs)
 
 
-def ensure_manifest(paths: Paths) -> Path:
+def ensure_manifest(paths: Paths, in_process: bool = False) -> Path:
     """The dbt manifest Cosmos renders the DAG from, parsed again when the dbt project (or its target) changed."""
     env = runtime_env(paths)
     target = paths.dbt_project / "target"
     inputs = _digest(
         _dbt_sources(paths), f"{env.get('SURVEY_DBT_TARGET', 'duckdb')}|{env.get('SURVEY_MARTS_BUILD_SCHEMA', '')}"
     )
+    command = ["parse", "--project-dir", str(paths.dbt_project), "--profiles-dir", str(paths.dbt_project), "--quiet"]
     _step(
         paths,
         "dbt parse",
-        [_bin("dbt"), "parse", "--profiles-dir", ".", "--quiet"],
+        partial(_dbt_in_process, command) if in_process else [_bin("dbt"), *command],
         paths.dbt_project,
         target / "manifest.inputs",
         inputs,
@@ -140,17 +141,26 @@ def ensure_manifest(paths: Paths) -> Path:
     return target / "manifest.json"
 
 
+def _dbt_in_process(command: list[str]) -> None:
+    """dbt in this process (the process that runs the DAG imports dbt anyway, for Cosmos)."""
+    from dbt.cli.main import dbtRunner
+
+    result = dbtRunner().invoke(command)
+    if not result.success:
+        raise SurveyWarehouseError(f"dbt {command[0]} failed: {result.exception or 'see the log'}")
+
+
 def setup(paths: Paths) -> None:
     """Idempotent and quick when nothing changed: the dbt manifest, Airflow's SQLite metadata and the warehouse's
     one-writer pool.
 
-    Airflow's steps run in this process when it is the one that will run the DAG (Airflow configured for this
+    dbt's and Airflow's steps run in this process when it is the one that will run the DAG (Airflow configured for this
     var/ folder, saving an interpreter and an Airflow import per step), else as `airflow` commands."""
     env = runtime_env(paths)
-    ensure_manifest(paths)
     home = Path(env["AIRFLOW_HOME"])
     database = home / "airflow.db"
     in_process = os.environ.get("AIRFLOW_HOME") == env["AIRFLOW_HOME"] and _airflow_configured_here(database)
+    ensure_manifest(paths, in_process=in_process)
     migrate: list[str] | Callable[[], object] = [_bin("airflow"), "db", "migrate"]
     pool: list[str] | Callable[[], object] = [_bin("airflow"), "pools", "set", POOL, "1", POOL_DESCRIPTION]
     if in_process:
