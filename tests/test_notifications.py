@@ -62,7 +62,7 @@ class Mailbox:
     port: int
     received: list[Received] = field(default_factory=list)
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 (aiosmtpd's hook name)
+    async def handle_DATA(self, server, session, envelope) -> str:
         raw = envelope.content.decode("utf-8", errors="replace")
         self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), email.message_from_string(raw), raw))
         return "250 OK"
@@ -283,4 +283,3 @@ def test_messages_carry_no_address_and_no_template_syntax() -> None:
     assert "(17 more lines in the full report)" in mail.body
     assert "{" not in Mail(mail.subject, mail.body).html()
     assert html.unescape(re.sub(r"<[^>]+>", "", mail.html())) == mail.body
-

@@ -350,7 +350,8 @@ def check_overdue(context: Any) -> str:
     told = json.loads(Variable.get(TOLD_VARIABLE, default="{}"))
     if str(year) in told:
         return f"wave {year} is overdue; its owner was told on {told[str(year)]}"
-    if not deliver(year, overdue_mail(year, due, state, _shown_path(paths.waves_config / f"{year}.yml", paths)), context, paths):
+    mail = overdue_mail(year, due, state, _shown_path(paths.waves_config / f"{year}.yml", paths))
+    if not deliver(year, mail, context, paths):
         return f"wave {year} is overdue; notifications are off"
     told[str(year)] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     Variable.set(TOLD_VARIABLE, json.dumps(told))
