@@ -24,7 +24,7 @@ from cosmos.constants import ExecutionMode, LoadMode, TestBehavior, TestIndirect
 from cosmos.profiles import PostgresUserPasswordProfileMapping
 from great_expectations_provider.operators.validate_checkpoint import GXValidateCheckpointOperator
 
-from survey_warehouse import pipeline
+from survey_warehouse import notify, pipeline
 
 DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
 DBT_TARGET = os.environ.get("SURVEY_DBT_TARGET", "duckdb")  # duckdb (embedded) or postgres (scale-out)
@@ -149,6 +149,8 @@ def survey_waves() -> None:
     @task(
         pool=WAREHOUSE_POOL,
         retries=0,
+        on_success_callback=notify.on_published,  # the owner gets a receipt
+        on_failure_callback=notify.on_run_failed,
         doc_md="Publish the marts (a new file swapped in, or a schema swap) and make the candidate current.",
     )
     def publish_marts(**context: Any) -> dict[str, Any]:
@@ -158,6 +160,8 @@ def survey_waves() -> None:
         pool=WAREHOUSE_POOL,
         trigger_rule="one_failed",
         retries=0,
+        on_success_callback=notify.on_run_failed,  # the owner hears why, with the reason this task recorded
+        on_failure_callback=notify.on_run_failed,
         doc_md="Some step failed: keep the reason with the run's load; nothing is published.",
     )
     def record_failure(**context: Any) -> str:

@@ -263,6 +263,7 @@ def run_waves(paths: Paths, years: list[int], force_dag: bool = False) -> dict[i
             dag = bag.get_dag(DAG_ID)
         import pendulum
 
+        os.environ["SURVEY_RUN_LOG"] = str(log)  # where a failure notification says the log is
         with _output_to(log):
             try:
                 state = str(dag.test(logical_date=pendulum.datetime(year, 6, 1, tz="UTC")).state)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,3 +55,28 @@ def pseudonym_key() -> str:
 def max_quarantined_share() -> float:
     """Above this share of quarantined rows the raw gate fails the load (SURVEY_MAX_QUARANTINED_SHARE)."""
     return float(os.environ.get("SURVEY_MAX_QUARANTINED_SHARE", "0.05"))
+
+
+def warehouse_pool() -> str:
+    """The Airflow pool of the tasks that open the warehouse (SURVEY_WAREHOUSE_POOL): DuckDB allows one writer."""
+    default = "duckdb_warehouse" if os.environ.get("SURVEY_DBT_TARGET", "duckdb") == "duckdb" else "default_pool"
+    return os.environ.get("SURVEY_WAREHOUSE_POOL", default)
+
+
+def smtp_conn_id() -> str:
+    """The Airflow connection the owner's e-mails go through (SURVEY_SMTP_CONN_ID)."""
+    return os.environ.get("SURVEY_SMTP_CONN_ID", "smtp_default")
+
+
+def wave_due_date(year: int) -> dt.date:
+    """The day by which a year's wave should be published (SURVEY_WAVE_DUE, month-day, default 07-01)."""
+    value = os.environ.get("SURVEY_WAVE_DUE", "07-01").strip()
+    try:
+        month, day = (int(part) for part in value.split("-"))
+        return dt.date(year, month, day)
+    except ValueError:
+        from survey_warehouse.errors import SurveyWarehouseError
+
+        raise SurveyWarehouseError(
+            f"SURVEY_WAVE_DUE must be a month and a day as MM-DD (e.g. 07-01 for 1 July), not {value!r}"
+        ) from None

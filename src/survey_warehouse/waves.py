@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,9 @@ from survey_warehouse.settings import Paths
 
 FORMATS = ("csv", "xlsx")
 REQUIRED_KEYS = ("wave_year", "file", "format", "columns", "cities_surveyed", "field_period", "questionnaire_version")
-OPTIONAL_KEYS = ("encoding", "delimiter", "sheet", "header_row", "accept_removals")
+OPTIONAL_KEYS = ("encoding", "delimiter", "sheet", "header_row", "accept_removals", "owner_email")
+# name@domain.tld: one @, no spaces, a dot in the domain
+EMAIL_ADDRESS = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>.]+")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,9 @@ class WaveSpec:
     # Respondents (by the reference the removal guard prints) or cities (municipality codes) that a re-delivery
     # may drop: a genuine withdrawal, recorded with the load.
     accept_removals: tuple[str, ...] = ()
+    # Who hears of the wave's failed runs, its publications and a wave that is overdue (not part of reading
+    # the file, so not of the fingerprint).
+    owner_email: tuple[str, ...] = ()
     spec_path: Path | None = field(default=None, compare=False)
 
     @classmethod
@@ -99,6 +105,7 @@ class WaveSpec:
             sheet=raw.get("sheet"),
             header_row=header_row,
             accept_removals=tuple(str(v).strip() for v in raw.get("accept_removals") or ()),
+            owner_email=owner_emails(raw.get("owner_email"), path),
             spec_path=path,
         )
 
@@ -115,7 +122,7 @@ class WaveSpec:
 
     def fingerprint(self) -> str:
         """What reading the file depends on, for telling a changed spec from an unchanged one."""
-        data = {k: v for k, v in self.__dict__.items() if k != "spec_path"}
+        data = {k: v for k, v in self.__dict__.items() if k not in ("spec_path", "owner_email")}
         data["file"] = self.file.name
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -171,6 +178,20 @@ class WaveSpec:
         unknown = [c for c in self.cities_surveyed if c not in codebook.municipality_codes]
         if unknown:
             raise WaveSpecError(f"{self.name}: cities_surveyed has codes that are not in {seeds}/cities.csv: {unknown}")
+
+
+def owner_emails(value: Any, path: Path) -> tuple[str, ...]:
+    """`owner_email`: one address, or a list of them."""
+    if value is None:
+        return ()
+    values = value if isinstance(value, list) else [value]
+    bad = [v for v in values if not isinstance(v, str) or not EMAIL_ADDRESS.fullmatch(v.strip())]
+    if bad or not values:
+        raise WaveSpecError(
+            f"{path}: owner_email must be an e-mail address (e.g. owner_email: kysely@example.fi) or a list of "
+            f"them, not {shown(bad[0] if bad else value)}"
+        )
+    return tuple(v.strip() for v in values)
 
 
 def _date(value: Any, path: Path) -> dt.date:

@@ -36,7 +36,7 @@ def monkeypatch_module():
 
 def test_dag_folder_imports_without_errors(dagbag) -> None:
     assert dagbag.import_errors == {}
-    assert set(dagbag.dag_ids) == {"survey_waves"}
+    assert set(dagbag.dag_ids) == {"survey_waves", "survey_wave_overdue"}
     assert not (ROOT / "var" / "tests" / "parse" / "absent.duckdb").exists()
 
 
@@ -113,3 +113,16 @@ def test_yearly_schedule_and_documentation(dagbag) -> None:
     assert dag.doc_md and "2017" in dag.doc_md
     assert dag.max_active_runs == 1 and not dag.catchup
     assert all(dag.get_task(t).doc_md for t in ("plan_wave", "load_raw_wave", "validate_raw_wave", "publish_marts"))
+
+
+def test_failures_and_publications_notify_the_owner_and_a_daily_check_watches_for_a_late_wave(dagbag) -> None:
+    from survey_warehouse import notify
+
+    dag = dagbag.dags["survey_waves"]
+    record, publish = dag.get_task("record_failure"), dag.get_task("publish_marts")
+    assert notify.on_run_failed in record.on_success_callback and notify.on_run_failed in record.on_failure_callback
+    assert notify.on_published in publish.on_success_callback
+    assert notify.on_run_failed in publish.on_failure_callback
+    overdue = dagbag.dags["survey_wave_overdue"]
+    assert overdue.max_active_runs == 1 and not overdue.catchup and overdue.doc_md
+    assert [t.pool for t in overdue.tasks] == ["duckdb_warehouse"], "it reads the warehouse: one-writer pool"

@@ -80,3 +80,16 @@ def test_required_fields_and_unknown_cities(tmp_path: Path) -> None:
         WaveSpec.from_file(_spec(tmp_path, columns=without_lead), ROOT).check(codebook)
     with pytest.raises(WaveSpecError, match=r"not in dbt_project/seeds/cities\.csv: \['999'\]"):
         WaveSpec.from_file(_spec(tmp_path, cities_surveyed=["091", "999"]), ROOT).check(codebook)
+
+
+def test_owner_email_is_an_address_or_a_list_and_does_not_change_how_the_file_is_read(tmp_path: Path) -> None:
+    plain = WaveSpec.from_file(_spec(tmp_path), ROOT)
+    one = WaveSpec.from_file(_spec(tmp_path, owner_email="kysely@example.fi"), ROOT)
+    two = WaveSpec.from_file(_spec(tmp_path, owner_email=["kysely@example.fi", " it@example.fi "]), ROOT)
+    assert plain.owner_email == () and one.owner_email == ("kysely@example.fi",)
+    assert two.owner_email == ("kysely@example.fi", "it@example.fi")
+    assert plain.fingerprint() == one.fingerprint() == two.fingerprint(), "adding an owner reads no wave again"
+    for bad in ("kysely at example.fi", ["kysely@example.fi", "toinen"], [], 42):
+        path = _spec(tmp_path, owner_email=bad)
+        with pytest.raises(WaveSpecError, match=r"2019\.yml: owner_email must be an e-mail address"):
+            WaveSpec.from_file(path, ROOT)
