@@ -168,8 +168,13 @@ def receipt_mail(wave_year: int, load: tuple | None, headline: tuple | None, whe
     if headline:
         cities, responded, surveyed, share, low, high, statement = headline
         lines.append(
-            f"IT-led share: {cities}/{responded} answering cities ({share:.1%}); of all {surveyed} surveyed "
-            f"{low:.0%} - {high:.0%}" + (f"; the survey published: {statement}" if statement else "")
+            f"IT-led share: {cities}/{responded} answering cities ({share:.1%}); "
+            + (
+                f"of all {surveyed} surveyed {low:.0%} - {high:.0%}"
+                if responded < surveyed
+                else f"all {surveyed} surveyed cities answered"
+            )
+            + (f"; the survey published: {statement}" if statement else "")
         )
     lines += ["", *where]
     return Mail(subject, "\n".join(lines))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+
+import pandas as pd
 
 from survey_warehouse.quality import Failure, GateReport
 
@@ -16,6 +19,7 @@ UNKNOWN_CITY = Failure(
     rows=[12, 40],
 )
 TOO_FEW = Failure("raw_load", "expect_table_row_count_to_be_between", None, None, [31], [])
+SHARE = Failure("raw_load", "expect_column_values_to_be_between", "quarantined_share", 1, [0.051], [pd.NA])
 
 
 def test_a_failure_names_column_count_and_rows() -> None:
@@ -24,6 +28,9 @@ def test_a_failure_names_column_count_and_rows() -> None:
         "e.g. 'Jyva\\u0308skyla\\u0308' (row 12), 'Lahtis' (row 40)"  # combining marks shown, not hidden
     )
     assert TOO_FEW.describe() == "raw_load: expect_table_row_count_to_be_between, e.g. 31"
+    # a value of the load as a whole has no file row
+    assert SHARE.describe().endswith("on column 'quarantined_share': 1 unexpected value(s), e.g. 0.051")
+    assert dataclasses.replace(SHARE, rows=["<NA>"]).describe() == SHARE.describe()  # as read back from JSON
 
 
 def test_the_message_counts_failed_expectations() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import numbers
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +28,7 @@ class Failure:
             text += f": {self.unexpected_count} unexpected value(s)"
         if self.examples:
             shown = ", ".join(
-                f"{_shown(v)} (row {r})" if r is not None else _shown(v)
+                f"{_shown(v)} (row {r})" if _is_row(r) else _shown(v)
                 for v, r in zip(self.examples[:5], (self.rows + [None] * 5)[:5], strict=False)
             )
             text += f", e.g. {shown}"
@@ -68,6 +69,13 @@ class GateReport:
         return cls(
             data["gate"], data["batch"], data["success"], data["evaluated"], [Failure(**f) for f in data["failures"]]
         )
+
+
+def _is_row(value: Any) -> bool:
+    """A file row number (a table-level expectation has none: GX gives None or a missing value)."""
+    return (isinstance(value, numbers.Integral) and not isinstance(value, bool)) or (
+        isinstance(value, str) and value.isdigit()
+    )
 
 
 def _shown(value: Any) -> str:
