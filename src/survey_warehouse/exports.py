@@ -114,6 +114,26 @@ def _loads(rows: list[tuple]) -> list[dict[str, Any]]:
     ]
 
 
+# PostgreSQL's types (information_schema.columns.data_type) as DuckDB writes them to Parquet
+_PG_TYPES = {
+    "smallint": "smallint",
+    "integer": "integer",
+    "bigint": "bigint",
+    "numeric": "decimal({p}, {s})",
+    "real": "float",
+    "double precision": "double",
+    "boolean": "boolean",
+    "text": "varchar",
+    "character varying": "varchar",
+    "character": "varchar",
+    "date": "date",
+    "timestamp without time zone": "timestamp",
+    "timestamp with time zone": "timestamptz",
+    "json": "varchar",
+    "jsonb": "varchar",
+}
+
+
 def _open_postgres(warehouse: Warehouse) -> _Snapshot:
     """The PostgreSQL marts read in one read-only transaction that first takes a share lock on every published
     table, so a schema swap waits for the read to end: every table comes from the same publication."""
@@ -141,10 +161,24 @@ def _open_postgres(warehouse: Warehouse) -> _Snapshot:
         con = duckdb.connect()
         con.execute("create schema marts")
         for table in sorted(tables):
+            cur.execute(
+                "select column_name, data_type, numeric_precision, numeric_scale from information_schema.columns "
+                "where table_schema = %s and table_name = %s order by ordinal_position",
+                [schema, table],
+            )
+            columns = cur.fetchall()
             cur.execute(f'select * from "{schema}"."{table}"')
             frame = pd.DataFrame.from_records(cur.fetchall(), columns=[d[0] for d in cur.description])
             con.register("_frame", frame)
-            con.execute(f'create table marts."{table}" as select * from _frame')
+            # each column with the type PostgreSQL declares, not the one pandas guessed (a nullable integer is
+            # not a float, numeric(10, 6) keeps its scale)
+            select = ", ".join(
+                f'cast("{name}" as {_PG_TYPES[kind].format(p=precision, s=scale)}) as "{name}"'
+                if kind in _PG_TYPES and (kind != "numeric" or precision is not None)
+                else f'"{name}"'
+                for name, kind, precision, scale in columns
+            )
+            con.execute(f'create table marts."{table}" as select {select} from _frame')
             con.unregister("_frame")
         pg.rollback()
     finally:
