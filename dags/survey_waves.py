@@ -25,6 +25,7 @@ from cosmos.profiles import PostgresUserPasswordProfileMapping
 from great_expectations_provider.operators.validate_checkpoint import GXValidateCheckpointOperator
 
 from survey_warehouse import notify, pipeline
+from survey_warehouse.assets import SURVEY_MARTS
 
 DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
 DBT_TARGET = os.environ.get("SURVEY_DBT_TARGET", "duckdb")  # duckdb (embedded) or postgres (scale-out)
@@ -151,10 +152,11 @@ def survey_waves() -> None:
         retries=0,
         on_success_callback=notify.on_published,  # the owner gets a receipt
         on_failure_callback=notify.on_run_failed,
+        outlets=[SURVEY_MARTS],  # an asset event per publication: DAGs scheduled on it run after it
         doc_md="Publish the marts (a new file swapped in, or a schema swap) and make the candidate current.",
     )
     def publish_marts(**context: Any) -> dict[str, Any]:
-        return pipeline.publish_marts(context["run_id"])
+        return pipeline.publish_marts(context["run_id"], context["outlet_events"])
 
     @task(
         pool=WAREHOUSE_POOL,

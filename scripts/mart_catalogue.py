@@ -22,7 +22,8 @@ def catalogue(manifest: dict) -> str:
         "",
         "Generated from the dbt project by `make catalogue`; do not edit by hand. The marts are in the schema",
         "`marts` of the published DuckDB file (`var/published/survey_marts.duckdb`) and, on the scale-out,",
-        "of the PostgreSQL warehouse (read with the role `survey_reader`).",
+        "of the PostgreSQL warehouse (read with the role `survey_reader`). Every publication is also exported",
+        "as files, one per mart and format (`<mart>.parquet`, `<mart>.csv`), in `var/exports/latest/`.",
         "",
     ]
     lines += ["| Mart | Grain (one row per) |", "| --- | --- |"]

@@ -29,6 +29,7 @@ from survey_warehouse.settings import Paths, get_paths
 from survey_warehouse.waves import find_wave_spec, list_wave_years
 
 DAG_ID = "survey_waves"
+EXPORTS_DAG_ID = "survey_marts_exports"
 POOL = "duckdb_warehouse"
 POOL_DESCRIPTION = "DuckDB warehouse: one writer"
 
@@ -279,6 +280,39 @@ def run_waves(paths: Paths, years: list[int], force_dag: bool = False) -> dict[i
     return outcomes
 
 
+def run_exports(paths: Paths) -> dict[str, Any] | None:
+    """The DAG scheduled on the published marts (survey_marts_exports), through `dag.test` in this process, when
+    the marts published now have not been exported yet: after a run that published (it recorded an asset event,
+    which a scheduler would act on), or when the newest export is of an older publication. None when there is
+    nothing to do."""
+    from survey_warehouse import exports
+    from survey_warehouse.publish import read_publication
+    from survey_warehouse.warehouse import Warehouse
+
+    publication = read_publication(Warehouse.from_env(paths.warehouse), paths.published)
+    if publication is None or exports.is_exported(paths, publication.published_at):
+        return None
+    log = paths.var / "logs" / f"{EXPORTS_DAG_ID}.log"
+    started = time.monotonic()
+    print(f"Running DAG {EXPORTS_DAG_ID} (the published marts as Parquet and CSV) ...", end=" ", flush=True)
+    with _output_to(log):
+        try:
+            from airflow.dag_processing.dagbag import DagBag
+
+            bag = DagBag(dag_folder=str(paths.root / "dags" / f"{EXPORTS_DAG_ID}.py"))
+            if bag.import_errors:
+                raise SurveyWarehouseError(f"the DAG does not import: {bag.import_errors}")
+            state = str(bag.get_dag(EXPORTS_DAG_ID).test(logical_date=None).state)
+        except Exception as exc:
+            traceback.print_exc()
+            state = f"error: {exc}"
+    seconds = time.monotonic() - started
+    code = 0 if state == "success" and exports.is_exported(paths, publication.published_at) else 1
+    folder = exports.exports_dir(paths) / exports.LATEST
+    print(("ok" if code == 0 else f"FAILED ({state})") + f" in {seconds:.1f} s; {folder}/; log: {log}", flush=True)
+    return {"exit_code": code, "seconds": seconds, "log": log}
+
+
 def _command(paths: Paths, years: list[int], *flags: str) -> tuple[list[str], dict[str, str]]:
     return (
         [sys.executable, "-m", "survey_warehouse.cli", "run", "--no-summary", *flags, *map(str, years)],
@@ -385,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.update(runtime_env(paths))  # before Airflow is imported: it reads AIRFLOW_HOME at import
         setup(paths)
         outcomes = run_waves(paths, years, force_dag=args.force_dag)
+        exported = run_exports(paths)
         if args.outcomes:
             import json
 
@@ -395,7 +430,8 @@ def main(argv: list[str] | None = None) -> int:
             from survey_warehouse.summary import print_summary
 
             print_summary(paths, outcomes)
-        return 0 if all(o["exit_code"] == 0 for o in outcomes.values()) else 1
+        ok = all(o["exit_code"] == 0 for o in [*outcomes.values(), *([exported] if exported else [])])
+        return 0 if ok else 1
     except SurveyWarehouseError as exc:
         print(f"survey-warehouse: {exc}", file=sys.stderr)
         return 2

@@ -215,8 +215,9 @@ def gx_file_context() -> Any:
     return quality.file_context(get_paths())
 
 
-def publish_marts(run_id: str) -> dict[str, Any]:
-    """Publish the marts and make the candidate load current, together."""
+def publish_marts(run_id: str, outlet_events: Any = None) -> dict[str, Any]:
+    """Publish the marts and make the candidate load current, together. The task's asset event (`outlet_events`,
+    of the asset `survey_marts`) says when, where and from which loads."""
     from survey_warehouse import load
     from survey_warehouse.publish import build_fingerprint, publish
     from survey_warehouse.warehouse import Session, Warehouse
@@ -236,12 +237,17 @@ def publish_marts(run_id: str) -> dict[str, Any]:
             load.fail_load(warehouse, load_id, f"the run failed at publish_marts: {type(exc).__name__}: {exc}")
         raise
     log.info("Published %s to %s", publication.tables, publication.path)
-    return {
+    published = {
         "path": str(publication.path),
         "tables": publication.tables,
         "load_ids": publication.load_ids,
         "published_at": publication.published_at.isoformat(),
     }
+    if outlet_events is not None:
+        from survey_warehouse.assets import SURVEY_MARTS
+
+        outlet_events[SURVEY_MARTS].extra = published
+    return published
 
 
 def remember_error(exc: BaseException) -> None:

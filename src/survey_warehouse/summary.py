@@ -13,6 +13,7 @@ import duckdb
 
 from survey_warehouse import quality
 from survey_warehouse.errors import SurveyWarehouseError
+from survey_warehouse.exports import exports_dir, latest_export
 from survey_warehouse.publish import read_publication
 from survey_warehouse.settings import Paths
 from survey_warehouse.warehouse import Session, Warehouse
@@ -195,6 +196,16 @@ def _print_where(paths: Paths, warehouse: Warehouse, publication: Any) -> None:
     )
     if warehouse.backend == "duckdb":
         print(f"  Warehouse (raw, staging, intermediate, marts): {_rel(paths.warehouse, root)}")
+    latest = latest_export(paths)
+    if latest is None:
+        print("  Exports (every mart as Parquet and CSV): none yet; `make run` writes them")
+    else:
+        newest = latest["publication"]["published_at"] == publication.published_at.isoformat()
+        print(
+            f"  Exports (every mart as Parquet and CSV, with manifest.json): {_rel(exports_dir(paths), root)}/latest/ "
+            f"-> {Path(latest['folder']).name}"
+            + ("" if newest else " (of an earlier publication: `make run` exports the current one)")
+        )
     print(f"  Data Docs (Great Expectations results): {_rel(paths.data_docs / 'index.html', root)}")
     print(f"  Logs: {_rel(paths.var / 'logs', root)}/   dbt docs: make docs")
     print("  Quarantined rows, with the reason and the file's row and column: table raw.quarantine in the warehouse")
