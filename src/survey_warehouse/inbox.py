@@ -186,7 +186,7 @@ def reject(delivery: Delivery, message: str, run_id: str | None = None) -> Path:
     note = delivery.rejection_note
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     how = (
-        "The file was not loaded; the published marts are as they were. Correct the file (or the wave spec) and "
+        "The file was not accepted; the published marts are as they were. Correct the file (or the wave spec) and "
         f"drop it again as {delivery.path.name} (a new copy starts a new run), or delete this note to try the same "
         "file again."
     )

@@ -212,9 +212,7 @@ class _Asset(NamedTuple):
 
 def _context(*payloads: dict, asset_name: str = inbox.INBOX_ASSET_NAME, **extra: object) -> dict:
     asset = _Asset(asset_name)
-    events = [
-        SimpleNamespace(extra={"from_trigger": True, "payload": p}, timestamp=i) for i, p in enumerate(payloads)
-    ]
+    events = [SimpleNamespace(extra={"from_trigger": True, "payload": p}, timestamp=i) for i, p in enumerate(payloads)]
     return {"triggering_asset_events": {asset: events} if payloads else {}, "params": {}, **extra}
 
 
