@@ -29,8 +29,8 @@ ENV SURVEY_PROJECT_ROOT=/opt/survey \
     DO_NOT_TRACK=1
 
 USER root
-# var/ exists in the image so that a named volume mounted there starts out owned by airflow.
-RUN mkdir -p /opt/survey/var && chown -R airflow:0 /opt/survey
+# var/ and inbox/ exist in the image so that the named volumes mounted there start out owned by airflow.
+RUN mkdir -p /opt/survey/var /opt/survey/inbox && chown -R airflow:0 /opt/survey
 USER airflow
 
 # Dependencies first, so that code and data changes do not reinstall them. README.md is the package's readme:

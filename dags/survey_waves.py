@@ -9,6 +9,10 @@ GX gate on the marts -> publish (the candidate becomes the wave's current load).
 of the logical date, or the `wave_year` param). A year without a wave spec in config/waves/ (2017), or a wave
 whose inputs have not changed since the published marts were built, ends skipped. When any step fails,
 `record_failure` keeps the reason with the load; the published marts and the other waves stay as they were.
+
+A wave's file dropped into the inbox (<inbox>/<year>/) starts its wave's run at once (an AssetWatcher, run by
+`airflow triggerer`): the run reads the delivery, moves it to the wave spec's `file:` when it publishes, or leaves
+it with <file>.rejected.txt beside it saying why.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
-from airflow.sdk import Param, TriggerRule, dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, TriggerRule, dag, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, LoadMode, TestBehavior, TestIndirectSelection
 from cosmos.profiles import PostgresUserPasswordProfileMapping
@@ -26,6 +30,7 @@ from great_expectations_provider.operators.validate_checkpoint import GXValidate
 
 from survey_warehouse import notify, pipeline
 from survey_warehouse.assets import SURVEY_MARTS
+from survey_warehouse.inbox_trigger import inbox_asset
 
 DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
 DBT_TARGET = os.environ.get("SURVEY_DBT_TARGET", "duckdb")  # duckdb (embedded) or postgres (scale-out)
@@ -70,7 +75,10 @@ PROFILE = (
 
 @dag(
     dag_id="survey_waves",
-    schedule="0 6 1 6 *",  # 1 June: the spring field period of a wave has closed
+    # 1 June (the spring field period of a wave has closed), and at once when a wave's file is dropped into the inbox
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 6 1 6 *", timezone="Europe/Helsinki"), assets=inbox_asset()
+    ),
     start_date=pendulum.datetime(2016, 1, 1, tz="Europe/Helsinki"),
     catchup=False,
     max_active_runs=1,
@@ -94,7 +102,7 @@ def survey_waves() -> None:
         doc_md="What the run has to do: nothing (skipped), rebuild the marts, or load the wave's file.",
     )
     def plan_wave(**context: Any) -> dict[str, Any]:
-        return pipeline.plan_run(pipeline.wave_year_of_run(context))
+        return pipeline.plan_run(pipeline.wave_year_of_run(context), pipeline.delivery_of_run(context))
 
     @task(
         task_id=pipeline.LOAD_TASK_ID,
@@ -103,7 +111,7 @@ def survey_waves() -> None:
         doc_md="Load the file as delivered into raw (a no-op when it and its reading are unchanged).",
     )
     def load_raw_wave(plan: Any) -> dict[str, Any]:  # the plan's XCom
-        return pipeline.load_raw_wave(plan["wave_year"])
+        return pipeline.load_raw_wave(plan["wave_year"], plan.get("delivery"))
 
     validate_raw_wave = GXValidateCheckpointOperator(
         task_id="validate_raw_wave",
@@ -156,7 +164,9 @@ def survey_waves() -> None:
         doc_md="Publish the marts (a new file swapped in, or a schema swap) and make the candidate current.",
     )
     def publish_marts(**context: Any) -> dict[str, Any]:
-        return pipeline.publish_marts(context["run_id"], context["outlet_events"])
+        return pipeline.publish_marts(
+            context["run_id"], pipeline.delivery_of_run(context), outlet_events=context["outlet_events"]
+        )
 
     @task(
         pool=WAREHOUSE_POOL,

@@ -28,6 +28,7 @@ SERVICES = {
     "airflow-apiserver",
     "airflow-scheduler",
     "airflow-dag-processor",
+    "airflow-triggerer",
     "airflow-worker",
     "superset",
 }
@@ -217,3 +218,14 @@ def test_env_example_defines_exactly_the_substituted_variables() -> None:
 def test_env_example_holds_placeholders_only() -> None:
     real_looking = {key: value for key, value in env_example().items() if is_secret(key) and "change-me" not in value}
     assert real_looking == {}
+
+
+def test_the_triggerer_and_the_workers_share_the_inbox_and_the_wave_archive() -> None:
+    """The triggerer sees a delivery; the worker that runs the wave reads it and moves it into data/waves/."""
+    found = services()
+    for name in ("airflow-triggerer", "airflow-worker"):
+        env = environment(found[name])
+        mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in found[name]["volumes"]}
+        assert mounts.get(env["SURVEY_INBOX_DIR"]) == "survey-inbox", (name, mounts)
+        assert mounts.get("/opt/survey/data/waves") == "survey-waves", (name, mounts)
+    assert found["airflow-triggerer"]["command"] == ["airflow", "triggerer"]

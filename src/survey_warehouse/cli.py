@@ -45,6 +45,7 @@ def runtime_env(paths: Paths) -> dict[str, str]:
             "SURVEY_WAREHOUSE_PATH": str(paths.warehouse),
             "SURVEY_PUBLISHED_PATH": str(paths.published),
             "SURVEY_DATA_DOCS_DIR": str(paths.data_docs),
+            "SURVEY_INBOX_DIR": str(paths.inbox_dir),
             "AIRFLOW_HOME": str(paths.var / "airflow"),
             "AIRFLOW__CORE__DAGS_FOLDER": str(paths.root / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from survey_warehouse.errors import SurveyWarehouseError, WaveFileError
+from survey_warehouse.inbox import Delivery, delivery_of_run
 from survey_warehouse.settings import Paths, get_paths
 
 if TYPE_CHECKING:
@@ -42,23 +44,38 @@ class Plan:
 
 
 def wave_year_of_run(context: Any) -> int:
-    """The wave a run is for: the `wave_year` param when given, else the year of the run's logical date."""
+    """The wave a run is for: the `wave_year` param when given, else the wave of the delivery that started it
+    (a file dropped into the inbox), else the year of the run's logical date."""
     year = (context.get("params") or {}).get("wave_year")
-    return int(year) if year else int(context["logical_date"].year)
+    if year:
+        return int(year)
+    delivery = delivery_of_run(context)
+    if delivery is not None:
+        return delivery.wave_year
+    if context.get("logical_date") is None:
+        raise SurveyWarehouseError(
+            "this run has no wave year: no `wave_year` param, no delivery from the inbox and no logical date; "
+            'trigger it with {"wave_year": <year>}'
+        )
+    return int(context["logical_date"].year)
 
 
-def _spec(wave_year: int, paths: Paths) -> WaveSpec:
+def _spec(wave_year: int, paths: Paths, delivered: str | Path | None = None) -> WaveSpec:
+    """The wave's spec; with a delivery, the spec reading the delivered file where it lies in the inbox."""
     from survey_warehouse.waves import find_wave_spec
 
     spec = find_wave_spec(wave_year, paths)
     if spec is None:
         raise SurveyWarehouseError(f"no wave spec for {wave_year} in {paths.waves_config}")
-    return spec
+    return replace(spec, file=Path(delivered)) if delivered else spec
 
 
-def plan_wave(wave_year: int, paths: Paths | None = None, warehouse: Warehouse | None = None) -> Plan:
-    """What a run for the wave has to do, from its inputs: the file, the wave spec, the codebook and pseudonym
-    key it is read with, the dbt project and the expectation suites, compared with what is published."""
+def plan_wave(
+    wave_year: int, paths: Paths | None = None, warehouse: Warehouse | None = None, delivered: Path | None = None
+) -> Plan:
+    """What a run for the wave has to do, from its inputs: the file (the spec's, or a delivery in the inbox), the
+    wave spec, the codebook and pseudonym key it is read with, the dbt project and the expectation suites,
+    compared with what is published."""
     from survey_warehouse import load
     from survey_warehouse.codebook import Codebook
     from survey_warehouse.publish import build_fingerprint, read_publication
@@ -66,7 +83,7 @@ def plan_wave(wave_year: int, paths: Paths | None = None, warehouse: Warehouse |
 
     paths = paths or get_paths()
     warehouse = warehouse or Warehouse.from_env(paths.warehouse)
-    spec = _spec(wave_year, paths)
+    spec = _spec(wave_year, paths, delivered)
     if not spec.file.is_file():
         raise WaveFileError(
             spec.file,
@@ -111,35 +128,61 @@ def plan_wave(wave_year: int, paths: Paths | None = None, warehouse: Warehouse |
     )
 
 
-def plan_run(wave_year: int) -> dict[str, Any]:
-    """The DAG's first step: a year without a wave spec, or with nothing new, ends the run skipped."""
+def plan_run(wave_year: int, delivery: Delivery | None = None) -> dict[str, Any]:
+    """The DAG's first step: a year without a wave spec, or with nothing new, ends the run skipped. A run started
+    by a delivery in the inbox plans with the delivered file; a delivery that cannot be a wave's file fails."""
     from airflow.sdk.exceptions import AirflowSkipException
 
     from survey_warehouse.waves import find_wave_spec
 
     paths = get_paths()
-    if find_wave_spec(wave_year, paths) is None:
-        raise AirflowSkipException(
-            f"No survey wave in {wave_year}: there is no {paths.waves_config / f'{wave_year}.yml'}"
-        )
     try:
-        plan = plan_wave(wave_year, paths)
+        if delivery is not None and not delivery.path.is_file():
+            raise AirflowSkipException(f"{delivery.path} is no longer in the inbox (an earlier run took it)")
+        spec = find_wave_spec(wave_year, paths)
+        if spec is None:
+            expected = paths.waves_config / f"{wave_year}.yml"
+            if delivery is None:
+                raise AirflowSkipException(f"No survey wave in {wave_year}: there is no {expected}")
+            raise SurveyWarehouseError(
+                f"{delivery.path.name}: delivered for wave {wave_year}, but there is no wave spec {expected}; write "
+                "it (see 'Adding a wave' in the README) and drop the file again, or drop it into the folder of "
+                "its wave year"
+            )
+        if delivery is not None and delivery.path.name != spec.file.name:
+            raise SurveyWarehouseError(
+                f"{delivery.path.name}: {spec.name} expects the {wave_year} file to be named {spec.file.name!r}; "
+                f"rename the delivery to {spec.file.name} and drop it again (or, if the new name is meant to stay, "
+                f"point 'file' in {spec.name} at {spec.file.parent / delivery.path.name})"
+            )
+        plan = plan_wave(wave_year, paths, delivered=delivery.path if delivery else None)
     except SurveyWarehouseError as exc:
         remember_error(exc)
         raise
     if plan.action == "nothing":
+        if delivery is not None:  # the very file already loaded and published: keep it where the wave's file is
+            from survey_warehouse.inbox import archive
+
+            archive(delivery, spec.file)
         raise AirflowSkipException(plan.reason)
     log.info("wave %s: %s (%s)", wave_year, plan.action, plan.reason)
-    return {"wave_year": wave_year, "action": plan.action, "reason": plan.reason, "file": plan.file}
+    return {
+        "wave_year": wave_year,
+        "action": plan.action,
+        "reason": plan.reason,
+        "file": plan.file,
+        "delivery": str(delivery.path) if delivery else None,
+    }
 
 
-def load_raw_wave(wave_year: int) -> dict[str, Any]:
+def load_raw_wave(wave_year: int, delivered: str | None = None) -> dict[str, Any]:
+    """Load the wave's file into raw: the spec's file, or the delivery in the inbox (`delivered`, the plan's)."""
     from survey_warehouse import load
     from survey_warehouse.warehouse import Warehouse
 
     paths = get_paths()
     try:
-        result = load.load_wave(_spec(wave_year, paths), Warehouse.from_env(paths.warehouse), paths=paths)
+        result = load.load_wave(_spec(wave_year, paths, delivered), Warehouse.from_env(paths.warehouse), paths=paths)
     except SurveyWarehouseError as exc:
         remember_error(exc)
         raise
@@ -215,10 +258,12 @@ def gx_file_context() -> Any:
     return quality.file_context(get_paths())
 
 
-def publish_marts(run_id: str, outlet_events: Any = None) -> dict[str, Any]:
-    """Publish the marts and make the candidate load current, together. The task's asset event (`outlet_events`,
-    of the asset `survey_marts`) says when, where and from which loads."""
+def publish_marts(run_id: str, delivery: Delivery | None = None, outlet_events: Any = None) -> dict[str, Any]:
+    """Publish the marts and make the candidate load current, together; a delivery that started the run then
+    becomes the wave's file (moved to the spec's `file:`), or, when publishing fails, is rejected. The task's asset
+    event (`outlet_events`, of the asset `survey_marts`) says when, where and from which loads."""
     from survey_warehouse import load
+    from survey_warehouse.inbox import archive, reject
     from survey_warehouse.publish import build_fingerprint, publish
     from survey_warehouse.warehouse import Session, Warehouse
 
@@ -233,8 +278,11 @@ def publish_marts(run_id: str, outlet_events: Any = None) -> dict[str, Any]:
                 r[0]
                 for r in session.execute("select load_id from raw.load_registry where status = 'candidate'").fetchall()
             ]
+        message = f"the run failed at publish_marts: {type(exc).__name__}: {exc}"
         for load_id in candidates:
-            load.fail_load(warehouse, load_id, f"the run failed at publish_marts: {type(exc).__name__}: {exc}")
+            load.fail_load(warehouse, load_id, message)
+        if delivery is not None:
+            reject(delivery, message, run_id)
         raise
     log.info("Published %s to %s", publication.tables, publication.path)
     published = {
@@ -247,7 +295,8 @@ def publish_marts(run_id: str, outlet_events: Any = None) -> dict[str, Any]:
         from survey_warehouse.assets import SURVEY_MARTS
 
         outlet_events[SURVEY_MARTS].extra = published
-    return published
+    archived = archive(delivery, _spec(delivery.wave_year, paths).file) if delivery is not None else None
+    return {**published, "archived": str(archived) if archived else None}
 
 
 def remember_error(exc: BaseException) -> None:
@@ -305,5 +354,10 @@ def record_failure(**context: Any) -> str:
     message = failure_message(paths, warehouse, steps, load_id, errors)
     if load_id:
         load.fail_load(warehouse, load_id, message)
+    delivery = delivery_of_run(context)
+    if delivery is not None and delivery.path.is_file():
+        from survey_warehouse.inbox import reject
+
+        reject(delivery, message, context.get("run_id"))
     log.error("Wave %s: %s", wave_year_of_run(context), message)
     return message

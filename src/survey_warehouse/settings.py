@@ -19,6 +19,8 @@ class Paths:
     published: Path
     data_docs: Path
     dbt_project: Path
+    # where deliveries are dropped (SURVEY_INBOX_DIR); None: inbox/ under var
+    inbox: Path | None = None
 
     @classmethod
     def from_env(cls) -> Paths:
@@ -32,7 +34,12 @@ class Paths:
             published=Path(os.environ.get("SURVEY_PUBLISHED_PATH", var / "published" / "survey_marts.duckdb")),
             data_docs=Path(os.environ.get("SURVEY_DATA_DOCS_DIR", var / "data_docs")),
             dbt_project=root / "dbt_project",
+            inbox=Path(os.environ["SURVEY_INBOX_DIR"]) if os.environ.get("SURVEY_INBOX_DIR") else None,
         )
+
+    @property
+    def inbox_dir(self) -> Path:
+        return self.inbox or self.var / "inbox"
 
 
 def get_paths() -> Paths:

@@ -7,7 +7,8 @@
 What it sets up, all of it its own and all of it removed on exit:
 - an Airflow metadata database in PostgreSQL (survey_test_airflow_<pid>), also the Celery result backend;
 - a Redis broker (db `broker_db`) with a queue of its own, so that no other worker takes these tasks;
-- `airflow api-server`, `airflow scheduler`, `airflow dag-processor` and `airflow celery worker`, each in a session
+- `airflow api-server`, `airflow scheduler`, `airflow dag-processor`, `airflow triggerer` (runs the inbox's
+  AssetWatcher) and `airflow celery worker`, each in a session
   of its own (stopped together with every task process it started), logging to
   paths.var / "logs" / "celery_stack" / <name>.log.
 
@@ -77,6 +78,7 @@ class CeleryAirflow:
         extra_env: dict[str, str] | None = None,
         startup_timeout: float = 180,
         grace_seconds: float = 20,
+        schedule_runs: bool = False,
     ) -> None:
         self.paths, self.pools, self.dag_id = paths, pools, dag_id
         self.grace_seconds, self.startup_timeout = grace_seconds, startup_timeout
@@ -114,8 +116,10 @@ class CeleryAirflow:
                 "AIRFLOW__CORE__FERNET_KEY": _fernet_key(),
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
-                # only the runs this class triggers: no scheduled run appears when the DAG is unpaused
-                "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+                # by default only the runs this class triggers: no scheduled run appears when the DAG is unpaused.
+                # schedule_runs=True lets the scheduler create runs from the DAG's schedule, which includes the runs
+                # a delivery into the inbox starts (and, once, the latest yearly run)
+                "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(schedule_runs),
                 # the worker serves its task logs on a port; the default 8793 may be taken by another worker
                 "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             }
@@ -152,6 +156,7 @@ class CeleryAirflow:
         )
         self._spawn("scheduler", [airflow, "scheduler"])
         self._spawn("dag-processor", [airflow, "dag-processor"])
+        self._spawn("triggerer", [airflow, "triggerer"])
         self._spawn(
             "celery-worker",
             [
@@ -181,7 +186,7 @@ class CeleryAirflow:
             self._client.close()
             self._client = None
         try:
-            for name in ["celery-worker", "scheduler", "dag-processor", "api-server"]:
+            for name in ["celery-worker", "triggerer", "scheduler", "dag-processor", "api-server"]:
                 proc = self.processes.pop(name, None)
                 if proc is not None:
                     _stop_session(proc, self.grace_seconds)
@@ -194,14 +199,41 @@ class CeleryAirflow:
 
     def trigger(self, wave_year: int, timeout: float = 120) -> str:
         """Unpause the DAG and trigger a run with logical date <wave_year>-06-01T00:00:00Z; return its run_id."""
-        self.wait_for_dag(timeout)
-        self._api("PATCH", f"/api/v2/dags/{self.dag_id}", json={"is_paused": False})
+        self.unpause(timeout)
         run = self._api(
             "POST",
             f"/api/v2/dags/{self.dag_id}/dagRuns",
             json={"logical_date": f"{wave_year}-06-01T00:00:00Z", "conf": {}},
         )
         return run["dag_run_id"]
+
+    def unpause(self, timeout: float = 120) -> None:
+        """Once the DAG is serialized, unpause it (its scheduled runs, and the inbox's watcher, start then)."""
+        self.wait_for_dag(timeout)
+        self._api("PATCH", f"/api/v2/dags/{self.dag_id}", json={"is_paused": False})
+
+    def dag_runs(self) -> list[dict[str, Any]]:
+        return self._api("GET", f"/api/v2/dags/{self.dag_id}/dagRuns", params={"limit": 100})["dag_runs"]
+
+    def wait_for_new_run(self, run_type: str, known: set[str], timeout: float) -> str:
+        """The run_id of the first run of this type that is not in `known`, once the scheduler has created it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            runs = [r for r in self.dag_runs() if r["run_type"] == run_type and r["dag_run_id"] not in known]
+            if runs:
+                return min(runs, key=lambda r: r["run_after"])["dag_run_id"]
+            time.sleep(2)
+        raise StackError(
+            f"no new {run_type} run of {self.dag_id} within {timeout:.0f} s; runs: "
+            f"{[(r['dag_run_id'], r['state']) for r in self.dag_runs()]}; see {self.log_path('triggerer')} and "
+            f"{self.log_path('scheduler')}"
+        )
+
+    def xcom(self, run_id: str, task_id: str, key: str = "return_value") -> Any:
+        return self._api(
+            "GET", f"/api/v2/dags/{self.dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
+        )["value"]
 
     def wait_for_dag(self, timeout: float) -> None:
         """Until the dag-processor has parsed and serialized the DAG (a trigger before that answers 404)."""
@@ -262,7 +294,7 @@ class CeleryAirflow:
 
     def where_the_logs_are(self) -> str:
         return (
-            f"process logs in {self.logs}/ (api-server, scheduler, dag-processor, celery-worker), "
+            f"process logs in {self.logs}/ (api-server, scheduler, dag-processor, triggerer, celery-worker), "
             f"task logs under {self.airflow_home / 'logs'}/dag_id={self.dag_id}/"
         )
 
@@ -350,7 +382,8 @@ class CeleryAirflow:
                 health = {}
             worker_ready = worker_ready or " ready." in self.log_path("celery-worker").read_text(errors="replace")
             if worker_ready and all(
-                health.get(c, {}).get("status") == "healthy" for c in ("metadatabase", "scheduler", "dag_processor")
+                health.get(c, {}).get("status") == "healthy"
+                for c in ("metadatabase", "scheduler", "dag_processor", "triggerer")
             ):
                 self._login()
                 return

@@ -1,0 +1,300 @@
+"""The inbox: which files count as deliveries, when the trigger announces one, and what a run does with it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import NamedTuple
+
+import pytest
+from conftest import ROOT, make_paths, use_paths, with_waves_dir
+
+from survey_warehouse import inbox, pipeline
+from survey_warehouse.errors import SurveyWarehouseError
+from survey_warehouse.inbox import Delivery, InboxWatch, scan
+from survey_warehouse.inbox_trigger import InboxTrigger
+
+WAVE_2019 = ROOT / "data" / "waves" / "2019" / "city_survey_2019_export.csv"
+
+
+def _drop(folder: Path, name: str, data: bytes = b"a,b\n1,2\n", mtime: float | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(data)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+# ---- which files are deliveries -------------------------------------------------------------------------------
+
+
+def test_scan_finds_files_in_year_folders_only_oldest_first(tmp_path: Path) -> None:
+    newer = _drop(tmp_path / "2019", "b.csv", mtime=2_000_000)
+    older = _drop(tmp_path / "2018", "a.xlsx", mtime=1_000_000)
+    _drop(tmp_path / "2019", "b.csv.part")  # still being written
+    _drop(tmp_path / "2019", ".hidden.csv")  # an editor's or a copy tool's scratch file
+    _drop(tmp_path, "loose.csv")  # not in a wave year's folder
+    _drop(tmp_path / "misc", "c.csv")
+    _drop(tmp_path / "20190", "d.csv")
+    (tmp_path / "2019" / "folder").mkdir()
+
+    found = scan(tmp_path)
+
+    assert [d.path for d in found] == [older, newer]
+    assert [d.wave_year for d in found] == [2018, 2019]
+    assert found[0].size == older.stat().st_size
+
+
+def test_scan_of_a_missing_inbox_is_empty(tmp_path: Path) -> None:
+    assert scan(tmp_path / "absent") == []
+
+
+def test_a_rejected_file_waits_until_it_is_dropped_again_or_its_note_deleted(tmp_path: Path) -> None:
+    path = _drop(tmp_path / "2019", "x.csv", mtime=1_000_000)
+    note = inbox.rejection_note(path)
+    note.write_text("why")
+    assert note.name == "x.csv.rejected.txt"
+    assert scan(tmp_path) == [], "a file with its verdict beside it is not announced again"
+
+    time.sleep(0.05)
+    os.utime(path)  # dropped again: newer than its note
+    assert [d.path for d in scan(tmp_path)] == [path]
+
+    note.write_text("why, again")  # rejected again
+    assert scan(tmp_path) == []
+    note.unlink()
+    assert [d.path for d in scan(tmp_path)] == [path]
+
+
+# ---- when a delivery is announced -----------------------------------------------------------------------------
+
+
+def _d(path: str, size: int, mtime: int = 1, year: int = 2019) -> Delivery:
+    return Delivery(year, Path(path), size, mtime)
+
+
+def test_a_file_is_announced_once_it_stopped_changing_for_the_settle_time() -> None:
+    watch = InboxWatch(settle_seconds=10, reannounce_seconds=1000)
+    assert watch.observe([_d("/i/2019/x.csv", 100, 1)], now=0) is None
+    assert watch.observe([_d("/i/2019/x.csv", 200, 2)], now=6) is None, "still growing: a copy in progress"
+    assert watch.observe([_d("/i/2019/x.csv", 200, 2)], now=15) is None, "unchanged for 9 s only"
+    announced = watch.observe([_d("/i/2019/x.csv", 200, 2)], now=16)
+    assert announced == _d("/i/2019/x.csv", 200, 2)
+
+
+def test_one_delivery_in_flight_and_announced_again_when_nobody_took_it() -> None:
+    watch = InboxWatch(settle_seconds=0, reannounce_seconds=100)
+    first, second = _d("/i/2018/a.xlsx", 1, 1, 2018), _d("/i/2019/b.csv", 1, 2)
+    watch.observe([first, second], now=0)
+    assert watch.observe([first, second], now=1) == first
+    assert watch.observe([first, second], now=50) is None, "one run at a time: b waits until a has its verdict"
+    assert watch.observe([first, second], now=102) == first, "not archived nor rejected after 100 s: again"
+    assert watch.observe([second], now=103) == second, "a was archived: b is next"
+    assert watch.observe([], now=104) is None
+
+
+def test_a_replaced_file_settles_again_before_it_is_announced() -> None:
+    watch = InboxWatch(settle_seconds=5, reannounce_seconds=1000)
+    watch.observe([_d("/i/2019/x.csv", 1, 1)], now=0)
+    assert watch.observe([_d("/i/2019/x.csv", 1, 1)], now=5) is not None
+    assert watch.observe([_d("/i/2019/x.csv", 9, 9)], now=6) is None
+    assert watch.observe([_d("/i/2019/x.csv", 9, 9)], now=11) == _d("/i/2019/x.csv", 9, 9)
+
+
+def _first_event(trigger: InboxTrigger, timeout: float) -> dict | None:
+    async def first() -> dict:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("the trigger stopped without an event")
+
+    async def bounded() -> dict | None:
+        try:
+            return await asyncio.wait_for(first(), timeout)
+        except TimeoutError:
+            return None
+
+    return asyncio.run(bounded())
+
+
+def test_trigger_fires_for_a_new_file_with_its_wave_and_path(tmp_path: Path) -> None:
+    trigger = InboxTrigger(directory=str(tmp_path), poll_seconds=0.05, settle_seconds=0.3)
+    path = _drop(tmp_path / "2019", "city_survey_2019_export.csv", b"x" * 1000)
+
+    started = time.monotonic()
+    payload = _first_event(trigger, timeout=10)
+
+    assert payload is not None, "no event for a complete file within 10 s"
+    assert time.monotonic() - started >= 0.3, "announced before the file had settled"
+    assert payload["wave_year"] == 2019
+    assert payload["path"] == str(path)
+    assert payload["file_name"] == "city_survey_2019_export.csv"
+    assert payload["size"] == 1000
+    assert Delivery.from_payload(payload).path == path
+
+
+def test_trigger_does_not_fire_while_a_file_is_being_written(tmp_path: Path) -> None:
+    """A copy in progress (the file grows every 0.1 s for 1.5 s) is announced only once it stops growing."""
+    path = _drop(tmp_path / "2019", "big.csv", b"")
+    trigger = InboxTrigger(directory=str(tmp_path), poll_seconds=0.05, settle_seconds=0.5)
+    writing_until = time.monotonic() + 1.5
+    last_write = [0.0]
+
+    async def write_slowly() -> None:
+        with open(path, "ab") as f:
+            while time.monotonic() < writing_until:
+                f.write(b"y" * 100)
+                f.flush()
+                last_write[0] = time.monotonic()
+                await asyncio.sleep(0.1)
+
+    async def scenario() -> tuple[dict, float]:
+        writer = asyncio.create_task(write_slowly())
+        async for event in trigger.run():
+            fired_at = time.monotonic()
+            await writer
+            return event.payload, fired_at
+        raise AssertionError("the trigger stopped without an event")
+
+    payload, fired_at = asyncio.run(asyncio.wait_for(scenario(), 15))
+    assert fired_at >= last_write[0] + 0.5, "announced before the file had stopped changing for 0.5 s"
+    assert payload["size"] == path.stat().st_size, "announced a partial file"
+
+
+def test_trigger_ignores_a_part_file_until_it_is_renamed(tmp_path: Path) -> None:
+    part = _drop(tmp_path / "2019", "x.csv.part", b"z" * 10)
+    trigger = InboxTrigger(directory=str(tmp_path), poll_seconds=0.05, settle_seconds=0.1)
+    assert _first_event(trigger, timeout=1.0) is None, "a .part file is still being written"
+
+    done = part.with_name("x.csv")
+    part.rename(done)
+    payload = _first_event(trigger, timeout=5)
+    assert payload is not None
+    assert payload["path"] == str(done)
+
+
+def test_trigger_serializes_to_an_importable_class_and_back() -> None:
+    import importlib
+
+    trigger = InboxTrigger(directory="/srv/inbox", poll_seconds=2, settle_seconds=4, reannounce_seconds=60)
+    classpath, kwargs = trigger.serialize()
+    module, _, name = classpath.rpartition(".")
+    again = getattr(importlib.import_module(module), name)(**kwargs)
+    assert again.serialize() == (classpath, kwargs)
+
+    from airflow.triggers.base import BaseEventTrigger
+
+    assert isinstance(trigger, BaseEventTrigger), "AssetWatcher accepts event triggers only"
+
+
+def test_inbox_asset_watches_the_configured_inbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from survey_warehouse.inbox_trigger import inbox_asset
+
+    monkeypatch.setenv("SURVEY_INBOX_DIR", str(tmp_path / "drop"))
+    monkeypatch.setenv("SURVEY_INBOX_SETTLE_SECONDS", "3")
+    asset = inbox_asset()
+    assert asset.name == inbox.INBOX_ASSET_NAME
+    [watcher] = asset.watchers
+    assert watcher.trigger.directory == str((tmp_path / "drop").resolve())
+    assert watcher.trigger.settle_seconds == 3
+
+
+# ---- the run's delivery ---------------------------------------------------------------------------------------
+
+
+class _Asset(NamedTuple):
+    name: str
+
+
+def _context(*payloads: dict, asset_name: str = inbox.INBOX_ASSET_NAME, **extra: object) -> dict:
+    asset = _Asset(asset_name)
+    events = [SimpleNamespace(extra={"from_trigger": True, "payload": p}, timestamp=i) for i, p in enumerate(payloads)]
+    return {"triggering_asset_events": {asset: events} if payloads else {}, "params": {}, **extra}
+
+
+def test_the_run_knows_its_delivery_and_wave_from_the_asset_event() -> None:
+    first = _d("/i/2019/x.csv", 5).payload()
+    context = _context(first, _d("/i/2018/y.xlsx", 5, year=2018).payload(), logical_date=None)
+    assert inbox.delivery_of_run(context) == Delivery.from_payload(first)
+    assert pipeline.wave_year_of_run(context) == 2019
+
+    assert inbox.delivery_of_run(_context(first, asset_name="other_asset")) is None
+    assert inbox.delivery_of_run({"params": {}}) is None
+
+
+def test_a_run_without_a_wave_year_says_how_to_give_one() -> None:
+    with pytest.raises(SurveyWarehouseError, match=r'"wave_year": <year>'):
+        pipeline.wave_year_of_run(_context(logical_date=None))
+
+
+def test_archive_moves_the_delivery_and_keeps_the_previous_file(tmp_path: Path) -> None:
+    delivered = _drop(tmp_path / "inbox" / "2019", "w.csv", b"new")
+    inbox.rejection_note(delivered).write_text("an earlier copy was rejected")
+    target = _drop(tmp_path / "archive" / "2019", "w.csv", b"old")
+    delivery = Delivery(2019, delivered, 3, delivered.stat().st_mtime_ns)
+
+    assert inbox.archive(delivery, target) == target
+
+    assert target.read_bytes() == b"new"
+    assert not delivered.exists()
+    assert not inbox.rejection_note(delivered).exists()
+    [kept] = (target.parent / "superseded").iterdir()
+    assert kept.read_bytes() == b"old"
+    assert kept.name.endswith("_w.csv")
+
+
+def test_reject_leaves_the_file_with_the_reason_beside_it(tmp_path: Path) -> None:
+    delivered = _drop(tmp_path / "2019", "w.csv", b"bad")
+    note = inbox.reject(Delivery(2019, delivered, 3, 0), "w.csv, row 3: the file ends in the middle", "run_1")
+    assert delivered.read_bytes() == b"bad"
+    assert note == tmp_path / "2019" / "w.csv.rejected.txt"
+    text = note.read_text()
+    assert text.startswith("w.csv, row 3: the file ends in the middle\n")
+    assert "run_1" in text
+    assert "drop it again" in text
+    assert scan(tmp_path) == []
+
+
+@pytest.fixture
+def waves_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A test folder with the 2019 wave spec, its `file:` pointing at an archive folder of the test's own."""
+    paths = make_paths("inbox_unit")
+    spec = (ROOT / "config" / "waves" / "2019.yml").read_text(encoding="utf-8")
+    archive = paths.var / "archive" / "2019" / "city_survey_2019_export.csv"
+    folder = paths.var / "waves"
+    folder.mkdir()
+    (folder / "2019.yml").write_text(
+        spec.replace("file: data/waves/2019/city_survey_2019_export.csv", f"file: {archive}"), encoding="utf-8"
+    )
+    use_paths(monkeypatch, with_waves_dir(paths, folder))
+    return paths.inbox_dir
+
+
+def test_a_delivery_with_another_name_than_the_spec_says_is_refused(waves_dir: Path) -> None:
+    delivered = waves_dir / "2019" / "export (1).csv"
+    delivered.parent.mkdir(parents=True)
+    shutil.copy(WAVE_2019, delivered)
+    delivery = Delivery(2019, delivered, 1, 1)
+    with pytest.raises(SurveyWarehouseError) as caught:
+        pipeline.plan_run(2019, delivery)
+    message = str(caught.value)
+    assert message.startswith("export (1).csv: ")
+    assert "named 'city_survey_2019_export.csv'" in message
+    assert "rename the delivery" in message
+
+
+def test_a_delivery_for_a_year_without_a_wave_spec_is_refused(waves_dir: Path) -> None:
+    delivered = _drop(waves_dir / "2021", "kysely.csv")
+    with pytest.raises(SurveyWarehouseError, match=r"kysely.csv: delivered for wave 2021, but there is no wave spec"):
+        pipeline.plan_run(2021, Delivery(2021, delivered, 1, 1))
+
+
+def test_a_delivery_taken_by_an_earlier_run_ends_the_run_skipped(waves_dir: Path) -> None:
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    with pytest.raises(AirflowSkipException, match="no longer in the inbox"):
+        pipeline.plan_run(2019, Delivery(2019, waves_dir / "2019" / "city_survey_2019_export.csv", 1, 1))
