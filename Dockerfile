@@ -8,10 +8,17 @@
 # stage before the target, which costs one pull of the Superset image).
 
 # Superset's images ship no database drivers (not even for its own metadata database); this one speaks PostgreSQL.
-# 2.9.9 is the psycopg2-binary that apache-superset 6.1.0 pins for its `postgres` extra.
+# 2.9.9 is the psycopg2-binary that apache-superset 6.1.0 pins for its `postgres` extra (bi/pyproject.toml has the
+# same). The dashboard kept as code and its provisioning (bi/run_superset.py: schema upgrade, roles, admin user, the
+# bundle imported against the marts SURVEY_MARTS_URI names, then the web server) are copied in, as `make dashboard`
+# runs them; docker-compose's superset service runs that script.
 FROM apache/superset:6.1.0 AS superset
 USER root
-RUN uv pip install --no-cache --python /app/.venv/bin/python "psycopg2-binary==2.9.9"
+RUN uv pip install --no-cache --python /app/.venv/bin/python "psycopg2-binary==2.9.9" \
+    && mkdir -p /app/survey_bi/var && chown -R superset /app/survey_bi
+ENV SURVEY_VAR_DIR=/app/survey_bi/var
+COPY --chown=superset bi/run_superset.py bi/build_bundle.py bi/superset_config.py /app/survey_bi/bi/
+COPY --chown=superset bi/dashboards/ /app/survey_bi/bi/dashboards/
 USER superset
 
 

@@ -1,9 +1,16 @@
-"""Zip the dashboard kept as code (bi/dashboards/) into a Superset import bundle.
+"""Zip the dashboard kept as code (bi/dashboards/) into a Superset import bundle, for the marts on DuckDB or on
+PostgreSQL.
 
-    bi/.venv/bin/python bi/build_bundle.py --published var/published/survey_marts.duckdb --out var/superset/bundle.zip
+    bi/.venv/bin/python bi/build_bundle.py --marts var/published/survey_marts.duckdb --out var/superset/bundle.zip
+    bi/.venv/bin/python bi/build_bundle.py --marts postgresql://survey_reader@db.example:5432/survey_warehouse \
+        --out var/superset/bundle.zip
 
 What it changes on the way (the YAML files in the repository stay as they are):
-- the database's sqlalchemy_uri becomes duckdb:///<absolute path of the published file>;
+- the database (databases/survey_marts.yaml, one definition for both engines) gets the engine's sqlalchemy_uri,
+  database_name and engine_params (its `engines` entry): duckdb:///<absolute path of the published file>, or
+  postgresql+psycopg2://<user>@<host>:<port>/<database> for the PostgreSQL warehouse. A password in the marts URI is
+  never written into the bundle: the URI carries Superset's mask (XXXXXXXXXX) and marts_connection() hands the
+  password to the import (ImportAssetsCommand's `passwords`), which stores it encrypted;
 - charts without a saved query_context get one built from their params (the query the chart runs), so that
   GET /api/v1/chart/<id>/data/ works for them (reports, the dashboard test) without opening them in Explore first;
 - metadata.yaml's type is `Dashboard` (what `superset import-dashboards` and the UI's import accept) or, with
@@ -11,6 +18,7 @@ What it changes on the way (the YAML files in the repository stay as they are):
   too. `superset import-dashboards` overwrites only the dashboard and keeps an existing database, datasets and
   charts as they were: a changed dataset SQL or a moved published file would not reach Superset.
 
+The datasets' SQL is the same on both engines (tests/bi/test_dataset_sql.py runs it on both).
 Only PyYAML is needed (it is in Superset's environment and in the pipeline's).
 """
 
@@ -19,14 +27,33 @@ from __future__ import annotations
 import argparse
 import json
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit
 
 import yaml
 
 BI_DIR = Path(__file__).resolve().parent
 SOURCE = BI_DIR / "dashboards"
 ROOT_FOLDER = "survey_dashboard"
+# Superset's mask for a password (superset.constants.PASSWORD_MASK): an imported URI with it keeps the password the
+# import is given beside the bundle, instead of clearing it.
+PASSWORD_MASK = "X" * 10
+POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg2")
+
+
+@dataclass(frozen=True)
+class MartsConnection:
+    """Where the dashboard reads the marts: the engine, the URI as the bundle holds it, and the password (if any)
+    that goes to the import beside the bundle."""
+
+    engine: str  # "duckdb" or "postgresql", a key of `engines` in databases/*.yaml
+    sqlalchemy_uri: str  # never holds a password
+    password: str | None = None
+
+    def describe(self) -> str:
+        return self.sqlalchemy_uri.replace(f":{PASSWORD_MASK}@", "@")
 
 
 def load_source(source: Path = SOURCE) -> dict[str, dict[str, Any]]:
@@ -42,6 +69,33 @@ def load_source(source: Path = SOURCE) -> dict[str, dict[str, Any]]:
 
 def duckdb_uri(published: Path) -> str:
     return f"duckdb:///{published.resolve()}"
+
+
+def marts_connection(marts: str | Path) -> MartsConnection:
+    """The marts from a path to the published DuckDB file (or duckdb:///<path>) or a PostgreSQL URI
+    (postgresql://<user>[:<password>]@<host>[:<port>]/<database>[?<options>], the password percent-encoded)."""
+    text = str(marts)
+    if "://" not in text:
+        return MartsConnection("duckdb", duckdb_uri(Path(text)))
+    parts = urlsplit(text)
+    if parts.scheme == "duckdb":
+        return MartsConnection("duckdb", duckdb_uri(Path(text.removeprefix("duckdb:///"))))
+    if parts.scheme not in POSTGRES_SCHEMES:
+        raise ValueError(f"the marts are a DuckDB file or a PostgreSQL URI (postgresql://...), not {parts.scheme}://")
+    database = parts.path.lstrip("/")
+    if not (parts.username and parts.hostname and database):
+        raise ValueError(
+            "a PostgreSQL marts URI names the user, host and database: "
+            "postgresql://survey_reader[:<password>]@<host>[:<port>]/<database>"
+        )
+    password = unquote(parts.password) if parts.password is not None else None
+    user = quote(unquote(parts.username), safe="")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    uri = (
+        f"postgresql+psycopg2://{user}{':' + PASSWORD_MASK if password else ''}@{host}"
+        f"{f':{parts.port}' if parts.port else ''}/{database}{f'?{parts.query}' if parts.query else ''}"
+    )
+    return MartsConnection("postgresql", uri, password or None)
 
 
 def _filters(params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -112,23 +166,43 @@ def query_context(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def render(files: dict[str, dict[str, Any]], published: Path, bundle_type: str = "Dashboard") -> dict[str, str]:
-    """The bundle's files as YAML text, with the database URI, query contexts and metadata type set."""
+def database(doc: dict[str, Any], connection: MartsConnection) -> dict[str, Any]:
+    """A database of the bundle for the connection's engine: its URI, and its `engines` entry's name and
+    engine_params."""
+    engines = doc.pop("engines", None) or {}
+    if connection.engine not in engines:
+        raise ValueError(f"{doc.get('database_name')!r} has no `engines: {connection.engine}:` entry")
+    chosen = engines[connection.engine]
+    doc["database_name"] = chosen["database_name"]
+    doc["sqlalchemy_uri"] = connection.sqlalchemy_uri
+    doc["extra"] = {**(doc.get("extra") or {}), "engine_params": chosen.get("engine_params") or {}}
+    return doc
+
+
+def render(
+    files: dict[str, dict[str, Any]], marts: str | Path | MartsConnection, bundle_type: str = "Dashboard"
+) -> dict[str, str]:
+    """The bundle's files as YAML text, with the database set for the marts' engine, query contexts and metadata
+    type set."""
+    connection = marts if isinstance(marts, MartsConnection) else marts_connection(marts)
     out: dict[str, str] = {}
     for name, source in files.items():
         doc = json.loads(json.dumps(source))  # a deep copy
         if name == "metadata.yaml":
             doc["type"] = bundle_type
         elif name.startswith("databases/"):
-            doc["sqlalchemy_uri"] = duckdb_uri(published)
+            doc = database(doc, connection)
         elif name.startswith("charts/") and not doc.get("query_context"):
             doc["query_context"] = json.dumps(query_context(doc["params"]))
         out[name] = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
     return out
 
 
-def build(published: Path, out: Path, bundle_type: str = "Dashboard", source: Path = SOURCE) -> Path:
-    rendered = render(load_source(source), published, bundle_type)
+def build(
+    marts: str | Path | MartsConnection, out: Path, bundle_type: str = "Dashboard", source: Path = SOURCE
+) -> Path:
+    """The bundle for the marts (see marts_connection) zipped to `out`; it holds no password."""
+    rendered = render(load_source(source), marts, bundle_type)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as bundle:
@@ -140,11 +214,16 @@ def build(published: Path, out: Path, bundle_type: str = "Dashboard", source: Pa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--published", type=Path, required=True, help="the published DuckDB marts file")
+    parser.add_argument(
+        "--marts",
+        "--published",
+        required=True,
+        help="the published DuckDB marts file, or the PostgreSQL marts as postgresql://<user>@<host>:<port>/<database>",
+    )
     parser.add_argument("--out", type=Path, required=True, help="the zip to write")
     parser.add_argument("--type", dest="bundle_type", choices=["Dashboard", "assets"], default="Dashboard")
     args = parser.parse_args()
-    print(build(args.published, args.out, args.bundle_type))
+    print(build(args.marts, args.out, args.bundle_type))
 
 
 if __name__ == "__main__":

@@ -1,22 +1,31 @@
-"""Start Apache Superset on the published marts, with the dashboard kept as code in bi/dashboards/.
+"""Start Apache Superset on the marts, with the dashboard kept as code in bi/dashboards/.
 
     .tools/bin/uv sync --frozen --project bi          # once: Superset's own environment in bi/.venv
-    bi/.venv/bin/python bi/run_superset.py            # then open the URL it prints
+    bi/.venv/bin/python bi/run_superset.py            # the published DuckDB file; open the URL it prints
+    SURVEY_MARTS_URI=postgresql://survey_reader@<host>:5432/<database> bi/.venv/bin/python bi/run_superset.py
 
-Steps: `superset db upgrade` (metadata in SQLite under <SURVEY_VAR_DIR>/superset/), `superset init` (roles and
-permissions), the admin user (created, or its password reset to SUPERSET_ADMIN_PASSWORD), the dashboard bundle
-(bi/build_bundle.py, with the database pointing at the published file) imported with overwrite, then the web server
-(gunicorn, one worker) until Ctrl-C or SIGTERM, which stop it cleanly.
+Steps: `superset db upgrade` (metadata in SQLite under <SURVEY_VAR_DIR>/superset/, or where
+SUPERSET__SQLALCHEMY_DATABASE_URI says), `superset init` (roles and permissions), the admin user (created, or its
+password reset to SUPERSET_ADMIN_PASSWORD), the dashboard bundle (bi/build_bundle.py, with the database set for the
+marts' engine: the published DuckDB file or the PostgreSQL warehouse) imported with overwrite, then the web server
+(gunicorn, one worker) until Ctrl-C or SIGTERM, which stop it cleanly. docker-compose's superset service runs this
+same script against the PostgreSQL marts.
 
 | Variable                 | Default                                   | Meaning                                          |
 | ------------------------ | ----------------------------------------- | ------------------------------------------------ |
 | SURVEY_VAR_DIR           | <repo>/var                                | Superset's state: <SURVEY_VAR_DIR>/superset/     |
-| SURVEY_PUBLISHED_PATH    | <SURVEY_VAR_DIR>/published/survey_marts.duckdb | the marts the dashboard reads (read-only)   |
+| SURVEY_MARTS_URI         | (none: the published DuckDB file)         | the PostgreSQL marts: postgresql://survey_reader[:<password>]@<host>:<port>/<database> |
+| SURVEY_PUBLISHED_PATH    | <SURVEY_VAR_DIR>/published/survey_marts.duckdb | the DuckDB marts the dashboard reads (read-only) |
 | SUPERSET_PORT            | 8088                                      | the port                                         |
 | SUPERSET_HOST            | 127.0.0.1                                 | the address to listen on                         |
-| SUPERSET_ADMIN_PASSWORD  | admin (development only)                  | the password of the user `admin`                 |
+| SUPERSET_ADMIN_USER      | admin                                     | the admin user's name                            |
+| SUPERSET_ADMIN_EMAIL     | admin@localhost                           | the admin user's e-mail address (when created)   |
+| SUPERSET_ADMIN_PASSWORD  | admin (development only)                  | the admin user's password                        |
 | SUPERSET_SECRET_KEY      | a development key (superset_config.py)    | Flask's secret key                               |
 | SURVEY_ENV               | development                               | `production` refuses both development defaults   |
+
+A password in SURVEY_MARTS_URI goes to Superset's import beside the bundle (stored encrypted with the secret key),
+never into the bundle file on disk.
 """
 
 from __future__ import annotations
@@ -33,7 +42,6 @@ from pathlib import Path
 BI_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BI_DIR.parent
 DEVELOPMENT_ADMIN_PASSWORD = "admin"  # noqa: S105
-ADMIN_USERNAME = "admin"
 
 
 def var_dir() -> Path:
@@ -42,6 +50,19 @@ def var_dir() -> Path:
 
 def published_path() -> Path:
     return Path(os.environ.get("SURVEY_PUBLISHED_PATH") or var_dir() / "published" / "survey_marts.duckdb").resolve()
+
+
+def marts_setting() -> str | Path:
+    """The marts the dashboard reads: SURVEY_MARTS_URI (PostgreSQL), else the published DuckDB file."""
+    return os.environ.get("SURVEY_MARTS_URI") or published_path()
+
+
+def admin_username() -> str:
+    return os.environ.get("SUPERSET_ADMIN_USER") or "admin"
+
+
+def admin_email() -> str:
+    return os.environ.get("SUPERSET_ADMIN_EMAIL") or "admin@localhost"
 
 
 def admin_password() -> str:
@@ -85,10 +106,14 @@ def _step(title: str, cmd: list[str], env: dict[str, str], log: Path) -> None:
 
 
 def provision(bundle: Path, password: str) -> None:
-    """In Superset's app context: the admin user and the bundle, imported with overwrite (ImportAssetsCommand)."""
+    """In Superset's app context: the admin user and the bundle, imported with overwrite (ImportAssetsCommand), with
+    the marts' password (if the marts URI has one) given beside the bundle."""
     from zipfile import ZipFile
 
+    from build_bundle import marts_connection
     from superset.app import create_app
+
+    marts_password = marts_connection(marts_setting()).password
 
     app = create_app()
     with app.app_context():
@@ -97,13 +122,13 @@ def provision(bundle: Path, password: str) -> None:
         from superset.commands.importers.v1.utils import get_contents_from_bundle
         from superset.utils.core import override_user
 
-        user = security_manager.find_user(username=ADMIN_USERNAME)
+        user = security_manager.find_user(username=admin_username())
         if user is None:
             user = security_manager.add_user(
-                ADMIN_USERNAME,
+                admin_username(),
                 "Survey",
                 "Admin",
-                "admin@localhost",
+                admin_email(),
                 security_manager.find_role("Admin"),
                 password=password,
             )
@@ -113,9 +138,10 @@ def provision(bundle: Path, password: str) -> None:
             security_manager.reset_password(user.id, password)
         with ZipFile(bundle) as zipped:
             contents = get_contents_from_bundle(zipped)
+        passwords = {name: marts_password for name in contents if name.startswith("databases/") and marts_password}
         with override_user(user):
             try:
-                ImportAssetsCommand(contents).run()
+                ImportAssetsCommand(contents, passwords=passwords).run()
             except Exception as exc:
                 # Superset reports a bundle that does not validate as "Import failed for an unknown reason"; the
                 # reasons (file and field) are on the CommandInvalidError it was raised from
@@ -152,24 +178,30 @@ def main() -> None:
     args = parser.parse_args()
 
     password = admin_password()
+    sys.path.insert(0, str(BI_DIR))
     if args.provision:
         provision(args.provision, password)
         return
 
+    from build_bundle import build, marts_connection
+
     started = time.monotonic()
-    published = published_path()
-    if not published.exists():
-        sys.exit(f"No published marts at {published}: run `make run` first (or set SURVEY_PUBLISHED_PATH).")
+    try:
+        marts = marts_connection(marts_setting())
+    except ValueError as exc:
+        sys.exit(f"SURVEY_MARTS_URI: {exc}")
+    if marts.engine == "duckdb" and not published_path().exists():
+        sys.exit(
+            f"No published marts at {published_path()}: run `make run` first (or set SURVEY_PUBLISHED_PATH, or "
+            "SURVEY_MARTS_URI for the PostgreSQL warehouse)."
+        )
     home = var_dir() / "superset"
     home.mkdir(parents=True, exist_ok=True)
     log = home / "superset.log"
     env = superset_env()
-    print(f"Superset on {published} (state in {home}, log {log})", flush=True)
+    print(f"Superset on {marts.describe()} (state in {home}, log {log})", flush=True)
 
-    sys.path.insert(0, str(BI_DIR))
-    from build_bundle import build
-
-    bundle = build(published, home / "survey_dashboard_bundle.zip", bundle_type="assets")
+    bundle = build(marts, home / "survey_dashboard_bundle.zip", bundle_type="assets")
     _step("superset db upgrade", [_bin("superset"), "db", "upgrade"], env, log)
     _step("superset init", [_bin("superset"), "init"], env, log)
     _step("admin user, dashboard import", [sys.executable, __file__, "--provision", str(bundle)], env, log)
@@ -214,7 +246,7 @@ def main() -> None:
         print(f"  {'web server up':<34} {time.monotonic() - started:5.1f} s in all", flush=True)
         print(f"\nSuperset is running: {url}/superset/dashboard/who-leads-digitalisation/", flush=True)
         print(
-            f"Log in as {ADMIN_USERNAME} / "
+            f"Log in as {admin_username()} / "
             f"{'admin (development default)' if password == DEVELOPMENT_ADMIN_PASSWORD else '$SUPERSET_ADMIN_PASSWORD'}."
             " Ctrl-C stops it.",
             flush=True,

@@ -8,10 +8,13 @@ Settings from the environment:
 | SUPERSET_SECRET_KEY   | DEVELOPMENT_SECRET_KEY below              | signs sessions, encrypts database credentials        |
 | SURVEY_ENV            | development                               | `production` refuses the development secret key     |
 
-Superset's metadata (users, the imported dashboard) lives in SQLite at <SURVEY_VAR_DIR>/superset/superset.db.
-The marts are read from the published DuckDB file, read-only, with a new connection for every query: the pipeline
-publishes by renaming a new file over the old one, and a fresh connection always opens the newest file (a pooled
-connection would keep reading the replaced one).
+Superset's metadata (users, the imported dashboard) lives in SQLite at <SURVEY_VAR_DIR>/superset/superset.db, or
+where SUPERSET__SQLALCHEMY_DATABASE_URI says (Superset applies that variable after this file; docker-compose puts the
+metadata in PostgreSQL with it).
+The marts are read either from the published DuckDB file, read-only, with a new connection for every query (the
+pipeline publishes by renaming a new file over the old one, and a fresh connection always opens the newest file; a
+pooled connection would keep reading the replaced one), or from the PostgreSQL warehouse as the role survey_reader,
+in read-only transactions (bi/run_superset.py, SURVEY_MARTS_URI).
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ CONTENT_SECURITY_POLICY_WARNING = False
 CACHE_CONFIG = {"CACHE_TYPE": "NullCache"}
 DATA_CACHE_CONFIG = {"CACHE_TYPE": "NullCache"}
 
-# --- the marts: DuckDB, read-only, a new connection per query ---------------------------------------------------
+# --- the marts: DuckDB read-only with a new connection per query, or PostgreSQL read-only ----------------------
 # DuckDB settings of every connection to the published file: read-only, no file access outside the database (no
 # read_csv('/etc/...') from SQL Lab), and no extension downloads (they fail offline).
 DUCKDB_CONNECT_ARGS: dict[str, Any] = {
@@ -97,10 +100,20 @@ DUCKDB_CONNECT_ARGS: dict[str, Any] = {
 }
 
 
+# PostgreSQL: every transaction read-only (the role survey_reader can only SELECT on the marts anyway).
+POSTGRES_READ_ONLY_OPTION = "-c default_transaction_read_only=on"
+
+
 def DB_CONNECTION_MUTATOR(uri, params, username, security_manager, source):
-    """Enforce read-only, unpooled DuckDB connections whatever the database's settings in the UI say."""
+    """Enforce read-only, unpooled DuckDB connections, and read-only PostgreSQL transactions, whatever the
+    database's settings in the UI say."""
     from sqlalchemy.pool import NullPool
 
+    if uri.drivername.startswith("postgresql"):
+        connect_args = params.setdefault("connect_args", {})
+        options = connect_args.get("options") or ""
+        if POSTGRES_READ_ONLY_OPTION not in options:
+            connect_args["options"] = f"{options} {POSTGRES_READ_ONLY_OPTION}".strip()
     if uri.drivername.startswith("duckdb"):
         params["poolclass"] = NullPool
         connect_args = params.setdefault("connect_args", {})

@@ -1,16 +1,21 @@
-"""Superset (its own environment, bi/.venv) on the published marts, with the dashboard imported from bi/dashboards/.
+"""Superset (its own environment, bi/.venv) with the dashboard imported from bi/dashboards/, on the marts of each
+engine: the published DuckDB file, and the PostgreSQL warehouse (the same marts copied into a database of their own on
+the local PostgreSQL, 127.0.0.1:5432, read as the read-only role survey_reader; tests/bi/pg_marts.py).
 
-Starts bi/run_superset.py as a subprocess in its own process group (state in var/tests/superset), waits for
-/health, and checks through Superset's chart-data API what every chart shows against SQL on the published file: the
-shares, their Wilson intervals and census bounds, the IT-led share beside the published statement, every question of
-marts.dim_question (but `lead`) in the Other-questions charts with its texts and answer labels in scale order, and
-no raw code (answer codes, question ids) where a label belongs. It checks the main chart's legend (one page, IT
-management first, a colour of its own for every option), opens the dashboard in headless Chromium until every chart
-has rendered (screenshot in var/tests/superset/dashboard.png), picks a region in the native filter Region and
-compares the city table and the shares with SQL for that region, checks that a new load renamed over the published
-file shows up without a restart, and that a question a new wave adds reaches the Other-questions charts, in words,
-with no edit to the bundle. It stops Superset's whole process group at the end, also on failure. (The datasets' SQL
-on PostgreSQL: test_dataset_sql.py.)
+For each engine it starts bi/run_superset.py as a subprocess in its own process group (state in var/tests/superset,
+var/tests/superset_postgresql), on a free port, waits for /health, and checks through Superset's chart-data API what
+every chart shows against SQL on the marts Superset reads: the shares, their Wilson intervals and census bounds, the
+IT-led share beside the published statement, every question of marts.dim_question (but `lead`) in the
+Other-questions charts with its texts and answer labels in scale order, no raw code (answer codes, question ids)
+where a label belongs, and the main chart's legend (one page, IT management first, a colour of its own for every
+option). On PostgreSQL it also checks the connection: the reader, read-only, and no password in the bundle on disk.
+
+On DuckDB it also opens the dashboard in headless Chromium until every chart has rendered (screenshot in
+var/tests/superset/dashboard.png), picks a region in the native filter Region and compares the city table and the
+shares with SQL for that region, checks that a new load renamed over the published file shows up without a restart,
+and that a question a new wave adds reaches the Other-questions charts, in words, with no edit to the bundle.
+Superset's whole process group is stopped at the end, also on failure; one Superset runs at a time. Without
+PostgreSQL the PostgreSQL tests fail (they never skip). (The datasets' SQL on both engines: test_dataset_sql.py.)
 """
 
 from __future__ import annotations
@@ -22,28 +27,41 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cmp_to_key
 from pathlib import Path
+from typing import Protocol
 
 import duckdb
 import pytest
 import yaml
 from conftest import ROOT, PipelineRun, make_paths
+from pg_marts import PG_HOST, PG_PORT, READER, PostgresMarts, postgres_marts
 
 BI = ROOT / "bi"
 BUNDLE = BI / "dashboards"
 BI_PYTHON = BI / ".venv" / "bin" / "python"
 UV = ROOT / ".tools" / "bin" / "uv"
 SLUG = "who-leads-digitalisation"
+pytestmark = pytest.mark.slow
+# the tests that rename files over the published DuckDB file, or drive the browser (once is enough)
+DUCKDB_ONLY = pytest.mark.parametrize("superset", ["duckdb"], indirect=True)
 ADMIN_PASSWORD = "test-admin-password"  # noqa: S105
 STARTUP_TIMEOUT = 420
+# The marts Superset reads in these tests: the published DuckDB file, and the PostgreSQL warehouse as survey_reader
+ENGINES = ["duckdb", "postgresql"]
+# The local PostgreSQL trusts local connections, so any password logs in: this one is only looked for where it must
+# not be (the bundle on disk, Superset's metadata in clear)
+MARTS_PASSWORD = "reader-password-kept-out-of-the-bundle"  # noqa: S105
 Z = 1.959964  # 95 %, as dbt_project/macros' wilson_bound
 
 MAIN_CHART = "Who leads digitalisation - share of responding cities by wave"
@@ -112,9 +130,11 @@ def stop_group(process: subprocess.Popen) -> None:
 
 @dataclass
 class Superset:
+    engine: str  # "duckdb" or "postgresql": the marts it reads
     url: str
     var: Path
-    published: Path
+    marts: Marts  # the marts Superset reads, for the expected answers
+    published: Path | None  # Superset's copy of the published file (DuckDB only)
     log: Path
     startup_seconds: float
 
@@ -139,26 +159,17 @@ class Superset:
         return body["access_token"]
 
 
-@pytest.fixture(scope="module")
-def superset(pipeline_run: PipelineRun) -> Iterator[Superset]:
-    ensure_bi_env()
-    paths = make_paths("superset")
-    # Superset reads its own copy of the published file, so the test can rename a new load over it (as the
-    # pipeline does) without touching the session's pipeline run.
-    published = paths.var / "published" / "survey_marts.duckdb"
-    published.parent.mkdir(parents=True)
-    shutil.copy2(pipeline_run.paths.published, published)
+@contextmanager
+def start_superset(var: Path, settings: dict[str, str]) -> Iterator[tuple[str, Path, float]]:
+    """bi/run_superset.py with its state in `var` and the given settings (the marts), on a free port, until /health
+    answers; yields the URL, run_superset.py's output and the start-up time, and stops the whole process group."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    env = {k: v for k, v in env.items() if k not in ("SURVEY_MARTS_URI", "SURVEY_PUBLISHED_PATH")}
     env.update(
-        {
-            "SURVEY_VAR_DIR": str(paths.var),
-            "SURVEY_PUBLISHED_PATH": str(published),
-            "SUPERSET_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "SURVEY_ENV": "development",
-        }
+        {"SURVEY_VAR_DIR": str(var), "SUPERSET_ADMIN_PASSWORD": ADMIN_PASSWORD, "SURVEY_ENV": "development", **settings}
     )
-    log = paths.var / "run_superset.out"
+    log = var / "run_superset.out"
     started = time.monotonic()
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -175,7 +186,7 @@ def superset(pipeline_run: PipelineRun) -> Iterator[Superset]:
             if process.poll() is not None:
                 pytest.fail(
                     f"run_superset.py exited with {process.returncode}:\n{log.read_text()[-4000:]}\n"
-                    f"see {paths.var / 'superset' / 'superset.log'}"
+                    f"see {var / 'superset' / 'superset.log'}"
                 )
             if time.monotonic() - started > STARTUP_TIMEOUT:
                 pytest.fail(f"Superset did not start within {STARTUP_TIMEOUT} s:\n{log.read_text()[-4000:]}")
@@ -188,26 +199,65 @@ def superset(pipeline_run: PipelineRun) -> Iterator[Superset]:
             time.sleep(1)
         startup = time.monotonic() - started
         print(f"\nSuperset start-up (db upgrade, init, admin, import, server until /health): {startup:.1f} s")
-        (paths.var / "startup_seconds.txt").write_text(f"{startup:.1f}\n")
-        yield Superset(url, paths.var, published, log, startup)
+        (var / "startup_seconds.txt").write_text(f"{startup:.1f}\n")
+        yield url, log, startup
     finally:
         stop_group(process)
     with pytest.raises(ProcessLookupError):
         os.killpg(process.pid, 0)  # the whole group is gone
 
 
-# --- the published file, read with SQL ---------------------------------------------------------------------------
+@pytest.fixture(scope="module", params=ENGINES)
+def superset(request: pytest.FixtureRequest, pipeline_run: PipelineRun) -> Iterator[Superset]:
+    """Superset on the marts of one engine: the published DuckDB file, or the PostgreSQL warehouse (the same marts in
+    a database of their own on the local PostgreSQL, read as survey_reader). Tests run on both engines unless they
+    are parametrised with one (`indirect=True`); one Superset runs at a time."""
+    ensure_bi_env()
+    if request.param == "duckdb":
+        paths = make_paths("superset")
+        # Superset reads its own copy of the published file, so the test can rename a new load over it (as the
+        # pipeline does) without touching the session's pipeline run.
+        published = paths.var / "published" / "survey_marts.duckdb"
+        published.parent.mkdir(parents=True)
+        shutil.copy2(pipeline_run.paths.published, published)
+        with start_superset(paths.var, {"SURVEY_PUBLISHED_PATH": str(published)}) as (url, log, startup):
+            yield Superset("duckdb", url, paths.var, DuckDBMarts(pipeline_run.paths.published), published, log, startup)
+    else:
+        paths = make_paths("superset_postgresql")
+        with postgres_marts(pipeline_run.paths.published, tag="bi_superset") as database:
+            # trust auth takes any password: this one only shows that it never reaches the bundle on disk
+            uri = f"postgresql://{READER}:{MARTS_PASSWORD}@{PG_HOST}:{PG_PORT}/{database}"
+            with start_superset(paths.var, {"SURVEY_MARTS_URI": uri}) as (url, log, startup):
+                yield Superset("postgresql", url, paths.var, PostgresMarts(database), None, log, startup)
 
 
-def query(path: Path, sql: str, params: list | None = None) -> list[dict]:
-    with duckdb.connect(str(path), read_only=True) as con:
-        cur = con.execute(sql, params or [])
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=False)) for row in cur.fetchall()]
+# --- the marts Superset reads, with SQL ---------------------------------------------------------------------------
 
 
-def waves(path: Path) -> set[str]:
-    return {str(r["wave_year"]) for r in query(path, "select wave_year from marts.dim_year")}
+class Marts(Protocol):
+    def query(self, sql: str, params: list | None = None) -> list[dict]: ...
+
+
+class DuckDBMarts:
+    """The published DuckDB file, read-only."""
+
+    def __init__(self, file: Path) -> None:
+        self.file = file
+
+    def query(self, sql: str, params: list | None = None) -> list[dict]:
+        with duckdb.connect(str(self.file), read_only=True) as con:
+            cur = con.execute(sql, params or [])
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=False)) for row in cur.fetchall()]
+
+
+def query(marts: Marts, sql: str, params: list | None = None) -> list[dict]:
+    """The same SQL on either engine (`?` placeholders)."""
+    return marts.query(sql, params)
+
+
+def waves(marts: Marts) -> set[str]:
+    return {str(r["wave_year"]) for r in query(marts, "select wave_year from marts.dim_year")}
 
 
 def wilson(k: int, n: int) -> tuple[float, float]:
@@ -217,11 +267,11 @@ def wilson(k: int, n: int) -> tuple[float, float]:
     return max(0.0, (centre - half) / (1 + Z * Z / n)), min(1.0, (centre + half) / (1 + Z * Z / n))
 
 
-def expected_shares(path: Path, region: str | None = None) -> dict[tuple[str, str], dict]:
+def expected_shares(marts: Marts, region: str | None = None) -> dict[tuple[str, str], dict]:
     """Per wave and offered option (by its English label): cities, responding and surveyed cities, share, Wilson
     interval and census bounds, computed from the city facts (all cities, or those of one region)."""
     cities = query(
-        path,
+        marts,
         """
         select f.wave_year, f.has_responded, f.responsibility_code
         from marts.fct_city_responsibility f
@@ -231,7 +281,7 @@ def expected_shares(path: Path, region: str | None = None) -> dict[tuple[str, st
         [region, region],
     )
     offered = query(
-        path,
+        marts,
         """
         select s.wave_year, s.responsibility_code, r.responsibility_label_en
         from marts.fct_responsibility_shares s
@@ -257,19 +307,19 @@ def expected_shares(path: Path, region: str | None = None) -> dict[tuple[str, st
     return out
 
 
-def legend_labels(path: Path) -> dict[str, str]:
+def legend_labels(marts: Marts) -> dict[str, str]:
     """The main chart's series name of each responsibility option: its number in the questionnaire and its label."""
     return {
         r["responsibility_label_en"]: f"{r['sort_order']}. {r['responsibility_label_en']}"
-        for r in query(path, "select responsibility_label_en, sort_order from marts.dim_responsibility")
+        for r in query(marts, "select responsibility_label_en, sort_order from marts.dim_responsibility")
     }
 
 
-def other_questions(path: Path) -> list[dict]:
+def other_questions(marts: Marts) -> list[dict]:
     """Every wave x question of marts.dim_question except `lead`, with the question's cross-wave name (its wording
     in the latest wave that asked it)."""
     return query(
-        path,
+        marts,
         """
         select q.wave_year, q.question_id, q.question_text_en, q.question_text_fi, q.answer_type, q.scale_min,
                q.scale_max, latest.question
@@ -283,10 +333,10 @@ def other_questions(path: Path) -> list[dict]:
     )
 
 
-def answer_distribution(path: Path, question_id: str) -> list[dict]:
+def answer_distribution(marts: Marts, question_id: str) -> list[dict]:
     """The answers to one question per wave in scale order, with their share of the wave's respondents to it."""
     return query(
-        path,
+        marts,
         """
         select wave_year, answer_code, min(answer_label_en) as answer_label_en, min(answer_label_fi) as answer_label_fi,
                min(answer_sort_order) as answer_sort_order, count(*) as respondents,
@@ -298,13 +348,13 @@ def answer_distribution(path: Path, question_id: str) -> list[dict]:
     )
 
 
-def raw_codes(path: Path) -> set[str]:
+def raw_codes(marts: Marts) -> set[str]:
     """Codes that must never stand where a label belongs: answer codes and question ids (and responsibility
     codes, which the dashboard shows by their labels too)."""
     return {
         r["code"]
         for r in query(
-            path,
+            marts,
             """
         select distinct answer_code as code from marts.fct_survey_answers
         union select distinct question_id from marts.fct_survey_answers
@@ -378,14 +428,12 @@ def natural_order(names: list[str], ascending: bool = True) -> list[str]:
 # --- the tests ---------------------------------------------------------------------------------------------------
 
 
-def test_charts_carry_the_waves_the_shares_intervals_and_census_bounds(
-    superset: Superset, pipeline_run: PipelineRun
-) -> None:
-    published = pipeline_run.paths.published
+def test_charts_carry_the_waves_the_shares_intervals_and_census_bounds(superset: Superset) -> None:
+    marts = superset.marts
     token = superset.login()
     data = chart_data(superset, token)
     assert len(data) == dashboard_chart_count()
-    expected_waves = waves(published)
+    expected_waves = waves(marts)
     for name, result in data.items():
         assert result["rowcount"] > 0, f"{name}: no rows"
         if name == ANSWER_CHART:  # its bars are named by wave and answer
@@ -393,18 +441,18 @@ def test_charts_carry_the_waves_the_shares_intervals_and_census_bounds(
         else:
             assert {str(r["wave"]) for r in result["data"]} == expected_waves, name
 
-    marts = {
+    mart_shares = {
         (str(r["wave_year"]), r["responsibility_label_en"]): r
         for r in query(
-            published,
+            marts,
             """
         select * from marts.fct_responsibility_shares""",
         )
     }
     # the shares table: every option of every wave, as the marts have it and as computed from the city facts
     table = {(r["wave"], r["responsibility_label_en"]): r for r in data[SHARES_TABLE]["data"]}
-    assert set(table) == set(marts)
-    computed = expected_shares(published)
+    assert set(table) == set(mart_shares)
+    computed = expected_shares(marts)
     for key, row in table.items():
         for column in (
             "cities",
@@ -416,19 +464,19 @@ def test_charts_carry_the_waves_the_shares_intervals_and_census_bounds(
             "share_of_surveyed_min",
             "share_of_surveyed_max",
         ):
-            assert row[column] == pytest.approx(marts[key][column], abs=1e-9), (key, column)
+            assert row[column] == pytest.approx(mart_shares[key][column], abs=1e-9), (key, column)
             assert row[column] == pytest.approx(computed[key][column], abs=1e-9), (key, column)
     assert [(r["wave"], r["responsibility_label_en"]) for r in data[SHARES_TABLE]["data"]] == [
         (str(r["wave_year"]), r["responsibility_label_en"])
         for r in query(
-            published,
+            marts,
             """
             select s.wave_year, r.responsibility_label_en from marts.fct_responsibility_shares s
             join marts.dim_responsibility r using (responsibility_code) order by s.wave_year, r.sort_order""",
         )
     ]
 
-    it_led = {w: r for (w, _), r in marts.items() if r["is_it_management"]}
+    it_led = {w: r for (w, _), r in mart_shares.items() if r["is_it_management"]}
     beside = {r["wave"]: r for r in data[IT_LED]["data"]}
     assert set(beside) == set(it_led) == expected_waves
     for wave, row in beside.items():
@@ -441,21 +489,19 @@ def test_charts_carry_the_waves_the_shares_intervals_and_census_bounds(
         )
     statements = {
         str(r["wave_year"]): r["published_it_led_statement_en"]
-        for r in query(published, "select wave_year, published_it_led_statement_en from marts.dim_year")
+        for r in query(marts, "select wave_year, published_it_led_statement_en from marts.dim_year")
     }
     assert {w: r["published_statement_en"] for w, r in beside.items()} == {w: s or "-" for w, s in statements.items()}
 
-    labels = legend_labels(published)
+    labels = legend_labels(marts)
     bars = {(r["wave"], r["responsibility_legend_en"]): r["share"] for r in data[MAIN_CHART]["data"]}
-    assert bars == pytest.approx({(w, labels[label]): m["share"] for (w, label), m in marts.items()}, abs=1e-12)
+    assert bars == pytest.approx({(w, labels[label]): m["share"] for (w, label), m in mart_shares.items()}, abs=1e-12)
     for wave in expected_waves:  # the shares of each wave add up to 1
         assert sum(s for (w, _), s in bars.items() if w == wave) == pytest.approx(1.0)
 
 
-def test_main_chart_legend_one_page_it_management_first_with_a_colour_of_its_own(
-    superset: Superset, pipeline_run: PipelineRun
-) -> None:
-    published = pipeline_run.paths.published
+def test_main_chart_legend_one_page_it_management_first_with_a_colour_of_its_own(superset: Superset) -> None:
+    marts = superset.marts
     token = superset.login()
     params = chart_params(superset, token, MAIN_CHART)
     # a plain legend lists every series; "scroll" pages them ("1/2") when they do not fit
@@ -463,17 +509,17 @@ def test_main_chart_legend_one_page_it_management_first_with_a_colour_of_its_own
     assert params["sort_series_type"] == "name" and not params.get("legendSort")
 
     series = sorted({r["responsibility_legend_en"] for r in chart_data(superset, token)[MAIN_CHART]["data"]})
-    labels = legend_labels(published)
+    labels = legend_labels(marts)
     (it_label,) = [
         r["responsibility_label_en"]
-        for r in query(published, "select responsibility_label_en from marts.dim_responsibility where is_it_management")
+        for r in query(marts, "select responsibility_label_en from marts.dim_responsibility where is_it_management")
     ]
     ordered = natural_order(series, ascending=params["sort_series_ascending"])
     assert ordered[0] == labels[it_label], f"the legend starts with {ordered[0]!r}"
     assert ordered == [
         labels[r["responsibility_label_en"]]
         for r in query(
-            published,
+            marts,
             """
         select distinct r.responsibility_label_en, r.sort_order from marts.fct_responsibility_shares s
         join marts.dim_responsibility r using (responsibility_code) order by r.sort_order""",
@@ -490,14 +536,12 @@ def test_main_chart_legend_one_page_it_management_first_with_a_colour_of_its_own
     assert len(others) == len(every_option) - 1, "every option has its own colour"
 
 
-def test_other_questions_show_every_question_with_texts_and_labels_in_scale_order(
-    superset: Superset, pipeline_run: PipelineRun
-) -> None:
-    published = pipeline_run.paths.published
+def test_other_questions_show_every_question_with_texts_and_labels_in_scale_order(superset: Superset) -> None:
+    marts = superset.marts
     token = superset.login()
     charts = dashboard_charts(superset, token)
     data = chart_data(superset, token)
-    questions = other_questions(published)
+    questions = other_questions(marts)
     assert questions, "dim_question has no question but lead"
 
     # the table: every wave x question of dim_question (but lead) with the wording that wave asked
@@ -513,7 +557,7 @@ def test_other_questions_show_every_question_with_texts_and_labels_in_scale_orde
     for question_id in sorted({q["question_id"] for q in questions}):
         asked = [q for q in questions if q["question_id"] == question_id]
         name = asked[0]["question"]
-        expected = answer_distribution(published, question_id)
+        expected = answer_distribution(marts, question_id)
         with_filter = [{"col": "question", "op": "IN", "val": [name]}]  # what the Question filter adds
 
         bars = chart_data_filtered(superset, token, charts[ANSWER_CHART]["id"], with_filter)["data"]
@@ -543,7 +587,7 @@ def test_other_questions_show_every_question_with_texts_and_labels_in_scale_orde
     expected_scores = {}
     for q in questions:
         if q["answer_type"] == "scale":
-            given = [e for e in answer_distribution(published, q["question_id"]) if e["wave_year"] == q["wave_year"]]
+            given = [e for e in answer_distribution(marts, q["question_id"]) if e["wave_year"] == q["wave_year"]]
             if given:
                 expected_scores[(str(q["wave_year"]), q["question"])] = sum(
                     e["mean_score"] * e["respondents"] for e in given
@@ -561,14 +605,14 @@ def _bar_label(answer: dict, asked: dict) -> str:
     return label
 
 
-def test_no_chart_shows_a_raw_code_where_a_label_belongs(superset: Superset, pipeline_run: PipelineRun) -> None:
-    published = pipeline_run.paths.published
-    codes = raw_codes(published)
+def test_no_chart_shows_a_raw_code_where_a_label_belongs(superset: Superset) -> None:
+    marts = superset.marts
+    codes = raw_codes(marts)
     assert {"score_2", "planning", "business_digital_skills"} <= codes  # the codes the dashboard once showed
     token = superset.login()
     charts = dashboard_charts(superset, token)
     results = list(chart_data(superset, token).items())
-    for question in sorted({q["question"] for q in other_questions(published)}):
+    for question in sorted({q["question"] for q in other_questions(marts)}):
         for name in (ANSWER_CHART, ANSWER_TABLE):
             results.append(
                 (
@@ -588,19 +632,76 @@ def test_no_chart_shows_a_raw_code_where_a_label_belongs(superset: Superset, pip
                 assert not inside, f"{name}: {column} = {value!r} holds the code(s) {inside}"
 
 
-def test_dashboard_renders_and_the_region_filter_narrows_the_cities_and_shares(
-    superset: Superset, pipeline_run: PipelineRun
-) -> None:
+@pytest.mark.parametrize("superset", ["postgresql"], indirect=True)
+def test_postgresql_marts_are_read_as_the_reader_read_only_and_no_password_is_on_disk(superset: Superset) -> None:
+    """The bundle's one database definition, set for PostgreSQL: the read-only role, every transaction read-only,
+    and the password given beside the bundle (stored encrypted), never written into the bundle file."""
+    token = superset.login()
+    status, listed = superset.api("GET", "/api/v1/database/", token)
+    assert status == 200, listed
+    (database,) = listed["result"]
+    status, connection = superset.api("GET", f"/api/v1/database/{database['id']}/connection", token)
+    assert status == 200, connection
+    connection = connection["result"]
+    assert connection["backend"] == "postgresql"
+    assert connection["database_name"] == "Survey marts (PostgreSQL, read-only)"
+    assert re.fullmatch(
+        rf"postgresql\+psycopg2://{READER}:X{{10}}@{re.escape(PG_HOST)}:{PG_PORT}/survey_bi_superset_\w+",
+        connection["sqlalchemy_uri"],
+    ), connection["sqlalchemy_uri"]
+    assert not connection["allow_dml"] and not connection["allow_file_upload"]
+
+    # as PostgreSQL sees Superset's connection: a chart-data query of SQL expressions on a dashboard dataset
+    chart_id = dashboard_charts(superset, token)[CITY_TABLE]["id"]
+    status, chart = superset.api("GET", f"/api/v1/chart/{chart_id}", token)
+    assert status == 200, chart
+    context = json.loads(chart["result"]["query_context"])
+    context["queries"] = [
+        {
+            "columns": [
+                {"expressionType": "SQL", "sqlExpression": "current_user", "label": "role"},
+                {
+                    "expressionType": "SQL",
+                    "sqlExpression": "current_setting('transaction_read_only')",
+                    "label": "read_only",
+                },
+            ],
+            "metrics": None,
+            "filters": [],
+            "orderby": [],
+            "row_limit": 1,
+        }
+    ]
+    status, body = superset.api("POST", "/api/v1/chart/data", token, context)
+    assert status == 200, body
+    assert body["result"][0]["data"] == [{"role": READER, "read_only": "on"}]
+
+    bundle = superset.var / "superset" / "survey_dashboard_bundle.zip"
+    with zipfile.ZipFile(bundle) as zipped:
+        texts = {name: zipped.read(name).decode() for name in zipped.namelist()}
+    (database_yaml,) = [yaml.safe_load(t) for n, t in texts.items() if "/databases/" in n]
+    assert database_yaml["sqlalchemy_uri"].startswith(f"postgresql+psycopg2://{READER}:XXXXXXXXXX@")
+    assert "engines" not in database_yaml
+    assert [n for n, t in texts.items() if MARTS_PASSWORD in t] == []
+    for log in (superset.log, superset.var / "superset" / "superset.log"):
+        assert MARTS_PASSWORD not in log.read_text(errors="replace"), log
+    with sqlite3.connect(superset.var / "superset" / "superset.db") as metadata:
+        (stored,) = metadata.execute("select password from dbs where id = ?", [database["id"]]).fetchone()
+    assert stored and MARTS_PASSWORD not in str(stored), "the password is kept, encrypted"
+
+
+@DUCKDB_ONLY
+def test_dashboard_renders_and_the_region_filter_narrows_the_cities_and_shares(superset: Superset) -> None:
     chromium = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
     if not chromium.exists():
         reason = f"{chromium} is missing (apt-get install -y chromium chromium-driver)"
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason}; CI must provide it")
         pytest.skip(reason)
-    published = pipeline_run.paths.published
+    marts = superset.marts
     # the region with the most surveyed cities (a tie goes to the first name)
     region = query(
-        published,
+        marts,
         """
         select region_name_fi, count(*) as cities from marts.dim_city where is_current and is_surveyed
         group by region_name_fi order by cities desc, region_name_fi limit 1""",
@@ -648,13 +749,13 @@ def test_dashboard_renders_and_the_region_filter_narrows_the_cities_and_shares(
     shown = {ids[i]: d for i, d in report["chart_data"].items()}
 
     # no code in the rendered dashboard's text (tables, titles, the filter bar's values)
-    codes = raw_codes(published)
+    codes = raw_codes(marts)
     text = report["page_text"]
     assert not [c for c in codes if "_" in c and c in text]
     assert "lead" not in {r["question"] for r in shown[ANSWER_TABLE]["data"]}
 
     # the Question filter picks its first question, and the answer charts show that question only
-    first = min(q["question"] for q in other_questions(published))
+    first = min(q["question"] for q in other_questions(marts))
     for name in (ANSWER_CHART, ANSWER_TABLE):
         assert {"col": "question", "op": "IN", "val": [first]} in shown[name]["filters"], name
     assert {r["question"] for r in shown[ANSWER_TABLE]["data"]} == {first}
@@ -670,7 +771,7 @@ def test_dashboard_renders_and_the_region_filter_narrows_the_cities_and_shares(
         assert region_filter not in by_name[name]["filters"], f"{name} is not meant to follow the region"
 
     expected_cities = query(
-        published,
+        marts,
         """
         select c.city_name_fi, f.wave_year from marts.fct_city_responsibility f
         join marts.dim_city c on c.municipality_code = f.municipality_code and c.is_current
@@ -683,9 +784,9 @@ def test_dashboard_renders_and_the_region_filter_narrows_the_cities_and_shares(
     assert rendered == [(r["city_name_fi"], str(r["wave_year"])) for r in expected_cities]
     assert {(r["city_name_fi"], r["wave"]) for r in by_name[CITY_TABLE]["data"]} == set(rendered)
 
-    national, regional = expected_shares(published), expected_shares(published, region)
+    national, regional = expected_shares(marts), expected_shares(marts, region)
     assert regional != national, "pick a region whose shares differ from the national ones"
-    labels = legend_labels(published)
+    labels = legend_labels(marts)
     bars = {}
     for row in by_name[MAIN_CHART]["data"]:  # the browser gets the bars pivoted: a column per series
         for column, value in row.items():
@@ -701,6 +802,7 @@ def test_dashboard_renders_and_the_region_filter_narrows_the_cities_and_shares(
             assert row[column] == pytest.approx(value, abs=1e-9), (key, column)
 
 
+@DUCKDB_ONLY
 def test_a_new_load_renamed_over_the_published_file_shows_without_restart(superset: Superset) -> None:
     """The pipeline publishes by renaming a new file over the old one: the next query must read the new file."""
     token = superset.login()
@@ -731,6 +833,7 @@ NEW_QUESTION = {
 }
 
 
+@DUCKDB_ONLY
 def test_a_question_a_new_wave_adds_shows_without_any_edit(superset: Superset) -> None:
     """A new wave with a question nobody asked before, published as the pipeline publishes (a new file renamed over
     the old one): the Other-questions charts show it, in words, on the next query, with the bundle unchanged."""

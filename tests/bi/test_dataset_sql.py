@@ -1,11 +1,11 @@
 """The dashboard's datasets are plain SQL that PostgreSQL runs as DuckDB does (docker-compose's Superset reads the
 marts on PostgreSQL): every dataset's SQL, and every metric a chart asks of it grouped as the chart groups it, give
-the same answers on both, on the marts of the published file copied into a throwaway PostgreSQL database."""
+the same answers on both, on the marts of the published file copied into a throwaway PostgreSQL database and read
+as survey_reader (tests/bi/pg_marts.py). Fails, never skips, without PostgreSQL."""
 
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,23 +13,11 @@ from pathlib import Path
 import duckdb
 import pytest
 import yaml
-from conftest import ROOT, PipelineRun, require_services
+from conftest import ROOT, PipelineRun
+from pg_marts import PG_HOST, PG_PORT, READER
+from pg_marts import postgres_marts as postgres_marts_database
 
 BUNDLE = ROOT / "bi" / "dashboards"
-PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
-PG_TYPES = {
-    "VARCHAR": "text",
-    "INTEGER": "integer",
-    "BIGINT": "bigint",
-    "DOUBLE": "double precision",
-    "FLOAT": "real",
-    "BOOLEAN": "boolean",
-    "DATE": "date",
-    "TIMESTAMP": "timestamp",
-    "TIMESTAMP WITH TIME ZONE": "timestamptz",
-    "HUGEINT": "numeric",
-    "SMALLINT": "smallint",
-}
 
 
 def datasets() -> dict[str, dict]:
@@ -42,43 +30,17 @@ def charts() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def postgres_marts(pipeline_run: PipelineRun) -> Iterator[object]:
-    """A database of its own holding the marts the datasets read, copied from the published DuckDB file."""
-    require_services((PG_HOST, PG_PORT))
+    """A database of its own holding the marts the datasets read, copied from the published DuckDB file; a
+    connection to it as the read-only role survey_reader, which docker-compose's Superset reads the marts as."""
     import psycopg2
 
-    database = f"survey_bi_sql_{os.getpid()}"
-    admin = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'drop database if exists "{database}"')
-        cur.execute(f'create database "{database}"')
     tables = sorted({t for d in datasets().values() for t in re.findall(r"marts\.(\w+)", d["sql"])})
-    conn = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=database)
-    try:
-        with duckdb.connect(str(pipeline_run.paths.published), read_only=True) as source, conn.cursor() as cur:
-            cur.execute("create schema marts")
-            for table in tables:
-                columns = source.execute(
-                    "select column_name, data_type from information_schema.columns "
-                    "where table_schema = 'marts' and table_name = ? order by ordinal_position",
-                    [table],
-                ).fetchall()
-                types = [PG_TYPES.get(t, "numeric" if t.startswith("DECIMAL") else None) for _, t in columns]
-                assert None not in types, f"no PostgreSQL type for a column of {table}: {columns}"
-                cur.execute(
-                    f"create table marts.{table} ("
-                    + ", ".join(f'"{c}" {t}' for (c, _), t in zip(columns, types, strict=False))
-                    + ")"
-                )
-                rows = source.execute(f"select * from marts.{table}").fetchall()
-                cur.executemany(f"insert into marts.{table} values ({', '.join(['%s'] * len(columns))})", rows)
-        conn.commit()
-        yield conn
-    finally:
-        conn.close()
-        with admin.cursor() as cur:
-            cur.execute(f'drop database if exists "{database}"')
-        admin.close()
+    with postgres_marts_database(pipeline_run.paths.published, tables, tag="bi_sql") as database:
+        conn = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=READER, dbname=database)
+        try:
+            yield conn
+        finally:
+            conn.close()
 
 
 def normalise(rows: list[tuple]) -> list[tuple]:
