@@ -221,10 +221,19 @@ def _write(snapshot: _Snapshot, folder: Path) -> dict[str, int]:
 
 
 def _point_latest(root: Path, name: str) -> None:
+    latest = root / LATEST
+    if latest.is_dir() and not latest.is_symlink():
+        # a copy of the exports folder made by a tool that follows links: `latest` became a copy of an export,
+        # which its own folder holds too
+        log.warning("%s is a folder, not a link to the newest export: replaced by the link", latest)
+        shutil.rmtree(latest)
     tmp = root / f".{LATEST}.{os.getpid()}.tmp"
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(name, target_is_directory=True)  # relative: the exports folder can be moved or copied
-    os.replace(tmp, root / LATEST)
+    try:
+        os.replace(tmp, latest)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def export_marts(paths: Paths, warehouse: Warehouse) -> Export:

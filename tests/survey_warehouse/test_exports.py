@@ -153,3 +153,22 @@ def test_nothing_published_is_a_clear_error(paths: Paths) -> None:
     with pytest.raises(SurveyWarehouseError, match=r"nothing to export: the published marts .* do not exist yet"):
         exports.export_marts(paths, Warehouse.duckdb(paths.warehouse))
     assert exports.latest_export(paths) is None
+
+
+def test_an_exports_folder_copied_with_its_links_followed_still_exports(paths: Paths, tmp_path: Path) -> None:
+    import shutil
+
+    _publish(paths, _utc(2019, 6, 1, 6, 0, 0))
+    exports.export_marts(paths, Warehouse.duckdb(paths.warehouse))
+    root = exports.exports_dir(paths)
+    copy = tmp_path / "exports"
+    shutil.copytree(root, copy)  # follows the `latest` link: a folder now, not a link
+    shutil.rmtree(root)
+    shutil.copytree(copy, root)
+    assert (root / "latest").is_dir() and not (root / "latest").is_symlink()
+
+    _publish(paths, _utc(2019, 6, 2, 6, 0, 0), share=0.5)
+    newer = exports.export_marts(paths, Warehouse.duckdb(paths.warehouse))
+
+    assert os.readlink(root / "latest") == newer.folder.name
+    assert sorted(p.name for p in root.iterdir()) == ["2019-06-01T060000Z", "2019-06-02T060000Z", "latest"]
