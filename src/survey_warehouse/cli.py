@@ -165,15 +165,23 @@ def setup(paths: Paths) -> None:
     ensure_manifest(paths, in_process=in_process)
     migrate: list[str] | Callable[[], object] = [_bin("airflow"), "db", "migrate"]
     pool: list[str] | Callable[[], object] = [_bin("airflow"), "pools", "set", POOL, "1", POOL_DESCRIPTION]
-    if in_process:
-        from airflow.models.pool import Pool
-        from airflow.utils.db import upgradedb
-
-        migrate = upgradedb
-        pool = partial(Pool.create_or_update_pool, POOL, 1, POOL_DESCRIPTION, include_deferred=False)
+    if in_process:  # Airflow is imported only when a step has to run
+        migrate, pool = _migrate_metadata, _create_pool
     _step(paths, "airflow db migrate", migrate, None, home / "migrated.stamp", _airflow_version(), database)
     if env.get("SURVEY_DBT_TARGET", "duckdb") == "duckdb":
         _step(paths, "airflow pools set", pool, None, home / "pool.stamp", POOL, database)
+
+
+def _migrate_metadata() -> None:
+    from airflow.utils.db import upgradedb
+
+    upgradedb()
+
+
+def _create_pool() -> None:
+    from airflow.models.pool import Pool
+
+    Pool.create_or_update_pool(POOL, 1, POOL_DESCRIPTION, include_deferred=False)
 
 
 def _airflow_configured_here(database: Path) -> bool:
