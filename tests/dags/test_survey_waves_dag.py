@@ -55,19 +55,21 @@ def test_parse_time_is_within_airflows_import_timeout(dagbag) -> None:
         assert seconds < timeout
 
 
+STEPS = (
+    "plan_wave",
+    "load_raw_wave",
+    "validate_raw_wave",
+    "accept_raw_wave",
+    "validate_marts",
+    "publish_marts",
+    "record_failure",
+)
+
+
 def test_dag_has_the_pipeline_steps_in_order(dagbag) -> None:
     dag = dagbag.dags["survey_waves"]
     ids = set(dag.task_ids)
-    for task_id in (
-        "plan_wave",
-        "load_raw_wave",
-        "validate_raw_wave",
-        "accept_raw_wave",
-        "validate_marts",
-        "publish_marts",
-        "record_failure",
-        "dbt_build.dbt_producer_watcher",
-    ):
+    for task_id in (*STEPS, "dbt_build.dbt_producer_watcher"):
         assert task_id in ids
     dbt_tasks = {t for t in ids if t.startswith("dbt_build.")}
     for model in (
@@ -96,16 +98,7 @@ def test_dag_has_the_pipeline_steps_in_order(dagbag) -> None:
     assert "publish_marts" not in downstream("record_failure") and not downstream("publish_marts"), (
         "publish_marts stays a leaf, so a failed run ends failed"
     )
-    for task_id in (
-        "plan_wave",
-        "load_raw_wave",
-        "validate_raw_wave",
-        "accept_raw_wave",
-        "validate_marts",
-        "publish_marts",
-        "record_failure",
-        *dbt_tasks,
-    ):
+    for task_id in (*STEPS, *dbt_tasks):
         assert dag.get_task(task_id).pool == "duckdb_warehouse", task_id
 
 
