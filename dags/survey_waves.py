@@ -28,13 +28,14 @@ from cosmos.constants import ExecutionMode, LoadMode, TestBehavior, TestIndirect
 from cosmos.profiles import PostgresUserPasswordProfileMapping
 from great_expectations_provider.operators.validate_checkpoint import GXValidateCheckpointOperator
 
-from survey_warehouse import notify, pipeline
+from survey_warehouse import notify, pipeline, watcher_events
 from survey_warehouse.assets import SURVEY_MARTS
 from survey_warehouse.inbox_trigger import inbox_asset
 
 DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
 DBT_TARGET = os.environ.get("SURVEY_DBT_TARGET", "duckdb")  # duckdb (embedded) or postgres (scale-out)
 # DuckDB allows one writer: every task that opens it takes the single slot of this pool. PostgreSQL takes many.
+watcher_events.install()  # the dbt build writes to XCom only the events its sensors read
 WAREHOUSE_POOL = os.environ.get(
     "SURVEY_WAREHOUSE_POOL", "duckdb_warehouse" if DBT_TARGET == "duckdb" else "default_pool"
 )
