@@ -1,9 +1,13 @@
-"""Event-driven loads on real processes: a wave's file dropped into the inbox starts its run by itself (the
-triggerer runs the inbox's AssetWatcher), on the Celery stack with the warehouse on PostgreSQL.
+"""The survey_waves DAG on Airflow's Celery executor, with event-driven loads: api-server, scheduler, dag-processor,
+triggerer and a Celery worker as real local processes, PostgreSQL for the metadata and the warehouse, Redis as the
+broker (see celery_stack.py). One stack for the whole module:
 
-1. a good 2019 file: the run starts without any trigger call, publishes, and the file ends up archived at the
-   wave spec's `file:`;
-2. then a damaged copy of it: the run fails, the file stays in the inbox with <file>.rejected.txt giving the
+1. a good 2019 file dropped into the inbox starts its run by itself (the triggerer runs the inbox's AssetWatcher);
+   every task of the run goes through this stack's Celery queue and runs on its worker, the marts are published
+   in PostgreSQL for the read-only role, and the file ends up archived at the wave spec's `file:`;
+2. a run triggered through the REST API with nothing new since that publication does nothing and publishes
+   nothing;
+3. a damaged copy of the file: the run fails, the file stays in the inbox with <file>.rejected.txt giving the
    reason the run recorded, and the published marts are the ones of the first run.
 
 Needs PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379: skipped without them, failed without them in CI.
@@ -31,7 +35,7 @@ from survey_warehouse.warehouse import Session, Warehouse
 WAVE_FILE = ROOT / "data" / "waves" / "2019" / "city_survey_2019_export.csv"
 RUN_TIMEOUT_SECONDS = 900
 START_TIMEOUT_SECONDS = 240  # the dag-processor registers the watcher once the DAG is unpaused, then the file settles
-BROKER_DB = 7  # test_celery_executor uses the default (5)
+BROKER_DB = 7
 
 
 @dataclass
@@ -39,6 +43,7 @@ class InboxStack:
     stack: CeleryAirflow
     paths: Paths
     database: str
+    reader: str
     archive: Path  # the wave spec's `file:`
 
     @property
@@ -99,7 +104,7 @@ def inbox_stack() -> Iterator[InboxStack]:
     try:
         with CeleryAirflow(paths, pools={}, extra_env=env, broker_db=BROKER_DB, schedule_runs=True) as stack:
             stack.unpause()
-            yield InboxStack(stack, paths, database, archive)
+            yield InboxStack(stack, paths, database, reader, archive)
     finally:
         _admin("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", [database])
         _admin(f'drop database if exists "{database}"')
@@ -135,6 +140,57 @@ def test_a_dropped_wave_file_starts_its_run_which_publishes_and_archives_it(inbo
     assert s.archive.read_bytes() == WAVE_FILE.read_bytes(), "the accepted file is not at the wave spec's file:"
     assert not list(s.delivery.parent.glob("*.rejected.txt"))
     assert s.publications() == [(run_id, 20)]
+
+    # every task went through this stack's Celery queue and ran on its worker (the scheduler itself marks an
+    # empty task, such as the watcher's "producer done" gate, successful)
+    not_done = {task: state for task, state in states.items() if state not in ("success", "skipped")}
+    assert not not_done, f"tasks neither succeeded nor skipped: {not_done}; {s.stack.where_the_logs_are()}"
+    assert set(states) >= {
+        "plan_wave",
+        "load_raw_wave",
+        "validate_raw_wave",
+        "accept_raw_wave",
+        "dbt_build.dbt_producer_watcher",
+        "validate_marts",
+        "publish_marts",
+    }, states
+    instances = s.stack.task_instances(run_id)
+    ran = [ti for ti in instances if ti["state"] == "success" and ti["operator"] != "EmptyOperator"]
+    assert ran and all(ti["queue"] == s.stack.queue for ti in ran), [(ti["task_id"], ti["queue"]) for ti in ran]
+    assert all(ti["hostname"] for ti in ran), [(ti["task_id"], ti["hostname"]) for ti in ran]
+    worker_log = s.stack.log_path("celery-worker")
+    worker_output = worker_log.read_text(errors="replace")
+    assert "publish_marts" in worker_output and run_id in worker_output, (
+        f"the Celery worker did not log the run's tasks; see {worker_log}"
+    )
+
+    # the marts were swapped into `marts` in PostgreSQL, readable by the read-only role; nothing went to DuckDB
+    with Session(Warehouse(backend="postgres", dbname=s.database), read_only=True) as session:
+        schemas = {r[0] for r in session.execute("select schema_name from information_schema.schemata").fetchall()}
+    assert "marts_next" not in schemas
+    assert not s.paths.warehouse.exists(), "something was written to the embedded DuckDB warehouse"
+    with closing(psycopg2.connect(host="127.0.0.1", port=5432, user=s.reader, dbname=s.database)) as con:
+        cur = con.cursor()
+        cur.execute("select count(*) from marts.fct_responsibility_shares")
+        assert cur.fetchone()[0] > 0
+
+
+def test_a_triggered_run_with_nothing_new_does_nothing(inbox_stack: InboxStack) -> None:
+    s = inbox_stack
+    published_before = s.publications()
+    assert published_before, "the first test published nothing"
+
+    run_id = s.stack.trigger(2019)
+    state = s.stack.wait(run_id, timeout=RUN_TIMEOUT_SECONDS)
+
+    states = s.stack.task_states(run_id)
+    assert state == "success", f"run {run_id} ended {state}; tasks: {states}; {s.stack.where_the_logs_are()}"
+    # the plan finds the wave unchanged since its publication and ends the run there: every task skipped (but the
+    # empty "producer done" gate, which the scheduler marks itself)
+    assert states["plan_wave"] == "skipped", states
+    worked = {ti["task_id"]: ti["state"] for ti in s.stack.task_instances(run_id) if ti["operator"] != "EmptyOperator"}
+    assert set(worked.values()) == {"skipped"}, worked
+    assert s.publications() == published_before
 
 
 def test_a_damaged_file_is_rejected_with_the_reason_beside_it(inbox_stack: InboxStack) -> None:
