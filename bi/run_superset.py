@@ -5,7 +5,8 @@
     SURVEY_MARTS_URI=postgresql://survey_reader@<host>:5432/<database> bi/.venv/bin/python bi/run_superset.py
 
 Steps: `superset db upgrade` (metadata in SQLite under <SURVEY_VAR_DIR>/superset/, or where
-SUPERSET__SQLALCHEMY_DATABASE_URI says), `superset init` (roles and permissions), the admin user (created, or its
+SUPERSET__SQLALCHEMY_DATABASE_URI says), `superset init` (roles and permissions; on SQLite both are skipped once
+they have run for this Superset version), the admin user (created, or its
 password reset to SUPERSET_ADMIN_PASSWORD), the dashboard bundle (bi/build_bundle.py, with the database set for the
 marts' engine: the published DuckDB file or the PostgreSQL warehouse) imported with overwrite, then the web server
 (gunicorn, one worker) until Ctrl-C or SIGTERM, which stop it cleanly. docker-compose's superset service runs this
@@ -88,6 +89,28 @@ def superset_env() -> dict[str, str]:
         }
     )
     return env
+
+
+def _initialised_stamp(home: Path) -> Path | None:
+    """Marks the SQLite metadata in `home` as migrated and initialised by this Superset version, so that a restart
+    skips both steps (about 40 s); None for metadata elsewhere (SUPERSET__SQLALCHEMY_DATABASE_URI), where the steps
+    always run."""
+    if os.environ.get("SUPERSET__SQLALCHEMY_DATABASE_URI"):
+        return None
+    from importlib.metadata import version
+
+    return home / f"initialised-superset-{version('apache-superset')}.stamp"
+
+
+def _migrate_and_init(home: Path, env: dict[str, str], log: Path) -> None:
+    stamp = _initialised_stamp(home)
+    if stamp is not None and stamp.exists() and (home / "superset.db").exists():
+        print(f"  superset db upgrade, init          done before for this Superset ({stamp.name})", flush=True)
+        return
+    _step("superset db upgrade", [_bin("superset"), "db", "upgrade"], env, log)
+    _step("superset init", [_bin("superset"), "init"], env, log)
+    if stamp is not None:
+        stamp.write_text("superset db upgrade and superset init ran on this metadata\n")
 
 
 def _bin(name: str) -> str:
@@ -202,8 +225,7 @@ def main() -> None:
     print(f"Superset on {marts.describe()} (state in {home}, log {log})", flush=True)
 
     bundle = build(marts, home / "survey_dashboard_bundle.zip", bundle_type="assets")
-    _step("superset db upgrade", [_bin("superset"), "db", "upgrade"], env, log)
-    _step("superset init", [_bin("superset"), "init"], env, log)
+    _migrate_and_init(home, env, log)
     _step("admin user, dashboard import", [sys.executable, __file__, "--provision", str(bundle)], env, log)
 
     url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '') else args.host}:{args.port}"  # noqa: S104
