@@ -56,6 +56,17 @@ def arrow_into(con: duckdb.DuckDBPyConnection, table: str, rows: Any, replace: b
         con.unregister("_arrow_rows")
 
 
+@contextlib.contextmanager
+def arrow_view(con: duckdb.DuckDBPyConnection, name: str, rows: Any) -> Iterator[None]:
+    """An Arrow table queried in place under `name` for the duration (no copy into DuckDB's memory)."""
+    con.complete()
+    con.register(name, rows)
+    try:
+        yield
+    finally:
+        con.unregister(name)
+
+
 def drop_temp(con: duckdb.DuckDBPyConnection, *names: str) -> None:
     """Drop temporary tables or views of the loader, whichever each is."""
     con.complete()

@@ -24,7 +24,7 @@ from pathlib import Path
 import duckdb
 
 from survey_warehouse.codebook import LABELLED_STRUCTURAL_FIELDS, Codebook
-from survey_warehouse.delivery import Grid, arrow_into, drop_temp, read_grid
+from survey_warehouse.delivery import Grid, arrow_into, arrow_view, drop_temp, read_grid
 from survey_warehouse.errors import NothingToPublish, SurveyWarehouseError, WaveFileError
 from survey_warehouse.matching import match_keys, shown
 from survey_warehouse.settings import Paths, get_paths, pseudonym_key
@@ -395,9 +395,44 @@ def _read_and_check(
         + " union all ".join(f"select source_row_number, cell_count, {p} as p, c{p} as v from grid" for p in positions)
     )
     values = con.sql("select distinct p, v from mapped where v is not null").to_arrow_table()
-    arrow_into(con, "keyed", values.append_column("k", match_keys(values.column("v"))), replace=True)
+    keyed = values.append_column("k", match_keys(values.column("v")))  # read in place: a copy would add to spills
     arrow_into(con, "answers", codebook.answer_table(spec.wave_year), replace=True)
     arrow_into(con, "aliases", codebook.alias_table(), replace=True)
+    with arrow_view(con, "keyed", keyed):
+        _resolve(con, spec)
+    del values, keyed  # a million distinct e-mail addresses' worth of memory
+
+    problems = _row_problems(spec, con, grid, header_keys)
+    _check_wave_year(spec, con)
+    quarantined = len({p[0] for p in problems})
+    if problems:
+        import pyarrow as pa
+
+        arrow_into(
+            con,
+            "problems",
+            pa.table(
+                {
+                    "source_row_number": pa.array([p[0] for p in problems], pa.int32()),
+                    "source_column": pa.array([p[1] for p in problems], pa.string()),
+                    "reason_code": [p[2] for p in problems],
+                    "message": [p[3] for p in problems],
+                }
+            ),
+            replace=True,
+        )
+    else:
+        con.execute(
+            "create or replace temp table problems (source_row_number integer, source_column varchar, "
+            "reason_code varchar, message varchar)"
+        )
+    field_positions = {r[1]: r[0] for r in field_rows}
+    return _Checked(grid, quarantined, problems, _key_respondent_warnings(spec, con, codebook, field_positions))
+
+
+def _resolve(con: duckdb.DuckDBPyConnection, spec: WaveSpec) -> None:
+    """Every distinct value of a mapped column (`keyed`: p, v and its match key k) resolved through the codebook
+    into the temporary table `resolved`, with the problem of a value that does not resolve."""
     number = "try_cast(replace(k.k, ',', '.') as double)"
     surveyed = ", ".join(_sql_text(code) for code in spec.cities_surveyed) or "null"
     parsed_time = (
@@ -444,33 +479,6 @@ def _read_and_check(
     """,
         [pseudonym_key()],
     )
-
-    problems = _row_problems(spec, con, grid, header_keys)
-    _check_wave_year(spec, con)
-    quarantined = len({p[0] for p in problems})
-    if problems:
-        import pyarrow as pa
-
-        arrow_into(
-            con,
-            "problems",
-            pa.table(
-                {
-                    "source_row_number": pa.array([p[0] for p in problems], pa.int32()),
-                    "source_column": pa.array([p[1] for p in problems], pa.string()),
-                    "reason_code": [p[2] for p in problems],
-                    "message": [p[3] for p in problems],
-                }
-            ),
-            replace=True,
-        )
-    else:
-        con.execute(
-            "create or replace temp table problems (source_row_number integer, source_column varchar, "
-            "reason_code varchar, message varchar)"
-        )
-    field_positions = {r[1]: r[0] for r in field_rows}
-    return _Checked(grid, quarantined, problems, _key_respondent_warnings(spec, con, codebook, field_positions))
 
 
 def _row_problems(
