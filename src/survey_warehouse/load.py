@@ -531,7 +531,7 @@ def _row_problems(
         "select null as row, null as p, null as v, null as scale_min, null as scale_max, null as reason, "
         "null as first_row where false"
     )
-    if email is not None:
+    if email is not None and _may_repeat(con, email):
         duplicates = f"""
             select row, p, v, null, null, 'duplicate_respondent', first_row from (
                 select g.source_row_number as row, {email} as p, g.c{email} as v,
@@ -580,6 +580,16 @@ def _row_problems(
     return problems
 
 
+def _may_repeat(con: duckdb.DuckDBPyConnection, email: int) -> bool:
+    """Whether a respondent can be in the file twice: an e-mail value in more than one row, or two values with
+    one match key. Most files have neither, and naming the repeated rows is the slowest check of a large file."""
+    cells, values, keys, distinct_keys = con.execute(
+        f"select (select count(c{email}) from grid), count(distinct v), count(k), count(distinct k) "
+        f"from resolved where p = {email}"
+    ).fetchall()[0]
+    return bool(cells > values or keys > distinct_keys)
+
+
 def _number(value: float | None) -> str:
     return "?" if value is None else f"{value:g}"
 
@@ -590,10 +600,16 @@ def _sql_text(text: str) -> str:
 
 def _check_wave_year(spec: WaveSpec, con: duckdb.DuckDBPyConnection) -> None:
     """Whole-file check: a file whose answers were mostly submitted in another year is another wave."""
+    # each timestamp column's values counted first, straight from `grid` (`mapped` is a view over all columns)
+    counted = " union all ".join(
+        f"select {p} as p, c{p} as v, count(*) as n from grid where c{p} is not null group by 2"
+        for (p,) in con.execute("select p from field_map where kind = 'timestamp' order by 1").fetchall()
+    )
+    if not counted:
+        return
     years = con.execute(
-        "select year(cast(r.resolved_value as timestamp)) as y, count(*) from mapped m join field_map f using (p) "
-        "join resolved r using (p, v) where f.kind = 'timestamp' and r.resolved_value is not null group by 1 "
-        "order by 2 desc"
+        f"select year(cast(r.resolved_value as timestamp)) as y, sum(c.n) from ({counted}) c "
+        "join resolved r using (p, v) where r.resolved_value is not null group by 1 order by 2 desc"
     ).fetchall()
     total = sum(n for _y, n in years)
     in_wave = sum(n for y, n in years if y == spec.wave_year)
