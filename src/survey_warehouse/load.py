@@ -636,15 +636,19 @@ def _key_respondent_warnings(
         return []
     key_roles = ", ".join(_sql_text(r) for r in sorted(codebook.key_roles))
     city, role, lead = positions["city"], positions["respondent_role"], positions["lead"]
+    # the cities where they disagree first: the rows are listed for those only (most files have none)
     rows = con.execute(f"""
-        select c.resolved_value as city, list(g.source_row_number order by g.source_row_number),
-               list(g.c{lead} order by g.source_row_number)
-        from grid g
-        join resolved r on r.p = {role} and r.v = g.c{role} and r.resolved_value in ({key_roles})
-        join resolved c on c.p = {city} and c.v = g.c{city}
-        join resolved l on l.p = {lead} and l.v = g.c{lead} and l.resolved_value is not null
-        where g.source_row_number not in (select source_row_number from problems)
-        group by 1 having count(distinct l.resolved_value) > 1 order by 1
+        with answered as (
+            select c.resolved_value as city, g.source_row_number as row, g.c{lead} as label, l.resolved_value as code
+            from grid g
+            join resolved r on r.p = {role} and r.v = g.c{role} and r.resolved_value in ({key_roles})
+            join resolved c on c.p = {city} and c.v = g.c{city}
+            join resolved l on l.p = {lead} and l.v = g.c{lead} and l.resolved_value is not null
+            where g.source_row_number not in (select source_row_number from problems)
+        ),
+        disagreeing as (select city from answered group by 1 having count(distinct code) > 1)
+        select city, list(row order by row), list(label order by row) from answered
+        where city in (select city from disagreeing) group by 1 order by 1
     """).fetchall()
     lead_column = next(c for c, f in spec.columns.items() if f == "lead")
     return [
