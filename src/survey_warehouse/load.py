@@ -251,14 +251,18 @@ def load_wave(
         scratch = paths.var / "tmp" / f"load_{load_id}"
         try:
             with _work_connection(warehouse, session, scratch) as con:
-                checked = _read_and_check(spec, con, codebook, load_id, scratch)
-                registry.update(
-                    row_count=checked.grid.rows,
-                    accepted_count=checked.grid.rows - checked.quarantined,
-                    quarantined_count=checked.quarantined,
-                    reader=checked.grid.reader,
-                )
+                grid = _read(spec, con, scratch)
                 with session.transaction():
+                    # The cells first, while the grid is all the work connection holds: written after the checks,
+                    # beside the resolved values, they made DuckDB spill within its memory limit.
+                    _write_cells(session, con, spec, load_id, grid, scratch)
+                    checked = _check(spec, con, codebook, grid)
+                    registry.update(
+                        row_count=grid.rows,
+                        accepted_count=grid.rows - checked.quarantined,
+                        quarantined_count=checked.quarantined,
+                        reader=grid.reader,
+                    )
                     abandon_unfinished(session)
                     _insert_registry(session, registry, "pending", "loaded; waiting for the raw gate")
                     _write_raw(session, con, spec, load_id, checked, scratch)
@@ -345,16 +349,20 @@ def _field_kinds(spec: WaveSpec, codebook: Codebook) -> dict[str, str]:
     }
 
 
-def _read_and_check(
-    spec: WaveSpec, con: duckdb.DuckDBPyConnection, codebook: Codebook, load_id: str, scratch: Path
-) -> _Checked:
-    import pyarrow as pa
-
+def _read(spec: WaveSpec, con: duckdb.DuckDBPyConnection, scratch: Path) -> Grid:
+    """The file as `grid`, after the whole-file checks of its bytes and shape."""
     grid = read_grid(spec, con, scratch)
     if grid.rows == 0:
         raise WaveFileError(
             spec.file, "the file has a header but no data rows; ask for the full export", row=grid.header_row
         )
+    return grid
+
+
+def _check(spec: WaveSpec, con: duckdb.DuckDBPyConnection, codebook: Codebook, grid: Grid) -> _Checked:
+    """Every mapped value resolved (`resolved`), the rows that cannot be used (`problems`), and the warnings."""
+    import pyarrow as pa
+
     header_keys = match_keys(pa.array(grid.header, pa.string())).to_pylist()
     kinds = _field_kinds(spec, codebook)
     questions = codebook.questions_for(spec.wave_year)
@@ -684,12 +692,12 @@ RAW_COLUMNS = {
 }
 
 
-def _write_raw(
-    session: Session, con: duckdb.DuckDBPyConnection, spec: WaveSpec, load_id: str, checked: _Checked, scratch: Path
+def _write_cells(
+    session: Session, con: duckdb.DuckDBPyConnection, spec: WaveSpec, load_id: str, grid: Grid, scratch: Path
 ) -> None:
+    """Every cell of the grid (and right of the header) into raw.survey_cells, with its row and column."""
     import pyarrow as pa
 
-    grid = checked.grid
     arrow_into(
         con,
         "header",
@@ -702,22 +710,40 @@ def _write_raw(
         ),
         replace=True,
     )
-    literals = {"load": _sql_text(load_id), "wave": int(spec.wave_year)}
     cells = " union all ".join(
         [*(CELL_SQL.replace("{position}", str(i)) for i in range(1, grid.width + 1)), EXTRA_CELLS_SQL]
     )
-    queries = {"raw.survey_cells": cells, "raw.cell_resolutions": RESOLUTIONS_SQL, "raw.quarantine": QUARANTINE_SQL}
-    for table, template in queries.items():
-        query = template.format(**literals)
-        if session.is_postgres:
-            session.copy_from_duckdb(table, RAW_COLUMNS[table], con, query, scratch)
-        else:
-            con.execute(f"insert into {table} ({RAW_COLUMNS[table]}) {query}")
+    _write(session, con, "raw.survey_cells", cells, load_id, spec, scratch)
+    drop_temp(con, "header")
+
+
+def _write_raw(
+    session: Session, con: duckdb.DuckDBPyConnection, spec: WaveSpec, load_id: str, checked: _Checked, scratch: Path
+) -> None:
+    """What the checks found, after the cells (`_write_cells`) in the same transaction."""
+    for table, template in {"raw.cell_resolutions": RESOLUTIONS_SQL, "raw.quarantine": QUARANTINE_SQL}.items():
+        _write(session, con, table, template, load_id, spec, scratch)
     session.executemany(
         "insert into raw.wave_cities_surveyed values (?, ?, ?)",
         [[load_id, spec.wave_year, code] for code in spec.cities_surveyed],
     )
-    drop_temp(con, "header")
+
+
+def _write(
+    session: Session,
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    template: str,
+    load_id: str,
+    spec: WaveSpec,
+    scratch: Path,
+) -> None:
+    """A query on the work connection into a raw table: an insert in DuckDB, COPY into PostgreSQL."""
+    query = template.format(load=_sql_text(load_id), wave=int(spec.wave_year))
+    if session.is_postgres:
+        session.copy_from_duckdb(table, RAW_COLUMNS[table], con, query, scratch)
+    else:
+        con.execute(f"insert into {table} ({RAW_COLUMNS[table]}) {query}")
 
 
 def _column_for(spec: WaveSpec, header_name: str) -> str | None:
