@@ -56,6 +56,17 @@ def arrow_into(con: duckdb.DuckDBPyConnection, table: str, rows: Any, replace: b
         con.unregister("_arrow_rows")
 
 
+@contextlib.contextmanager
+def arrow_view(con: duckdb.DuckDBPyConnection, name: str, rows: Any) -> Iterator[None]:
+    """An Arrow table queried in place under `name` for the duration (no copy into DuckDB's memory)."""
+    con.complete()
+    con.register(name, rows)
+    try:
+        yield
+    finally:
+        con.unregister(name)
+
+
 def drop_temp(con: duckdb.DuckDBPyConnection, *names: str) -> None:
     """Drop temporary tables or views of the loader, whichever each is."""
     con.complete()
@@ -216,10 +227,16 @@ class _TextStats:
 
 
 MOJIBAKE_UTF8 = re.compile(rb"\xc3\x83(?:\xc2[\x80-\xbf]|\xe2\x80[\x98-\xba]|\xc5[\x92-\xb8])")
+NEWLINE, CARRIAGE_RETURN, QUOTE = ord("\n"), ord("\r"), ord('"')
 
 
 def _scan_bytes(path: Path) -> _TextStats:
-    """The same counts as `_scan_text` for a UTF-8 file, on its bytes (DuckDB checks the encoding as it reads)."""
+    """The same counts as `_scan_text` for a UTF-8 file, on its bytes (DuckDB checks the encoding as it reads).
+
+    A chunk is looked at once with NumPy (its line feeds and quote marks); the searches that are slow in Python
+    (blank lines, mojibake) run only on a chunk where a cheap test says they can find something."""
+    import numpy as np  # comes with pandas and pyarrow
+
     stats, previous = _TextStats(), b"\n"
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK_BYTES):
@@ -228,19 +245,31 @@ def _scan_bytes(path: Path) -> _TextStats:
                 if stats.nul_row is None:
                     stats.nul_row = stats.lines + chunk[: chunk.index(b"\x00")].count(b"\n") + 1
                 stats.nuls += chunk.count(b"\x00")
-            if b"\n\n" in text or b"\n\r\n" in text:
+            data = np.frombuffer(text, np.uint8)
+            breaks = np.flatnonzero(data == NEWLINE)
+            if _has_blank_line(data, breaks):
                 stats.blank_lines += text.count(b"\n\n") + text.count(b"\n\r\n")
-            stats.quotes += chunk.count(b'"')
-            if stats.mojibake_row is None and b"\xc3\x83" in chunk:
+            stats.quotes += int(np.count_nonzero(data[1:] == QUOTE))
+            # the mojibake pattern holds the byte 83, which is rare in Finnish text: looking for it alone is fast
+            if stats.mojibake_row is None and b"\x83" in chunk and b"\xc3\x83" in chunk:
                 found = MOJIBAKE_UTF8.search(chunk)
                 if found:
                     stats.mojibake_row = stats.lines + chunk[: found.start()].count(b"\n") + 1
                     line = chunk[max(0, found.start() - 24) : found.end() + 24].decode("utf-8", "replace")
                     stats.mojibake_example = max(line.splitlines(), key=lambda part: "Ã" in part)
-            stats.lines += chunk.count(b"\n")
+            stats.lines += len(breaks) - (previous == b"\n")
             previous = chunk[-1:]
     stats.ends_with_newline = previous in (b"\n", b"\r")
     return stats
+
+
+def _has_blank_line(data: Any, breaks: Any) -> bool:
+    """Whether the bytes hold a blank line, "\\n\\n" or "\\n\\r\\n", from the offsets of their line feeds."""
+    gaps = breaks[1:] - breaks[:-1]
+    if (gaps == 1).any():
+        return True
+    one_byte_between = breaks[:-1][gaps == 2]  # noqa: PLR2004 (line feed, one byte, line feed)
+    return bool((data[one_byte_between + 1] == CARRIAGE_RETURN).any())
 
 
 def _scan_text(spec: WaveSpec, scratch: Path) -> _TextStats:

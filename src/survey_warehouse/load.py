@@ -24,7 +24,7 @@ from pathlib import Path
 import duckdb
 
 from survey_warehouse.codebook import LABELLED_STRUCTURAL_FIELDS, Codebook
-from survey_warehouse.delivery import Grid, arrow_into, drop_temp, read_grid
+from survey_warehouse.delivery import Grid, arrow_into, arrow_view, drop_temp, read_grid
 from survey_warehouse.errors import NothingToPublish, SurveyWarehouseError, WaveFileError
 from survey_warehouse.matching import match_keys, shown
 from survey_warehouse.settings import Paths, get_paths, pseudonym_key
@@ -251,14 +251,18 @@ def load_wave(
         scratch = paths.var / "tmp" / f"load_{load_id}"
         try:
             with _work_connection(warehouse, session, scratch) as con:
-                checked = _read_and_check(spec, con, codebook, load_id, scratch)
-                registry.update(
-                    row_count=checked.grid.rows,
-                    accepted_count=checked.grid.rows - checked.quarantined,
-                    quarantined_count=checked.quarantined,
-                    reader=checked.grid.reader,
-                )
+                grid = _read(spec, con, scratch)
                 with session.transaction():
+                    # The cells first, while the grid is all the work connection holds: written after the checks,
+                    # beside the resolved values, they made DuckDB spill within its memory limit.
+                    _write_cells(session, con, spec, load_id, grid, scratch)
+                    checked = _check(spec, con, codebook, grid)
+                    registry.update(
+                        row_count=grid.rows,
+                        accepted_count=grid.rows - checked.quarantined,
+                        quarantined_count=checked.quarantined,
+                        reader=grid.reader,
+                    )
                     abandon_unfinished(session)
                     _insert_registry(session, registry, "pending", "loaded; waiting for the raw gate")
                     _write_raw(session, con, spec, load_id, checked, scratch)
@@ -345,16 +349,20 @@ def _field_kinds(spec: WaveSpec, codebook: Codebook) -> dict[str, str]:
     }
 
 
-def _read_and_check(
-    spec: WaveSpec, con: duckdb.DuckDBPyConnection, codebook: Codebook, load_id: str, scratch: Path
-) -> _Checked:
-    import pyarrow as pa
-
+def _read(spec: WaveSpec, con: duckdb.DuckDBPyConnection, scratch: Path) -> Grid:
+    """The file as `grid`, after the whole-file checks of its bytes and shape."""
     grid = read_grid(spec, con, scratch)
     if grid.rows == 0:
         raise WaveFileError(
             spec.file, "the file has a header but no data rows; ask for the full export", row=grid.header_row
         )
+    return grid
+
+
+def _check(spec: WaveSpec, con: duckdb.DuckDBPyConnection, codebook: Codebook, grid: Grid) -> _Checked:
+    """Every mapped value resolved (`resolved`), the rows that cannot be used (`problems`), and the warnings."""
+    import pyarrow as pa
+
     header_keys = match_keys(pa.array(grid.header, pa.string())).to_pylist()
     kinds = _field_kinds(spec, codebook)
     questions = codebook.questions_for(spec.wave_year)
@@ -395,9 +403,44 @@ def _read_and_check(
         + " union all ".join(f"select source_row_number, cell_count, {p} as p, c{p} as v from grid" for p in positions)
     )
     values = con.sql("select distinct p, v from mapped where v is not null").to_arrow_table()
-    arrow_into(con, "keyed", values.append_column("k", match_keys(values.column("v"))), replace=True)
+    keyed = values.append_column("k", match_keys(values.column("v")))  # read in place: a copy would add to spills
     arrow_into(con, "answers", codebook.answer_table(spec.wave_year), replace=True)
     arrow_into(con, "aliases", codebook.alias_table(), replace=True)
+    with arrow_view(con, "keyed", keyed):
+        _resolve(con, spec)
+    del values, keyed  # a million distinct e-mail addresses' worth of memory
+
+    problems = _row_problems(spec, con, grid, header_keys)
+    _check_wave_year(spec, con)
+    quarantined = len({p[0] for p in problems})
+    if problems:
+        import pyarrow as pa
+
+        arrow_into(
+            con,
+            "problems",
+            pa.table(
+                {
+                    "source_row_number": pa.array([p[0] for p in problems], pa.int32()),
+                    "source_column": pa.array([p[1] for p in problems], pa.string()),
+                    "reason_code": [p[2] for p in problems],
+                    "message": [p[3] for p in problems],
+                }
+            ),
+            replace=True,
+        )
+    else:
+        con.execute(
+            "create or replace temp table problems (source_row_number integer, source_column varchar, "
+            "reason_code varchar, message varchar)"
+        )
+    field_positions = {r[1]: r[0] for r in field_rows}
+    return _Checked(grid, quarantined, problems, _key_respondent_warnings(spec, con, codebook, field_positions))
+
+
+def _resolve(con: duckdb.DuckDBPyConnection, spec: WaveSpec) -> None:
+    """Every distinct value of a mapped column (`keyed`: p, v and its match key k) resolved through the codebook
+    into the temporary table `resolved`, with the problem of a value that does not resolve."""
     number = "try_cast(replace(k.k, ',', '.') as double)"
     surveyed = ", ".join(_sql_text(code) for code in spec.cities_surveyed) or "null"
     parsed_time = (
@@ -444,33 +487,6 @@ def _read_and_check(
     """,
         [pseudonym_key()],
     )
-
-    problems = _row_problems(spec, con, grid, header_keys)
-    _check_wave_year(spec, con)
-    quarantined = len({p[0] for p in problems})
-    if problems:
-        import pyarrow as pa
-
-        arrow_into(
-            con,
-            "problems",
-            pa.table(
-                {
-                    "source_row_number": pa.array([p[0] for p in problems], pa.int32()),
-                    "source_column": pa.array([p[1] for p in problems], pa.string()),
-                    "reason_code": [p[2] for p in problems],
-                    "message": [p[3] for p in problems],
-                }
-            ),
-            replace=True,
-        )
-    else:
-        con.execute(
-            "create or replace temp table problems (source_row_number integer, source_column varchar, "
-            "reason_code varchar, message varchar)"
-        )
-    field_positions = {r[1]: r[0] for r in field_rows}
-    return _Checked(grid, quarantined, problems, _key_respondent_warnings(spec, con, codebook, field_positions))
 
 
 def _row_problems(
@@ -523,7 +539,7 @@ def _row_problems(
         "select null as row, null as p, null as v, null as scale_min, null as scale_max, null as reason, "
         "null as first_row where false"
     )
-    if email is not None:
+    if email is not None and _may_repeat(con, email):
         duplicates = f"""
             select row, p, v, null, null, 'duplicate_respondent', first_row from (
                 select g.source_row_number as row, {email} as p, g.c{email} as v,
@@ -572,6 +588,19 @@ def _row_problems(
     return problems
 
 
+def _may_repeat(con: duckdb.DuckDBPyConnection, email: int) -> bool:
+    """Whether a respondent can be in the file twice: an e-mail value in more than one row, or two values with one
+    match key (one of them then differs from its key). Most files have neither, and naming the repeated rows is
+    the slowest check of a large file; this test costs a scan of the column."""
+    (repeats,) = con.execute(f"""
+        select (select count(c{email}) from grid)
+                > (select count(*) from resolved join field_map using (p, field_id) where kind = 'email')
+            or exists (select 1 from resolved a join resolved b on b.p = a.p and b.k = a.k and b.v <> a.v
+                       where a.p = {email} and a.k <> a.v)
+    """).fetchall()[0]
+    return bool(repeats)
+
+
 def _number(value: float | None) -> str:
     return "?" if value is None else f"{value:g}"
 
@@ -582,10 +611,16 @@ def _sql_text(text: str) -> str:
 
 def _check_wave_year(spec: WaveSpec, con: duckdb.DuckDBPyConnection) -> None:
     """Whole-file check: a file whose answers were mostly submitted in another year is another wave."""
+    # each timestamp column's values counted first, straight from `grid` (`mapped` is a view over all columns)
+    counted = " union all ".join(
+        f"select {p} as p, c{p} as v, count(*) as n from grid where c{p} is not null group by 2"
+        for (p,) in con.execute("select p from field_map where kind = 'timestamp' order by 1").fetchall()
+    )
+    if not counted:
+        return
     years = con.execute(
-        "select year(cast(r.resolved_value as timestamp)) as y, count(*) from mapped m join field_map f using (p) "
-        "join resolved r using (p, v) where f.kind = 'timestamp' and r.resolved_value is not null group by 1 "
-        "order by 2 desc"
+        f"select year(cast(r.resolved_value as timestamp)) as y, sum(c.n) from ({counted}) c "
+        "join resolved r using (p, v) where r.resolved_value is not null group by 1 order by 2 desc"
     ).fetchall()
     total = sum(n for _y, n in years)
     in_wave = sum(n for y, n in years if y == spec.wave_year)
@@ -609,15 +644,19 @@ def _key_respondent_warnings(
         return []
     key_roles = ", ".join(_sql_text(r) for r in sorted(codebook.key_roles))
     city, role, lead = positions["city"], positions["respondent_role"], positions["lead"]
+    # the cities where they disagree first: the rows are listed for those only (most files have none)
     rows = con.execute(f"""
-        select c.resolved_value as city, list(g.source_row_number order by g.source_row_number),
-               list(g.c{lead} order by g.source_row_number)
-        from grid g
-        join resolved r on r.p = {role} and r.v = g.c{role} and r.resolved_value in ({key_roles})
-        join resolved c on c.p = {city} and c.v = g.c{city}
-        join resolved l on l.p = {lead} and l.v = g.c{lead} and l.resolved_value is not null
-        where g.source_row_number not in (select source_row_number from problems)
-        group by 1 having count(distinct l.resolved_value) > 1 order by 1
+        with answered as (
+            select c.resolved_value as city, g.source_row_number as row, g.c{lead} as label, l.resolved_value as code
+            from grid g
+            join resolved r on r.p = {role} and r.v = g.c{role} and r.resolved_value in ({key_roles})
+            join resolved c on c.p = {city} and c.v = g.c{city}
+            join resolved l on l.p = {lead} and l.v = g.c{lead} and l.resolved_value is not null
+            where g.source_row_number not in (select source_row_number from problems)
+        ),
+        disagreeing as (select city from answered group by 1 having count(distinct code) > 1)
+        select city, list(row order by row), list(label order by row) from answered
+        where city in (select city from disagreeing) group by 1 order by 1
     """).fetchall()
     lead_column = next(c for c, f in spec.columns.items() if f == "lead")
     return [
@@ -653,12 +692,12 @@ RAW_COLUMNS = {
 }
 
 
-def _write_raw(
-    session: Session, con: duckdb.DuckDBPyConnection, spec: WaveSpec, load_id: str, checked: _Checked, scratch: Path
+def _write_cells(
+    session: Session, con: duckdb.DuckDBPyConnection, spec: WaveSpec, load_id: str, grid: Grid, scratch: Path
 ) -> None:
+    """Every cell of the grid (and right of the header) into raw.survey_cells, with its row and column."""
     import pyarrow as pa
 
-    grid = checked.grid
     arrow_into(
         con,
         "header",
@@ -671,22 +710,40 @@ def _write_raw(
         ),
         replace=True,
     )
-    literals = {"load": _sql_text(load_id), "wave": int(spec.wave_year)}
     cells = " union all ".join(
         [*(CELL_SQL.replace("{position}", str(i)) for i in range(1, grid.width + 1)), EXTRA_CELLS_SQL]
     )
-    queries = {"raw.survey_cells": cells, "raw.cell_resolutions": RESOLUTIONS_SQL, "raw.quarantine": QUARANTINE_SQL}
-    for table, template in queries.items():
-        query = template.format(**literals)
-        if session.is_postgres:
-            session.copy_from_duckdb(table, RAW_COLUMNS[table], con, query, scratch)
-        else:
-            con.execute(f"insert into {table} ({RAW_COLUMNS[table]}) {query}")
+    _write(session, con, "raw.survey_cells", cells, load_id, spec, scratch)
+    drop_temp(con, "header")
+
+
+def _write_raw(
+    session: Session, con: duckdb.DuckDBPyConnection, spec: WaveSpec, load_id: str, checked: _Checked, scratch: Path
+) -> None:
+    """What the checks found, after the cells (`_write_cells`) in the same transaction."""
+    for table, template in {"raw.cell_resolutions": RESOLUTIONS_SQL, "raw.quarantine": QUARANTINE_SQL}.items():
+        _write(session, con, table, template, load_id, spec, scratch)
     session.executemany(
         "insert into raw.wave_cities_surveyed values (?, ?, ?)",
         [[load_id, spec.wave_year, code] for code in spec.cities_surveyed],
     )
-    drop_temp(con, "header")
+
+
+def _write(
+    session: Session,
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    template: str,
+    load_id: str,
+    spec: WaveSpec,
+    scratch: Path,
+) -> None:
+    """A query on the work connection into a raw table: an insert in DuckDB, COPY into PostgreSQL."""
+    query = template.format(load=_sql_text(load_id), wave=int(spec.wave_year))
+    if session.is_postgres:
+        session.copy_from_duckdb(table, RAW_COLUMNS[table], con, query, scratch)
+    else:
+        con.execute(f"insert into {table} ({RAW_COLUMNS[table]}) {query}")
 
 
 def _column_for(spec: WaveSpec, header_name: str) -> str | None:

@@ -11,12 +11,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pandas as pd
 
 from survey_warehouse.errors import WarehouseBusy
+
+if TYPE_CHECKING:  # pandas takes about a second to import: the loader never needs it
+    import pandas as pd
 
 
 def connect_readonly(path: Path) -> duckdb.DuckDBPyConnection:
@@ -226,6 +228,8 @@ class Session:
 
     def df(self) -> pd.DataFrame:
         if self.is_postgres:
+            import pandas as pd
+
             columns = [d[0] for d in self._cur.description]
             return pd.DataFrame.from_records(self._cur.fetchall(), columns=columns)
         return self._con.df()
