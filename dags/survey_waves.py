@@ -143,7 +143,13 @@ def survey_waves() -> None:
             test_indirect_selection=TestIndirectSelection.BUILDABLE,
             setup_operator_args={"retries": 0},
         ),
-        operator_args={"pool": WAREHOUSE_POOL, "poke_interval": 1},
+        operator_args={
+            "pool": WAREHOUSE_POOL,
+            "poke_interval": 1,
+            # no dbt.log: it would go to the temporary copy of the project Cosmos deletes after the task, and its
+            # debug lines (every query) cost the build a third of its time; the task log has dbt's output
+            "dbt_cmd_global_flags": ["--log-level-file", "none"],
+        },
     )
 
     validate_marts = GXValidateCheckpointOperator(
