@@ -235,7 +235,7 @@ def _scan_bytes(path: Path) -> _TextStats:
 
     A chunk is looked at once with NumPy (its line feeds and quote marks); the searches that are slow in Python
     (blank lines, mojibake) run only on a chunk where a cheap test says they can find something."""
-    import numpy as np  # comes with pandas and pyarrow
+    import numpy as np
 
     stats, previous = _TextStats(), b"\n"
     with open(path, "rb") as f:
