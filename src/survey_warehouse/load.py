@@ -414,8 +414,6 @@ def _check(spec: WaveSpec, con: duckdb.DuckDBPyConnection, codebook: Codebook, g
     _check_wave_year(spec, con)
     quarantined = len({p[0] for p in problems})
     if problems:
-        import pyarrow as pa
-
         arrow_into(
             con,
             "problems",
