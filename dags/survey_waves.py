@@ -10,6 +10,10 @@ of the logical date, or the `wave_year` param). A year without a wave spec in co
 whose inputs have not changed since the published marts were built, ends skipped. When any step fails,
 `record_failure` keeps the reason with the load; the published marts and the other waves stay as they were.
 
+A run started with `{"defer_build": true}` stops after accepting its load: the load waits as a candidate and the
+next run that builds publishes it with its own wave. `make run` uses this to catch up several waves with one
+build; when that build fails, it runs each of them again on its own, so only a bad wave is held back.
+
 A wave's file dropped into the inbox (<inbox>/<year>/) starts its wave's run at once (an AssetWatcher, run by
 `airflow triggerer`): the run reads the delivery, moves it to the wave spec's `file:` when it publishes, or leaves
 it with <file>.rejected.txt beside it saying why.
@@ -90,7 +94,13 @@ PROFILE = (
     params={
         "wave_year": Param(
             None, type=["null", "integer"], description="Load this wave instead of the logical date's year"
-        )
+        ),
+        pipeline.DEFER_BUILD_PARAM: Param(
+            False,
+            type="boolean",
+            description="Load and gate the wave, then leave it waiting: the next run that builds publishes it with "
+            "its own wave (`make run` does this for all but the last of several waves to catch up)",
+        ),
     },
     doc_md=__doc__,
     tags=["survey", "warehouse"],
@@ -127,6 +137,15 @@ def survey_waves() -> None:
     @task(pool=WAREHOUSE_POOL, doc_md="The load passed its gate: the candidate the marts are built from.")
     def accept_raw_wave(loaded: Any) -> str:  # the load's XCom
         return pipeline.accept_raw_wave(loaded)
+
+    @task.short_circuit(
+        pool=WAREHOUSE_POOL,
+        retries=0,
+        doc_md="Build in this run, unless it was started with `defer_build`: then the load waits for a later run's "
+        "build, and every step after this one is skipped.",
+    )
+    def build_in_this_run(loaded: Any, **context: Any) -> bool:  # the load's XCom
+        return pipeline.build_in_this_run(loaded, context)
 
     dbt_build = DbtTaskGroup(
         group_id="dbt_build",
@@ -190,10 +209,11 @@ def survey_waves() -> None:
     loaded = load_raw_wave(plan)
     accepted = accept_raw_wave(loaded)
     published = publish_marts()
-    loaded >> validate_raw_wave >> accepted >> dbt_build >> validate_marts >> published
+    build_now = build_in_this_run(loaded)
+    loaded >> validate_raw_wave >> accepted >> build_now >> dbt_build >> validate_marts >> published
     _producer_first(dbt_build)
     # publish_marts records its own failure; it stays a leaf, so a failed run ends failed
-    [plan, loaded, validate_raw_wave, accepted, dbt_build, validate_marts] >> record_failure()
+    [plan, loaded, validate_raw_wave, accepted, build_now, dbt_build, validate_marts] >> record_failure()
 
 
 survey_waves()

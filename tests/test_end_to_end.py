@@ -22,6 +22,26 @@ def test_every_wave_run_succeeds_and_2017_is_skipped(pipeline_run: PipelineRun) 
     assert ran == {"dbt_build.dbt_producer_watcher_done"}, "nothing but the watcher's empty gate ran"
     assert set(task_states(pipeline_run.paths, 2019).values()) == {"success", "skipped"}
     assert task_states(pipeline_run.paths, 2019)["record_failure"] == "skipped"
+
+
+def test_the_waves_are_caught_up_with_one_build_by_the_last_run(pipeline_run: PipelineRun) -> None:
+    """make run with three waves to do: 2016 and 2018 are loaded, gated and accepted in their own runs; the 2019
+    run builds, gates and publishes all three, once."""
+    after_build = ("dbt_build.", "validate_marts", "publish_marts")
+    for year in (2016, 2018):
+        states = task_states(pipeline_run.paths, year)
+        assert all(states[t] == "success" for t in ("validate_raw_wave", "accept_raw_wave", "build_in_this_run"))
+        assert {s for t, s in states.items() if t.startswith(after_build)} == {"skipped"}, states
+    states = task_states(pipeline_run.paths, 2019)
+    assert {s for t, s in states.items() if t.startswith(after_build)} == {"success"}, states
+    with duckdb.connect(str(pipeline_run.paths.published), read_only=True) as con:
+        published = con.execute("select unnest(load_ids) from marts.publication").fetchall()
+    with duckdb.connect(str(pipeline_run.paths.warehouse), read_only=True) as con:
+        loads = con.execute(
+            "select load_id, status, is_current, build_deferred from raw.load_registry order by wave_year"
+        ).fetchall()
+    assert sorted(r[0] for r in published) == [r[0] for r in loads]
+    assert [r[1:] for r in loads] == [("passed", True, True), ("passed", True, True), ("passed", True, False)]
     with duckdb.connect(str(pipeline_run.paths.warehouse), read_only=True) as con:
         waves = [
             r[0] for r in con.execute("select wave_year from raw.load_registry where is_current order by 1").fetchall()

@@ -18,8 +18,9 @@ from survey_warehouse import cli
 def test_a_failed_build_changes_nothing_and_another_wave_then_goes_through(
     pipeline_run: PipelineRun, tmp_path: Path
 ) -> None:
-    """dbt fails after the raw gate passed (a seed change breaks a data test): the candidate load is failed, the
-    current load and the published file stay; once the seed is mended, a run of another wave goes through."""
+    """dbt fails after the raw gates passed (a seed change breaks a data test) while `make run` catches up two
+    corrected waves with one build: both candidate loads are failed, each wave runs again on its own (and fails
+    again), the current loads and the published file stay. Once the seed is mended, a run of one wave goes through."""
     paths = copy_state(pipeline_run, "failed_build")
     root = paths.var / "project"
     import shutil
@@ -47,27 +48,40 @@ def test_a_failed_build_changes_nothing_and_another_wave_then_goes_through(
         .replace("file: data/waves/2019/city_survey_2019_export.csv", f"file: {corrected}"),
         encoding="utf-8",
     )
-    cli.setup(paths)
-    published_sha, current_before = file_sha256_of(paths.published), current_loads(paths)
-
-    code, _seconds, log = cli.run_wave(paths, 2019)
-
-    assert code != 0
-    states = task_states(paths, 2019)
-    assert states["validate_raw_wave"] == "success" and states["record_failure"] == "success"
-    assert "failed" in {s for t, s in states.items() if t.startswith("dbt_build.")}
-    assert file_sha256_of(paths.published) == published_sha and current_loads(paths) == current_before
-    status, message = latest_load(paths, 2019)
-    assert status == "failed" and "the run failed at dbt_build." in message
-
-    # the seed is mended and a corrected 2016 file arrives (one more respondent): that run goes through
-    responsibilities.write_text(original, encoding="utf-8")
+    # and a corrected 2016 file (one more respondent)
     spec_2016 = yaml.safe_load((paths.waves_config / "2016.yml").read_text(encoding="utf-8"))
     lines_2016 = (ROOT / spec_2016["file"]).read_text(encoding="cp1252").splitlines()
     more = paths.var / "kaupunkikysely_2016_v2.csv"
     more.write_text("\n".join([*lines_2016, lines_2016[1].replace("@", ".toinen@", 1)]) + "\n", encoding="cp1252")
     spec_2016["file"] = str(more)
     (paths.waves_config / "2016.yml").write_text(yaml.safe_dump(spec_2016, allow_unicode=True), encoding="utf-8")
+    cli.setup(paths)
+    published_sha, current_before = file_sha256_of(paths.published), current_loads(paths)
+
+    outcomes = cli.run_years(paths, [2016, 2019], force_dag=False)
+
+    assert outcomes[2016][0] != 0 and outcomes[2019][0] != 0
+    run_log = (paths.var / "logs" / "run.log").read_text()
+    assert "2016 (build left to the 2019 run)" in run_log, run_log
+    assert "each wave on its own: 2016, 2019" in run_log, run_log
+    for year in (2016, 2019):  # the states of each wave's own run, the last one
+        states = task_states(paths, year)
+        assert states["validate_raw_wave"] == "success" and states["record_failure"] == "success"
+        assert "failed" in {s for t, s in states.items() if t.startswith("dbt_build.")}
+    assert file_sha256_of(paths.published) == published_sha and current_loads(paths) == current_before
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        caught_up = con.execute(
+            "select status, status_message from raw.load_registry where wave_year = 2016 and build_deferred "
+            "and not is_current"
+        ).fetchall()
+    assert len(caught_up) == 1 and caught_up[0][0] == "failed", caught_up
+    assert caught_up[0][1].startswith("built with the run of wave 2019, which failed: the run failed at dbt_build.")
+    for year in (2016, 2019):
+        status, message = latest_load(paths, year)
+        assert status == "failed" and "the run failed at dbt_build." in message
+
+    # the seed is mended: the corrected 2016 wave goes through on its own
+    responsibilities.write_text(original, encoding="utf-8")
     cli.setup(paths)
     code, _seconds, log = cli.run_wave(paths, 2016)
     assert code == 0, log.read_text()[-3000:]

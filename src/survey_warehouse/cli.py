@@ -247,46 +247,105 @@ def plan_years(paths: Paths, years: list[int]) -> dict[int, str | None]:
     return out
 
 
-def run_waves(paths: Paths, years: list[int], force_dag: bool = False) -> dict[int, dict[str, Any]]:
-    """The DAG for each year through `dag.test`, in this process: Airflow, dbt and GX are imported once."""
+def run_waves(
+    paths: Paths, years: list[int], force_dag: bool = False, catch_up: bool = True
+) -> dict[int, dict[str, Any]]:
+    """The DAG for each year through `dag.test`, in this process: Airflow, dbt and GX are imported once.
+
+    With several waves to do (`catch_up`), every run loads, gates and accepts its wave, but only the last one builds:
+    it builds, gates and publishes them all, once. When that build or its gate fails, each of those waves runs
+    again on its own, so a wave that breaks the build holds back only itself."""
     os.environ.update(runtime_env(paths))  # before Airflow is imported: it reads AIRFLOW_HOME at import
     Path(os.environ["TMPDIR"]).mkdir(parents=True, exist_ok=True)
-    logs = paths.var / "logs"
+    skips = plan_years(paths, years)
+    todo = [year for year in years if not skips.get(year)]
+    builder = todo[-1] if catch_up and len(todo) > 1 else None
     outcomes: dict[int, dict[str, Any]] = {}
-    skips = dict.fromkeys(years) if force_dag else plan_years(paths, years)
-    dag = None
     for year in years:
-        log = logs / f"survey_waves_{year}.log"
-        started = time.monotonic()
-        if skips.get(year):
+        if skips.get(year) and not force_dag:
             print(f"{skips[year]}; no DAG run needed", flush=True)
             outcomes[year] = {"exit_code": 0, "seconds": 0.0, "log": None, "skipped": skips[year]}
             continue
-        print(f"Running DAG {DAG_ID} for {year} ...", end=" ", flush=True)
-        if dag is None:
-            with _output_to(logs / "survey_waves_parse.log"):
-                from airflow.dag_processing.dagbag import DagBag
-
-                bag = DagBag(dag_folder=str(paths.root / "dags" / "survey_waves.py"))
-            if bag.import_errors:
-                raise SurveyWarehouseError(f"the DAG does not import: {bag.import_errors}")
-            dag = bag.get_dag(DAG_ID)
-        import pendulum
-
-        os.environ["SURVEY_RUN_LOG"] = str(log)  # where a failure notification says the log is
-        with _output_to(log):
-            try:
-                state = str(dag.test(logical_date=pendulum.datetime(year, 6, 1, tz="UTC")).state)
-            except Exception as exc:  # one broken run must not stop the other years
-                traceback.print_exc()
-                state = f"error: {exc}"
-            finally:
-                _release_warehouse()
-        seconds = time.monotonic() - started
-        code = 0 if state == "success" else 1
-        outcomes[year] = {"exit_code": code, "seconds": seconds, "log": log}
-        print(("ok" if code == 0 else f"FAILED ({state})") + f" in {seconds:.0f} s; log: {log}", flush=True)
+        defer = builder is not None and year in todo and year != builder
+        outcomes[year] = _dag_run(paths, year, f"build left to the {builder} run" if defer else None)
+    if builder is not None and outcomes[builder]["exit_code"] != 0:
+        deferred = [y for y in todo if y != builder and outcomes[y]["exit_code"] == 0]
+        again = deferred + ([builder] if outcomes[builder]["failed_build"] else [])
+        if again:
+            print(f"The {builder} run did not publish; each wave on its own: {', '.join(map(str, again))}", flush=True)
+        for year in again:
+            if plan_years(paths, [year])[year] is None:  # (an earlier one may have published it)
+                outcomes[year] = _dag_run(paths, year, None)
     return outcomes
+
+
+def _dag_run(paths: Paths, year: int, defer: str | None) -> dict[str, Any]:
+    """One `dag.test` run of the DAG for a wave year; with `defer` (why), a run that leaves its build to a later
+    run."""
+    import pendulum
+
+    from survey_warehouse.pipeline import BUILD_STEPS, DEFER_BUILD_PARAM
+
+    dag = _waves_dag(paths)
+    log = paths.var / "logs" / f"survey_waves_{year}.log"
+    started = time.monotonic()
+    print(f"Running DAG {DAG_ID} for {year}{f' ({defer})' if defer else ''} ...", end=" ", flush=True)
+    os.environ["SURVEY_RUN_LOG"] = str(log)  # where a failure notification says the log is
+    failed: list[str] = []
+    with _output_to(log):
+        try:
+            run = dag.test(
+                logical_date=pendulum.datetime(year, 6, 1, tz="UTC"), run_conf={DEFER_BUILD_PARAM: bool(defer)}
+            )
+            state = str(run.state)
+            if state != "success":
+                failed = _failed_tasks(run.run_id)
+        except Exception as exc:  # one broken run must not stop the other years
+            traceback.print_exc()
+            state = f"error: {exc}"
+        finally:
+            _release_warehouse()
+    seconds = time.monotonic() - started
+    code = 0 if state == "success" else 1
+    print(("ok" if code == 0 else f"FAILED ({state})") + f" in {seconds:.0f} s; log: {log}", flush=True)
+    return {
+        "exit_code": code,
+        "seconds": seconds,
+        "log": log,
+        "failed_build": any(task.startswith(BUILD_STEPS) for task in failed),
+    }
+
+
+_DAGS: dict[Path, Any] = {}
+
+
+def _waves_dag(paths: Paths) -> Any:
+    """The survey_waves DAG, parsed once per process."""
+    dag_file = paths.root / "dags" / "survey_waves.py"
+    if dag_file not in _DAGS:
+        with _output_to(paths.var / "logs" / "survey_waves_parse.log"):
+            from airflow.dag_processing.dagbag import DagBag
+
+            bag = DagBag(dag_folder=str(dag_file))
+        if bag.import_errors:
+            raise SurveyWarehouseError(f"the DAG does not import: {bag.import_errors}")
+        _DAGS[dag_file] = bag.get_dag(DAG_ID)
+    return _DAGS[dag_file]
+
+
+def _failed_tasks(run_id: str) -> list[str]:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return list(
+            session.scalars(
+                select(TaskInstance.task_id).where(
+                    TaskInstance.dag_id == DAG_ID, TaskInstance.run_id == run_id, TaskInstance.state == "failed"
+                )
+            )
+        )
 
 
 def run_exports(paths: Paths) -> dict[str, Any] | None:
@@ -397,6 +456,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="start a DAG run even for a wave with nothing to do (the DAG then skips it)",
     )
+    run_p.add_argument(
+        "--build-each-wave",
+        action="store_true",
+        help="build and publish after every wave (default: several waves to do are built and published once, by "
+        "the last run)",
+    )
     run_p.add_argument("--outcomes", type=Path, help="also write each year's outcome to this JSON file")
     sub.add_parser("setup", help="dbt manifest, Airflow metadata database and pool")
     sub.add_parser("manifest", help="the dbt manifest (parsed again when the dbt project changed)")
@@ -427,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Setting up (dbt manifest, Airflow metadata in {paths.var / 'airflow'}) ...", flush=True)
         os.environ.update(runtime_env(paths))  # before Airflow is imported: it reads AIRFLOW_HOME at import
         setup(paths)
-        outcomes = run_waves(paths, years, force_dag=args.force_dag)
+        outcomes = run_waves(paths, years, force_dag=args.force_dag, catch_up=not args.build_each_wave)
         exported = run_exports(paths)
         if args.outcomes:
             import json

@@ -57,6 +57,8 @@ alter table raw.load_registry add column if not exists spec_sha256 varchar;
 alter table raw.load_registry add column if not exists codebook_sha256 varchar;
 alter table raw.load_registry add column if not exists reader varchar;
 alter table raw.load_registry add column if not exists accepted_removals varchar;
+-- a candidate whose run left the build to a later run (`make run` catching up several waves builds them once)
+alter table raw.load_registry add column if not exists build_deferred boolean default false;
 create table if not exists raw.survey_cells (
     load_id varchar not null,
     wave_year integer not null,
@@ -92,6 +94,8 @@ create table if not exists raw.wave_cities_surveyed (
 """
 
 UNFINISHED = ("loading", "pending", "candidate")
+# a candidate waiting for the build of a later run: not unfinished, the next build takes it
+WAITING = "status = 'candidate' and coalesce(build_deferred, false)"
 TIMESTAMP_FORMATS = ("%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H.%M", "%d.%m.%Y")
 
 
@@ -127,6 +131,7 @@ class CurrentLoad:
     row_count: int
     spec_sha256: str | None
     codebook_sha256: str | None
+    waiting: bool = False  # a candidate waiting for its build, not yet the published current load
 
 
 def file_sha256(path: Path) -> str:
@@ -151,9 +156,10 @@ def ensure_raw_schema(session: Session) -> None:
 
 
 def current_load(session: Session, wave_year: int) -> CurrentLoad | None:
+    """The load the wave's marts are built from next: its candidate waiting for a build, else its current load."""
     row = session.execute(
-        "select load_id, file_sha256, row_count, spec_sha256, codebook_sha256 from raw.load_registry "
-        "where wave_year = ? and is_current",
+        "select load_id, file_sha256, row_count, spec_sha256, codebook_sha256, not is_current from raw.load_registry "
+        f"where wave_year = ? and (is_current or ({WAITING})) order by is_current limit 1",
         [wave_year],
     ).fetchone()
     return CurrentLoad(*row) if row else None
@@ -172,18 +178,50 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
-def abandon_unfinished(session: Session) -> list[str]:
-    """Loads left pending or candidate by a run that stopped (killed, crashed) are failed: one run at a time."""
-    stale = [
-        r[0] for r in session.execute(f"select load_id from raw.load_registry where status in {UNFINISHED}").fetchall()
-    ]
-    if stale:
+def abandon_unfinished(session: Session, wave_year: int, load_id: str) -> list[str]:
+    """Before load `load_id` of `wave_year` is registered: loads left pending or candidate by a run that stopped
+    (killed, crashed) are failed, one run at a time. A candidate waiting for a later build stays, unless it is of
+    the same wave: the new load replaces it before it was built."""
+    unfinished = f"status in {UNFINISHED} and not ({WAITING})"
+    replaced = f"wave_year = ? and {WAITING}"
+    found = session.execute(
+        f"select load_id, {WAITING} from raw.load_registry where ({unfinished}) or ({replaced})", [wave_year]
+    ).fetchall()
+    now = _now()
+    for stale, waiting in found:
         session.execute(
-            f"update raw.load_registry set status = 'failed', status_at = ?, status_message = "
-            f"'the run that made this load stopped before it finished' where status in {UNFINISHED}",
-            [_now()],
+            "update raw.load_registry set status = 'failed', status_at = ?, status_message = ? where load_id = ?",
+            [
+                now,
+                f"replaced by load {load_id} before it was built"
+                if waiting
+                else "the run that made this load stopped before it finished",
+                stale,
+            ],
         )
-    return stale
+    return [r[0] for r in found]
+
+
+def defer_build(target: Warehouse | Path, load_id: str, message: str) -> None:
+    """The candidate's run leaves the build to a later run: the load waits as a candidate until a build takes it."""
+    with Session(as_warehouse(target)) as session, session.transaction():
+        _wave, status = _load_status(session, load_id)
+        if status != "candidate":
+            raise SurveyWarehouseError(f"load {load_id} is {status}; only a candidate can wait for a later build")
+        session.execute(
+            "update raw.load_registry set build_deferred = true, status_at = ?, status_message = ? where load_id = ?",
+            [_now(), message, load_id],
+        )
+
+
+def waiting_loads(target: Warehouse | Path) -> list[tuple[str, int]]:
+    """The candidates waiting for a later build: (load_id, wave_year)."""
+    with Session(as_warehouse(target)) as session:
+        ensure_raw_schema(session)
+        rows = session.execute(
+            f"select load_id, wave_year from raw.load_registry where {WAITING} order by 2"
+        ).fetchall()
+    return [(r[0], r[1]) for r in rows]
 
 
 def load_memory_limit() -> str:
@@ -263,7 +301,7 @@ def load_wave(
                         quarantined_count=checked.quarantined,
                         reader=grid.reader,
                     )
-                    abandon_unfinished(session)
+                    abandon_unfinished(session, spec.wave_year, load_id)
                     _insert_registry(session, registry, "pending", "loaded; waiting for the raw gate")
                     _write_raw(session, con, spec, load_id, checked, scratch)
         except WaveFileError as exc:

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 LOAD_TASK_ID = "load_raw_wave"
 PLAN_TASK_ID = "plan_wave"
+DEFER_BUILD_PARAM = "defer_build"
+BUILD_STEPS = ("dbt_build", "validate_marts")  # a failure here is the build's, not the wave's raw data
 
 
 class NothingToDo(Exception):
@@ -112,12 +114,19 @@ def plan_wave(
     if current is None:  # (unchanged implies a current load)
         return Plan(wave_year, "load", "first load of the wave", str(spec.file))
     publication = read_publication(warehouse, paths.published)
-    if publication is None:
-        return Plan(wave_year, "rebuild", "nothing is published yet", str(spec.file))
-    if set(publication.load_ids) != current_ids:
-        return Plan(wave_year, "rebuild", "the published marts do not hold every current load", str(spec.file))
-    if publication.build_fingerprint != build_fingerprint(paths, warehouse):
-        return Plan(wave_year, "rebuild", "the dbt project, a seed or a suite changed", str(spec.file))
+    rebuild = (
+        f"load {current.load_id} passed its raw gate and waits for its build"
+        if current.waiting
+        else "nothing is published yet"
+        if publication is None
+        else "the published marts do not hold every current load"
+        if set(publication.load_ids) != current_ids
+        else "the dbt project, a seed or a suite changed"
+        if publication.build_fingerprint != build_fingerprint(paths, warehouse)
+        else None
+    )
+    if rebuild or publication is None:
+        return Plan(wave_year, "rebuild", rebuild or "nothing is published yet", str(spec.file))
     return Plan(
         wave_year,
         "nothing",
@@ -251,6 +260,25 @@ def accept_raw_wave(loaded: dict[str, Any]) -> str:
     return message
 
 
+def build_in_this_run(loaded: dict[str, Any], context: Any) -> bool:
+    """Whether this run goes on to build, gate and publish the marts. A run started with the param `defer_build`
+    (`make run` catching up several waves, for all but the last) stops here: its load, gated and accepted, waits
+    as a candidate, and the next run that builds takes it with its own wave and publishes both."""
+    if not (context.get("params") or {}).get(DEFER_BUILD_PARAM):
+        return True
+    from survey_warehouse import load
+    from survey_warehouse.warehouse import Warehouse
+
+    if not loaded["unchanged"]:
+        load.defer_build(
+            Warehouse.from_env(get_paths().warehouse),
+            loaded["load_id"],
+            "passed its raw gate; waits for the build of a later run, which publishes it with its own wave",
+        )
+    log.info("wave %s: the build is left to a later run (%s)", wave_year_of_run(context), DEFER_BUILD_PARAM)
+    return False
+
+
 def gx_file_context() -> Any:
     """configure_file_data_context for the GX operators: results kept under var/gx, Data Docs in var/data_docs."""
     from survey_warehouse import quality
@@ -354,6 +382,11 @@ def record_failure(**context: Any) -> str:
     message = failure_message(paths, warehouse, steps, load_id, errors)
     if load_id:
         load.fail_load(warehouse, load_id, message)
+    if any(step.startswith(BUILD_STEPS) for step in steps):  # the waiting candidates were built with this run
+        for waiting, _wave in load.waiting_loads(warehouse):
+            load.fail_load(
+                warehouse, waiting, f"built with the run of wave {wave_year_of_run(context)}, which failed: {message}"
+            )
     delivery = delivery_of_run(context)
     if delivery is not None and delivery.path.is_file():
         from survey_warehouse.inbox import reject

@@ -60,6 +60,7 @@ STEPS = (
     "load_raw_wave",
     "validate_raw_wave",
     "accept_raw_wave",
+    "build_in_this_run",
     "validate_marts",
     "publish_marts",
     "record_failure",
@@ -89,7 +90,12 @@ def test_dag_has_the_pipeline_steps_in_order(dagbag) -> None:
     assert "load_raw_wave" in downstream("plan_wave")
     assert "validate_raw_wave" in downstream("load_raw_wave")
     assert "accept_raw_wave" in downstream("validate_raw_wave")
-    assert dbt_tasks <= downstream("accept_raw_wave")
+    assert "build_in_this_run" in downstream("accept_raw_wave")
+    assert dbt_tasks | {"validate_marts", "publish_marts", "record_failure"} <= downstream("build_in_this_run"), (
+        "a run that leaves its build to a later run skips every step after build_in_this_run"
+    )
+    assert dag.get_task("build_in_this_run").ignore_downstream_trigger_rules
+    assert dag.params["defer_build"] is False
     assert dbt_tasks - {producer} <= downstream(producer), "every node's sensor waits for the one dbt build"
     assert dag.get_task(producer).retries == 0, "a retried producer would skip itself and hide a failed build"
     assert "validate_marts" in downstream(producer)

@@ -1,0 +1,148 @@
+"""Catching up several waves with one build: a load waiting for a later run's build, and how `make run` orders its
+runs (each wave loaded and gated in its own run, the last one building; each on its own when that build fails)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from conftest import make_paths
+
+from survey_warehouse import cli, load
+from survey_warehouse.load import accept_load, defer_build, load_wave, mark_load
+from survey_warehouse.pipeline import plan_wave
+from survey_warehouse.publish import _loads_in_use
+from survey_warehouse.warehouse import Session, Warehouse
+from survey_warehouse.waves import find_wave_spec
+
+
+@pytest.fixture
+def paths():
+    return make_paths("catch_up")
+
+
+def _status(paths, load_id: str) -> tuple[str, bool, str]:
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        return con.execute(
+            "select status, is_current, status_message from raw.load_registry where load_id = ?", [load_id]
+        ).fetchone()
+
+
+def _waiting(paths, year: int) -> str:
+    loaded = load_wave(find_wave_spec(year, paths), paths.warehouse, paths=paths)
+    accept_load(paths.warehouse, loaded.load_id, "gate passed")
+    defer_build(paths.warehouse, loaded.load_id, "waits for a later build")
+    return loaded.load_id
+
+
+def test_a_waiting_load_stays_through_other_waves_and_is_built_with_them(paths) -> None:
+    w16 = _waiting(paths, 2016)
+    w18 = _waiting(paths, 2018)  # loading another wave does not abandon 2016's waiting candidate
+    left_over = load_wave(find_wave_spec(2019, paths), paths.warehouse, paths=paths)  # a run killed after its load
+
+    assert _status(paths, w16)[:2] == ("candidate", False) and _status(paths, w18)[:2] == ("candidate", False)
+    assert load.waiting_loads(paths.warehouse) == [(w16, 2016), (w18, 2018)]
+    plan = plan_wave(2016, paths)
+    assert plan.action == "rebuild" and w16 in plan.reason and "waits for its build" in plan.reason
+    again = load_wave(find_wave_spec(2016, paths), paths.warehouse, paths=paths)
+    assert again.unchanged and again.load_id == w16, "the waiting load is the wave's load: no second copy"
+
+    # the next load abandons what a stopped run left, not the waiting candidates
+    w19 = load_wave(find_wave_spec(2019, paths), paths.warehouse, paths=paths).load_id
+    assert _status(paths, left_over.load_id)[0] == "failed"
+    accept_load(paths.warehouse, w19, "gate passed")
+    with Session(Warehouse.duckdb(paths.warehouse)) as session:
+        in_use = [r[0] for r in _loads_in_use(session)]
+    assert in_use == [w16, w18, w19], "the build and the publication take every candidate, waiting ones included"
+
+
+def test_a_new_file_replaces_its_waves_waiting_load(paths, tmp_path: Path) -> None:
+    w19 = _waiting(paths, 2019)
+    spec = find_wave_spec(2019, paths)
+    lines = spec.file.read_text(encoding="utf-8-sig").splitlines()
+    shorter = tmp_path / "corrected.csv"
+    shorter.write_text("\n".join(lines[:-2]) + "\n", encoding="utf-8-sig")
+
+    corrected = load_wave(dataclasses.replace(spec, file=shorter), paths.warehouse, paths=paths)
+
+    status, current, message = _status(paths, w19)
+    assert (status, current) == ("failed", False) and f"replaced by load {corrected.load_id}" in message
+    assert load.waiting_loads(paths.warehouse) == []
+
+
+def test_only_a_candidate_can_wait(paths) -> None:
+    loaded = load_wave(find_wave_spec(2016, paths), paths.warehouse, paths=paths)
+    with pytest.raises(Exception, match="only a candidate"):
+        defer_build(paths.warehouse, loaded.load_id, "too early: not gated")
+    mark_load(paths.warehouse, loaded.load_id, passed=True, message="ok")
+    with pytest.raises(Exception, match="only a candidate"):
+        defer_build(paths.warehouse, loaded.load_id, "too late: published")
+
+
+class FakeRuns:
+    """Stands in for Airflow: which runs `run_waves` starts, with what, and what they leave to do."""
+
+    def __init__(self, todo: set[int], fail: dict[int, str] | None = None) -> None:
+        self.todo, self.fail = set(todo), dict(fail or {})
+        self.calls: list[tuple[int, bool]] = []
+        self.waiting: set[int] = set()
+
+    def plan(self, _paths, years: list[int]) -> dict[int, str | None]:
+        return {y: None if y in self.todo else f"wave {y}: nothing to do" for y in years}
+
+    def run(self, _paths, year: int, defer: str | None) -> dict[str, Any]:
+        self.calls.append((year, bool(defer)))
+        failure = self.fail.get(year)
+        if failure and (failure == "raw gate" or not defer):
+            if failure == "build":  # the waiting loads were built with it: they fail too
+                self.waiting = set()
+            return {"exit_code": 1, "seconds": 0.0, "log": None, "failed_build": failure == "build"}
+        if not defer:  # a build publishes this wave and every wave that waits for a build
+            self.todo -= {year, *self.waiting}
+            self.waiting = set()
+        else:
+            self.waiting.add(year)
+        return {"exit_code": 0, "seconds": 0.0, "log": None, "failed_build": False}
+
+
+def _run(monkeypatch, tmp_path: Path, runs: FakeRuns, years: list[int], **kwargs) -> dict[int, dict]:
+    monkeypatch.setattr(cli, "runtime_env", lambda _paths: {"TMPDIR": str(tmp_path)})
+    monkeypatch.setattr(cli, "plan_years", runs.plan)
+    monkeypatch.setattr(cli, "_dag_run", runs.run)
+    return cli.run_waves(make_paths("catch_up_cli"), years, **kwargs)
+
+
+def test_several_waves_are_built_once_by_the_last_run(monkeypatch, tmp_path: Path) -> None:
+    runs = FakeRuns({2016, 2018, 2019})
+    outcomes = _run(monkeypatch, tmp_path, runs, [2016, 2017, 2018, 2019])
+    assert runs.calls == [(2016, True), (2018, True), (2019, False)]
+    assert outcomes[2017]["skipped"] and runs.todo == set()
+
+
+def test_one_wave_or_build_each_wave_builds_every_run(monkeypatch, tmp_path: Path) -> None:
+    runs = FakeRuns({2019})
+    _run(monkeypatch, tmp_path, runs, [2016, 2017, 2018, 2019])
+    assert runs.calls == [(2019, False)]
+    runs = FakeRuns({2016, 2019})
+    _run(monkeypatch, tmp_path, runs, [2016, 2019], catch_up=False)
+    assert runs.calls == [(2016, False), (2019, False)]
+
+
+def test_a_failed_build_runs_each_wave_again_on_its_own(monkeypatch, tmp_path: Path) -> None:
+    """The 2019 wave breaks the build: 2016 and 2018 go through on their own; 2019 alone stays unpublished."""
+    runs = FakeRuns({2016, 2018, 2019}, fail={2019: "build"})
+    outcomes = _run(monkeypatch, tmp_path, runs, [2016, 2018, 2019])
+    assert runs.calls == [(2016, True), (2018, True), (2019, False), (2016, False), (2018, False), (2019, False)]
+    assert runs.todo == {2019} and [y for y, o in outcomes.items() if o["exit_code"]] == [2019]
+
+
+def test_a_last_wave_failing_its_own_gate_leaves_the_build_to_the_next_run(monkeypatch, tmp_path: Path) -> None:
+    """2019 fails its raw gate, before any build: one run of 2016 builds the waiting 2016 and 2018; 2018 is then
+    published and has nothing left to do, and 2019 is not run again."""
+    runs = FakeRuns({2016, 2018, 2019}, fail={2019: "raw gate"})
+    _run(monkeypatch, tmp_path, runs, [2016, 2018, 2019])
+    assert runs.calls == [(2016, True), (2018, True), (2019, False), (2016, False)]
+    assert runs.todo == {2019}
