@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/pipeline.py [--skip-loader]
 
 Each figure is measured here, in a scratch folder under var/benchmarks/ (the user's var/ is not touched):
-- `make run` for every wave from an empty warehouse (what a new user runs), and again with nothing changed;
+- `make run` for every wave from an empty warehouse (what a new user runs: one build for all the waves), again
+  with nothing changed, and from empty with a build after every wave (`--build-each-wave`);
 - the same work without orchestration: the loader, the raw gate of each wave, one `dbt build`, the marts gate;
 - one new wave added to a warehouse that has the others (the 2020 example, scripts/example_wave_2020.py);
 - the gates alone, once Great Expectations is imported; parsing the DAG file;
@@ -48,10 +49,10 @@ def _timed(cmd: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT) -> 
     return seconds
 
 
-def make_run(var: Path, root: Path = ROOT, years: list[int] | None = None) -> float:
+def make_run(var: Path, root: Path = ROOT, years: list[int] | None = None, *flags: str) -> float:
     """What `make run` does once the environment is installed: the CLI's run, summary included."""
     return _timed(
-        [PY, "-m", "survey_warehouse.cli", "run", *map(str, years or [])],
+        [PY, "-m", "survey_warehouse.cli", "run", *flags, *map(str, years or [])],
         _env(var, root),
         var.parent / f"{var.name}_make_run_{time.time_ns()}.log",
     )
@@ -141,6 +142,7 @@ def main() -> None:
 
     cold = make_run(WORK / "run")
     again = make_run(WORK / "run")
+    each = make_run(WORK / "run_each", ROOT, None, "--build-each-wave")
     work = _child_json(WORK_WITHOUT_ORCHESTRATION, _env(WORK / "work"), WORK / "work.log")
     floor = work["loader"] + work["raw gates"] + work["dbt build"] + work["marts gate"]
 
@@ -163,6 +165,7 @@ def main() -> None:
     rows = [
         ("make run, every wave, empty warehouse", cold, f"x{cold / floor:.1f} the work"),
         ("make run again, nothing changed", again, f"{again / cold:.0%} of the first run"),
+        ("the same, a build after every wave", each, f"x{each / floor:.1f} the work (--build-each-wave)"),
         ("the work: loader (3 waves)", work["loader"], ""),
         ("the work: raw gates (3)", work["raw gates"], ""),
         ("the work: one dbt build", work["dbt build"], ""),

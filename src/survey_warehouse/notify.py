@@ -272,13 +272,23 @@ def _published_figures(wave_year: int, paths: Paths) -> tuple[tuple | None, tupl
 
 
 def on_published(context: Any) -> None:
-    """publish_marts' on_success_callback: a short receipt."""
+    """publish_marts' on_success_callback: a short receipt for each wave the publication brought in (the run's own
+    wave, and the waves a catch-up built with it)."""
     from survey_warehouse import pipeline
 
     try:
-        wave_year = pipeline.wave_year_of_run(context)
         paths = get_paths()
         published = context["ti"].xcom_pull(task_ids=context["ti"].task_id) or {}
+        waves = sorted({pipeline.wave_year_of_run(context), *published.get("waves", [])})
+    except Exception:
+        log.exception("Could not send the owner the publication's receipt")
+        return
+    for wave_year in waves:
+        _send_receipt(wave_year, published, context, paths)
+
+
+def _send_receipt(wave_year: int, published: dict[str, Any], context: Any, paths: Paths) -> None:
+    try:
         try:
             load, headline = _published_figures(wave_year, paths)
         except Exception as exc:  # the receipt still goes out, without the figures

@@ -297,6 +297,13 @@ def publish_marts(run_id: str, delivery: Delivery | None = None, outlet_events: 
 
     paths = get_paths()
     warehouse = Warehouse.from_env(paths.warehouse)
+    with Session(warehouse) as session:  # the waves this publication brings in (more than one after a catch-up)
+        waves = [
+            r[0]
+            for r in session.execute(
+                "select distinct wave_year from raw.load_registry where status = 'candidate' order by 1"
+            ).fetchall()
+        ]
     try:
         publication = publish(warehouse, paths.published, run_id, build_fingerprint(paths, warehouse))
     except Exception as exc:
@@ -318,6 +325,7 @@ def publish_marts(run_id: str, delivery: Delivery | None = None, outlet_events: 
         "tables": publication.tables,
         "load_ids": publication.load_ids,
         "published_at": publication.published_at.isoformat(),
+        "waves": waves,
     }
     if outlet_events is not None:
         from survey_warehouse.assets import SURVEY_MARTS
