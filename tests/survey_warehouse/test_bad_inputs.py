@@ -77,7 +77,8 @@ def _accounted(warehouse: Path, load_id: str) -> tuple[int, int, int, int]:
     with duckdb.connect(str(warehouse), read_only=True) as con:
         return con.execute(
             "select row_count, accepted_count, quarantined_count, "
-            "(select count(distinct source_row_number) from raw.survey_cells c where c.load_id = r.load_id) "
+            "(select count(distinct c.source_row_number) from raw.survey_cells c "
+            "join raw.survey_columns k using (column_id) where k.load_id = r.load_id) "
             "from raw.load_registry r where load_id = ?",
             [load_id],
         ).fetchone()
@@ -525,7 +526,7 @@ def test_identifiers_from_files_are_data_not_sql(paths, wave_2019, tmp_path) -> 
     ]
     result = load_wave(dataclasses.replace(spec, file=_write(tmp_path, lines)), paths.warehouse)
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
-        headers = {r[0] for r in con.execute("select distinct source_column from raw.survey_cells").fetchall()}
+        headers = {r[0] for r in con.execute("select distinct source_column from raw.survey_columns").fetchall()}
         tables = {
             r[0]
             for r in con.execute(
@@ -533,7 +534,7 @@ def test_identifiers_from_files_are_data_not_sql(paths, wave_2019, tmp_path) -> 
             ).fetchall()
         }
     assert evil in headers
-    assert {"load_registry", "survey_cells", "quarantine"} <= tables
+    assert {"load_registry", "survey_columns", "survey_cells", "quarantine"} <= tables
     assert result.quarantined == 0
 
 
