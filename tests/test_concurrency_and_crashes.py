@@ -150,7 +150,10 @@ def test_a_load_killed_midway_leaves_no_trace(tmp_path: Path) -> None:
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
         loads = con.execute("select load_id, status, row_count from raw.load_registry order by loaded_at").fetchall()
         cells = dict(
-            con.execute("select load_id, count(distinct source_row_number) from raw.survey_cells group by 1").fetchall()
+            con.execute(
+                "select k.load_id, count(distinct c.source_row_number) from raw.survey_cells c "
+                "join raw.survey_columns k using (column_id) group by 1"
+            ).fetchall()
         )
     assert [(status, rows) for _id, status, rows in loads] == [("failed", good.row_count), ("pending", 200_000)]
     assert cells == {good.load_id: good.row_count, rerun.load_id: 200_000}

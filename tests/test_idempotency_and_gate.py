@@ -23,7 +23,7 @@ from conftest import (
 
 from survey_warehouse import cli, quality
 
-RAW_TABLES = ("raw.load_registry", "raw.survey_cells", "raw.wave_cities_surveyed")
+RAW_TABLES = ("raw.load_registry", "raw.survey_columns", "raw.survey_cells", "raw.wave_cities_surveyed")
 LEAD = "Q1 Kuka vastaa ensisijaisesti digitalisaation johtamisesta?"
 
 

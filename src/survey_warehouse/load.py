@@ -59,13 +59,18 @@ alter table raw.load_registry add column if not exists reader varchar;
 alter table raw.load_registry add column if not exists accepted_removals varchar;
 -- a candidate whose run left the build to a later run (`make run` catching up several waves builds them once)
 alter table raw.load_registry add column if not exists build_deferred boolean default false;
-create table if not exists raw.survey_cells (
+create sequence if not exists raw.survey_column_ids;
+create table if not exists raw.survey_columns (
+    column_id integer not null,          -- one column of one load (raw.survey_column_ids)
     load_id varchar not null,
     wave_year integer not null,
+    column_position integer not null,    -- 1-based; positions right of the header hold cells of longer rows
+    source_column varchar not null,      -- header as delivered ('' right of the header)
+    field_id varchar                     -- what the wave spec maps the column to; null = kept but not used
+);
+create table if not exists raw.survey_cells (
+    column_id integer not null,          -- the load and column: raw.survey_columns
     source_row_number integer not null,  -- row in the delivered file (1 = first line / first sheet row)
-    column_position integer not null,
-    source_column varchar not null,      -- header as delivered
-    field_id varchar,                    -- what the wave spec maps the column to; null = kept but not used
     cell_value varchar                   -- the cell as delivered, as text
 );
 create table if not exists raw.cell_resolutions (
@@ -153,6 +158,42 @@ def ensure_raw_schema(session: Session) -> None:
     for statement in code.split(";"):
         if statement.strip():
             session.execute(statement)
+    _split_survey_cells(session)
+
+
+def _split_survey_cells(session: Session) -> None:
+    """A warehouse made before raw.survey_columns kept each cell's load, wave, column position, header and field
+    on the cell itself. In one transaction, each distinct (load, wave, position, header, field) becomes a row of
+    raw.survey_columns with a new column_id, and raw.survey_cells is rebuilt as (column_id, row, value). dbt's
+    staging views read the old columns; the next `dbt build` makes them again (PostgreSQL drops them with the
+    table)."""
+    (old_layout,) = session.execute(
+        "select count(*) from information_schema.columns "
+        "where table_schema = 'raw' and table_name = 'survey_cells' and column_name = 'source_column'"
+    ).fetchone() or (0,)
+    if not old_layout:
+        return
+    with session.transaction():
+        session.execute(
+            "insert into raw.survey_columns (column_id, load_id, wave_year, column_position, source_column, "
+            "field_id) select nextval('raw.survey_column_ids'), load_id, wave_year, column_position, source_column, "
+            "field_id from (select distinct load_id, wave_year, column_position, source_column, field_id "
+            "from raw.survey_cells) as old_columns"
+        )
+        session.execute(
+            "create table raw.survey_cells_split (column_id integer not null, source_row_number integer not null, "
+            "cell_value varchar)"
+        )
+        session.execute(
+            "insert into raw.survey_cells_split (column_id, source_row_number, cell_value) "
+            "select k.column_id, c.source_row_number, c.cell_value from raw.survey_cells c "
+            "join raw.survey_columns k on k.load_id = c.load_id and k.wave_year = c.wave_year "
+            "and k.column_position = c.column_position and k.source_column = c.source_column "
+            "and k.field_id is not distinct from c.field_id"
+        )
+        session.execute("drop table raw.survey_cells" + (" cascade" if session.is_postgres else ""))
+        session.execute("alter table raw.survey_cells_split rename to survey_cells")
+    log.info("raw.survey_cells: the columns' headers and fields moved to raw.survey_columns")
 
 
 def current_load(session: Session, wave_year: int) -> CurrentLoad | None:
@@ -707,12 +748,15 @@ def _key_respondent_warnings(
 # ------------------------------------------------------------------------------------------ writing raw
 
 
-CELL_SQL = (
-    "select {load} as load_id, {wave} as wave_year, g.source_row_number, h.column_position, "
-    "h.source_column, h.field_id, g.c{position} as cell_value "
-    "from grid g, (select * from header where column_position = {position}) h"
+# A load's columns once each, and each cell with its column's id: a million rows of 11 columns are 11 million
+# cells, and a text (the load id, a header, a field) repeated on each cost more to write than the cells themselves.
+COLUMNS_SQL = (
+    "select column_id, {load} as load_id, {wave} as wave_year, column_position, source_column, field_id from header"
 )
-EXTRA_CELLS_SQL = "select {load}, {wave}, source_row_number, column_position, '', null, cell_value from grid_extra"
+CELL_SQL = "select {column_id} as column_id, source_row_number, c{position} as cell_value from grid"
+EXTRA_CELLS_SQL = (
+    "select h.column_id, e.source_row_number, e.cell_value from grid_extra e join header h using (column_position)"
+)
 RESOLUTIONS_SQL = (
     "select {load} as load_id, {wave} as wave_year, field_id, v as cell_value, k as match_key, "
     "resolved_value, resolved_number from resolved"
@@ -722,7 +766,8 @@ QUARANTINE_SQL = (
     "message from problems"
 )
 RAW_COLUMNS = {
-    "raw.survey_cells": "load_id, wave_year, source_row_number, column_position, source_column, field_id, cell_value",
+    "raw.survey_columns": "column_id, load_id, wave_year, column_position, source_column, field_id",
+    "raw.survey_cells": "column_id, source_row_number, cell_value",
     "raw.cell_resolutions": "load_id, wave_year, field_id, cell_value, match_key, resolved_value, resolved_number",
     "raw.quarantine": "load_id, wave_year, source_row_number, source_column, reason_code, message",
 }
@@ -731,24 +776,42 @@ RAW_COLUMNS = {
 def _write_cells(
     session: Session, con: duckdb.DuckDBPyConnection, spec: WaveSpec, load_id: str, grid: Grid, scratch: Path
 ) -> None:
-    """Every cell of the grid (and right of the header) into raw.survey_cells, with its row and column."""
+    """The columns into raw.survey_columns (those of the header, then any position right of it that a longer row
+    has), and every cell of the grid and right of the header into raw.survey_cells with its row and column."""
     import pyarrow as pa
 
+    extra = [r[0] for r in con.execute("select distinct column_position from grid_extra order by 1").fetchall()]
+    positions = [*range(1, grid.width + 1), *extra]
+    ids = [
+        r[0]
+        for r in session.execute(
+            "select nextval('raw.survey_column_ids') from generate_series(1, ?)", [len(positions)]
+        ).fetchall()
+    ]
+    fields = [spec.columns.get(_column_for(spec, h) or "") for h in grid.header]
     arrow_into(
         con,
         "header",
         pa.table(
             {
-                "column_position": pa.array(range(1, grid.width + 1), pa.int32()),
-                "source_column": grid.header,
-                "field_id": pa.array([spec.columns.get(_column_for(spec, h) or "") for h in grid.header], pa.string()),
+                "column_id": pa.array(ids, pa.int32()),
+                "column_position": pa.array(positions, pa.int32()),
+                "source_column": pa.array([*grid.header, *[""] * len(extra)], pa.string()),
+                "field_id": pa.array([*fields, *[None] * len(extra)], pa.string()),
             }
         ),
         replace=True,
     )
     cells = " union all ".join(
-        [*(CELL_SQL.replace("{position}", str(i)) for i in range(1, grid.width + 1)), EXTRA_CELLS_SQL]
+        [
+            *(
+                CELL_SQL.replace("{position}", str(position)).replace("{column_id}", str(column_id))
+                for position, column_id in zip(positions[: grid.width], ids, strict=False)
+            ),
+            EXTRA_CELLS_SQL,
+        ]
     )
+    _write(session, con, "raw.survey_columns", COLUMNS_SQL, load_id, spec, scratch)
     _write(session, con, "raw.survey_cells", cells, load_id, spec, scratch)
     drop_temp(con, "header")
 

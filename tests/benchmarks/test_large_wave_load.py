@@ -36,8 +36,8 @@ def test_a_million_rows_load_in_bounded_memory() -> None:
     assert peak_mib < MEMORY_BOUND_MIB
     with duckdb.connect(str(work / "warehouse.duckdb"), read_only=True) as con:
         rows, status = con.execute(
-            "select count(distinct source_row_number), min(r.status) from raw.survey_cells "
-            "join raw.load_registry r using (load_id)"
+            "select count(distinct c.source_row_number), min(r.status) from raw.survey_cells c "
+            "join raw.survey_columns k using (column_id) join raw.load_registry r using (load_id)"
         ).fetchone()
     assert (rows, status) == (1_000_000, "pending")
     shutil.rmtree(work, ignore_errors=True)

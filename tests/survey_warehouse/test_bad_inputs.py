@@ -77,7 +77,8 @@ def _accounted(warehouse: Path, load_id: str) -> tuple[int, int, int, int]:
     with duckdb.connect(str(warehouse), read_only=True) as con:
         return con.execute(
             "select row_count, accepted_count, quarantined_count, "
-            "(select count(distinct source_row_number) from raw.survey_cells c where c.load_id = r.load_id) "
+            "(select count(distinct c.source_row_number) from raw.survey_cells c "
+            "join raw.survey_columns k using (column_id) where k.load_id = r.load_id) "
             "from raw.load_registry r where load_id = ?",
             [load_id],
         ).fetchone()
@@ -525,7 +526,7 @@ def test_identifiers_from_files_are_data_not_sql(paths, wave_2019, tmp_path) -> 
     ]
     result = load_wave(dataclasses.replace(spec, file=_write(tmp_path, lines)), paths.warehouse)
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
-        headers = {r[0] for r in con.execute("select distinct source_column from raw.survey_cells").fetchall()}
+        headers = {r[0] for r in con.execute("select distinct source_column from raw.survey_columns").fetchall()}
         tables = {
             r[0]
             for r in con.execute(
@@ -533,7 +534,7 @@ def test_identifiers_from_files_are_data_not_sql(paths, wave_2019, tmp_path) -> 
             ).fetchall()
         }
     assert evil in headers
-    assert {"load_registry", "survey_cells", "quarantine"} <= tables
+    assert {"load_registry", "survey_columns", "survey_cells", "quarantine"} <= tables
     assert result.quarantined == 0
 
 
@@ -603,3 +604,33 @@ def test_every_delivery_gets_a_verdict_never_a_traceback(paths, wave_2019, tmp_p
             continue
         rows, accepted, quarantined, _in_raw = _accounted(paths.warehouse, result.load_id)
         assert rows == accepted + quarantined
+
+
+def test_cells_right_of_the_header_are_kept_in_raw(paths, wave_2019, tmp_path) -> None:
+    """A row longer than the header is quarantined, and its extra cells stay in raw under columns of their own
+    (no header, no field), each position once per load."""
+    spec, lines = wave_2019
+    lines[3] += ",extra one,extra two"  # row 4: two cells right of the header
+    lines[5] += ",extra three"  # row 6: one
+    result = load_wave(dataclasses.replace(spec, file=_write(tmp_path, lines)), paths.warehouse)
+    width = len(lines[0].split(","))
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        extra = con.execute(
+            "select source_row_number, column_position, source_column, field_id, cell_value from raw.survey_cells "
+            "join raw.survey_columns using (column_id) where load_id = ? and column_position > ? order by 1, 2",
+            [result.load_id, width],
+        ).fetchall()
+        columns = con.execute(
+            "select count(*), count(distinct column_position) from raw.survey_columns where load_id = ?",
+            [result.load_id],
+        ).fetchone()
+    assert extra == [
+        (4, width + 1, "", None, "extra one"),
+        (4, width + 2, "", None, "extra two"),
+        (6, width + 1, "", None, "extra three"),
+    ]
+    assert columns == (width + 2, width + 2)
+    assert [r[:3] for r in _quarantine(paths.warehouse, result.load_id)] == [
+        (4, None, "ragged_row"),
+        (6, None, "ragged_row"),
+    ]

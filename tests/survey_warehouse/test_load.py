@@ -63,11 +63,12 @@ def test_every_cell_of_each_wave_is_kept_with_its_row(paths, year: int) -> None:
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
         cells = con.execute(
             "select count(*), count(distinct source_row_number), min(source_row_number), "
-            "count(distinct source_column) from raw.survey_cells where load_id = ?",
+            "count(distinct source_column) from raw.survey_cells join raw.survey_columns using (column_id) "
+            "where load_id = ?",
             [result.load_id],
         ).fetchone()
         first_header = con.execute(
-            "select source_column from raw.survey_cells where load_id = ? and column_position = 1 limit 1",
+            "select source_column from raw.survey_columns where load_id = ? and column_position = 1",
             [result.load_id],
         ).fetchone()[0]
         unresolved = con.execute(
@@ -124,7 +125,8 @@ def test_a_corrected_file_supersedes_only_its_own_wave_and_both_stay(paths, tmp_
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
         rows = con.execute(
             "select r.wave_year, r.status, r.is_current, count(distinct c.source_row_number) "
-            "from raw.load_registry r join raw.survey_cells c using (load_id) "
+            "from raw.load_registry r join raw.survey_columns k using (load_id) join raw.survey_cells c "
+            "using (column_id) "
             "group by 1, 2, 3, r.loaded_at order by r.wave_year, r.loaded_at"
         ).fetchall()
     assert rows == [
@@ -149,7 +151,9 @@ def test_a_rejected_file_leaves_only_its_reason_in_the_registry(paths, tmp_path:
         registry = con.execute(
             "select status, is_current, row_count, status_message from raw.load_registry order by loaded_at"
         ).fetchall()
-        loads_with_cells = con.execute("select count(distinct load_id) from raw.survey_cells").fetchone()[0]
+        loads_with_cells = con.execute(
+            "select count(distinct load_id) from raw.survey_cells join raw.survey_columns using (column_id)"
+        ).fetchone()[0]
     assert [r[:3] for r in registry] == [
         ("passed", True, len(renamed.read_text().splitlines()) - 1),
         ("failed", False, 0),
@@ -181,13 +185,15 @@ def test_both_readers_land_the_same_raw(paths, monkeypatch) -> None:
 
     def raw(path: Path, load_id: str) -> dict[str, list[tuple]]:
         with duckdb.connect(str(path), read_only=True) as con:
-            return {
-                t: sorted(
-                    con.execute(f"select * exclude (load_id) from raw.{t} where load_id = ?", [load_id]).fetchall(),
-                    key=repr,
-                )
-                for t in ("survey_cells", "cell_resolutions", "quarantine")
+            tables = {
+                "survey_cells": "select * exclude (load_id, column_id) from raw.survey_cells "
+                "join raw.survey_columns using (column_id) where load_id = ?",
+                **{
+                    t: f"select * exclude (load_id) from raw.{t} where load_id = ?"
+                    for t in ("cell_resolutions", "quarantine")
+                },
             }
+            return {t: sorted(con.execute(query, [load_id]).fetchall(), key=repr) for t, query in tables.items()}
 
     assert raw(paths.warehouse, fast.load_id) == raw(careful_paths.warehouse, careful.load_id)
 

@@ -34,27 +34,30 @@ def _identifier(name: str) -> str:
     return f'"{name}"'
 
 
+# a cell's load and field are those of its column (raw.survey_columns, k)
 ACCEPTED_CELLS = """
-select c.source_row_number, c.field_id, r.match_key, r.resolved_value, r.resolved_number
+select c.source_row_number, k.field_id, r.match_key, r.resolved_value, r.resolved_number
 from raw.survey_cells c
+join raw.survey_columns k on k.column_id = c.column_id
 left join raw.cell_resolutions r
-    on r.load_id = c.load_id and r.field_id = c.field_id and r.cell_value = c.cell_value
-where c.load_id = {load} and c.field_id is not null
-    and not exists (select 1 from raw.quarantine q where q.load_id = c.load_id
+    on r.load_id = k.load_id and r.field_id = k.field_id and r.cell_value = c.cell_value
+where k.load_id = {load} and k.field_id is not null
+    and not exists (select 1 from raw.quarantine q where q.load_id = k.load_id
                     and q.source_row_number = c.source_row_number)
 """
 
 RESPONDENTS = """
-select c.load_id, c.source_row_number,
-    max(case when c.field_id = 'respondent_email' then r.resolved_value end) as respondent_key,
-    max(case when c.field_id = 'city' then r.resolved_value end) as municipality_code
+select k.load_id, c.source_row_number,
+    max(case when k.field_id = 'respondent_email' then r.resolved_value end) as respondent_key,
+    max(case when k.field_id = 'city' then r.resolved_value end) as municipality_code
 from raw.survey_cells c
+join raw.survey_columns k on k.column_id = c.column_id
 left join raw.cell_resolutions r
-    on r.load_id = c.load_id and r.field_id = c.field_id and r.cell_value = c.cell_value
-where c.load_id in ({loads}) and c.field_id in ('respondent_email', 'city')
-    and not exists (select 1 from raw.quarantine q where q.load_id = c.load_id
+    on r.load_id = k.load_id and r.field_id = k.field_id and r.cell_value = c.cell_value
+where k.load_id in ({loads}) and k.field_id in ('respondent_email', 'city')
+    and not exists (select 1 from raw.quarantine q where q.load_id = k.load_id
                     and q.source_row_number = c.source_row_number)
-group by c.load_id, c.source_row_number
+group by k.load_id, c.source_row_number
 """
 
 
@@ -100,8 +103,9 @@ current_load as (
     where r.is_current and r.load_id <> this.load_id
 ),
 accepted as (
-    select count(distinct c.source_row_number) as n from raw.survey_cells c
-    where c.load_id = {load} and not exists (select 1 from raw.quarantine q where q.load_id = c.load_id
+    select count(distinct c.source_row_number) as n
+    from raw.survey_cells c join raw.survey_columns k on k.column_id = c.column_id
+    where k.load_id = {load} and not exists (select 1 from raw.quarantine q where q.load_id = k.load_id
                                               and q.source_row_number = c.source_row_number)
 ),
 quarantined as (
