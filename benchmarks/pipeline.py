@@ -127,6 +127,8 @@ def _copy_project(target: Path) -> Path:
             ".git", ".venv", ".tools", "var", "target", "logs", "__pycache__", "bi", "tests", "benchmarks"
         ),
     )
+    # the manifest as set-up left it, as in a user's checkout where a new wave is added
+    shutil.copytree(ROOT / "dbt_project" / "target", target / "dbt_project" / "target")
     return target
 
 

@@ -81,13 +81,6 @@ def _run(cmd: list[str], env: dict[str, str], log: Path, cwd: Path | None = None
         return subprocess.run(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
 
 
-def _digest(files: list[Path], extra: str = "") -> str:
-    digest = hashlib.sha256(extra.encode())
-    for path in sorted(files):
-        digest.update(str(path).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
 def _dbt_sources(paths: Paths) -> list[Path]:
     project = paths.dbt_project
     files = [project / "dbt_project.yml", project / "profiles.yml"]
@@ -123,13 +116,27 @@ def _step(
     stamp.write_text(inputs)
 
 
+def manifest_inputs(paths: Paths) -> str:
+    """What the manifest is parsed from: the dbt project's files, but of a seed's CSV only its name and header. A new
+    row in a seed (a wave's codebook rows, an alias) changes no node, column or dependency the DAG is rendered from,
+    so it needs no `dbt parse`; the build reads the seeds themselves, and the plan's fingerprint covers their rows.
+    Paths are the project's own, so a copied project keeps its manifest."""
+    env = runtime_env(paths)
+    digest = hashlib.sha256(
+        f"{env.get('SURVEY_DBT_TARGET', 'duckdb')}|{env.get('SURVEY_MARTS_BUILD_SCHEMA', '')}".encode()
+    )
+    for path in sorted(_dbt_sources(paths)):
+        seed_rows = path.suffix == ".csv" and (paths.dbt_project / "seeds") in path.parents
+        with open(path, "rb") as f:
+            content = f.readline() if seed_rows else f.read()
+        digest.update(str(path.relative_to(paths.dbt_project)).encode() + b"\0" + content + b"\0")
+    return digest.hexdigest()
+
+
 def ensure_manifest(paths: Paths, in_process: bool = False) -> Path:
     """The dbt manifest Cosmos renders the DAG from, parsed again when the dbt project (or its target) changed."""
-    env = runtime_env(paths)
     target = paths.dbt_project / "target"
-    inputs = _digest(
-        _dbt_sources(paths), f"{env.get('SURVEY_DBT_TARGET', 'duckdb')}|{env.get('SURVEY_MARTS_BUILD_SCHEMA', '')}"
-    )
+    inputs = manifest_inputs(paths)
     command = ["parse", "--project-dir", str(paths.dbt_project), "--profiles-dir", str(paths.dbt_project), "--quiet"]
     _step(
         paths,

@@ -97,3 +97,33 @@ def test_the_runtime_environment_keeps_everything_in_the_var_folder(monkeypatch:
         "s3cret",
         "survey",
     )
+
+
+def test_the_manifest_is_parsed_again_for_a_project_change_not_for_a_seed_row(tmp_path: Path) -> None:
+    """A new row in a seed (a new wave's codebook rows) keeps the manifest; a model, a seed's header, a new seed or a
+    macro changes it."""
+    import shutil
+    from dataclasses import replace
+
+    project = tmp_path / "dbt_project"
+    shutil.copytree(make_paths("manifest_inputs").dbt_project, project, ignore=shutil.ignore_patterns("target", "logs"))
+    paths = replace(make_paths("manifest_inputs"), dbt_project=project)
+    before = cli.manifest_inputs(paths)
+    seed = project / "seeds" / "codebook_answers.csv"
+    header, *rows = seed.read_text(encoding="utf-8").splitlines()
+    seed.write_text("\n".join([header, *rows, rows[0]]) + "\n", encoding="utf-8")
+    assert cli.manifest_inputs(paths) == before, "a seed row is not a project change"
+
+    changes = [
+        (seed, "\n".join([header + ",note", *rows]) + "\n"),
+        (project / "seeds" / "new_lookup.csv", "code,label\na,A\n"),
+        (project / "models" / "marts" / "dim_year.sql", "-- a comment\n"),
+        (project / "macros" / "usable_survey_cells.sql", "\n"),
+    ]
+    seen = {before}
+    for path, text in changes:
+        appended = path.read_text(encoding="utf-8") + text if path.suffix == ".sql" else text
+        path.write_text(appended, encoding="utf-8")
+        now = cli.manifest_inputs(paths)
+        assert now not in seen, path
+        seen.add(now)
