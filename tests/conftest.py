@@ -232,6 +232,45 @@ def waves_with_file(tmp: Path, year: int, file: Path, **spec_changes) -> Path:
     return waves
 
 
+def copy_with_exports(run: PipelineRun, name: str) -> Paths:
+    """copy_state, with the exports the run made (survey_marts_exports)."""
+    from survey_warehouse import exports
+
+    paths = copy_state(run, name)
+    shutil.copytree(exports.exports_dir(run.paths), exports.exports_dir(paths), symlinks=True)
+    return paths
+
+
+def export_listing(paths: Paths) -> dict[str, int]:
+    """Every file and link under the exports folder, with its modification time."""
+    from survey_warehouse import exports
+
+    root = exports.exports_dir(paths)
+    return {str(p.relative_to(root)): p.lstat().st_mtime_ns for p in root.rglob("*")} if root.exists() else {}
+
+
+def asset_events(paths: Paths) -> list[tuple[str, str, str, dict]]:
+    """(source DAG, task, run id, extra) of every event of the asset survey_marts in Airflow's metadata."""
+    import sqlite3
+
+    with sqlite3.connect(paths.var / "airflow" / "airflow.db") as db:
+        rows = db.execute(
+            "select e.source_dag_id, e.source_task_id, e.source_run_id, e.extra from asset_event e "
+            "join asset a on a.id = e.asset_id where a.name = 'survey_marts' order by e.id"
+        ).fetchall()
+    return [(dag, task, run, json.loads(extra or "{}")) for dag, task, run, extra in rows]
+
+
+def dag_runs(paths: Paths, dag_id: str) -> list[tuple[str, str, str | None]]:
+    """(run id, state, logical year) of every run of a DAG in Airflow's metadata."""
+    import sqlite3
+
+    with sqlite3.connect(paths.var / "airflow" / "airflow.db") as db:
+        return db.execute(
+            "select run_id, state, strftime('%Y', logical_date) from dag_run where dag_id = ? order by id", [dag_id]
+        ).fetchall()
+
+
 def lines_2019() -> list[str]:
     spec = yaml.safe_load((ROOT / "config/waves/2019.yml").read_text(encoding="utf-8"))
     return (ROOT / spec["file"]).read_text(encoding="utf-8-sig").splitlines()

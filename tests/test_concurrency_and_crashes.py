@@ -1,10 +1,9 @@
-"""Readers during loads, two loads at once, and loads killed midway: the warehouse stays right."""
+"""Two loads at once, and loads killed midway: the warehouse stays right. (Readers during a run:
+test_corrected_redelivery.py.)"""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 import signal
 import subprocess
@@ -13,64 +12,11 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import ROOT, PipelineRun, make_paths
+from conftest import ROOT, make_paths
 
-from survey_warehouse import cli
 from survey_warehouse.load import load_wave
 from survey_warehouse.warehouse import WarehouseBusy
 from survey_warehouse.waves import find_wave_spec
-
-READER = r"""
-import json, sys, time, duckdb
-path, stop, out = sys.argv[1:4]
-seen, errors, iterations = set(), [], 0
-import os
-while not os.path.exists(stop) or iterations < 3:
-    try:
-        with duckdb.connect(path, read_only=True) as con:
-            published_at, tables = con.execute("select published_at, tables from marts.publication").fetchone()
-            for table, expected in json.loads(tables).items():
-                actual = con.execute(f"select count(*) from marts.{table}").fetchone()[0]
-                if actual != expected:
-                    errors.append(f"{table}: {actual} rows, publication says {expected}")
-            for year, cities, responded in con.execute(
-                    "select wave_year, sum(cities), max(cities_responded) from marts.fct_responsibility_shares "
-                    "group by 1").fetchall():
-                if cities != responded:
-                    errors.append(f"{year}: shares cover {cities} of {responded} cities")
-            seen.add(str(published_at))
-        iterations += 1
-    except Exception as exc:
-        errors.append(repr(exc))
-    time.sleep(0.05)
-json.dump({"seen": sorted(seen), "errors": errors, "iterations": iterations}, open(out, "w"))
-"""
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def test_a_reader_never_errors_or_sees_a_partial_state_during_a_full_load(pipeline_run: PipelineRun) -> None:
-    paths = make_paths("readers")
-    paths.published.parent.mkdir(parents=True)
-    paths.published.write_bytes(pipeline_run.paths.published.read_bytes())  # what analysts have now
-    cli.setup(paths)
-    stop, out = paths.var / "stop", paths.var / "reader.json"
-    reader = subprocess.Popen([sys.executable, "-c", READER, str(paths.published), str(stop), str(out)])
-    try:
-        code, _seconds, log = cli.run_wave(paths, 2016)  # from an empty warehouse: raw, gates, dbt, publish
-    finally:
-        stop.touch()
-        reader.wait(timeout=60)
-    result = json.loads(out.read_text())
-    assert code == 0, log.read_text()[-2000:]
-    assert result["errors"] == [] and result["iterations"] > 10
-    with duckdb.connect(str(paths.published), read_only=True) as con:
-        new = str(con.execute("select published_at from marts.publication").fetchone()[0])
-        waves = [r[0] for r in con.execute("select wave_year from marts.dim_year").fetchall()]
-    assert waves == [2016]
-    assert new in result["seen"] and len(result["seen"]) == 2, "the reader saw the old marts, then the new ones"
 
 
 def test_a_second_writer_gets_a_clear_message_and_nothing_breaks(tmp_path: Path) -> None:

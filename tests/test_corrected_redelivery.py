@@ -1,18 +1,29 @@
-"""A corrected file for a wave that is already loaded supersedes the old load; both stay; marts follow."""
+"""A corrected file for a wave that is already loaded: one answer changed, one respondent withdrawn (the wave spec
+accepts the withdrawal). It supersedes the old load, both stay, the marts follow, the change can be queried, the
+owner gets a receipt, and an analyst reading the published marts meanwhile never sees an error or a half state.
+
+One DAG run, shared by the tests of this module."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import pytest
 import yaml
-from conftest import ROOT, PipelineRun, copy_state, with_waves_dir
+from conftest import ROOT, PipelineRun, copy_state, current_loads, lines_2019, with_waves_dir
+from owner_mail import OWNER, Mailbox, assert_no_personal_data, personal_data, smtp_mailbox
 
 from survey_warehouse import cli
 from survey_warehouse.codebook import Codebook
 from survey_warehouse.matching import match_key
-from survey_warehouse.settings import pseudonym_key
+from survey_warehouse.settings import Paths, pseudonym_key
 
 LEAD = "Q1 Kuka vastaa ensisijaisesti digitalisaation johtamisesta?"
 
@@ -52,18 +63,75 @@ def _corrected_2019(tmp: Path) -> tuple[Path, str]:
         data["file"] = str(corrected if year == 2019 else ROOT / data["file"])
         if year == 2019:
             data["accept_removals"] = [reference]
+            data["owner_email"] = OWNER
         (waves / f"{year}.yml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    return waves, withdrawn[col["Organisaatio"]]
+    return waves, reference
 
 
-def test_a_corrected_file_supersedes_the_load_and_the_change_can_be_queried(pipeline_run: PipelineRun) -> None:
+@dataclass
+class Redelivery:
+    paths: Paths
+    code: int
+    log: Path
+    reference: str  # the withdrawn respondent's, as accept_removals names it
+    published_before: str  # published_at of the marts before the run
+    mailbox: Mailbox
+    reader: dict  # what the reader saw: publications, errors, iterations
+
+
+READER = r"""
+import json, os, sys, time, duckdb
+path, stop, out = sys.argv[1:4]
+seen, errors, iterations = set(), [], 0
+while not os.path.exists(stop) or iterations < 3:
+    try:
+        with duckdb.connect(path, read_only=True) as con:
+            published_at, tables = con.execute("select published_at, tables from marts.publication").fetchone()
+            for table, expected in json.loads(tables).items():
+                actual = con.execute(f"select count(*) from marts.{table}").fetchone()[0]
+                if actual != expected:
+                    errors.append(f"{table}: {actual} rows, publication says {expected}")
+            for year, cities, responded in con.execute(
+                    "select wave_year, sum(cities), max(cities_responded) from marts.fct_responsibility_shares "
+                    "group by 1").fetchall():
+                if cities != responded:
+                    errors.append(f"{year}: shares cover {cities} of {responded} cities")
+            seen.add(str(published_at))
+        iterations += 1
+    except Exception as exc:
+        errors.append(repr(exc))
+    time.sleep(0.05)
+json.dump({"seen": sorted(seen), "errors": errors, "iterations": iterations}, open(out, "w"))
+"""
+
+
+def _published_at(paths: Paths) -> str:
+    with duckdb.connect(str(paths.published), read_only=True) as con:
+        return str(con.execute("select published_at from marts.publication").fetchone()[0])
+
+
+@pytest.fixture(scope="module")
+def redelivery(pipeline_run: PipelineRun) -> Iterator[Redelivery]:
+    """The corrected 2019 file through the DAG on a copy of the main job's state, with an SMTP server for the
+    owner's mail and a reader polling the published marts in a process of its own for the whole run."""
     paths = copy_state(pipeline_run, "corrected")
-    waves, _withdrawn_city = _corrected_2019(paths.var)
+    waves, reference = _corrected_2019(paths.var)
     paths = with_waves_dir(paths, waves)
     cli.setup(paths)
+    before = _published_at(paths)
+    stop, out = paths.var / "reader.stop", paths.var / "reader.json"
+    with smtp_mailbox() as mailbox:
+        reader = subprocess.Popen([sys.executable, "-c", READER, str(paths.published), str(stop), str(out)])
+        try:
+            code, _seconds, log = cli.run_wave(paths, 2019)
+        finally:
+            stop.touch()
+            reader.wait(timeout=60)
+        yield Redelivery(paths, code, log, reference, before, mailbox, json.loads(out.read_text()))
 
-    code, _seconds, log = cli.run_wave(paths, 2019)
 
+def test_a_corrected_file_supersedes_the_load_and_the_change_can_be_queried(redelivery: Redelivery) -> None:
+    paths, code, log = redelivery.paths, redelivery.code, redelivery.log
     assert code == 0, log.read_text()[-3000:]
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
         loads = con.execute(
@@ -96,3 +164,54 @@ def test_a_corrected_file_supersedes_the_load_and_the_change_can_be_queried(pipe
     assert changed == [("091", "lead", "changed", "chief_digital_officer", "it_management", False)]
     assert len(removed) == 4 and len({c[0] for c in removed}) == 1, "all answers of the withdrawn respondent"
     assert not [c for c in changes if c[2] == "added"]
+
+
+def test_the_withdrawal_passes_because_the_spec_accepts_it(redelivery: Redelivery) -> None:
+    """The removal guard's override: the withdrawn respondent is listed in accept_removals, so the load that drops
+    them passes its gate, and the registry keeps what was accepted."""
+    paths = redelivery.paths
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        accepted, status = con.execute(
+            "select accepted_removals, status from raw.load_registry where wave_year = 2019 and is_current"
+        ).fetchone()
+    assert (accepted, status) == (redelivery.reference, "passed")
+    with duckdb.connect(str(paths.published), read_only=True) as con:
+        removals = con.execute(
+            "select distinct is_accepted_removal from marts.fct_answer_corrections where change_type = 'removed'"
+        ).fetchall()
+    assert removals == [(True,)]
+
+
+def test_the_publication_sends_the_owner_a_receipt(redelivery: Redelivery) -> None:
+    paths, mailbox = redelivery.paths, redelivery.mailbox
+    assert redelivery.code == 0 and len(mailbox.received) == 1, redelivery.log.read_text()[-3000:]
+    receipt = mailbox.received[0]
+    print(f"\n--- receipt ---\nSubject: {receipt.subject}\n\n{receipt.text}")
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        rows, accepted, quarantined = con.execute(
+            "select row_count, accepted_count, quarantined_count from raw.load_registry where load_id = ?",
+            [current_loads(paths)[2019]],
+        ).fetchone()
+    with duckdb.connect(str(paths.published), read_only=True) as con:
+        cities, responded, share = con.execute(
+            "select cities, cities_responded, share from marts.fct_responsibility_shares "
+            "where wave_year = 2019 and is_it_management"
+        ).fetchone()
+    assert rows == len(lines_2019()) - 2, "the corrected file: one respondent fewer"
+    assert receipt.recipients == [OWNER]
+    assert receipt.subject == f"Survey wave 2019 published: {accepted} rows accepted, {quarantined} quarantined"
+    assert f"{rows} rows, {accepted} accepted, {quarantined} quarantined" in receipt.text
+    assert f"IT-led share: {cities}/{responded} answering cities ({share:.1%})" in receipt.text
+    assert f"Published marts: {paths.published.relative_to(paths.root)}" in receipt.text
+    assert_no_personal_data(receipt, personal_data(lines_2019()))
+
+
+def test_a_reader_never_errors_or_sees_a_partial_state_during_the_run(redelivery: Redelivery) -> None:
+    """A process reading the published marts over and over while the run loads, builds and publishes: every read
+    is a whole publication (each table as many rows as the publication says, every city in the shares)."""
+    seen = redelivery.reader
+    assert redelivery.code == 0, redelivery.log.read_text()[-2000:]
+    assert seen["errors"] == [] and seen["iterations"] > 10
+    assert seen["seen"] == sorted([redelivery.published_before, _published_at(redelivery.paths)]), (
+        "the reader saw the old marts, then the new ones"
+    )

@@ -1,17 +1,26 @@
-"""Nothing new, nothing done; a broken or partial delivery is stopped at the gate; a failed run changes nothing,
-whichever step failed, and another wave's run then goes through."""
+"""Nothing new, nothing done; a broken delivery is stopped at the gate, changes nothing, publishes and exports
+nothing, and its owner hears why.
+
+Each scenario is one DAG run shared by the tests of this module, which check what it did from different sides."""
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pytest
 from conftest import (
     PipelineRun,
+    asset_events,
     copy_state,
+    copy_with_exports,
     current_loads,
+    dag_runs,
+    export_listing,
     file_sha256_of,
     latest_load,
     lines_2019,
@@ -20,8 +29,12 @@ from conftest import (
     waves_with_file,
     with_waves_dir,
 )
+from owner_mail import OWNER, SENDER, Mailbox, assert_no_personal_data, personal_data, smtp_mailbox
 
-from survey_warehouse import cli, quality
+from survey_warehouse import cli, exports, quality
+from survey_warehouse.settings import Paths
+
+pytestmark = pytest.mark.slow
 
 RAW_TABLES = ("raw.load_registry", "raw.survey_columns", "raw.survey_cells", "raw.wave_cities_surveyed")
 LEAD = "Q1 Kuka vastaa ensisijaisesti digitalisaation johtamisesta?"
@@ -44,29 +57,73 @@ def _raw_counts(path: Path) -> dict[str, int]:
         return {t: con.execute(f"select count(*) from {t}").fetchone()[0] for t in RAW_TABLES}
 
 
-def test_running_an_unchanged_wave_again_does_nothing(pipeline_run: PipelineRun) -> None:
-    paths = copy_state(pipeline_run, "idempotency")
+@dataclass
+class Run:
+    """A DAG run on a copy of the main job's state, and what was there before it."""
+
+    paths: Paths
+    code: int
+    log: Path
+    raw_before: dict[str, int]
+    marts_before: dict[str, list[tuple]]
+    published_sha: str
+    published_stat: os.stat_result
+    current_before: dict[int, str]
+    exports_before: dict[str, int]
+    mailbox: Mailbox | None = None
+
+
+def _run(paths: Paths, year: int, mailbox: Mailbox | None = None) -> Run:
     cli.setup(paths)
-    raw_before, marts_before = _raw_counts(paths.warehouse), _marts(paths.warehouse)
-    published_stat = paths.published.stat()
+    before = {
+        "raw_before": _raw_counts(paths.warehouse),
+        "marts_before": _marts(paths.published),
+        "published_sha": file_sha256_of(paths.published),
+        "published_stat": paths.published.stat(),
+        "current_before": current_loads(paths),
+        "exports_before": export_listing(paths),
+    }
+    code, _seconds, log = cli.run_wave(paths, year)
+    return Run(paths, code, log, mailbox=mailbox, **before)
 
-    code, _seconds, log = cli.run_wave(paths, 2018)
 
-    assert code == 0, log.read_text()[-3000:]
-    assert "wave 2018: unchanged since publication" in log.read_text()
+# ------------------------------------------------------------------------------------ nothing new, nothing done
+
+
+@pytest.fixture(scope="module")
+def unchanged_rerun(pipeline_run: PipelineRun) -> Run:
+    """2018 again, through the DAG, with nothing changed since the main job published it."""
+    return _run(copy_with_exports(pipeline_run, "idempotency"), 2018)
+
+
+def test_running_an_unchanged_wave_again_does_nothing(unchanged_rerun: Run) -> None:
+    run, paths = unchanged_rerun, unchanged_rerun.paths
+    assert run.code == 0, run.log.read_text()[-3000:]
+    assert "wave 2018: unchanged since publication" in run.log.read_text()
     ran = {t for t, state in task_states(paths, 2018).items() if state != "skipped"}
     assert ran == {"dbt_build.dbt_producer_watcher_done"}, "nothing but the watcher's empty gate ran"
-    assert _raw_counts(paths.warehouse) == raw_before
-    assert _marts(paths.warehouse) == marts_before
+    assert _raw_counts(paths.warehouse) == run.raw_before
+    assert _marts(paths.published) == run.marts_before
     after = paths.published.stat()
-    assert (after.st_mtime_ns, after.st_ino) == (published_stat.st_mtime_ns, published_stat.st_ino), (
+    assert (after.st_mtime_ns, after.st_ino) == (run.published_stat.st_mtime_ns, run.published_stat.st_ino), (
         "the published file is not even rewritten"
     )
 
 
+def test_an_unchanged_rerun_records_no_event_and_exports_nothing(unchanged_rerun: Run) -> None:
+    paths = unchanged_rerun.paths
+    assert task_states(paths, 2018)["publish_marts"] == "skipped"
+    assert asset_events(paths) == []
+    assert dag_runs(paths, "survey_marts_exports") == []
+    assert export_listing(paths) == unchanged_rerun.exports_before
+
+
+# ------------------------------------------------------------------------------------ a delivery the gate stops
+
+
 def _broken_wave(tmp: Path) -> Path:
     """A copy of the 2019 wave with unknown cities and answer labels missing from the codebook in 6 rows (more
-    than the 5 % of quarantined rows a load may have)."""
+    than the 5 % of quarantined rows a load may have), from a wave whose spec names its owner."""
     lines = lines_2019()
     header = lines[0].split(",")
     city, lead = header.index("Organisaatio"), header.index(LEAD)
@@ -80,29 +137,30 @@ def _broken_wave(tmp: Path) -> Path:
         lines[line] = ",".join(row)
     broken = tmp / "city_survey_2019_export_broken.csv"
     broken.write_text("\n".join(lines) + "\n", encoding="utf-8-sig")
-    return waves_with_file(tmp, 2019, broken)
+    return waves_with_file(tmp, 2019, broken, owner_email=OWNER)
 
 
-def test_a_broken_wave_fails_the_gate_and_the_published_marts_stay(pipeline_run: PipelineRun) -> None:
-    paths = copy_state(pipeline_run, "gate")
+@pytest.fixture(scope="module")
+def broken_run(pipeline_run: PipelineRun) -> Iterator[Run]:
+    """The broken 2019 delivery through the DAG, with an SMTP server listening for what its owner is sent."""
+    paths = copy_with_exports(pipeline_run, "gate")
     paths = with_waves_dir(paths, _broken_wave(paths.var))
-    cli.setup(paths)
-    published_sha = file_sha256_of(paths.published)
-    marts_before = _marts(paths.published)
-    current_before = current_loads(paths)
+    with smtp_mailbox() as mailbox:
+        yield _run(paths, 2019, mailbox)
 
-    code, _seconds, log = cli.run_wave(paths, 2019)
 
-    assert code != 0, "the run must fail when the raw gate fails"
+def test_a_broken_wave_fails_the_gate_and_the_published_marts_stay(broken_run: Run) -> None:
+    run, paths = broken_run, broken_run.paths
+    assert run.code != 0, "the run must fail when the raw gate fails"
     states = task_states(paths, 2019)
     assert states["validate_raw_wave"] == "failed"
     assert states["record_failure"] == "success"
     dbt_states = {s for t, s in states.items() if t.startswith("dbt_build.")}
     assert dbt_states == {"upstream_failed"}, "dbt must not run on a rejected wave"
     assert states["publish_marts"] == "upstream_failed"
-    assert file_sha256_of(paths.published) == published_sha, "the published marts must stay as they were"
-    assert _marts(paths.published) == marts_before
-    assert current_loads(paths) == current_before
+    assert file_sha256_of(paths.published) == run.published_sha, "the published marts must stay as they were"
+    assert _marts(paths.published) == run.marts_before
+    assert current_loads(paths) == run.current_before
     status, message = latest_load(paths, 2019)
     assert status == "failed"
     # the message says which expectation failed on which data, with the file's rows and columns
@@ -128,7 +186,47 @@ def test_a_broken_wave_fails_the_gate_and_the_published_marts_stay(pipeline_run:
         (7, "unknown_city"),
         (8, "unknown_city"),
     ]
-    assert "Wave 2019" in log.read_text()
+    assert "Wave 2019" in run.log.read_text()
+
+
+def test_a_failed_run_records_no_event_and_exports_nothing_new(broken_run: Run) -> None:
+    paths = broken_run.paths
+    assert task_states(paths, 2019)["publish_marts"] == "upstream_failed"
+    assert asset_events(paths) == []
+    assert dag_runs(paths, "survey_marts_exports") == []
+    assert export_listing(paths) == broken_run.exports_before, (
+        "no new export folder, and latest still points at the last publication"
+    )
+    with duckdb.connect(str(paths.published), read_only=True) as con:
+        published_at = con.execute("select published_at from marts.publication").fetchall()[0][0]
+    assert exports.is_exported(paths, published_at), "the published marts stay, and so does their export"
+
+
+def test_a_failed_gate_tells_the_owner(broken_run: Run) -> None:
+    run, paths, mailbox = broken_run, broken_run.paths, broken_run.mailbox
+    assert mailbox is not None and len(mailbox.received) == 1, run.log.read_text()[-3000:]
+    mail = mailbox.received[0]
+    print(f"\n--- failure e-mail ---\nSubject: {mail.subject}\n\n{mail.text}")
+    assert mail.recipients == [OWNER] and mail.sender == SENDER
+    assert mail.subject == "Survey wave 2019: the run failed at validate_raw_wave (the raw gate)"
+    assert mail.message["X-Survey-Wave"] == "2019"
+    assert "Wave: 2019\nStep: validate_raw_wave\n" in mail.text
+    # the gate's first lines as the gate wrote them, with the rows and what to do
+    report_path = re.search(r"Gate report: (\S+)", mail.text)[1]
+    report = quality.GateReport.read(paths.root / report_path)
+    assert not report.success
+    for line in report.message().splitlines()[:3]:
+        assert line.rstrip() in mail.text
+    assert "row 3, column 'Organisaatio': unknown city 'Atlantis'; if it is a way of writing" in mail.text
+    assert "city_aliases.csv" in mail.text
+    status, message = latest_load(paths, 2019)
+    assert status == "failed" and message.splitlines()[1] in mail.text, "the reason the registry keeps"
+    assert f"Data Docs: {(paths.data_docs / 'index.html').relative_to(paths.root)}" in mail.text
+    assert f"Log: {run.log}" in mail.text
+    assert_no_personal_data(mail, personal_data(lines_2019()))
+
+
+# ------------------------------------------------------------------------------------ the marts gate
 
 
 def test_marts_gate_names_the_failed_expectation(pipeline_run: PipelineRun, monkeypatch) -> None:

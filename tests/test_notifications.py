@@ -1,185 +1,31 @@
-"""The wave's owner hears of a failed run (the step, the gate's first lines, where the full report is), gets a
-receipt for a publication, and is told once when a wave is overdue; all through a real SMTP server."""
+"""The wave's owner is told once when a wave is overdue, through a real SMTP server; without an owner or a mail
+connection nothing is sent and the log says why. (The message of a failed run: test_idempotency_and_gate.py; the
+receipt of a publication: test_corrected_redelivery.py.)"""
 
 from __future__ import annotations
 
-import csv
-import email
 import html
 import json
 import re
-import socket
 import subprocess
 import sys
-from dataclasses import dataclass, field, replace
-from email.message import Message
+from dataclasses import replace
 from pathlib import Path
 
-import duckdb
 import pytest
 import yaml
-from conftest import (
-    ROOT,
-    PipelineRun,
-    copy_state,
-    current_loads,
-    latest_load,
-    lines_2019,
-    make_paths,
-    task_states,
-    waves_with_file,
-    with_waves_dir,
-)
+from conftest import ROOT, PipelineRun, make_paths
+from owner_mail import OWNER, Mailbox, smtp_mailbox
 
-from survey_warehouse import cli, quality
+from survey_warehouse import cli
 from survey_warehouse.settings import Paths
-
-OWNER = "kysely.omistaja@example.fi"
-SENDER = "survey-warehouse@example.fi"
-LEAD = "Q1 Kuka vastaa ensisijaisesti digitalisaation johtamisesta?"
-
-
-@dataclass
-class Received:
-    sender: str
-    recipients: list[str]
-    message: Message
-    raw: str = ""
-
-    @property
-    def subject(self) -> str:
-        return str(self.message["Subject"])
-
-    @property
-    def text(self) -> str:
-        """The body as the owner reads it: the HTML part without its markup."""
-        part = next(p for p in self.message.walk() if p.get_content_type() == "text/html")
-        return html.unescape(re.sub(r"<[^>]+>", "", part.get_payload(decode=True).decode("utf-8")))
-
-
-@dataclass
-class Mailbox:
-    port: int
-    received: list[Received] = field(default_factory=list)
-
-    async def handle_DATA(self, server, session, envelope) -> str:
-        raw = envelope.content.decode("utf-8", errors="replace")
-        self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), email.message_from_string(raw), raw))
-        return "250 OK"
-
-    def connection(self) -> str:
-        """AIRFLOW_CONN_SMTP_DEFAULT for this server (plain SMTP on localhost, no retries)."""
-        extra = {"from_email": SENDER, "disable_ssl": True, "disable_tls": True, "retry_limit": 0, "timeout": 10}
-        return json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": self.port, "extra": extra})
 
 
 @pytest.fixture
-def mailbox(monkeypatch: pytest.MonkeyPatch):
+def mailbox():
     """A real SMTP server on a free local port; Airflow's smtp_default connection points at it."""
-    from aiosmtpd.controller import Controller
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    box = Mailbox(port)
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", box.connection())
-    yield box
-    controller.stop()
-
-
-def _personal_data(lines: list[str]) -> set[str]:
-    """Every respondent name and e-mail address a wave file holds (2019: columns Nimi and Email)."""
-    rows = list(csv.DictReader(lines))
-    found = {r[c].strip() for r in rows for c in ("Nimi", "Email") if r.get(c) and r[c].strip()}
-    assert len(found) > 40, "the file's names and addresses were read"
-    return found
-
-
-def _assert_no_personal_data(mail: Received, personal: set[str]) -> None:
-    text = mail.subject + "\n" + mail.text + "\n" + mail.raw
-    leaked = sorted(v for v in personal if v in text)
-    assert not leaked, f"personal data in the message: {leaked[:3]}"
-    assert not [a for a in re.findall(r"[\w.+-]+@[\w-]+\.[\w.]+", mail.text) if a not in (OWNER, SENDER)]
-
-
-def _broken_wave(tmp: Path) -> Path:
-    """2019 with an unknown city in 4 rows and an answer missing from the codebook in 2 (over the 5 % limit)."""
-    lines = lines_2019()
-    header = lines[0].split(",")
-    city, lead = header.index("Organisaatio"), header.index(LEAD)
-    for line, column, value in [(2, city, "Atlantis"), (3, city, "Atlantis"), (4, lead, "Pormestari")]:
-        row = lines[line].split(",")
-        row[column] = value
-        lines[line] = ",".join(row)
-    broken = tmp / "city_survey_2019_export_broken.csv"
-    broken.write_text("\n".join(lines) + "\n", encoding="utf-8-sig")
-    return broken
-
-
-@pytest.mark.slow
-def test_a_failed_gate_tells_the_owner_and_a_publication_sends_a_receipt(
-    pipeline_run: PipelineRun, mailbox: Mailbox
-) -> None:
-    paths = copy_state(pipeline_run, "notify_runs")
-    personal = _personal_data(lines_2019())
-
-    # a delivery the raw gate rejects
-    broken = _broken_wave(paths.var)
-    paths = with_waves_dir(paths, waves_with_file(paths.var, 2019, broken, owner_email=OWNER))
-    cli.setup(paths)
-    code, _seconds, log = cli.run_wave(paths, 2019)
-
-    assert code != 0 and task_states(paths, 2019)["validate_raw_wave"] == "failed"
-    assert len(mailbox.received) == 1, log.read_text()[-3000:]
-    mail = mailbox.received[0]
-    print(f"\n--- failure e-mail ---\nSubject: {mail.subject}\n\n{mail.text}")
-    assert mail.recipients == [OWNER] and mail.sender == SENDER
-    assert mail.subject == "Survey wave 2019: the run failed at validate_raw_wave (the raw gate)"
-    assert mail.message["X-Survey-Wave"] == "2019"
-    assert "Wave: 2019\nStep: validate_raw_wave\n" in mail.text
-    # the gate's first lines as the gate wrote them, with the rows and what to do
-    report_path = re.search(r"Gate report: (\S+)", mail.text)[1]
-    report = quality.GateReport.read(paths.root / report_path)
-    assert not report.success
-    for line in report.message().splitlines()[:3]:
-        assert line.rstrip() in mail.text
-    assert "row 3, column 'Organisaatio': unknown city 'Atlantis'; if it is a way of writing" in mail.text
-    assert "city_aliases.csv" in mail.text
-    status, message = latest_load(paths, 2019)
-    assert status == "failed" and message.splitlines()[1] in mail.text, "the reason the registry keeps"
-    assert f"Data Docs: {(paths.data_docs / 'index.html').relative_to(paths.root)}" in mail.text
-    assert f"Log: {log}" in mail.text
-    _assert_no_personal_data(mail, personal)
-
-    # a corrected re-delivery (one more respondent) is published: a short receipt
-    lines = lines_2019()
-    corrected = paths.var / "city_survey_2019_export_v2.csv"
-    corrected.write_text("\n".join([*lines, lines[1].replace("@", ".uusi@", 1)]) + "\n", encoding="utf-8-sig")
-    paths = with_waves_dir(paths, waves_with_file(paths.var, 2019, corrected, owner_email=OWNER))
-    code, _seconds, log = cli.run_wave(paths, 2019)
-
-    assert code == 0, log.read_text()[-3000:]
-    assert len(mailbox.received) == 2
-    receipt = mailbox.received[1]
-    print(f"\n--- receipt ---\nSubject: {receipt.subject}\n\n{receipt.text}")
-    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
-        rows, accepted, quarantined = con.execute(
-            "select row_count, accepted_count, quarantined_count from raw.load_registry where load_id = ?",
-            [current_loads(paths)[2019]],
-        ).fetchone()
-    with duckdb.connect(str(paths.published), read_only=True) as con:
-        cities, responded, share = con.execute(
-            "select cities, cities_responded, share from marts.fct_responsibility_shares "
-            "where wave_year = 2019 and is_it_management"
-        ).fetchone()
-    assert rows == len(lines)
-    assert receipt.subject == f"Survey wave 2019 published: {accepted} rows accepted, {quarantined} quarantined"
-    assert f"{rows} rows, {accepted} accepted, {quarantined} quarantined" in receipt.text
-    assert f"IT-led share: {cities}/{responded} answering cities ({share:.1%})" in receipt.text
-    assert f"Published marts: {paths.published.relative_to(paths.root)}" in receipt.text
-    _assert_no_personal_data(receipt, personal)
+    with smtp_mailbox() as box:
+        yield box
 
 
 @pytest.mark.slow

@@ -120,6 +120,8 @@ class CeleryAirflow:
                 # schedule_runs=True lets the scheduler create runs from the DAG's schedule, which includes the runs
                 # a delivery into the inbox starts (and, once, the latest yearly run)
                 "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(schedule_runs),
+                # as docker-compose.yml: a task's slot is free ~1 s after it ends, not 5 s (the supervisor's check)
+                "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
                 # the worker serves its task logs on a port; the default 8793 may be taken by another worker
                 "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             }
