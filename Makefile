@@ -29,9 +29,9 @@ $(BI_STAMP): bi/pyproject.toml bi/uv.lock Makefile | $(UV)
 run: $(ENV_STAMP)
 	$(PY) -m survey_warehouse.cli run $(YEARS)
 
-# everything, the slow tests two at a time (pytest-xdist; a test file stays on one process)
+# everything, two test files at a time (pytest-xdist; a file stays on one process), the longest first (tests/conftest.py)
 test: $(ENV_STAMP)
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 # the edit loop: the loader, codebook, matching, gates' suites, DAG parse; no pipeline run, Superset or Celery
 test-fast: $(ENV_STAMP)

@@ -290,9 +290,31 @@ def require_services(*services: tuple[str, int]) -> None:
             pytest.skip(reason)
 
 
+# `make test` runs the test files two at a time, each file in one process (pytest-xdist, `--dist loadfile
+# --no-loadscope-reorder`), in this order: the files that take longest first, the many short ones after them, so
+# that neither process is left running a long file alone at the end. The main job's run (the `pipeline_run`
+# fixture) is made by the first file that needs it, while the other process starts the Celery stack.
+LONGEST_FIRST = (
+    "scaleout/test_inbox_celery.py",
+    "bi/test_dashboard.py",
+    "test_failed_runs.py",
+    "scaleout/test_postgres_warehouse.py",
+    "test_idempotency_and_gate.py",
+    "test_new_wave.py",
+    "test_corrected_redelivery.py",
+    "test_removal_guard.py",
+)
+
+
+def _file_rank(item: pytest.Item) -> int:
+    path = Path(str(item.path)).relative_to(ROOT / "tests").as_posix()
+    return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests that need the main job's run, or start Airflow, Superset or Celery, are marked `slow`: `make test-fast`
-    leaves them out (`make test` runs everything)."""
+    """The longest test files first (LONGEST_FIRST). Tests that need the main job's run, or start Airflow, Superset
+    or Celery, are marked `slow`: `make test-fast` leaves them out (`make test` runs everything)."""
+    items.sort(key=_file_rank)  # stable: the order within a file, and of the other files, stays
     for item in items:
         path = str(item.path)
         if "pipeline_run" in getattr(item, "fixturenames", ()) or any(
