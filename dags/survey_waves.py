@@ -35,6 +35,7 @@ from great_expectations_provider.operators.validate_checkpoint import GXValidate
 from survey_warehouse import notify, pipeline, watcher_events
 from survey_warehouse.assets import SURVEY_MARTS
 from survey_warehouse.inbox_trigger import inbox_asset
+from survey_warehouse.settings import DBT_PROFILE
 
 DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
 DBT_TARGET = os.environ.get("SURVEY_DBT_TARGET", "duckdb")  # duckdb (embedded) or postgres (scale-out)
@@ -65,7 +66,7 @@ def _producer_first(group: DbtTaskGroup) -> None:
 # dbt's profile: the DuckDB file from profiles.yml, or PostgreSQL from Airflow's connection `survey_warehouse`
 PROFILE = (
     ProfileConfig(
-        profile_name="survey_warehouse",
+        profile_name=DBT_PROFILE,
         target_name="postgres",
         profile_mapping=PostgresUserPasswordProfileMapping(
             conn_id="survey_warehouse", profile_args={"schema": "public"}
@@ -73,7 +74,7 @@ PROFILE = (
     )
     if DBT_TARGET == "postgres"
     else ProfileConfig(
-        profile_name="survey_warehouse", target_name=DBT_TARGET, profiles_yml_filepath=DBT_PROJECT / "profiles.yml"
+        profile_name=DBT_PROFILE, target_name=DBT_TARGET, profiles_yml_filepath=DBT_PROJECT / "profiles.yml"
     )
 )
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# dbt's profile (dbt_project/profiles.yml, `profile:` in dbt_project.yml): the DAG's Cosmos group and `dbt parse`
+DBT_PROFILE = "survey_warehouse"
 
 
 @dataclass(frozen=True)

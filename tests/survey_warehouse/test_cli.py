@@ -127,3 +127,33 @@ def test_the_manifest_is_parsed_again_for_a_project_change_not_for_a_seed_row(tm
         now = cli.manifest_inputs(paths)
         assert now not in seen, path
         seen.add(now)
+
+
+def test_the_build_keeps_the_parse_that_setup_made(tmp_path: Path) -> None:
+    """Cosmos runs `dbt build` with `--profile` and `--target`, on a copy of the project with setup's
+    target/partial_parse.msgpack: dbt keeps that parse only when it was made with the same arguments, and else
+    parses the whole project again in every build. (A parse without them, for contrast, is not kept.)"""
+    import shutil
+    import subprocess
+    from dataclasses import replace
+
+    from survey_warehouse.settings import DBT_PROFILE
+
+    project = tmp_path / "dbt_project"
+    shutil.copytree(make_paths("manifest_reuse").dbt_project, project, ignore=shutil.ignore_patterns("target", "logs"))
+    paths = replace(make_paths("manifest_reuse"), dbt_project=project)
+    cli.ensure_manifest(paths)
+
+    def parse(*arguments: str) -> str:
+        done = subprocess.run(
+            [cli._bin("dbt"), "parse", "--project-dir", str(project), "--profiles-dir", str(project), *arguments],
+            env=cli.runtime_env(paths),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout + done.stderr
+
+    as_cosmos = parse("--profile", DBT_PROFILE, "--target", "duckdb")
+    assert "Unable to do partial parsing" not in as_cosmos, as_cosmos
+    assert "Unable to do partial parsing because config vars, config profile, or config target have changed" in parse()
