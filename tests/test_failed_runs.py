@@ -55,6 +55,7 @@ def _project_with_a_broken_seed(paths: Paths) -> tuple[Paths, Path, str]:
         root,
         ignore=shutil.ignore_patterns(".git", ".venv", ".tools", "var", "target", "logs", "__pycache__", "bi", "tests"),
     )
+    shutil.copytree(ROOT / "dbt_project" / "target", root / "dbt_project" / "target")  # as setup left it
     paths = dataclasses.replace(
         paths, root=root, waves_config=root / "config" / "waves", dbt_project=root / "dbt_project"
     )

@@ -210,9 +210,12 @@ class CeleryAirflow:
         return run["dag_run_id"]
 
     def unpause(self, timeout: float = 120) -> None:
-        """Once the DAG is serialized, unpause it (its scheduled runs, and the inbox's watcher, start then)."""
+        """Once the DAG is serialized, unpause it (its scheduled runs start then) and have its file parsed again at
+        once: the dag-processor registers an unpaused DAG's asset watchers (the inbox's) when it parses the file."""
         self.wait_for_dag(timeout)
         self._api("PATCH", f"/api/v2/dags/{self.dag_id}", json={"is_paused": False})
+        token = self._api("GET", f"/api/v2/dags/{self.dag_id}/details")["file_token"]
+        self._api("PUT", f"/api/v2/parseDagFile/{token}")
 
     def dag_runs(self) -> list[dict[str, Any]]:
         return self._api("GET", f"/api/v2/dags/{self.dag_id}/dagRuns", params={"limit": 100})["dag_runs"]

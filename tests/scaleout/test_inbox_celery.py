@@ -97,8 +97,6 @@ def inbox_stack() -> Iterator[InboxStack]:
         "SURVEY_READER_ROLE": reader,
         "SURVEY_INBOX_POLL_SECONDS": "1",
         "SURVEY_INBOX_SETTLE_SECONDS": "2",
-        # the watcher is registered when the DAG file is parsed after the DAG was unpaused
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
     }
     _admin(f'create database "{database}"')
     try:
