@@ -54,10 +54,15 @@ def user_setup(var: Path, root: Path = ROOT, keep: bool = False) -> None:
     Its dbt parse is made for this folder's warehouse, as dbt keeps a parse only for the same connection (the stamp
     is removed so that setup parses again). Unless `keep`, the folder is then removed: what `make run` sets up in it
     (Airflow's metadata) is part of what is measured."""
-    (root / "dbt_project" / "target" / "manifest.inputs").unlink(missing_ok=True)
-    _timed([PY, "-m", "survey_warehouse.cli", "setup"], _env(var, root), var.parent / f"{var.name}_setup.log")
+    _setup_parsing_again(_env(var, root), root, var.parent / f"{var.name}_setup.log")
     if not keep:
         shutil.rmtree(var)
+
+
+def _setup_parsing_again(env: dict[str, str], root: Path, log: Path) -> None:
+    """`make setup` for the var/ folder `env` names, its dbt parse made again (the stamp removed) for its warehouse."""
+    (root / "dbt_project" / "target" / "manifest.inputs").unlink(missing_ok=True)
+    _timed([PY, "-m", "survey_warehouse.cli", "setup"], env, log)
 
 
 def make_run(var: Path, root: Path = ROOT, years: list[int] | None = None, *flags: str) -> float:
@@ -192,9 +197,8 @@ def main() -> None:
     for name, seconds, ratio in rows:
         print(f"{name:<48}{seconds:>9.1f}   {ratio}")
     # the user's own checkout as it was: its parse made for its own warehouse again
-    (ROOT / "dbt_project" / "target" / "manifest.inputs").unlink(missing_ok=True)
     user_env = {k: v for k, v in os.environ.items() if k != "SURVEY_VAR_DIR"}
-    _timed([PY, "-m", "survey_warehouse.cli", "setup"], user_env, WORK / "user_setup.log")
+    _setup_parsing_again(user_env, ROOT, WORK / "user_setup.log")
     if not args.skip_loader:
         print()
         subprocess.run(
