@@ -202,7 +202,7 @@ def test_the_publication_sends_the_owner_a_receipt(redelivery: Redelivery) -> No
     assert receipt.subject == f"Survey wave 2019 published: {accepted} rows accepted, {quarantined} quarantined"
     assert f"{rows} rows, {accepted} accepted, {quarantined} quarantined" in receipt.text
     assert f"IT-led share: {cities}/{responded} answering cities ({share:.1%})" in receipt.text
-    assert f"Published marts: {paths.published.relative_to(paths.root)}" in receipt.text
+    assert f"Published marts: {paths.shown(paths.published)}" in receipt.text
     assert_no_personal_data(receipt, personal_data(lines_2019()))
 
 

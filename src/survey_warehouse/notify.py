@@ -57,13 +57,6 @@ def first_lines(text: str, n: int = REPORT_LINES) -> str:
     return "\n".join([*lines[:n], *([f"  ... ({more} more lines in the full report)"] if more > 0 else [])])
 
 
-def _shown_path(path: Path, paths: Paths) -> str:
-    try:
-        return str(path.relative_to(paths.root))
-    except ValueError:
-        return str(path)
-
-
 # ------------------------------------------------------------------------------------------ who, and through what
 
 
@@ -218,13 +211,13 @@ def _report_locations(context: Any, paths: Paths, steps: list[str], load_id: str
 
     where = []
     if load_id and "validate_raw_wave" in steps:
-        where.append(f"Gate report: {_shown_path(quality.report_path(paths, 'raw_wave', load_id), paths)}")
+        where.append(f"Gate report: {paths.shown(quality.report_path(paths, 'raw_wave', load_id))}")
     if "validate_marts" in steps:
         reports = sorted((paths.var / "quality" / "reports" / "marts").glob("*.json"), key=lambda p: p.stat().st_mtime)
         if reports:
-            where.append(f"Gate report: {_shown_path(reports[-1], paths)}")
+            where.append(f"Gate report: {paths.shown(reports[-1])}")
     if {"validate_raw_wave", "validate_marts"} & set(steps):
-        where.append(f"Data Docs: {_shown_path(paths.data_docs / 'index.html', paths)}")
+        where.append(f"Data Docs: {paths.shown(paths.data_docs / 'index.html')}")
     if load_id:
         where.append(f"Load registry: raw.load_registry, load_id = '{load_id}' (status_message)")
     where.append(_log_location(context, steps[0] if steps else "record_failure"))
@@ -295,8 +288,8 @@ def _send_receipt(wave_year: int, published: dict[str, Any], context: Any, paths
             log.warning("Could not read the published figures for the receipt: %s", exc)
             load = headline = None
         where = [
-            f"Published marts: {_shown_path(Path(published.get('path', paths.published)), paths)}",
-            f"Data Docs: {_shown_path(paths.data_docs / 'index.html', paths)}",
+            f"Published marts: {paths.shown(Path(published.get('path', paths.published)))}",
+            f"Data Docs: {paths.shown(paths.data_docs / 'index.html')}",
         ]
         deliver(wave_year, receipt_mail(wave_year, load, headline, where), context, paths)
     except Exception:
@@ -324,9 +317,9 @@ def wave_state(wave_year: int, paths: Paths) -> tuple[bool, list[str]]:
     try:
         spec = find_wave_spec(wave_year, paths)
         if spec is None:
-            state.append(f"There is no wave spec {_shown_path(spec_path, paths)}: the wave has not been configured.")
+            state.append(f"There is no wave spec {paths.shown(spec_path)}: the wave has not been configured.")
         elif not spec.file.is_file():
-            state.append(f"{_shown_path(spec_path, paths)} names {spec.file.name}, which has not arrived.")
+            state.append(f"{paths.shown(spec_path)} names {spec.file.name}, which has not arrived.")
     except Exception as exc:
         state.append(first_lines(str(exc), 3))
     warehouse = Warehouse.from_env(paths.warehouse)
@@ -365,7 +358,7 @@ def check_overdue(context: Any) -> str:
     told = json.loads(Variable.get(TOLD_VARIABLE, default="{}"))
     if str(year) in told:
         return f"wave {year} is overdue; its owner was told on {told[str(year)]}"
-    mail = overdue_mail(year, due, state, _shown_path(paths.waves_config / f"{year}.yml", paths))
+    mail = overdue_mail(year, due, state, paths.shown(paths.waves_config / f"{year}.yml"))
     if not deliver(year, mail, context, paths):
         return f"wave {year} is overdue; notifications are off"
     told[str(year)] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -24,6 +24,13 @@ class Paths:
     # where deliveries are dropped (SURVEY_INBOX_DIR); None: inbox/ under var
     inbox: Path | None = None
 
+    def shown(self, path: Path) -> str:
+        """How messages show a path: relative to the project when it is inside it, else as it is."""
+        try:
+            return str(path.relative_to(self.root))
+        except ValueError:
+            return str(path)
+
     @classmethod
     def from_env(cls) -> Paths:
         root = Path(os.environ.get("SURVEY_PROJECT_ROOT", PROJECT_ROOT))

@@ -38,13 +38,6 @@ from {schema}.fct_responsibility_shares s join {schema}.dim_year y using (wave_y
 where s.is_it_management order by 1"""
 
 
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
-
-
 def _first_lines(text: str | None, n: int = 3, width: int = 110) -> list[str]:
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
     return [line if len(line) <= width else line[: width - 1] + "…" for line in lines[:n]]
@@ -58,7 +51,7 @@ def _latest_report(directory: Path) -> quality.GateReport | None:
 def describe_warehouse(warehouse: Warehouse, paths: Paths) -> str:
     if warehouse.backend == "postgres":
         return f"PostgreSQL {warehouse.host}:{warehouse.port}/{warehouse.dbname} (schema {warehouse.marts_schema})"
-    return f"DuckDB {_rel(warehouse.file, paths.root)} (published file {_rel(paths.published, paths.root)})"
+    return f"DuckDB {paths.shown(warehouse.file)} (published file {paths.shown(paths.published)})"
 
 
 def _warehouse_exists(warehouse: Warehouse) -> bool:
@@ -182,10 +175,9 @@ def _print_headline(headline: list[tuple]) -> None:
 
 
 def _print_where(paths: Paths, warehouse: Warehouse, publication: Any) -> None:
-    root = paths.root
     print("\nWhere to look")
     where = (
-        f"{_rel(paths.published, root)}"
+        f"{paths.shown(paths.published)}"
         if warehouse.backend == "duckdb"
         else f"schema {warehouse.marts_schema} in {warehouse.host}:{warehouse.port}/{warehouse.dbname} "
         f"(log in as {warehouse.reader_role})"
@@ -195,19 +187,19 @@ def _print_where(paths: Paths, warehouse: Warehouse, publication: Any) -> None:
         f"      published {publication.published_at:%Y-%m-%d %H:%M:%S} UTC from loads {', '.join(publication.load_ids)}"
     )
     if warehouse.backend == "duckdb":
-        print(f"  Warehouse (raw, staging, intermediate, marts): {_rel(paths.warehouse, root)}")
+        print(f"  Warehouse (raw, staging, intermediate, marts): {paths.shown(paths.warehouse)}")
     latest = latest_export(paths)
     if latest is None:
         print("  Exports (every mart as Parquet and CSV): none yet; `make run` writes them")
     else:
         newest = latest["publication"]["published_at"] == publication.published_at.isoformat()
         print(
-            f"  Exports (every mart as Parquet and CSV, with manifest.json): {_rel(exports_dir(paths), root)}/latest/ "
+            f"  Exports (every mart as Parquet and CSV, with manifest.json): {paths.shown(exports_dir(paths))}/latest/ "
             f"-> {Path(latest['folder']).name}"
             + ("" if newest else " (of an earlier publication: `make run` exports the current one)")
         )
-    print(f"  Data Docs (Great Expectations results): {_rel(paths.data_docs / 'index.html', root)}")
-    print(f"  Logs: {_rel(paths.var / 'logs', root)}/   dbt docs: make docs")
+    print(f"  Data Docs (Great Expectations results): {paths.shown(paths.data_docs / 'index.html')}")
+    print(f"  Logs: {paths.shown(paths.var / 'logs')}/   dbt docs: make docs")
     print("  Quarantined rows, with the reason and the file's row and column: table raw.quarantine in the warehouse")
     if warehouse.backend == "duckdb":
         with duckdb.connect(str(paths.published), read_only=True) as pub:

@@ -41,7 +41,7 @@ def test_summary_on_a_fresh_folder_says_what_to_do(
     use_paths(monkeypatch, paths)
     assert cli.main(["summary"]) == 0
     out = capsys.readouterr().out
-    assert f"Warehouse: DuckDB {paths.warehouse.relative_to(paths.root)}" in out
+    assert f"Warehouse: DuckDB {paths.shown(paths.warehouse)}" in out
     assert "No warehouse there yet: run `make run`." in out
 
 

@@ -42,8 +42,17 @@ def test_it_names_the_warehouse_it_read() -> None:
     pg = Warehouse.from_connection({"host": "db.example.fi", "port": 5433, "schema": "survey"})
     assert summary.describe_warehouse(pg, paths) == "PostgreSQL db.example.fi:5433/survey (schema marts)"
     assert summary.describe_warehouse(Warehouse.duckdb(paths.warehouse), paths).startswith(
-        f"DuckDB {paths.warehouse.relative_to(paths.root)}"
+        f"DuckDB {paths.shown(paths.warehouse)}"
     )
+
+
+def test_a_path_inside_the_project_is_shown_from_it_and_one_outside_as_it_is(tmp_path) -> None:
+    paths = make_paths("summary_names", fresh=False)
+    inside = paths.root / "var" / "published" / "survey_marts.duckdb"
+    assert paths.shown(inside) == "var/published/survey_marts.duckdb"
+    outside = tmp_path / "elsewhere" / "survey.duckdb"  # e.g. SURVEY_WAREHOUSE_PATH on another disk
+    assert not outside.is_relative_to(paths.root)
+    assert summary.describe_warehouse(Warehouse.duckdb(outside), paths).startswith(f"DuckDB {outside} ")
 
 
 def test_an_empty_warehouse_says_to_run_first(capsys: pytest.CaptureFixture[str]) -> None:
