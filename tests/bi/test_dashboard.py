@@ -769,7 +769,10 @@ def test_dashboard_renders_and_the_region_filter_narrows_the_cities_and_shares(s
         report = json.loads(done.stdout)
     except json.JSONDecodeError:
         pytest.fail(f"check_dashboard.py failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    print(f"\ndashboard rendered in {report.get('render_seconds')} s (login included); screenshot {screenshot}")
+    print(
+        f"\ndashboard rendered in {report.get('render_seconds')} s (login included, "
+        f"{report.get('login_attempts')} attempt(s)); screenshot {screenshot}"
+    )
     assert report["problems"] == [], report["problems"]
     assert done.returncode == 0
     assert len(report["charts"]) == dashboard_chart_count()
