@@ -1,13 +1,8 @@
--- The city roll-up: one primary responsibility per surveyed city and wave.
---
--- Rule (documented in _intermediate__models.yml and unit-tested):
---   1. The key respondent (CIO / ICT director) speaks for the city: the answer with the most key-respondent
---      votes wins.
---   2. Without a key respondent (or between key respondents who disagree), the answer with the most votes
---      among all the city's respondents wins.
---   3. A remaining tie goes to the answer of the most senior respondent (respondent_roles.seniority_rank),
---      then to the earliest submitted answer, then alphabetically, so the result is always deterministic.
--- Surveyed cities without any answer stay in the table with has_responded = false.
+-- The city roll-up: one primary responsibility per surveyed city and wave, by the rule in README ("The city
+-- roll-up") and in this model's description (_intermediate__models.yml), where it is unit-tested:
+-- key respondents who agree; else the answer with the most votes; among tied answers, the most senior respondent,
+-- then the earliest submission, then responsibilities.sort_order (unlisted answers after, by code in byte order).
+-- rollup_method names the rule that decided. Surveyed cities without any answer stay, with has_responded = false.
 with surveyed as (
     select * from {{ ref('stg_survey__cities_surveyed') }}
 ),
@@ -19,11 +14,15 @@ respondents as (
 
 lead_answers as (
     select * from {{ ref('stg_survey__answers') }}
-    where question_id = 'lead' and is_current_load
+    where question_id = 'lead' and is_current_load and answer_code is not null
 ),
 
 roles as (
     select * from {{ ref('respondent_roles') }}
+),
+
+responsibilities as (
+    select * from {{ ref('responsibilities') }}
 ),
 
 votes as (
@@ -42,6 +41,7 @@ votes as (
         on respondents.respondent_role_code = roles.role_code
 ),
 
+-- each answer a city's respondents gave, with what the rule weighs
 candidates as (
     select
         wave_year,
@@ -55,56 +55,102 @@ candidates as (
     group by wave_year, municipality_code, responsibility_code
 ),
 
-ranked as (
+cities as (
+    select
+        wave_year,
+        municipality_code,
+        sum(all_votes) as respondents_answered,
+        sum(key_votes) as key_respondents_answered,
+        count(*) as distinct_answers,
+        sum(case when key_votes > 0 then 1 else 0 end) as key_answers
+    from candidates
+    group by wave_year, municipality_code
+),
+
+-- rule 1: the answer of key respondents who all agree
+weighed as (
     select
         candidates.*,
-        row_number() over (
-            partition by candidates.wave_year, candidates.municipality_code
-            order by
-                candidates.key_votes desc,
-                candidates.all_votes desc,
-                candidates.best_seniority_rank asc,
-                candidates.first_submitted_at asc,
-                candidates.responsibility_code asc
-        ) as candidate_rank,
-        count(*) over (partition by candidates.wave_year, candidates.municipality_code) as distinct_answers,
-        sum(candidates.key_votes)
-            over (partition by candidates.wave_year, candidates.municipality_code)
-            as city_key_votes,
-        sum(candidates.all_votes) over (partition by candidates.wave_year, candidates.municipality_code) as city_votes
+        cities.respondents_answered,
+        cities.key_respondents_answered,
+        cities.distinct_answers,
+        cities.key_answers,
+        cities.key_answers = 1 and candidates.key_votes > 0 as is_agreed_key_answer,
+        responsibilities.sort_order
     from candidates
+    inner join cities
+        on candidates.wave_year = cities.wave_year
+        and candidates.municipality_code = cities.municipality_code
+    left join responsibilities
+        on candidates.responsibility_code = responsibilities.responsibility_code
 ),
 
-winner as (
-    select * from ranked
-    where candidate_rank = 1
+-- rules 2 and 3, step by step: rank() keeps the answers still tied after a step on one rank; row_number() orders
+-- them all, the last resort included
+ranked as (
+    select
+        *,
+        rank() over (
+            partition by wave_year, municipality_code
+            order by all_votes desc
+        ) as rank_by_votes,
+        rank() over (
+            partition by wave_year, municipality_code
+            order by all_votes desc, best_seniority_rank asc nulls last
+        ) as rank_by_seniority,
+        rank() over (
+            partition by wave_year, municipality_code
+            order by all_votes desc, best_seniority_rank asc nulls last, first_submitted_at asc nulls last
+        ) as rank_by_submission_time,
+        row_number() over (
+            partition by wave_year, municipality_code
+            order by
+                is_agreed_key_answer desc,
+                all_votes desc,
+                best_seniority_rank asc nulls last,
+                first_submitted_at asc nulls last,
+                sort_order asc nulls last,
+                {{ bytewise('responsibility_code') }} asc
+        ) as candidate_rank
+    from weighed
 ),
 
-runner_up as (
-    select * from ranked
-    where candidate_rank = 2
+-- how many answers are still in the lead after each step
+leaders as (
+    select
+        *,
+        sum(case when rank_by_votes = 1 then 1 else 0 end)
+            over (partition by wave_year, municipality_code)
+            as most_voted,
+        sum(case when rank_by_seniority = 1 then 1 else 0 end)
+            over (partition by wave_year, municipality_code)
+            as most_voted_and_senior,
+        sum(case when rank_by_submission_time = 1 then 1 else 0 end)
+            over (partition by wave_year, municipality_code)
+            as most_voted_senior_and_first
+    from ranked
 ),
 
+-- the city's answer and the first step that left it alone in the lead
 decided as (
     select
-        winner.wave_year,
-        winner.municipality_code,
-        winner.responsibility_code,
-        winner.city_votes as respondents_answered,
-        winner.city_key_votes as key_respondents_answered,
-        winner.all_votes as respondents_agreeing,
-        winner.distinct_answers > 1 as is_contested,
+        wave_year,
+        municipality_code,
+        responsibility_code,
+        respondents_answered,
+        key_respondents_answered,
+        all_votes as respondents_agreeing,
+        distinct_answers > 1 as is_contested,
+        key_answers > 1 as key_respondents_disagree,
         case
-            when winner.key_votes > 0 and winner.key_votes > coalesce(runner_up.key_votes, 0)
-                then 'key_respondent'
-            when winner.all_votes > coalesce(runner_up.all_votes, 0)
-                then case when winner.city_key_votes > 0 then 'key_respondents_majority' else 'majority' end
-            else 'tie_broken_by_seniority'
+            when is_agreed_key_answer then 'key_respondent'
+            when most_voted = 1 then 'majority'
+            when most_voted_and_senior = 1 then 'tie_broken_by_seniority'
+            when most_voted_senior_and_first = 1 then 'tie_broken_by_submission_time'
+            else 'tie_broken_by_answer_order'
         end as rollup_method
-    from winner
-    left join runner_up
-        on winner.wave_year = runner_up.wave_year
-        and winner.municipality_code = runner_up.municipality_code
+    from leaders
+    where candidate_rank = 1
 ),
 
 final as (
@@ -117,7 +163,8 @@ final as (
         coalesce(decided.respondents_answered, 0) as respondents_answered,
         coalesce(decided.key_respondents_answered, 0) as key_respondents_answered,
         coalesce(decided.respondents_agreeing, 0) as respondents_agreeing,
-        coalesce(decided.is_contested, false) as is_contested
+        coalesce(decided.is_contested, false) as is_contested,
+        coalesce(decided.key_respondents_disagree, false) as key_respondents_disagree
     from surveyed
     left join decided
         on surveyed.wave_year = decided.wave_year

@@ -18,7 +18,8 @@ final as (
         cast(rolled_up.respondents_answered as integer) as respondents_answered,
         cast(rolled_up.key_respondents_answered as integer) as key_respondents_answered,
         cast(rolled_up.respondents_agreeing as integer) as respondents_agreeing,
-        cast(rolled_up.is_contested as boolean) as is_contested
+        cast(rolled_up.is_contested as boolean) as is_contested,
+        cast(rolled_up.key_respondents_disagree as boolean) as key_respondents_disagree
     from rolled_up
     left join responsibilities
         on rolled_up.responsibility_code = responsibilities.responsibility_code
