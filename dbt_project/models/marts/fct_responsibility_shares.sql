@@ -74,9 +74,9 @@ final as (
         cast(shares.cities as double precision) / surveyed.cities_surveyed as share_of_surveyed_min,
         cast(shares.cities + surveyed.cities_surveyed - shares.cities_responded as double precision)
         / surveyed.cities_surveyed as share_of_surveyed_max,
-        cast(greatest(0.0, {{ wilson_bound('shares.share', 'shares.cities_responded', '-') }}) as double precision)
+        cast({{ wilson_bound('shares.share', 'shares.cities_responded', '-') }} as double precision)
             as share_ci_lower_95,
-        cast(least(1.0, {{ wilson_bound('shares.share', 'shares.cities_responded', '+') }}) as double precision)
+        cast({{ wilson_bound('shares.share', 'shares.cities_responded', '+') }} as double precision)
             as share_ci_upper_95
     from shares
     inner join surveyed
