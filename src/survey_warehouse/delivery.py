@@ -32,11 +32,12 @@ from typing import Any
 import duckdb
 
 from survey_warehouse.errors import WaveFileError
-from survey_warehouse.matching import match_key, shown
+from survey_warehouse.matching import looks_like_email, match_key, shown
 from survey_warehouse.waves import WaveSpec
 
 CHUNK_BYTES = 1 << 20
 CHUNK_ROWS = 50_000
+HEADER_BYTES = 1 << 20  # where the header is looked for when a message names a column
 UTF8 = ("utf-8", "utf_8", "utf8", "utf-8-sig", "utf_8_sig", "ascii", "us-ascii")
 ALTERNATIVE_ENCODINGS = ("utf-8-sig", "cp1252", "utf-16")
 # UTF-8 text read as Windows-1252: 'ä' becomes 'Ã¤', 'ö' 'Ã¶', 'å' 'Ã¥', 'Ä' 'Ã„', 'Ö' 'Ã-', 'Å' 'Ã…', 'é' 'Ã©'
@@ -213,20 +214,77 @@ def _bom_conflict(spec: WaveSpec, head: bytes) -> str | None:
 # ------------------------------------------------------------------------------------------ CSV
 
 
+@dataclass(frozen=True)
+class _Spot:
+    """Where something was found in a text file, for a message. The text around it is never shown (it is a
+    respondent's name, address or answer); `prefix`, the line's text up to the spot, only tells the column."""
+
+    row: int  # the line (1 = the first)
+    found: bytes | str  # what was found: bytes in a file read as bytes, characters in a decoded one
+    offset: int | None = None  # the byte's offset in the file (0 = the first byte), when known
+    prefix: str | None = None  # None when the line began inside a quoted cell (its column is not known)
+
+
+class _LineStart:
+    """The current line's text so far, kept across chunks, so a finding can be placed in its column: the text after
+    the last line break, and whether the line began inside a quoted cell (an odd number of quote marks before)."""
+
+    LIMIT = 1 << 20  # a longer line's column is not worked out
+
+    def __init__(self, newline: Any, quote: Any) -> None:
+        self.newline, self.quote = newline, quote
+        self.text: Any = newline[:0]
+        self.quotes = 0  # quote marks in `text` (also when it grew too long to keep)
+        self.kept = True
+        self.inside = False  # the line began inside a quoted cell
+
+    def prefix(self, data: Any, at: int, quotes_before: int) -> str | None:
+        """The line's text up to `data[at]`; `quotes_before`: quote marks in the file before `data`. A negative
+        `at` is a spot in what was read before `data`, -at from its end, on the line it ended in."""
+        if at < 0:
+            if not self.kept or self.inside:
+                return None
+            line = self.text[: len(self.text) + at]
+            return line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+        cut = data.rfind(self.newline, 0, at)
+        if cut < 0:
+            if not self.kept or self.inside:
+                return None
+            line = self.text + data[:at]
+        else:
+            if (quotes_before + data.count(self.quote, 0, cut + 1)) % 2:
+                return None
+            line = data[cut + 1 : at]
+        return line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+
+    def advance(self, data: Any, quotes_after: int) -> None:
+        """`data` was read; `quotes_after`: quote marks in the file up to its end."""
+        cut = data.rfind(self.newline)
+        if cut < 0:
+            self.quotes += data.count(self.quote)
+            self.kept = self.kept and len(self.text) + len(data) <= self.LIMIT
+            self.text = self.text + data if self.kept else self.text[:0]
+            return
+        self.text = data[cut + 1 :] if len(data) - cut - 1 <= self.LIMIT else data[:0]
+        self.kept = len(self.text) == len(data) - cut - 1
+        self.quotes = data.count(self.quote, cut + 1)
+        self.inside = (quotes_after - self.quotes) % 2 == 1
+
+
 @dataclass
 class _TextStats:
     lines: int = 0
     blank_lines: int = 0
     quotes: int = 0
-    nul_row: int | None = None
     nuls: int = 0
-    mojibake_row: int | None = None
-    mojibake_example: str = ""
+    nul: _Spot | None = None  # the first NUL byte
+    mojibake: _Spot | None = None  # the first text garbled by a double conversion
     ends_with_newline: bool = True
     transcoded: Path | None = None
 
 
 MOJIBAKE_UTF8 = re.compile(rb"\xc3\x83(?:\xc2[\x80-\xbf]|\xe2\x80[\x98-\xba]|\xc5[\x92-\xb8])")
+MOJIBAKE_BYTES = 4  # the longest match but one byte: a match begun in a chunk ends in the next
 NEWLINE, CARRIAGE_RETURN, QUOTE = ord("\n"), ord("\r"), ord('"')
 
 
@@ -237,28 +295,36 @@ def _scan_bytes(path: Path) -> _TextStats:
     (blank lines, mojibake) run only on a chunk where a cheap test says they can find something."""
     import numpy as np
 
-    stats, previous = _TextStats(), b"\n"
+    stats, previous, offset, line, carry = _TextStats(), b"\n", 0, _LineStart(b"\n", b'"'), b""
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK_BYTES):
             text = previous + chunk
+            quotes_before = stats.quotes
             if b"\x00" in chunk:
-                if stats.nul_row is None:
-                    stats.nul_row = stats.lines + chunk[: chunk.index(b"\x00")].count(b"\n") + 1
+                if stats.nul is None:
+                    at = chunk.index(b"\x00")
+                    row = stats.lines + chunk.count(b"\n", 0, at) + 1
+                    stats.nul = _Spot(row, b"\x00", offset + at, line.prefix(chunk, at, quotes_before))
                 stats.nuls += chunk.count(b"\x00")
             data = np.frombuffer(text, np.uint8)
             breaks = np.flatnonzero(data == NEWLINE)
             if _has_blank_line(data, breaks):
                 stats.blank_lines += text.count(b"\n\n") + text.count(b"\n\r\n")
             stats.quotes += int(np.count_nonzero(data[1:] == QUOTE))
-            # the mojibake pattern holds the byte 83, which is rare in Finnish text: looking for it alone is fast
-            if stats.mojibake_row is None and b"\x83" in chunk and b"\xc3\x83" in chunk:
-                found = MOJIBAKE_UTF8.search(chunk)
+            # the mojibake pattern holds the byte 83, which is rare in Finnish text: looking for it alone is fast.
+            # The bytes before the chunk are looked at with it: the pattern may begin in the chunk before.
+            if stats.mojibake is None and (b"\x83" in chunk or b"\x83" in carry):
+                window = carry + chunk
+                found = MOJIBAKE_UTF8.search(window) if b"\xc3\x83" in window else None
                 if found:
-                    stats.mojibake_row = stats.lines + chunk[: found.start()].count(b"\n") + 1
-                    line = chunk[max(0, found.start() - 24) : found.end() + 24].decode("utf-8", "replace")
-                    stats.mojibake_example = max(line.splitlines(), key=lambda part: "Ã" in part)
+                    at = found.start() - len(carry)  # < 0: begun in the chunk before (with no line break after)
+                    row = stats.lines + chunk.count(b"\n", 0, max(at, 0)) + 1
+                    stats.mojibake = _Spot(row, found.group(), offset + at, line.prefix(chunk, at, quotes_before))
+            carry = (carry + chunk[-MOJIBAKE_BYTES:])[-MOJIBAKE_BYTES:]
             stats.lines += len(breaks) - (previous == b"\n")
+            line.advance(chunk, stats.quotes)
             previous = chunk[-1:]
+            offset += len(chunk)
     stats.ends_with_newline = previous in (b"\n", b"\r")
     return stats
 
@@ -279,7 +345,7 @@ def _scan_text(spec: WaveSpec, scratch: Path) -> _TextStats:
     encoding = codecs.lookup(spec.encoding).name
     utf8 = encoding in ("utf-8", "utf-8-sig", "ascii")
     decoder = codecs.getincrementaldecoder(spec.encoding)(errors="strict")
-    previous = "\n"
+    previous, offset, line = "\n", 0, _LineStart("\n", '"')
     with contextlib.ExitStack() as stack:
         out = None
         if not utf8:
@@ -293,37 +359,63 @@ def _scan_text(spec: WaveSpec, scratch: Path) -> _TextStats:
             try:
                 text = decoder.decode(chunk, final=final)
             except UnicodeDecodeError as exc:
-                row = stats.lines + 1 + chunk[: exc.start].count(b"\n")
-                raise _decode_error(spec, exc, row) from None
+                raise _decode_error(spec, _undecodable(exc, chunk, decoder, offset, stats, line), exc.reason) from None
             if text:
                 if out is not None:
                     out.write(text)
-                _count(stats, previous + text)
+                _count(stats, previous + text, line)
                 previous = text[-1]
             if final:
                 break
+            offset += len(chunk)
     stats.ends_with_newline = previous in "\n\r"
     return stats
 
 
-def _count(stats: _TextStats, text: str) -> None:
+def _undecodable(
+    exc: UnicodeDecodeError,
+    chunk: bytes,
+    decoder: codecs.IncrementalDecoder,
+    offset: int,
+    stats: _TextStats,
+    line: _LineStart,
+) -> _Spot:
+    """Where the bytes that cannot be decoded are: `exc.object` is the bytes the decoder held back from the
+    chunks before (`offset` is where `chunk` starts in the file) and `chunk`. The decoder is as it was before the
+    failed call, so it decodes what comes before them."""
+    held = len(exc.object) - len(chunk)
+    try:
+        before = decoder.decode(chunk[: max(exc.start - held, 0)])
+    except UnicodeDecodeError:
+        before = ""
+    return _Spot(
+        stats.lines + before.count("\n") + 1,
+        exc.object[exc.start : exc.end],
+        offset - held + exc.start,
+        line.prefix(before, len(before), stats.quotes),
+    )
+
+
+def _count(stats: _TextStats, text: str, line: _LineStart) -> None:
     """Counts over one decoded chunk, prefixed with the last character of the previous one."""
     body = text[1:]
-    if stats.nul_row is None and "\x00" in body:
-        stats.nul_row = stats.lines + body[: body.index("\x00")].count("\n") + 1
+    if stats.nul is None and "\x00" in body:
+        at = body.index("\x00")
+        stats.nul = _Spot(stats.lines + body.count("\n", 0, at) + 1, "\x00", None, line.prefix(body, at, stats.quotes))
     stats.nuls += body.count("\x00")
+    if stats.mojibake is None:
+        found = MOJIBAKE.search(text)  # with the character before: the pattern may begin in the chunk before
+        if found:
+            at = found.start() - 1
+            row = stats.lines + body.count("\n", 0, max(at, 0)) + 1
+            stats.mojibake = _Spot(row, found.group(), None, line.prefix(body, at, stats.quotes))
     stats.blank_lines += text.count("\n\n") + text.count("\n\r\n")
     stats.quotes += body.count('"')
-    if stats.mojibake_row is None:
-        found = MOJIBAKE.search(body)
-        if found:
-            stats.mojibake_row = stats.lines + body[: found.start()].count("\n") + 1
-            stats.mojibake_example = body[max(0, found.start() - 12) : found.end() + 12].splitlines()[0]
     stats.lines += body.count("\n")
+    line.advance(body, stats.quotes)
 
 
-def _decode_error(spec: WaveSpec, exc: UnicodeDecodeError, row: int) -> WaveFileError:
-    bad = exc.object[exc.start : exc.start + 4]
+def _decode_error(spec: WaveSpec, spot: _Spot, reason: str) -> WaveFileError:
     found = _encoding_that_reads(spec)
     if found:
         hint = f"the file reads cleanly as {found}: set encoding: {found} in the wave spec (or re-export the file)"
@@ -332,9 +424,69 @@ def _decode_error(spec: WaveSpec, exc: UnicodeDecodeError, row: int) -> WaveFile
             "no usual encoding reads it cleanly either (utf-8, cp1252, utf-16): the file is probably damaged; "
             "ask for it again"
         )
+    bad = spot.found if isinstance(spot.found, bytes) else spot.found.encode("utf-8")
     return WaveFileError(
-        spec.file, f"byte 0x{bad[:1].hex()} cannot be read as {spec.encoding} ({exc.reason}); {hint}", row=row
+        spec.file,
+        f"byte 0x{bad[:1].hex()} (byte {_offset(spot)} of the file) cannot be read as {spec.encoding} ({reason}); "
+        + hint,
+        row=spot.row,
+        column=_column_at(spec, spot.prefix),
     )
+
+
+def _offset(spot: _Spot) -> str:
+    return f"{spot.offset:,}" if spot.offset is not None else "?"
+
+
+def _garbled(spot: _Spot) -> str:
+    """What a double conversion left, described without the text around it: the garbled characters, what they
+    were, and their bytes."""
+    text = spot.found.decode("utf-8") if isinstance(spot.found, bytes) else spot.found
+    try:
+        meant = f" for {shown(text.encode('cp1252').decode('utf-8'))}"
+    except UnicodeError:
+        meant = ""
+    where = (
+        f": bytes {spot.found.hex(' ')} at byte {_offset(spot)} of the file" if isinstance(spot.found, bytes) else ""
+    )
+    return f"{shown(text)}{meant}{where}"
+
+
+def _column_at(spec: WaveSpec, prefix: str | None) -> str | None:
+    """The column a spot lies in, from its line's text up to it (cells counted by the delimiters outside quote
+    marks): the header's name when the file's header has the mapped columns, else the column's number."""
+    if prefix is None:
+        return None
+    position, quoted = 1, False
+    for ch in prefix:
+        if ch == '"':
+            quoted = not quoted
+        elif ch == spec.delimiter and not quoted:
+            position += 1
+    header = _header_for_messages(spec)
+    if header is not None and position <= len(header):
+        return shown(header[position - 1])
+    return str(position)
+
+
+def _header_for_messages(spec: WaveSpec) -> list[str] | None:
+    """The header row, read from the file's start in the first encoding in which it holds every mapped column (the
+    spec's, then the usual ones); None when none does (the row may then be an answer, not a header)."""
+    with open(spec.file, "rb") as f:
+        head = f.read(HEADER_BYTES)
+    wanted = {match_key(c) for c in spec.columns}
+    for candidate in dict.fromkeys((spec.encoding, *ALTERNATIVE_ENCODINGS)):
+        try:
+            text = codecs.getincrementaldecoder(candidate)(errors="replace").decode(head)
+            rows = list(
+                itertools.islice(csv.reader(io.StringIO(text, newline=""), delimiter=spec.delimiter), spec.header_row)
+            )
+        except (UnicodeError, csv.Error):
+            continue
+        header = [c.strip().lstrip("\ufeff") for c in rows[-1]] if len(rows) == spec.header_row else []
+        if wanted <= {match_key(h) for h in header}:
+            return header
+    return None
 
 
 def _encoding_that_reads(spec: WaveSpec) -> str | None:
@@ -376,13 +528,14 @@ def _read_csv(spec: WaveSpec, con: duckdb.DuckDBPyConnection, scratch: Path) -> 
     utf8 = codecs.lookup(spec.encoding).name in ("utf-8", "utf-8-sig", "ascii")
     stats = _scan_bytes(path) if utf8 else _scan_text(spec, scratch)
     try:
-        if stats.nuls:
+        if stats.nul is not None:
+            first = f"at byte {_offset(stats.nul)} of the file" if stats.nul.offset is not None else "on this row"
             raise WaveFileError(
                 path,
-                f"the file holds {stats.nuls} NUL (zero) bytes, the first on this row: it is "
-                "damaged (e.g. a block of zeros from an interrupted copy); ask for the file "
-                "again",
-                row=stats.nul_row,
+                f"the file holds {stats.nuls} NUL (zero) bytes, the first {first}: it is damaged (e.g. a block "
+                "of zeros from an interrupted copy); ask for the file again",
+                row=stats.nul.row,
+                column=_column_at(spec, stats.nul.prefix),
             )
         if not utf8 and _is_utf8(path):
             raise WaveFileError(
@@ -390,13 +543,13 @@ def _read_csv(spec: WaveSpec, con: duckdb.DuckDBPyConnection, scratch: Path) -> 
                 f"the file is UTF-8 text, but the wave spec says encoding: {spec.encoding}, "
                 "which would turn 'ä' into 'Ã¤': set encoding: utf-8-sig in the spec",
             )
-        if stats.mojibake_row is not None:
+        if stats.mojibake is not None:
             raise WaveFileError(
                 path,
-                f"the text is garbled the way UTF-8 read as Windows-1252 is "
-                f"({shown(stats.mojibake_example)}): the export was converted twice; ask "
-                "for a clean export",
-                row=stats.mojibake_row,
+                f"the text is garbled the way UTF-8 read as Windows-1252 is ({_garbled(stats.mojibake)}): the "
+                "export was converted twice; ask for a clean export",
+                row=stats.mojibake.row,
+                column=_column_at(spec, stats.mojibake.prefix),
             )
         text_path = stats.transcoded or path
         text_encoding = "utf-8-sig"
@@ -508,6 +661,11 @@ def check_header(spec: WaveSpec, header: list[str]) -> list[str]:
 
 
 def _missing_column_hint(spec: WaveSpec, column: str, header: list[str]) -> str:
+    if any(looks_like_email(h) for h in header):  # its cells are a respondent's: none is quoted
+        return (
+            f"Row {spec.header_row} holds an e-mail address, so it is an answer, not the header: check 'header_row' "
+            f"in {spec.name}"
+        )
     if spec.format == "csv":
         if len(header) == 1:
             found = next((d for d in ";,\t|" if d != spec.delimiter and d in header[0]), None)
@@ -737,6 +895,18 @@ def _cell_text(value: Any) -> str | None:
     return text if text != "" else None
 
 
+def _damage(exc: Exception) -> str:
+    """What openpyxl found wrong, by the kind of error only: its text may quote the damaged cell's content."""
+    kinds = {
+        "ValueError": "a cell's value does not match its type",
+        "KeyError": "a part of the workbook is missing",
+        "ParseError": "its XML is malformed",
+        "XMLSyntaxError": "its XML is malformed",
+    }
+    name = type(exc).__name__
+    return f"{name}: {kinds[name]}" if name in kinds else name
+
+
 def _read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -> Grid:
     path, kind = spec.file, _container(head)
     if kind == "ole2":
@@ -760,8 +930,8 @@ def _read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) 
     except Exception as exc:  # openpyxl raises many kinds for damaged parts of a workbook
         raise WaveFileError(
             path,
-            f"the workbook is damaged and cannot be opened ({type(exc).__name__}: {exc}); "
-            "open it in Excel and save it again, or ask for the file again",
+            f"the workbook is damaged and cannot be opened ({_damage(exc)}); open it in Excel and save it again, "
+            "or ask for the file again",
         ) from None
     try:
         if spec.sheet not in workbook.sheetnames:
@@ -784,9 +954,9 @@ def _read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) 
             except Exception as exc:
                 raise WaveFileError(
                     path,
-                    f"the sheet is damaged after this row ({type(exc).__name__}: {exc}); "
-                    "open it in Excel and save it again, or ask for the file again",
-                    row=position["row"],
+                    f"this row of the sheet cannot be read: it is damaged ({_damage(exc)}); open the workbook in "
+                    "Excel and save it again, or ask for the file again",
+                    row=position["row"] + 1,
                 ) from None
 
         rows = cells()

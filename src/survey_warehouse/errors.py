@@ -18,7 +18,8 @@ class CodebookError(SurveyWarehouseError):
 
 
 class WaveFileError(SurveyWarehouseError):
-    """A delivered wave file cannot be loaded at all. The message names the file, the row and the column."""
+    """A delivered wave file cannot be loaded at all. The message names the file, the row and the column (and e.g. a
+    byte's offset); it never quotes the file's text, which is respondents' names, addresses and answers."""
 
     def __init__(self, file: Path, message: str, row: int | None = None, column: str | None = None):
         self.file, self.row, self.column, self.reason = Path(file), row, column, message

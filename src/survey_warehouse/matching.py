@@ -12,6 +12,7 @@ re-implements it, on either warehouse. `match_key` is the same function for one 
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import TYPE_CHECKING, Any
 
@@ -76,3 +77,20 @@ def shown(value: Any) -> str:
         else:
             out.append(f"\\u{ord(ch):04x}" if ord(ch) <= BASIC_PLANE else f"\\U{ord(ch):08x}")
     return "'" + "".join(out) + "'"
+
+
+# something@domain.tld: an e-mail address, wherever it is typed
+EMAIL_LIKE = re.compile(r"[^\s@]+@[^\s@]+\.[^\s@]+")
+
+
+def looks_like_email(value: Any) -> bool:
+    """Whether a value holds something that looks like an e-mail address."""
+    return value is not None and EMAIL_LIKE.search(str(value)) is not None
+
+
+def shown_value(value: Any) -> str:
+    """A delivered value of a city or answer column for a message: as `shown`, unless it holds what looks like an
+    e-mail address (a respondent's particulars typed into the wrong column), which no message quotes."""
+    if looks_like_email(value):
+        return "(a value holding an e-mail address, not shown)"
+    return shown(value)

@@ -143,17 +143,30 @@ def test_utf16_without_a_byte_order_mark(paths, wave_2019, loaded, tmp_path) -> 
     _rejected(dataclasses.replace(spec, file=path), paths, loaded, "UTF-16-LE text", "set encoding: utf-16-le")
 
 
+def _first_non_ascii(lines: list[str], start: int = 1) -> tuple[int, str, int]:
+    """The first character outside ASCII from row `start` on: its row, the header of its column, and its offset
+    in its line."""
+    header = lines[0].split(",")
+    row = next(i for i, line in enumerate(lines, start=1) if i >= start and not line.isascii())
+    at = next(i for i, ch in enumerate(lines[row - 1]) if not ch.isascii())
+    return row, header[lines[row - 1][:at].count(",")], at
+
+
 def test_windows_1252_file_when_the_spec_says_utf8(paths, wave_2019, loaded, tmp_path) -> None:
+    """The message names the row, the column and the byte's offset in the file, not the text around it."""
     spec, lines = wave_2019
     path = _write(tmp_path, lines, encoding="cp1252")
-    first_non_ascii = next(i for i, line in enumerate(lines, start=1) if not line.isascii())
+    row, column, at = _first_non_ascii(lines)
+    offset = len("".join(f"{line}\n" for line in lines[: row - 1]).encode("cp1252")) + at
+    byte = lines[row - 1][at].encode("cp1252").hex()
     _rejected(
         dataclasses.replace(spec, file=path),
         paths,
         loaded,
-        "cannot be read as utf-8-sig",
+        f"byte 0x{byte} (byte {offset:,} of the file) cannot be read as utf-8-sig",
         "reads cleanly as cp1252: set encoding: cp1252",
-        row=first_non_ascii,
+        row=row,
+        column=f"'{column}'",
     )
 
 
@@ -173,18 +186,26 @@ def test_2016_file_re_sent_as_utf8(paths, loaded, tmp_path) -> None:
     )
 
 
+def _garbled(text: str) -> str:
+    return text.encode("utf-8").decode("cp1252")
+
+
 def test_text_garbled_by_a_double_conversion(paths, wave_2019, loaded, tmp_path) -> None:
     spec, lines = wave_2019
     garbled = [lines[0]] + [line.encode("utf-8").decode("cp1252", errors="replace") for line in lines[1:]]
-    first = next(i for i, line in enumerate(lines, start=1) if (i > 1 and "ä" in line) or ("ö" in line and i > 1))
-    _rejected(
+    row, column, at = _first_non_ascii(lines, start=2)
+    letter = lines[row - 1][at]
+    error = _rejected(
         dataclasses.replace(spec, file=_write(tmp_path, garbled)),
         paths,
         loaded,
         "garbled the way UTF-8 read as Windows-1252 is",
+        f"{_garbled(letter)!r} for {letter!r}",
         "ask for a clean export",
-        row=first,
+        row=row,
+        column=f"'{column}'",
     )
+    assert lines[row - 1][max(at - 6, 0) : at] not in str(error), "the text around it is not quoted"
 
 
 def test_nul_bytes_in_the_middle(paths, wave_2019, loaded, tmp_path) -> None:
@@ -194,7 +215,68 @@ def test_nul_bytes_in_the_middle(paths, wave_2019, loaded, tmp_path) -> None:
     path = tmp_path / "nul.csv"
     path.write_bytes(data[:cut] + b"\x00" * 4096 + data[cut:])
     row = data[:cut].count(b"\n") + 1
-    _rejected(dataclasses.replace(spec, file=path), paths, loaded, "4096 NUL (zero) bytes", "damaged", row=row)
+    _rejected(
+        dataclasses.replace(spec, file=path),
+        paths,
+        loaded,
+        f"4096 NUL (zero) bytes, the first at byte {cut:,} of the file",
+        "damaged",
+        row=row,
+        column="'Nimi'",  # the zeros begin the row
+    )
+
+
+GARBLED = "Muu johtoteht" + "ä".encode().decode("cp1252") + "vä"
+DAMAGED = {  # a cell's text, the damaged byte's offset in it (encoded in UTF-8), and the spec's encoding
+    "nul": ("Tieto\x00hallinto", len("Tieto"), "utf-8-sig"),
+    "cp1252": ("Muu johtotehtävä", len("Muu johtoteht"), "utf-8-sig"),
+    "garbled": (GARBLED, len("Muu johtoteht"), "utf-8-sig"),
+    "garbled in a cp1252 file": (GARBLED, len("Muu johtoteht"), "cp1252"),
+}
+
+
+@pytest.mark.parametrize("chunk_bytes", [3, 50, 1 << 20])
+@pytest.mark.parametrize("damage", list(DAMAGED))
+@pytest.mark.parametrize("place", ["below a multi-line cell", "in a multi-line cell's second line"])
+def test_a_damaged_byte_is_placed_whatever_the_chunks_the_file_is_read_in(
+    paths, wave_2019, tmp_path, monkeypatch, chunk_bytes: int, damage: str, place: str
+) -> None:
+    """The file is read a chunk at a time; the row (the file's line), column and byte offset named do not depend
+    on where the chunks end. Below a quoted cell with a delimiter and a line break in it, the damaged cell's column
+    is named; in the second line of such a cell no column is (the line alone does not tell it)."""
+    from survey_warehouse import delivery
+
+    spec, lines = wave_2019
+    lines = list(lines)
+    text, offset_in_text, encoding = DAMAGED[damage]
+    spec = dataclasses.replace(spec, encoding=encoding)
+    multi_line = next(i for i, line in enumerate(lines) if i and line.endswith('"'))  # a quoted free-text cell
+    if place == "below a multi-line cell":
+        lines[multi_line] = lines[multi_line][:-1] + '\nsecond line, of the same cell"'
+        target = multi_line + 3  # the row of the file two rows below
+        _set(lines, target, "Asema", text)
+        damaged_line = lines[target - 1]
+        column = "'Asema'"
+    else:
+        damaged_line = f"second line, {text}, of the same cell"
+        lines[multi_line] = lines[multi_line][:-1] + "\n" + damaged_line + '"'
+        column = None
+    content = "\n".join(lines) + "\n"
+    before = content[: content.index(text, content.index(damaged_line))]
+    if damage == "cp1252":  # the rows before are UTF-8, the damaged one Windows-1252
+        data = before.encode("utf-8-sig") + content[len(before) :].encode("cp1252")
+    else:
+        data = content.encode(encoding)
+    at = len(before.encode(encoding)) + len(text[:offset_in_text].encode(encoding.removesuffix("-sig")))
+    path = tmp_path / "wave.csv"
+    path.write_bytes(data)
+    monkeypatch.setattr(delivery, "CHUNK_BYTES", chunk_bytes)
+    with pytest.raises(WaveFileError) as caught:
+        load_wave(dataclasses.replace(spec, file=path), paths.warehouse)
+    error = caught.value
+    assert (error.row, error.column) == (data[:at].count(b"\n") + 1, column), str(error)
+    if encoding == "utf-8-sig":  # (a file decoded as it is read tells no byte offset)
+        assert f"byte {at:,} of the file" in str(error)
 
 
 def test_csv_that_is_really_an_excel_workbook(paths, wave_2019, loaded, tmp_path) -> None:
