@@ -4,8 +4,9 @@
 Loads one wave of the survey of digitalisation leadership in Finland's 20 largest cities per run, and publishes
 the marts when every gate passes.
 
-plan -> load the file into raw -> GX gate on the raw wave -> accept it as the candidate -> dbt build (Cosmos) ->
-GX gate on the marts -> publish (the candidate becomes the wave's current load). One run per wave year (the year
+plan -> load the file into raw -> GX gate on the raw wave -> accept it as the candidate -> record the build (which
+load of every wave it is made from) -> dbt build (Cosmos) -> GX gate on the marts -> publish (the build's
+candidates become their waves' current loads). One run per wave year (the year
 of the logical date, or the `wave_year` param). A year without a wave spec in config/waves/ (2017), or a wave
 whose inputs have not changed since the published marts were built, ends skipped. When any step fails,
 `record_failure` keeps the reason with the load; the published marts and the other waves stay as they were.
@@ -96,6 +97,12 @@ PROFILE = (
         "wave_year": Param(
             None, type=["null", "integer"], description="Load this wave instead of the logical date's year"
         ),
+        pipeline.HOLD_OUT_WAITING_PARAM: Param(
+            False,
+            type="boolean",
+            description="Build this wave alone: loads of other waves waiting for a build stay waiting (`make run` "
+            "does this when a catch-up's build failed, to find the wave that broke it)",
+        ),
         pipeline.DEFER_BUILD_PARAM: Param(
             False,
             type="boolean",
@@ -148,6 +155,16 @@ def survey_waves() -> None:
     def build_in_this_run(loaded: Any, **context: Any) -> bool:  # the load's XCom
         return pipeline.build_in_this_run(loaded, context)
 
+    @task(
+        task_id=pipeline.BEGIN_BUILD_TASK_ID,
+        pool=WAREHOUSE_POOL,
+        retries=0,
+        doc_md="Record which load of every wave the build is made from, and the dbt project's fingerprint, before "
+        "dbt reads anything: staging builds from exactly these loads, and publishing promotes exactly these.",
+    )
+    def begin_build(loaded: Any, **context: Any) -> dict[str, Any]:  # the load's XCom
+        return pipeline.begin_build(loaded, context)
+
     dbt_build = DbtTaskGroup(
         group_id="dbt_build",
         project_config=ProjectConfig(
@@ -190,9 +207,9 @@ def survey_waves() -> None:
         outlets=[SURVEY_MARTS],  # an asset event per publication: DAGs scheduled on it run after it
         doc_md="Publish the marts (a new file swapped in, or a schema swap) and make the candidate current.",
     )
-    def publish_marts(**context: Any) -> dict[str, Any]:
+    def publish_marts(build: Any, **context: Any) -> dict[str, Any]:  # begin_build's XCom
         return pipeline.publish_marts(
-            context["run_id"], pipeline.delivery_of_run(context), outlet_events=context["outlet_events"]
+            context["run_id"], build, pipeline.delivery_of_run(context), outlet_events=context["outlet_events"]
         )
 
     @task(
@@ -209,12 +226,13 @@ def survey_waves() -> None:
     plan = plan_wave()
     loaded = load_raw_wave(plan)
     accepted = accept_raw_wave(loaded)
-    published = publish_marts()
     build_now = build_in_this_run(loaded)
-    loaded >> validate_raw_wave >> accepted >> build_now >> dbt_build >> validate_marts >> published
+    build = begin_build(loaded)
+    published = publish_marts(build)
+    loaded >> validate_raw_wave >> accepted >> build_now >> build >> dbt_build >> validate_marts >> published
     _producer_first(dbt_build)
     # publish_marts records its own failure; it stays a leaf, so a failed run ends failed
-    [plan, loaded, validate_raw_wave, accepted, build_now, dbt_build, validate_marts] >> record_failure()
+    [plan, loaded, validate_raw_wave, accepted, build_now, build, dbt_build, validate_marts] >> record_failure()
 
 
 survey_waves()

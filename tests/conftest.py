@@ -303,6 +303,7 @@ LONGEST_FIRST = (
     "test_new_wave.py",
     "test_corrected_redelivery.py",
     "test_removal_guard.py",
+    "survey_warehouse/test_load_lifecycle.py",
 )
 
 

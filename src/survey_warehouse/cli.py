@@ -287,18 +287,18 @@ def run_waves(
         again = deferred + ([builder] if outcomes[builder]["failed_build"] else [])
         if again:
             print(f"The {builder} run did not publish; each wave on its own: {', '.join(map(str, again))}", flush=True)
-        for year in again:
+        for year in again:  # each built alone: the other waves' waiting loads are held out of its build
             if plan_years(paths, [year])[year] is None:  # (an earlier one may have published it)
-                outcomes[year] = _dag_run(paths, year, None)
+                outcomes[year] = _dag_run(paths, year, None, alone=True)
     return outcomes
 
 
-def _dag_run(paths: Paths, year: int, defer: str | None) -> dict[str, Any]:
+def _dag_run(paths: Paths, year: int, defer: str | None, alone: bool = False) -> dict[str, Any]:
     """One `dag.test` run of the DAG for a wave year; with `defer` (why), a run that leaves its build to a later
-    run."""
+    run; `alone`, a run whose build leaves out the other waves' loads waiting for a build."""
     import pendulum
 
-    from survey_warehouse.pipeline import BUILD_STEPS, DEFER_BUILD_PARAM
+    from survey_warehouse.pipeline import BUILD_STEPS, DEFER_BUILD_PARAM, HOLD_OUT_WAITING_PARAM
 
     dag = _waves_dag(paths)
     log = paths.var / "logs" / f"survey_waves_{year}.log"
@@ -309,7 +309,8 @@ def _dag_run(paths: Paths, year: int, defer: str | None) -> dict[str, Any]:
     with _output_to(log):
         try:
             run = dag.test(
-                logical_date=pendulum.datetime(year, 6, 1, tz="UTC"), run_conf={DEFER_BUILD_PARAM: bool(defer)}
+                logical_date=pendulum.datetime(year, 6, 1, tz="UTC"),
+                run_conf={DEFER_BUILD_PARAM: bool(defer), HOLD_OUT_WAITING_PARAM: alone},
             )
             state = str(run.state)
             if state != "success":

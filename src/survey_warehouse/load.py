@@ -23,6 +23,7 @@ from pathlib import Path
 
 import duckdb
 
+from survey_warehouse.builds import UNFINISHED, WAITING, ensure_builds_schema
 from survey_warehouse.codebook import LABELLED_STRUCTURAL_FIELDS, Codebook
 from survey_warehouse.delivery import Grid, arrow_into, arrow_view, drop_temp, read_grid
 from survey_warehouse.errors import NothingToPublish, SurveyWarehouseError, WaveFileError
@@ -98,9 +99,6 @@ create table if not exists raw.wave_cities_surveyed (
 );
 """
 
-UNFINISHED = ("loading", "pending", "candidate")
-# a candidate waiting for the build of a later run: not unfinished, the next build takes it
-WAITING = "status = 'candidate' and coalesce(build_deferred, false)"
 TIMESTAMP_FORMATS = ("%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H.%M", "%d.%m.%Y")
 
 
@@ -158,6 +156,7 @@ def ensure_raw_schema(session: Session) -> None:
     for statement in code.split(";"):
         if statement.strip():
             session.execute(statement)
+    ensure_builds_schema(session)
     _split_survey_cells(session)
 
 

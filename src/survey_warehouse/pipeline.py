@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 LOAD_TASK_ID = "load_raw_wave"
 PLAN_TASK_ID = "plan_wave"
 DEFER_BUILD_PARAM = "defer_build"
+HOLD_OUT_WAITING_PARAM = "build_own_wave_only"
+BEGIN_BUILD_TASK_ID = "begin_build"
 BUILD_STEPS = ("dbt_build", "validate_marts")  # a failure here is the build's, not the wave's raw data
 
 
@@ -142,9 +144,12 @@ def plan_run(wave_year: int, delivery: Delivery | None = None) -> dict[str, Any]
     by a delivery in the inbox plans with the delivered file; a delivery that cannot be a wave's file fails."""
     from airflow.sdk.exceptions import AirflowSkipException
 
+    from survey_warehouse.builds import resolve_stopped_runs
+    from survey_warehouse.warehouse import Warehouse
     from survey_warehouse.waves import find_wave_spec
 
     paths = get_paths()
+    resolve_stopped_runs(Warehouse.from_env(paths.warehouse))
     try:
         if delivery is not None and not delivery.path.is_file():
             raise AirflowSkipException(f"{delivery.path} is no longer in the inbox (an earlier run took it)")
@@ -279,6 +284,65 @@ def build_in_this_run(loaded: dict[str, Any], context: Any) -> bool:
     return False
 
 
+def stale_waiting_loads(paths: Paths, warehouse: Warehouse, own_wave: int) -> dict[str, str]:
+    """The candidates waiting for a build whose wave's inputs changed since they were loaded (the file, its spec,
+    the codebook): load_id -> why. A build never takes them; the next run of their wave loads the wave again."""
+    from survey_warehouse import load
+    from survey_warehouse.builds import waiting
+    from survey_warehouse.codebook import Codebook
+    from survey_warehouse.warehouse import Session
+    from survey_warehouse.waves import find_wave_spec
+
+    stale: dict[str, str] = {}
+    with Session(warehouse) as session:
+        waiting_loads = waiting(session)
+        currents = {wave: load.current_load(session, wave) for _id, wave in waiting_loads}
+    if not waiting_loads:
+        return stale
+    codebook = Codebook.from_seeds(paths.dbt_project / "seeds")
+    for load_id, wave in waiting_loads:
+        if wave == own_wave:
+            continue
+        spec = find_wave_spec(wave, paths)
+        again = f"run wave {wave} again to load it as it is now"
+        if spec is None:
+            stale[load_id] = f"wave {wave} has no wave spec any more; {again}"
+        elif not spec.file.is_file():
+            stale[load_id] = f"the file of wave {wave} is no longer at {paths.shown(spec.file)}; {again}"
+        elif not load.is_unchanged(
+            currents[wave], load.file_sha256(spec.file), spec, load.read_fingerprint(spec, codebook)
+        ):
+            stale[load_id] = (
+                f"the file, wave spec or codebook of wave {wave} changed after this load waited for its build; {again}"
+            )
+    return stale
+
+
+def begin_build(loaded: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Before dbt reads anything: record which load of every wave this run's build is made from (its own load for
+    its wave, the candidates waiting for a build, every other wave's current load) and the fingerprint of the dbt
+    project, seeds and suites as the build is about to read them. Staging builds from exactly these loads, and
+    publishing promotes exactly these."""
+    from survey_warehouse.builds import begin_build as record
+    from survey_warehouse.publish import build_fingerprint
+    from survey_warehouse.warehouse import Warehouse
+
+    paths = get_paths()
+    warehouse = Warehouse.from_env(paths.warehouse)
+    wave_year = wave_year_of_run(context)
+    fingerprint = build_fingerprint(paths, warehouse)
+    build = record(
+        warehouse,
+        context.get("run_id") or "",
+        wave_year,
+        loaded["load_id"],
+        fingerprint,
+        stale=stale_waiting_loads(paths, warehouse, wave_year),
+        hold_out_waiting=bool((context.get("params") or {}).get(HOLD_OUT_WAITING_PARAM)),
+    )
+    return build.as_dict()
+
+
 def gx_file_context() -> Any:
     """configure_file_data_context for the GX operators: results kept under var/gx, Data Docs in var/data_docs."""
     from survey_warehouse import quality
@@ -286,36 +350,40 @@ def gx_file_context() -> Any:
     return quality.file_context(get_paths())
 
 
-def publish_marts(run_id: str, delivery: Delivery | None = None, outlet_events: Any = None) -> dict[str, Any]:
-    """Publish the marts and make the candidate load current, together; a delivery that started the run then
-    becomes the wave's file (moved to the spec's `file:`), or, when publishing fails, is rejected. The task's asset
-    event (`outlet_events`, of the asset `survey_marts`) says when, where and from which loads."""
-    from survey_warehouse import load
+def _build_of_run(context: Any) -> Any:
+    """The build this run began (the begin_build task's XCom), or None when it did not get that far."""
+    from survey_warehouse.builds import Build
+
+    data = context["ti"].xcom_pull(task_ids=BEGIN_BUILD_TASK_ID)
+    return Build.from_dict(data) if data else None
+
+
+def publish_marts(
+    run_id: str, build: dict[str, Any], delivery: Delivery | None = None, outlet_events: Any = None
+) -> dict[str, Any]:
+    """Publish the marts of this run's build and make its candidate loads current, together; a delivery that
+    started the run then becomes the wave's file (moved to the spec's `file:`), or, when publishing fails, is
+    rejected. The task's asset event (`outlet_events`, of the asset `survey_marts`) says when, where and from which
+    loads."""
+    from survey_warehouse.builds import Build, fail_build
     from survey_warehouse.inbox import archive, reject
-    from survey_warehouse.publish import build_fingerprint, publish
-    from survey_warehouse.warehouse import Session, Warehouse
+    from survey_warehouse.publish import publish
+    from survey_warehouse.warehouse import Warehouse
 
     paths = get_paths()
     warehouse = Warehouse.from_env(paths.warehouse)
-    with Session(warehouse) as session:  # the waves this publication brings in (more than one after a catch-up)
-        waves = [
-            r[0]
-            for r in session.execute(
-                "select distinct wave_year from raw.load_registry where status = 'candidate' order by 1"
-            ).fetchall()
-        ]
+    this_build = Build.from_dict(build)
     try:
-        publication = publish(warehouse, paths.published, run_id, build_fingerprint(paths, warehouse))
+        publication = publish(warehouse, paths.published, this_build, run_id)
     except Exception as exc:
         remember_error(exc)
-        with Session(warehouse) as session:
-            candidates = [
-                r[0]
-                for r in session.execute("select load_id from raw.load_registry where status = 'candidate'").fetchall()
-            ]
         message = f"the run failed at publish_marts: {type(exc).__name__}: {exc}"
-        for load_id in candidates:
-            load.fail_load(warehouse, load_id, message)
+        from survey_warehouse import load
+
+        for load_id, wave in this_build.brings_in:
+            if wave == this_build.wave_year:
+                load.fail_load(warehouse, load_id, message)
+        fail_build(warehouse, this_build, message)
         if delivery is not None:
             reject(delivery, message, run_id)
         raise
@@ -325,7 +393,7 @@ def publish_marts(run_id: str, delivery: Delivery | None = None, outlet_events: 
         "tables": publication.tables,
         "load_ids": publication.load_ids,
         "published_at": publication.published_at.isoformat(),
-        "waves": waves,
+        "waves": this_build.new_waves,  # the waves this publication brings in (more than one after a catch-up)
     }
     if outlet_events is not None:
         from survey_warehouse.assets import SURVEY_MARTS
@@ -390,11 +458,11 @@ def record_failure(**context: Any) -> str:
     message = failure_message(paths, warehouse, steps, load_id, errors)
     if load_id:
         load.fail_load(warehouse, load_id, message)
-    if any(step.startswith(BUILD_STEPS) for step in steps):  # the waiting candidates were built with this run
-        for waiting, _wave in load.waiting_loads(warehouse):
-            load.fail_load(
-                warehouse, waiting, f"built with the run of wave {wave_year_of_run(context)}, which failed: {message}"
-            )
+    build = _build_of_run(context)
+    if build is not None:  # the candidates waiting for a build that this run's build took fail with it
+        from survey_warehouse.builds import fail_build
+
+        fail_build(warehouse, build, message)
     delivery = delivery_of_run(context)
     if delivery is not None and delivery.path.is_file():
         from survey_warehouse.inbox import reject

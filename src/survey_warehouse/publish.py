@@ -5,9 +5,9 @@ temporary name and renamed over it: a reader that has the old file open keeps re
 gets the new ones, nobody sees a half-written file, and a load never waits for a reader. On PostgreSQL the marts
 built in the build schema replace the published schema in one transaction.
 
-Publishing is also when a wave's candidate load becomes its current one: both happen together, so the registry
-never says a load is current that the published marts do not hold (and after a crash between the two, the next
-run sees the difference and publishes again).
+Publishing is also when the build's candidate loads become their waves' current ones (`survey_warehouse.builds`:
+a build publishes exactly the loads it recorded before it read them): both happen in one transaction, so the
+registry never says a load is current that the published marts do not hold.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import duckdb
 
+from survey_warehouse.builds import Build, check_building, finish_build
 from survey_warehouse.load import promote_load
 from survey_warehouse.quality.batches import mart_tables
 from survey_warehouse.settings import Paths
@@ -59,13 +60,24 @@ def build_fingerprint(paths: Paths, warehouse: Warehouse) -> str:
     return digest.hexdigest()
 
 
-def _loads_in_use(session: Session) -> list[tuple]:
-    """The loads the marts were built from: each wave's candidate, else its current load (as staging chooses)."""
+def _loads_of(session: Session, build: Build) -> list[tuple]:
+    """The loads the build's marts are made from, as the publication records them."""
+    ids = build.load_ids
+    if not ids:
+        return []
     return session.execute(
-        "select load_id, wave_year, file_name, file_sha256, loaded_at from raw.load_registry r "
-        "where status = 'candidate' or (is_current and not exists (select 1 from raw.load_registry c "
-        "where c.wave_year = r.wave_year and c.status = 'candidate')) order by wave_year"
+        "select load_id, wave_year, file_name, file_sha256, loaded_at from raw.load_registry "
+        f"where load_id in ({', '.join('?' * len(ids))}) order by wave_year",
+        ids,
     ).fetchall()
+
+
+def _promote(session: Session, build: Build, run_id: str) -> None:
+    """In the publishing transaction: the build in progress is this run's, its candidates become current."""
+    check_building(session, build)
+    for load_id, _wave in build.brings_in:
+        promote_load(session, load_id, f"published by run {run_id}")
+    finish_build(session, build.build_id, "published", f"published by run {run_id}")
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -76,49 +88,79 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def publish_marts(
-    warehouse: Warehouse, published: Path, run_id: str = "", fingerprint: str | None = None
-) -> Publication:
-    """DuckDB: copy the marts (and nothing else) into a new file, record the publication, promote the candidate
-    load and swap the file in."""
+def publish_marts(warehouse: Warehouse, published: Path, build: Build, run_id: str = "") -> Publication:
+    """DuckDB: copy the marts (and nothing else) into a new file, record the publication, then in one transaction
+    promote the build's candidate loads and swap the file in. When the registry's commit fails, the previous file
+    is put back, so the registry and the published file never disagree."""
     published.parent.mkdir(parents=True, exist_ok=True)
     tmp = published.with_name(f".{published.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
+    previous = published.with_name(f".{published.name}.{os.getpid()}.previous")
+    for leftover in (tmp, tmp.with_name(tmp.name + ".wal"), previous):
+        leftover.unlink(missing_ok=True)
     published_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     tables_to_publish = mart_tables(warehouse, "marts")
-    with Session(warehouse) as session:
-        con = session.duckdb_connection
-        loads = _loads_in_use(session)
-        con.execute("attach ? as pub", [str(tmp)])
-        try:
-            con.execute("create schema pub.marts")
-            tables = {}
-            for table in tables_to_publish:
-                con.execute(f'create table pub.marts."{table}" as select * from marts."{table}"')
-                tables[table] = con.execute(f'select count(*) from pub.marts."{table}"').fetchall()[0][0]
-            con.execute(
-                "create table pub.marts.publication (published_at timestamp, run_id varchar, "
-                "load_ids varchar[], tables json, build_fingerprint varchar)"
-            )
-            con.execute(
-                "insert into pub.marts.publication values (?, ?, ?, ?, ?)",
-                [published_at, run_id, [r[0] for r in loads], json.dumps(tables), fingerprint],
-            )
-            con.execute(
-                "create table pub.marts.source_loads (load_id varchar, wave_year integer, file_name varchar, "
-                "file_sha256 varchar, loaded_at timestamp)"
-            )
-            con.executemany("insert into pub.marts.source_loads values (?, ?, ?, ?, ?)", [list(r) for r in loads])
-        finally:
-            con.execute("detach pub")
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        with session.transaction():
-            for load_id, *_ in loads:
-                promote_load(session, load_id, f"published by run {run_id}")
-            os.replace(tmp, published)
+    swapped = False
+    try:
+        with Session(warehouse) as session:
+            con = session.duckdb_connection
+            check_building(session, build)
+            loads = _loads_of(session, build)
+            con.execute("attach ? as pub", [str(tmp)])
+            try:
+                con.execute("create schema pub.marts")
+                tables = {}
+                for table in tables_to_publish:
+                    con.execute(f'create table pub.marts."{table}" as select * from marts."{table}"')
+                    tables[table] = con.execute(f'select count(*) from pub.marts."{table}"').fetchall()[0][0]
+                _record(con, "pub.marts", published_at, run_id, loads, tables, build.fingerprint)
+            finally:
+                con.execute("detach pub")
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            with session.transaction():
+                _promote(session, build, run_id)
+                if published.exists():
+                    os.link(published, previous)
+                os.replace(tmp, published)
+                swapped = True
+                _fsync_dir(published.parent)
+    except BaseException:
+        if swapped:  # the registry did not commit: the readers get the previous marts back
+            if previous.exists():
+                os.replace(previous, published)
+            else:
+                published.unlink(missing_ok=True)
             _fsync_dir(published.parent)
-    return Publication(published, published_at, tables, [r[0] for r in loads], fingerprint, run_id)
+        raise
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + ".wal"), previous):
+            leftover.unlink(missing_ok=True)
+    return Publication(published, published_at, tables, [r[0] for r in loads], build.fingerprint, run_id)
+
+
+def _record(
+    con: duckdb.DuckDBPyConnection | Session,
+    schema: str,
+    published_at: dt.datetime,
+    run_id: str,
+    loads: list[tuple],
+    tables: dict[str, int],
+    fingerprint: str | None,
+) -> None:
+    """The publication's own tables beside the marts: when, by which run, from which loads and build."""
+    con.execute(
+        f"create table {schema}.publication (published_at timestamp, run_id varchar, "
+        "load_ids varchar[], tables json, build_fingerprint varchar)"
+    )
+    con.execute(
+        f"insert into {schema}.publication values (?, ?, ?, ?, ?)",
+        [published_at, run_id, [r[0] for r in loads], json.dumps(tables), fingerprint],
+    )
+    con.execute(
+        f"create table {schema}.source_loads (load_id varchar, wave_year integer, file_name varchar, "
+        "file_sha256 varchar, loaded_at timestamp)"
+    )
+    con.executemany(f"insert into {schema}.source_loads values (?, ?, ?, ?, ?)", [list(r) for r in loads])
 
 
 def ensure_reader_role(warehouse: Warehouse) -> None:
@@ -132,53 +174,45 @@ def ensure_reader_role(warehouse: Warehouse) -> None:
         session.execute(f'revoke create on schema public from "{role}"')
 
 
-def swap_marts(warehouse: Warehouse, run_id: str = "", fingerprint: str | None = None) -> Publication:
+def swap_marts(warehouse: Warehouse, build: Build, run_id: str = "") -> Publication:
     """PostgreSQL: the marts built (and validated) in the build schema replace the published schema in one
-    transaction, together with promoting the candidate load. Readers see the old marts or the new ones, never a
-    mix; a reader's running query finishes on the old marts before they are dropped."""
-    build, published = warehouse.marts_build_schema, warehouse.marts_schema
+    transaction, together with promoting the build's candidate loads. Readers see the old marts or the new ones,
+    never a mix; a reader's running query finishes on the old marts before they are dropped."""
+    build_schema, published = warehouse.marts_build_schema, warehouse.marts_schema
     role = warehouse.reader_role
     published_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     ensure_reader_role(warehouse)
-    tables_to_publish = mart_tables(warehouse, build)
+    tables_to_publish = mart_tables(warehouse, build_schema)
     with Session(warehouse) as session, session.transaction():
         tables = {
-            t: session.execute(f'select count(*) from "{build}"."{t}"').fetchall()[0][0] for t in tables_to_publish
+            t: session.execute(f'select count(*) from "{build_schema}"."{t}"').fetchall()[0][0]
+            for t in tables_to_publish
         }
-        loads = _loads_in_use(session)
-        for load_id, *_ in loads:
-            promote_load(session, load_id, f"published by run {run_id}")
-        session.execute(
-            f'create table "{build}".publication (published_at timestamp, run_id varchar, '
-            "load_ids varchar[], tables json, build_fingerprint varchar)"
-        )
-        session.execute(
-            f'insert into "{build}".publication values (?, ?, ?, ?, ?)',
-            [published_at, run_id, [r[0] for r in loads], json.dumps(tables), fingerprint],
-        )
-        session.execute(
-            f'create table "{build}".source_loads (load_id varchar, wave_year integer, '
-            "file_name varchar, file_sha256 varchar, loaded_at timestamp)"
-        )
-        session.executemany(f'insert into "{build}".source_loads values (?, ?, ?, ?, ?)', [list(r) for r in loads])
-        session.execute(f'grant usage on schema "{build}" to "{role}"')
-        session.execute(f'grant select on all tables in schema "{build}" to "{role}"')
+        loads = _loads_of(session, build)
+        _promote(session, build, run_id)
+        for table in session.execute(
+            "select table_name from information_schema.tables where table_schema = ?", [build_schema]
+        ).fetchall():
+            if table[0] not in tables_to_publish:  # a table the project no longer defines
+                session.execute(f'drop table "{build_schema}"."{table[0]}" cascade')
+        _record(session, f'"{build_schema}"', published_at, run_id, loads, tables, build.fingerprint)
+        session.execute(f'grant usage on schema "{build_schema}" to "{role}"')
+        session.execute(f'grant select on all tables in schema "{build_schema}" to "{role}"')
         session.execute(f'drop schema if exists "{published}_previous" cascade')
         if session.execute("select 1 from information_schema.schemata where schema_name = ?", [published]).fetchone():
             session.execute(f'alter schema "{published}" rename to "{published}_previous"')
-        session.execute(f'alter schema "{build}" rename to "{published}"')
+        session.execute(f'alter schema "{build_schema}" rename to "{published}"')
         session.execute(f'drop schema if exists "{published}_previous" cascade')
     where = f"postgresql://{warehouse.host}:{warehouse.port}/{warehouse.dbname}#{published}"
-    return Publication(where, published_at, tables, [r[0] for r in loads], fingerprint, run_id)
+    return Publication(where, published_at, tables, [r[0] for r in loads], build.fingerprint, run_id)
 
 
-def publish(
-    warehouse: Warehouse, published_file: Path, run_id: str = "", fingerprint: str | None = None
-) -> Publication:
-    """Publish on whichever warehouse is configured: a swapped file (DuckDB) or a swapped schema (PostgreSQL)."""
+def publish(warehouse: Warehouse, published_file: Path, build: Build, run_id: str = "") -> Publication:
+    """Publish the build's marts on whichever warehouse is configured: a swapped file (DuckDB) or a swapped schema
+    (PostgreSQL)."""
     if warehouse.backend == "postgres":
-        return swap_marts(warehouse, run_id, fingerprint)
-    return publish_marts(warehouse, published_file, run_id, fingerprint)
+        return swap_marts(warehouse, build, run_id)
+    return publish_marts(warehouse, published_file, build, run_id)
 
 
 def read_publication(warehouse: Warehouse, published_file: Path) -> Publication | None:

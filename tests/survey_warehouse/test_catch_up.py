@@ -12,10 +12,9 @@ import pytest
 from conftest import make_paths
 
 from survey_warehouse import cli, load
+from survey_warehouse.builds import begin_build
 from survey_warehouse.load import accept_load, defer_build, load_wave, mark_load
 from survey_warehouse.pipeline import plan_wave
-from survey_warehouse.publish import _loads_in_use
-from survey_warehouse.warehouse import Session, Warehouse
 from survey_warehouse.waves import find_wave_spec
 
 
@@ -54,9 +53,9 @@ def test_a_waiting_load_stays_through_other_waves_and_is_built_with_them(paths) 
     w19 = load_wave(find_wave_spec(2019, paths), paths.warehouse, paths=paths).load_id
     assert _status(paths, left_over.load_id)[0] == "failed"
     accept_load(paths.warehouse, w19, "gate passed")
-    with Session(Warehouse.duckdb(paths.warehouse)) as session:
-        in_use = [r[0] for r in _loads_in_use(session)]
-    assert in_use == [w16, w18, w19], "the build and the publication take every candidate, waiting ones included"
+    build = begin_build(paths.warehouse, "run", 2019, w19, "f" * 64)
+    assert build.load_ids == [w16, w18, w19], "the build and the publication take every waiting candidate"
+    assert build.new_waves == [2016, 2018, 2019]
 
 
 def test_a_new_file_replaces_its_waves_waiting_load(paths, tmp_path: Path) -> None:
@@ -88,19 +87,24 @@ class FakeRuns:
     def __init__(self, todo: set[int], fail: dict[int, str] | None = None) -> None:
         self.todo, self.fail = set(todo), dict(fail or {})
         self.calls: list[tuple[int, bool]] = []
+        self.alone: list[bool] = []
         self.waiting: set[int] = set()
 
     def plan(self, _paths, years: list[int]) -> dict[int, str | None]:
         return {y: None if y in self.todo else f"wave {y}: nothing to do" for y in years}
 
-    def run(self, _paths, year: int, defer: str | None) -> dict[str, Any]:
+    def run(self, _paths, year: int, defer: str | None, alone: bool = False) -> dict[str, Any]:
         self.calls.append((year, bool(defer)))
+        self.alone.append(alone)
         failure = self.fail.get(year)
         if failure and (failure == "raw gate" or not defer):
             if failure == "build":  # the waiting loads were built with it: they fail too
                 self.waiting = set()
             return {"exit_code": 1, "seconds": 0.0, "log": None, "failed_build": failure == "build"}
-        if not defer:  # a build publishes this wave and every wave that waits for a build
+        if alone:  # a build of this wave alone: the others keep waiting
+            self.todo -= {year}
+            self.waiting -= {year}
+        elif not defer:  # a build publishes this wave and every wave that waits for a build
             self.todo -= {year, *self.waiting}
             self.waiting = set()
         else:
@@ -136,13 +140,16 @@ def test_a_failed_build_runs_each_wave_again_on_its_own(monkeypatch, tmp_path: P
     runs = FakeRuns({2016, 2018, 2019}, fail={2019: "build"})
     outcomes = _run(monkeypatch, tmp_path, runs, [2016, 2018, 2019])
     assert runs.calls == [(2016, True), (2018, True), (2019, False), (2016, False), (2018, False), (2019, False)]
+    assert runs.alone == [False, False, False, True, True, True], "the runs again build their wave alone"
     assert runs.todo == {2019} and [y for y, o in outcomes.items() if o["exit_code"]] == [2019]
 
 
-def test_a_last_wave_failing_its_own_gate_leaves_the_build_to_the_next_run(monkeypatch, tmp_path: Path) -> None:
-    """2019 fails its raw gate, before any build: one run of 2016 builds the waiting 2016 and 2018; 2018 is then
-    published and has nothing left to do, and 2019 is not run again."""
+def test_a_last_wave_failing_its_own_gate_leaves_each_waiting_wave_to_a_run_of_its_own(
+    monkeypatch, tmp_path: Path
+) -> None:
+    """2019 fails its raw gate, before any build: 2016 and 2018 each run again and build alone, so a wave that
+    breaks the build could hold back only itself; 2019 is not run again."""
     runs = FakeRuns({2016, 2018, 2019}, fail={2019: "raw gate"})
     _run(monkeypatch, tmp_path, runs, [2016, 2018, 2019])
-    assert runs.calls == [(2016, True), (2018, True), (2019, False), (2016, False)]
-    assert runs.todo == {2019}
+    assert runs.calls == [(2016, True), (2018, True), (2019, False), (2016, False), (2018, False)]
+    assert runs.alone[-2:] == [True, True] and runs.todo == {2019}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import duckdb
 from conftest import PipelineRun, copy_state
 
+from survey_warehouse.builds import begin_build
 from survey_warehouse.publish import publish_marts, read_publication
 from survey_warehouse.warehouse import Warehouse
 
@@ -21,7 +22,8 @@ def test_readers_keep_their_view_and_new_readers_see_the_new_marts(pipeline_run:
             "where responsibility_code = 'it_management'"
         )
 
-    publication = publish_marts(Warehouse.duckdb(paths.warehouse), paths.published, run_id="test", fingerprint="f" * 64)
+    build = begin_build(paths.warehouse, "test", 2019, None, "f" * 64)
+    publication = publish_marts(Warehouse.duckdb(paths.warehouse), paths.published, build, run_id="test")
 
     still = reader.execute(
         "select responsibility_label_en from marts.dim_responsibility where responsibility_code = 'it_management'"

@@ -2,9 +2,15 @@ with source as (
     select * from {{ source('survey_raw', 'load_registry') }}
 ),
 
-candidates as (
-    select wave_year from source
-    where status = 'candidate'
+-- the build in progress (survey_warehouse.builds): at most one; none outside a run's build
+building as (
+    select builds.build_id from {{ source('survey_raw', 'builds') }} as builds
+    where builds.status = 'building'
+),
+
+built as (
+    select build_loads.load_id from {{ source('survey_raw', 'build_loads') }} as build_loads
+    where build_loads.build_id in (select building.build_id from building)
 ),
 
 final as (
@@ -20,10 +26,13 @@ final as (
         source.status as load_status,
         source.status_at as load_status_at,
         source.is_current,
-        -- the load the marts are built from: a wave's candidate, else its current load
+        -- the load the marts are built from: the one the build in progress recorded for its wave, else (no build
+        -- in progress) the wave's current load, the one the published marts hold
         coalesce(
-            source.status = 'candidate'
-            or (source.is_current and source.wave_year not in (select candidates.wave_year from candidates)),
+            case
+                when exists (select 1 from building) then source.load_id in (select built.load_id from built)
+                else source.is_current
+            end,
             false
         ) as is_current_load,
         -- respondents (r-<first 8 characters of the pseudonym>) and cities a re-delivery was allowed to drop

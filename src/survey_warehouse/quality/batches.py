@@ -242,7 +242,10 @@ def raw_wave_parameters(spec: WaveSpec, codebook: Codebook) -> dict[str, object]
 
 
 def question_parameters(spec: WaveSpec, codebook: Codebook) -> list[dict[str, object]]:
-    """Per question the wave spec maps, what the raw gate admits: the codebook's codes (and a scale's points)."""
+    """Per question the wave spec maps, what the raw gate admits: the codebook's codes, and on a scale its points,
+    the whole numbers from scale_min to scale_max (`score_N`), as the loader resolves them."""
+    import math
+
     questions = codebook.questions_for(spec.wave_year)
     out = []
     for field_id in spec.columns.values():
@@ -251,7 +254,8 @@ def question_parameters(spec: WaveSpec, codebook: Codebook) -> list[dict[str, ob
             continue
         codes = {a.answer_code for a in codebook.answers if a.wave_year == spec.wave_year and a.question_id == field_id}
         if question.is_scale and question.scale_min is not None and question.scale_max is not None:
-            codes |= {f"score_{n}" for n in range(int(question.scale_min), int(question.scale_max) + 1)}
+            points = range(math.ceil(question.scale_min), math.floor(question.scale_max) + 1)
+            codes |= {f"score_{n}" for n in points}
         out.append(
             {
                 "id": field_id,
@@ -269,18 +273,33 @@ def question_parameters(spec: WaveSpec, codebook: Codebook) -> list[dict[str, ob
 # ------------------------------------------------------------------------------------------ marts
 
 
-def mart_tables(warehouse: Warehouse, schema: str | None = None) -> list[str]:
-    """The marts dbt built (every model of models/marts), in the schema they were built in."""
+def project_marts(dbt_project: Path) -> list[str]:
+    """The marts the dbt project defines: every model of models/marts, by name."""
+    return sorted(p.stem for p in (dbt_project / "models" / "marts").glob("*.sql"))
+
+
+def mart_tables(warehouse: Warehouse, schema: str | None = None, dbt_project: Path | None = None) -> list[str]:
+    """The marts dbt built (every model of models/marts), in the schema they were built in. A table the project no
+    longer defines (a model removed or renamed) is not a mart; a mart the schema lacks is an error."""
+    from survey_warehouse.errors import SurveyWarehouseError
+    from survey_warehouse.settings import get_paths
+
     schema = schema or warehouse.marts_build_schema
+    wanted = project_marts(dbt_project or get_paths().dbt_project)
     with Session(warehouse, read_only=True) as session:
-        return [
+        present = {
             r[0]
             for r in session.execute(
-                "select table_name from information_schema.tables where table_schema = ? and table_name not in "
-                "('publication', 'source_loads') order by table_name",
-                [schema],
+                "select table_name from information_schema.tables where table_schema = ?", [schema]
             ).fetchall()
-        ]
+        }
+    missing = [t for t in wanted if t not in present]
+    if missing:
+        raise SurveyWarehouseError(
+            f"the marts {', '.join(missing)} of dbt_project/models/marts are not in the schema {schema}: "
+            "the dbt build did not make them"
+        )
+    return wanted
 
 
 def load_reconciliation_query(marts_schema: str) -> str:
