@@ -89,7 +89,8 @@ create table if not exists raw.quarantine (
     source_row_number integer not null,  -- the row that cannot be used (staging leaves it out)
     source_column varchar,               -- the column at fault, as delivered
     reason_code varchar not null,        -- ragged_row, repeated_header, missing_required, unknown_city,
-                                         -- duplicate_respondent, unknown_answer, out_of_scale
+                                         -- city_not_surveyed, duplicate_respondent, unknown_answer,
+                                         -- out_of_scale, not_on_scale
     message varchar not null             -- what is wrong and what to do, naming the file, row and column
 );
 create table if not exists raw.wave_cities_surveyed (
@@ -516,8 +517,16 @@ def _check(spec: WaveSpec, con: duckdb.DuckDBPyConnection, codebook: Codebook, g
 
 def _resolve(con: duckdb.DuckDBPyConnection, spec: WaveSpec) -> None:
     """Every distinct value of a mapped column (`keyed`: p, v and its match key k) resolved through the codebook
-    into the temporary table `resolved`, with the problem of a value that does not resolve."""
-    number = "try_cast(replace(k.k, ',', '.') as double)"
+    into the temporary table `resolved`, with the problem of a value that does not resolve.
+
+    A number is a decimal number, with a decimal point or comma (and an exponent, as spreadsheets write); on a
+    scale question a number is an answer when it is one of the scale's points, the whole numbers from its
+    scale_min to its scale_max (`score_N`), or a label the codebook declares for the question."""
+    decimal_number = r"[+-]?([0-9]+([.,][0-9]*)?|[.,][0-9]+)(e[+-]?[0-9]+)?"  # the key is lower case
+    number = (
+        f"case when regexp_full_match(k.k, {_sql_text(decimal_number)}) "
+        "then try_cast(replace(k.k, ',', '.') as double) end"
+    )
     surveyed = ", ".join(_sql_text(code) for code in spec.cities_surveyed) or "null"
     parsed_time = (
         "coalesce("
@@ -532,20 +541,24 @@ def _resolve(con: duckdb.DuckDBPyConnection, spec: WaveSpec) -> None:
                    case when f.kind in ('labelled', 'decimal') then {number} end as n,
                    case when f.kind = 'timestamp' then {parsed_time} end as ts
             from keyed k join field_map f using (p)
+        ),
+        placed as (
+            select *, n between scale_min and scale_max as in_range,
+                   n between scale_min and scale_max and n = floor(n) as on_scale
+            from keyed_values
         )
         select kv.p, kv.v, kv.k, kv.field_id,
             case kv.kind
                 when 'city' then al.municipality_code
-                when 'labelled' then coalesce(an.answer_code, case when kv.n between kv.scale_min and kv.scale_max
-                    then 'score_' || case when kv.n = round(kv.n) then cast(cast(kv.n as bigint) as varchar)
-                                          else cast(kv.n as varchar) end end)
+                when 'labelled' then coalesce(an.answer_code, case when kv.on_scale
+                    then 'score_' || cast(cast(kv.n as bigint) as varchar) end)
                 when 'email' then sha256(? || '|' || kv.k)
                 when 'timestamp' then strftime(kv.ts, '%Y-%m-%dT%H:%M:%S')
                 when 'decimal' then cast(kv.n as varchar)
             end as resolved_value,
             case kv.kind
-                when 'labelled' then coalesce(an.answer_value, case when an.answer_code is null
-                    and kv.n between kv.scale_min and kv.scale_max then kv.n end)
+                when 'labelled' then coalesce(an.answer_value, case when an.answer_code is null and kv.on_scale
+                    then cast(cast(kv.n as bigint) as double) end)
                 when 'decimal' then kv.n
             end as resolved_number,
             case
@@ -553,11 +566,13 @@ def _resolve(con: duckdb.DuckDBPyConnection, spec: WaveSpec) -> None:
                 when kv.kind = 'city' and al.municipality_code is null then 'unknown_city'
                 when kv.kind = 'city' and al.municipality_code not in ({surveyed}) then 'city_not_surveyed'
                 when kv.kind = 'labelled' and an.answer_code is null and kv.scale_min is not null
-                    and kv.n is not null and not kv.n between kv.scale_min and kv.scale_max then 'out_of_scale'
-                when kv.kind = 'labelled' and an.answer_code is null
-                    and not coalesce(kv.n between kv.scale_min and kv.scale_max, false) then 'unknown_answer'
+                    and kv.n is not null and not kv.in_range then 'out_of_scale'
+                when kv.kind = 'labelled' and an.answer_code is null and kv.in_range and not kv.on_scale
+                    then 'not_on_scale'
+                when kv.kind = 'labelled' and an.answer_code is null and not coalesce(kv.on_scale, false)
+                    then 'unknown_answer'
             end as problem
-        from keyed_values kv
+        from placed kv
         left join aliases al on kv.kind = 'city' and al.alias_key = kv.k
         left join answers an on kv.kind = 'labelled' and an.field_id = kv.field_id and an.label_key = kv.k
     """,
@@ -569,6 +584,10 @@ def _row_problems(
     spec: WaveSpec, con: duckdb.DuckDBPyConnection, grid: Grid, header_keys: list[str | None]
 ) -> list[tuple[int, str | None, str, str]]:
     """Each row that cannot be used, with the column at fault, a reason code and a message."""
+    import math
+
+    from survey_warehouse.matching import shown_value
+
     file, year, width = spec.file.name, spec.wave_year, grid.width
     header = grid.header
     problems: list[tuple[int, str | None, str, str]] = []
@@ -610,23 +629,29 @@ def _row_problems(
     skip = ", ".join(str(r) for r in structural) or "-1"
     email = next((p for p, kind in con.execute("select p, kind from field_map").fetchall() if kind == "email"), None)
     # Only cells that can have a problem are looked at: values that did not resolve, empty required cells, and
-    # e-mail values that occur more than once or share their key with another value.
-    duplicates = (
-        "select null as row, null as p, null as v, null as scale_min, null as scale_max, null as reason, "
-        "null as first_row where false"
-    )
+    # e-mail values that occur more than once or share their key with another value. Of one respondent's rows
+    # only the usable ones compete: the first of them is kept, the later ones are duplicates; a row that cannot be
+    # used (an unknown city, say) is quarantined for its own reason only.
+    respondents = duplicates = ""
     if email is not None and _may_repeat(con, email):
-        duplicates = f"""
-            select row, p, v, null, null, 'duplicate_respondent', first_row from (
-                select g.source_row_number as row, {email} as p, g.c{email} as v,
-                       min(g.source_row_number) over (partition by r.k) as first_row
-                from grid g join resolved r on r.p = {email} and r.v = g.c{email}
-                where r.k is not null and g.source_row_number not in ({skip}) and (
-                    g.c{email} in (select c{email} from grid where source_row_number not in ({skip})
-                                   group by 1 having count(*) > 1)
-                    or r.k in (select k from resolved where p = {email} and k is not null
-                               group by 1 having count(*) > 1))
-            ) as repeated where row > first_row"""
+        respondents = f""",
+        repeated as (
+            select g.source_row_number as row, {email} as p, g.c{email} as v, r.k,
+                   g.source_row_number in (select row from field_problems) as unusable
+            from grid g join resolved r on r.p = {email} and r.v = g.c{email}
+            where r.k is not null and g.source_row_number not in ({skip}) and (
+                g.c{email} in (select c{email} from grid where source_row_number not in ({skip})
+                               group by 1 having count(*) > 1)
+                or r.k in (select k from resolved where p = {email} and k is not null
+                           group by 1 having count(*) > 1))
+        ),
+        kept as (select k, min(row) as kept from repeated where not unusable group by k),
+        unusable as (select k, list(row order by row) as rows from repeated where unusable group by k)"""
+        duplicates = """
+        union all
+        select d.row, d.p, d.v, null, null, 'duplicate_respondent', kept.kept, unusable.rows
+        from repeated d join kept using (k) left join unusable using (k)
+        where not d.unusable and d.row > kept.kept"""
     fields = con.execute(
         f"""
         with flagged as (select p, v, k, problem from resolved where problem is not null or k is null),
@@ -638,27 +663,66 @@ def _row_problems(
             left join flagged fl on fl.p = m.p and fl.v = m.v
             where ((m.v is null and f.is_required) or fl.p is not null)
                 and m.source_row_number not in ({skip})
-        )
-        select row, p, v, scale_min, scale_max, reason, null as first_row from cells where reason is not null
-        union all
-        {duplicates}
+        ),
+        field_problems as (select * from cells where reason is not null){respondents}
+        select row, p, v, scale_min, scale_max, reason, cast(null as integer) as kept,
+               cast(null as integer[]) as unusable
+        from field_problems{duplicates}
         order by 1, 2
         """
     ).fetchall()
-    for row, p, value, low, high, reason, first_row in fields:
-        text = {
-            "missing_required": "empty, but every respondent needs it; ask for a corrected file",
-            "unknown_city": f"unknown city {shown(value)}; if it is a way of writing a surveyed city, add it to "
-            "dbt_project/seeds/city_aliases.csv",
-            "city_not_surveyed": f"city {shown(value)} was not surveyed in {year} (cities_surveyed in "
-            f"{spec.name}): an answer from outside the survey, or a city missing from the list",
-            "unknown_answer": f"answer {shown(value)} is not in the {year} codebook; add it to "
-            "dbt_project/seeds/codebook_answers.csv or correct the file",
-            "out_of_scale": f"{shown(value)} is outside the question's scale {_number(low)}-{_number(high)} in "
-            f"{year}; correct the file",
-            "duplicate_respondent": f"the same respondent already answered in row {first_row}; the first answer "
-            "is kept",
-        }[reason]
+
+    def points(low: float, high: float) -> str:
+        whole = range(math.ceil(low), math.floor(high) + 1)
+        if len(whole) <= 12:  # noqa: PLR2004 (a longer list is not read)
+            return ", ".join(map(str, whole))
+        return f"the whole numbers {whole[0]} to {whole[-1]}"
+
+    def duplicate(kept: int, unusable: list[int] | None) -> str:
+        earlier = [r for r in unusable or [] if r < kept]
+        if not earlier:
+            return f"the same respondent already answered in row {kept}; the first answer is kept"
+        rows = ", ".join(map(str, earlier))
+        return (
+            f"the same respondent already answered in row {kept}, which is kept: the first of their rows that can "
+            f"be used (row{'s' if len(earlier) > 1 else ''} {rows} of theirs cannot be used, see "
+            f"{'their' if len(earlier) > 1 else 'its'} own entr{'ies' if len(earlier) > 1 else 'y'})"
+        )
+
+    for row, p, value, low, high, reason, kept, unusable in fields:
+        # values of the city and answer columns are shown (an alias or a label is added for them); nothing of a
+        # respondent's name, e-mail address or free text ever is
+        match reason:
+            case "missing_required":
+                text = "empty, but every respondent needs it; ask for a corrected file"
+            case "unknown_city":
+                text = (
+                    f"unknown city {shown_value(value)}; if it is a way of writing a surveyed city, add it to "
+                    "dbt_project/seeds/city_aliases.csv"
+                )
+            case "city_not_surveyed":
+                text = (
+                    f"city {shown_value(value)} was not surveyed in {year} (cities_surveyed in {spec.name}): an "
+                    "answer from outside the survey, or a city missing from the list"
+                )
+            case "unknown_answer":
+                text = (
+                    f"answer {shown_value(value)} is not in the {year} codebook; add it to "
+                    "dbt_project/seeds/codebook_answers.csv or correct the file"
+                )
+            case "out_of_scale":
+                text = (
+                    f"{shown_value(value)} is outside the question's scale {_number(low)}-{_number(high)} in "
+                    f"{year}; correct the file"
+                )
+            case "not_on_scale":
+                text = (
+                    f"{shown_value(value)} is not a point of the question's scale {_number(low)}-{_number(high)} "
+                    f"in {year} (its points are {points(low, high)}); correct the file, or if the survey offered "
+                    "this answer, add it as a label to dbt_project/seeds/codebook_answers.csv"
+                )
+            case _:  # duplicate_respondent
+                text = duplicate(kept, unusable)
         problems.append((row, header[p - 1], reason, f"{where(row, p)}: {text}"))
     problems.sort(key=lambda p: (p[0], 0 if p[1] is None else header.index(p[1])))
     return problems
@@ -716,6 +780,8 @@ def _key_respondent_warnings(
     spec: WaveSpec, con: duckdb.DuckDBPyConnection, codebook: Codebook, positions: dict[str, int]
 ) -> list[str]:
     """Usable rows that still deserve a look: key respondents of one city who disagree about who leads."""
+    from survey_warehouse.matching import shown_value
+
     if not {"lead", "city", "respondent_role"} <= set(positions) or not codebook.key_roles:
         return []
     key_roles = ", ".join(_sql_text(r) for r in sorted(codebook.key_roles))
@@ -737,7 +803,7 @@ def _key_respondent_warnings(
     lead_column = next(c for c, f in spec.columns.items() if f == "lead")
     return [
         f"{spec.file.name}, column {shown(lead_column)}: the key respondents of city {code} disagree ("
-        + ", ".join(f"row {r}: {shown(label)}" for r, label in zip(numbers, labels, strict=True))
+        + ", ".join(f"row {r}: {shown_value(label)}" for r, label in zip(numbers, labels, strict=True))
         + "); the roll-up takes the majority of all the city's respondents (rollup_method in "
         "fct_city_responsibility)"
         for code, numbers, labels in rows

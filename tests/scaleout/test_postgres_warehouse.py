@@ -16,6 +16,7 @@ import pytest
 from conftest import ROOT, PipelineRun, make_paths, published_ranges, require_services
 
 from survey_warehouse import load, quality
+from survey_warehouse.builds import begin_build
 from survey_warehouse.publish import swap_marts
 from survey_warehouse.settings import Paths
 from survey_warehouse.warehouse import Session, Warehouse
@@ -213,7 +214,8 @@ def test_schema_swap_is_atomic_for_readers(pg_build: PostgresBuild) -> None:
     cur = reader.cursor()
     cur.execute(label)
     before = cur.fetchone()[0]
-    swap = threading.Thread(target=swap_marts, args=(warehouse, "swap_test"))
+    build = begin_build(warehouse, "swap_test", 2019, None, "f" * 64)
+    swap = threading.Thread(target=swap_marts, args=(warehouse, build, "swap_test"))
     swap.start()
     time.sleep(1.5)
     assert swap.is_alive(), "the swap waits for the reader's transaction on the old marts"

@@ -545,6 +545,73 @@ def test_row_level_problems_are_quarantined_with_file_row_and_column(paths, wave
     assert in_raw == rows, "quarantined rows stay in raw"
 
 
+# How a row of the respondent is broken, and the reason it is quarantined for ("ok": a usable row)
+BROKEN = {
+    "unknown_city": ("Organisaatio", "Helsinkii"),
+    "unknown_answer": (LEAD_2019, "Pormestari"),
+    "missing_required": ("Asema", ""),
+}
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        ["unknown_city", "ok"],  # a corrected resubmission after a row with a typo
+        ["ok", "unknown_answer"],
+        ["ok", "unknown_city", "ok"],
+        ["unknown_city", "ok", "ok"],
+        ["unknown_city", "ok_in_capitals", "ok"],  # the same address written otherwise: the same respondent
+        ["unknown_city", "unknown_answer", "ok"],
+        ["unknown_city", "unknown_answer", "missing_required"],
+        ["ragged_row", "ok"],
+        ["ok", "ragged_row", "ok"],
+    ],
+    ids="-".join,
+)
+def test_of_one_respondents_rows_the_first_usable_one_is_kept(paths, wave_2019, tmp_path, rows: list[str]) -> None:
+    """Only usable rows compete as a respondent's answer: a row that cannot be used is quarantined for its own
+    reason only, the first usable row is kept, and each later usable row is a duplicate naming the kept row. When
+    no row is usable, none is kept and there is no duplicate."""
+    spec, lines = wave_2019
+    lines = list(lines)
+    original = lines[1]
+    email = original.split(",")[1]
+    # the respondent's rows: row 2, row 30 (in the middle of the file), then rows appended at the end
+    numbers = [2, 30, *range(len(lines) + 1, len(lines) + len(rows) - 1)][: len(rows)]
+    for number, state in zip(numbers, rows, strict=True):
+        line = original.replace(email, email.upper()) if state == "ok_in_capitals" else original
+        if number > len(lines):
+            lines.append(line)
+        else:
+            lines[number - 1] = line
+        if state in BROKEN:
+            _set(lines, number, *BROKEN[state])
+        elif state == "ragged_row":
+            lines[number - 1] = ",".join(line.split(",")[:4])
+    result = load_wave(dataclasses.replace(spec, file=_write(tmp_path, lines)), paths.warehouse)
+
+    found: dict[int, list[tuple[str, str]]] = {}
+    for row, _column, reason, message in _quarantine(paths.warehouse, result.load_id):
+        found.setdefault(row, []).append((reason, message))
+    usable = [n for n, state in zip(numbers, rows, strict=True) if state.startswith("ok")]
+    kept = usable[0] if usable else None
+    assert set(found) == set(numbers) - {kept}, "the kept row is accepted, every other row of the respondent not"
+    for number, state in zip(numbers, rows, strict=True):
+        if number == kept:
+            continue
+        assert len(found[number]) == 1, f"row {number} is quarantined for one reason: {found[number]}"
+        [(reason, message)] = found[number]
+        if state.startswith("ok"):
+            assert reason == "duplicate_respondent"
+            assert f"already answered in row {kept}" in message and "kept" in message, message
+            unusable_before = [n for n, s in zip(numbers, rows, strict=True) if n < kept and s in BROKEN]
+            for row in unusable_before:
+                assert f"row {row} " in message or f"rows {row}" in message, message
+        else:
+            assert reason == state, f"row {number}: {message}"
+    assert result.quarantined == len(numbers) - (1 if usable else 0)
+
+
 @pytest.mark.parametrize(
     "typed",
     [
