@@ -135,23 +135,31 @@ _PG_TYPES = {
 
 
 def _open_postgres(warehouse: Warehouse) -> _Snapshot:
-    """The PostgreSQL marts read in one read-only transaction that first takes a share lock on every published
-    table, so a schema swap waits for the read to end: every table comes from the same publication."""
+    """The PostgreSQL marts read in one read-only transaction that first takes a share lock on the publication
+    record, then on every table it lists, so a schema swap waits for the read to end: every table comes from the
+    same publication. The lock comes before any query, so the transaction's snapshot is taken after it, never
+    before a swap that committed while the lock waited."""
     import duckdb
     import pandas as pd
+    import psycopg2.errors
 
     schema = warehouse.marts_schema
     pg = warehouse.pg_connect()
     try:
         pg.set_session(readonly=True, isolation_level="REPEATABLE READ")
         cur = pg.cursor()
-        cur.execute("select table_name from information_schema.tables where table_schema = %s", [schema])
-        names = sorted(r[0] for r in cur.fetchall())
-        if "publication" not in names:
-            raise SurveyWarehouseError(f"nothing to export: schema {schema} holds no publication record")
-        cur.execute("lock table " + ", ".join(f'"{schema}"."{n}"' for n in names) + " in access share mode")
+        try:  # (LOCK takes no snapshot: the first query after it does)
+            cur.execute(f'lock table "{schema}".publication in access share mode')
+        except psycopg2.errors.UndefinedTable as exc:
+            raise SurveyWarehouseError(f"nothing to export: schema {schema} holds no publication record") from exc
         cur.execute(f'select published_at, run_id, tables from "{schema}".publication')
-        published_at, run_id, tables = cur.fetchone()
+        record = cur.fetchone()
+        if record is None:
+            raise SurveyWarehouseError(f"nothing to export: {schema}.publication is empty")
+        published_at, run_id, tables = record
+        tables = tables if isinstance(tables, dict) else json.loads(tables)
+        names = sorted({*tables, "source_loads"})
+        cur.execute("lock table " + ", ".join(f'"{schema}"."{n}"' for n in names) + " in access share mode")
         cur.execute(
             "select load_id, wave_year, file_name, file_sha256, loaded_at from "
             f'"{schema}".source_loads order by wave_year'

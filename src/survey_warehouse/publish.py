@@ -16,12 +16,14 @@ import datetime as dt
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from survey_warehouse.builds import Build, check_building, finish_build
+from survey_warehouse.errors import SurveyWarehouseError
 from survey_warehouse.load import promote_load
 from survey_warehouse.quality.batches import mart_tables
 from survey_warehouse.settings import Paths
@@ -163,8 +165,20 @@ def _record(
     con.executemany(f"insert into {schema}.source_loads values (?, ?, ?, ?, ?)", [list(r) for r in loads])
 
 
+def swap_wait_seconds() -> float:
+    """How long a schema swap keeps trying to take the published marts from their readers (SURVEY_SWAP_WAIT_SECONDS)."""
+    return float(os.environ.get("SURVEY_SWAP_WAIT_SECONDS", "120"))
+
+
+def reader_idle_timeout() -> str:
+    """How long a reader's session may stay idle inside a transaction before PostgreSQL ends it
+    (SURVEY_READER_IDLE_TIMEOUT): such a session holds its locks on the marts and would hold off every swap."""
+    return os.environ.get("SURVEY_READER_IDLE_TIMEOUT", "10min")
+
+
 def ensure_reader_role(warehouse: Warehouse) -> None:
-    """The role BI tools and analysts log in with: it may read the published marts and nothing else."""
+    """The role BI tools and analysts log in with: it may read the published marts and nothing else, and a session
+    of it left idle in a transaction is ended after `reader_idle_timeout()`."""
     role = warehouse.reader_role
     with Session(warehouse) as session:
         exists = session.execute("select 1 from pg_roles where rolname = ?", [role]).fetchone()
@@ -172,18 +186,79 @@ def ensure_reader_role(warehouse: Warehouse) -> None:
             session.execute(f'create role "{role}" login')
         session.execute(f'grant connect on database "{warehouse.dbname}" to "{role}"')
         session.execute(f'revoke create on schema public from "{role}"')
+        session.execute(f'alter role "{role}" set idle_in_transaction_session_timeout = ?', [reader_idle_timeout()])
+
+
+class SwapBlocked(SurveyWarehouseError):
+    """The published marts stayed locked by other sessions for longer than the swap waits."""
+
+
+def _lock_published(session: Session, schema: str) -> None:
+    """Every published table locked for the swap, or none: NOWAIT, so the swap never queues behind a reader (a
+    queued exclusive lock would make every later reader wait behind it) and never holds one table while waiting
+    for another (no deadlock with a reader that reads one mart after another)."""
+    names = [
+        r[0]
+        for r in session.execute(
+            "select table_name from information_schema.tables where table_schema = ? order by 1", [schema]
+        ).fetchall()
+    ]
+    if names:
+        session.execute(
+            "lock table " + ", ".join(f'"{schema}"."{n}"' for n in names) + " in access exclusive mode nowait"
+        )
+
+
+def blocking_sessions(warehouse: Warehouse, schema: str) -> list[str]:
+    """The other sessions holding a lock on a table of `schema`: who, in what state, since when, on what."""
+    with Session(warehouse, read_only=True) as session:
+        rows = session.execute(
+            "select a.pid, a.usename, coalesce(nullif(a.application_name, ''), '-'), a.state, "
+            "to_char(coalesce(a.xact_start, a.backend_start) at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS'), "
+            "string_agg(distinct c.relname, ', ' order by c.relname) "
+            "from pg_locks l join pg_class c on c.oid = l.relation "
+            "join pg_namespace n on n.oid = c.relnamespace join pg_stat_activity a on a.pid = l.pid "
+            "where n.nspname = ? and l.granted and l.pid <> pg_backend_pid() "
+            "group by 1, 2, 3, 4, 5 order by 1",
+            [schema],
+        ).fetchall()
+    return [
+        f"pid {pid} (user {user}, application {app}, {state} since {since} UTC) holds {tables}"
+        for pid, user, app, state, since, tables in rows
+    ]
 
 
 def swap_marts(warehouse: Warehouse, build: Build, run_id: str = "") -> Publication:
     """PostgreSQL: the marts built (and validated) in the build schema replace the published schema in one
     transaction, together with promoting the build's candidate loads. Readers see the old marts or the new ones,
-    never a mix; a reader's running query finishes on the old marts before they are dropped."""
+    never a mix. The swap takes the published tables only when no reader holds them (it tries again every 0.2 s
+    for `swap_wait_seconds()`), so it never makes a reader wait and never deadlocks with one; when readers hold
+    them all that time, it fails naming their sessions, and nothing changes."""
+    import psycopg2.errors
+
+    ensure_reader_role(warehouse)
+    deadline = time.monotonic() + swap_wait_seconds()
+    while True:
+        try:
+            return _swap(warehouse, build, run_id)
+        except psycopg2.errors.LockNotAvailable as exc:
+            if time.monotonic() >= deadline:
+                held = blocking_sessions(warehouse, warehouse.marts_schema) or ["(they have let go since)"]
+                raise SwapBlocked(
+                    f"the published marts stayed in use by other sessions for {swap_wait_seconds():.0f} s, so they "
+                    f"were not replaced (nothing changed; run the wave again): " + "; ".join(held)
+                ) from exc
+            time.sleep(0.2)
+
+
+def _swap(warehouse: Warehouse, build: Build, run_id: str) -> Publication:
     build_schema, published = warehouse.marts_build_schema, warehouse.marts_schema
     role = warehouse.reader_role
     published_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    ensure_reader_role(warehouse)
     tables_to_publish = mart_tables(warehouse, build_schema)
     with Session(warehouse) as session, session.transaction():
+        _lock_published(session, published)
+        session.execute("set local lock_timeout = '5s'")  # nothing else here waits on readers; never for long
         tables = {
             t: session.execute(f'select count(*) from "{build_schema}"."{t}"').fetchall()[0][0]
             for t in tables_to_publish
