@@ -16,14 +16,15 @@ questions as (
     select * from {{ ref('codebook_questions') }}
 ),
 
--- one label per answer option of a wave's question (several delivered spellings may share a code)
+-- one label per answer option of a wave's question (several delivered spellings may share a code): the first in
+-- byte order, the same on every engine whatever the database's collation
 options as (
     select
         wave_year,
         question_id,
         answer_code,
-        min(source_label) as label_fi,
-        max(answer_label_en) as label_en,
+        min({{ bytewise('source_label') }}) as label_fi,
+        min({{ bytewise('answer_label_en') }}) as label_en,
         min(sort_order) as sort_order
     from {{ ref('codebook_answers') }}
     group by wave_year, question_id, answer_code
