@@ -47,6 +47,7 @@ def _refuse_reads_beside_the_clone() -> None:
             path = Path(os.path.abspath(args[0]))
             if (
                 path.is_relative_to(beside)
+                and path != beside
                 and not path.relative_to(beside).parts[0].startswith(".")
                 and not any(path.is_relative_to(a) for a in allowed)
             ):
