@@ -118,7 +118,8 @@ def survey_waves() -> None:
         task_id=pipeline.PLAN_TASK_ID,
         pool=WAREHOUSE_POOL,
         retries=0,
-        doc_md="What the run has to do: nothing (skipped), rebuild the marts, or load the wave's file.",
+        doc_md="What the run has to do: nothing (skipped), rebuild the marts, withdraw the wave from them (its spec "
+        "says `withdrawn`), or load the wave's file.",
     )
     def plan_wave(**context: Any) -> dict[str, Any]:
         return pipeline.plan_run(pipeline.wave_year_of_run(context), pipeline.delivery_of_run(context))
@@ -130,7 +131,7 @@ def survey_waves() -> None:
         doc_md="Load the file as delivered into raw (a no-op when it and its reading are unchanged).",
     )
     def load_raw_wave(plan: Any) -> dict[str, Any]:  # the plan's XCom
-        return pipeline.load_raw_wave(plan["wave_year"], plan.get("delivery"))
+        return pipeline.load_raw_wave(plan["wave_year"], plan.get("delivery"), plan.get("action"))
 
     validate_raw_wave = GXValidateCheckpointOperator(
         task_id="validate_raw_wave",

@@ -57,6 +57,8 @@ class Build:
     loads: tuple[tuple[str, int], ...]  # (load_id, wave_year), one per wave
     fingerprint: str | None
     brings_in: tuple[tuple[str, int], ...] = ()  # the loads not yet current: candidates the publication promotes
+    withdraws: tuple[tuple[str, int], ...] = ()  # loads of a withdrawn wave: the publication leaves the wave out
+    withdrawn_because: str | None = None
 
     @property
     def load_ids(self) -> list[str]:
@@ -74,6 +76,8 @@ class Build:
             "loads": [list(x) for x in self.loads],
             "fingerprint": self.fingerprint,
             "brings_in": [list(x) for x in self.brings_in],
+            "withdraws": [list(x) for x in self.withdraws],
+            "withdrawn_because": self.withdrawn_because,
         }
 
     @classmethod
@@ -85,6 +89,8 @@ class Build:
             tuple((str(a), int(b)) for a, b in data["loads"]),
             data.get("fingerprint"),
             tuple((str(a), int(b)) for a, b in data.get("brings_in") or ()),
+            tuple((str(a), int(b)) for a, b in data.get("withdraws") or ()),
+            data.get("withdrawn_because"),
         )
 
 
@@ -150,11 +156,13 @@ def begin_build(
     fingerprint: str | None,
     stale: dict[str, str] | None = None,
     hold_out_waiting: bool = False,
+    withdraw: str | None = None,
 ) -> Build:
     """Record the build this run is about to make: per wave one load. `own_load_id` is the run's load for its
     own wave (None: the wave's current load, for a run that only rebuilds). Waiting candidates of other waves are
     taken unless they are `stale` (load_id -> why: their wave's inputs changed since; they are failed) or
-    `hold_out_waiting` (they stay waiting for a build of their own)."""
+    `hold_out_waiting` (they stay waiting for a build of their own). With `withdraw` (why), the run's wave is left
+    out of the build: its current load and any waiting one are withdrawn when the build is published."""
     from survey_warehouse.load import ensure_raw_schema
 
     stale = stale or {}
@@ -193,6 +201,14 @@ def begin_build(
                     chosen[wave] = (load_id, status)  # a waiting candidate replaces its wave's current load
                 elif is_current:
                     chosen.setdefault(wave, (load_id, status))
+            withdraws: tuple[tuple[str, int], ...] = ()
+            if withdraw:
+                withdraws = tuple(
+                    (str(r[0]), wave_year)
+                    for r in rows
+                    if int(r[1]) == wave_year and (r[3] or (r[2] == "candidate" and r[4]))
+                )
+                chosen.pop(wave_year, None)
             loads = tuple((chosen[w][0], w) for w in sorted(chosen))
             brings_in = tuple((chosen[w][0], w) for w in sorted(chosen) if chosen[w][1] == "candidate")
             session.execute(
@@ -204,7 +220,8 @@ def begin_build(
                     wave_year,
                     started,
                     started,
-                    f"building from {len(loads)} load(s)",
+                    f"building from {len(loads)} load(s)"
+                    + (f"; wave {wave_year} withdrawn: {withdraw}" if withdraw else ""),
                     fingerprint,
                 ],
             )
@@ -212,7 +229,7 @@ def begin_build(
                 "insert into raw.build_loads (build_id, load_id, wave_year) values (?, ?, ?)",
                 [[build_id, load_id, wave] for load_id, wave in loads],
             )
-    build = Build(build_id, run_id, wave_year, loads, fingerprint, brings_in)
+    build = Build(build_id, run_id, wave_year, loads, fingerprint, brings_in, withdraws, withdraw)
     log.info("build %s of the marts from %s", build_id, ", ".join(f"{w}: {i}" for i, w in loads) or "no loads")
     return build
 

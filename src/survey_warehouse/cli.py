@@ -246,13 +246,16 @@ def _release_warehouse() -> None:
 
 def plan_years(paths: Paths, years: list[int]) -> dict[int, str | None]:
     """Per year: None when the DAG must run, else why not (no wave that year, or nothing changed)."""
-    from survey_warehouse.pipeline import plan_wave
+    from survey_warehouse.pipeline import plan_wave, published_without_spec
 
     out: dict[int, str | None] = {}
     for year in years:
         try:
             if find_wave_spec(year, paths) is None:
-                out[year] = f"wave {year}: no survey wave that year (no {paths.waves_config / f'{year}.yml'})"
+                if published_without_spec(year, paths) is None:
+                    out[year] = f"wave {year}: no survey wave that year (no {paths.waves_config / f'{year}.yml'})"
+                else:
+                    out[year] = None  # its run fails, saying the wave is still published and how to withdraw it
                 continue
             plan = plan_wave(year, paths)
             out[year] = plan.reason if plan.action == "nothing" else None

@@ -45,7 +45,7 @@ create table if not exists raw.load_registry (
     accepted_count integer,
     quarantined_count integer,
     loaded_at timestamp not null,
-    status varchar not null,             -- pending | candidate | passed | superseded | failed
+    status varchar not null,             -- pending | candidate | passed | superseded | failed | withdrawn
     status_at timestamp not null,
     status_message varchar,
     is_current boolean not null default false,
@@ -968,6 +968,15 @@ def promote_load(session: Session, load_id: str, message: str) -> None:
         "update raw.load_registry set status = 'passed', is_current = true, status_at = ?, "
         "status_message = ? where load_id = ?",
         [now, message, load_id],
+    )
+
+
+def withdraw_load(session: Session, load_id: str, message: str) -> None:
+    """In the publishing transaction: a withdrawn wave's load is no longer current (or waiting), with the reason."""
+    session.execute(
+        "update raw.load_registry set status = 'withdrawn', is_current = false, status_at = ?, status_message = ? "
+        "where load_id = ?",
+        [_now(), message, load_id],
     )
 
 

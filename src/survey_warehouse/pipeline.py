@@ -88,6 +88,8 @@ def plan_wave(
     paths = paths or get_paths()
     warehouse = warehouse or Warehouse.from_env(paths.warehouse)
     spec = _spec(wave_year, paths, delivered)
+    if spec.withdrawn:
+        return _plan_withdrawal(spec, paths, warehouse)
     if not spec.file.is_file():
         raise WaveFileError(
             spec.file,
@@ -139,6 +141,44 @@ def plan_wave(
     )
 
 
+def _plan_withdrawal(spec: WaveSpec, paths: Paths, warehouse: Warehouse) -> Plan:
+    """A wave whose spec says `withdrawn`: left out of the marts (a run withdraws it), or nothing to do."""
+    from survey_warehouse.warehouse import Session
+
+    with Session(warehouse) as session:
+        from survey_warehouse import load
+
+        load.ensure_raw_schema(session)
+        current = load.current_load(session, spec.wave_year)
+    if current is None:
+        return Plan(
+            spec.wave_year,
+            "nothing",
+            f"wave {spec.wave_year}: withdrawn ({spec.withdrawn}), and not in the marts; nothing to do",
+            str(spec.file),
+        )
+    return Plan(spec.wave_year, "withdraw", f"withdrawn in {spec.name}: {spec.withdrawn}", str(spec.file))
+
+
+def published_without_spec(wave_year: int, paths: Paths, warehouse: Warehouse | None = None) -> str | None:
+    """When the wave has no spec but its load is still current (published): what to do about it."""
+    from survey_warehouse import load
+    from survey_warehouse.warehouse import Session, Warehouse
+
+    warehouse = warehouse or Warehouse.from_env(paths.warehouse)
+    with Session(warehouse) as session:
+        load.ensure_raw_schema(session)
+        current = load.current_load(session, wave_year)
+    if current is None:
+        return None
+    expected = paths.waves_config / f"{wave_year}.yml"
+    return (
+        f"wave {wave_year} is still published (load {current.load_id}), but there is no wave spec {expected}: "
+        f"to withdraw the wave from the marts, put its spec back with the line `withdrawn: <why>` and run "
+        f"`make run YEARS={wave_year}`"
+    )
+
+
 def plan_run(wave_year: int, delivery: Delivery | None = None) -> dict[str, Any]:
     """The DAG's first step: a year without a wave spec, or with nothing new, ends the run skipped. A run started
     by a delivery in the inbox plans with the delivered file; a delivery that cannot be a wave's file fails."""
@@ -157,6 +197,9 @@ def plan_run(wave_year: int, delivery: Delivery | None = None) -> dict[str, Any]
         if spec is None:
             expected = paths.waves_config / f"{wave_year}.yml"
             if delivery is None:
+                still = published_without_spec(wave_year, paths)
+                if still:
+                    raise SurveyWarehouseError(still)
                 raise AirflowSkipException(f"No survey wave in {wave_year}: there is no {expected}")
             raise SurveyWarehouseError(
                 f"{delivery.path.name}: delivered for wave {wave_year}, but there is no wave spec {expected}; write "
@@ -189,12 +232,29 @@ def plan_run(wave_year: int, delivery: Delivery | None = None) -> dict[str, Any]
     }
 
 
-def load_raw_wave(wave_year: int, delivered: str | None = None) -> dict[str, Any]:
-    """Load the wave's file into raw: the spec's file, or the delivery in the inbox (`delivered`, the plan's)."""
+def load_raw_wave(wave_year: int, delivered: str | None = None, action: str | None = None) -> dict[str, Any]:
+    """Load the wave's file into raw: the spec's file, or the delivery in the inbox (`delivered`, the plan's). A
+    run that withdraws the wave loads nothing: it goes on with the wave's current load, which its build leaves
+    out."""
     from survey_warehouse import load
-    from survey_warehouse.warehouse import Warehouse
+    from survey_warehouse.warehouse import Session, Warehouse
 
     paths = get_paths()
+    if action == "withdraw":
+        spec = _spec(wave_year, paths)
+        with Session(Warehouse.from_env(paths.warehouse)) as session:
+            current = load.current_load(session, wave_year)
+        if current is None:
+            raise SurveyWarehouseError(f"wave {wave_year} has no current load to withdraw")
+        return {
+            "load_id": current.load_id,
+            "rows": current.row_count,
+            "unchanged": True,
+            "quarantined": 0,
+            "message": f"wave {wave_year}: withdrawn ({spec.withdrawn}); load {current.load_id} leaves the marts",
+            "warnings": [],
+            "withdraw": spec.withdrawn,
+        }
     try:
         result = load.load_wave(_spec(wave_year, paths, delivered), Warehouse.from_env(paths.warehouse), paths=paths)
     except SurveyWarehouseError as exc:
@@ -331,14 +391,16 @@ def begin_build(loaded: dict[str, Any], context: Any) -> dict[str, Any]:
     warehouse = Warehouse.from_env(paths.warehouse)
     wave_year = wave_year_of_run(context)
     fingerprint = build_fingerprint(paths, warehouse)
+    withdraw = loaded.get("withdraw")
     build = record(
         warehouse,
         context.get("run_id") or "",
         wave_year,
-        loaded["load_id"],
+        None if withdraw else loaded["load_id"],
         fingerprint,
         stale=stale_waiting_loads(paths, warehouse, wave_year),
         hold_out_waiting=bool((context.get("params") or {}).get(HOLD_OUT_WAITING_PARAM)),
+        withdraw=withdraw,
     )
     return build.as_dict()
 

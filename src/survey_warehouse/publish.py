@@ -24,7 +24,7 @@ import duckdb
 
 from survey_warehouse.builds import Build, check_building, finish_build
 from survey_warehouse.errors import SurveyWarehouseError
-from survey_warehouse.load import promote_load
+from survey_warehouse.load import promote_load, withdraw_load
 from survey_warehouse.quality.batches import mart_tables
 from survey_warehouse.settings import Paths
 from survey_warehouse.warehouse import Session, Warehouse
@@ -79,6 +79,8 @@ def _promote(session: Session, build: Build, run_id: str) -> None:
     check_building(session, build)
     for load_id, _wave in build.brings_in:
         promote_load(session, load_id, f"published by run {run_id}")
+    for load_id, wave in build.withdraws:
+        withdraw_load(session, load_id, f"wave {wave} withdrawn by run {run_id}: {build.withdrawn_because}")
     finish_build(session, build.build_id, "published", f"published by run {run_id}")
 
 

@@ -131,7 +131,11 @@ def _print_waves(paths: Paths, warehouse: Warehouse, outcomes: dict[int, dict[st
             )
             print(f"  {year:<6}{rows:>9}{accepted:>10}{quarantined:>13}  {gate_text:<30}{file_name}")
         latest = loads[-1] if loads else None
-        if latest is not None and latest is not current and latest[4] in ("failed", "pending", "candidate"):
+        if (
+            latest is not None
+            and latest is not current
+            and latest[4] in ("failed", "pending", "candidate", "withdrawn")
+        ):
             _y, load_id, file_name, _rows, status, *_rest, message, loaded_at = latest
             keeps = f"; the current load {current[1]} stays" if current else ""
             print(
@@ -146,6 +150,8 @@ def _print_waves(paths: Paths, warehouse: Warehouse, outcomes: dict[int, dict[st
 
 
 def _why_nothing_current(paths: Paths, year: int, loads: list[tuple]) -> str:
+    if loads and loads[-1][4] == "withdrawn":
+        return "withdrawn (wave spec)"
     if loads:
         return "nothing current"
     try:

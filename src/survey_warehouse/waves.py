@@ -19,7 +19,7 @@ from survey_warehouse.settings import Paths
 
 FORMATS = ("csv", "xlsx")
 REQUIRED_KEYS = ("wave_year", "file", "format", "columns", "cities_surveyed", "field_period", "questionnaire_version")
-OPTIONAL_KEYS = ("encoding", "delimiter", "sheet", "header_row", "accept_removals", "owner_email")
+OPTIONAL_KEYS = ("encoding", "delimiter", "sheet", "header_row", "accept_removals", "owner_email", "withdrawn")
 # name@domain.tld: one @, no spaces, a dot in the domain
 EMAIL_ADDRESS = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>.]+")
 
@@ -44,6 +44,8 @@ class WaveSpec:
     # Who hears of the wave's failed runs, its publications and a wave that is overdue (not part of reading
     # the file, so not of the fingerprint).
     owner_email: tuple[str, ...] = ()
+    # Why the wave is withdrawn from the published marts (None: it is not). Not part of reading the file either.
+    withdrawn: str | None = None
     spec_path: Path | None = field(default=None, compare=False)
 
     @classmethod
@@ -90,6 +92,12 @@ class WaveSpec:
             raise WaveSpecError(
                 f"{path}: unknown encoding {shown(encoding)} (e.g. utf-8, utf-8-sig, cp1252, utf-16)"
             ) from None
+        withdrawn = raw.get("withdrawn")
+        if withdrawn is not None and (not isinstance(withdrawn, str) or not withdrawn.strip()):
+            raise WaveSpecError(
+                f"{path}: 'withdrawn' says why the wave is withdrawn from the marts, as text "
+                '(withdrawn: "the survey tool mixed up two cities\' answers"); remove the key to publish the wave'
+            )
         file = Path(str(raw["file"]))
         return cls(
             wave_year=int(raw["wave_year"]),
@@ -106,6 +114,7 @@ class WaveSpec:
             header_row=header_row,
             accept_removals=tuple(str(v).strip() for v in raw.get("accept_removals") or ()),
             owner_email=owner_emails(raw.get("owner_email"), path),
+            withdrawn=withdrawn.strip() if withdrawn else None,
             spec_path=path,
         )
 
@@ -122,7 +131,7 @@ class WaveSpec:
 
     def fingerprint(self) -> str:
         """What reading the file depends on, for telling a changed spec from an unchanged one."""
-        data = {k: v for k, v in self.__dict__.items() if k not in ("spec_path", "owner_email")}
+        data = {k: v for k, v in self.__dict__.items() if k not in ("spec_path", "owner_email", "withdrawn")}
         data["file"] = self.file.name
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
