@@ -292,7 +292,9 @@ def run_waves(
             print(f"The {builder} run did not publish; each wave on its own: {', '.join(map(str, again))}", flush=True)
         for year in again:  # each built alone: the other waves' waiting loads are held out of its build
             if plan_years(paths, [year])[year] is None:  # (an earlier one may have published it)
+                earlier = outcomes[year]
                 outcomes[year] = _dag_run(paths, year, None, alone=True)
+                outcomes[year]["earlier_run_ids"] = [earlier.get("run_id"), *earlier.get("earlier_run_ids", [])]
     return outcomes
 
 
@@ -309,13 +311,14 @@ def _dag_run(paths: Paths, year: int, defer: str | None, alone: bool = False) ->
     print(f"Running DAG {DAG_ID} for {year}{f' ({defer})' if defer else ''} ...", end=" ", flush=True)
     os.environ["SURVEY_RUN_LOG"] = str(log)  # where a failure notification says the log is
     failed: list[str] = []
+    run_id = None
     with _output_to(log):
         try:
             run = dag.test(
                 logical_date=pendulum.datetime(year, 6, 1, tz="UTC"),
                 run_conf={DEFER_BUILD_PARAM: bool(defer), HOLD_OUT_WAITING_PARAM: alone},
             )
-            state = str(run.state)
+            state, run_id = str(run.state), run.run_id
             if state != "success":
                 failed = _failed_tasks(run.run_id)
         except Exception as exc:  # one broken run must not stop the other years
@@ -331,6 +334,9 @@ def _dag_run(paths: Paths, year: int, defer: str | None, alone: bool = False) ->
         "seconds": seconds,
         "log": log,
         "failed_build": any(task.startswith(BUILD_STEPS) for task in failed),
+        "failed_tasks": sorted(t for t in failed if t != "record_failure"),
+        "run_id": run_id,
+        "state": state,
     }
 
 

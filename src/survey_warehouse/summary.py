@@ -6,6 +6,8 @@ always come from the marts the run wrote.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +43,6 @@ where s.is_it_management order by 1"""
 def _first_lines(text: str | None, n: int = 3, width: int = 110) -> list[str]:
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
     return [line if len(line) <= width else line[: width - 1] + "…" for line in lines[:n]]
-
-
-def _latest_report(directory: Path) -> quality.GateReport | None:
-    reports = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime) if directory.exists() else []
-    return quality.GateReport.read(reports[-1]) if reports else None
 
 
 def describe_warehouse(warehouse: Warehouse, paths: Paths) -> str:
@@ -94,15 +91,48 @@ def print_summary(paths: Paths, outcomes: dict[int, dict[str, Any]], warehouse: 
         print("No warehouse there yet: run `make run`.")
         return
     _print_waves(paths, warehouse, outcomes)
-    marts_gate = _latest_report(paths.var / "quality" / "reports" / "marts")
-    if marts_gate:
-        print(f"\nMarts gate (latest run): {marts_gate.message().splitlines()[0].split(': ', 1)[1]}")
+    print(f"\n{_marts_gate_line(paths, outcomes)}")
     publication = read_publication(warehouse, paths.published)
     if publication is None:
         print("\nNothing published yet: the marts have not passed their gate.")
         return
     _print_headline(_headline(warehouse, paths))
     _print_where(paths, warehouse, publication)
+
+
+def _run_ids(outcomes: dict[int, dict[str, Any]]) -> list[str]:
+    """The DAG runs this command made, earliest first."""
+    ids = []
+    for outcome in outcomes.values():
+        ids += [*reversed(outcome.get("earlier_run_ids") or []), outcome.get("run_id")]
+    return [i for i in ids if i]
+
+
+def _marts_gate_line(paths: Paths, outcomes: dict[int, dict[str, Any]]) -> str:
+    """The marts gate as this command's runs left it: the report of the last of its runs that ran the gate, or why
+    none did. Without runs (`make summary`, or nothing to do), the latest report, with its time."""
+    directory = paths.var / "quality" / "reports" / "marts"
+    ran = [o for o in outcomes.values() if o.get("run_id") or o.get("exit_code")]
+    if not ran:
+        found = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime) if directory.exists() else []
+        if not found:
+            return "Marts gate: not run yet"
+        when = dt.datetime.fromtimestamp(found[-1].stat().st_mtime, dt.UTC)
+        return f"Marts gate (latest, {when:%Y-%m-%d %H:%M} UTC): {_verdict(quality.GateReport.read(found[-1]))}"
+    reports = []
+    for run_id in _run_ids(outcomes):
+        suffix = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
+        reports += sorted(directory.glob(f"*_{suffix}.json"), key=lambda p: p.stat().st_mtime)
+    if reports:
+        return f"Marts gate (this run): {_verdict(quality.GateReport.read(reports[-1]))}"
+    failed = sorted({t for o in ran for t in o.get("failed_tasks") or [] if not t.startswith("validate_marts")})
+    if failed:
+        return f"Marts gate (this run): not run (the run failed before it, at {', '.join(failed)})"
+    return "Marts gate (this run): not run (no run built the marts)"
+
+
+def _verdict(report: quality.GateReport) -> str:
+    return report.message().splitlines()[0].split(": ", 1)[1]
 
 
 def _print_waves(paths: Paths, warehouse: Warehouse, outcomes: dict[int, dict[str, Any]]) -> None:
@@ -116,7 +146,8 @@ def _print_waves(paths: Paths, warehouse: Warehouse, outcomes: dict[int, dict[st
         loads = by_wave.get(year, [])
         current = next((r for r in loads if r[7]), None)
         if current is None:
-            print(f"  {year:<6}{'-':>9}{'-':>10}{'-':>13}  {_why_nothing_current(paths, year, loads):<30}")
+            why = _why_nothing_current(paths, year, loads, outcomes.get(year))
+            print(f"  {year:<6}{'-':>9}{'-':>10}{'-':>13}  {why:<30}")
         else:
             _year, load_id, file_name, rows, _status, accepted, quarantined, *_ = current
             report_file = quality.report_path(paths, "raw_wave", load_id)
@@ -146,10 +177,21 @@ def _print_waves(paths: Paths, warehouse: Warehouse, outcomes: dict[int, dict[st
                 print(f"          {line}")
         outcome = outcomes.get(year)
         if outcome and outcome.get("exit_code") not in (0, None) and (latest is None or latest is current):
-            print(f"        the run failed before loading; see {outcome.get('log')}")
+            print(f"        {_failed_run(outcome)}; see {outcome.get('log')}")
 
 
-def _why_nothing_current(paths: Paths, year: int, loads: list[tuple]) -> str:
+def _failed_run(outcome: dict[str, Any]) -> str:
+    """How this command's run of a wave failed, by its failed steps."""
+    steps = outcome.get("failed_tasks") or []
+    if not steps:
+        return f"the run failed ({outcome.get('state') or 'see its log'})"
+    loading = {"plan_wave", "load_raw_wave"}
+    return ("the run failed before loading, at " if set(steps) <= loading else "the run failed at ") + ", ".join(steps)
+
+
+def _why_nothing_current(paths: Paths, year: int, loads: list[tuple], outcome: dict[str, Any] | None = None) -> str:
+    if outcome and outcome.get("exit_code") not in (0, None) and not loads:
+        return "run FAILED (below)"
     if loads and loads[-1][4] == "withdrawn":
         return "withdrawn (wave spec)"
     if loads:

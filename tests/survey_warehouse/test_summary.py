@@ -71,11 +71,42 @@ def test_loads_without_a_publication_are_listed_and_nothing_is_claimed_published
     assert spec is not None
     loaded = load_wave(spec, paths.warehouse, paths=paths)
     mark_load(paths.warehouse, loaded.load_id, False, "the raw gate failed: 3 unknown answers")
-    summary.print_summary(paths, {2018: {"exit_code": 1, "log": "var/logs/survey_waves_2018.log"}})
+    summary.print_summary(
+        paths, {2018: {"exit_code": 1, "log": "var/logs/survey_waves_2018.log", "failed_tasks": ["plan_wave"]}}
+    )
     out = capsys.readouterr().out
     assert f"latest attempt {loaded.load_id} ({spec.file.name}" in out
     assert "FAILED" in out
     assert "the raw gate failed: 3 unknown answers" in out
-    assert "2018" in out and "the run failed before loading; see var/logs/survey_waves_2018.log" in out
+    assert "2018" in out and "run FAILED (below)" in out and "run skipped" not in out
+    assert "the run failed before loading, at plan_wave; see var/logs/survey_waves_2018.log" in out
     assert "Nothing published yet" in out
     assert "Who leads digitalisation" not in out
+
+
+def _gate_report(paths, batch: str, success: bool) -> None:
+    from survey_warehouse.quality.reports import GateReport, report_path
+
+    path = report_path(paths, "marts", batch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    GateReport("marts", batch, success, 25, []).write(path)
+
+
+def test_the_marts_gate_line_is_about_this_run_never_an_earlier_report() -> None:
+    paths = make_paths("summary_gate_line")
+    _gate_report(paths, "2019_manual__2019-06-01T06_00_00", success=True)  # an earlier run's report
+    failed_build = {
+        2019: {
+            "exit_code": 1,
+            "run_id": "manual__2026-01-01T00:00:00",
+            "failed_tasks": ["dbt_build.dbt_producer_watcher"],
+        }
+    }
+    assert summary._marts_gate_line(paths, failed_build) == (
+        "Marts gate (this run): not run (the run failed before it, at dbt_build.dbt_producer_watcher)"
+    )
+    _gate_report(paths, "2019_manual__2026-01-01T00_00_00", success=False)
+    assert summary._marts_gate_line(paths, failed_build).startswith("Marts gate (this run): FAILED")
+    assert summary._marts_gate_line(paths, {}).startswith("Marts gate (latest, ")
+    nothing_to_do = {2019: {"exit_code": 0, "seconds": 0.0, "log": None, "skipped": "unchanged"}}
+    assert summary._marts_gate_line(paths, nothing_to_do).startswith("Marts gate (latest, ")
