@@ -6,7 +6,9 @@ updates when its `publish_marts` step publishes), not on a clock: exports every 
 into `var/exports/<publication time>/`, with a `manifest.json` (tables, rows, columns, publication time, loads),
 and points `var/exports/latest` at it, for people without a SQL client. It reads only the published marts (the
 DuckDB file read-only, or the PostgreSQL schema `marts`). A publication that is exported already is not exported
-again; a failed export leaves no folder behind.
+again; a failed export leaves no folder behind; an export is on disk before `latest` points at it. The exports of the
+last `SURVEY_EXPORTS_KEEP` publications (10) are kept, older ones removed, and temporaries left by a killed export are
+removed by the next one.
 """
 
 from __future__ import annotations

@@ -8,8 +8,11 @@ Each publication gets a folder of its own, named by its publication time (UTC), 
 `manifest.json` lists every table with its rows and columns (name and type), the publication time and run, and the
 loads (wave, file, sha256) the marts were built from. Only the published marts are read (the DuckDB file
 read-only, or the PostgreSQL schema `marts`), never the warehouse, so an export holds what readers see and no
-personal data. A folder is written under a temporary name and renamed when complete: a failed export leaves
-nothing, and a publication that has been exported already is not exported again.
+personal data. A folder is written under a temporary name (`.<folder>.<pid>@<host>.tmp`), its files and itself
+flushed to disk, and renamed when complete; only then does `latest` move: a failed export leaves nothing, a power
+loss never leaves `latest` pointing at files not yet on disk, and a publication that has been exported already is not
+exported again. The exports of the last `SURVEY_EXPORTS_KEEP` publications (10) are kept, older ones removed; a
+temporary folder left by an export that was killed is removed by the next export.
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import shutil
+import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +41,14 @@ log = logging.getLogger(__name__)
 
 LATEST = "latest"
 MANIFEST = "manifest.json"
+KEEP_VARIABLE = "SURVEY_EXPORTS_KEEP"
+DEFAULT_KEEP = 10
+# an export's folder: its publication time, and -2, -3... for a second publication within the same second
+_EXPORT_FOLDER = re.compile(r"\d{4}-\d{2}-\d{2}T\d{6}Z(?:-\d+)?")
+# what an export writes before renaming it into place: .<name>.<pid>@<host>.tmp (earlier versions: .<name>.<pid>.tmp)
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)(?:@(?P<host>[^@/]+))?\.tmp")
+# a temporary of another machine (exports on a shared volume) is removed once it is this old: no export takes a day
+FOREIGN_TEMPORARY_SECONDS = 86400.0
 
 
 def exports_dir(paths: Paths) -> Path:
@@ -43,6 +57,96 @@ def exports_dir(paths: Paths) -> Path:
 
 def folder_name(published_at: dt.datetime) -> str:
     return published_at.strftime("%Y-%m-%dT%H%M%SZ")
+
+
+def exports_to_keep() -> int:
+    """How many publications' exports are kept (SURVEY_EXPORTS_KEEP, default 10; the newest is always kept)."""
+    value = os.environ.get(KEEP_VARIABLE, str(DEFAULT_KEEP)).strip()
+    if not value.isdigit() or int(value) < 1:
+        raise SurveyWarehouseError(
+            f"{KEEP_VARIABLE} must be a whole number of at least 1 (how many publications' exports to keep), "
+            f"not {value!r}"
+        )
+    return int(value)
+
+
+def _temporary(root: Path, name: str) -> Path:
+    return root / f".{name}.{os.getpid()}@{socket.gethostname()}.tmp"
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file or a folder (its entries) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _process_is_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's process: alive
+        return False
+    return False
+
+
+def remove_stale_temporaries(root: Path) -> list[Path]:
+    """Remove what exports that were killed left: temporaries of processes of this machine that are gone, and of
+    another machine once a day old. A temporary of an export still running is left alone."""
+    host, removed = socket.gethostname(), []
+    for entry in sorted(root.iterdir()) if root.is_dir() else []:
+        found = _TEMPORARY.fullmatch(entry.name)
+        if found is None:
+            continue
+        if (found["host"] or host) != host:
+            try:
+                stale = time.time() - entry.lstat().st_mtime > FOREIGN_TEMPORARY_SECONDS
+            except FileNotFoundError:
+                continue
+        else:
+            stale = int(found["pid"]) != os.getpid() and _process_is_gone(int(found["pid"]))
+        if stale:
+            _remove(entry)
+            removed.append(entry)
+            log.info("Removed %s, left by an export that did not finish", entry)
+    return removed
+
+
+def remove_old_exports(root: Path, keep: int) -> list[Path]:
+    """Remove the exports of all but the newest `keep` publications; the one `latest` points at always stays, and
+    nothing that is not an export (a folder without a manifest, a file) is touched."""
+    latest = os.path.basename(os.readlink(root / LATEST)) if (root / LATEST).is_symlink() else None
+    found = []
+    for entry in root.iterdir():
+        if entry.is_symlink() or not entry.is_dir() or not _EXPORT_FOLDER.fullmatch(entry.name):
+            continue
+        manifest = read_manifest(entry)
+        if manifest is None:
+            continue
+        found.append((dt.datetime.fromisoformat(manifest["publication"]["published_at"]), entry.name, entry))
+    removed = []
+    for _published_at, name, folder in sorted(found)[:-keep]:
+        if name == latest:
+            continue
+        # renamed first, so a removal cut short leaves a temporary (removed next time), never a partial export
+        doomed = _temporary(root, name)
+        os.rename(folder, doomed)
+        shutil.rmtree(doomed)
+        removed.append(folder)
+        log.info("Removed the export %s (%s keeps the last %d)", folder, KEEP_VARIABLE, keep)
+    if removed:
+        _fsync(root)
+    return removed
 
 
 @dataclass(frozen=True)
@@ -225,6 +329,9 @@ def _write(snapshot: _Snapshot, folder: Path) -> dict[str, int]:
         "grain and columns: docs/mart_catalogue.md",
     }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    for path in sorted(folder.iterdir()):
+        _fsync(path)
+    _fsync(folder)
     return rows
 
 
@@ -235,44 +342,51 @@ def _point_latest(root: Path, name: str) -> None:
         # which its own folder holds too
         log.warning("%s is a folder, not a link to the newest export: replaced by the link", latest)
         shutil.rmtree(latest)
-    tmp = root / f".{LATEST}.{os.getpid()}.tmp"
+    tmp = _temporary(root, LATEST)
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(name, target_is_directory=True)  # relative: the exports folder can be moved or copied
     try:
         os.replace(tmp, latest)
     finally:
         tmp.unlink(missing_ok=True)
+    _fsync(root)
 
 
 def export_marts(paths: Paths, warehouse: Warehouse) -> Export:
-    """Export the marts that are published now (see the module's docstring); idempotent per publication."""
+    """Export the marts that are published now (see the module's docstring); idempotent per publication. Then the
+    exports beyond the last `exports_to_keep()` publications are removed."""
+    keep = exports_to_keep()
     snapshot = (
         _open_postgres(warehouse) if warehouse.backend == "postgres" else _open_duckdb(paths.published, paths.root)
     )
     try:
         root = exports_dir(paths)
         root.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(root)
         name = folder_name(snapshot.published_at)
         suffix = 1
         while (root / name).exists():
             manifest = read_manifest(root / name)
             if manifest and manifest["publication"]["published_at"] == snapshot.published_at.isoformat():
                 _point_latest(root, name)
+                remove_old_exports(root, keep)
                 tables = {t["table"]: t["rows"] for t in manifest["tables"]}
                 log.info("The publication of %s is exported already: %s", snapshot.published_at, root / name)
                 return Export(root / name, snapshot.published_at, tables, created=False)
             suffix += 1
             name = f"{folder_name(snapshot.published_at)}-{suffix}"
-        tmp = root / f".{name}.{os.getpid()}.tmp"
+        tmp = _temporary(root, name)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         try:
-            rows = _write(snapshot, tmp)
+            rows = _write(snapshot, tmp)  # (flushed to disk, files and folder)
             os.rename(tmp, root / name)
+            _fsync(root)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         _point_latest(root, name)
+        remove_old_exports(root, keep)
     finally:
         snapshot.con.close()
     log.info("Exported %d marts of the publication of %s to %s", len(rows), snapshot.published_at, root / name)

@@ -172,3 +172,132 @@ def test_an_exports_folder_copied_with_its_links_followed_still_exports(paths: P
 
     assert os.readlink(root / "latest") == newer.folder.name
     assert sorted(p.name for p in root.iterdir()) == ["2019-06-01T060000Z", "2019-06-02T060000Z", "latest"]
+
+
+# ---- retention and durability ----------------------------------------------------------------------------------
+
+
+def _export_days(paths: Paths, days: range) -> list[exports.Export]:
+    done = []
+    for day in days:
+        _publish(paths, _utc(2019, 6, day, 6, 0, 0), share=day / 100)
+        done.append(exports.export_marts(paths, Warehouse.duckdb(paths.warehouse)))
+    return done
+
+
+def test_only_the_newest_exports_are_kept(paths: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SURVEY_EXPORTS_KEEP=2: after five publications, the exports of the last two stay, latest at the newest; what
+    else the folder holds (a note of the user's, a folder that is no export) is left alone."""
+    monkeypatch.setenv("SURVEY_EXPORTS_KEEP", "2")
+    root = exports.exports_dir(paths)
+    root.mkdir(parents=True)
+    (root / "README.txt").write_text("ours")
+    (root / "2018-01-01T000000Z-copy").mkdir()  # not an export: no manifest
+
+    done = _export_days(paths, range(1, 6))
+
+    assert sorted(p.name for p in root.iterdir()) == [
+        "2018-01-01T000000Z-copy",
+        "2019-06-04T060000Z",
+        "2019-06-05T060000Z",
+        "README.txt",
+        "latest",
+    ]
+    assert os.readlink(root / "latest") == done[-1].folder.name
+    assert exports.latest_export(paths)["publication"]["published_at"] == done[-1].published_at.isoformat()
+
+
+def test_the_default_keeps_ten_exports_and_a_bad_setting_is_named(
+    paths: Paths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SURVEY_EXPORTS_KEEP", raising=False)
+    _export_days(paths, range(1, 13))
+    kept = sorted(p.name for p in exports.exports_dir(paths).iterdir() if p.name != "latest")
+    assert kept == [f"2019-06-{day:02d}T060000Z" for day in range(3, 13)]
+
+    for bad in ("0", "ten", "-1"):
+        monkeypatch.setenv("SURVEY_EXPORTS_KEEP", bad)
+        with pytest.raises(SurveyWarehouseError, match="SURVEY_EXPORTS_KEEP must be a whole number of at least 1"):
+            exports.exports_to_keep()
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
+    return int(done.stdout)
+
+
+def test_temporaries_left_by_killed_exports_are_removed(paths: Paths) -> None:
+    """An export killed while writing leaves `.<folder>.<pid>@<host>.tmp` (and perhaps `.latest.<pid>@<host>.tmp`);
+    the next export removes those of processes that are gone, never one that is still writing."""
+    import socket
+    import subprocess
+    import sys
+
+    root = exports.exports_dir(paths)
+    root.mkdir(parents=True)
+    host = socket.gethostname()
+    dead = _dead_pid()
+    left = [
+        root / f".2019-05-01T060000Z.{dead}@{host}.tmp",
+        root / f".2019-05-02T060000Z.{dead}.tmp",  # as earlier versions named them
+    ]
+    for folder in left:
+        folder.mkdir()
+        (folder / "dim_city.parquet").write_bytes(b"half")
+    link = root / f".latest.{dead}@{host}.tmp"
+    link.symlink_to("2019-05-01T060000Z")
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        busy = root / f".2019-05-03T060000Z.{writer.pid}@{host}.tmp"
+        busy.mkdir()
+
+        _export_days(paths, range(1, 2))
+
+        assert not [p for p in [*left, link] if p.exists() or p.is_symlink()], "a dead export's temporaries stay"
+        assert busy.is_dir(), "the temporary folder of an export still running was removed"
+    finally:
+        writer.kill()
+        writer.wait()
+
+
+def test_an_export_is_on_disk_before_latest_points_at_it(paths: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every file of the export, its folder and the exports folder are fsynced before `latest` is switched (and the
+    exports folder after), so a power loss never leaves `latest` pointing at empty or missing files."""
+    _export_days(paths, range(1, 2))
+    root = exports.exports_dir(paths)
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst, **kwargs) -> None:
+        real_replace(src, dst, **kwargs)
+        events.append(("replace", str(dst)))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+
+    [export] = _export_days(paths, range(2, 3))
+
+    switched = events.index(("replace", str(root / "latest")))
+    before = [path for kind, path in events[:switched] if kind == "fsync"]
+    written = {p.name for p in export.folder.iterdir()}
+    assert written == {
+        "dim_city.parquet",
+        "dim_city.csv",
+        "fct_responsibility_shares.parquet",
+        "fct_responsibility_shares.csv",
+        "manifest.json",
+    }
+    temporary = f".{export.folder.name}."
+    files = [i for i, p in enumerate(before) if Path(p).parent.name.startswith(temporary)]
+    assert {Path(before[i]).name for i in files} == written, "a file of the export was not fsynced before the switch"
+    folder = [i for i, p in enumerate(before) if Path(p).name.startswith(temporary)]
+    assert folder and folder[-1] > max(files), "the export's folder was not fsynced after its files"
+    assert str(root) in before[folder[-1] :], "the exports folder was not fsynced after the export was renamed in"
+    assert str(root) in [path for kind, path in events[switched:] if kind == "fsync"], "nor after latest was switched"
