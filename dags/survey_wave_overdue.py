@@ -3,7 +3,8 @@
 
 Once a day: when this year's survey wave has not been published by its due date (`SURVEY_WAVE_DUE`, 1 July by
 default), the wave's owner is told, once (the Variable `survey_wave_overdue_told` remembers it). Published means a
-load of the wave is current in the warehouse's load registry, which only a publication makes it.
+load of the wave is current in the warehouse's load registry, which only a publication makes it. Only a year with a
+wave spec (config/waves/<year>.yml) expects a wave: a year without one (2017) is not reminded.
 """
 
 from __future__ import annotations

@@ -129,3 +129,109 @@ def test_messages_carry_no_address_and_no_template_syntax() -> None:
     assert "(17 more lines in the full report)" in mail.body
     assert "{" not in Mail(mail.subject, mail.body).html()
     assert html.unescape(re.sub(r"<[^>]+>", "", mail.html())) == mail.body
+
+
+# ----------------------------------------------------- which years are reminded, and a wave spec that is broken
+
+VARIABLE_OWNER = "tietohallinto@example.fi"
+
+
+class _Variables:
+    """Airflow's Variables for the overdue check called outside a task: survey_owner_email and what it remembers."""
+
+    def __init__(self, **values: str) -> None:
+        self.values = dict(values)
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        return self.values.get(key, default)
+
+    def set(self, key: str, value: str) -> None:
+        self.values[key] = value
+
+
+@pytest.fixture
+def overdue_waves(monkeypatch: pytest.MonkeyPatch, mailbox: Mailbox) -> Path:
+    """A test folder of wave specs (empty), the Variable survey_owner_email set, and the mailbox."""
+    from conftest import use_paths, with_waves_dir
+
+    paths = make_paths("notify_years")
+    waves = paths.var / "waves"
+    waves.mkdir()
+    use_paths(monkeypatch, with_waves_dir(paths, waves))
+    monkeypatch.setattr("airflow.sdk.Variable", _Variables(survey_owner_email=VARIABLE_OWNER))
+    return waves
+
+
+def _write_spec(waves: Path, year: int, **changes: object) -> Path:
+    spec = yaml.safe_load((ROOT / "config" / "waves" / "2019.yml").read_text(encoding="utf-8"))
+    spec.update(wave_year=year, file=f"data/waves/{year}/kaupunkikysely_{year}.csv", owner_email=[OWNER])
+    spec.update(changes)
+    path = waves / f"{year}.yml"
+    path.write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def _check_on(day: str) -> str:
+    import pendulum
+
+    from survey_warehouse import notify
+
+    moment = pendulum.parse(day).replace(hour=8, tzinfo=pendulum.timezone("Europe/Helsinki"))
+    return notify.check_overdue({"logical_date": moment, "run_id": f"scheduled__{day}"})
+
+
+def test_only_a_year_with_a_wave_spec_is_reminded(overdue_waves: Path, mailbox: Mailbox) -> None:
+    """2017 had no survey (no wave spec): no reminder, though the Variable names an owner. 2020's spec is written,
+    its file never came: reminded."""
+    _write_spec(overdue_waves, 2020)
+
+    said = _check_on("2017-07-02")
+
+    assert mailbox.received == [], [m.text for m in mailbox.received]
+    assert said.startswith("no survey wave in 2017: there is no ") and said.endswith("2017.yml; no reminder"), said
+
+    _check_on("2020-07-02")
+
+    [mail] = mailbox.received
+    assert mail.recipients == [OWNER]
+    assert mail.subject == "Survey wave 2020 has not been published (due 01.07.2020)"
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"wave_year": "2O20"}, "'2O20'"),
+        ({"accept_removals": 5}, "TypeError"),
+        ({"cities_surveyed": 91}, "TypeError"),
+        ({"format": "pdf"}, "format must be one of"),
+    ],
+    ids=["letter_O_in_the_year", "a_number_for_a_list", "a_number_for_the_cities", "unknown_format"],
+)
+def test_a_broken_wave_spec_still_reaches_its_owner(
+    overdue_waves: Path, mailbox: Mailbox, change: dict, problem: str
+) -> None:
+    """Whatever is wrong in a spec that parses as YAML, its owner_email is read and told, and the reminder names the
+    spec and what is wrong with it."""
+    spec = _write_spec(overdue_waves, 2020, **change)
+
+    said = _check_on("2020-07-02")
+
+    assert said == "wave 2020 is overdue; its owner was told"
+    [mail] = mailbox.received
+    assert mail.recipients == [OWNER], "the spec's owner, not the Variable's"
+    assert f"{spec.name} cannot be read" in mail.text, mail.text
+    assert problem in mail.text, mail.text
+    assert "correct it" in mail.text
+
+
+def test_a_wave_spec_that_is_not_yaml_is_the_reason_told_to_the_variables_owner(
+    overdue_waves: Path, mailbox: Mailbox
+) -> None:
+    spec = overdue_waves / "2020.yml"
+    spec.write_text("wave_year: 2020\nowner_email: [kysely.omistaja@example.fi\nformat: csv\n", encoding="utf-8")
+
+    _check_on("2020-07-02")
+
+    [mail] = mailbox.received
+    assert mail.recipients == [VARIABLE_OWNER]
+    assert f"{spec.name} cannot be read: not a readable YAML file" in mail.text, mail.text

@@ -61,23 +61,20 @@ def first_lines(text: str, n: int = REPORT_LINES) -> str:
 
 
 def owner_of(wave_year: int, paths: Paths) -> tuple[str, ...]:
-    """The wave spec's owner_email (read even from a spec that is otherwise broken), else the Variable."""
+    """The wave spec's owner_email, read from any spec that parses as YAML however broken the rest of it is, else
+    the Variable survey_owner_email (also for a year without a spec, or whose spec does not parse)."""
     import yaml
 
-    from survey_warehouse.errors import WaveSpecError
-    from survey_warehouse.waves import WaveSpec, owner_emails
+    from survey_warehouse.waves import owner_emails
 
     path = paths.waves_config / f"{wave_year}.yml"
     found: tuple[str, ...] = ()
     if path.exists():
         try:
-            found = WaveSpec.from_file(path, paths.root).owner_email
-        except WaveSpecError:
-            try:
-                raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-                found = owner_emails(raw.get("owner_email"), path) if isinstance(raw, dict) else ()
-            except Exception:
-                log.warning("%s: no usable owner_email", path)
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            found = owner_emails(raw.get("owner_email"), path) if isinstance(raw, dict) else ()
+        except Exception as exc:
+            log.warning("%s: no usable owner_email (%s); the owner is Variable %s", path, exc, OWNER_VARIABLE)
     if found:
         return found
     try:
@@ -185,7 +182,8 @@ def overdue_mail(wave_year: int, due: dt.date, state: list[str], spec: str) -> M
                 "",
                 f"What to do: put the delivered file where {spec} says and run the wave "
                 f'(make run YEARS={wave_year}, or trigger survey_waves with {{"wave_year": {wave_year}}}). If '
-                "there is no survey this year, nothing needs doing. This reminder is sent once.",
+                f"there is no survey this year, delete {spec}: only a year with a wave spec is reminded. This "
+                "reminder is sent once.",
             ]
         ),
     )
@@ -306,21 +304,26 @@ def _local_day(context: Any) -> dt.date:
     return pendulum.instance(moment).in_timezone("Europe/Helsinki").date()
 
 
+def expects_wave(wave_year: int, paths: Paths) -> bool:
+    """A year has a survey wave when its wave spec exists (config/waves/<year>.yml, written when the survey is run,
+    before its file arrives); a year without one (2017) is not reminded of anything."""
+    return (paths.waves_config / f"{wave_year}.yml").exists()
+
+
 def wave_state(wave_year: int, paths: Paths) -> tuple[bool, list[str]]:
     """Whether the wave is published (its load is current), and what is known of it, for the reminder."""
     from survey_warehouse import summary
+    from survey_warehouse.errors import SurveyWarehouseError
+    from survey_warehouse.pipeline import read_wave_spec
     from survey_warehouse.warehouse import Session, Warehouse
-    from survey_warehouse.waves import find_wave_spec
 
     spec_path = paths.waves_config / f"{wave_year}.yml"
     state = []
     try:
-        spec = find_wave_spec(wave_year, paths)
-        if spec is None:
-            state.append(f"There is no wave spec {paths.shown(spec_path)}: the wave has not been configured.")
-        elif not spec.file.is_file():
+        spec = read_wave_spec(wave_year, paths)
+        if spec is not None and not spec.file.is_file():
             state.append(f"{paths.shown(spec_path)} names {spec.file.name}, which has not arrived.")
-    except Exception as exc:
+    except SurveyWarehouseError as exc:
         state.append(first_lines(str(exc), 3))
     warehouse = Warehouse.from_env(paths.warehouse)
     loads: list[tuple] = []
@@ -343,15 +346,18 @@ def wave_state(wave_year: int, paths: Paths) -> tuple[bool, list[str]]:
 
 
 def check_overdue(context: Any) -> str:
-    """The survey_wave_overdue DAG's task: after the due date, an unpublished wave's owner is told, once."""
+    """The survey_wave_overdue DAG's task: after the due date, the owner of a wave that is expected this year (its
+    wave spec exists) and not published is told, once."""
     from airflow.sdk import Variable
 
     day = _local_day(context)
     year = day.year
+    paths = get_paths()
+    if not expects_wave(year, paths):
+        return f"no survey wave in {year}: there is no {paths.shown(paths.waves_config / f'{year}.yml')}; no reminder"
     due = wave_due_date(year)
     if day <= due:
         return f"wave {year} is due by {due:%d.%m.%Y}: not overdue yet"
-    paths = get_paths()
     published, state = wave_state(year, paths)
     if published:
         return f"wave {year} is published"

@@ -64,6 +64,24 @@ def wave_year_of_run(context: Any) -> int:
     return int(context["logical_date"].year)
 
 
+def read_wave_spec(wave_year: int, paths: Paths) -> WaveSpec | None:
+    """The wave's spec, or None for a year without one. A spec that cannot be read, whatever is wrong with it,
+    raises WaveSpecError naming the file."""
+    from survey_warehouse.errors import WaveSpecError
+    from survey_warehouse.waves import find_wave_spec
+
+    path = paths.waves_config / f"{wave_year}.yml"
+    try:
+        return find_wave_spec(wave_year, paths)
+    except Exception as exc:
+        problem = (
+            str(exc).removeprefix(f"{path}: ") if isinstance(exc, WaveSpecError) else f"{type(exc).__name__}: {exc}"
+        )
+        raise WaveSpecError(
+            f"{paths.shown(path)} cannot be read: {problem}; correct it (see 'Adding a wave' in the README)"
+        ) from exc
+
+
 def _spec(wave_year: int, paths: Paths, delivered: str | Path | None = None) -> WaveSpec:
     """The wave's spec; with a delivery, the spec reading the delivered file where it lies in the inbox."""
     from survey_warehouse.waves import find_wave_spec
@@ -186,14 +204,13 @@ def plan_run(wave_year: int, delivery: Delivery | None = None) -> dict[str, Any]
 
     from survey_warehouse.builds import resolve_stopped_runs
     from survey_warehouse.warehouse import Warehouse
-    from survey_warehouse.waves import find_wave_spec
 
     paths = get_paths()
     resolve_stopped_runs(Warehouse.from_env(paths.warehouse))
     try:
         if delivery is not None and not delivery.path.is_file():
             raise AirflowSkipException(f"{delivery.path} is no longer in the inbox (an earlier run took it)")
-        spec = find_wave_spec(wave_year, paths)
+        spec = read_wave_spec(wave_year, paths)
         if spec is None:
             expected = paths.waves_config / f"{wave_year}.yml"
             if delivery is None:
