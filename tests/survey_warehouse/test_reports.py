@@ -5,10 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
+import pytest
 
-from survey_warehouse.quality import Failure, GateReport
+from survey_warehouse.quality import Failure, GateReport, QualityGateFailed
+from survey_warehouse.quality.reports import failures, record_action
 
 UNKNOWN_CITY = Failure(
     suite="raw_wave",
@@ -49,3 +52,68 @@ def test_a_report_reads_back_as_written(tmp_path: Path) -> None:
     stored = json.loads(path.read_text(encoding="utf-8"))
     assert stored["message"] == report.message()
     assert "Jyva\u0308skyla\u0308" in path.read_text(encoding="utf-8")  # kept as text, not as \u escapes
+
+
+def test_a_failure_on_several_columns_names_each() -> None:
+    pair = Failure("fct_responsibility_shares", "expect_column_pair_values_a_to_be_greater_than_b", None, 1, [], [])
+    pair = dataclasses.replace(pair, columns=["share", "share_ci_lower_95"])
+    assert pair.describe() == (
+        "fct_responsibility_shares: expect_column_pair_values_a_to_be_greater_than_b on columns 'share', "
+        "'share_ci_lower_95': 1 unexpected value(s)"
+    )
+
+
+def test_a_report_written_without_the_columns_reads_back(tmp_path: Path) -> None:
+    path = tmp_path / "old.json"
+    failure = dataclasses.asdict(TOO_FEW)
+    del failure["columns"]
+    stored = {"gate": "marts", "batch": "b", "success": False, "evaluated": 3, "failures": [failure]}
+    path.write_text(json.dumps(stored), encoding="utf-8")
+    assert GateReport.read(path).failures == [TOO_FEW]
+
+
+def _result(kind: str, success: bool, **kwargs: object) -> SimpleNamespace:
+    config = SimpleNamespace(type=kind, kwargs=kwargs)
+    return SimpleNamespace(
+        success=success, expectation_config=config, result={"unexpected_count": 1}, exception_info={}
+    )
+
+
+def _checkpoint_result(**suites: list[SimpleNamespace]) -> SimpleNamespace:
+    runs = {name: SimpleNamespace(suite_name=name, results=results) for name, results in suites.items()}
+    return SimpleNamespace(success=all(r.success for rs in suites.values() for r in rs), run_results=runs)
+
+
+def test_a_failure_names_every_column_of_its_expectation() -> None:
+    result = _checkpoint_result(
+        shares=[_result("expect_column_pair_values_a_to_be_greater_than_b", False, column_A="a", column_B="b")],
+        keys=[_result("expect_compound_columns_to_be_unique", False, column_list=["wave_year", "code"])],
+    )
+    _success, _evaluated, found = failures(result)
+    assert [f.columns for f in found] == [["a", "b"], ["wave_year", "code"]]
+
+
+def test_a_suite_with_fewer_results_than_its_files_hold_fails_the_gate() -> None:
+    ran = _checkpoint_result(marts_x=[_result("expect_table_row_count_to_equal", True, value=1)] * 2)
+    assert failures(ran, {"marts_x": 2}) == (True, 2, [])
+    success, evaluated, found = failures(ran, {"marts_x": 3, "marts_y": 1})
+    assert not success
+    assert evaluated == 4, "the report counts what the suite files hold"
+    assert [f.describe() for f in found] == [
+        "marts_x: 2 of the 3 expectations its suite files hold were evaluated",
+        "marts_y: 0 of the 1 expectations its suite files hold were evaluated",
+    ]
+    report = GateReport("marts", "run-1", success, evaluated, found)
+    assert report.message().splitlines()[0] == "marts gate on run-1: FAILED (2 of 4 expectations)"
+
+
+def test_a_run_that_left_expectations_out_fails_even_when_great_expectations_saw_no_failure(tmp_path: Path) -> None:
+    ran = _checkpoint_result(marts_x=[_result("expect_table_row_count_to_equal", True, value=1)])
+    file = tmp_path / "report.json"
+    action = record_action(name="record", gate="marts", batch="b", report_file=str(file), expected={"marts_x": 2})
+    with pytest.raises(QualityGateFailed, match=r"marts_x: 1 of the 2 expectations its suite files hold"):
+        action.run(ran)
+    assert not GateReport.read(file).success
+    complete = record_action(name="record", gate="marts", batch="b", report_file=str(file), expected={"marts_x": 1})
+    complete.run(ran)
+    assert GateReport.read(file).success

@@ -344,13 +344,117 @@ def marts_queries(warehouse: Warehouse, tables: list[str]) -> dict[str, str]:
     }
 
 
-def marts_parameters(warehouse: Warehouse) -> dict[str, object]:
+# The loads the marts are built from, read from the load registry rather than through dbt: those the build in
+# progress recorded (raw.build_loads of the one `building` row of raw.builds), or with no build in progress the
+# current ones.
+BUILD_LOADS = """
+select b.load_id, b.wave_year from raw.build_loads b
+join raw.builds u on u.build_id = b.build_id where u.status = 'building'
+union all
+select l.load_id, l.wave_year from raw.load_registry l
+where l.is_current and not exists (select 1 from raw.builds where status = 'building')
+"""
+
+
+def answers_query(loads: str, codebook: Codebook, waves: list[int]) -> str:
+    """The answers of some loads (`loads`: a query of load ids) as the loader resolved them: per accepted row and
+    question of its wave (the codebook's questions, not the respondent's particulars such as the job title), the
+    answer code and the respondent's pseudonym."""
+    from survey_warehouse.codebook import STRUCTURAL_FIELDS
+
+    asked = []
+    for wave in waves:
+        questions = sorted(q for q in codebook.questions_for(wave) if q not in STRUCTURAL_FIELDS)
+        if questions:
+            asked.append(f"(k.wave_year = {int(wave)} and k.field_id in ({', '.join(map(sql_text, questions))}))")
+    return f"""
+select k.load_id, k.wave_year, k.field_id as question_id, r.resolved_value as answer_code, p.respondent_key
+from raw.survey_cells c
+join raw.survey_columns k on k.column_id = c.column_id
+join raw.cell_resolutions r on r.load_id = k.load_id and r.field_id = k.field_id and r.cell_value = c.cell_value
+join (
+    select k.load_id, c.source_row_number, r.resolved_value as respondent_key
+    from raw.survey_cells c
+    join raw.survey_columns k on k.column_id = c.column_id
+    join raw.cell_resolutions r on r.load_id = k.load_id and r.field_id = k.field_id and r.cell_value = c.cell_value
+    where k.field_id = 'respondent_email' and k.load_id in ({loads})
+) p on p.load_id = k.load_id and p.source_row_number = c.source_row_number
+where k.load_id in ({loads}) and r.resolved_value is not null and ({" or ".join(asked) or "false"})
+    and not exists (select 1 from raw.quarantine q where q.load_id = k.load_id
+                    and q.source_row_number = c.source_row_number)
+"""
+
+
+def corrections_query(codebook: Codebook, waves: list[int]) -> str:
+    """How many answers differ between each wave's load in the build and the load it replaces (the wave's latest
+    published load outside the build): changed, added or removed."""
+    build = f"select load_id from ({BUILD_LOADS}) as build"
+    previous = f"""
+select load_id, wave_year from (
+    select load_id, wave_year, row_number() over (partition by wave_year order by loaded_at desc) as recency
+    from raw.load_registry
+    where status in ('passed', 'superseded') and load_id not in ({build})
+        and wave_year in (select wave_year from ({BUILD_LOADS}) as build)
+) as published_before
+where recency = 1
+"""
+    return f"""
+with current_answers as (
+    select * from ({answers_query(build, codebook, waves)}) as a
+    where a.wave_year in (select wave_year from ({previous}) as previous_loads)
+),
+previous_answers as ({answers_query(f"select load_id from ({previous}) as previous_loads", codebook, waves)})
+select count(*) from current_answers c
+full outer join previous_answers p
+    on c.wave_year = p.wave_year and c.respondent_key = p.respondent_key and c.question_id = p.question_id
+where c.answer_code is distinct from p.answer_code
+"""
+
+
+def _seed_rows(dbt_project: Path, seed: str) -> int:
+    import csv
+
+    with open(dbt_project / "seeds" / f"{seed}.csv", encoding="utf-8", newline="") as f:
+        return sum(1 for _ in csv.DictReader(f))
+
+
+def marts_parameters(warehouse: Warehouse, dbt_project: Path) -> dict[str, int]:
+    """The rows each mart must have, counted from sources outside the marts' own lineage: the loads the build
+    recorded in the load registry, the cities those loads surveyed, their answers as the loader resolved them,
+    and the seed files."""
+    from survey_warehouse.codebook import STRUCTURAL_FIELDS
+
+    codebook = Codebook.from_seeds(dbt_project / "seeds")
+    build = f"select load_id from ({BUILD_LOADS}) as build"
     with Session(warehouse, read_only=True) as session:
+        found_waves = session.execute(f"select wave_year from ({BUILD_LOADS}) as build").fetchall()
+        waves = sorted({int(r[0]) for r in found_waves})
         found = session.execute(
-            "select count(*), count(distinct wave_year) from staging.stg_survey__cities_surveyed"
+            f"""select
+                (select count(*) from (select distinct wave_year, municipality_code from raw.wave_cities_surveyed
+                                       where load_id in ({build})) as surveyed),
+                (select count(*) from ({answers_query(build, codebook, waves)}) as answers),
+                ({corrections_query(codebook, waves)})"""
         ).fetchone()
-    surveyed, waves = found if found else (0, 0)
-    return {"surveyed_city_waves": int(surveyed), "waves": int(waves)}
+    surveyed, answers, corrections = found if found else (0, 0, 0)
+    offered = {(a.wave_year, a.answer_code) for a in codebook.answers if a.question_id == "lead"}
+    return {
+        "waves": len(waves),
+        "surveyed_city_waves": int(surveyed),
+        "answers": int(answers),
+        "answer_corrections": int(corrections),
+        "responsibility_options": sum(1 for wave, _code in offered if wave in waves),
+        "question_waves": sum(1 for _wave, question in codebook.questions if question not in STRUCTURAL_FIELDS),
+        "responsibilities": _seed_rows(dbt_project, "responsibilities"),
+        "city_periods": _seed_rows(dbt_project, "cities"),
+        "city_population_years": _seed_rows(dbt_project, "city_populations"),
+    }
+
+
+def query_columns(warehouse: Warehouse, query: str) -> list[str]:
+    """The columns a query returns (its batch's columns), without reading its rows."""
+    with Session(warehouse, read_only=True) as session:
+        return [str(c) for c in session.execute(f"select * from ({query}) as batch limit 0").df().columns]
 
 
 def duckdb_frame(path: Path, query: str) -> pd.DataFrame:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import functools
 import json
 import numbers
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from survey_warehouse.errors import QualityGateFailed
 from survey_warehouse.matching import shown
+from survey_warehouse.quality.suites import columns_on
 from survey_warehouse.settings import Paths
 
 
@@ -21,9 +23,15 @@ class Failure:
     unexpected_count: int | None
     examples: list[Any]
     rows: list[Any]
+    columns: list[str] = field(default_factory=list)  # every column it is on (a pair's, a compound key's)
 
     def describe(self) -> str:
-        text = f"{self.suite}: {self.expectation}" + (f" on column {self.column!r}" if self.column else "")
+        on = self.columns or ([self.column] if self.column else [])
+        text = f"{self.suite}: {self.expectation}"
+        if len(on) == 1:
+            text += f" on column {on[0]!r}"
+        elif on:
+            text += f" on columns {', '.join(map(repr, on))}"
         if self.unexpected_count:
             text += f": {self.unexpected_count} unexpected value(s)"
         if self.examples:
@@ -87,12 +95,16 @@ def report_path(paths: Paths, gate: str, batch: str) -> Path:
     return paths.var / "quality" / "reports" / gate / f"{batch}.json"
 
 
-def failures(checkpoint_result: Any) -> tuple[bool, int, list[Failure]]:
-    """The failed expectations of a checkpoint run, with the source rows GX returned for them."""
+def failures(checkpoint_result: Any, expected: dict[str, int] | None = None) -> tuple[bool, int, list[Failure]]:
+    """The failed expectations of a checkpoint run, with the source rows GX returned for them. `expected`: per
+    suite, how many expectations it was given; a suite with fewer results (or none) fails, so that nothing the
+    suite files hold is left out unseen."""
     found: list[Failure] = []
     evaluated = 0
+    results: dict[str, int] = {}
     for validation in checkpoint_result.run_results.values():
         suite = validation.suite_name
+        results[suite] = results.get(suite, 0) + len(validation.results)
         for r in validation.results:
             evaluated += 1
             if r.success:
@@ -117,24 +129,45 @@ def failures(checkpoint_result: Any) -> tuple[bool, int, list[Failure]]:
                     result.get("unexpected_count"),
                     list(examples)[:10],
                     rows[:10],
+                    columns_on(cfg.type, cfg.kwargs),
                 )
             )
-    return bool(checkpoint_result.success), evaluated, found
+    expected = expected or {}
+    for suite, count in sorted(expected.items()):
+        if results.get(suite, 0) != count:
+            found.append(
+                Failure(
+                    suite,
+                    f"{results.get(suite, 0)} of the {count} expectations its suite files hold were evaluated",
+                    None,
+                    None,
+                    [],
+                    [],
+                )
+            )
+    success = bool(checkpoint_result.success) and all(results.get(s, 0) == n for s, n in expected.items())
+    return success, sum(expected.values()) if expected else evaluated, found
 
 
 def _record_action_class() -> type:
     """A checkpoint action that writes the gate report (a readable list of failures) next to the snapshots."""
     from great_expectations.checkpoint.actions import ValidationAction
+    from great_expectations.compatibility.pydantic import Field
 
     class RecordGateReport(ValidationAction):
         type: Literal["survey_record_gate_report"] = "survey_record_gate_report"
         gate: str
         batch: str
         report_file: str
+        # per suite, the expectations its files hold (templates repeated)
+        expected: dict[str, int] = Field(default_factory=dict)
 
         def run(self, checkpoint_result: Any, action_context: Any = None) -> dict:
-            success, evaluated, found = failures(checkpoint_result)
-            GateReport(self.gate, self.batch, success, evaluated, found).write(Path(self.report_file))
+            success, evaluated, found = failures(checkpoint_result, self.expected)
+            report = GateReport(self.gate, self.batch, success, evaluated, found)
+            report.write(Path(self.report_file))
+            if checkpoint_result.success and not success:  # GX saw no failure, yet expectations were left out
+                raise QualityGateFailed(report.message())
             return {"report_file": self.report_file}
 
     return RecordGateReport
