@@ -305,6 +305,7 @@ LONGEST_FIRST = (
     "test_corrected_redelivery.py",
     "test_removal_guard.py",
     "survey_warehouse/test_load_lifecycle.py",
+    "test_gates_can_fail.py",
 )
 
 
