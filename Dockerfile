@@ -19,6 +19,9 @@ RUN uv pip install --no-cache --python /app/.venv/bin/python "psycopg2-binary==2
 ENV SURVEY_VAR_DIR=/app/survey_bi/var
 COPY --chown=superset bi/run_superset.py bi/build_bundle.py bi/superset_config.py /app/survey_bi/bi/
 COPY --chown=superset bi/dashboards/ /app/survey_bi/bi/dashboards/
+# The project's secrets check (standard library only), where superset_config.py and run_superset.py load it from: the
+# same place relative to bi/ as in the repository.
+COPY --chown=superset src/survey_warehouse/secrets.py /app/survey_bi/src/survey_warehouse/secrets.py
 USER superset
 
 
@@ -36,8 +39,11 @@ ENV SURVEY_PROJECT_ROOT=/opt/survey \
     DO_NOT_TRACK=1
 
 USER root
-# var/ and inbox/ exist in the image so that the named volumes mounted there start out owned by airflow.
-RUN mkdir -p /opt/survey/var /opt/survey/inbox && chown -R airflow:0 /opt/survey
+# var/ and inbox/ exist in the image so that the named volumes mounted there start out owned by airflow and writable
+# by group 0: docker-compose runs the containers as the host's user (AIRFLOW_UID) with group 0, as the Airflow image
+# supports.
+RUN mkdir -p /opt/survey/var /opt/survey/inbox && chown -R airflow:0 /opt/survey \
+    && chmod -R g=u /opt/survey/var /opt/survey/inbox
 USER airflow
 
 # Dependencies first, so that code and data changes do not reinstall them. README.md is the package's readme:
@@ -53,6 +59,7 @@ COPY --chown=airflow:0 src/ /opt/survey/src/
 #   psycopg2-binary            driver of dbt-postgres, Airflow's metadata database and the Celery result backend
 #   providers-celery           the Celery executor
 #   celery[redis]<5.7          celery 5.7.0 breaks the Celery provider (ImportError: cannot import name 'retry')
+#   providers-fab 3.10.2       the FAB auth manager: users and roles (docker-compose.yml); resolves within the lock
 # Naming apache-airflow==${AIRFLOW_VERSION} (the image's own version) makes the build fail loudly, instead of
 # silently swapping Airflow, if this tag and the pin in pyproject.toml ever disagree.
 RUN python -m pip install --no-cache-dir --quiet --target /tmp/uv-pinned "uv==${UV_VERSION}" \
@@ -63,14 +70,21 @@ RUN python -m pip install --no-cache-dir --quiet --target /tmp/uv-pinned "uv==${
          --constraint /tmp/survey-lock.txt --override /tmp/survey-overrides.txt \
          "apache-airflow==${AIRFLOW_VERSION}" /opt/survey \
          "dbt-postgres==1.11.*" psycopg2-binary apache-airflow-providers-celery "celery[redis]<5.7" \
+         "apache-airflow-providers-fab==3.10.2" \
     && rm -rf /tmp/uv-pinned /tmp/survey-lock.txt /tmp/survey-overrides.txt
 
 COPY --chown=airflow:0 dags/ /opt/survey/dags/
 COPY --chown=airflow:0 dbt_project/ /opt/survey/dbt_project/
 COPY --chown=airflow:0 expectations/ /opt/survey/expectations/
 COPY --chown=airflow:0 config/ /opt/survey/config/
-COPY --chown=airflow:0 data/ /opt/survey/data/
+# No data/waves/: docker-compose mounts the checkout's data/waves/ there, where runs archive the deliveries
+# (respondents' data, which no image should carry; .dockerignore leaves it out of the build context).
 COPY --chown=airflow:0 scripts/ /opt/survey/scripts/
+COPY --chown=airflow:0 docker/ /opt/survey/docker/
+
+# Every container checks its secrets before the image's own entrypoint runs (docker/entrypoint.sh); dumb-init stays
+# the first process, as in the Airflow image, so signals reach Airflow and Celery.
+ENTRYPOINT ["/usr/bin/dumb-init", "--", "bash", "/opt/survey/docker/entrypoint.sh"]
 
 # Cosmos renders the DAG from dbt's manifest (LoadMode.DBT_MANIFEST), so the manifest is built into the image and the
 # dag-processor never runs dbt. A target/ copied from a working tree is stale: it is removed first. Parsing opens no

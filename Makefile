@@ -7,7 +7,7 @@ UV := .tools/bin/uv
 PY := .venv/bin/python
 ENV_STAMP := .venv/.synced
 
-.PHONY: run test test-fast lint lint-sql benchmark setup summary docs dashboard catalogue clean
+.PHONY: run test test-fast lint lint-sql benchmark setup summary docs dashboard catalogue clean secrets
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -75,6 +75,10 @@ dashboard: $(BI_STAMP)
 catalogue: $(ENV_STAMP)
 	$(PY) -m survey_warehouse.cli setup
 	$(PY) scripts/mart_catalogue.py > docs/mart_catalogue.md
+
+# .env for docker-compose.yml: fresh random secrets (never overwrites an existing .env; any Python 3 will do)
+secrets:
+	python3 scripts/make_secrets.py
 
 clean:
 	rm -rf var dbt_project/target dbt_project/logs

@@ -23,7 +23,12 @@ same script against the PostgreSQL marts.
 | SUPERSET_ADMIN_EMAIL     | admin@localhost                           | the admin user's e-mail address (when created)   |
 | SUPERSET_ADMIN_PASSWORD  | admin (development only)                  | the admin user's password                        |
 | SUPERSET_SECRET_KEY      | a development key (superset_config.py)    | Flask's secret key                               |
-| SURVEY_ENV               | development                               | `production` refuses both development defaults   |
+| SURVEY_ENV               | development                               | `production` (any case) runs the secrets check   |
+
+In production the script stops before anything else, naming each variable and how to make one, when a secret is
+missing, a placeholder (`change-me...`), a development default or too short: SUPERSET_SECRET_KEY,
+SUPERSET_ADMIN_PASSWORD, and the passwords in SUPERSET__SQLALCHEMY_DATABASE_URI and SURVEY_MARTS_URI when they have
+one (the project's one secrets check, src/survey_warehouse/secrets.py, which superset_config.py runs too).
 
 A password in SURVEY_MARTS_URI goes to Superset's import beside the bundle (stored encrypted with the secret key),
 never into the bundle file on disk.
@@ -32,6 +37,7 @@ never into the bundle file on disk.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import signal
 import subprocess
@@ -39,10 +45,36 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from types import ModuleType
 
 BI_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BI_DIR.parent
-DEVELOPMENT_ADMIN_PASSWORD = "admin"  # noqa: S105
+
+
+def survey_secrets() -> ModuleType:
+    """survey_warehouse.secrets, loaded by its path: Superset's environment has no survey_warehouse package (the
+    Superset image has the file at the same place relative to bi/)."""
+    name = "survey_warehouse_secrets"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "src" / "survey_warehouse" / "secrets.py")
+        if spec is None or spec.loader is None:
+            sys.exit(f"cannot load the secrets check from {REPO_ROOT / 'src' / 'survey_warehouse'}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # before running it: its dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+DEVELOPMENT_ADMIN_PASSWORD = survey_secrets().DEV_ADMIN_PASSWORD
+
+
+def check_secrets() -> None:
+    """The secrets check for Superset (SURVEY_ENV=production): exits naming every refused secret."""
+    secrets = survey_secrets()
+    try:
+        secrets.check("superset")
+    except secrets.SecretsError as exc:
+        sys.exit(str(exc))
 
 
 def var_dir() -> Path:
@@ -67,10 +99,12 @@ def admin_email() -> str:
 
 
 def admin_password() -> str:
-    password = os.environ.get("SUPERSET_ADMIN_PASSWORD") or DEVELOPMENT_ADMIN_PASSWORD
-    if os.environ.get("SURVEY_ENV", "development") == "production" and password == DEVELOPMENT_ADMIN_PASSWORD:
-        sys.exit("SURVEY_ENV=production: set SUPERSET_ADMIN_PASSWORD; the development password `admin` is refused")
-    return password
+    """SUPERSET_ADMIN_PASSWORD; in development an unset one is `admin`, in production it must pass the check."""
+    secrets = survey_secrets()
+    try:
+        return secrets.secret_value("SUPERSET_ADMIN_PASSWORD", DEVELOPMENT_ADMIN_PASSWORD)
+    except secrets.SecretsError as exc:
+        sys.exit(str(exc))
 
 
 def superset_env() -> dict[str, str]:
@@ -200,6 +234,7 @@ def main() -> None:
     parser.add_argument("--provision", type=Path, metavar="BUNDLE", help=argparse.SUPPRESS)  # internal step
     args = parser.parse_args()
 
+    check_secrets()
     password = admin_password()
     sys.path.insert(0, str(BI_DIR))
     if args.provision:

@@ -6,7 +6,13 @@ Settings from the environment:
 | --------------------- | ----------------------------------------- | ---------------------------------------------------- |
 | SURVEY_VAR_DIR        | <repo>/var                                | Superset's state goes to <SURVEY_VAR_DIR>/superset/ |
 | SUPERSET_SECRET_KEY   | DEVELOPMENT_SECRET_KEY below              | signs sessions, encrypts database credentials        |
-| SURVEY_ENV            | development                               | `production` refuses the development secret key     |
+| SURVEY_ENV            | development                               | `production` (any case) runs the secrets check       |
+| SUPERSET_BEHIND_PROXY | false                                     | `true` behind a TLS proxy: its headers trusted, secure cookies |
+
+In production every Superset process refuses to start, naming the variable, when SUPERSET_SECRET_KEY or
+SUPERSET_ADMIN_PASSWORD is missing, a placeholder (`change-me...`), a development default or too short, and when the
+password in SUPERSET__SQLALCHEMY_DATABASE_URI or SURVEY_MARTS_URI is one: the project's one secrets check
+(src/survey_warehouse/secrets.py, loaded by its path; the Superset image has that file at the same place).
 
 Superset's metadata (users, the imported dashboard) lives in SQLite at <SURVEY_VAR_DIR>/superset/superset.db, or
 where SUPERSET__SQLALCHEMY_DATABASE_URI says (Superset applies that variable after this file; docker-compose puts the
@@ -19,8 +25,11 @@ in read-only transactions (bi/run_superset.py, SURVEY_MARTS_URI).
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -28,13 +37,28 @@ VAR_DIR = Path(os.environ.get("SURVEY_VAR_DIR") or REPO_ROOT / "var")
 SUPERSET_HOME = VAR_DIR / "superset"
 SUPERSET_HOME.mkdir(parents=True, exist_ok=True)
 
+
+def survey_secrets() -> ModuleType:
+    """survey_warehouse.secrets, loaded by its path: Superset's environment has no survey_warehouse package."""
+    name = "survey_warehouse_secrets"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "src" / "survey_warehouse" / "secrets.py")
+        if spec is None or spec.loader is None:
+            raise RuntimeError(f"cannot load the secrets check from {REPO_ROOT / 'src' / 'survey_warehouse'}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # before running it: its dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 # --- secrets ---------------------------------------------------------------------------------------------------
-# For a developer's machine only. Superset itself refuses its own built-in default key; this one is refused when
-# SURVEY_ENV=production (set SUPERSET_SECRET_KEY, e.g. `openssl rand -base64 42`).
-DEVELOPMENT_SECRET_KEY = "survey-warehouse-superset-development-key-not-for-production"  # noqa: S105
+# Refuses (SecretsError, a RuntimeError) to configure a production Superset with a missing, placeholder, development
+# or short secret. The development key is for a developer's machine only (Superset itself refuses its own built-in
+# default key).
+_secrets = survey_secrets()
+_secrets.check("superset")
+DEVELOPMENT_SECRET_KEY = _secrets.DEV_SUPERSET_SECRET_KEY
 SECRET_KEY = os.environ.get("SUPERSET_SECRET_KEY") or DEVELOPMENT_SECRET_KEY
-if os.environ.get("SURVEY_ENV", "development") == "production" and SECRET_KEY == DEVELOPMENT_SECRET_KEY:
-    raise RuntimeError("SURVEY_ENV=production: set SUPERSET_SECRET_KEY; the development secret key is refused")
 
 # --- where Superset keeps its state ----------------------------------------------------------------------------
 DATA_DIR = str(SUPERSET_HOME)
@@ -77,6 +101,12 @@ _SELF_ONLY_CSP: dict[str, Any] = {
     "force_https": False,
     "session_cookie_secure": False,
 }
+# Behind a reverse proxy that terminates TLS (SUPERSET_BEHIND_PROXY=true; README.md, "Scale-out"): the proxy's
+# X-Forwarded-* headers are trusted, so redirects and links say https, and the session cookie goes over HTTPS only.
+_behind_proxy = os.environ.get("SUPERSET_BEHIND_PROXY", "").strip().lower() in ("1", "true", "yes")
+ENABLE_PROXY_FIX = _behind_proxy
+SESSION_COOKIE_SECURE = _behind_proxy
+_SELF_ONLY_CSP["session_cookie_secure"] = _behind_proxy
 TALISMAN_ENABLED = True
 TALISMAN_CONFIG = _SELF_ONLY_CSP
 TALISMAN_DEV_CONFIG = _SELF_ONLY_CSP

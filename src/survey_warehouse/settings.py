@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from survey_warehouse import secrets
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # dbt's profile (dbt_project/profiles.yml, `profile:` in dbt_project.yml): the DAG's Cosmos group and `dbt parse`
 DBT_PROFILE = "survey_warehouse"
@@ -55,17 +57,19 @@ def get_paths() -> Paths:
     return Paths.from_env()
 
 
-DEV_PSEUDONYM_KEY = "development-only-pseudonym-key"
+DEV_PSEUDONYM_KEY = secrets.DEV_PSEUDONYM_KEY
 
 
 def pseudonym_key() -> str:
-    """The key of the respondent pseudonyms (SURVEY_PSEUDONYM_KEY); production refuses the development key."""
-    key = os.environ.get("SURVEY_PSEUDONYM_KEY", DEV_PSEUDONYM_KEY)
-    if key == DEV_PSEUDONYM_KEY and os.environ.get("SURVEY_ENV", "development") == "production":
+    """The key of the respondent pseudonyms (SURVEY_PSEUDONYM_KEY). In production (SURVEY_ENV, any case) it must pass
+    the secrets check (survey_warehouse.secrets: set, no placeholder, at least 32 characters); in development an
+    unset or empty key is the development key."""
+    try:
+        return secrets.secret_value("SURVEY_PSEUDONYM_KEY", DEV_PSEUDONYM_KEY)
+    except secrets.SecretsError as exc:
         from survey_warehouse.errors import SurveyWarehouseError
 
-        raise SurveyWarehouseError("SURVEY_PSEUDONYM_KEY must be set in production (SURVEY_ENV=production)")
-    return key
+        raise SurveyWarehouseError(str(exc)) from None
 
 
 def max_quarantined_share() -> float:

@@ -5,6 +5,7 @@ Code that touches raw tables goes through a Session, which speaks the same SQL (
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from collections.abc import Iterator, Sequence
@@ -104,6 +105,17 @@ class Warehouse:
             database=self.dbname,
         ).render_as_string(hide_password=False)
 
+    def gx_connection_string(self) -> str:
+        """The connection string for Great Expectations' SQL datasource: a reference, `${SURVEY_GX_WAREHOUSE_URL_...}`,
+        that GX resolves from this process's environment (set here to `sqlalchemy_url`) whenever it connects. GX
+        writes its datasources into great_expectations.yml under var/; the reference keeps the password out of it.
+        The variable's name is made from the user, host, port and database (never the password), so a datasource
+        made for one warehouse never connects to another."""
+        where = f"{self.user}@{self.host}:{self.port}/{self.dbname}"
+        variable = f"{GX_URL_VARIABLE}_{hashlib.sha256(where.encode()).hexdigest()[:12].upper()}"
+        os.environ[variable] = self.sqlalchemy_url
+        return "${" + variable + "}"
+
     def pg_connect(self, **kwargs: Any) -> Any:
         import psycopg2
 
@@ -113,6 +125,9 @@ class Warehouse:
 
 
 CONNECTION_ID = "survey_warehouse"
+# the prefix of the environment variables Great Expectations reads a warehouse's connection string from, see
+# Warehouse.gx_connection_string
+GX_URL_VARIABLE = "SURVEY_GX_WAREHOUSE_URL"
 
 
 def warehouse_connection() -> dict[str, Any]:

@@ -43,13 +43,14 @@ def _parquet_batch(gx_context: Any, gate: str, dataset: str, snapshot: Path, bat
 def _postgres_source(gx_context: Any, warehouse: Warehouse) -> Any:
     """The warehouse as GX's SQL datasource; kept (with its assets) while it points at the same database."""
     name = "survey_warehouse_postgres"
+    connection_string = warehouse.gx_connection_string()  # a ${VAR} reference: GX never writes the password
     try:
         source = gx_context.data_sources.get(name)
-        if str(source.connection_string) == warehouse.sqlalchemy_url:
+        if str(source.connection_string) == connection_string:
             return source
     except (KeyError, ValueError, LookupError):
         pass
-    return gx_context.data_sources.add_or_update_postgres(name=name, connection_string=warehouse.sqlalchemy_url)
+    return gx_context.data_sources.add_or_update_postgres(name=name, connection_string=connection_string)
 
 
 def _sql_batch(
