@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from survey_warehouse.load import promote_load, withdraw_load
 from survey_warehouse.quality.batches import mart_tables
 from survey_warehouse.settings import Paths
 from survey_warehouse.warehouse import Session, Warehouse
+
+log = logging.getLogger(__name__)
 
 # What the published marts are built from besides the loads: change any of these and the marts are rebuilt.
 BUILD_INPUTS = (
@@ -188,7 +191,33 @@ def ensure_reader_role(warehouse: Warehouse) -> None:
             session.execute(f'create role "{role}" login')
         session.execute(f'grant connect on database "{warehouse.dbname}" to "{role}"')
         session.execute(f'revoke create on schema public from "{role}"')
+        _set_reader_idle_timeout(session, role)
+
+
+def _set_reader_idle_timeout(session: Session, role: str) -> None:
+    """The reader's idle-in-transaction timeout, when it is not set to `reader_idle_timeout()` already. Setting it
+    takes a role that may alter roles; a warehouse owner without that right (the compose stack's, whose init sets
+    it) publishes all the same, and the log says what to run."""
+    import psycopg2.errors
+
+    wanted = f"idle_in_transaction_session_timeout={reader_idle_timeout()}"
+    settings = session.execute(
+        "select coalesce(s.setconfig, '{}') from pg_roles r left join pg_db_role_setting s "
+        "on s.setrole = r.oid and s.setdatabase = 0 where r.rolname = ?",
+        [role],
+    ).fetchone()
+    if settings and wanted in list(settings[0]):
+        return
+    try:
         session.execute(f'alter role "{role}" set idle_in_transaction_session_timeout = ?', [reader_idle_timeout()])
+    except psycopg2.errors.InsufficientPrivilege:
+        log.warning(
+            "could not set the reader role's idle timeout as %s: run `alter role \"%s\" set "
+            "idle_in_transaction_session_timeout = '%s'` as a superuser",
+            session.warehouse.user,
+            role,
+            reader_idle_timeout(),
+        )
 
 
 class SwapBlocked(SurveyWarehouseError):

@@ -311,13 +311,6 @@ def test_no_role_connects_to_another_roles_database(
         cluster.connect(ROLE_OF[variable], provisioned[variable], database).close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=psycopg2.errors.InsufficientPrivilege,
-    reason="publish.ensure_reader_role runs ALTER ROLE on the reader at every swap, which needs a superuser or "
-    "CREATEROLE; the stack's workers publish as the warehouse's own role (the provisioning sets the reader's "
-    "settings instead)",
-)
 def test_the_warehouse_role_publishes(cluster: Cluster, provisioned: dict[str, str], published: Warehouse) -> None:
     """As the stack's workers do: the warehouse's own role, with its password from .env."""
     _publish(published, published, "third", "3" * 64)
