@@ -23,10 +23,11 @@ from survey_warehouse.inbox import (
 
 
 class InboxTrigger(BaseEventTrigger):
-    """Fires an event for each wave file dropped into <directory>/<wave year>/, once it has stopped changing.
+    """Fires an event for each entry dropped into <directory>/<wave year>/ (a wave's file; or a link, a folder...,
+    for its run to reject), once it has stopped changing. Only looks (lstat): it never follows, opens or moves.
 
     The provider's file triggers delete the file they find (FileDeleteTrigger, DirectoryFileDeleteTrigger) or
-    fire once (FileTrigger); a delivery must stay where it is until its run has decided about it."""
+    fire once (FileTrigger); a delivery must stay where it is until its run takes it."""
 
     def __init__(
         self,
@@ -60,7 +61,13 @@ class InboxTrigger(BaseEventTrigger):
             deliveries = await asyncio.to_thread(scan, inbox)
             delivery = watch.observe(deliveries, time.monotonic())
             if delivery is not None:
-                self.log.info("Delivery for wave %s: %s (%d bytes)", delivery.wave_year, delivery.path, delivery.size)
+                self.log.info(
+                    "Delivery for wave %s: %s (a %s, %d bytes)",
+                    delivery.wave_year,
+                    delivery.path,
+                    delivery.kind,
+                    delivery.size,
+                )
                 yield TriggerEvent(delivery.payload())
             await asyncio.sleep(self.poll_seconds)
 

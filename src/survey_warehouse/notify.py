@@ -129,15 +129,23 @@ def deliver(wave_year: int, mail: Mail, context: Any, paths: Paths | None = None
 # ---------------------------------------------------------------------------------------------------- the messages
 
 
-def failure_mail(wave_year: int, steps: list[str], message: str, where: list[str]) -> Mail:
+def failure_mail(wave_year: int, steps: list[str], message: str, where: list[str], published: bool = False) -> Mail:
+    """The run failed; `published`: after its publication had committed (the marts and the wave's load switched)."""
     step = ", ".join(steps) or "an unknown step"
     gate = {"validate_raw_wave": " (the raw gate)", "validate_marts": " (the marts gate)"}
     subject = f"Survey wave {wave_year}: the run failed at {step}" + "".join(gate.get(s, "") for s in steps[:1])
+    outcome = "Nothing was published: the published marts and the wave's current load stay as they were."
+    if published:
+        subject = f"Survey wave {wave_year}: published, but the run failed afterwards at {step}"
+        outcome = (
+            "The marts were published: readers see them, and the wave's new load is current. What failed came "
+            "after that, so the receipt and the exports may not have followed (the next publication exports)."
+        )
     body = "\n".join(
         [
             f"Wave: {wave_year}",
             f"Step: {step}",
-            "Nothing was published: the published marts and the wave's current load stay as they were.",
+            outcome,
             "",
             first_lines(message),
             "",
@@ -148,7 +156,10 @@ def failure_mail(wave_year: int, steps: list[str], message: str, where: list[str
     return Mail(subject, body)
 
 
-def receipt_mail(wave_year: int, load: tuple | None, headline: tuple | None, where: list[str]) -> Mail:
+def receipt_mail(
+    wave_year: int, load: tuple | None, headline: tuple | None, where: list[str], after: list[str] | None = None
+) -> Mail:
+    """The publication's receipt; `after`: what went wrong after it committed (the publication stands)."""
     lines = [f"Wave: {wave_year}", "Step: publish_marts (the marts are published)"]
     subject = f"Survey wave {wave_year} published"
     if load:
@@ -166,6 +177,9 @@ def receipt_mail(wave_year: int, load: tuple | None, headline: tuple | None, whe
             )
             + (f"; the survey published: {statement}" if statement else "")
         )
+    if after:
+        lines += ["", "After publishing (the publication stands; the next run tries again):"]
+        lines += [f"  {first_lines(problem, 3)}" for problem in after]
     lines += ["", *where]
     return Mail(subject, "\n".join(lines))
 
@@ -236,15 +250,38 @@ def on_run_failed(context: Any) -> None:
             message = ti.xcom_pull(task_ids=ti.task_id) or ""
         else:  # the task's own failure
             steps = sorted({*steps, ti.task_id})
-            error = ti.xcom_pull(task_ids=ti.task_id, key="error") or f"{type(exception).__name__}: {exception}"
+            error = ti.xcom_pull(task_ids=ti.task_id, key="error") or (
+                f"{type(exception).__name__}: {exception}"
+                if exception is not None
+                else "the task stopped without an error of its own (killed, or its worker was lost); see its log"
+            )
             message = f"the run failed at {', '.join(steps)}: {error}"
         loaded = ti.xcom_pull(task_ids=pipeline.LOAD_TASK_ID)
         load_id = loaded["load_id"] if loaded and not loaded.get("unchanged") else None
         paths = get_paths()
         where = _report_locations(context, paths, steps, load_id)
-        deliver(wave_year, failure_mail(wave_year, steps, message, where), context, paths)
+        mail = failure_mail(wave_year, steps, message, where, published=_run_published(context, paths))
+        deliver(wave_year, mail, context, paths)
     except Exception:
         log.exception("Could not tell the owner that the run failed")
+
+
+def _run_published(context: Any, paths: Paths) -> bool:
+    """Whether the run's build was published (the run failed after its publication committed: publish_marts killed
+    after the switch, say). The warehouse's record of the build says so, not the task's state."""
+    from survey_warehouse import pipeline
+    from survey_warehouse.warehouse import Session, Warehouse
+
+    build = pipeline._build_of_run(context)
+    if build is None:
+        return False
+    try:
+        with Session(Warehouse.from_env(paths.warehouse), read_only=True) as session:
+            row = session.execute("select status from raw.builds where build_id = ?", [build.build_id]).fetchone()
+    except Exception:
+        log.warning("Could not read whether build %s was published", build.build_id, exc_info=True)
+        return False
+    return row is not None and row[0] == "published"
 
 
 def _published_figures(wave_year: int, paths: Paths) -> tuple[tuple | None, tuple | None]:
@@ -289,7 +326,8 @@ def _send_receipt(wave_year: int, published: dict[str, Any], context: Any, paths
             f"Published marts: {paths.shown(Path(published.get('path', paths.published)))}",
             f"Data Docs: {paths.shown(paths.data_docs / 'index.html')}",
         ]
-        deliver(wave_year, receipt_mail(wave_year, load, headline, where), context, paths)
+        mail = receipt_mail(wave_year, load, headline, where, published.get("warnings"))
+        deliver(wave_year, mail, context, paths)
     except Exception:
         log.exception("Could not send the owner the publication's receipt")
 

@@ -197,19 +197,25 @@ def published_without_spec(wave_year: int, paths: Paths, warehouse: Warehouse | 
     )
 
 
-def plan_run(wave_year: int, delivery: Delivery | None = None) -> dict[str, Any]:
+def plan_run(wave_year: int, delivery: Delivery | None = None, run_id: str | None = None) -> dict[str, Any]:
     """The DAG's first step: a year without a wave spec, or with nothing new, ends the run skipped. A run started
-    by a delivery in the inbox plans with the delivered file; a delivery that cannot be a wave's file fails."""
+    by a delivery in the inbox takes the delivered file (see survey_warehouse.inbox) and plans with it; a delivery
+    that cannot be the wave's file (not a regular file, another name than the spec's, no spec) fails the run, which
+    rejects it. First, what runs that stopped left is resolved (their loads, builds and taken deliveries)."""
     from airflow.sdk.exceptions import AirflowSkipException
 
+    from survey_warehouse import inbox
     from survey_warehouse.builds import resolve_stopped_runs
     from survey_warehouse.warehouse import Warehouse
 
     paths = get_paths()
-    resolve_stopped_runs(Warehouse.from_env(paths.warehouse))
+    warehouse = Warehouse.from_env(paths.warehouse)
+    run_id = run_id or _task_run_id()
+    resolve_stopped_runs(warehouse)
+    inbox.recover_stopped_runs(paths.inbox_dir, run_id, lambda journal: _archive_committed(warehouse, journal))
     try:
-        if delivery is not None and not delivery.path.is_file():
-            raise AirflowSkipException(f"{delivery.path} is no longer in the inbox (an earlier run took it)")
+        if delivery is not None:
+            _check_announced(delivery)
         spec = read_wave_spec(wave_year, paths)
         if spec is None:
             expected = paths.waves_config / f"{wave_year}.yml"
@@ -223,21 +229,24 @@ def plan_run(wave_year: int, delivery: Delivery | None = None) -> dict[str, Any]
                 "it (see 'Adding a wave' in the README) and drop the file again, or drop it into the folder of "
                 "its wave year"
             )
-        if delivery is not None and delivery.path.name != spec.file.name:
-            raise SurveyWarehouseError(
-                f"{delivery.path.name}: {spec.name} expects the {wave_year} file to be named {spec.file.name!r}; "
-                f"rename the delivery to {spec.file.name} and drop it again (or, if the new name is meant to stay, "
-                f"point 'file' in {spec.name} at {spec.file.parent / delivery.path.name})"
-            )
-        plan = plan_wave(wave_year, paths, delivered=delivery.path if delivery else None)
+        delivered = None
+        if delivery is not None:
+            _check_delivery_for(delivery, spec)
+            delivered = inbox.take(delivery, run_id, spec.file.name)  # read under the spec's spelling of the name
+        plan = plan_wave(wave_year, paths, delivered=delivered)
+    except inbox.NotTaken as exc:
+        raise AirflowSkipException(str(exc)) from exc
     except SurveyWarehouseError as exc:
         remember_error(exc)
         raise
     if plan.action == "nothing":
-        if delivery is not None:  # the very file already loaded and published: keep it where the wave's file is
-            from survey_warehouse.inbox import archive
-
-            archive(delivery, spec.file)
+        if delivery is not None:  # the very file already loaded and published: it becomes the wave's file
+            try:
+                inbox.archive(delivery, run_id, spec.file, _current_sha(warehouse, wave_year) or "")
+            except SurveyWarehouseError as exc:
+                remember_error(exc)
+                raise
+            inbox.finish(delivery, run_id)
         raise AirflowSkipException(plan.reason)
     log.info("wave %s: %s (%s)", wave_year, plan.action, plan.reason)
     return {
@@ -245,8 +254,79 @@ def plan_run(wave_year: int, delivery: Delivery | None = None) -> dict[str, Any]
         "action": plan.action,
         "reason": plan.reason,
         "file": plan.file,
-        "delivery": str(delivery.path) if delivery else None,
+        "delivery": str(delivered) if delivered else None,  # what the run reads: the file it took
+        "delivered_as": str(delivery.path) if delivery else None,
     }
+
+
+def _check_announced(delivery: Delivery) -> None:
+    """The delivery is still in the inbox as announced (else the run ends skipped: an earlier run took it, or a newer
+    copy replaced it, which is announced on its own), and it is a regular file (else it is refused)."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from survey_warehouse import inbox
+
+    now = inbox.look(delivery.wave_year, delivery.path)
+    if now is None or not delivery.is_as_announced(now):
+        why = "an earlier run took it" if now is None else "a newer copy was dropped, announced on its own"
+        raise AirflowSkipException(f"{delivery.path} is no longer in the inbox as announced ({why})")
+    refused = inbox.refusal(delivery)
+    if refused:
+        raise SurveyWarehouseError(refused)
+
+
+def _check_delivery_for(delivery: Delivery, spec: WaveSpec) -> None:
+    """The delivery can be the wave's file: its name is the spec's (by the project's one matching rule, so a name a
+    Mac wrote decomposed is the same name), and the wave is not withdrawn."""
+    from survey_warehouse.matching import match_key
+
+    name, wave_year = delivery.path.name, spec.wave_year
+    if match_key(name) != match_key(spec.file.name):
+        raise SurveyWarehouseError(
+            f"{name}: {spec.name} expects the {wave_year} file to be named {spec.file.name!r}; rename the delivery "
+            f"to {spec.file.name} and drop it again (or, if the new name is meant to stay, point 'file' in "
+            f"{spec.name} at {spec.file.parent / name})"
+        )
+    if spec.withdrawn:
+        raise SurveyWarehouseError(
+            f"{name}: wave {wave_year} is withdrawn in {spec.name} ({spec.withdrawn}), so the file is not loaded; "
+            "remove `withdrawn` from the spec and drop the file again to publish it"
+        )
+
+
+def _task_run_id() -> str:
+    """The run of the task calling (its context), or one for this process outside a task."""
+    import os
+
+    try:
+        from airflow.sdk import get_current_context
+
+        return str(get_current_context()["run_id"])
+    except Exception:
+        return f"local-{os.getpid()}"
+
+
+def _current_sha(warehouse: Warehouse, wave_year: int) -> str | None:
+    """The sha256 of the file of the wave's current (published) load."""
+    from survey_warehouse.warehouse import Session
+
+    with Session(warehouse) as session:
+        row = session.execute(
+            "select file_sha256 from raw.load_registry where wave_year = ? and is_current", [wave_year]
+        ).fetchone()
+    return row[0] if row else None
+
+
+def _archive_committed(warehouse: Warehouse, journal: dict[str, Any]) -> bool:
+    """Whether the publication a stopped run archived its delivery for committed: its build was published (for a
+    delivery archived without a publication, the wave's current load is that file)."""
+    from survey_warehouse.warehouse import Session
+
+    if journal.get("build_id"):
+        with Session(warehouse) as session:
+            row = session.execute("select status from raw.builds where build_id = ?", [journal["build_id"]]).fetchone()
+        return row is not None and row[0] == "published"
+    return _current_sha(warehouse, int(journal["wave_year"])) == journal.get("sha256")
 
 
 def load_raw_wave(wave_year: int, delivered: str | None = None, action: str | None = None) -> dict[str, Any]:
@@ -440,33 +520,56 @@ def _build_of_run(context: Any) -> Any:
 def publish_marts(
     run_id: str, build: dict[str, Any], delivery: Delivery | None = None, outlet_events: Any = None
 ) -> dict[str, Any]:
-    """Publish the marts of this run's build and make its candidate loads current, together; a delivery that
-    started the run then becomes the wave's file (moved to the spec's `file:`), or, when publishing fails, is
-    rejected. The task's asset event (`outlet_events`, of the asset `survey_marts`) says when, where and from which
-    loads."""
+    """Publish the marts of this run's build and make its candidate loads current, together. A delivery that
+    started the run becomes the wave's file (the spec's `file:`) first, exactly the file the run loaded, so the
+    archive and the published marts change together: when publishing fails, the archive is put back and the
+    delivery is rejected. What fails after the publication committed fails nothing: it is logged and returned under
+    `warnings`. The task's asset event (`outlet_events`, of the asset `survey_marts`) says when, where and from
+    which loads."""
+    from survey_warehouse import inbox
     from survey_warehouse.builds import Build, fail_build
-    from survey_warehouse.inbox import archive, reject
-    from survey_warehouse.publish import publish
+    from survey_warehouse.publish import publish, read_publication
     from survey_warehouse.warehouse import Warehouse
 
     paths = get_paths()
     warehouse = Warehouse.from_env(paths.warehouse)
     this_build = Build.from_dict(build)
+    archived, warnings = None, []
     try:
+        if delivery is not None:
+            archived = inbox.archive(
+                delivery,
+                run_id,
+                _spec(delivery.wave_year, paths).file,
+                _loaded_sha(warehouse, this_build) or "",
+                this_build.build_id,
+            )
         publication = publish(warehouse, paths.published, this_build, run_id)
     except Exception as exc:
-        remember_error(exc)
-        message = f"the run failed at publish_marts: {type(exc).__name__}: {exc}"
-        from survey_warehouse import load
+        if not _build_published(warehouse, this_build):
+            remember_error(exc)
+            message = f"the run failed at publish_marts: {type(exc).__name__}: {exc}"
+            from survey_warehouse import load
 
-        for load_id, wave in this_build.brings_in:
-            if wave == this_build.wave_year:
-                load.fail_load(warehouse, load_id, message)
-        fail_build(warehouse, this_build, message)
-        if delivery is not None:
-            reject(delivery, message, run_id)
-        raise
+            for load_id, wave in this_build.brings_in:
+                if wave == this_build.wave_year:
+                    load.fail_load(warehouse, load_id, message)
+            fail_build(warehouse, this_build, message)
+            if delivery is not None:
+                try:
+                    inbox.give_back(delivery, run_id, message)
+                except Exception:
+                    log.exception("Could not give %s back; the next run does it", delivery.path)
+            raise
+        log.exception("publish_marts: the publication committed, then this failed")
+        warnings.append(f"after the publication committed: {type(exc).__name__}: {exc}")
+        found = read_publication(warehouse, paths.published)
+        if found is None:
+            raise
+        publication = found
     log.info("Published %s to %s", publication.tables, publication.path)
+    if delivery is not None:
+        warnings += inbox.finish(delivery, run_id)
     published = {
         "path": str(publication.path),
         "tables": publication.tables,
@@ -478,8 +581,27 @@ def publish_marts(
         from survey_warehouse.assets import SURVEY_MARTS
 
         outlet_events[SURVEY_MARTS].extra = published
-    archived = archive(delivery, _spec(delivery.wave_year, paths).file) if delivery is not None else None
-    return {**published, "archived": str(archived) if archived else None}
+    return {**published, "archived": str(archived) if archived else None, "warnings": warnings}
+
+
+def _loaded_sha(warehouse: Warehouse, build: Any) -> str | None:
+    """The sha256 of the file this run's build holds for its own wave: what its delivery must be to be archived."""
+    from survey_warehouse.warehouse import Session
+
+    own = [load_id for load_id, wave in build.loads if wave == build.wave_year]
+    if not own:
+        return None
+    with Session(warehouse) as session:
+        row = session.execute("select file_sha256 from raw.load_registry where load_id = ?", own[:1]).fetchone()
+    return row[0] if row else None
+
+
+def _build_published(warehouse: Warehouse, build: Any) -> bool:
+    from survey_warehouse.warehouse import Session
+
+    with Session(warehouse) as session:
+        row = session.execute("select status from raw.builds where build_id = ?", [build.build_id]).fetchone()
+    return row is not None and row[0] == "published"
 
 
 def remember_error(exc: BaseException) -> None:
@@ -543,9 +665,9 @@ def record_failure(**context: Any) -> str:
 
         fail_build(warehouse, build, message)
     delivery = delivery_of_run(context)
-    if delivery is not None and delivery.path.is_file():
-        from survey_warehouse.inbox import reject
+    if delivery is not None:  # back into the inbox with the reason beside it (or, not taken, the reason beside it)
+        from survey_warehouse.inbox import reject_delivery
 
-        reject(delivery, message, context.get("run_id"))
+        reject_delivery(delivery, context.get("run_id") or _task_run_id(), message)
     log.error("Wave %s: %s", wave_year_of_run(context), message)
     return message

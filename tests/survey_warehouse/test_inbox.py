@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import shutil
 import time
@@ -33,7 +34,7 @@ def _drop(folder: Path, name: str, data: bytes = b"a,b\n1,2\n", mtime: float | N
 # ---- which files are deliveries -------------------------------------------------------------------------------
 
 
-def test_scan_finds_files_in_year_folders_only_oldest_first(tmp_path: Path) -> None:
+def test_scan_finds_entries_in_year_folders_only_oldest_first(tmp_path: Path) -> None:
     newer = _drop(tmp_path / "2019", "b.csv", mtime=2_000_000)
     older = _drop(tmp_path / "2018", "a.xlsx", mtime=1_000_000)
     _drop(tmp_path / "2019", "b.csv.part")  # still being written
@@ -41,13 +42,63 @@ def test_scan_finds_files_in_year_folders_only_oldest_first(tmp_path: Path) -> N
     _drop(tmp_path, "loose.csv")  # not in a wave year's folder
     _drop(tmp_path / "misc", "c.csv")
     _drop(tmp_path / "20190", "d.csv")
-    (tmp_path / "2019" / "folder").mkdir()
+    folder = tmp_path / "2019" / "folder"
+    folder.mkdir()
+    os.utime(folder, (3_000_000, 3_000_000))
+    (tmp_path / "2019" / inbox.TAKEN_DIR).mkdir()  # what runs have taken
+    (tmp_path / "2019" / inbox.REJECTED_DIR).mkdir()  # rejected files kept aside
 
     found = scan(tmp_path)
 
-    assert [d.path for d in found] == [older, newer]
-    assert [d.wave_year for d in found] == [2018, 2019]
+    assert [d.path for d in found] == [older, newer, folder], "a folder is an entry too: to be rejected"
+    assert [d.kind for d in found] == ["file", "file", "folder"]
+    assert [d.wave_year for d in found] == [2018, 2019, 2019]
     assert found[0].size == older.stat().st_size
+    assert found[0].ino == older.stat().st_ino
+
+
+def test_scan_never_follows_a_link(tmp_path: Path) -> None:
+    """A link to a file, a link as a year folder: each is an entry of its own, described by lstat."""
+    elsewhere = _drop(tmp_path / "elsewhere", "w.csv", b"x" * 100)
+    link = tmp_path / "inbox" / "2019" / "w.csv"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(elsewhere)
+    (tmp_path / "inbox" / "2020").symlink_to(elsewhere.parent, target_is_directory=True)
+
+    found = {d.path: d for d in scan(tmp_path / "inbox")}
+
+    assert set(found) == {link, tmp_path / "inbox" / "2020"}, "nothing behind a link was listed"
+    assert found[link].kind == "symbolic link" and found[link].size == len(str(elsewhere))
+    assert found[tmp_path / "inbox" / "2020"].kind == "symbolic link"
+
+
+def test_a_note_is_the_verdict_of_the_very_drop_it_describes(tmp_path: Path) -> None:
+    """A note says which drop it describes; another file under the name is announced, even when the note is newer
+    (the corrected copy was dropped just before the run wrote the note about the first)."""
+    path = _drop(tmp_path / "2019", "x.csv", b"first")
+    first = inbox.look(2019, path)
+    time.sleep(0.01)
+    os.replace(_drop(tmp_path / "2019", "x.csv.part", b"second"), path)  # the corrected copy
+    inbox.reject(first, "the run failed at validate_raw_wave: ...", "run_1")  # about the first, written afterwards
+    note = inbox.rejection_note(path)
+    assert note.stat().st_mtime_ns > path.stat().st_mtime_ns
+
+    assert [d.path for d in scan(tmp_path)] == [path], "the corrected copy is hidden by the note about the first"
+
+    inbox.reject(inbox.look(2019, path), "the run failed again", "run_2")
+    assert scan(tmp_path) == [], "a note describing the file is its verdict"
+    record = inbox.note_record(note)
+    assert record["sha256"] == hashlib.sha256(b"second").hexdigest() and record["size"] == len(b"second")
+
+
+def test_a_link_in_place_of_a_file_is_a_new_announcement() -> None:
+    watch = InboxWatch(settle_seconds=0, reannounce_seconds=1000)
+    file = Delivery(2019, Path("/i/2019/x.csv"), 10, 5, ino=1, ctime_ns=5)
+    link = Delivery(2019, Path("/i/2019/x.csv"), 10, 5, ino=2, ctime_ns=6, kind="symbolic link")
+    watch.observe([file], now=0)
+    assert watch.observe([file], now=1) == file
+    assert watch.observe([link], now=2) is None
+    assert watch.observe([link], now=3) == link, "the same size and time, but another entry: announced"
 
 
 def test_scan_of_a_missing_inbox_is_empty(tmp_path: Path) -> None:
@@ -226,25 +277,56 @@ def test_the_run_knows_its_delivery_and_wave_from_the_asset_event() -> None:
     assert inbox.delivery_of_run({"params": {}}) is None
 
 
+def test_a_file_announced_again_after_it_changed_is_the_run_s_as_last_announced() -> None:
+    """Two announcements of one name merged into one run (the file changed between them): the run's delivery is the
+    latest, the one it will find in the inbox."""
+    first, changed = _d("/i/2019/x.csv", 5, 1).payload(), _d("/i/2019/x.csv", 9, 2).payload()
+    assert inbox.delivery_of_run(_context(first, changed, _d("/i/2018/y.csv", 1, 3, 2018).payload())) == (
+        Delivery.from_payload(changed)
+    )
+
+
 def test_a_run_without_a_wave_year_says_how_to_give_one() -> None:
     with pytest.raises(SurveyWarehouseError, match=r'"wave_year": <year>'):
         pipeline.wave_year_of_run(_context(logical_date=None))
 
 
-def test_archive_moves_the_delivery_and_keeps_the_previous_file(tmp_path: Path) -> None:
+def test_archive_puts_exactly_the_taken_file_in_place_and_keeps_the_previous_one(tmp_path: Path) -> None:
     delivered = _drop(tmp_path / "inbox" / "2019", "w.csv", b"new")
     inbox.rejection_note(delivered).write_text("an earlier copy was rejected")
     target = _drop(tmp_path / "archive" / "2019", "w.csv", b"old")
-    delivery = Delivery(2019, delivered, 3, delivered.stat().st_mtime_ns)
+    delivery = inbox.look(2019, delivered)
 
-    assert inbox.archive(delivery, target) == target
+    taken = inbox.take(delivery, "run_1", "w.csv")
+    newer = _drop(tmp_path / "inbox" / "2019", "w.csv", b"newer")  # dropped while the run goes: its own delivery
+    with pytest.raises(SurveyWarehouseError, match="changed while its run read it"):
+        inbox.archive(delivery, "run_1", target, hashlib.sha256(b"not what was loaded").hexdigest())
+    assert target.read_bytes() == b"old"
+    assert inbox.archive(delivery, "run_1", target, hashlib.sha256(b"new").hexdigest()) == target
+    assert inbox.finish(delivery, "run_1") == []
 
     assert target.read_bytes() == b"new"
-    assert not delivered.exists()
-    assert not inbox.rejection_note(delivered).exists()
-    [kept] = (target.parent / "superseded").iterdir()
+    assert newer.read_bytes() == b"newer", "the newer copy is left for its own run"
+    assert not taken.exists() and not (tmp_path / "inbox" / "2019" / inbox.TAKEN_DIR).exists()
+    assert not inbox.rejection_note(delivered).exists(), "the note about an earlier copy is gone"
+    [kept] = (target.parent / inbox.SUPERSEDED_DIR).iterdir()
     assert kept.read_bytes() == b"old"
     assert kept.name.endswith("_w.csv")
+
+
+def test_archiving_undone_puts_the_previous_file_back_and_the_delivery_goes_back_rejected(tmp_path: Path) -> None:
+    delivered = _drop(tmp_path / "inbox" / "2019", "w.csv", b"new")
+    target = _drop(tmp_path / "archive" / "2019", "w.csv", b"old")
+    delivery = inbox.look(2019, delivered)
+    inbox.take(delivery, "run_1", "w.csv")
+    inbox.archive(delivery, "run_1", target, hashlib.sha256(b"new").hexdigest())
+
+    note = inbox.give_back(delivery, "run_1", "the run failed at publish_marts: SwapBlocked: ...")
+
+    assert target.read_bytes() == b"old" and not (target.parent / inbox.SUPERSEDED_DIR).exists()
+    assert delivered.read_bytes() == b"new" and note == inbox.rejection_note(delivered)
+    assert inbox.has_verdict(inbox.look(2019, delivered))
+    assert not (tmp_path / "inbox" / "2019" / inbox.TAKEN_DIR).exists()
 
 
 def test_reject_leaves_the_file_with_the_reason_beside_it(tmp_path: Path) -> None:
@@ -278,9 +360,8 @@ def test_a_delivery_with_another_name_than_the_spec_says_is_refused(waves_dir: P
     delivered = waves_dir / "2019" / "export (1).csv"
     delivered.parent.mkdir(parents=True)
     shutil.copy(WAVE_2019, delivered)
-    delivery = Delivery(2019, delivered, 1, 1)
     with pytest.raises(SurveyWarehouseError) as caught:
-        pipeline.plan_run(2019, delivery)
+        pipeline.plan_run(2019, inbox.look(2019, delivered))
     message = str(caught.value)
     assert message.startswith("export (1).csv: ")
     assert "named 'city_survey_2019_export.csv'" in message
@@ -290,7 +371,7 @@ def test_a_delivery_with_another_name_than_the_spec_says_is_refused(waves_dir: P
 def test_a_delivery_for_a_year_without_a_wave_spec_is_refused(waves_dir: Path) -> None:
     delivered = _drop(waves_dir / "2021", "kysely.csv")
     with pytest.raises(SurveyWarehouseError, match=r"kysely.csv: delivered for wave 2021, but there is no wave spec"):
-        pipeline.plan_run(2021, Delivery(2021, delivered, 1, 1))
+        pipeline.plan_run(2021, inbox.look(2021, delivered))
 
 
 def test_a_delivery_taken_by_an_earlier_run_ends_the_run_skipped(waves_dir: Path) -> None:
