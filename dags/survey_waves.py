@@ -16,8 +16,9 @@ next run that builds publishes it with its own wave. `make run` uses this to cat
 build; when that build fails, it runs each of them again on its own, so only a bad wave is held back.
 
 A wave's file dropped into the inbox (<inbox>/<year>/) starts its wave's run at once (an AssetWatcher, run by
-`airflow triggerer`): the run reads the delivery, moves it to the wave spec's `file:` when it publishes, or leaves
-it with <file>.rejected.txt beside it saying why.
+`airflow triggerer`): the run takes the delivery (moved under the run's own name in the inbox, if it is still the
+file announced) and reads it there; publishing puts exactly that file at the wave spec's `file:`, and a rejection
+leaves it back in the inbox with <file>.rejected.txt beside it saying why.
 """
 
 from __future__ import annotations
@@ -168,8 +169,14 @@ def survey_waves() -> None:
 
     dbt_build = DbtTaskGroup(
         group_id="dbt_build",
+        # partial_parse=False: every build parses the project in its own temporary copy. A parse kept from an earlier
+        # build (Cosmos's cache, AIRFLOW__COSMOS__CACHE_DIR) names that build's copy, deleted since, as the folder of
+        # every file it re-parsed there: after a seed changed, a later build read the seed from a folder that was gone.
         project_config=ProjectConfig(
-            dbt_project_path=DBT_PROJECT, manifest_path=DBT_PROJECT / "target" / "manifest.json", install_dbt_deps=False
+            dbt_project_path=DBT_PROJECT,
+            manifest_path=DBT_PROJECT / "target" / "manifest.json",
+            install_dbt_deps=False,
+            partial_parse=False,
         ),
         profile_config=PROFILE,
         render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.AFTER_EACH),

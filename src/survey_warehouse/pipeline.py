@@ -83,7 +83,7 @@ def read_wave_spec(wave_year: int, paths: Paths) -> WaveSpec | None:
 
 
 def _spec(wave_year: int, paths: Paths, delivered: str | Path | None = None) -> WaveSpec:
-    """The wave's spec; with a delivery, the spec reading the delivered file where it lies in the inbox."""
+    """The wave's spec; with a delivery, the spec reading the delivered file where the run took it."""
     from survey_warehouse.waves import find_wave_spec
 
     spec = find_wave_spec(wave_year, paths)
@@ -330,7 +330,7 @@ def _archive_committed(warehouse: Warehouse, journal: dict[str, Any]) -> bool:
 
 
 def load_raw_wave(wave_year: int, delivered: str | None = None, action: str | None = None) -> dict[str, Any]:
-    """Load the wave's file into raw: the spec's file, or the delivery in the inbox (`delivered`, the plan's). A
+    """Load the wave's file into raw: the spec's file, or the delivery the run took (`delivered`, the plan's). A
     run that withdraws the wave loads nothing: it goes on with the wave's current load, which its build leaves
     out."""
     from survey_warehouse import load

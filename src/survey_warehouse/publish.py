@@ -212,7 +212,7 @@ def _set_reader_idle_timeout(session: Session, role: str) -> None:
         session.execute(f'alter role "{role}" set idle_in_transaction_session_timeout = ?', [reader_idle_timeout()])
     except psycopg2.errors.InsufficientPrivilege:
         log.warning(
-            "could not set the reader role's idle timeout as %s: run `alter role \"%s\" set "
+            'could not set the reader role\'s idle timeout as %s: run `alter role "%s" set '
             "idle_in_transaction_session_timeout = '%s'` as a superuser",
             session.warehouse.user,
             role,

@@ -69,6 +69,7 @@ class WaveSpec:
         period = raw["field_period"]
         if not isinstance(period, dict) or not {"start", "end"} <= set(period):
             raise WaveSpecError(f"{path}: field_period needs start and end dates")
+        year = _check_types(raw, path)
         cities = [str(c).zfill(3) for c in raw["cities_surveyed"] or []]
         if not cities:
             raise WaveSpecError(f"{path}: cities_surveyed lists no city; list the municipality codes surveyed")
@@ -100,7 +101,7 @@ class WaveSpec:
             )
         file = Path(str(raw["file"]))
         return cls(
-            wave_year=int(raw["wave_year"]),
+            wave_year=year,
             file=file if file.is_absolute() else root / file,
             format=raw["format"],
             columns={str(k).strip(): str(v).strip() for k, v in raw["columns"].items()},
@@ -210,6 +211,18 @@ def _date(value: Any, path: Path) -> dt.date:
         return dt.date.fromisoformat(str(value))
     except ValueError:
         raise WaveSpecError(f"{path}: {shown(value)} is not a date (YYYY-MM-DD)") from None
+
+
+def _check_types(raw: dict, path: Path) -> int:
+    """The keys whose type a spec can get wrong without YAML noticing; the wave year."""
+    year = raw["wave_year"]
+    if isinstance(year, bool) or not isinstance(year, int):
+        raise WaveSpecError(f"{path}: wave_year must be a year such as 2019, not {shown(str(year))}")
+    for key in ("cities_surveyed", "accept_removals"):
+        if raw.get(key) is not None and not isinstance(raw[key], list):
+            example = '["091", "049"]'
+            raise WaveSpecError(f"{path}: {key} must be a list ({key}: {example}), not {shown(str(raw[key]))}")
+    return year
 
 
 def find_wave_spec(wave_year: int, paths: Paths) -> WaveSpec | None:

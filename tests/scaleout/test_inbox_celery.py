@@ -131,7 +131,7 @@ def test_a_dropped_wave_file_starts_its_run_which_publishes_and_archives_it(inbo
     assert states["record_failure"] == "skipped"
     plan = s.stack.xcom(run_id, "plan_wave")
     assert plan["wave_year"] == 2019, plan
-    assert plan["delivery"] == str(s.delivery), plan
+    assert plan["delivered_as"] == str(s.delivery), plan
     assert s.stack.xcom(run_id, "publish_marts")["archived"] == str(s.archive)
 
     assert not s.delivery.exists(), "the accepted file is still in the inbox"

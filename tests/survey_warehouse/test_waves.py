@@ -65,6 +65,11 @@ def test_a_question_of_another_wave_is_named_as_such(tmp_path: Path) -> None:
         ({"cities_surveyed": []}, "lists no city"),
         ({"field_period": {"start": "1.3.2019", "end": "2019-04-30"}}, "is not a date"),
         ({"colums": {"a": "b"}}, "unknown keys \\['colums'\\]"),
+        ({"wave_year": "2O19"}, "wave_year must be a year such as 2019, not '2O19'"),
+        ({"wave_year": True}, "wave_year must be a year"),
+        ({"accept_removals": 5}, "accept_removals must be a list"),
+        ({"cities_surveyed": "091"}, "cities_surveyed must be a list"),
+        ({"withdrawn": ""}, "'withdrawn' says why"),
     ],
 )
 def test_mistakes_in_a_spec(tmp_path: Path, changes: dict, message: str) -> None:
