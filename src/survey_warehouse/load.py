@@ -689,6 +689,18 @@ def _row_problems(
             f"{'their' if len(earlier) > 1 else 'its'} own entr{'ies' if len(earlier) > 1 else 'y'})"
         )
 
+    # what a value of each column was meant as: its city names, or its question's labels (match keys)
+    cities = [r[0] for r in con.execute("select alias_key from aliases").fetchall()]
+    labels: dict[int, list[str]] = {}
+    for position, key in con.execute(
+        "select f.p, a.label_key from field_map f join answers a using (field_id)"
+    ).fetchall():
+        labels.setdefault(position, []).append(key)
+
+    def quoted(p: int, value: object) -> str:
+        return shown_value(value, cities if kinds.get(p) == "city" else labels.get(p, []))
+
+    kinds = dict(con.execute("select p, kind from field_map").fetchall())
     for row, p, value, low, high, reason, kept, unusable in fields:
         # values of the city and answer columns are shown (an alias or a label is added for them); nothing of a
         # respondent's name, e-mail address or free text ever is
@@ -697,27 +709,27 @@ def _row_problems(
                 text = "empty, but every respondent needs it; ask for a corrected file"
             case "unknown_city":
                 text = (
-                    f"unknown city {shown_value(value)}; if it is a way of writing a surveyed city, add it to "
+                    f"unknown city {quoted(p, value)}; if it is a way of writing a surveyed city, add it to "
                     "dbt_project/seeds/city_aliases.csv"
                 )
             case "city_not_surveyed":
                 text = (
-                    f"city {shown_value(value)} was not surveyed in {year} (cities_surveyed in {spec.name}): an "
+                    f"city {quoted(p, value)} was not surveyed in {year} (cities_surveyed in {spec.name}): an "
                     "answer from outside the survey, or a city missing from the list"
                 )
             case "unknown_answer":
                 text = (
-                    f"answer {shown_value(value)} is not in the {year} codebook; add it to "
+                    f"answer {quoted(p, value)} is not in the {year} codebook; add it to "
                     "dbt_project/seeds/codebook_answers.csv or correct the file"
                 )
             case "out_of_scale":
                 text = (
-                    f"{shown_value(value)} is outside the question's scale {_number(low)}-{_number(high)} in "
+                    f"{quoted(p, value)} is outside the question's scale {_number(low)}-{_number(high)} in "
                     f"{year}; correct the file"
                 )
             case "not_on_scale":
                 text = (
-                    f"{shown_value(value)} is not a point of the question's scale {_number(low)}-{_number(high)} "
+                    f"{quoted(p, value)} is not a point of the question's scale {_number(low)}-{_number(high)} "
                     f"in {year} (its points are {points(low, high)}); correct the file, or if the survey offered "
                     "this answer, add it as a label to dbt_project/seeds/codebook_answers.csv"
                 )
@@ -780,8 +792,6 @@ def _key_respondent_warnings(
     spec: WaveSpec, con: duckdb.DuckDBPyConnection, codebook: Codebook, positions: dict[str, int]
 ) -> list[str]:
     """Usable rows that still deserve a look: key respondents of one city who disagree about who leads."""
-    from survey_warehouse.matching import shown_value
-
     if not {"lead", "city", "respondent_role"} <= set(positions) or not codebook.key_roles:
         return []
     key_roles = ", ".join(_sql_text(r) for r in sorted(codebook.key_roles))
@@ -803,7 +813,7 @@ def _key_respondent_warnings(
     lead_column = next(c for c, f in spec.columns.items() if f == "lead")
     return [
         f"{spec.file.name}, column {shown(lead_column)}: the key respondents of city {code} disagree ("
-        + ", ".join(f"row {r}: {shown_value(label)}" for r, label in zip(numbers, labels, strict=True))
+        + ", ".join(f"row {r}: {shown(label)}" for r, label in zip(numbers, labels, strict=True))
         + "); the roll-up takes the majority of all the city's respondents (rollup_method in "
         "fct_city_responsibility)"
         for code, numbers, labels in rows

@@ -12,8 +12,10 @@ re-implements it, on either warehouse. `match_key` is the same function for one 
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -79,18 +81,37 @@ def shown(value: Any) -> str:
     return "'" + "".join(out) + "'"
 
 
-# something@domain.tld: an e-mail address, wherever it is typed
-EMAIL_LIKE = re.compile(r"[^\s@]+@[^\s@]+\.[^\s@]+")
+# something@domain, wherever it is typed: with the at sign in any width (NFKC), or written out ("at", "(at)",
+# "[at]") between two words with a dotted domain
+EMAIL_LIKE = re.compile(r"[^\s@]+@[^\s@]+|\S+\s*[(\[]?\s*\bat\b\s*[)\]]?\s*\S+\.\S+")
+# six digits or more in one number, however spaced or punctuated: a phone number, a personal identity code
+LONG_NUMBER = re.compile(r"\d(?:[\s()./-]*\d){5,}")
+# how close an unknown value must be to a known one (difflib's ratio of their match keys) to be quoted
+RESEMBLES = 0.75
 
 
 def looks_like_email(value: Any) -> bool:
     """Whether a value holds something that looks like an e-mail address."""
-    return value is not None and EMAIL_LIKE.search(str(value)) is not None
+    if value is None:
+        return False
+    key = unicodedata.normalize("NFKC", str(value)).lower()
+    return EMAIL_LIKE.search(key) is not None
 
 
-def shown_value(value: Any) -> str:
-    """A delivered value of a city or answer column for a message: as `shown`, unless it holds what looks like an
-    e-mail address (a respondent's particulars typed into the wrong column), which no message quotes."""
-    if looks_like_email(value):
-        return "(a value holding an e-mail address, not shown)"
-    return shown(value)
+def shown_value(value: Any, known: Iterable[str] = ()) -> str:
+    """A delivered value of a city or answer column for a message. It is quoted (as `shown`) only when it resembles
+    an entry of the codebook it was meant as (`known`: the match keys of the column's city names or labels), so the
+    owner sees the misspelling to add; a value that resembles none (a name typed into the wrong column, free text),
+    holds what looks like an e-mail address, or a long number (a phone number), is not quoted: the message names
+    the row and the column, and the file shows it."""
+    if value is None:
+        return shown(value)
+    text = str(value)
+    if looks_like_email(text) or LONG_NUMBER.search(unicodedata.normalize("NFKC", text)):
+        return "(a value with contact details or a long number: not quoted, see the file)"
+    key = match_key(text) or ""
+    if re.fullmatch(r"[+-]?[\d.,]+(e[+-]?\d+)?", key):  # a short number: an answer on a scale
+        return shown(value)
+    if any(difflib.SequenceMatcher(None, key, k).ratio() >= RESEMBLES for k in known if k):
+        return shown(value)
+    return "(a value that resembles none the codebook knows here: not quoted, see the file)"

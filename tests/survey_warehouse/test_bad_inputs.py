@@ -644,10 +644,56 @@ def test_city_names_resolve_whatever_their_unicode_form(paths, wave_2019, tmp_pa
 def test_an_unknown_value_is_shown_escaped_when_it_is_not_plain(paths, wave_2019, tmp_path) -> None:
     spec, lines = wave_2019
     lines = list(lines)
-    _set(lines, 3, "Organisaatio", "Atlanti\u0308s\u00a0")
+    _set(lines, 3, "Organisaatio", "Tamperee\u0308\u00a0")  # a misspelt city, with a combining mark
     result = load_wave(dataclasses.replace(spec, file=_write(tmp_path, lines)), paths.warehouse)
     message = _quarantine(paths.warehouse, result.load_id)[0][3]
-    assert "unknown city 'Atlanti\\u0308s\\u00a0'" in message
+    assert "unknown city 'Tamperee\\u0308\\u00a0'" in message
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("Organisaatio", "Päivi Hämäläinen"),  # a name in the city column
+        ("Organisaatio", "jyrki.kononen at kuntaposti.test"),
+        ("Organisaatio", "asa.oberg\uff20kuntaposti.test"),  # a full-width at sign
+        ("Organisaatio", "kristiina.lindqvist@kuntaposti"),  # no dot in the domain
+        ("Organisaatio", "Mikko Kotka"),  # a surname that is a city's name
+        (LEAD_2019, "Soittakaa: Päivi Hämäläinen 040 765 4321"),
+        (LEAD_2019, "Eero Mäkinen"),
+        (COOPERATION_2019, "0407654321"),  # a phone number where a score goes
+    ],
+)
+def test_a_value_that_is_no_misspelling_of_the_codebook_is_not_quoted(
+    paths, wave_2019, tmp_path, column, value
+) -> None:
+    """A city or answer column's value is quoted only when it resembles what the codebook knows for the column (a
+    misspelling to add); a person's name, contact details or free text typed there never is."""
+    spec, lines = wave_2019
+    lines = list(lines)
+    _set(lines, 3, column, value)
+    result = load_wave(dataclasses.replace(spec, file=_write(tmp_path, lines)), paths.warehouse)
+    (message,) = [m for row, _c, _r, m in _quarantine(paths.warehouse, result.load_id) if row == 3]
+    words = [w for w in re.split(r"[\s:@\uff20.]+", value) if len(w) >= 4]
+    assert words and not [w for w in words if w in message], message
+    assert "row 3" in message and "not quoted" in message
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "shown"),
+    [
+        ("Organisaatio", "Helsinkii", "'Helsinkii'"),
+        ("Organisaatio", "Tampereen kaupungi", "'Tampereen kaupungi'"),
+        (LEAD_2019, "Tietohallinto (ICT)", "'Tietohallinto (ICT)'"),
+        (COOPERATION_2019, "12", "'12'"),
+    ],
+)
+def test_a_misspelling_of_the_codebook_is_quoted_for_the_owner_to_add(paths, wave_2019, tmp_path, column, value, shown):
+    spec, lines = wave_2019
+    lines = list(lines)
+    _set(lines, 3, column, value)
+    result = load_wave(dataclasses.replace(spec, file=_write(tmp_path, lines)), paths.warehouse)
+    (message,) = [m for row, _c, _r, m in _quarantine(paths.warehouse, result.load_id) if row == 3]
+    assert shown in message
 
 
 def test_key_respondents_who_disagree_give_a_warning(paths, wave_2019, tmp_path) -> None:
