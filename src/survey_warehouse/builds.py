@@ -109,15 +109,13 @@ def resolve_unfinished(session: Session, keep: Iterable[str] = ()) -> list[str]:
     """What a stopped run left: every load still pending or candidate that neither waits for a later build nor
     is in `keep` is failed, and every build still in progress is abandoned. Called by each run before it loads or
     builds (one run at a time per warehouse), so nothing a stopped run left can be taken for this run's."""
-    kept = list(keep)
-    placeholders = ", ".join("?" * len(kept)) or "null"
+    kept = [k for k in keep if k]
     found = [
         r[0]
         for r in session.execute(
-            f"select load_id from raw.load_registry where status in {UNFINISHED} and not ({WAITING}) "
-            f"and load_id not in ({placeholders}) order by load_id",
-            kept,
+            f"select load_id from raw.load_registry where status in {UNFINISHED} and not ({WAITING}) order by load_id"
         ).fetchall()
+        if r[0] not in kept
     ]
     now = _now()
     for load_id in found:

@@ -425,8 +425,10 @@ def accept_raw_wave(loaded: dict[str, Any]) -> str:
 def build_in_this_run(loaded: dict[str, Any], context: Any) -> bool:
     """Whether this run goes on to build, gate and publish the marts. A run started with the param `defer_build`
     (`make run` catching up several waves, for all but the last) stops here: its load, gated and accepted, waits
-    as a candidate, and the next run that builds takes it with its own wave and publishes both."""
-    if not (context.get("params") or {}).get(DEFER_BUILD_PARAM):
+    as a candidate, and the next run that builds takes it with its own wave and publishes both. A run that
+    withdraws its wave always builds: the withdrawal happens only when a build that leaves the wave out is
+    published."""
+    if not (context.get("params") or {}).get(DEFER_BUILD_PARAM) or loaded.get("withdraw"):
         return True
     from survey_warehouse import load
     from survey_warehouse.warehouse import Warehouse
@@ -464,6 +466,8 @@ def stale_waiting_loads(paths: Paths, warehouse: Warehouse, own_wave: int) -> di
         again = f"run wave {wave} again to load it as it is now"
         if spec is None:
             stale[load_id] = f"wave {wave} has no wave spec any more; {again}"
+        elif spec.withdrawn:
+            stale[load_id] = f"wave {wave} is withdrawn ({spec.withdrawn}) in {spec.name}"
         elif not spec.file.is_file():
             stale[load_id] = f"the file of wave {wave} is no longer at {paths.shown(spec.file)}; {again}"
         elif not load.is_unchanged(

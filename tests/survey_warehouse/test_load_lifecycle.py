@@ -445,3 +445,39 @@ def test_a_registry_that_cannot_commit_leaves_the_published_file_as_it_was(
     rows = {r[0]: r for r in house.registry()}
     assert rows[out["load_id"]][2] == "candidate" and not rows[out["load_id"]][3], "not promoted"
     assert [p.name for p in house.paths.published.parent.iterdir()] == [house.paths.published.name]
+
+
+def test_a_run_with_nothing_to_do_still_resolves_what_a_killed_run_left(house: Warehouse_) -> None:
+    _publish_all(house)
+    house.deliver(2019, 2)
+    stopped = house.run(2019, "killed", kill_after="gate")["load_id"]
+    house.deliver(2019, 0)  # the good file back: every wave has nothing to do
+
+    ends = [house.run(wave, f"again_{wave}")["end"] for wave in WAVES]
+
+    assert ends == ["nothing to do"] * len(WAVES)
+    status = {r[0]: r[2] for r in house.registry()}
+    assert status[stopped] == "failed"
+    assert house.builds_in_progress() == 0
+
+
+def test_a_waiting_load_of_a_wave_withdrawn_since_is_not_built(house: Warehouse_) -> None:
+    _publish_all(house)
+    house.deliver(2016, 1)
+    waiting = house.run(2016, "catch_up", defer=True)["load_id"]
+    spec = house.paths.waves_config / "2016.yml"
+    spec.write_text(spec.read_text(encoding="utf-8") + 'withdrawn: "answers of two cities mixed up"\n', "utf-8")
+    house.deliver(2019, 1)
+
+    out = house.run(2019, "builder")
+
+    assert out["end"] == "published" and waiting not in out["build"].load_ids
+    rows = {r[0]: r for r in house.registry()}
+    assert rows[waiting][2] == "failed" and not rows[waiting][3]
+
+
+def test_a_run_that_withdraws_its_wave_builds_even_when_asked_to_leave_the_build_to_a_later_run() -> None:
+    from survey_warehouse.pipeline import DEFER_BUILD_PARAM, build_in_this_run
+
+    withdrawing = {"load_id": "L", "unchanged": True, "withdraw": "answers of two cities mixed up"}
+    assert build_in_this_run(withdrawing, {"params": {DEFER_BUILD_PARAM: True}}) is True
