@@ -274,6 +274,7 @@ def run_waves(
     again on its own, so a wave that breaks the build holds back only itself."""
     os.environ.update(runtime_env(paths))  # before Airflow is imported: it reads AIRFLOW_HOME at import
     Path(os.environ["TMPDIR"]).mkdir(parents=True, exist_ok=True)
+    _recover_publication(paths)
     skips = plan_years(paths, years)
     todo = [year for year in years if not skips.get(year)]
     builder = todo[-1] if catch_up and len(todo) > 1 else None
@@ -296,6 +297,17 @@ def run_waves(
                 outcomes[year] = _dag_run(paths, year, None, alone=True)
                 outcomes[year]["earlier_run_ids"] = [earlier.get("run_id"), *earlier.get("earlier_run_ids", [])]
     return outcomes
+
+
+def _recover_publication(paths: Paths) -> None:
+    """Before planning: a publication that a killed run left half done is finished or undone, so the plans compare
+    with the marts readers actually see."""
+    from survey_warehouse.publish import recover_publication
+    from survey_warehouse.warehouse import Warehouse
+
+    warehouse = Warehouse.from_env(paths.warehouse)
+    if warehouse.backend == "duckdb" and warehouse.file.exists():
+        recover_publication(warehouse, paths.published)
 
 
 def _dag_run(paths: Paths, year: int, defer: str | None, alone: bool = False) -> dict[str, Any]:

@@ -211,6 +211,10 @@ def plan_run(wave_year: int, delivery: Delivery | None = None, run_id: str | Non
     paths = get_paths()
     warehouse = Warehouse.from_env(paths.warehouse)
     run_id = run_id or _task_run_id()
+    if warehouse.backend == "duckdb":  # a publication killed between its rename and its commit, undone or finished
+        from survey_warehouse.publish import recover_publication
+
+        recover_publication(warehouse, paths.published)
     resolve_stopped_runs(warehouse)
     inbox.recover_stopped_runs(paths.inbox_dir, run_id, lambda journal: _archive_committed(warehouse, journal))
     try:

@@ -95,13 +95,55 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _previous(published: Path) -> Path:
+    return published.with_name(f".{published.name}.previous")
+
+
+def _intent(published: Path) -> Path:
+    return published.with_name(f".{published.name}.publishing")
+
+
+def recover_publication(warehouse: Warehouse, published: Path) -> str | None:
+    """DuckDB: a publication stopped (killed, a power cut) between renaming its file into place and committing the
+    registry is finished or undone, by what the registry says of its build: published, the old file is dropped;
+    otherwise the old file is put back. Runs before anything reads or publishes the marts. Returns what it did."""
+    intent = _intent(published)
+    if not intent.exists():
+        return None
+    try:
+        record = json.loads(intent.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        record = {}
+    previous = _previous(published)
+    with Session(warehouse, read_only=True) as session:
+        row = session.execute("select status from raw.builds where build_id = ?", [record.get("build_id")]).fetchone()
+    if row is not None and row[0] == "published":
+        done = f"finished the publication of build {record.get('build_id')}"
+    elif record.get("had_previous") and previous.exists():
+        os.replace(previous, published)
+        done = f"put the marts back as they were before build {record.get('build_id')} (its publication stopped)"
+    elif not record.get("had_previous"):
+        published.unlink(missing_ok=True)
+        done = f"removed the marts of build {record.get('build_id')} (its publication stopped)"
+    else:
+        done = "found a stopped publication without the file it replaced; the next publication replaces it"
+    previous.unlink(missing_ok=True)
+    intent.unlink(missing_ok=True)
+    _fsync_dir(published.parent)
+    log.warning("published marts: %s", done)
+    return done
+
+
 def publish_marts(warehouse: Warehouse, published: Path, build: Build, run_id: str = "") -> Publication:
     """DuckDB: copy the marts (and nothing else) into a new file, record the publication, then in one transaction
     promote the build's candidate loads and swap the file in. When the registry's commit fails, the previous file
-    is put back, so the registry and the published file never disagree."""
+    is put back; when the process is killed between the rename and the commit, an intent file beside the marts
+    lets the next run (`recover_publication`) do the same. The registry and the published file never disagree
+    for longer than that."""
     published.parent.mkdir(parents=True, exist_ok=True)
+    recover_publication(warehouse, published)
     tmp = published.with_name(f".{published.name}.{os.getpid()}.tmp")
-    previous = published.with_name(f".{published.name}.{os.getpid()}.previous")
+    previous, intent = _previous(published), _intent(published)
     for leftover in (tmp, tmp.with_name(tmp.name + ".wal"), previous):
         leftover.unlink(missing_ok=True)
     published_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
@@ -126,8 +168,14 @@ def publish_marts(warehouse: Warehouse, published: Path, build: Build, run_id: s
                 os.fsync(f.fileno())
             with session.transaction():
                 _promote(session, build, run_id)
-                if published.exists():
+                had_previous = published.exists()
+                with open(intent, "w", encoding="utf-8") as f:
+                    json.dump({"build_id": build.build_id, "had_previous": had_previous}, f)
+                    f.flush()
+                    os.fsync(f.fileno())
+                if had_previous:
                     os.link(published, previous)
+                _fsync_dir(published.parent)
                 os.replace(tmp, published)
                 swapped = True
                 _fsync_dir(published.parent)
@@ -140,7 +188,7 @@ def publish_marts(warehouse: Warehouse, published: Path, build: Build, run_id: s
             _fsync_dir(published.parent)
         raise
     finally:
-        for leftover in (tmp, tmp.with_name(tmp.name + ".wal"), previous):
+        for leftover in (tmp, tmp.with_name(tmp.name + ".wal"), previous, intent):
             leftover.unlink(missing_ok=True)
     return Publication(published, published_at, tables, [r[0] for r in loads], build.fingerprint, run_id)
 

@@ -30,7 +30,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from survey_warehouse import builds, load
 from survey_warehouse.pipeline import plan_wave, stale_waiting_loads
-from survey_warehouse.publish import build_fingerprint, publish, read_publication
+from survey_warehouse.publish import build_fingerprint, publish, read_publication, recover_publication
 from survey_warehouse.quality.batches import project_marts
 from survey_warehouse.settings import Paths
 from survey_warehouse.warehouse import Warehouse
@@ -144,7 +144,8 @@ class Warehouse_:
             if kill_after == step:
                 raise _Ended(f"killed after {step}")
 
-        builds.resolve_stopped_runs(self.warehouse)  # plan_run
+        recover_publication(self.warehouse, self.paths.published)  # plan_run
+        builds.resolve_stopped_runs(self.warehouse)
         if plan_wave(wave, self.paths, self.warehouse).action == "nothing":
             raise _Ended("nothing to do")
         done("plan")
@@ -481,3 +482,60 @@ def test_a_run_that_withdraws_its_wave_builds_even_when_asked_to_leave_the_build
 
     withdrawing = {"load_id": "L", "unchanged": True, "withdraw": "answers of two cities mixed up"}
     assert build_in_this_run(withdrawing, {"params": {DEFER_BUILD_PARAM: True}}) is True
+
+
+KILLED_PUBLISH = r"""
+import json, os, sys
+from pathlib import Path
+from survey_warehouse import publish
+from survey_warehouse.builds import Build
+from survey_warehouse.warehouse import Warehouse
+
+real = publish._fsync_dir
+calls = []
+def fsync_then_die(directory):
+    real(directory)
+    calls.append(directory)
+    if len(calls) == 2:  # the new file renamed into place, the registry not yet committed
+        os._exit(9)
+publish._fsync_dir = fsync_then_die
+build = Build.from_dict(json.loads(sys.argv[3]))
+publish.publish_marts(Warehouse.duckdb(Path(sys.argv[1])), Path(sys.argv[2]), build, "killed")
+"""
+
+
+def test_a_publication_killed_between_its_rename_and_its_commit_is_undone_by_the_next_run(
+    house: Warehouse_,
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    _publish_all(house)
+    before = house.paths.published.read_bytes()
+    published_loads = read_publication(house.warehouse, house.paths.published).load_ids
+    house.deliver(2019, 1)
+    out = house.run(2019, "to_kill", kill_after="build")
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            KILLED_PUBLISH,
+            str(house.paths.warehouse),
+            str(house.paths.published),
+            json.dumps(out["build"].as_dict()),
+        ],
+        check=False,
+    )
+    assert killed.returncode == 9
+    assert out["load_id"] in read_publication(house.warehouse, house.paths.published).load_ids, (
+        "the killed publication had renamed its file into place"
+    )
+
+    done = recover_publication(house.warehouse, house.paths.published)  # what the next run does first
+
+    assert done is not None and "back" in done
+    assert house.paths.published.read_bytes() == before
+    assert read_publication(house.warehouse, house.paths.published).load_ids == published_loads
+    assert [p.name for p in house.paths.published.parent.iterdir()] == [house.paths.published.name]
+    assert house.run(2019, "next")["end"] == "published", "the next run publishes the delivery"
