@@ -235,3 +235,25 @@ def test_a_wave_spec_that_is_not_yaml_is_the_reason_told_to_the_variables_owner(
     [mail] = mailbox.received
     assert mail.recipients == [VARIABLE_OWNER]
     assert f"{spec.name} cannot be read: not a readable YAML file" in mail.text, mail.text
+
+
+def test_a_withdrawal_is_told_as_a_withdrawal_never_as_a_publication(monkeypatch) -> None:
+    """publish_marts of a run that withdrew its wave: the owner hears the wave left the marts, and why."""
+    from types import SimpleNamespace
+
+    from conftest import make_paths, use_paths
+
+    from survey_warehouse import notify
+
+    paths = make_paths("notify_withdrawal")
+    use_paths(monkeypatch, paths)
+    sent: list[tuple[int, notify.Mail]] = []
+    monkeypatch.setattr(notify, "deliver", lambda wave, mail, _context, _paths=None: sent.append((wave, mail)))
+    monkeypatch.setattr(notify, "_send_receipt", lambda wave, *_a: sent.append((wave, notify.Mail("receipt", ""))))
+    published = {"path": str(paths.published), "waves": [], "withdrawn": [2016], "withdrawn_because": "mixed up"}
+    ti = SimpleNamespace(task_id="publish_marts", xcom_pull=lambda task_ids: published)
+
+    notify.on_published({"ti": ti, "params": {"wave_year": 2016}})
+
+    assert [(wave, mail.subject) for wave, mail in sent] == [(2016, "Survey wave 2016 withdrawn from the marts")]
+    assert "Why: mixed up" in sent[0][1].body and "published" not in sent[0][1].subject

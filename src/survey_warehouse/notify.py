@@ -307,12 +307,35 @@ def on_published(context: Any) -> None:
     try:
         paths = get_paths()
         published = context["ti"].xcom_pull(task_ids=context["ti"].task_id) or {}
-        waves = sorted({pipeline.wave_year_of_run(context), *published.get("waves", [])})
+        withdrawn = set(published.get("withdrawn") or [])
+        waves = sorted({pipeline.wave_year_of_run(context), *published.get("waves", [])} - withdrawn)
     except Exception:
         log.exception("Could not send the owner the publication's receipt")
         return
+    for wave_year in sorted(withdrawn):
+        try:
+            deliver(wave_year, withdrawal_mail(wave_year, published, paths), context, paths)
+        except Exception:
+            log.exception("Could not send the owner the withdrawal's receipt")
     for wave_year in waves:
         _send_receipt(wave_year, published, context, paths)
+
+
+def withdrawal_mail(wave_year: int, published: dict[str, Any], paths: Paths) -> Mail:
+    """A wave left out of the marts (its spec's `withdrawn`): said as such, with the reason, never as published."""
+    why = published.get("withdrawn_because") or "(no reason recorded)"
+    body = "\n".join(
+        [
+            f"Wave: {wave_year}",
+            "Step: publish_marts (the marts were published without this wave)",
+            f"Why: {why}",
+            f"The wave's answers are no longer in the marts, the exports or the dashboard. To publish it again, "
+            f"remove `withdrawn:` from its wave spec and run it (make run YEARS={wave_year}).",
+            "",
+            f"Published marts: {paths.shown(Path(published.get('path', paths.published)))}",
+        ]
+    )
+    return Mail(f"Survey wave {wave_year} withdrawn from the marts", body)
 
 
 def _send_receipt(wave_year: int, published: dict[str, Any], context: Any, paths: Paths) -> None:

@@ -395,8 +395,18 @@ def marts_checkpoint_for_run(gx_context: Any) -> Any:
     from survey_warehouse import quality
 
     context = get_current_context()
-    batch = f"{wave_year_of_run(context)}_{re.sub(r'[^A-Za-z0-9_.-]', '_', context['run_id'])}"
-    return quality.marts_checkpoint(gx_context, batch, get_paths())
+    try:
+        return quality.marts_checkpoint(
+            gx_context, marts_batch(wave_year_of_run(context), context["run_id"]), get_paths()
+        )
+    except Exception as exc:  # (a suite that does not load): the reason the run failed, not an earlier report
+        remember_error(exc)
+        raise
+
+
+def marts_batch(wave_year: int, run_id: str) -> str:
+    """The name of a run's marts gate batch (and of its report)."""
+    return f"{wave_year}_{re.sub(r'[^A-Za-z0-9_.-]', '_', run_id)}"
 
 
 def gate_message(paths: Paths, warehouse: Warehouse, load_id: str) -> str:
@@ -584,6 +594,8 @@ def publish_marts(
         "load_ids": publication.load_ids,
         "published_at": publication.published_at.isoformat(),
         "waves": this_build.new_waves,  # the waves this publication brings in (more than one after a catch-up)
+        "withdrawn": sorted({wave for _load, wave in this_build.withdraws}),  # the waves it leaves out
+        "withdrawn_because": this_build.withdrawn_because,
     }
     if outlet_events is not None:
         from survey_warehouse.assets import SURVEY_MARTS
@@ -629,7 +641,12 @@ def _failed_steps(context: Any) -> list[str]:
 
 
 def failure_message(
-    paths: Paths, warehouse: Warehouse, steps: list[str], load_id: str | None, errors: dict[str, str] | None = None
+    paths: Paths,
+    warehouse: Warehouse,
+    steps: list[str],
+    load_id: str | None,
+    errors: dict[str, str] | None = None,
+    marts_batch: str | None = None,
 ) -> str:
     """Why a run failed, in the words of the step that failed, for the load registry and the owner."""
     from survey_warehouse import quality
@@ -640,10 +657,11 @@ def failure_message(
         return f"{head}: " + "\n".join(errors.values())
     if load_id and "validate_raw_wave" in steps:
         return f"{head}:\n{gate_message(paths, warehouse, load_id)}"
-    if "validate_marts" in steps:
-        reports = sorted((paths.var / "quality" / "reports" / "marts").glob("*.json"), key=lambda p: p.stat().st_mtime)
-        if reports:
-            return f"{head}:\n{quality.GateReport.read(reports[-1]).message()}"
+    if "validate_marts" in steps:  # this run's report, never an earlier run's
+        report = quality.report_path(paths, "marts", marts_batch) if marts_batch else None
+        if report is not None and report.exists():
+            return f"{head}:\n{quality.GateReport.read(report).message()}"
+        return f"{head}: the marts gate did not complete; see the validate_marts task log"
     if any(step.startswith("dbt_build") for step in steps):
         return (
             f"{head}: a dbt model or test failed, so nothing was published; the task log of the failed dbt "
@@ -664,7 +682,9 @@ def record_failure(**context: Any) -> str:
     loaded = _run_load(context)
     load_id = loaded["load_id"] if loaded and not loaded.get("unchanged") else None
     errors = {step: context["ti"].xcom_pull(task_ids=step, key="error") for step in steps}
-    message = failure_message(paths, warehouse, steps, load_id, errors)
+    message = failure_message(
+        paths, warehouse, steps, load_id, errors, marts_batch(wave_year_of_run(context), context.get("run_id") or "")
+    )
     if load_id:
         load.fail_load(warehouse, load_id, message)
     build = _build_of_run(context)

@@ -110,3 +110,20 @@ def test_the_marts_gate_line_is_about_this_run_never_an_earlier_report() -> None
     assert summary._marts_gate_line(paths, {}).startswith("Marts gate (latest, ")
     nothing_to_do = {2019: {"exit_code": 0, "seconds": 0.0, "log": None, "skipped": "unchanged"}}
     assert summary._marts_gate_line(paths, nothing_to_do).startswith("Marts gate (latest, ")
+
+
+def test_a_failed_marts_gate_is_told_by_this_runs_report_never_an_earlier_one() -> None:
+    from survey_warehouse.pipeline import failure_message, marts_batch
+
+    paths = make_paths("failure_marts_gate")
+    run_id = "manual__2026-01-01T00:00:00"
+    _gate_report(paths, marts_batch(2019, "manual__2019-06-01T06:00:00"), success=True)  # an earlier run's
+    message = failure_message(
+        paths, Warehouse.duckdb(paths.warehouse), ["validate_marts"], None, None, marts_batch(2019, run_id)
+    )
+    assert "passed" not in message and "the marts gate did not complete" in message
+    _gate_report(paths, marts_batch(2019, run_id), success=False)
+    message = failure_message(
+        paths, Warehouse.duckdb(paths.warehouse), ["validate_marts"], None, None, marts_batch(2019, run_id)
+    )
+    assert "FAILED" in message and marts_batch(2019, run_id) in message
