@@ -121,15 +121,17 @@ def _fernet_accepts(value: str) -> bool:
     return True
 
 
-GOOD_FERNET = Fernet.generate_key().decode()
+# fixed bytes, not random ones: the test ids must be the same in every test process (pytest-xdist compares them)
+_BYTES = bytes(range(7, 7 + 33))
+GOOD_FERNET = base64.urlsafe_b64encode(_BYTES[:32]).decode()
 FERNET_SAMPLES = [
     GOOD_FERNET,
-    f"{Fernet.generate_key().decode()},{GOOD_FERNET}",
+    f"{base64.urlsafe_b64encode(_BYTES[1:33]).decode()},{GOOD_FERNET}",
     "change-me-airflow-fernet-key",
     GOOD_FERNET[:-2],
-    base64.urlsafe_b64encode(os.urandom(31)).decode(),
-    base64.urlsafe_b64encode(os.urandom(33)).decode(),
-    base64.b64encode(os.urandom(32)).decode().replace("-", "+").replace("_", "/") + "+/",
+    base64.urlsafe_b64encode(_BYTES[:31]).decode(),
+    base64.urlsafe_b64encode(_BYTES[:33]).decode(),
+    base64.b64encode(bytes(range(200, 232))).decode().replace("-", "+").replace("_", "/") + "+/",
     "a" * 44,
     f"{GOOD_FERNET},not-a-key",
     "x" * 43 + "=",
