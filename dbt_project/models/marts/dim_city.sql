@@ -1,5 +1,6 @@
 -- One row per city and period in which its name, code and region held: a municipal merger or a renaming is a new
--- row (valid_from / valid_to), not a new column. Populations by year are in fct_city_population.
+-- row (valid_from / valid_to), not a new column. Populations by year are in fct_city_population. A period open at
+-- either end (empty in the seed) runs from 1900-01-01 or to 9999-12-31, so that a date joins with `between`.
 with cities as (
     select * from {{ ref('cities') }}
 ),
@@ -18,8 +19,8 @@ final as (
         cast(cities.region_code as varchar) as region_code,
         cast(cities.region_name_fi as varchar) as region_name_fi,
         cast(cities.region_name_sv as varchar) as region_name_sv,
-        cast(cities.valid_from as date) as valid_from,
-        cast(cities.valid_to as date) as valid_to,
+        cast(coalesce(cities.valid_from, cast('1900-01-01' as date)) as date) as valid_from,
+        cast(coalesce(cities.valid_to, cast('9999-12-31' as date)) as date) as valid_to,
         cities.valid_to is null as is_current,
         surveyed.municipality_code is not null as is_surveyed
     from cities

@@ -16,6 +16,11 @@ published as (
     select * from {{ ref('published_figures') }}
 ),
 
+-- the years the populations are given for (31 December)
+population_years as (
+    select distinct population_year from {{ ref('city_populations') }}
+),
+
 city_counts as (
     select
         wave_year,
@@ -48,7 +53,9 @@ final as (
         cast(published.published_statement_en as varchar) as published_it_led_statement_en,
         cast(published.published_statement_fi as varchar) as published_it_led_statement_fi,
         cast(published.share_min_exclusive as double precision) as published_it_led_share_min_exclusive,
-        cast(published.share_max_inclusive as double precision) as published_it_led_share_max_inclusive
+        cast(published.share_max_inclusive as double precision) as published_it_led_share_max_inclusive,
+        -- the cities' size as the wave found them: at the end of the year before the field period
+        cast(population_years.population_year as integer) as population_reference_year
     from loads
     left join city_counts
         on loads.wave_year = city_counts.wave_year
@@ -56,6 +63,8 @@ final as (
         on loads.wave_year = respondent_counts.wave_year
     left join published
         on loads.wave_year = published.wave_year
+    left join population_years
+        on loads.wave_year - 1 = population_years.population_year
 )
 
 select * from final
