@@ -1,13 +1,14 @@
 -- Question: does the IT-led share computed from the respondent-level data agree with the survey's published
 -- headline for each wave? The share, its 95 % Wilson interval and the published statement as a range.
--- Reads: marts.fct_responsibility_shares, marts.dim_year.
+-- Reads: marts.fct_responsibility_shares, marts.dim_year. Rounded as numeric (PostgreSQL rounds no double to
+-- decimals).
 select
     y.wave_year,
     s.cities as it_led_cities,
     s.cities_responded,
-    round(s.share, 3) as it_led_share,
-    round(s.share_ci_lower_95, 3) as ci_low,
-    round(s.share_ci_upper_95, 3) as ci_high,
+    round(cast(s.share as numeric), 3) as it_led_share,
+    round(cast(s.share_ci_lower_95 as numeric), 3) as ci_low,
+    round(cast(s.share_ci_upper_95 as numeric), 3) as ci_high,
     y.published_it_led_statement_en,
     y.published_it_led_statement_fi,
     s.share > y.published_it_led_share_min_exclusive

@@ -1,4 +1,6 @@
-"""Every example query in analysis/queries/ runs on the published marts and gives answers that hold together.
+"""Every example query in analysis/queries/ runs on the published marts and gives answers that hold together, and
+the same answer on PostgreSQL (the marts of the published file copied into a throwaway database, read as
+survey_reader: tests/bi/pg_marts.py). So does the join the mart catalogue gives as its example for dim_city.
 
 The checks compare each answer with what the marts say another way (no hard-coded counts), so they hold for any
 data the pipeline publishes.
@@ -6,21 +8,32 @@ data the pipeline publishes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+import re
+from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
 import pytest
 from conftest import ROOT, PipelineRun
+from pg_marts import PG_HOST, PG_PORT, READER, postgres_marts
 
 QUERIES = ROOT / "analysis" / "queries"
 QUERY_FILES = sorted(QUERIES.glob("*.sql"))
+CATALOGUE = ROOT / "docs" / "mart_catalogue.md"
+
+
+def _value(v: object) -> object:
+    """A value as both engines' drivers can be compared by: numerics (DuckDB's DECIMAL, PostgreSQL's numeric) as
+    floats."""
+    return float(v) if isinstance(v, Decimal) else v
 
 
 def rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict]:
     cur = con.execute(sql)
     names = [d[0] for d in cur.description]
-    return [dict(zip(names, r, strict=False)) for r in cur.fetchall()]
+    return [{n: _value(v) for n, v in zip(names, r, strict=True)} for r in cur.fetchall()]
 
 
 def scalar_map(con: duckdb.DuckDBPyConnection, sql: str) -> dict:
@@ -131,3 +144,93 @@ def test_example_query(pipeline_run: PipelineRun, path: Path) -> None:
         for column in result[0]:
             assert any(r[column] is not None for r in result), f"{path.name}: column {column} is always null"
         CHECKS[path.name](con, result)
+
+
+# ------------------------------------------------------------------------------ the same answers on PostgreSQL
+
+
+@pytest.fixture(scope="module")
+def postgres_database(pipeline_run: PipelineRun) -> Iterator[str]:
+    """The published marts in a PostgreSQL database of their own, read as survey_reader."""
+    with postgres_marts(pipeline_run.paths.published, tag="queries") as database:
+        yield database
+
+
+def postgres_rows(database: str, sql: str) -> list[dict]:
+    import psycopg2
+
+    with psycopg2.connect(host=PG_HOST, port=PG_PORT, user=READER, dbname=database) as conn, conn.cursor() as cur:
+        cur.execute(sql)  # no parameters: the queries' text is sent as written
+        names = [d[0] for d in cur.description]
+        return [{n: _value(v) for n, v in zip(names, r, strict=True)} for r in cur.fetchall()]
+
+
+def comparable(result: list[dict]) -> list[tuple]:
+    """Rows in their order, numbers to 9 decimals (the engines' last bits of a double may differ)."""
+
+    def value(v: object) -> object:
+        if isinstance(v, float):
+            return None if math.isnan(v) else round(v, 9)
+        return v
+
+    return [tuple((k, value(v)) for k, v in r.items()) for r in result]
+
+
+@pytest.mark.parametrize("path", QUERY_FILES, ids=lambda p: p.stem)
+def test_example_query_gives_the_same_result_on_postgresql(
+    pipeline_run: PipelineRun, postgres_database: str, path: Path
+) -> None:
+    text = path.read_text(encoding="utf-8")
+    with duckdb.connect(str(pipeline_run.paths.published), read_only=True) as con:
+        in_duckdb = rows(con, text)
+    assert in_duckdb, path.name
+    assert comparable(postgres_rows(postgres_database, text)) == comparable(in_duckdb), path.name
+
+
+def catalogue_example(mart: str) -> str:
+    """The SQL example (`select ...`) the mart catalogue gives in the description of `mart`."""
+    section = CATALOGUE.read_text(encoding="utf-8").split(f"\n## {mart}\n", 1)[1].split("\n## ", 1)[0]
+    (example,) = re.findall(r"`(select [^`]+)`", section)
+    return example
+
+
+def test_the_catalogues_point_in_time_join_to_dim_city_finds_one_city_row_per_city_and_wave(
+    pipeline_run: PipelineRun, postgres_database: str
+) -> None:
+    example = catalogue_example("dim_city")
+    assert "between c.valid_from and c.valid_to" in example
+    with duckdb.connect(str(pipeline_run.paths.published), read_only=True) as con:
+        found = rows(con, example)
+        expected = rows(
+            con,
+            "select f.wave_year, c.city_name_fi from marts.fct_city_responsibility as f "
+            "join marts.dim_city as c on c.municipality_code = f.municipality_code and c.is_current",
+        )
+    assert found, "the catalogue's join finds no city"
+    assert sorted((r["wave_year"], r["city_name_fi"]) for r in found) == sorted(
+        (r["wave_year"], r["city_name_fi"]) for r in expected
+    ), "every city and wave once, with the name it had then (no city has been renamed)"
+    assert sorted(comparable(postgres_rows(postgres_database, example))) == sorted(comparable(found))
+
+
+def test_each_wave_names_the_population_year_that_goes_with_it(pipeline_run: PipelineRun) -> None:
+    """dim_year.population_reference_year joins every surveyed city of a wave to its population, and the
+    catalogue says that this is the join."""
+    assert "population_reference_year" in CATALOGUE.read_text(encoding="utf-8").split("\n## fct_city_population\n")[1]
+    with duckdb.connect(str(pipeline_run.paths.published), read_only=True) as con:
+        years = rows(con, "select wave_year, population_reference_year from marts.dim_year")
+        available = {r["y"] for r in rows(con, "select distinct population_year as y from marts.fct_city_population")}
+        missing = rows(
+            con,
+            """
+            select f.wave_year, f.municipality_code from marts.fct_city_responsibility as f
+            join marts.dim_year as y on y.wave_year = f.wave_year
+            left join marts.fct_city_population as p
+                on p.municipality_code = f.municipality_code and p.population_year = y.population_reference_year
+            where p.population is null""",
+        )
+    assert years
+    for r in years:
+        wanted = r["wave_year"] - 1
+        assert r["population_reference_year"] == (wanted if wanted in available else None), r
+    assert missing == [], "a surveyed city without a population for its wave"
