@@ -1,6 +1,7 @@
 """A corrected file for a wave that is already loaded: one answer changed, one respondent withdrawn (the wave spec
-accepts the withdrawal). It supersedes the old load, both stay, the marts follow, the change can be queried, the
-owner gets a receipt, and an analyst reading the published marts meanwhile never sees an error or a half state.
+accepts the withdrawal). It supersedes the old load, both stay, the marts follow, the change can be queried (the
+answers in fct_answer_corrections, the city's result on its row of fct_city_responsibility), the owner gets a
+receipt, and an analyst reading the published marts meanwhile never sees an error or a half state.
 
 One DAG run, shared by the tests of this module."""
 
@@ -156,8 +157,17 @@ def test_a_corrected_file_supersedes_the_load_and_the_change_can_be_queried(rede
         it_led = con.execute(
             "select cities from marts.fct_responsibility_shares where wave_year = 2019 and is_it_management"
         ).fetchone()[0]
+        helsinki_corrected = con.execute(
+            "select corrected_by_load_id, correction_kind, responsibility_code_before_correction, correction_reasons "
+            "from marts.fct_city_responsibility where wave_year = 2019 and municipality_code = '091'"
+        ).fetchone()
+        kinds = con.execute("select distinct correction_kind, load_id from marts.fct_answer_corrections").fetchall()
     assert helsinki == "it_management", "the marts follow the correction"
     assert it_led == 8
+    current = current_loads(paths)[2019]
+    assert kinds == [("redelivery", current)], "every change is the re-delivery's"
+    assert helsinki_corrected[:3] == (current, "redelivery", "chief_digital_officer"), "the city's row says from what"
+    assert "lead_answer_changed" in helsinki_corrected[3].split(","), helsinki_corrected
     changed = [c for c in changes if c[2] == "changed"]
     assert all(c[2] != "removed" or c[5] for c in changes), "the withdrawal is marked as accepted"
     removed = [c for c in changes if c[2] == "removed"]
