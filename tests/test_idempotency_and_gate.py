@@ -142,7 +142,7 @@ def _broken_wave(tmp: Path) -> Path:
     city, lead = header.index("Organisaatio"), header.index(LEAD)
     for line in (2, 3, 6, 7):  # file rows 3, 4, 7, 8
         row = lines[line].split(",")
-        row[city] = "Atlantis"
+        row[city] = "Tamperee"
         lines[line] = ",".join(row)
     for line in (4, 5):  # file rows 5, 6
         row = lines[line].split(",")
@@ -176,7 +176,7 @@ def test_a_broken_wave_fails_the_gate_and_the_published_marts_stay(broken_run: R
     assert "raw_load: expect_column_values_to_be_between on column 'quarantined_share'" in message
     rows = len(lines_2019()) - 1
     assert f"6 of {rows} rows ({6 / rows:.1%}) quarantined" in message
-    assert "row 3, column 'Organisaatio': unknown city 'Atlantis'" in message
+    assert "row 3, column 'Organisaatio': unknown city 'Tamperee'" in message
     assert (
         "row 5, column 'Q1 Kuka vastaa ensisijaisesti digitalisaation johtamisesta?': answer 'Pormestari' "
         "is not in the 2019 codebook"
@@ -226,7 +226,7 @@ def test_a_failed_gate_tells_the_owner(broken_run: Run) -> None:
     assert not report.success
     for line in report.message().splitlines()[:3]:
         assert line.rstrip() in mail.text
-    assert "row 3, column 'Organisaatio': unknown city 'Atlantis'; if it is a way of writing" in mail.text
+    assert "row 3, column 'Organisaatio': unknown city 'Tamperee'; if it is a way of writing" in mail.text
     assert "city_aliases.csv" in mail.text
     status, message = latest_load(paths, 2019)
     assert status == "failed" and message.splitlines()[1] in mail.text, "the reason the registry keeps"

@@ -201,8 +201,8 @@ def test_only_a_year_with_a_wave_spec_is_reminded(overdue_waves: Path, mailbox: 
     ("change", "problem"),
     [
         ({"wave_year": "2O20"}, "'2O20'"),
-        ({"accept_removals": 5}, "TypeError"),
-        ({"cities_surveyed": 91}, "TypeError"),
+        ({"accept_removals": 5}, "accept_removals must be a list"),
+        ({"cities_surveyed": 91}, "cities_surveyed must be a list"),
         ({"format": "pdf"}, "format must be one of"),
     ],
     ids=["letter_O_in_the_year", "a_number_for_a_list", "a_number_for_the_cities", "unknown_format"],

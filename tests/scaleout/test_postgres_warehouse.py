@@ -263,7 +263,7 @@ def test_raw_gate_on_postgres_names_rows(pg_build: PostgresBuild, tmp_path) -> N
     header = lines[0].split(",")
     for line in range(2, 8):  # file rows 3-8: 6 of the rows, above the 5 % that may be quarantined
         row = lines[line].split(",")
-        row[header.index("Organisaatio")] = "Atlantis"
+        row[header.index("Organisaatio")] = "Tamperee"
         lines[line] = ",".join(row)
     broken = tmp_path / "broken_2019.csv"
     broken.write_text("\n".join(lines) + "\n", encoding="utf-8-sig")
@@ -275,7 +275,7 @@ def test_raw_gate_on_postgres_names_rows(pg_build: PostgresBuild, tmp_path) -> N
             pg_build.paths,
         )
     assert "raw_load: expect_column_values_to_be_between on column 'quarantined_share'" in str(failed.value)
-    assert "row 3, column 'Organisaatio': unknown city 'Atlantis'" in quality.quarantine_summary(
+    assert "row 3, column 'Organisaatio': unknown city 'Tamperee'" in quality.quarantine_summary(
         pg_build.warehouse, loaded.load_id
     )
 
