@@ -4,7 +4,8 @@ warehouse and published one after the other (2019):
 1. a re-delivery: Helsinki's key respondent corrects their answer (the city's result changes with it);
 2. the same file read again after an unrelated alias was added to the codebook;
 3. a re-delivery that corrects only Helsinki's key respondent's job title, which takes the key role away;
-4. a re-delivery that corrects one respondent's e-mail address (the same person, the same answers).
+4. a re-delivery that corrects one respondent's e-mail address (the same person, the same answers);
+5. the same file read again under a codebook that maps an answer label to another option.
 
 The marts are built by `dbt run` on that warehouse. Each step is reported as what it is, a correction survives later
 steps, a change in a city's result is on the city's row with the responsibility before and after and why, a new key
@@ -39,6 +40,7 @@ from survey_warehouse.waves import WaveSpec
 DBT = ROOT / "dbt_project"
 LEAD = "Q1 Kuka vastaa ensisijaisesti digitalisaation johtamisesta?"
 HELSINKI = "091"
+REMAPPED = "Toimialajohtajat"  # a 2019 lead label no Helsinki respondent gave
 # the models between staging and the mart, in the order they are built; the last two are compared
 MODELS = (
     "int_load_steps",
@@ -55,6 +57,7 @@ class History:
     paths: Paths
     loads: list[str]  # 2019's loads, oldest first: the main job's, then one per step
     corrected_key: tuple[str, str]  # the respondent whose e-mail address was corrected: key before, key after
+    remapped: int  # respondents whose lead answer the label mapped to another option in step 5
 
 
 class File:
@@ -162,9 +165,20 @@ def history(pipeline_run: PipelineRun) -> Iterator[History]:
         row[file.col("Email")] = "corrected." + before
         loads.append(_load(paths, replace(spec, file=file.write(paths.var / "corrected_4.csv")), codebook))
 
+        # 5. the same file under a codebook that maps a lead label of 2019 to another option
+        seeds = paths.var / "seeds_remapped"
+        shutil.copytree(DBT / "seeds", seeds)
+        answers = (seeds / "codebook_answers.csv").read_text(encoding="utf-8")
+        label = f"2019,lead,{REMAPPED},sector_directors,,Business-line (sector) directors,2"
+        assert label in answers
+        remapped = answers.replace(label, f"2019,lead,{REMAPPED},city_leadership,,City leadership,3")
+        (seeds / "codebook_answers.csv").write_text(remapped, encoding="utf-8")
+        current = replace(spec, file=paths.var / "corrected_4.csv")
+        loads.append(_load(paths, current, Codebook.from_seeds(seeds)))
+
         _dbt_run(paths)
         keys = (_key(paths, loads[3], before), _key(paths, loads[4], row[file.col("Email")]))
-        yield History(paths, loads, keys)
+        yield History(paths, loads, keys, sum(r[file.col(LEAD)] == REMAPPED for r in file.rows))
 
 
 def _rows(paths: Paths, sql: str, params: list | None = None) -> list[dict]:
@@ -204,6 +218,7 @@ def test_each_step_is_compared_with_the_load_before_it_and_named_for_what_made_i
         ("codebook", True),
         ("redelivery", True),  # read under the project's codebook again, without the added alias
         ("redelivery", False),
+        ("codebook", True),
     ]
 
 
@@ -255,6 +270,29 @@ def test_a_corrected_email_address_is_the_same_respondent_under_a_new_key_not_a_
     assert (row["previous_respondent_key"], row["respondent_key"]) == history.corrected_key
     assert row["previous_respondent_key"] != row["respondent_key"]
     assert not row["is_accepted_removal"]
+
+
+def test_a_codebook_change_that_changes_answers_and_cities_is_reported_as_a_codebook_change(history: History) -> None:
+    fifth = _changes(history, 5)
+    assert len(fifth) == history.remapped > 0, "every answer the label gave"
+    assert {
+        (r["change_type"], r["question_id"], r["previous_answer_code"], r["current_answer_code"], r["correction_kind"])
+        for r in fifth
+    } == {("changed", "lead", "sector_directors", "city_leadership", "codebook")}
+    assert {(r["is_codebook_changed"], r["is_current_load"]) for r in fifth} == {(True, True)}
+    cities = _city_changes(history, 5)
+    assert cities, "a city whose key respondent gave the label changes with it"
+    assert {(c["correction_kind"], c["change_reasons"]) for c in cities} <= {("codebook", "lead_answer_changed")}
+    assert {c["municipality_code"] for c in cities} <= {r["municipality_code"] for r in fifth}
+    rows = _rows(
+        history.paths,
+        "select municipality_code, corrected_by_load_id, correction_kind from marts.fct_city_responsibility "
+        "where wave_year = 2019 and corrected_by_load_id = ?",
+        [history.loads[5]],
+    )
+    assert {(r["municipality_code"], r["correction_kind"]) for r in rows} == {
+        (c["municipality_code"], "codebook") for c in cities
+    }
 
 
 def test_every_change_in_the_cities_per_responsibility_is_a_city_row(history: History) -> None:
