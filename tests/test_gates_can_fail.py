@@ -259,7 +259,9 @@ def _row_count_not_equal(frame: pd.DataFrame, kwargs: dict[str, Any]) -> pd.Data
 def _row_count_out_of_range(frame: pd.DataFrame, kwargs: dict[str, Any]) -> pd.DataFrame:
     if (kwargs.get("min_value") or 0) > 0:
         return frame.iloc[: int(kwargs["min_value"]) - 1]
-    assert kwargs.get("max_value") is not None and len(frame), kwargs
+    assert kwargs.get("max_value") is not None, kwargs
+    if not len(frame):  # rows where none may be
+        return pd.DataFrame([dict.fromkeys(frame.columns)] * (int(kwargs["max_value"]) + 1), columns=frame.columns)
     return pd.concat([frame] * (int(kwargs["max_value"]) // len(frame) + 2), ignore_index=True)
 
 

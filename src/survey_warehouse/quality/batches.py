@@ -442,7 +442,10 @@ def marts_parameters(warehouse: Warehouse, dbt_project: Path) -> dict[str, int]:
         "waves": len(waves),
         "surveyed_city_waves": int(surveyed),
         "answers": int(answers),
-        "answer_corrections": int(corrections),
+        # the corrections mart links a respondent whose key changed with identical answers into one row, so raw's
+        # count of differing answers is its most; any difference at all means at least one row
+        "answer_corrections_max": int(corrections),
+        "answer_corrections_min": min(int(corrections), 1),
         "responsibility_options": sum(1 for wave, _code in offered if wave in waves),
         "question_waves": sum(1 for _wave, question in codebook.questions if question not in STRUCTURAL_FIELDS),
         "responsibilities": _seed_rows(dbt_project, "responsibilities"),
