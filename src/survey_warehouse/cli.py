@@ -132,9 +132,9 @@ def manifest_inputs(paths: Paths) -> str:
 
 
 def _parse_command(paths: Paths) -> list[str]:
-    """`dbt parse` with the profile and target named as Cosmos names them when it runs the build: dbt keeps the parse
-    (target/partial_parse.msgpack, copied by Cosmos) only for the same profile and target arguments, and otherwise
-    parses the whole project again in every build (2 to 5 s)."""
+    """`dbt parse` with the profile and target named as Cosmos names them when it runs the build. The manifest it
+    writes is what the DAG renders from; the builds themselves parse the project afresh (the DAG turns Cosmos'
+    partial parse off: a parse cached in a temporary copy of the project named files of a folder since deleted)."""
     target = runtime_env(paths).get("SURVEY_DBT_TARGET", "duckdb")
     return ["parse", "--quiet", "--profile", DBT_PROFILE, "--target", target]
 
