@@ -109,6 +109,32 @@ def _unknown_column(entry: dict[str, Any]) -> bool:
     return False
 
 
+def _takes_a_row_condition(entry: dict[str, Any]) -> bool:
+    from great_expectations.expectations.registry import get_expectation_impl
+
+    return "row_condition" in get_expectation_impl(entry["type"]).__fields__
+
+
+def _row_condition_as_text(entry: dict[str, Any]) -> bool:
+    if not _takes_a_row_condition(entry):
+        return False
+    entry["kwargs"]["row_condition"] = "is_current_load != False"  # pandas' syntax: PostgreSQL's gate cannot read it
+    entry["kwargs"]["condition_parser"] = "pandas"
+    return True
+
+
+def _condition_on_an_unknown_column(entry: dict[str, Any]) -> bool:
+    if not _takes_a_row_condition(entry):
+        return False
+    entry["kwargs"]["row_condition"] = {
+        "type": "comparison",
+        "column": {"name": "no_such_column"},
+        "operator": "==",
+        "parameter": True,
+    }
+    return True
+
+
 # name: (writes the mistake into an entry, or False where it cannot be made; what the error says; whether a template
 # is stopped by it as written, with no question to repeat it for)
 MISTAKES: dict[str, tuple[Callable[[dict[str, Any]], bool], str, bool]] = {
@@ -116,6 +142,8 @@ MISTAKES: dict[str, tuple[Callable[[dict[str, Any]], bool], str, bool]] = {
     "unknown parameter": (_unknown_parameter, "has no parameter(s) ['not_a_parameter']", True),
     "required parameter left out": (_required_parameter_left_out, "requires the parameter(s)", True),
     "unknown column": (_unknown_column, "has no column(s) ['no_such_column']", False),
+    "row condition as text": (_row_condition_as_text, "read by one engine only", True),
+    "row condition on an unknown column": (_condition_on_an_unknown_column, "has no column(s) ['no_such_column']", False),
 }
 
 
@@ -261,8 +289,14 @@ def _row_count_out_of_range(frame: pd.DataFrame, kwargs: dict[str, Any]) -> pd.D
         return frame.iloc[: int(kwargs["min_value"]) - 1]
     assert kwargs.get("max_value") is not None, kwargs
     if not len(frame):  # rows where none may be
-        return pd.DataFrame([dict.fromkeys(frame.columns)] * (int(kwargs["max_value"]) + 1), columns=frame.columns)
-    return pd.concat([frame] * (int(kwargs["max_value"]) // len(frame) + 2), ignore_index=True)
+        frame = pd.DataFrame([dict.fromkeys(frame.columns)] * (int(kwargs["max_value"]) + 1), columns=frame.columns)
+    else:
+        frame = pd.concat([frame] * (int(kwargs["max_value"]) // len(frame) + 2), ignore_index=True)
+    condition = kwargs.get("row_condition")
+    if condition:  # the rows are the ones the expectation counts
+        assert condition["type"] == "comparison" and condition["operator"] == "==", f"add a way to meet {condition}"
+        frame[condition["column"]["name"]] = condition["parameter"]
+    return frame
 
 
 def _columns_off_the_set(frame: pd.DataFrame, kwargs: dict[str, Any]) -> pd.DataFrame:

@@ -89,7 +89,23 @@ def _expectation_class(entry: dict[str, Any], where: str) -> Any:
     missing = sorted(n for n, f in cls.__fields__.items() if f.required and n not in NOT_KWARGS and n not in kwargs)
     if missing:
         raise SuiteError(f"{where}: {kind} requires the parameter(s) {missing}")
+    if isinstance(kwargs.get("row_condition"), str) or "condition_parser" in kwargs:
+        raise SuiteError(
+            f"{where}: a row_condition written as text is read by one engine only (pandas' query syntax on the "
+            "DuckDB gate's DataFrames, Great Expectations' own on PostgreSQL); write it as a structured "
+            'condition both read, e.g. {"type": "comparison", "column": {"name": "is_current_load"}, '
+            '"operator": "==", "parameter": true}, and no condition_parser'
+        )
     return cls
+
+
+def _condition_columns(condition: Any) -> list[str]:
+    """The columns a structured row_condition reads."""
+    if isinstance(condition, dict):
+        column = condition.get("column")
+        named = [str(column["name"])] if isinstance(column, dict) and "name" in column else []
+        return named + [c for part in condition.get("conditions", []) for c in _condition_columns(part)]
+    return []
 
 
 def columns_on(kind: str, kwargs: dict[str, Any]) -> list[str]:
@@ -103,7 +119,7 @@ def columns_on(kind: str, kwargs: dict[str, Any]) -> list[str]:
         if key.startswith("column") and key in kwargs:
             value = kwargs[key]
             named += [str(v) for v in value] if isinstance(value, list) else [str(value)]
-    return named
+    return named + _condition_columns(kwargs.get("row_condition"))
 
 
 def entries(
