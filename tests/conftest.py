@@ -8,7 +8,7 @@ import json
 import os
 import re
 import shutil
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -324,3 +324,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             part in path for part in ("/scaleout/", "/bi/", "test_large_wave_load")
         ):
             item.add_marker(pytest.mark.slow)
+
+
+def en_us_database_options() -> str | None:
+    """CREATE DATABASE options for a database whose default collation is en-US (ICU, else the C library's
+    en_US.UTF-8), or None when the server has neither."""
+    import psycopg2
+
+    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    admin.autocommit = True
+    with closing(admin), admin.cursor() as cur:
+        cur.execute("select 1 from pg_collation where collname = 'en-US-x-icu'")
+        if cur.fetchone():
+            return "template template0 encoding 'UTF8' locale 'C' locale_provider icu icu_locale 'en-US'"
+        cur.execute(
+            "select collcollate from pg_collation where collprovider = 'c' and lower(collname) "
+            "in ('en_us.utf8', 'en_us.utf-8') order by 1 limit 1"
+        )
+        row = cur.fetchone()
+    return f"template template0 encoding 'UTF8' lc_collate '{row[0]}' lc_ctype '{row[0]}'" if row else None

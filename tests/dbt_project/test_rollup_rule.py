@@ -24,7 +24,7 @@ from types import SimpleNamespace
 import duckdb
 import jinja2
 import pytest
-from conftest import ROOT, TEST_VAR, require_services
+from conftest import ROOT, TEST_VAR, en_us_database_options, require_services
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
@@ -103,21 +103,6 @@ def _pg_admin():
     return con
 
 
-def _en_us_database_options() -> str | None:
-    """CREATE DATABASE options for a database whose default collation is en-US (ICU, else the C library's
-    en_US.UTF-8), or None when the server has neither."""
-    with closing(_pg_admin()) as admin, admin.cursor() as cur:
-        cur.execute("select 1 from pg_collation where collname = 'en-US-x-icu'")
-        if cur.fetchone():
-            return "template template0 encoding 'UTF8' locale 'C' locale_provider icu icu_locale 'en-US'"
-        cur.execute(
-            "select collcollate from pg_collation where collprovider = 'c' and lower(collname) "
-            "in ('en_us.utf8', 'en_us.utf-8') order by 1 limit 1"
-        )
-        row = cur.fetchone()
-    return f"template template0 encoding 'UTF8' lc_collate '{row[0]}' lc_ctype '{row[0]}'" if row else None
-
-
 # the engines the model runs on: DuckDB, PostgreSQL with the server's default collation, and PostgreSQL with an
 # en-US collation (name -> engine, whether en-US)
 DATABASES = {"duckdb": ("duckdb", False), "postgres": ("postgres", False), "postgres_en_us": ("postgres", True)}
@@ -138,7 +123,7 @@ def open_warehouse(name: str, tag: str) -> Iterator[Warehouse]:
 
     options = ""
     if en_us:
-        found = _en_us_database_options()
+        found = en_us_database_options()
         if found is None:
             reason = "the PostgreSQL server has no en-US collation (ICU or en_US.UTF-8)"
             if os.environ.get("CI") == "true":

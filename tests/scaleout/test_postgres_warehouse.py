@@ -7,13 +7,14 @@ import re
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
 
 import duckdb
 import psycopg2
 import pytest
-from conftest import ROOT, PipelineRun, make_paths, published_ranges, require_services
+from conftest import ROOT, PipelineRun, en_us_database_options, make_paths, published_ranges, require_services
 
 from survey_warehouse import load, quality
 from survey_warehouse.builds import begin_build
@@ -42,13 +43,31 @@ def _admin():
 
 
 @pytest.fixture(scope="module")
-def pg_build(manifest) -> PostgresBuild:
+def pg_build(manifest) -> Iterator[PostgresBuild]:
     """README, "Against an existing PostgreSQL, without containers", as written: a fresh warehouse database, the
     connection in AIRFLOW_CONN_SURVEY_WAREHOUSE, SURVEY_DBT_TARGET=postgres, then `make run`."""
+    yield from _make_run_on_postgres("postgres", "")
+
+
+@pytest.fixture(scope="module")
+def pg_build_en_us(manifest) -> Iterator[PostgresBuild]:
+    """The same on a database whose text collation is en-US (as the compose image's default locale), where text
+    does not sort in byte order."""
+    require_services(PG)
+    options = en_us_database_options()
+    if options is None:
+        message = "the PostgreSQL server has no en-US collation (ICU or en_US.UTF-8)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message}; CI must provide it")
+        pytest.skip(message)
+    yield from _make_run_on_postgres("postgres_en_us", options)
+
+
+def _make_run_on_postgres(name: str, options: str) -> Iterator[PostgresBuild]:
     require_services(PG)
     suffix = f"{os.getpid()}_{int(time.time())}"
-    database, reader = f"survey_test_wh_{suffix}", f"survey_reader_test_{suffix}"
-    paths = make_paths("postgres")
+    database, reader = f"survey_test_wh_{name}_{suffix}", f"survey_reader_test_{name}_{suffix}"
+    paths = make_paths(name)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("SURVEY_", "AIRFLOW"))},
         "SURVEY_VAR_DIR": str(paths.var),
@@ -58,7 +77,7 @@ def pg_build(manifest) -> PostgresBuild:
         "SURVEY_READER_ROLE": reader,
     }
     with closing(_admin()) as admin:
-        admin.cursor().execute(f'create database "{database}"')
+        admin.cursor().execute(f'create database "{database}" {options}')
     try:
         warehouse = Warehouse(
             backend="postgres",
@@ -145,8 +164,13 @@ def _comparable(value: object) -> object:
     return value
 
 
-def test_both_adapters_build_the_same_marts(pg_build: PostgresBuild, pipeline_run: PipelineRun) -> None:
-    """Every mart, every column but the loads' own ids and times, value for value."""
+@pytest.mark.parametrize("database", ["pg_build", "pg_build_en_us"])
+def test_both_adapters_build_the_same_marts(
+    database: str, pipeline_run: PipelineRun, request: pytest.FixtureRequest
+) -> None:
+    """Every mart, every column but the loads' own ids and times, value for value; on PostgreSQL under the byte
+    order collation of the test server and under en-US."""
+    pg_build = request.getfixturevalue(database)
     compared = 0
     with (
         Session(pg_build.warehouse, read_only=True) as pg,
