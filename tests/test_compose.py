@@ -496,3 +496,13 @@ def test_superset_behind_a_tls_proxy_trusts_its_headers_and_secures_its_cookie(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [str(behind)] * 3
+
+
+def test_every_service_that_checks_secrets_runs_in_production_whatever_env_says() -> None:
+    """No line of .env turns the secrets check off: SURVEY_ENV is fixed to production in every service that runs
+    survey code (the Airflow containers and Superset), not read from .env."""
+    checked = {name for name in SERVICES if name.startswith("airflow") or name == "superset"}
+    for name, service in services().items():
+        if name in checked:
+            assert environment(service).get("SURVEY_ENV") == "production", name
+    assert not re.search(r"^\s*SURVEY_ENV\s*=", ENV_EXAMPLE.read_text(encoding="utf-8"), flags=re.MULTILINE)

@@ -107,9 +107,10 @@ def test_every_secret_that_is_not_given_is_named(secret: secrets.Secret) -> None
 def test_a_secret_shorter_than_its_kind_allows_is_refused(kind: str, shortest: int) -> None:
     secret = next(s for s in SECRETS if s.kind == kind)
     service = next(name for name, s in SERVICES.items() if secret.name in s.required)
+    varied = secrets.generate(KEY) + secrets.generate(KEY)
     with pytest.raises(SecretsError, match=f"{secret.name} is too short \\({shortest - 1} characters"):
-        check(service, valid_env(service) | {secret.name: ("x7" * shortest)[: shortest - 1]})
-    check(service, valid_env(service) | {secret.name: ("x7" * shortest)[:shortest]})
+        check(service, valid_env(service) | {secret.name: varied[: shortest - 1]})
+    check(service, valid_env(service) | {secret.name: varied[:shortest]})
 
 
 def _fernet_accepts(value: str) -> bool:
@@ -140,14 +141,76 @@ FERNET_SAMPLES = [
 ]
 
 
+def _random_bytes(value: str) -> bool:
+    """Every comma-separated key of 16 different bytes or more (random 32 bytes have some 28)."""
+    return all(len(set(base64.urlsafe_b64decode(key.strip().encode()))) >= 16 for key in value.split(","))
+
+
 @pytest.mark.parametrize("value", FERNET_SAMPLES)
-def test_the_fernet_key_is_refused_exactly_when_fernet_refuses_it(value: str) -> None:
+def test_the_fernet_key_is_refused_exactly_when_fernet_refuses_it_or_it_is_no_random_key(value: str) -> None:
     env = valid_env("airflow") | {"AIRFLOW_FERNET_KEY": value}
-    if _fernet_accepts(value) and not secrets.is_placeholder(value):
+    if _fernet_accepts(value) and not secrets.is_placeholder(value) and _random_bytes(value):
         check("airflow", env)
     else:
-        with pytest.raises(SecretsError, match=r"AIRFLOW_FERNET_KEY (is not a Fernet key|is a placeholder)"):
+        with pytest.raises(
+            SecretsError, match=r"AIRFLOW_FERNET_KEY (is not a Fernet key|is a placeholder|is a Fernet key of \d+ diff)"
+        ):
             check("airflow", env)
+
+
+def _constant_fernet(byte: int) -> str:
+    return base64.urlsafe_b64encode(bytes([byte]) * 32).decode()
+
+
+@pytest.mark.parametrize("secret", SECRETS, ids=lambda s: s.name)
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("please-change-me-to-a-random-value-xx", "is a placeholder"),
+        ("REPLACE_ME_WITH_A_LONG_RANDOM_STRING_0123", "is a placeholder"),
+        ("my-Secret-Key-2026-for-the-warehouse-x", "is a placeholder"),
+        ("MyPassword-for-the-Warehouse-2026!", "is a placeholder"),
+        (secrets.DEV_SUPERSET_SECRET_KEY.capitalize(), "is a placeholder or a development default"),
+        (secrets.DEV_SUPERSET_SECRET_KEY + " ", "is a placeholder or a development default"),
+        (secrets.DEV_PSEUDONYM_KEY.upper() + "-2", "is a placeholder or a development default"),
+        ("a" * 40, "has too few different characters"),
+        ("abcdabcdabcdabcdabcdabcdabcdabcd", "has too few different characters"),
+        ("1234567890123456789012345678901234", "is only digits"),
+        ("k7Qz2mXp9Lw4k7Qz2mXp9Lw4k7Qz2mXp9Lw4", "is one piece repeated"),
+    ],
+)
+def test_every_secret_refuses_a_guessable_value_of_the_right_length(
+    secret: secrets.Secret, value: str, why: str
+) -> None:
+    service = next(name for name, s in SERVICES.items() if secret.name in s.required)
+    if secret.kind == FERNET:
+        value = _constant_fernet(0) if "few" in why else value
+        why = "is a Fernet key of 1 different bytes" if "few" in why else why
+    elif secret.in_url_unescaped:
+        value = value.replace(" ", "-").replace("!", "~")
+    if secret.kind == FERNET and why != "is a Fernet key of 1 different bytes":
+        why = "(is not a Fernet key|is a placeholder)"
+    with pytest.raises(SecretsError, match=f"{secret.name} {why}"):
+        check(service, valid_env(service) | {secret.name: value})
+
+
+def test_one_value_for_two_secrets_is_refused_for_the_second() -> None:
+    env = valid_env("airflow-init")
+    env["WAREHOUSE_DB_PASSWORD"] = env["AIRFLOW_DB_PASSWORD"]
+    with pytest.raises(SecretsError) as refused:
+        check("airflow-init", env)
+    assert "WAREHOUSE_DB_PASSWORD is the value of AIRFLOW_DB_PASSWORD: each secret is its own" in str(refused.value)
+    assert env["AIRFLOW_DB_PASSWORD"] not in str(refused.value)
+    env["WAREHOUSE_DB_PASSWORD"] = valid(PASSWORD)
+    check("airflow-init", env)
+
+
+def test_a_random_value_of_every_kind_is_never_taken_for_a_guessable_one() -> None:
+    """The check refuses no value `make secrets` or the commands it suggests write (2,000 of each kind)."""
+    for kind in (KEY, PASSWORD, FERNET):
+        secret = next(s for s in SECRETS if s.kind == kind)
+        refused = [v for v in (secrets.generate(kind) for _ in range(2000)) if secrets.problem(secret, v)]
+        assert not refused, refused[:3]
 
 
 def test_a_generated_secret_of_every_kind_passes_and_differs_each_time() -> None:
@@ -207,7 +270,7 @@ def test_superset_checks_url_passwords_only_where_given() -> None:
 
 def test_no_message_shows_a_secret() -> None:
     env = valid_env("airflow-init")
-    short = "short-Secret-9"
+    short = "short-Key-9xQ"
     env |= {"SURVEY_PSEUDONYM_KEY": short, "AIRFLOW_FERNET_KEY": "NotAFernetKeyButLongEnoughToBeAKeyOtherwise"}
     with pytest.raises(SecretsError) as refused:
         check("airflow-init", env)

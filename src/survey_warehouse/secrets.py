@@ -3,10 +3,14 @@
 In production (SURVEY_ENV=production, in any case) a secret is refused when it is
 
 - not set or empty,
-- a placeholder (anything that starts with `change-me`, in any case and spelling: `CHANGE_ME_...` too) or one of the
-  development defaults below,
+- a placeholder: a placeholder word anywhere in it (`change-me`, `replace-me`, `placeholder`, `password`, `secret`,
+  `example`, `dummy`, in any case and spelling: `CHANGE_ME_...`, `please-change-me` too) or one of the development
+  defaults below (in any case, spaces and punctuation aside),
 - too short: keys under 32 characters, passwords under 16,
+- guessable: fewer than 10 different characters, only digits, or one piece repeated (`abcabcabc...`),
 - for the Fernet key, not a Fernet key (32 bytes, URL-safe base64; several keys separated by commas when rotating),
+  or a key of fewer than 16 different bytes (32 zero bytes is a valid key to Fernet, and no secret),
+- the value of another secret: each secret is its own,
 - for a password that goes into a connection URL, a character other than letters, digits and - . _ ~ (it would
   break the URL).
 
@@ -30,6 +34,7 @@ import binascii
 import os
 import re
 import sys
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -43,6 +48,11 @@ DEVELOPMENT_DEFAULTS = frozenset({DEV_PSEUDONYM_KEY, DEV_SUPERSET_SECRET_KEY, DE
 KEY, PASSWORD, FERNET = "key", "password", "fernet"
 MIN_LENGTH = {KEY: 32, PASSWORD: 16}
 FERNET_KEY_BYTES = 32
+# a random value of the lengths above has some 20 different characters (a Fernet key some 28 different bytes)
+MIN_DISTINCT_CHARACTERS = 10
+MIN_DISTINCT_FERNET_BYTES = 16
+# words no random value holds, written into values meant to be replaced (compared without case, spaces or punctuation)
+PLACEHOLDER_WORDS = ("changeme", "replaceme", "placeholder", "password", "secret", "example", "dummy")
 # a password inside postgresql://user:<password>@host/... is not escaped there
 URL_SAFE = re.compile(r"[A-Za-z0-9._~-]*")
 MAKE_SECRETS = "run `make secrets` to write a .env with fresh random values for every secret"
@@ -157,10 +167,33 @@ def is_production(env: Mapping[str, str] | None = None) -> bool:
     raise SecretsError(f"SURVEY_ENV must be production or development, not {value!r}")
 
 
+def _letters(value: str) -> str:
+    """A value's letters and digits only, without case: how placeholders and defaults are compared."""
+    return re.sub(r"[^a-z0-9]", "", unicodedata.normalize("NFKC", value).casefold())
+
+
 def is_placeholder(value: str) -> bool:
-    """A value nobody should run with: `change-me...` in any spelling, or a development default."""
-    letters = re.sub(r"[^a-z0-9]", "", value.lower())
-    return letters.startswith("changeme") or value in DEVELOPMENT_DEFAULTS
+    """A value nobody should run with: a placeholder word anywhere in it (`change-me...` in any spelling), or a
+    development default (in any case, spaces and punctuation aside; the long ones also inside a longer value)."""
+    letters = _letters(value)
+    if any(word in letters for word in PLACEHOLDER_WORDS):
+        return True
+    return any(
+        letters == _letters(default) or (len(default) >= MIN_LENGTH[PASSWORD] and _letters(default) in letters)
+        for default in DEVELOPMENT_DEFAULTS
+    )
+
+
+def guessable(value: str) -> str | None:
+    """Why a value of the right length is still no secret: too few different characters, only digits, or one piece
+    repeated; else None."""
+    if len(set(value)) < MIN_DISTINCT_CHARACTERS:
+        return f"has too few different characters ({len(set(value))}; at least {MIN_DISTINCT_CHARACTERS})"
+    if value.isdigit():
+        return "is only digits"
+    if re.fullmatch(r"(.+?)\1+", value, flags=re.DOTALL):
+        return "is one piece repeated"
+    return None
 
 
 def is_fernet_key(value: str) -> bool:
@@ -183,17 +216,27 @@ def problem(secret: Secret, value: str) -> str | None:
     if is_placeholder(value):
         return "is a placeholder or a development default"
     if secret.kind == FERNET:
-        return None if is_fernet_key(value) else "is not a Fernet key (32 bytes, URL-safe base64)"
+        if not is_fernet_key(value):
+            return "is not a Fernet key (32 bytes, URL-safe base64)"
+        fewest = min(len(set(base64.urlsafe_b64decode(key.encode("utf-8")))) for key in value.split(","))
+        if fewest < MIN_DISTINCT_FERNET_BYTES:
+            return f"is a Fernet key of {fewest} different bytes, not a random one (at least {MIN_DISTINCT_FERNET_BYTES})"
+        return None
     if len(value) < MIN_LENGTH[secret.kind]:
         return f"is too short ({len(value)} characters; a {secret.kind} needs at least {MIN_LENGTH[secret.kind]})"
+    weak = guessable(value)
+    if weak:
+        return weak
     if secret.in_url_unescaped and not URL_SAFE.fullmatch(value):
         return "has characters a connection URL cannot hold unescaped (use letters, digits and - . _ ~)"
     return None
 
 
 def problems(names: Iterable[str], env: Mapping[str, str], required: bool = True) -> list[str]:
-    """One line per refused secret of `names`: the variable, what is wrong, how to make one."""
+    """One line per refused secret of `names`: the variable, what is wrong, how to make one; a value given to two
+    secrets is refused for the second."""
     found = []
+    holders: dict[str, set[str]] = {}
     for name in names:
         secret = BY_NAME[name]
         values = secret.found(env)
@@ -206,6 +249,16 @@ def problems(names: Iterable[str], env: Mapping[str, str], required: bool = True
             if wrong:
                 shown = name if where == name else f"{name} ({where})"
                 found.append(f"{shown} {wrong}; make one with: {HOW_TO_MAKE[secret.kind]}")
+            elif value:
+                holders.setdefault(value, set()).add(name)
+    for names_of_value in holders.values():
+        if len(names_of_value) > 1:
+            first, *others = sorted(names_of_value)
+            found += [
+                f"{other} is the value of {first}: each secret is its own; make one with: "
+                f"{HOW_TO_MAKE[BY_NAME[other].kind]}"
+                for other in others
+            ]
     return found
 
 
