@@ -22,7 +22,8 @@ built as (
     where is_current_load
 ),
 
--- published once (passed, later superseded) or being published now, never after the load the marts are built from
+-- published once (even if later superseded or withdrawn) or being published now, never after the load the marts are
+-- built from
 published as (
     select
         loads.load_id,
@@ -39,7 +40,7 @@ published as (
         and loads.loaded_at <= built.loaded_at
     left join readings
         on loads.load_id = readings.load_id
-    where loads.is_current_load or loads.load_status in ('passed', 'superseded')
+    where loads.is_current_load or loads.was_published
 ),
 
 paired as (

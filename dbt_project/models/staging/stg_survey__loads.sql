@@ -13,6 +13,14 @@ built as (
     where build_loads.build_id in (select building.build_id from building)
 ),
 
+-- the loads the marts were ever published from: those of every published build
+published as (
+    select build_loads.load_id from {{ source('survey_raw', 'build_loads') }} as build_loads
+    inner join {{ source('survey_raw', 'builds') }} as builds
+        on build_loads.build_id = builds.build_id
+    where builds.status = 'published'
+),
+
 final as (
     select
         source.load_id,
@@ -35,6 +43,12 @@ final as (
             end,
             false
         ) as is_current_load,
+        -- whether the marts were ever published from this load (a load later superseded, or withdrawn with its
+        -- wave, too); a load that passed its gate before builds were recorded was
+        (
+            source.load_id in (select published.load_id from published)
+            or source.status in ('passed', 'superseded')
+        ) as was_published,
         -- respondents (r-<first 8 characters of the pseudonym>) and cities a re-delivery was allowed to drop
         coalesce(source.accepted_removals, '') as accepted_removals,
         source.questionnaire_version,
