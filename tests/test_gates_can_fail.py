@@ -143,7 +143,11 @@ MISTAKES: dict[str, tuple[Callable[[dict[str, Any]], bool], str, bool]] = {
     "required parameter left out": (_required_parameter_left_out, "requires the parameter(s)", True),
     "unknown column": (_unknown_column, "has no column(s) ['no_such_column']", False),
     "row condition as text": (_row_condition_as_text, "read by one engine only", True),
-    "row condition on an unknown column": (_condition_on_an_unknown_column, "has no column(s) ['no_such_column']", False),
+    "row condition on an unknown column": (
+        _condition_on_an_unknown_column,
+        "has no column(s) ['no_such_column']",
+        False,
+    ),
 }
 
 

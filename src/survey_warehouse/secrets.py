@@ -216,19 +216,21 @@ def problem(secret: Secret, value: str) -> str | None:
     if is_placeholder(value):
         return "is a placeholder or a development default"
     if secret.kind == FERNET:
-        if not is_fernet_key(value):
-            return "is not a Fernet key (32 bytes, URL-safe base64)"
-        fewest = min(len(set(base64.urlsafe_b64decode(key.encode("utf-8")))) for key in value.split(","))
-        if fewest < MIN_DISTINCT_FERNET_BYTES:
-            return f"is a Fernet key of {fewest} different bytes, not a random one (at least {MIN_DISTINCT_FERNET_BYTES})"
-        return None
+        return _fernet_problem(value)
     if len(value) < MIN_LENGTH[secret.kind]:
         return f"is too short ({len(value)} characters; a {secret.kind} needs at least {MIN_LENGTH[secret.kind]})"
-    weak = guessable(value)
-    if weak:
-        return weak
     if secret.in_url_unescaped and not URL_SAFE.fullmatch(value):
         return "has characters a connection URL cannot hold unescaped (use letters, digits and - . _ ~)"
+    return guessable(value)
+
+
+def _fernet_problem(value: str) -> str | None:
+    """What is wrong with a Fernet key (several when rotating), or None."""
+    if not is_fernet_key(value):
+        return "is not a Fernet key (32 bytes, URL-safe base64)"
+    fewest = min(len(set(base64.urlsafe_b64decode(key.encode("utf-8")))) for key in value.split(","))
+    if fewest < MIN_DISTINCT_FERNET_BYTES:
+        return f"is a Fernet key of {fewest} different bytes, not a random one (at least {MIN_DISTINCT_FERNET_BYTES})"
     return None
 
 
