@@ -553,6 +553,8 @@ def _read_csv(spec: WaveSpec, con: duckdb.DuckDBPyConnection, scratch: Path) -> 
             )
         text_path = stats.transcoded or path
         text_encoding = "utf-8-sig"
+        hint = _separator_hint(text_path)
+        spec, notes = _honour_separator_hint(spec, text_path, hint)
         try:
             header, header_lines = _csv_header(spec, text_path, text_encoding)
         except UnicodeDecodeError:
@@ -560,19 +562,98 @@ def _read_csv(spec: WaveSpec, con: duckdb.DuckDBPyConnection, scratch: Path) -> 
             raise
         if stats.quotes % 2:
             _unterminated_quote(spec, text_path, text_encoding, header)
-        regular = header_lines == spec.header_row and stats.blank_lines == 0
+        # DuckDB's reader takes a regular file; not one with Excel's hint line (with a byte order mark before a
+        # quoted `"sep=,"` it skips every row), and its result is not taken when it found no row in a file with
+        # lines below the header
+        regular = header_lines == spec.header_row and stats.blank_lines == 0 and hint is None
         grid = _duckdb_grid(spec, con, text_path, header, spec.header_row) if regular else None
+        if grid is not None and grid.rows == 0 and stats.lines > header_lines:
+            grid = None
         if grid is None:
             if utf8:
                 _scan_text(spec, scratch)  # DuckDB refused the file: a byte that is not UTF-8 is named here
             grid = _python_grid(spec, con, text_path, text_encoding, header)
         grid.ends_with_newline = stats.ends_with_newline
+        grid.notes.extend(notes)
         _cut_off(spec, con, grid)
         _stray_quotes(spec, con, header)
         return grid
     finally:
         if stats.transcoded is not None:
             stats.transcoded.unlink(missing_ok=True)
+
+
+# Excel's delimiter hint: a first line `sep=;` that Excel reads and hides ("CSV for Excel" exports write it)
+SEPARATOR_HINT = re.compile(r'\ufeff?"?sep=(.)"?[,;\t|]*\r?\n?', re.IGNORECASE)
+# how far down a file a header is looked for when it is not on the row the wave spec names
+HEADER_SEARCH_ROWS = 30
+TITLE_LINES_SHOWN = 5  # a title block above the header is quoted in the message up to this many lines
+
+
+def _separator_hint(text_path: Path) -> str | None:
+    """The delimiter Excel's `sep=` first line names, or None."""
+    with open(text_path, encoding="utf-8-sig", errors="replace", newline="") as f:
+        first = f.readline(64)
+    found = SEPARATOR_HINT.fullmatch(first)
+    return found.group(1) if found else None
+
+
+def _honour_separator_hint(spec: WaveSpec, text_path: Path, hint: str | None) -> tuple[WaveSpec, list[str]]:
+    """A file that starts with Excel's `sep=` line is read with the delimiter it names, and its header is the row
+    below it (or the spec's header_row where the spec already counts the hint); each departure from the spec is
+    said in a note. Rows keep their numbers in the file as text, the hint being row 1."""
+    if hint is None:
+        return spec, []
+    import dataclasses
+
+    notes = []
+    if hint != spec.delimiter:
+        notes.append(
+            f"{spec.file.name}: the first line is Excel's delimiter hint 'sep={hint}', so the file was read with "
+            f"{hint!r}, not the {spec.delimiter!r} of {spec.name}; set delimiter: {hint!r} there"
+        )
+    hinted = dataclasses.replace(spec, delimiter=hint)
+    wanted = {match_key(c) for c in spec.columns}
+    rows = _first_rows(hinted, text_path, spec.header_row + 1)
+    counted = len(rows) >= spec.header_row and wanted <= {match_key(c) for c in rows[spec.header_row - 1]}
+    if counted:
+        return hinted, notes
+    notes.append(
+        f"{spec.file.name}: the first line is Excel's delimiter hint 'sep={hint}' (Excel hides it), so the header "
+        f"is row {spec.header_row + 1} of the file; row numbers count the hint as row 1"
+    )
+    return dataclasses.replace(hinted, header_row=spec.header_row + 1), notes
+
+
+def _first_rows(spec: WaveSpec, text_path: Path, count: int, encoding: str = "utf-8-sig") -> list[list[str]]:
+    """The file's first `count` rows as CSV cells (fewer when it is shorter or stops parsing)."""
+    rows: list[list[str]] = []
+    with open(text_path, encoding=encoding, errors="replace", newline="") as f:
+        reader = _csv_reader(f, spec)
+        with contextlib.suppress(csv.Error):
+            for cells in itertools.islice(reader, count):
+                rows.append([c.strip() for c in cells])
+    return rows
+
+
+def _header_elsewhere(spec: WaveSpec) -> str | None:
+    """When the header is not on the row the spec names: the row within the first HEADER_SEARCH_ROWS that holds
+    every mapped column, and the lines above it (a title block; never a respondent's row), for the message."""
+    if spec.format != "csv" or not spec.columns:
+        return None
+    wanted = {match_key(c) for c in spec.columns}
+    try:
+        rows = _first_rows(spec, spec.file, HEADER_SEARCH_ROWS, spec.encoding)
+    except (OSError, UnicodeError, LookupError):
+        return None
+    found = next((i for i, cells in enumerate(rows, start=1) if wanted <= {match_key(c) for c in cells}), None)
+    if found is None or found == spec.header_row:
+        return None
+    above = [" ".join(c for c in cells if c) for cells in rows[: found - 1]]
+    shown_above = "; ".join(f"row {i}: {shown(line[:60]) if line else '(empty)'}" for i, line in enumerate(above, 1))
+    return f"Row {found} of the file holds every mapped column: set header_row: {found} in {spec.name}" + (
+        f" (above it: {shown_above})" if found > 1 and len(above) <= TITLE_LINES_SHOWN else ""
+    )
 
 
 def _cut_off(spec: WaveSpec, con: duckdb.DuckDBPyConnection, grid: Grid) -> None:
@@ -661,6 +742,10 @@ def check_header(spec: WaveSpec, header: list[str]) -> list[str]:
 
 
 def _missing_column_hint(spec: WaveSpec, column: str, header: list[str]) -> str:
+    return _header_elsewhere(spec) or _header_row_hint(spec, column, header)
+
+
+def _header_row_hint(spec: WaveSpec, column: str, header: list[str]) -> str:
     if any(looks_like_email(h) for h in header):  # its cells are a respondent's: none is quoted
         return (
             f"Row {spec.header_row} holds an e-mail address, so it is an answer, not the header: check 'header_row' "

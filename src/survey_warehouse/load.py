@@ -512,7 +512,8 @@ def _check(spec: WaveSpec, con: duckdb.DuckDBPyConnection, codebook: Codebook, g
             "reason_code varchar, message varchar)"
         )
     field_positions = {r[1]: r[0] for r in field_rows}
-    return _Checked(grid, quarantined, problems, _key_respondent_warnings(spec, con, codebook, field_positions))
+    warnings = [*grid.notes, *_key_respondent_warnings(spec, con, codebook, field_positions)]
+    return _Checked(grid, quarantined, problems, warnings)
 
 
 def _resolve(con: duckdb.DuckDBPyConnection, spec: WaveSpec) -> None:

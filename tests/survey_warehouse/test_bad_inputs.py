@@ -8,7 +8,9 @@ for every load rows = accepted + quarantined. No delivery ends in a library's tr
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import re
 import zipfile
 from pathlib import Path
@@ -829,3 +831,75 @@ def test_cells_right_of_the_header_are_kept_in_raw(paths, wave_2019, tmp_path) -
         (4, None, "ragged_row"),
         (6, None, "ragged_row"),
     ]
+
+
+# ------------------------------------------------------------------------------ lines above a CSV's header
+
+
+def _cells(warehouse: Path, load_id: str) -> list[tuple]:
+    """Every cell of a load by source row and column header: what the file held, wherever its header was."""
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute(
+            "select c.source_row_number - (select min(source_row_number) from raw.survey_cells c2 "
+            "  join raw.survey_columns k2 using (column_id) where k2.load_id = ?) as nth_row, "
+            "k.source_column, c.cell_value from raw.survey_cells c join raw.survey_columns k using (column_id) "
+            "where k.load_id = ? order by 1, 2",
+            [load_id, load_id],
+        ).fetchall()
+
+
+@pytest.mark.parametrize(
+    ("hint", "delimiter", "spec_header_row"),
+    [
+        ("sep=,", ",", 1),  # the spec does not count the hint
+        ("sep=;", ";", 1),  # the hint names the file's delimiter, the spec says ','
+        ('"sep=,"', ",", 1),  # quoted, as some tools write it
+        ("SEP=,", ",", 2),  # the spec already counts the hint as row 1
+    ],
+)
+def test_excels_delimiter_hint_is_honoured_and_said(
+    paths, wave_2019, tmp_path, hint: str, delimiter: str, spec_header_row: int
+) -> None:
+    spec, lines = wave_2019
+    plain = load_wave(dataclasses.replace(spec, file=_write(tmp_path, lines, "plain.csv")), paths.warehouse)
+    text = io.StringIO()
+    csv.writer(text, delimiter=delimiter, lineterminator="\n").writerows(csv.reader(io.StringIO("\n".join(lines))))
+    hinted_lines = [hint, *text.getvalue().splitlines()]
+    hinted_spec = dataclasses.replace(spec, file=_write(tmp_path, hinted_lines), header_row=spec_header_row)
+    hinted = load_wave(hinted_spec, paths.warehouse)
+    assert (hinted.row_count, hinted.quarantined) == (plain.row_count, plain.quarantined)
+    assert _cells(paths.warehouse, hinted.load_id) == _cells(paths.warehouse, plain.load_id)
+    said = " ".join(hinted.warnings)
+    if delimiter != spec.delimiter:
+        assert f"read with {delimiter!r}, not the {spec.delimiter!r}" in said, said
+        assert f"set delimiter: {delimiter!r}" in said
+    if spec_header_row == 1:
+        assert "the header is row 2 of the file" in said, said
+    else:
+        assert "the header is row" not in said, said
+
+
+def test_a_title_block_above_a_csv_header_is_named_with_the_row_to_set(paths, wave_2019, tmp_path) -> None:
+    spec, lines = wave_2019
+    titled = ["Kaupunkikysely 2019,,", "Raportti luotu 1.6.2019,,", "", *lines]
+    with pytest.raises(WaveFileError) as refused:
+        load_wave(dataclasses.replace(spec, file=_write(tmp_path, titled)), paths.warehouse)
+    message = str(refused.value)
+    assert "Row 4 of the file holds every mapped column: set header_row: 4" in message, message
+    assert "row 1: 'Kaupunkikysely 2019'" in message and "row 3: (empty)" in message, message
+    # with header_row set as the message says, the file loads as the plain one does
+    result = load_wave(dataclasses.replace(spec, file=_write(tmp_path, titled), header_row=4), paths.warehouse)
+    plain = load_wave(dataclasses.replace(spec, file=_write(tmp_path, lines, "plain.csv")), paths.warehouse)
+    assert _cells(paths.warehouse, result.load_id) == _cells(paths.warehouse, plain.load_id)
+
+
+def test_a_header_below_the_spec_row_never_quotes_a_respondents_row(paths, wave_2019, tmp_path) -> None:
+    """header_row points past the header (at an answer): the message says where the header is, and quotes no
+    answer row (only lines above the header are shown)."""
+    spec, lines = wave_2019
+    with pytest.raises(WaveFileError) as refused:
+        load_wave(dataclasses.replace(spec, file=_write(tmp_path, lines), header_row=3), paths.warehouse)
+    message = str(refused.value)
+    assert "Row 1 of the file holds every mapped column: set header_row: 1" in message, message
+    email = lines[0].split(",").index("Email")
+    assert not any(line.split(",")[email] in message for line in lines[1:6])
