@@ -24,6 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from survey_warehouse import faults
 from survey_warehouse.errors import SurveyWarehouseError
 from survey_warehouse.settings import DBT_PROFILE, Paths, get_paths
 from survey_warehouse.waves import find_wave_spec, list_wave_years
@@ -335,7 +336,7 @@ def _dag_run(paths: Paths, year: int, defer: str | None, alone: bool = False) ->
                 failed = _failed_tasks(run.run_id)
         except Exception as exc:  # one broken run must not stop the other years
             traceback.print_exc()
-            state = f"error: {exc}"
+            state = f"error: {faults.cause(exc) or exc}"
         finally:
             _release_warehouse()
     seconds = time.monotonic() - started
@@ -409,7 +410,7 @@ def run_exports(paths: Paths) -> dict[str, Any] | None:
             state = str(bag.get_dag(EXPORTS_DAG_ID).test(logical_date=None).state)
         except Exception as exc:
             traceback.print_exc()
-            state = f"error: {exc}"
+            state = f"error: {faults.cause(exc) or exc}"
     seconds = time.monotonic() - started
     code = 0 if state == "success" and exports.is_exported(paths, publication.published_at) else 1
     folder = exports.exports_dir(paths) / exports.LATEST

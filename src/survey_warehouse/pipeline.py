@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from survey_warehouse import faults
 from survey_warehouse.errors import SurveyWarehouseError, WaveFileError
 from survey_warehouse.inbox import Delivery, delivery_of_run
 from survey_warehouse.settings import Paths, get_paths
@@ -629,7 +630,7 @@ def remember_error(exc: BaseException) -> None:
     try:
         from airflow.sdk import get_current_context
 
-        get_current_context()["ti"].xcom_push(key="error", value=f"{type(exc).__name__}: {exc}"[:4000])
+        get_current_context()["ti"].xcom_push(key="error", value=faults.described(exc)[:4000])
     except Exception:  # outside a task (tests, tools): the exception itself is the report
         log.debug("no task context to keep the error in", exc_info=True)
 

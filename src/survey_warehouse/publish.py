@@ -13,6 +13,7 @@ registry never says a load is current that the published marts do not hold.
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import hashlib
 import json
 import logging
@@ -103,10 +104,38 @@ def _intent(published: Path) -> Path:
     return published.with_name(f".{published.name}.publishing")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stopped_copies(published: Path) -> list[Path]:
+    """The half-written copies (`.<file>.<pid>.tmp` and its `.wal`) a publication left when its process was killed
+    or the disk filled: removed when that process is gone. Returns what it removed."""
+    removed = []
+    prefix = f".{published.name}."
+    for stale in published.parent.glob(f"{glob.escape(prefix)}*.tmp*"):
+        pid = stale.name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
+            removed.append(stale)
+    if removed:
+        log.warning("published marts: removed %d copies a stopped publication left", len(removed))
+    return removed
+
+
 def recover_publication(warehouse: Warehouse, published: Path) -> str | None:
     """DuckDB: a publication stopped (killed, a power cut) between renaming its file into place and committing the
     registry is finished or undone, by what the registry says of its build: published, the old file is dropped;
-    otherwise the old file is put back. Runs before anything reads or publishes the marts. Returns what it did."""
+    otherwise the old file is put back. Copies a stopped publication was writing are removed. Runs before anything
+    reads or publishes the marts. Returns what it did."""
+    if published.parent.is_dir():
+        sweep_stopped_copies(published)
     intent = _intent(published)
     if not intent.exists():
         return None

@@ -1,0 +1,209 @@
+"""Faults say their cause first and leave nothing behind.
+
+A full disk while publishing is made real: the published folder is a small tmpfs (mounting needs root, which CI
+has; elsewhere the test is skipped, in CI it fails). The errors of the libraries underneath are made by the
+libraries themselves where the machine can (a refused PostgreSQL connection, a DuckDB file another process holds,
+the operating system's ENOSPC), and each is put in words by `faults.cause`."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import psycopg2
+import pytest
+from test_load_lifecycle import Warehouse_, _publish_all
+
+from survey_warehouse import faults
+from survey_warehouse.pipeline import failure_message
+from survey_warehouse.publish import publish, recover_publication, sweep_stopped_copies
+
+
+@contextlib.contextmanager
+def small_filesystem(folder: Path, size: str = "64m") -> Iterator[Path]:
+    """`folder` as a tmpfs of `size` while the block runs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        reason = f"cannot mount a tmpfs here ({mounted.stderr.strip() or 'not root'})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI runs as root and must")
+        pytest.skip(reason)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def _fill(folder: Path, leave_bytes: int) -> Path:
+    """A file that takes all the free space of `folder`'s filesystem but `leave_bytes`."""
+    stats = os.statvfs(folder)
+    free = stats.f_bavail * stats.f_frsize
+    filler = folder / "filler.bin"
+    with open(filler, "wb") as f:
+        f.write(b"\0" * max(free - leave_bytes, 0))
+    return filler
+
+
+def test_a_full_disk_while_publishing_keeps_the_marts_leaves_nothing_and_says_so() -> None:
+    house = Warehouse_("faults_full_disk")
+    folder = house.paths.published.parent
+    with small_filesystem(folder):
+        _publish_all(house)
+        before = house.paths.published.read_bytes()
+        registry_before = house.registry()
+        house.deliver(2019, 1)
+        out = house.run(2019, "full", kill_after="build")
+        filler = _fill(folder, 64 * 1024)
+
+        with pytest.raises((duckdb.Error, OSError)) as failed:
+            publish(house.warehouse, house.paths.published, out["build"], "full")
+
+        said = faults.cause(failed.value)
+        assert said is not None and said.startswith("No space left on device writing "), faults.described(failed.value)
+        assert str(folder) in said and said.endswith("free space there and run again"), said
+        assert house.paths.published.read_bytes() == before, "the published marts stay as they were"
+        assert sorted(p.name for p in folder.iterdir()) == sorted([house.paths.published.name, filler.name]), (
+            "no half-written copy is left on the full disk"
+        )
+        assert [r for r in house.registry() if r[0] != out["load_id"]] == [
+            r for r in registry_before if r[0] != out["load_id"]
+        ]
+        # the failure message the summary and the mail start with names the cause before the exception
+        message = failure_message(
+            house.paths, house.warehouse, ["publish"], out["load_id"], {"publish": faults.described(failed.value)}
+        )
+        assert message.startswith(f"the run failed at publish: {said}\n"), message
+
+        # the space freed, the next run publishes with no manual step
+        filler.unlink()
+        house.deliver(2019, 2)
+        assert house.run(2019, "after")["end"] == "published"
+        assert house.paths.published.read_bytes() != before
+        assert [p.name for p in folder.iterdir()] == [house.paths.published.name]
+
+
+def test_copies_a_killed_publication_left_are_swept_by_the_next_run(tmp_path: Path) -> None:
+    published = tmp_path / "survey_marts.duckdb"
+    published.write_bytes(b"marts")
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], check=True, capture_output=True, text=True
+    )
+    gone = int(dead.stdout)
+    left = [tmp_path / f".survey_marts.duckdb.{gone}.tmp", tmp_path / f".survey_marts.duckdb.{gone}.tmp.wal"]
+    running = tmp_path / f".survey_marts.duckdb.{os.getppid()}.tmp"  # a publication still going on
+    other = tmp_path / ".other.duckdb.123.tmp"
+    for path in (*left, running, other):
+        path.write_bytes(b"half-written")
+
+    assert sorted(sweep_stopped_copies(published)) == sorted(left)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([published.name, running.name, other.name])
+
+
+def test_every_run_sweeps_them_before_it_reads_the_marts() -> None:
+    house = Warehouse_("faults_sweep")
+    _publish_all(house)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], check=True, capture_output=True, text=True
+    )
+    stale = house.paths.published.with_name(f".{house.paths.published.name}.{int(dead.stdout)}.tmp")
+    stale.write_bytes(b"half-written")
+    recover_publication(house.warehouse, house.paths.published)
+    assert not stale.exists()
+
+
+# ------------------------------------------------------------------------------ causes, as the libraries raise them
+
+
+def test_the_operating_systems_full_disk_is_named_with_its_path(tmp_path: Path) -> None:
+    error = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "x.parquet"))
+    assert (
+        faults.cause(error)
+        == f"No space left on device writing {tmp_path / 'x.parquet'}: free space there and run again"
+    )
+    wrapped = RuntimeError("the export failed")
+    wrapped.__cause__ = error
+    assert faults.cause(wrapped) == faults.cause(error), "found anywhere in the chain"
+
+
+def test_duckdbs_full_disk_inside_its_checkpoint_error_is_named(tmp_path: Path) -> None:
+    """DuckDB's words when its checkpoint cannot write, the OS's words at the end (the form a full disk gave)."""
+    text = (
+        "IO Error: Detached database 'pub', but CHECKPOINT during DETACH failed: Checkpoint failed for database "
+        f'"pub". The database has been invalidated. Original error: Could not write file "{tmp_path}/.m.tmp": '
+        "No space left on device"
+    )
+    assert faults.cause(duckdb.IOException(text)) == (
+        f"No space left on device writing {tmp_path}/.m.tmp: free space there and run again"
+    )
+
+
+def test_a_refused_postgresql_connection_is_named_with_its_server() -> None:
+    with pytest.raises(psycopg2.OperationalError) as refused:
+        psycopg2.connect(host="127.0.0.1", port=1, user="postgres", dbname="postgres", connect_timeout=3)
+    said = faults.cause(refused.value)
+    assert said is not None and said.startswith("PostgreSQL at 127.0.0.1:1 refuses connections"), str(refused.value)
+
+
+def test_a_duckdb_file_another_process_holds_names_that_process(tmp_path: Path) -> None:
+    path = tmp_path / "survey.duckdb"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, sys; c = duckdb.connect({str(path)!r}); print('ok', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
+        with pytest.raises(duckdb.IOException) as locked:
+            duckdb.connect(str(path))
+        said = faults.cause(locked.value)
+        assert said == (
+            f"another process (pid {holder.pid}) holds the warehouse file {path}: wait for it to finish, or stop it, "
+            "and run again"
+        ), str(locked.value)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.parametrize(
+    ("raised", "starts"),
+    [
+        (
+            psycopg2.OperationalError('FATAL:  password authentication failed for user "survey"'),
+            "PostgreSQL refused the password of user survey",
+        ),
+        (
+            psycopg2.OperationalError("FATAL:  terminating connection due to administrator command"),
+            "the PostgreSQL server ended the session",
+        ),
+        (psycopg2.OperationalError('FATAL:  database "survey_wh" does not exist'), 'the database "survey_wh" does not'),
+        (ValueError("Could not find a value for secret field password."), "the connection survey_warehouse"),
+    ],
+)
+def test_known_errors_of_the_libraries_are_put_in_words(raised: Exception, starts: str) -> None:
+    said = faults.cause(raised)
+    assert said is not None and said.startswith(starts), said
+    assert faults.described(raised).startswith(said + "\n"), "the cause first, then the error as raised"
+
+
+def test_an_error_no_rule_knows_is_shown_as_raised() -> None:
+    error = KeyError("wave_year")
+    assert faults.cause(error) is None
+    assert faults.described(error) == "KeyError: 'wave_year'"
