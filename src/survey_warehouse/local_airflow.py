@@ -192,8 +192,10 @@ class LocalAirflow:
     paused: bool = False
     grace_seconds: float = 30
     startup_timeout: float = 300
+    lock: Lock | None = None
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     out: IO[str] = field(default_factory=lambda: sys.stdout)
+    started_at: float = field(default_factory=time.time)
 
     @property
     def url(self) -> str:
@@ -307,30 +309,58 @@ class LocalAirflow:
             raise SurveyWarehouseError(f"`airflow {' '.join(command)}` failed (exit code {code}); see {log}")
 
     def start(self) -> None:
+        """The api-server first, and the others once it answers: a task the scheduler starts reports to it (a task
+        started before it listens fails at once)."""
         env = self.env()
         Path(env["TMPDIR"]).mkdir(parents=True, exist_ok=True)
         log_dir(self.paths).mkdir(parents=True, exist_ok=True)
-        # a signal while the processes start is acted on once each is in self.processes (which stop() stops)
+        self._spawn("api-server", env)
+        deadline = time.monotonic() + self.startup_timeout
+        while not self.health().get("metadatabase"):
+            if (gone := self.exited()) is not None:
+                raise self.died(*gone)
+            if time.monotonic() > deadline:
+                raise SurveyWarehouseError(
+                    f"the api-server did not answer at {self.url} within {self.startup_timeout:.0f} s; see "
+                    f"{log_dir(self.paths) / 'api-server.log'}"
+                )
+            time.sleep(0.5)
+        for name in COMPONENTS[1:]:
+            self._spawn(name, env)
+
+    def _spawn(self, name: str, env: dict[str, str]) -> None:
+        args = ["api-server", "--host", self.host, "--port", str(self.port)] if name == "api-server" else [name]
+        # a signal while the process starts is acted on once it is in self.processes (which stop() stops)
         received: list[int] = []
         saved = {sig: signal.signal(sig, lambda signum, _frame: received.append(signum)) for sig in _SIGNALS}
         try:
-            for name in COMPONENTS:
-                args = ["api-server", "--host", self.host, "--port", str(self.port)] if name == "api-server" else [name]
-                with open(log_dir(self.paths) / f"{name}.log", "w", encoding="utf-8") as out:
-                    self.processes[name] = subprocess.Popen(
-                        [_bin("airflow"), *args],
-                        env=env,
-                        cwd=self.paths.root,
-                        stdin=subprocess.DEVNULL,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,  # its own session: Ctrl-C reaches this command only, which stops it
-                    )
+            with open(log_dir(self.paths) / f"{name}.log", "w", encoding="utf-8") as out:
+                self.processes[name] = subprocess.Popen(
+                    [_bin("airflow"), *args],
+                    env=env,
+                    cwd=self.paths.root,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own session: Ctrl-C reaches this command only, which stops it
+                )
+            self.record()
         finally:
             for sig, old in saved.items():
                 signal.signal(sig, old)
         if received:
             raise Stop(received[0])
+
+    def record(self) -> None:
+        """What a second start names, and what a start that takes over the lock of a killed one stops."""
+        if self.lock is not None:
+            self.lock.write(
+                pid=os.getpid(),
+                url=self.url,
+                started=self.started_at,
+                var=str(self.paths.var),
+                components={name: proc.pid for name, proc in self.processes.items()},
+            )
 
     def sessions(self) -> set[int]:
         return {proc.pid for proc in self.processes.values()}
@@ -396,7 +426,7 @@ def _raise_stop(signum: int, _frame: object) -> None:
 def serve(paths: Paths, *, port: int, host: str, paused: bool, grace_seconds: float, startup_timeout: float) -> int:
     """`make airflow`: start, print where everything is, run until a signal, stop everything. The exit code."""
     lock = acquire_lock(paths)  # before anything else: a second start must not touch the first one's processes
-    stack = LocalAirflow(paths, port, host, paused, grace_seconds, startup_timeout)
+    stack = LocalAirflow(paths, port, host, paused, grace_seconds, startup_timeout, lock)
     code = 1
     saved = {sig: signal.signal(sig, _raise_stop) for sig in _SIGNALS}
     try:
@@ -406,19 +436,12 @@ def serve(paths: Paths, *, port: int, host: str, paused: bool, grace_seconds: fl
                 "stopping them ..."
             )
             stop_sessions(left, grace_seconds)
-        lock.write(pid=os.getpid(), url=stack.url, started=time.time(), var=str(paths.var), components={})
+        stack.record()
         stack.check_port()
         stack.say(f"Setting up ({paths.shown(paths.var)}) and starting Airflow on {stack.url} ...")
         started = time.monotonic()
         stack.prepare()
         stack.start()
-        lock.write(
-            pid=os.getpid(),
-            url=stack.url,
-            started=time.time(),
-            var=str(paths.var),
-            components={name: proc.pid for name, proc in stack.processes.items()},
-        )
         stack.wait_ready()
         stack.say(stack.banner())
         stack.say(f"(up in {time.monotonic() - started:.0f} s)")
