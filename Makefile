@@ -7,7 +7,8 @@ UV := .tools/bin/uv
 PY := .venv/bin/python
 ENV_STAMP := .venv/.synced
 
-.PHONY: run test test-fast lint lint-sql benchmark setup summary docs dashboard catalogue clean secrets
+.PHONY: run test test-fast lint lint-sql benchmark setup summary docs dashboard catalogue clean secrets airflow \
+	airflow-cli
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -66,6 +67,15 @@ summary: $(ENV_STAMP)
 # dbt docs (lineage and the mart catalogue) into var/dbt_docs, from the warehouse `make run` built
 docs: $(ENV_STAMP)
 	$(PY) -m survey_warehouse.cli docs
+
+# Airflow until Ctrl-C: UI (prints its URL and where the login is), scheduler, dag-processor, triggerer (the inbox),
+# the project's DAGs unpaused. PORT=8081 for another port; PAUSED=1 leaves the DAGs paused
+airflow: $(ENV_STAMP)
+	$(PY) -m survey_warehouse.cli airflow $(if $(PORT),--port $(PORT)) $(if $(PAUSED),--paused)
+
+# any airflow command with the project's environment: make airflow-cli ARGS='dags list'
+airflow-cli: $(ENV_STAMP)
+	$(PY) -m survey_warehouse.cli airflow-cli $(ARGS)
 
 # The dashboard on the published marts (after `make run`): prints the URL and the login; Ctrl-C stops it
 dashboard: $(BI_STAMP)

@@ -298,6 +298,7 @@ def require_services(*services: tuple[str, int]) -> None:
 LONGEST_FIRST = (
     "scaleout/test_inbox_celery.py",
     "bi/test_dashboard.py",
+    "test_airflow_command.py",
     "test_failed_runs.py",
     "scaleout/test_postgres_warehouse.py",
     "test_idempotency_and_gate.py",

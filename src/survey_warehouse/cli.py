@@ -2,6 +2,8 @@
 
     python -m survey_warehouse.cli run [YEAR ...]   # what `make run` does (all configured years by default)
     python -m survey_warehouse.cli summary          # the summary of what is in the warehouse now
+    python -m survey_warehouse.cli airflow          # what `make airflow` does: Airflow until Ctrl-C
+    python -m survey_warehouse.cli airflow-cli ARGS # any airflow command with the project's environment
 
 `run` runs the DAG through Airflow itself (`dag.test`, metadata in SQLite under var/airflow) for each year that
 has something to do, all in one process, so Airflow, dbt and Great Expectations start once. A year whose inputs
@@ -63,6 +65,10 @@ def runtime_env(paths: Paths) -> dict[str, str]:
             "AIRFLOW__COSMOS__CACHE_DIR": str(paths.var / "cosmos_cache"),
         }
     )
+    # the environment's own commands (airflow, dbt) first: Airflow starts its parts as `airflow ...`
+    bin_dir = str(Path(sys.executable).parent)
+    if env.get("PATH", "").split(os.pathsep)[0] != bin_dir:
+        env["PATH"] = os.pathsep.join([bin_dir, *filter(None, [env.get("PATH")])])
     env.setdefault("SURVEY_TASK_RETRIES", "0")
     if env.get("SURVEY_DBT_TARGET", "duckdb") == "postgres" and env.get("AIRFLOW_CONN_SURVEY_WAREHOUSE"):
         from survey_warehouse.warehouse import Warehouse, parse_connection
@@ -504,6 +510,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("manifest", help="the dbt manifest (parsed again when the dbt project changed)")
     sub.add_parser("summary", help="print what the warehouse and the published marts hold")
     sub.add_parser("docs", help="dbt docs (lineage, mart catalogue) into var/dbt_docs")
+    from survey_warehouse import local_airflow  # its commands: airflow, airflow-cli
+
+    local_airflow.add_commands(sub)
     args = parser.parse_args(argv)
     paths = get_paths()
     try:
@@ -514,8 +523,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "manifest":
             print(ensure_manifest(paths))
             return 0
-        if args.command == "docs":
-            return generate_docs(paths)
+        commands: dict[str, Callable[[], int]] = {
+            "docs": partial(generate_docs, paths),
+            "airflow": partial(local_airflow.serve_command, paths, args),
+            "airflow-cli": partial(local_airflow.airflow_command, paths, getattr(args, "airflow_args", [])),
+        }
+        if args.command in commands:
+            return commands[args.command]()
         if args.command == "summary":
             from survey_warehouse.summary import print_summary
 

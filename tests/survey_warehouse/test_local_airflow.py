@@ -1,0 +1,96 @@
+"""`make airflow`'s lock and process handling, without Airflow (tests/test_airflow_command.py runs the real thing)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import make_paths
+
+from survey_warehouse import cli, local_airflow
+
+
+def _sleeper(*argv: str) -> subprocess.Popen:
+    """A process in a session of its own, with a child in the same session, both sleeping; argv marks it."""
+    code = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "
+    code += "time.sleep(120)"
+    return subprocess.Popen([sys.executable, "-c", code, *argv], start_new_session=True)
+
+
+def _wait_for_children(proc: subprocess.Popen, count: int) -> None:
+    import time
+
+    deadline = time.monotonic() + 30
+    while len(local_airflow.session_processes({proc.pid})) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(local_airflow.session_processes({proc.pid})) == count
+
+
+def test_a_second_start_is_refused_while_the_lock_is_held_and_names_the_holder() -> None:
+    paths = make_paths("local_airflow_lock")
+    first = local_airflow.acquire_lock(paths)
+    first.write(pid=os.getpid(), url="http://127.0.0.1:8080", components={})
+    try:
+        with pytest.raises(local_airflow.AlreadyRunningError) as refused:
+            local_airflow.acquire_lock(paths)
+        assert f"pid {os.getpid()}" in str(refused.value)
+        assert "http://127.0.0.1:8080" in str(refused.value)
+        assert str(paths.var) in str(refused.value)
+    finally:
+        first.release()
+    assert not local_airflow.lock_path(paths).exists()
+    again = local_airflow.acquire_lock(paths)
+    assert again.taken_over is None  # released cleanly: nothing to take over
+    again.release()
+
+
+def test_a_stale_lock_is_taken_over_and_what_its_holder_left_running_is_stopped() -> None:
+    paths = make_paths("local_airflow_stale")
+    left = _sleeper("airflow", "scheduler")  # what a killed start left: a component and its child
+    other = _sleeper("not-ours")  # a session the stale lock names, but not an Airflow process: never touched
+    try:
+        _wait_for_children(left, 2)
+        _wait_for_children(other, 2)
+        dead = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"], check=True, capture_output=True, text=True
+        )
+        stale = {"pid": int(dead.stdout), "url": "http://127.0.0.1:8080", "components": {"a": left.pid, "b": other.pid}}
+        local_airflow.lock_path(paths).parent.mkdir(parents=True, exist_ok=True)
+        local_airflow.lock_path(paths).write_text(json.dumps(stale))
+
+        lock = local_airflow.acquire_lock(paths)  # the holder is gone: no refusal
+        try:
+            assert lock.taken_over == stale
+            assert local_airflow._leftovers(lock.taken_over) == {left.pid}
+            killed = local_airflow.stop_sessions({left.pid}, grace_seconds=10, reap=[left])
+        finally:
+            lock.release()
+        assert not killed, "a sleeping Python process ends on SIGTERM: no SIGKILL needed"
+        assert local_airflow.session_processes({left.pid}) == {}
+        assert left.returncode == -15
+        assert len(local_airflow.session_processes({other.pid})) == 2
+    finally:
+        local_airflow.stop_sessions({left.pid, other.pid}, grace_seconds=5, reap=[left, other])
+
+
+def test_sigkill_after_the_grace_period_for_a_process_that_ignores_sigterm() -> None:
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); "
+    code += "time.sleep(120)"
+    stubborn = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdout=subprocess.PIPE, text=True)
+    assert stubborn.stdout is not None and stubborn.stdout.readline() == "ready\n"
+    assert local_airflow.stop_sessions({stubborn.pid}, grace_seconds=1, reap=[stubborn])
+    assert stubborn.returncode == -9
+    assert local_airflow.session_processes({stubborn.pid}) == {}
+
+
+def test_the_environment_runs_the_environments_own_airflow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Airflow starts its parts as `airflow ...` from PATH: the environment's bin folder comes first."""
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    env = cli.runtime_env(make_paths("local_airflow_env"))
+    first = env["PATH"].split(os.pathsep)[0]
+    assert os.access(os.path.join(first, "airflow"), os.X_OK), env["PATH"]
+    assert os.path.samefile(os.path.join(first, "python"), sys.executable)
+    assert env["PATH"].endswith("/usr/bin:/bin")
