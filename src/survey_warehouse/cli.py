@@ -541,10 +541,13 @@ def main(argv: list[str] | None = None) -> int:
         years = args.years or list(range(min(configured), max(configured) + 1))
         if not args.no_summary:
             print(f"Setting up (dbt manifest, Airflow metadata in {paths.var / 'airflow'}) ...", flush=True)
-        os.environ.update(runtime_env(paths))  # before Airflow is imported: it reads AIRFLOW_HOME at import
-        setup(paths)
-        outcomes = run_waves(paths, years, force_dag=args.force_dag, catch_up=not args.build_each_wave)
-        exported = run_exports(paths)
+        from survey_warehouse.local_airflow import holding_var_folder
+
+        with holding_var_folder(paths, f"make run for {', '.join(map(str, years))}"):
+            os.environ.update(runtime_env(paths))  # before Airflow is imported: it reads AIRFLOW_HOME at import
+            setup(paths)
+            outcomes = run_waves(paths, years, force_dag=args.force_dag, catch_up=not args.build_each_wave)
+            exported = run_exports(paths)
         if args.outcomes:
             import json
 

@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -110,15 +111,46 @@ def acquire_lock(paths: Paths) -> Lock:
         fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         file.close()
-        holder = read_lock(path)
-        where = f" (pid {holder['pid']}, UI at {holder.get('url', '?')})" if holder.get("pid") else ""
-        raise AlreadyRunningError(
-            f"Airflow is already running for {paths.var}{where}: use that one, or stop it first (Ctrl-C in its "
-            f"terminal, or kill {holder.get('pid', '<pid>')}); lock file {path}"
-        ) from None
+        raise AlreadyRunningError(_held_by(paths, read_lock(path), path)) from None
     file.seek(0)
     previous = read_lock(path)
     return Lock(path, file, taken_over=previous or None)
+
+
+def _held_by(paths: Paths, holder: dict[str, Any], path: Path) -> str:
+    """What holds this var folder, in words: `make airflow`, or a run of the waves (`make run`)."""
+    pid = holder.get("pid", "<pid>")
+    if holder.get("command") == "run":
+        return (
+            f"another run of the waves is going on for {paths.var} ({holder.get('what', 'make run')}, pid {pid}, "
+            f"started {holder.get('started', '?')}): it holds the warehouse; wait for it to finish, or stop it "
+            f"(Ctrl-C in its terminal, or kill {pid}), and run again; lock file {path}"
+        )
+    where = f" (pid {holder['pid']}, UI at {holder.get('url', '?')})" if holder.get("pid") else ""
+    return (
+        f"Airflow is already running for {paths.var}{where}: it runs the waves itself (drop a file into the "
+        f"inbox, or trigger survey_waves in its UI); use that one, or stop it first (Ctrl-C in its terminal, or "
+        f"kill {pid}); lock file {path}"
+    )
+
+
+@contextlib.contextmanager
+def holding_var_folder(paths: Paths, what: str) -> Iterator[Lock]:
+    """A run of the waves (`make run`) holds the var folder's lock while it runs: a second run, or `make airflow`,
+    refuses naming it, and it refuses while either holds it."""
+    import datetime as dt
+
+    lock = acquire_lock(paths)
+    try:
+        lock.write(
+            command="run",
+            pid=os.getpid(),
+            what=what,
+            started=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        )
+        yield lock
+    finally:
+        lock.release()
 
 
 # ---------------------------------------------------------------------------------------------- processes

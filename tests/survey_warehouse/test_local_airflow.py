@@ -94,3 +94,42 @@ def test_the_environment_runs_the_environments_own_airflow(monkeypatch: pytest.M
     assert os.access(os.path.join(first, "airflow"), os.X_OK), env["PATH"]
     assert os.path.samefile(os.path.join(first, "python"), sys.executable)
     assert env["PATH"].endswith("/usr/bin:/bin")
+
+
+def test_one_run_at_a_time_per_var_folder_and_the_second_names_the_first() -> None:
+    """Two runs of the waves on one project, or a run beside `make airflow`: the second refuses at once, before it
+    touches anything, naming the first (what it runs, its process, when it started); nothing of the first breaks."""
+    paths = make_paths("one_run_at_a_time")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SURVEY_", "AIRFLOW"))},
+        "SURVEY_VAR_DIR": str(paths.var),
+    }
+    with local_airflow.holding_var_folder(paths, "make run for 2016, 2017, 2018, 2019") as held:
+        holder = json.loads(held.path.read_text(encoding="utf-8"))
+        second = subprocess.run(
+            [sys.executable, "-m", "survey_warehouse.cli", "run", "2019"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        assert second.returncode == 2, second.stdout + second.stderr
+        said = second.stderr
+        assert "another run of the waves is going on" in said, said
+        assert f"make run for 2016, 2017, 2018, 2019, pid {os.getpid()}, started {holder['started']}" in said, said
+        assert "wait for it to finish" in said
+        assert not paths.warehouse.exists(), "the second run touched nothing"
+        assert not list(paths.var.glob("logs/survey_waves_*.log"))
+        with pytest.raises(local_airflow.AlreadyRunningError, match="another run of the waves is going on"):
+            local_airflow.acquire_lock(paths)  # make airflow refuses too
+        assert json.loads(held.path.read_text(encoding="utf-8")) == holder, "the first run's lock is as it was"
+
+    first = local_airflow.acquire_lock(paths)  # make airflow holds it: a run refuses, naming Airflow
+    first.write(pid=os.getpid(), url="http://127.0.0.1:8080", components={})
+    try:
+        with pytest.raises(local_airflow.AlreadyRunningError, match="Airflow is already running .* it runs the waves"):
+            with local_airflow.holding_var_folder(paths, "make run for 2019"):
+                pass
+    finally:
+        first.release()
