@@ -65,14 +65,25 @@ def _producer_first(group: DbtTaskGroup) -> None:
             task_.trigger_rule = TriggerRule.ALL_DONE_MIN_ONE_SUCCESS
 
 
+class PostgresProfileMapping(PostgresUserPasswordProfileMapping):
+    """Cosmos' PostgreSQL profile, also for a connection without a password, as local servers are set up (trust or
+    peer authentication, ~/.pgpass): the password is then PGPASSWORD's, or empty, and libpq looks in ~/.pgpass."""
+
+    required_fields = ["host", "user", "dbname"]  # noqa: RUF012 (as Cosmos declares it)
+
+    def get_dbt_value(self, name: str) -> Any:
+        value = super().get_dbt_value(name)
+        if name == "password" and value is None:
+            return os.environ.get("PGPASSWORD", "")
+        return value
+
+
 # dbt's profile: the DuckDB file from profiles.yml, or PostgreSQL from Airflow's connection `survey_warehouse`
 PROFILE = (
     ProfileConfig(
         profile_name=DBT_PROFILE,
         target_name="postgres",
-        profile_mapping=PostgresUserPasswordProfileMapping(
-            conn_id="survey_warehouse", profile_args={"schema": "public"}
-        ),
+        profile_mapping=PostgresProfileMapping(conn_id="survey_warehouse", profile_args={"schema": "public"}),
     )
     if DBT_TARGET == "postgres"
     else ProfileConfig(

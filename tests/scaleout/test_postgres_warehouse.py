@@ -72,8 +72,8 @@ def _make_run_on_postgres(name: str, options: str) -> Iterator[PostgresBuild]:
         **{k: v for k, v in os.environ.items() if not k.startswith(("SURVEY_", "AIRFLOW"))},
         "SURVEY_VAR_DIR": str(paths.var),
         "SURVEY_DBT_TARGET": "postgres",
-        # Cosmos requires a password; the local PostgreSQL trusts local connections and ignores it
-        "AIRFLOW_CONN_SURVEY_WAREHOUSE": f"postgresql://postgres:unused@{PG[0]}:{PG[1]}/{database}",
+        # no password, as a local server with trust authentication is used (dbt's profile gets an empty one)
+        "AIRFLOW_CONN_SURVEY_WAREHOUSE": f"postgresql://postgres@{PG[0]}:{PG[1]}/{database}",
         "SURVEY_READER_ROLE": reader,
     }
     with closing(_admin()) as admin:
