@@ -91,10 +91,14 @@ def print_summary(paths: Paths, outcomes: dict[int, dict[str, Any]], warehouse: 
         print("No warehouse there yet: run `make run`.")
         return
     _print_waves(paths, warehouse, outcomes)
-    print(f"\n{_marts_gate_line(paths, outcomes)}")
+    gate_line = _marts_gate_line(paths, outcomes)
+    print(f"\n{gate_line}")
     publication = read_publication(warehouse, paths.published)
     if publication is None:
-        print("\nNothing published yet: the marts have not passed their gate.")
+        if "FAILED" in gate_line:
+            print("\nNothing published yet: the marts have not passed their gate.")
+        else:  # never a downstream symptom: no gate failed
+            print("\nNothing published yet: no run got as far as publishing (each wave's line above says why).")
         return
     _print_headline(_headline(warehouse, paths))
     _print_where(paths, warehouse, publication)

@@ -80,7 +80,8 @@ def test_loads_without_a_publication_are_listed_and_nothing_is_claimed_published
     assert "the raw gate failed: 3 unknown answers" in out
     assert "2018" in out and "run FAILED (below)" in out and "run skipped" not in out
     assert "the run failed before loading, at plan_wave; see var/logs/survey_waves_2018.log" in out
-    assert "Nothing published yet" in out
+    assert "Nothing published yet: no run got as far as publishing" in out, "no gate ran: none is blamed"
+    assert "have not passed their gate" not in out
     assert "Who leads digitalisation" not in out
 
 
