@@ -19,6 +19,7 @@ from survey_warehouse.inbox import (
     DEFAULT_SETTLE_SECONDS,
     InboxWatch,
     scan,
+    shown_name,
 )
 
 
@@ -64,7 +65,7 @@ class InboxTrigger(BaseEventTrigger):
                 self.log.info(
                     "Delivery for wave %s: %s (a %s, %d bytes)",
                     delivery.wave_year,
-                    delivery.path,
+                    shown_name(delivery.path),
                     delivery.kind,
                     delivery.size,
                 )

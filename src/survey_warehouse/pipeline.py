@@ -20,6 +20,8 @@ from survey_warehouse.inbox import Delivery, delivery_of_run
 from survey_warehouse.settings import Paths, get_paths
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from survey_warehouse.warehouse import Warehouse
     from survey_warehouse.waves import WaveSpec
 
@@ -217,7 +219,9 @@ def plan_run(wave_year: int, delivery: Delivery | None = None, run_id: str | Non
 
         recover_publication(warehouse, paths.published)
     resolve_stopped_runs(warehouse)
-    inbox.recover_stopped_runs(paths.inbox_dir, run_id, lambda journal: _archive_committed(warehouse, journal))
+    inbox.recover_stopped_runs(
+        paths.inbox_dir, run_id, lambda journal: _archive_committed(warehouse, journal), wave_file_of(paths)
+    )
     try:
         if delivery is not None:
             _check_announced(delivery)
@@ -230,9 +234,9 @@ def plan_run(wave_year: int, delivery: Delivery | None = None, run_id: str | Non
                     raise SurveyWarehouseError(still)
                 raise AirflowSkipException(f"No survey wave in {wave_year}: there is no {expected}")
             raise SurveyWarehouseError(
-                f"{delivery.path.name}: delivered for wave {wave_year}, but there is no wave spec {expected}; write "
-                "it (see 'Adding a wave' in the README) and drop the file again, or drop it into the folder of "
-                "its wave year"
+                f"{inbox.shown_name(delivery.path.name)}: delivered for wave {wave_year}, but there is no wave spec "
+                f"{expected}; write it (see 'Adding a wave' in the README) and drop the file again, or drop it into "
+                "the folder of its wave year"
             )
         delivered = None
         if delivery is not None:
@@ -274,7 +278,7 @@ def _check_announced(delivery: Delivery) -> None:
     now = inbox.look(delivery.wave_year, delivery.path)
     if now is None or not delivery.is_as_announced(now):
         why = "an earlier run took it" if now is None else "a newer copy was dropped, announced on its own"
-        raise AirflowSkipException(f"{delivery.path} is no longer in the inbox as announced ({why})")
+        raise AirflowSkipException(f"{inbox.shown_name(delivery.path)} is no longer in the inbox as announced ({why})")
     refused = inbox.refusal(delivery)
     if refused:
         raise SurveyWarehouseError(refused)
@@ -283,9 +287,10 @@ def _check_announced(delivery: Delivery) -> None:
 def _check_delivery_for(delivery: Delivery, spec: WaveSpec) -> None:
     """The delivery can be the wave's file: its name is the spec's (by the project's one matching rule, so a name a
     Mac wrote decomposed is the same name), and the wave is not withdrawn."""
+    from survey_warehouse.inbox import shown_name
     from survey_warehouse.matching import match_key
 
-    name, wave_year = delivery.path.name, spec.wave_year
+    name, wave_year = shown_name(delivery.path.name), spec.wave_year
     if match_key(name) != match_key(spec.file.name):
         raise SurveyWarehouseError(
             f"{name}: {spec.name} expects the {wave_year} file to be named {spec.file.name!r}; rename the delivery "
@@ -320,6 +325,20 @@ def _current_sha(warehouse: Warehouse, wave_year: int) -> str | None:
             "select file_sha256 from raw.load_registry where wave_year = ? and is_current", [wave_year]
         ).fetchone()
     return row[0] if row else None
+
+
+def wave_file_of(paths: Paths) -> Callable[[int], Path | None]:
+    """A wave year's archive, the wave spec's `file:` (None without a spec, or with one that cannot be read): the
+    only archive a run's journal in the inbox may name."""
+
+    def wave_file(wave_year: int) -> Path | None:
+        try:
+            spec = read_wave_spec(wave_year, paths)
+        except SurveyWarehouseError:
+            return None
+        return spec.file if spec is not None else None
+
+    return wave_file
 
 
 def _archive_committed(warehouse: Warehouse, journal: dict[str, Any]) -> bool:
@@ -576,9 +595,9 @@ def publish_marts(
             fail_build(warehouse, this_build, message)
             if delivery is not None:
                 try:
-                    inbox.give_back(delivery, run_id, message)
+                    inbox.give_back(delivery, run_id, message, wave_file_of(paths))
                 except Exception:
-                    log.exception("Could not give %s back; the next run does it", delivery.path)
+                    log.exception("Could not give %s back; the next run does it", inbox.shown_name(delivery.path))
             raise
         log.exception("publish_marts: the publication committed, then this failed")
         warnings.append(f"after the publication committed: {type(exc).__name__}: {exc}")
@@ -697,6 +716,6 @@ def record_failure(**context: Any) -> str:
     if delivery is not None:  # back into the inbox with the reason beside it (or, not taken, the reason beside it)
         from survey_warehouse.inbox import reject_delivery
 
-        reject_delivery(delivery, context.get("run_id") or _task_run_id(), message)
+        reject_delivery(delivery, context.get("run_id") or _task_run_id(), message, wave_file_of(paths))
     log.error("Wave %s: %s", wave_year_of_run(context), message)
     return message

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +72,13 @@ def pseudonym_key() -> str:
         from survey_warehouse.errors import SurveyWarehouseError
 
         raise SurveyWarehouseError(str(exc)) from None
+
+
+def inbox_journal_key() -> bytes:
+    """The key that signs the journal a run keeps beside the delivery it took (<inbox>/<year>/.taken/<run>/run.json),
+    derived from the pseudonym key (SURVEY_PSEUDONYM_KEY, the same on every worker): the inbox acts only on a journal
+    the warehouse wrote, never on one written into the inbox by hand."""
+    return hmac.new(pseudonym_key().encode(), b"survey_warehouse inbox journal", hashlib.sha256).digest()
 
 
 def max_quarantined_share() -> float:

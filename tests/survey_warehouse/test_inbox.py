@@ -321,7 +321,7 @@ def test_archiving_undone_puts_the_previous_file_back_and_the_delivery_goes_back
     inbox.take(delivery, "run_1", "w.csv")
     inbox.archive(delivery, "run_1", target, hashlib.sha256(b"new").hexdigest())
 
-    note = inbox.give_back(delivery, "run_1", "the run failed at publish_marts: SwapBlocked: ...")
+    note = inbox.give_back(delivery, "run_1", "the run failed at publish_marts: SwapBlocked: ...", lambda _y: target)
 
     assert target.read_bytes() == b"old" and not (target.parent / inbox.SUPERSEDED_DIR).exists()
     assert delivered.read_bytes() == b"new" and note == inbox.rejection_note(delivered)

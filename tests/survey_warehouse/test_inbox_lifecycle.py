@@ -561,6 +561,64 @@ def test_a_file_name_written_decomposed_is_the_wave_specs_name(monkeypatch: pyte
     assert house.run().finish().startswith("skipped"), "the calendar's run finds the wave unchanged"
 
 
+@pytest.mark.parametrize("kind", ["file", "symbolic_link"])
+def test_a_name_that_is_not_utf8_is_rejected_with_a_note_saying_to_rename_it(house: Inbox, kind: str) -> None:
+    """A file (or a link) dropped under a name written in another encoding (ä as the Latin-1 byte e4): its run
+    fails at once with a reason that can be recorded, mailed and written, the note beside it says to rename it and
+    shows the byte as \\xe4, and it is not announced again (an hour later neither)."""
+    raw = os.fsencode(house.folder) + b"/city_survey_2019_export\xe4.csv"
+    entry = Path(os.fsdecode(raw))
+    if kind == "file":
+        entry.write_bytes(variant(1))
+    else:
+        entry.symlink_to(house.archive)
+    [delivery] = house.announce()
+
+    end = house.run(delivery).finish()
+
+    assert end.startswith("failed at plan_wave"), end
+    assert "not UTF-8" in end, end
+    [(note, text)] = house.notes().items()
+    assert os.fsencode(note) == raw + inbox.REJECTED_SUFFIX.encode()
+    assert "city_survey_2019_export\\xe4.csv" in text and "rename it" in text, text
+    assert inbox.has_verdict(inbox.look(WAVE, entry)), "the note does not describe it"
+    [(_wave, mail)] = house.mails
+    assert "not UTF-8" in mail.body and "\\xe4" in mail.body, mail.body
+    assert house.announce() == []
+    house.clock += REANNOUNCE_SECONDS
+    assert house.announce() == [], "announced again"
+    assert os.path.lexists(entry) and house.current_sha() is None
+
+
+def test_a_copy_dropped_over_the_file_just_as_its_run_takes_it_is_run_on_its_own(
+    house: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """v1 is announced; the sender renames a corrected v2 onto the name in the instant between the run's last look
+    and its move. The run ends skipped, v2 goes back under its name unread and without a note, and it is announced
+    and published by its own run."""
+    v1, v2 = variant(1), variant(2)
+    house.drop(v1)
+    [first] = house.announce()
+    real_rename = os.rename
+
+    def sender_first(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+        if Path(src) == first.path and inbox.TAKEN_DIR in Path(dst).parts:
+            monkeypatch.setattr(os, "rename", real_rename)
+            house.drop(v2)
+        real_rename(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "rename", sender_first)
+
+    end = house.run(first).finish()
+
+    assert end.startswith("skipped") and "replaced as it was being taken" in end, end
+    assert file_sha(first.path) == sha(v2)
+    assert house.notes() == {}, "the newer copy got a note"
+    [second] = house.announce()
+    assert house.run(second).finish() == "published"
+    assert file_sha(house.archive) == sha(v2) == house.current_sha()
+
+
 # ------------------------------------------------------------------------------------------ the state machine
 
 
