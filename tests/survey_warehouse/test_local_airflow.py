@@ -128,8 +128,10 @@ def test_one_run_at_a_time_per_var_folder_and_the_second_names_the_first() -> No
     first = local_airflow.acquire_lock(paths)  # make airflow holds it: a run refuses, naming Airflow
     first.write(pid=os.getpid(), url="http://127.0.0.1:8080", components={})
     try:
-        with pytest.raises(local_airflow.AlreadyRunningError, match="Airflow is already running .* it runs the waves"):
-            with local_airflow.holding_var_folder(paths, "make run for 2019"):
-                pass
+        with (
+            pytest.raises(local_airflow.AlreadyRunningError, match=r"Airflow is already running .* it runs the waves"),
+            local_airflow.holding_var_folder(paths, "make run for 2019"),
+        ):
+            pass
     finally:
         first.release()
