@@ -256,7 +256,7 @@ def assert_all_stopped(started: Started) -> None:
     left = started.left()
     assert not left, f"processes left running: {left}\n{started.diagnostics()}"
     lock = local_airflow.lock_path(started.paths)
-    assert not lock.exists(), f"the lock file is still there: {lock.read_text()}"
+    assert local_airflow.read_lock(lock) == {}, f"the lock still names a holder: {lock.read_text()}"
     local_airflow.acquire_lock(started.paths).release()  # and nobody holds it
 
 

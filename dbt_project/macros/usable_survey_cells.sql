@@ -5,7 +5,8 @@
 
   is_current_load marks the load each wave's marts are built from: the wave's candidate (a new load that passed
   the raw gate, being built and checked before it is published) when there is one, else its current load.
-  Superseded loads stay, so that corrections between loads can be compared.
+  Superseded loads stay, and loads once published and withdrawn since, so that corrections between loads can be
+  compared.
 -#}
 {% macro usable_survey_cells() -%}
     select
@@ -26,7 +27,7 @@
         on source_columns.load_id = resolutions.load_id
         and source_columns.field_id = resolutions.field_id
         and cells.cell_value = resolutions.cell_value
-    where loads.load_status in ('candidate', 'passed', 'superseded')
+    where (loads.load_status in ('candidate', 'passed', 'superseded') or loads.was_published)
         and source_columns.field_id is not null
         and not exists (
             select 1

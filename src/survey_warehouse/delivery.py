@@ -574,7 +574,7 @@ def _read_csv(spec: WaveSpec, con: duckdb.DuckDBPyConnection, scratch: Path) -> 
                 _scan_text(spec, scratch)  # DuckDB refused the file: a byte that is not UTF-8 is named here
             grid = _python_grid(spec, con, text_path, text_encoding, header)
         grid.ends_with_newline = stats.ends_with_newline
-        grid.notes.extend(notes)
+        grid.notes.extend([*notes, *_answers_above_the_header(spec, text_path, header)])
         _cut_off(spec, con, grid)
         _stray_quotes(spec, con, header)
         return grid
@@ -601,28 +601,44 @@ def _separator_hint(text_path: Path) -> str | None:
 def _honour_separator_hint(spec: WaveSpec, text_path: Path, hint: str | None) -> tuple[WaveSpec, list[str]]:
     """A file that starts with Excel's `sep=` line is read with the delimiter it names, and its header is the row
     below it (or the spec's header_row where the spec already counts the hint); each departure from the spec is
-    said in a note. Rows keep their numbers in the file as text, the hint being row 1."""
+    said in a note. A hint the file contradicts (with it the header lacks the mapped columns, with the spec's
+    delimiter it has them) is not followed. Rows keep their numbers in the file as text, the hint being row 1."""
     if hint is None:
         return spec, []
     import dataclasses
 
+    wanted = {match_key(c) for c in spec.columns}
+
+    def header_row_with(delimiter: str) -> int | None:
+        rows = _first_rows(dataclasses.replace(spec, delimiter=delimiter), text_path, spec.header_row + 1)
+        for row in (spec.header_row, spec.header_row + 1):
+            if len(rows) >= row and wanted <= {match_key(c) for c in rows[row - 1]}:
+                return row
+        return None
+
+    hinted = f"the first line is Excel's delimiter hint 'sep={hint}'"
+    found = header_row_with(hint)
+    if found is None and hint != spec.delimiter and header_row_with(spec.delimiter) is not None:
+        found = header_row_with(spec.delimiter)
+        note = (
+            f"{spec.file.name}: {hinted}, but the file is not written with {hint!r}: read with the "
+            f"{spec.delimiter!r} of {spec.name}"
+        )
+        return dataclasses.replace(spec, header_row=found or spec.header_row + 1), [note]
+    if found is None:  # neither reads the header: the spec's delimiter, so that the message speaks of the spec
+        return dataclasses.replace(spec, header_row=spec.header_row + 1), []
     notes = []
     if hint != spec.delimiter:
         notes.append(
-            f"{spec.file.name}: the first line is Excel's delimiter hint 'sep={hint}', so the file was read with "
-            f"{hint!r}, not the {spec.delimiter!r} of {spec.name}; set delimiter: {hint!r} there"
+            f"{spec.file.name}: {hinted}, so the file was read with {hint!r}, not the {spec.delimiter!r} of "
+            f"{spec.name}; set delimiter: {hint!r} there"
         )
-    hinted = dataclasses.replace(spec, delimiter=hint)
-    wanted = {match_key(c) for c in spec.columns}
-    rows = _first_rows(hinted, text_path, spec.header_row + 1)
-    counted = len(rows) >= spec.header_row and wanted <= {match_key(c) for c in rows[spec.header_row - 1]}
-    if counted:
-        return hinted, notes
-    notes.append(
-        f"{spec.file.name}: the first line is Excel's delimiter hint 'sep={hint}' (Excel hides it), so the header "
-        f"is row {spec.header_row + 1} of the file; row numbers count the hint as row 1"
-    )
-    return dataclasses.replace(hinted, header_row=spec.header_row + 1), notes
+    if found != spec.header_row:
+        notes.append(
+            f"{spec.file.name}: {hinted} (Excel hides it), so the header is row {found} of the file; row numbers "
+            "count the hint as row 1"
+        )
+    return dataclasses.replace(spec, delimiter=hint, header_row=found), notes
 
 
 def _first_rows(spec: WaveSpec, text_path: Path, count: int, encoding: str = "utf-8-sig") -> list[list[str]]:
@@ -649,11 +665,46 @@ def _header_elsewhere(spec: WaveSpec) -> str | None:
     found = next((i for i, cells in enumerate(rows, start=1) if wanted <= {match_key(c) for c in cells}), None)
     if found is None or found == spec.header_row:
         return None
+    answers = [i for i, cells in enumerate(rows[: found - 1], start=1) if _looks_like_answers(cells, rows[found - 1])]
+    if answers:  # never quoted, and no header_row that would leave them out
+        return (
+            f"Row {found} of the file holds every mapped column, but {_rows_named(answers)} above it look like "
+            "answers (an e-mail address, or about as many cells as the header): the file may be two exports "
+            "joined, or its header row renamed; ask for a clean export"
+        )
     above = [" ".join(c for c in cells if c) for cells in rows[: found - 1]]
     shown_above = "; ".join(f"row {i}: {shown(line[:60]) if line else '(empty)'}" for i, line in enumerate(above, 1))
     return f"Row {found} of the file holds every mapped column: set header_row: {found} in {spec.name}" + (
         f" (above it: {shown_above})" if found > 1 and len(above) <= TITLE_LINES_SHOWN else ""
     )
+
+
+def _looks_like_answers(cells: list[str], header: list[str]) -> bool:
+    """A row that is a respondent's, not a title or another header: an e-mail address, or at least half as many
+    cells as the header, most of them not the header's own names."""
+    filled = [c for c in cells if c.strip()]
+    if any(looks_like_email(c) for c in filled):
+        return True
+    names = {match_key(h) for h in header}
+    return len(filled) >= max(2, len(header) // 2) and sum(match_key(c) in names for c in filled) < len(filled) / 2
+
+
+def _rows_named(numbers: list[int]) -> str:
+    return f"row {numbers[0]}" if len(numbers) == 1 else f"rows {numbers[0]}-{numbers[-1]}"
+
+
+def _answers_above_the_header(spec: WaveSpec, text_path: Path, header: list[str]) -> list[str]:
+    """A note when rows above the header look like answers: they are not loaded (a header_row set too far down)."""
+    if spec.header_row <= 1:
+        return []
+    rows = _first_rows(spec, text_path, spec.header_row - 1)
+    answers = [i for i, cells in enumerate(rows, start=1) if _looks_like_answers(cells, header)]
+    if not answers:
+        return []
+    return [
+        f"{spec.file.name}: {_rows_named(answers)} above the header (header_row: {spec.header_row} in {spec.name}) "
+        "look like answers and are not loaded: check header_row, or ask for a clean export"
+    ]
 
 
 def _cut_off(spec: WaveSpec, con: duckdb.DuckDBPyConnection, grid: Grid) -> None:

@@ -43,7 +43,7 @@ def chain(exc: BaseException) -> Iterator[BaseException]:
 def _disk_full(exc: BaseException, text: str) -> str | None:
     for link in chain(exc):
         if isinstance(link, OSError) and link.errno in (errno.ENOSPC, errno.EDQUOT):
-            where = link.filename
+            where = link.filename2 or link.filename  # a copy's error names its source, then where it was writing
             return _full_message(str(where) if where else _written_path(text))
     if _DISK_FULL.search(text):
         return _full_message(_written_path(text))

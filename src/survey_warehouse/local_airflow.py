@@ -83,11 +83,22 @@ class Lock:
         self.file.write(json.dumps(info, indent=1) + "\n")
         self.file.flush()
 
+    def keep(self) -> None:
+        """Unlocked with its record as it was (what it names still runs)."""
+        import fcntl
+
+        fcntl.flock(self.file, fcntl.LOCK_UN)
+        self.file.close()
+
     def release(self) -> None:
+        """Emptied, then unlocked; the file stays (removing it would let a start that opened it just before lock
+        a file no longer at the path while another locks a new one)."""
         import fcntl
 
         with contextlib.suppress(OSError):
-            self.path.unlink()  # still ours: a second start never writes to a lock it could not take
+            self.file.seek(0)
+            self.file.truncate()
+            self.file.flush()
         fcntl.flock(self.file, fcntl.LOCK_UN)
         self.file.close()
 
@@ -106,12 +117,20 @@ def acquire_lock(paths: Paths) -> Lock:
 
     path = lock_path(paths)
     path.parent.mkdir(parents=True, exist_ok=True)
-    file = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held open while the instance runs)
-    try:
-        fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        file.close()
-        raise AlreadyRunningError(_held_by(paths, read_lock(path), path)) from None
+    while True:
+        file = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held open while the instance runs)
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.close()
+            raise AlreadyRunningError(_held_by(paths, read_lock(path), path)) from None
+        try:
+            same = os.fstat(file.fileno()).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        file.close()  # the file was replaced between open and lock (removed by hand): lock the one at the path
     file.seek(0)
     previous = read_lock(path)
     return Lock(path, file, taken_over=previous or None)
@@ -141,6 +160,13 @@ def holding_var_folder(paths: Paths, what: str) -> Iterator[Lock]:
     import datetime as dt
 
     lock = acquire_lock(paths)
+    if lock.taken_over and (left := _leftovers(lock.taken_over, paths)):
+        lock.keep()  # the record of those processes stays for `make airflow`, which stops them
+        raise AlreadyRunningError(
+            f"Airflow processes of a `make airflow` that was killed (pid {lock.taken_over.get('pid')}) still run "
+            f"for {paths.var} (sessions {', '.join(map(str, sorted(left)))}): they run the waves themselves; start "
+            "`make airflow` again (it stops them first) and stop it with Ctrl-C, or stop them, then run again"
+        )
     try:
         lock.write(
             command="run",
@@ -200,16 +226,37 @@ def stop_sessions(sids: set[int], grace_seconds: float, reap: list[subprocess.Po
     return left
 
 
-def _leftovers(previous: dict[str, Any]) -> set[int]:
-    """The sessions of a previous instance that still hold Airflow processes (it was killed without stopping them)."""
+def _created(pid: int) -> float | None:
+    """A process's start time (what tells it from a later process given the same pid)."""
     import psutil
 
-    sids = {int(pid) for pid in previous.get("components", {}).values()}
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return None
+
+
+def _leftovers(previous: dict[str, Any], paths: Paths) -> set[int]:
+    """The sessions of a previous instance that still hold its Airflow processes (it was killed without stopping
+    them): a recorded component's session whose leader is the process recorded (same start time), running Airflow
+    for this var folder (its AIRFLOW_HOME); never this process's own session. A recorded pid reused by another
+    program, or another folder's Airflow, is not touched."""
+    import psutil
+
+    home = str(paths.var / "airflow")
+    started = previous.get("created", {})
+    own = os.getsid(0)
     alive = set()
-    for pid in session_processes(sids):
-        with contextlib.suppress(psutil.Error):
-            if "airflow" in " ".join(psutil.Process(pid).cmdline()):
-                alive.add(os.getsid(pid))
+    for name, pid in previous.get("components", {}).items():
+        with contextlib.suppress(psutil.Error, OSError, ValueError, TypeError):
+            leader = psutil.Process(int(pid))
+            if int(pid) == own or os.getsid(int(pid)) != int(pid):
+                continue
+            if name not in started or abs(leader.create_time() - float(started[name])) > 1:
+                continue
+            if "airflow" not in " ".join(leader.cmdline()) or leader.environ().get("AIRFLOW_HOME") != home:
+                continue
+            alive.add(int(pid))
     return alive
 
 
@@ -311,6 +358,8 @@ class LocalAirflow:
 
     def check_port(self) -> None:
         with socket.socket() as s:
+            # as the api-server binds: a connection of the previous instance waiting to close does not hold it
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind((self.host, self.port))
             except OSError as exc:
@@ -392,6 +441,7 @@ class LocalAirflow:
                 started=self.started_at,
                 var=str(self.paths.var),
                 components={name: proc.pid for name, proc in self.processes.items()},
+                created={name: _created(proc.pid) for name, proc in self.processes.items()},
             )
 
     def sessions(self) -> set[int]:
@@ -462,7 +512,7 @@ def serve(paths: Paths, *, port: int, host: str, paused: bool, grace_seconds: fl
     code = 1
     saved = {sig: signal.signal(sig, _raise_stop) for sig in _SIGNALS}
     try:
-        if lock.taken_over and (left := _leftovers(lock.taken_over)):
+        if lock.taken_over and (left := _leftovers(lock.taken_over, paths)):
             stack.say(
                 f"A previous start (pid {lock.taken_over.get('pid')}) ended without stopping its processes: "
                 "stopping them ..."

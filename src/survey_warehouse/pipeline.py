@@ -8,11 +8,12 @@ and the other waves stay as they were.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from survey_warehouse import faults
 from survey_warehouse.errors import SurveyWarehouseError, WaveFileError
@@ -24,6 +25,26 @@ if TYPE_CHECKING:
 
     from survey_warehouse.warehouse import Warehouse
     from survey_warehouse.waves import WaveSpec
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def keeps_its_error(step: Callable[P, R]) -> Callable[P, R]:
+    """A DAG step whose every failure (not a skip) is kept for `record_failure`, so the run's message gives the
+    cause, whatever raised it: a warehouse another process holds, a full disk, a database that refuses."""
+
+    @functools.wraps(step)
+    def kept(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return step(*args, **kwargs)
+        except Exception as exc:
+            if type(exc).__name__ != "AirflowSkipException":
+                remember_error(exc)
+            raise
+
+    return kept
+
 
 # The DAG file imports this module when it is parsed: the steps import what they use (DuckDB, pandas, Great
 # Expectations) when they run, so parsing stays fast.
@@ -200,6 +221,7 @@ def published_without_spec(wave_year: int, paths: Paths, warehouse: Warehouse | 
     )
 
 
+@keeps_its_error
 def plan_run(wave_year: int, delivery: Delivery | None = None, run_id: str | None = None) -> dict[str, Any]:
     """The DAG's first step: a year without a wave spec, or with nothing new, ends the run skipped. A run started
     by a delivery in the inbox takes the delivered file (see survey_warehouse.inbox) and plans with it; a delivery
@@ -353,6 +375,7 @@ def _archive_committed(warehouse: Warehouse, journal: dict[str, Any]) -> bool:
     return _current_sha(warehouse, int(journal["wave_year"])) == journal.get("sha256")
 
 
+@keeps_its_error
 def load_raw_wave(wave_year: int, delivered: str | None = None, action: str | None = None) -> dict[str, Any]:
     """Load the wave's file into raw: the spec's file, or the delivery the run took (`delivered`, the plan's). A
     run that withdraws the wave loads nothing: it goes on with the wave's current load, which its build leaves
@@ -442,6 +465,7 @@ def gate_message(paths: Paths, warehouse: Warehouse, load_id: str) -> str:
     return "\n".join(p for p in parts if p)
 
 
+@keeps_its_error
 def accept_raw_wave(loaded: dict[str, Any]) -> str:
     """The load passed its raw gate: it becomes the candidate the marts are built from (not yet current)."""
     from survey_warehouse import load
@@ -513,6 +537,7 @@ def stale_waiting_loads(paths: Paths, warehouse: Warehouse, own_wave: int) -> di
     return stale
 
 
+@keeps_its_error
 def begin_build(loaded: dict[str, Any], context: Any) -> dict[str, Any]:
     """Before dbt reads anything: record which load of every wave this run's build is made from (its own load for
     its wave, the candidates waiting for a build, every other wave's current load) and the fingerprint of the dbt

@@ -12,12 +12,14 @@ registry never says a load is current that the published marts do not hold.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import glob
 import hashlib
 import json
 import logging
 import os
+import re
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,9 @@ from survey_warehouse.settings import Paths
 from survey_warehouse.warehouse import Session, Warehouse
 
 log = logging.getLogger(__name__)
+
+# a half-written copy of another machine sharing the published folder is removed only after this long
+OTHER_HOSTS_COPIES_SECONDS = 24 * 3600
 
 # What the published marts are built from besides the loads: change any of these and the marts are rebuilt.
 BUILD_INPUTS = (
@@ -114,14 +119,34 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _host() -> str:
+    """This machine's name as it goes into a copy's name (no dots: they separate the name's parts)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
+
+
+def _copy_of(published: Path) -> Path:
+    """The copy a publication writes before it swaps it in: `.<file>.<host>.<pid>.tmp` (DuckDB adds `.wal`)."""
+    return published.with_name(f".{published.name}.{_host()}.{os.getpid()}.tmp")
+
+
 def sweep_stopped_copies(published: Path) -> list[Path]:
-    """The half-written copies (`.<file>.<pid>.tmp` and its `.wal`) a publication left when its process was killed
-    or the disk filled: removed when that process is gone. Returns what it removed."""
+    """The half-written copies (`.<file>.<host>.<pid>.tmp` and its `.wal`) a publication left when its process was
+    killed or the disk filled: removed when that process, on this machine, is gone; a copy of another machine
+    sharing the folder only after a day. Nothing else is touched. Returns what it removed."""
     removed = []
-    prefix = f".{published.name}."
-    for stale in published.parent.glob(f"{glob.escape(prefix)}*.tmp*"):
-        pid = stale.name[len(prefix) :].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+    copy = re.compile(rf"\.{re.escape(published.name)}\.([A-Za-z0-9_-]+)\.(\d+)\.tmp(\.wal)?")
+    for stale in published.parent.iterdir():
+        found = copy.fullmatch(stale.name)
+        if not found:
+            continue
+        host, pid = found.group(1), int(found.group(2))
+        gone = False
+        if host == _host():
+            gone = pid != os.getpid() and not _alive(pid)
+        else:
+            with contextlib.suppress(OSError):
+                gone = time.time() - stale.stat().st_mtime > OTHER_HOSTS_COPIES_SECONDS
+        if gone:
             stale.unlink(missing_ok=True)
             removed.append(stale)
     if removed:
@@ -171,7 +196,7 @@ def publish_marts(warehouse: Warehouse, published: Path, build: Build, run_id: s
     for longer than that."""
     published.parent.mkdir(parents=True, exist_ok=True)
     recover_publication(warehouse, published)
-    tmp = published.with_name(f".{published.name}.{os.getpid()}.tmp")
+    tmp = _copy_of(published)
     previous, intent = _previous(published), _intent(published)
     for leftover in (tmp, tmp.with_name(tmp.name + ".wal"), previous):
         leftover.unlink(missing_ok=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 import duckdb
 
-from survey_warehouse import quality
+from survey_warehouse import faults, quality
 from survey_warehouse.errors import SurveyWarehouseError
 from survey_warehouse.exports import exports_dir, latest_export
 from survey_warehouse.publish import read_publication
@@ -87,6 +87,16 @@ def print_summary(paths: Paths, outcomes: dict[int, dict[str, Any]], warehouse: 
     warehouse = warehouse or Warehouse.from_env(paths.warehouse)
     print("\n=== Survey warehouse: summary ===")
     print(f"Warehouse: {describe_warehouse(warehouse, paths)}")
+    try:
+        _print_summary(paths, outcomes, warehouse)
+    except Exception as exc:  # a warehouse another process holds, a server that refuses: said, not a traceback
+        cause = faults.cause(exc)
+        if cause is None:
+            raise
+        print(f"\nThe summary cannot read the warehouse: {cause}")
+
+
+def _print_summary(paths: Paths, outcomes: dict[int, dict[str, Any]], warehouse: Warehouse) -> None:
     if not _warehouse_exists(warehouse):
         print("No warehouse there yet: run `make run`.")
         return

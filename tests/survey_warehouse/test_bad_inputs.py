@@ -903,3 +903,47 @@ def test_a_header_below_the_spec_row_never_quotes_a_respondents_row(paths, wave_
     assert "Row 1 of the file holds every mapped column: set header_row: 1" in message, message
     email = lines[0].split(",").index("Email")
     assert not any(line.split(",")[email] in message for line in lines[1:6])
+
+
+def test_a_header_repeated_below_answers_is_never_advised_and_no_answer_is_quoted(paths, wave_2019, tmp_path) -> None:
+    """Two exports joined (or the first header renamed): the header found below answer rows is not advised as
+    header_row (it would leave those answers out), and none of them is quoted."""
+    spec, lines = wave_2019
+    joined = [lines[0].replace("Email", "Sähköposti"), *lines[1:4], lines[0], *lines[4:]]
+    with pytest.raises(WaveFileError) as refused:
+        load_wave(dataclasses.replace(spec, file=_write(tmp_path, joined)), paths.warehouse)
+    message = str(refused.value)
+    assert "Row 5 of the file holds every mapped column, but rows 2-4 above it look like answers" in message, message
+    assert "set header_row" not in message
+    header = lines[0].split(",")
+    for line in lines[1:4]:
+        cells = line.split(",")
+        assert cells[header.index("Email")] not in message and cells[header.index("Nimi")] not in message
+
+
+def test_answers_above_a_header_row_set_too_far_down_are_said(paths, wave_2019, tmp_path) -> None:
+    spec, lines = wave_2019
+    joined = [lines[0], *lines[1:4], *lines]  # three answers, then the file as exported
+    result = load_wave(dataclasses.replace(spec, file=_write(tmp_path, joined), header_row=5), paths.warehouse)
+    said = " ".join(result.warnings)
+    assert "rows 2-4 above the header (header_row: 5" in said and "look like answers and are not loaded" in said, said
+
+
+@pytest.mark.parametrize("spec_delimiter", [",", ";"])
+def test_a_delimiter_hint_the_file_contradicts_is_not_followed(paths, wave_2019, tmp_path, spec_delimiter: str) -> None:
+    """`sep=,` above a file written with ';': read with the spec's delimiter when that gives the header (and said),
+    else refused in the spec's terms."""
+    spec, lines = wave_2019
+    text = io.StringIO()
+    csv.writer(text, delimiter=";", lineterminator="\n").writerows(csv.reader(io.StringIO("\n".join(lines))))
+    contradicted = ["sep=,", *text.getvalue().splitlines()]
+    file = _write(tmp_path, contradicted)
+    if spec_delimiter == ";":
+        plain = load_wave(dataclasses.replace(spec, file=_write(tmp_path, lines, "plain.csv")), paths.warehouse)
+        result = load_wave(dataclasses.replace(spec, file=file, delimiter=";"), paths.warehouse)
+        assert _cells(paths.warehouse, result.load_id) == _cells(paths.warehouse, plain.load_id)
+        assert "the file is not written with ',': read with the ';' of" in " ".join(result.warnings)
+    else:
+        with pytest.raises(WaveFileError) as refused:
+            load_wave(dataclasses.replace(spec, file=file), paths.warehouse)
+        assert "is the delimiter ';' rather than ','?" in str(refused.value), str(refused.value)

@@ -12,6 +12,7 @@ import errno
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import pytest
 from test_load_lifecycle import Warehouse_, _publish_all
 
 from survey_warehouse import faults
+from survey_warehouse import publish as publishing
 from survey_warehouse.pipeline import failure_message
 from survey_warehouse.publish import publish, recover_publication, sweep_stopped_copies
 
@@ -100,15 +102,25 @@ def test_copies_a_killed_publication_left_are_swept_by_the_next_run(tmp_path: Pa
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], check=True, capture_output=True, text=True
     )
-    gone = int(dead.stdout)
-    left = [tmp_path / f".survey_marts.duckdb.{gone}.tmp", tmp_path / f".survey_marts.duckdb.{gone}.tmp.wal"]
-    running = tmp_path / f".survey_marts.duckdb.{os.getppid()}.tmp"  # a publication still going on
-    other = tmp_path / ".other.duckdb.123.tmp"
-    for path in (*left, running, other):
+    gone, host = int(dead.stdout), publishing._host()
+    left = [
+        tmp_path / f".survey_marts.duckdb.{host}.{gone}.tmp",
+        tmp_path / f".survey_marts.duckdb.{host}.{gone}.tmp.wal",
+    ]
+    kept = [
+        tmp_path / f".survey_marts.duckdb.{host}.{os.getppid()}.tmp",  # a publication still going on here
+        tmp_path / f".survey_marts.duckdb.other-host.{gone}.tmp",  # another machine's, maybe still writing
+        tmp_path / f".survey_marts.duckdb.{host}.{gone}.tmp-notes.txt",  # not a copy's name
+        tmp_path / ".other.duckdb.x.123.tmp",
+    ]
+    for path in (*left, *kept):
         path.write_bytes(b"half-written")
+    old_other = tmp_path / f".survey_marts.duckdb.other-host.{gone + 1}.tmp"  # another machine's, from days ago
+    old_other.write_bytes(b"half-written")
+    os.utime(old_other, (time.time() - 3 * 86400, time.time() - 3 * 86400))
 
-    assert sorted(sweep_stopped_copies(published)) == sorted(left)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([published.name, running.name, other.name])
+    assert sorted(sweep_stopped_copies(published)) == sorted([*left, old_other])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([published.name, *(p.name for p in kept)])
 
 
 def test_every_run_sweeps_them_before_it_reads_the_marts() -> None:
@@ -117,7 +129,9 @@ def test_every_run_sweeps_them_before_it_reads_the_marts() -> None:
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], check=True, capture_output=True, text=True
     )
-    stale = house.paths.published.with_name(f".{house.paths.published.name}.{int(dead.stdout)}.tmp")
+    stale = house.paths.published.with_name(
+        f".{house.paths.published.name}.{publishing._host()}.{int(dead.stdout)}.tmp"
+    )
     stale.write_bytes(b"half-written")
     recover_publication(house.warehouse, house.paths.published)
     assert not stale.exists()
@@ -135,6 +149,12 @@ def test_the_operating_systems_full_disk_is_named_with_its_path(tmp_path: Path) 
     wrapped = RuntimeError("the export failed")
     wrapped.__cause__ = error
     assert faults.cause(wrapped) == faults.cause(error), "found anywhere in the chain"
+
+
+def test_a_copy_onto_a_full_disk_names_where_it_was_writing_not_what_it_read(tmp_path: Path) -> None:
+    source, target = tmp_path / "delivered.csv", tmp_path / "full" / "archive.csv"
+    error = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(source), None, str(target))
+    assert faults.cause(error) == f"No space left on device writing {target}: free space there and run again"
 
 
 def test_duckdbs_full_disk_inside_its_checkpoint_error_is_named(tmp_path: Path) -> None:
@@ -207,3 +227,76 @@ def test_an_error_no_rule_knows_is_shown_as_raised() -> None:
     error = KeyError("wave_year")
     assert faults.cause(error) is None
     assert faults.described(error) == "KeyError: 'wave_year'"
+
+
+def _holding(path: Path) -> subprocess.Popen:
+    """A process that holds the DuckDB file `path` open for writing (an analyst's notebook, another run)."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, sys; c = duckdb.connect({str(path)!r}); print('ok', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
+    return holder
+
+
+def test_a_step_keeps_the_cause_of_any_failure_for_the_runs_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever a DAG step raises (not only the project's own errors), its cause reaches record_failure."""
+    from survey_warehouse import pipeline
+    from survey_warehouse.warehouse import Session, Warehouse
+
+    kept: list[str] = []
+    monkeypatch.setattr(pipeline, "remember_error", lambda exc: kept.append(faults.described(exc)))
+    path = tmp_path / "survey.duckdb"
+    duckdb.connect(str(path)).close()
+    holder = _holding(path)
+    try:
+
+        @pipeline.keeps_its_error
+        def step() -> None:
+            with Session(Warehouse.duckdb(path)):
+                pass
+
+        with pytest.raises(Exception, match="another process"):
+            step()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert len(kept) == 1 and kept[0].startswith(f"another process (pid {holder.pid}) holds the warehouse file"), kept
+
+    @pipeline.keeps_its_error
+    def skipped() -> None:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException("nothing to do")
+
+    with pytest.raises(Exception, match="nothing to do"):
+        skipped()
+    assert len(kept) == 1, "a skip is no failure"
+
+
+def test_the_summary_says_why_it_cannot_read_the_warehouse(capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import make_paths
+
+    from survey_warehouse import summary
+    from survey_warehouse.warehouse import Warehouse
+
+    paths = make_paths("faults_summary_locked")
+    paths.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    duckdb.connect(str(paths.warehouse)).close()
+    holder = _holding(paths.warehouse)
+    try:
+        summary.print_summary(paths, {}, Warehouse.duckdb(paths.warehouse))
+    finally:
+        holder.kill()
+        holder.wait()
+    out = capsys.readouterr().out
+    assert f"The summary cannot read the warehouse: another process (pid {holder.pid}) holds" in out, out
+    assert "Traceback" not in out

@@ -6,18 +6,27 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import psutil
 import pytest
 from conftest import make_paths
 
 from survey_warehouse import cli, local_airflow
+from survey_warehouse.errors import SurveyWarehouseError
 
 
-def _sleeper(*argv: str) -> subprocess.Popen:
-    """A process in a session of its own, with a child in the same session, both sleeping; argv marks it."""
+def _sleeper(*argv: str, airflow_home: Path | None = None) -> subprocess.Popen:
+    """A process in a session of its own, with a child in the same session, both sleeping; argv marks it, and
+    `airflow_home` stands for the var folder whose Airflow it runs."""
     code = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "
     code += "time.sleep(120)"
-    return subprocess.Popen([sys.executable, "-c", code, *argv], start_new_session=True)
+    env = {**os.environ, **({"AIRFLOW_HOME": str(airflow_home)} if airflow_home else {})}
+    return subprocess.Popen([sys.executable, "-c", code, *argv], start_new_session=True, env=env)
+
+
+def _created(proc: subprocess.Popen) -> float:
+    return psutil.Process(proc.pid).create_time()
 
 
 def _wait_for_children(proc: subprocess.Popen, count: int) -> None:
@@ -41,7 +50,7 @@ def test_a_second_start_is_refused_while_the_lock_is_held_and_names_the_holder()
         assert str(paths.var) in str(refused.value)
     finally:
         first.release()
-    assert not local_airflow.lock_path(paths).exists()
+    assert local_airflow.read_lock(local_airflow.lock_path(paths)) == {}, "released: emptied"
     again = local_airflow.acquire_lock(paths)
     assert again.taken_over is None  # released cleanly: nothing to take over
     again.release()
@@ -49,31 +58,129 @@ def test_a_second_start_is_refused_while_the_lock_is_held_and_names_the_holder()
 
 def test_a_stale_lock_is_taken_over_and_what_its_holder_left_running_is_stopped() -> None:
     paths = make_paths("local_airflow_stale")
-    left = _sleeper("airflow", "scheduler")  # what a killed start left: a component and its child
-    other = _sleeper("not-ours")  # a session the stale lock names, but not an Airflow process: never touched
+    home = paths.var / "airflow"
+    left = _sleeper("airflow", "scheduler", airflow_home=home)  # what a killed start left: a component, its child
+    other = _sleeper("not-ours", airflow_home=home)  # a session the lock names, but no Airflow process
+    elsewhere = _sleeper("airflow", "scheduler", airflow_home=paths.var / "another")  # another folder's Airflow
+    reused = _sleeper("airflow", "triggerer", airflow_home=home)  # a recorded pid now another process's
+    sleepers = [left, other, elsewhere, reused]
     try:
-        _wait_for_children(left, 2)
-        _wait_for_children(other, 2)
+        for proc in sleepers:
+            _wait_for_children(proc, 2)
         dead = subprocess.run(
             [sys.executable, "-c", "import os; print(os.getpid())"], check=True, capture_output=True, text=True
         )
-        stale = {"pid": int(dead.stdout), "url": "http://127.0.0.1:8080", "components": {"a": left.pid, "b": other.pid}}
+        stale = {
+            "pid": int(dead.stdout),
+            "url": "http://127.0.0.1:8080",
+            "components": {"a": left.pid, "b": other.pid, "c": elsewhere.pid, "d": reused.pid},
+            "created": {
+                "a": _created(left),
+                "b": _created(other),
+                "c": _created(elsewhere),
+                "d": _created(reused) - 60,
+            },
+        }
         local_airflow.lock_path(paths).parent.mkdir(parents=True, exist_ok=True)
         local_airflow.lock_path(paths).write_text(json.dumps(stale))
 
         lock = local_airflow.acquire_lock(paths)  # the holder is gone: no refusal
         try:
             assert lock.taken_over == stale
-            assert local_airflow._leftovers(lock.taken_over) == {left.pid}
+            assert local_airflow._leftovers(lock.taken_over, paths) == {left.pid}
             killed = local_airflow.stop_sessions({left.pid}, grace_seconds=10, reap=[left])
         finally:
             lock.release()
         assert not killed, "a sleeping Python process ends on SIGTERM: no SIGKILL needed"
         assert local_airflow.session_processes({left.pid}) == {}
         assert left.returncode == -15
-        assert len(local_airflow.session_processes({other.pid})) == 2
+        for untouched in (other, elsewhere, reused):
+            assert len(local_airflow.session_processes({untouched.pid})) == 2
     finally:
-        local_airflow.stop_sessions({left.pid, other.pid}, grace_seconds=5, reap=[left, other])
+        local_airflow.stop_sessions({p.pid for p in sleepers}, grace_seconds=5, reap=sleepers)
+
+
+def test_a_run_refuses_while_a_killed_make_airflows_processes_still_run_and_keeps_their_record() -> None:
+    paths = make_paths("local_airflow_killed_then_run")
+    left = _sleeper("airflow", "scheduler", airflow_home=paths.var / "airflow")
+    try:
+        _wait_for_children(left, 2)
+        dead = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"], check=True, capture_output=True, text=True
+        )
+        record = {
+            "pid": int(dead.stdout),
+            "components": {"scheduler": left.pid},
+            "created": {"scheduler": _created(left)},
+        }
+        local_airflow.lock_path(paths).parent.mkdir(parents=True, exist_ok=True)
+        local_airflow.lock_path(paths).write_text(json.dumps(record))
+        with (
+            pytest.raises(local_airflow.AlreadyRunningError, match=r"of a `make airflow` that was killed .* still run"),
+            local_airflow.holding_var_folder(paths, "make run for 2019"),
+        ):
+            pass
+        assert local_airflow.read_lock(local_airflow.lock_path(paths)) == record, "kept for make airflow to stop"
+        assert len(local_airflow.session_processes({left.pid})) == 2, "nothing stopped by a run"
+    finally:
+        local_airflow.stop_sessions({left.pid}, grace_seconds=5, reap=[left])
+
+
+def test_the_lock_is_never_held_twice_when_its_file_is_replaced_between_open_and_lock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A start that opened the lock file just before it was replaced locks the file at the path, not the old one."""
+    import fcntl
+
+    paths = make_paths("local_airflow_lock_race")
+    path = local_airflow.lock_path(paths)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("")
+    real_flock, calls = fcntl.flock, []
+
+    def replaced_first(file: object, operation: int) -> None:
+        if not calls and operation & fcntl.LOCK_EX:
+            path.unlink()
+            path.write_text("")  # the old inode is now off the path
+        calls.append(operation)
+        real_flock(file, operation)
+
+    monkeypatch.setattr(fcntl, "flock", replaced_first)
+    lock = local_airflow.acquire_lock(paths)
+    monkeypatch.setattr(fcntl, "flock", real_flock)
+    try:
+        assert os.fstat(lock.file.fileno()).st_ino == os.stat(path).st_ino
+        with pytest.raises(local_airflow.AlreadyRunningError):
+            local_airflow.acquire_lock(paths)
+    finally:
+        lock.release()
+
+
+def test_a_port_left_waiting_to_close_by_the_previous_instance_is_free() -> None:
+    """After Ctrl-C a browser's connection may keep the port in TIME-WAIT: the api-server binds it (SO_REUSEADDR),
+    so the start's check must not refuse it; a port another program listens on is refused."""
+    import socket
+
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    server.listen()
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+    accepted.close()  # the server side closes first: its end waits (TIME-WAIT / FIN-WAIT)
+    server.close()
+    stack = local_airflow.LocalAirflow(make_paths("local_airflow_port"), port=port)
+    stack.check_port()
+    client.close()
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen()
+    try:
+        with pytest.raises(SurveyWarehouseError, match="another program listens there"):
+            local_airflow.LocalAirflow(make_paths("local_airflow_port"), port=listening.getsockname()[1]).check_port()
+    finally:
+        listening.close()
 
 
 def test_sigkill_after_the_grace_period_for_a_process_that_ignores_sigterm() -> None:

@@ -385,15 +385,25 @@ where k.load_id in ({loads}) and r.resolved_value is not null and ({" or ".join(
 """
 
 
+# the loads the marts were ever published from: those of every published build (also withdrawn since)
+PUBLISHED_LOADS = """
+select build_loads.load_id from raw.build_loads as build_loads
+inner join raw.builds as builds on build_loads.build_id = builds.build_id
+where builds.status = 'published'
+"""
+
+
 def corrections_query(codebook: Codebook, waves: list[int]) -> str:
     """How many answers differ between each wave's load in the build and the load it replaces (the wave's latest
-    published load outside the build): changed, added or removed."""
+    load outside the build that the marts were published from, withdrawn since or not): changed, added or
+    removed."""
     build = f"select load_id from ({BUILD_LOADS}) as build"
     previous = f"""
 select load_id, wave_year from (
     select load_id, wave_year, row_number() over (partition by wave_year order by loaded_at desc) as recency
     from raw.load_registry
-    where status in ('passed', 'superseded') and load_id not in ({build})
+    where (status in ('passed', 'superseded') or load_id in ({PUBLISHED_LOADS}))
+        and load_id not in ({build})
         and wave_year in (select wave_year from ({BUILD_LOADS}) as build)
 ) as published_before
 where recency = 1
