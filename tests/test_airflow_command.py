@@ -271,7 +271,8 @@ def test_paused_start_leaves_the_dags_paused_refuses_a_second_start_and_stops_on
     assert all(paused[dag] for dag in local_airflow.PROJECT_DAGS), paused
 
     # a second start, on another port, while the first one runs
-    logs_before = {log: log.stat().st_mtime_ns for log in local_airflow.log_dir(paths).iterdir()}
+    # the running instance keeps appending to its logs; a second start would create or truncate (open "w") them
+    logs_before = {log: log.stat().st_size for log in local_airflow.log_dir(paths).iterdir()}
     second = start(paths, cli("airflow", "--port", str(free_port())), "second")
     running.append(second)
     try:
@@ -282,8 +283,12 @@ def test_paused_start_leaves_the_dags_paused_refuses_a_second_start_and_stops_on
     message = second.text()
     assert "already running" in message, message
     assert f"pid {first.process.pid}" in message and url in message, message
-    assert {log: log.stat().st_mtime_ns for log in local_airflow.log_dir(paths).iterdir()} == logs_before, (
-        "the second start set up or started something"
+    logs_after = {log: log.stat().st_size for log in local_airflow.log_dir(paths).iterdir()}
+    assert set(logs_after) == set(logs_before), "the second start set up or started something"
+    assert all(logs_after[log] >= size for log, size in logs_before.items()), (
+        "the second start truncated a log of the first",
+        logs_before,
+        logs_after,
     )
     assert first.process.poll() is None, f"the second start stopped the first\n{first.diagnostics()}"
     assert first.lock()["pid"] == first.process.pid
