@@ -412,7 +412,7 @@ def duration_seconds(value: str) -> float:
     return sum(float(n) * units[u] for n, u in parts)
 
 
-# The longest task measured (README.md, Performance): a 100,000-row workbook's raw load, 16 s.
+# The longest task measured (docs/performance.md): a 100,000-row workbook's raw load, 16 s.
 LONGEST_TASK_SECONDS = 16
 
 
