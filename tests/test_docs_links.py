@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FENCE = re.compile(r"^\s*(```|~~~)")
 HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*#*\s*$")
 CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)+?\1")
-LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+# the end of an inline link or image, `](target)` or `](target "title")`: its text may span lines, its target cannot
+LINK = re.compile(r"\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 
 
 def documents() -> list[Path]:
@@ -108,7 +109,8 @@ def test_a_broken_link_or_anchor_is_reported(tmp_path: Path) -> None:
         "# Page\n\n## Twice\n\n## Twice\n\n"
         "[fine](other.md#a-section-here) [fine](#twice-1) [fine](#page) [web](https://example.org/#x)\n"
         "`[in a code span](missing.md)`\n\n```\n[in a code block](missing.md)\n```\n\n"
-        "[no file](missing.md) [no anchor](other.md#nowhere) [no local anchor](#twice-2)\n",
+        "[no file](missing.md) [no anchor](other.md#nowhere) [no local anchor](#twice-2) [text that goes on\n"
+        "the next line](other.md#a-section)\n",
         encoding="utf-8",
     )
     problems = broken_links(page)
@@ -116,4 +118,5 @@ def test_a_broken_link_or_anchor_is_reported(tmp_path: Path) -> None:
         "missing.md: no such file",
         "other.md#nowhere: no heading with the anchor #nowhere in other.md",
         "#twice-2: no heading with the anchor #twice-2 in page.md",
+        "other.md#a-section: no heading with the anchor #a-section in other.md",
     ]
