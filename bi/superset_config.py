@@ -101,7 +101,7 @@ _SELF_ONLY_CSP: dict[str, Any] = {
     "force_https": False,
     "session_cookie_secure": False,
 }
-# Behind a reverse proxy that terminates TLS (SUPERSET_BEHIND_PROXY=true; README.md, "Scale-out"): the proxy's
+# Behind a reverse proxy that terminates TLS (SUPERSET_BEHIND_PROXY=true; docs/scale-out.md): the proxy's
 # X-Forwarded-* headers are trusted, so redirects and links say https, and the session cookie goes over HTTPS only.
 _behind_proxy = os.environ.get("SUPERSET_BEHIND_PROXY", "").strip().lower() in ("1", "true", "yes")
 ENABLE_PROXY_FIX = _behind_proxy

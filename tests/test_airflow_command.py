@@ -1,4 +1,4 @@
-"""`make airflow` as the README tells it: start it, log in at the URL it prints, drop a wave file into the inbox,
+"""`make airflow` as docs/operating.md tells it: start it, log in at the URL it prints, drop a wave file into the inbox,
 the run the inbox watcher starts publishes it (and the exports follow), Ctrl-C stops every process it started.
 
 Also: a second start while one runs refuses and names the running one; `--paused` leaves the DAGs paused and SIGTERM
@@ -315,7 +315,7 @@ def test_make_airflow_publishes_a_file_dropped_into_the_inbox_and_ctrl_c_stops_e
     paused = dags_paused(api(started, url), started)
     assert not any(paused[dag] for dag in local_airflow.PROJECT_DAGS), paused
 
-    # the README's drop: written as <name>.part, renamed when complete
+    # the drop docs/operating.md describes: written as <name>.part, renamed when complete
     known = {run for run, _type, _state in airflow_runs(paths, "survey_waves")}
     delivery = paths.inbox_dir / "2019" / WAVE_FILE.name
     delivery.parent.mkdir(parents=True, exist_ok=True)

@@ -412,7 +412,7 @@ def duration_seconds(value: str) -> float:
     return sum(float(n) * units[u] for n, u in parts)
 
 
-# The longest task measured (README.md, Performance): a 100,000-row workbook's raw load, 16 s.
+# The longest task measured (docs/performance.md): a 100,000-row workbook's raw load, 16 s.
 LONGEST_TASK_SECONDS = 16
 
 
@@ -483,7 +483,7 @@ def test_only_the_init_reaches_postgresql_through_its_socket() -> None:
 def test_superset_behind_a_tls_proxy_trusts_its_headers_and_secures_its_cookie(
     tmp_path: Path, setting: str | None, behind: bool
 ) -> None:
-    """README.md's override for a TLS proxy in front of the loopback-only port (SUPERSET_BEHIND_PROXY)."""
+    """docs/scale-out.md's override for a TLS proxy in front of the loopback-only port (SUPERSET_BEHIND_PROXY)."""
     code = (
         "import runpy; c = runpy.run_path('bi/superset_config.py'); "
         "print(c['ENABLE_PROXY_FIX'], c['SESSION_COOKIE_SECURE'], c['TALISMAN_CONFIG']['session_cookie_secure'])"

@@ -1,7 +1,7 @@
 {#-
-  The city roll-up (README, "The city roll-up"; int_city_responsibilities_rolled_up's description), as common table
-  expressions ending in `decided`: per city (and `keys`) that has answers, its primary responsibility, the rule that
-  decided it and the counts the rule weighed. Written once, used for the marts' current loads
+  The city roll-up (docs/layers.md, "The city roll-up"; int_city_responsibilities_rolled_up's description), as common
+  table expressions ending in `decided`: per city (and `keys`) that has answers, its primary responsibility, the rule
+  that decided it and the counts the rule weighed. Written once, used for the marts' current loads
   (int_city_responsibilities_rolled_up, keys wave_year) and for every load a wave was published from
   (int_city_responsibilities_by_load, keys load_id and wave_year), so that a correction compares results of one rule.
 

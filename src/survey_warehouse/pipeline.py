@@ -102,7 +102,7 @@ def read_wave_spec(wave_year: int, paths: Paths) -> WaveSpec | None:
             str(exc).removeprefix(f"{path}: ") if isinstance(exc, WaveSpecError) else f"{type(exc).__name__}: {exc}"
         )
         raise WaveSpecError(
-            f"{paths.shown(path)} cannot be read: {problem}; correct it (see 'Adding a wave' in the README)"
+            f"{paths.shown(path)} cannot be read: {problem}; correct it (see docs/adding-a-wave.md)"
         ) from exc
 
 
@@ -257,7 +257,7 @@ def plan_run(wave_year: int, delivery: Delivery | None = None, run_id: str | Non
                 raise AirflowSkipException(f"No survey wave in {wave_year}: there is no {expected}")
             raise SurveyWarehouseError(
                 f"{inbox.shown_name(delivery.path.name)}: delivered for wave {wave_year}, but there is no wave spec "
-                f"{expected}; write it (see 'Adding a wave' in the README) and drop the file again, or drop it into "
+                f"{expected}; write it (see docs/adding-a-wave.md) and drop the file again, or drop it into "
                 "the folder of its wave year"
             )
         delivered = None

@@ -1,10 +1,10 @@
-"""The city roll-up (int_city_responsibilities_rolled_up) against README's rule, on generated cities.
+"""The city roll-up (int_city_responsibilities_rolled_up) against the documented rule, on generated cities.
 
-A plain-Python reading of the rule (README, "The city roll-up") is compared with what the model's own SQL returns
-for cities Hypothesis makes up: any number of key and other respondents, disagreeing key respondents, ties, equal
-submission times, missing answers, superseded loads, several cities and waves. The SQL is the model file rendered
-with the project's macros (ref('x') is a table x made here), run on DuckDB, on PostgreSQL and on a PostgreSQL
-database whose text collation is en-US, where text does not sort in byte order.
+A plain-Python reading of the rule (docs/layers.md, "The city roll-up") is compared with what the model's own SQL
+returns for cities Hypothesis makes up: any number of key and other respondents, disagreeing key respondents, ties,
+equal submission times, missing answers, superseded loads, several cities and waves. The SQL is the model file rendered
+with the project's macros (ref('x') is a table x made here), run on DuckDB, on PostgreSQL and on a PostgreSQL database
+whose text collation is en-US, where text does not sort in byte order.
 
 The helpers (render_model, the warehouses) are also used by test_share_statistics.py.
 """
@@ -183,7 +183,7 @@ class Vote:
 
 
 def decide(votes: list[Vote]) -> tuple[str, str]:
-    """README's rule for one city and wave: (the city's answer, the rule that decided it)."""
+    """The documented rule for one city and wave: (the city's answer, the rule that decided it)."""
     key_answers = {v.answer for v in votes if v.is_key}
     if len(key_answers) == 1:
         return key_answers.pop(), "key_respondent"
@@ -216,7 +216,7 @@ class Dataset:
 
 
 def roll_up(data: Dataset) -> dict[tuple[int, str], tuple]:
-    """Per surveyed city and wave: the columns the model returns, by README's rule."""
+    """Per surveyed city and wave: the columns the model returns, by the documented rule."""
     respondents = {(wave, key): (city, role, at) for current, wave, city, key, role, at in data.respondents if current}
     votes: dict[tuple[int, str], list[Vote]] = defaultdict(list)
     for current, wave, key, question, answer in data.answers:
@@ -245,8 +245,8 @@ def roll_up(data: Dataset) -> dict[tuple[int, str], tuple]:
     return result
 
 
-def test_the_python_rule_reads_the_readme() -> None:
-    """The reference itself, on cases worked out by hand from README's three rules."""
+def test_the_python_rule_reads_the_docs() -> None:
+    """The reference itself, on cases worked out by hand from the three rules in docs/layers.md."""
     cio, manager, director, other = (True, 1), (False, 2), (False, 3), (False, 5)
 
     def votes(*given: tuple[str, tuple[bool, int], str]) -> list[Vote]:
@@ -423,7 +423,7 @@ def rollup_model(request: pytest.FixtureRequest) -> Iterator[ModelRun]:
 @example(data=DIRECTORS_TIE)
 @example(data=CODES_TIE)
 @given(data=datasets())
-def test_the_model_rolls_up_cities_by_the_readme_rule(rollup_model: ModelRun, data: Dataset) -> None:
+def test_the_model_rolls_up_cities_by_the_documented_rule(rollup_model: ModelRun, data: Dataset) -> None:
     warehouse = rollup_model.warehouse
     warehouse.replace("stg_survey__cities_surveyed", data.surveyed)
     warehouse.replace("stg_survey__respondents", data.respondents)
@@ -448,7 +448,7 @@ def test_the_model_rolls_up_cities_by_the_readme_rule(rollup_model: ModelRun, da
     assert {row[2] for row in found.values()} <= set(ROLLUP_METHODS)
 
 
-def test_the_worked_examples_are_decided_as_readme_says() -> None:
+def test_the_worked_examples_are_decided_as_the_docs_say() -> None:
     """The two cities the property test always runs, with the answers written out."""
     assert roll_up(CIOS_DISAGREE)[(2019, "837")][1:3] == ("city_leadership", "majority")
     assert roll_up(CIOS_DISAGREE)[(2019, "837")][7] is True  # the key respondents disagree

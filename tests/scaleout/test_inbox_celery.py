@@ -51,7 +51,7 @@ class InboxStack:
         return self.paths.inbox_dir / "2019" / WAVE_FILE.name
 
     def drop(self, data: bytes) -> None:
-        """As the README says: write <file>.part, then rename it (a partial file is never taken)."""
+        """As docs/operating.md says: write <file>.part, then rename it (a partial file is never taken)."""
         self.delivery.parent.mkdir(parents=True, exist_ok=True)
         part = self.delivery.with_name(self.delivery.name + ".part")
         part.write_bytes(data)

@@ -44,8 +44,8 @@ def _admin():
 
 @pytest.fixture(scope="module")
 def pg_build(manifest) -> Iterator[PostgresBuild]:
-    """README, "Against an existing PostgreSQL, without containers", as written: a fresh warehouse database, the
-    connection in AIRFLOW_CONN_SURVEY_WAREHOUSE, SURVEY_DBT_TARGET=postgres, then `make run`."""
+    """docs/scale-out.md, "Against an existing PostgreSQL, without containers", as written: a fresh warehouse
+    database, the connection in AIRFLOW_CONN_SURVEY_WAREHOUSE, SURVEY_DBT_TARGET=postgres, then `make run`."""
     yield from _make_run_on_postgres("postgres", "")
 
 

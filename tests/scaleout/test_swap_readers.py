@@ -207,8 +207,9 @@ def test_an_export_started_during_a_swap_reads_the_new_publication_whole(
 def test_a_repeatable_read_snapshot_older_than_the_swap_sees_the_new_tables_without_rows(
     warehouse: Warehouse,
 ) -> None:
-    """As the README says: a repeatable-read transaction whose snapshot was taken before the swap, and that reads
-    the marts only after it, sees the new publication's tables without their rows; a new transaction sees them."""
+    """As docs/scale-out.md says: a repeatable-read transaction whose snapshot was taken before the swap, and that
+    reads the marts only after it, sees the new publication's tables without their rows; a new transaction sees
+    them."""
     reader = _reader(warehouse)
     reader.set_session(isolation_level="REPEATABLE READ")
     cur = reader.cursor()

@@ -264,7 +264,8 @@ class Inbox:
     # ---- the sender
 
     def drop(self, data: bytes, name: str | None = None, in_place: bool = False) -> Path:
-        """A file dropped as the README says (written as .part, then renamed), or copied over the name in place."""
+        """A file dropped as docs/operating.md says (written as .part, then renamed), or copied over the name in
+        place."""
         path = self.folder / (name or self.archive.name)
         if in_place:
             path.write_bytes(data)

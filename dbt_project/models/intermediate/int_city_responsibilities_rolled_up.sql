@@ -1,5 +1,5 @@
--- The city roll-up: one primary responsibility per surveyed city and wave, by the rule in README ("The city
--- roll-up") and in this model's description (_intermediate__models.yml), where it is unit-tested; the rule itself
+-- The city roll-up: one primary responsibility per surveyed city and wave, by the rule in docs/layers.md ("The
+-- city roll-up") and in this model's description (_intermediate__models.yml), where it is unit-tested; the rule itself
 -- is the macro city_rollup, which also rolls up every load a wave was published from
 -- (int_city_responsibilities_by_load).
 -- rollup_method names the rule that decided. Surveyed cities without any answer stay, with has_responded = false.
