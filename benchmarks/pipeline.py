@@ -77,10 +77,11 @@ def make_run(var: Path, root: Path = ROOT, years: list[int] | None = None, *flag
 WORK_WITHOUT_ORCHESTRATION = """
 import json, os, subprocess, sys, time
 from pathlib import Path
-from survey_warehouse import load, quality
+from survey_warehouse.raw import load
+from survey_warehouse import quality
 from survey_warehouse.settings import get_paths
 from survey_warehouse.warehouse import Warehouse
-from survey_warehouse.waves import find_wave_spec
+from survey_warehouse.intake.waves import find_wave_spec
 paths = get_paths()
 warehouse = Warehouse.duckdb(paths.warehouse)
 figures = {"loader": 0.0, "raw gates": 0.0}

@@ -235,7 +235,7 @@ def waves_with_file(tmp: Path, year: int, file: Path, **spec_changes) -> Path:
 
 def copy_with_exports(run: PipelineRun, name: str) -> Paths:
     """copy_state, with the exports the run made (survey_marts_exports)."""
-    from survey_warehouse import exports
+    from survey_warehouse.publishing import exports
 
     paths = copy_state(run, name)
     shutil.copytree(exports.exports_dir(run.paths), exports.exports_dir(paths), symlinks=True)
@@ -244,7 +244,7 @@ def copy_with_exports(run: PipelineRun, name: str) -> Paths:
 
 def export_listing(paths: Paths) -> dict[str, int]:
     """Every file and link under the exports folder, with its modification time."""
-    from survey_warehouse import exports
+    from survey_warehouse.publishing import exports
 
     root = exports.exports_dir(paths)
     return {str(p.relative_to(root)): p.lstat().st_mtime_ns for p in root.rglob("*")} if root.exists() else {}

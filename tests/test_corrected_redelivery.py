@@ -22,8 +22,8 @@ from conftest import ROOT, PipelineRun, copy_state, current_loads, lines_2019, w
 from owner_mail import OWNER, Mailbox, assert_no_personal_data, personal_data, smtp_mailbox
 
 from survey_warehouse import cli
-from survey_warehouse.codebook import Codebook
-from survey_warehouse.matching import match_key
+from survey_warehouse.intake.codebook import Codebook
+from survey_warehouse.intake.matching import match_key
 from survey_warehouse.settings import Paths, pseudonym_key
 
 LEAD = "Q1 Kuka vastaa ensisijaisesti digitalisaation johtamisesta?"

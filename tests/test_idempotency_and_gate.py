@@ -32,7 +32,8 @@ from conftest import (
 )
 from owner_mail import OWNER, SENDER, Mailbox, assert_no_personal_data, personal_data, smtp_mailbox
 
-from survey_warehouse import cli, exports, quality
+from survey_warehouse import cli, quality
+from survey_warehouse.publishing import exports
 from survey_warehouse.settings import Paths
 
 pytestmark = pytest.mark.slow

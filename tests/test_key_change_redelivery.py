@@ -12,7 +12,7 @@ import yaml
 from conftest import ROOT, PipelineRun, copy_state, task_states, with_waves_dir
 
 from survey_warehouse import cli
-from survey_warehouse.matching import match_key
+from survey_warehouse.intake.matching import match_key
 from survey_warehouse.settings import pseudonym_key
 
 

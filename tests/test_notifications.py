@@ -117,7 +117,7 @@ def test_the_due_date_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_messages_carry_no_address_and_no_template_syntax() -> None:
-    from survey_warehouse.notify import Mail, failure_mail
+    from survey_warehouse.orchestration.notify import Mail, failure_mail
 
     mail = failure_mail(
         2019,
@@ -174,7 +174,7 @@ def _write_spec(waves: Path, year: int, **changes: object) -> Path:
 def _check_on(day: str) -> str:
     import pendulum
 
-    from survey_warehouse import notify
+    from survey_warehouse.orchestration import notify
 
     moment = pendulum.parse(day).replace(hour=8, tzinfo=pendulum.timezone("Europe/Helsinki"))
     return notify.check_overdue({"logical_date": moment, "run_id": f"scheduled__{day}"})
@@ -243,7 +243,7 @@ def test_a_withdrawal_is_told_as_a_withdrawal_never_as_a_publication(monkeypatch
 
     from conftest import make_paths, use_paths
 
-    from survey_warehouse import notify
+    from survey_warehouse.orchestration import notify
 
     paths = make_paths("notify_withdrawal")
     use_paths(monkeypatch, paths)

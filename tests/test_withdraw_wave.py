@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT, PipelineRun, copy_state, with_waves_dir
 
 from survey_warehouse import cli
-from survey_warehouse.pipeline import plan_wave
+from survey_warehouse.orchestration.pipeline import plan_wave
 from survey_warehouse.settings import Paths
 
 REASON = "the survey tool mixed up two cities' answers"

@@ -26,10 +26,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from survey_warehouse import faults
 from survey_warehouse.errors import SurveyWarehouseError
+from survey_warehouse.intake.waves import find_wave_spec, list_wave_years
+from survey_warehouse.operations import faults
 from survey_warehouse.settings import DBT_PROFILE, Paths, get_paths
-from survey_warehouse.waves import find_wave_spec, list_wave_years
 
 DAG_ID = "survey_waves"
 EXPORTS_DAG_ID = "survey_marts_exports"
@@ -253,7 +253,7 @@ def _release_warehouse() -> None:
 
 def plan_years(paths: Paths, years: list[int]) -> dict[int, str | None]:
     """Per year: None when the DAG must run, else why not (no wave that year, or nothing changed)."""
-    from survey_warehouse.pipeline import plan_wave, published_without_spec
+    from survey_warehouse.orchestration.pipeline import plan_wave, published_without_spec
 
     out: dict[int, str | None] = {}
     for year in years:
@@ -309,7 +309,7 @@ def run_waves(
 def _recover_publication(paths: Paths) -> None:
     """Before planning: a publication that a killed run left half done is finished or undone, so the plans compare
     with the marts readers actually see."""
-    from survey_warehouse.publish import recover_publication
+    from survey_warehouse.publishing.publish import recover_publication
     from survey_warehouse.warehouse import Warehouse
 
     warehouse = Warehouse.from_env(paths.warehouse)
@@ -322,7 +322,7 @@ def _dag_run(paths: Paths, year: int, defer: str | None, alone: bool = False) ->
     run; `alone`, a run whose build leaves out the other waves' loads waiting for a build."""
     import pendulum
 
-    from survey_warehouse.pipeline import BUILD_STEPS, DEFER_BUILD_PARAM, HOLD_OUT_WAITING_PARAM
+    from survey_warehouse.orchestration.pipeline import BUILD_STEPS, DEFER_BUILD_PARAM, HOLD_OUT_WAITING_PARAM
 
     dag = _waves_dag(paths)
     log = paths.var / "logs" / f"survey_waves_{year}.log"
@@ -396,8 +396,8 @@ def run_exports(paths: Paths) -> dict[str, Any] | None:
     the marts published now have not been exported yet: after a run that published (it recorded an asset event,
     which a scheduler would act on), or when the newest export is of an older publication. None when there is
     nothing to do."""
-    from survey_warehouse import exports
-    from survey_warehouse.publish import read_publication
+    from survey_warehouse.publishing import exports
+    from survey_warehouse.publishing.publish import read_publication
     from survey_warehouse.warehouse import Warehouse
 
     publication = read_publication(Warehouse.from_env(paths.warehouse), paths.published)
@@ -510,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("manifest", help="the dbt manifest (parsed again when the dbt project changed)")
     sub.add_parser("summary", help="print what the warehouse and the published marts hold")
     sub.add_parser("docs", help="dbt docs (lineage, mart catalogue) into var/dbt_docs")
-    from survey_warehouse import local_airflow  # its commands: airflow, airflow-cli
+    from survey_warehouse.orchestration import local_airflow  # its commands: airflow, airflow-cli
 
     local_airflow.add_commands(sub)
     args = parser.parse_args(argv)
@@ -531,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in commands:
             return commands[args.command]()
         if args.command == "summary":
-            from survey_warehouse.summary import print_summary
+            from survey_warehouse.operations.summary import print_summary
 
             print_summary(paths, {})
             return 0
@@ -541,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
         years = args.years or list(range(min(configured), max(configured) + 1))
         if not args.no_summary:
             print(f"Setting up (dbt manifest, Airflow metadata in {paths.var / 'airflow'}) ...", flush=True)
-        from survey_warehouse.local_airflow import holding_var_folder
+        from survey_warehouse.orchestration.local_airflow import holding_var_folder
 
         with holding_var_folder(paths, f"make run for {', '.join(map(str, years))}"):
             os.environ.update(runtime_env(paths))  # before Airflow is imported: it reads AIRFLOW_HOME at import
@@ -555,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
                 json.dumps({str(y): {**o, "log": str(o["log"]) if o["log"] else None} for y, o in outcomes.items()})
             )
         if not args.no_summary:
-            from survey_warehouse.summary import print_summary
+            from survey_warehouse.operations.summary import print_summary
 
             print_summary(paths, outcomes)
         ok = all(o["exit_code"] == 0 for o in [*outcomes.values(), *([exported] if exported else [])])

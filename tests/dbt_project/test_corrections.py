@@ -31,11 +31,11 @@ from conftest import ROOT, PipelineRun, copy_state, current_loads, lines_2019, u
 from test_rollup_rule import DATABASES, open_warehouse
 
 from survey_warehouse import cli
-from survey_warehouse.codebook import Codebook
-from survey_warehouse.load import load_wave, mark_load
-from survey_warehouse.matching import match_key
+from survey_warehouse.intake.codebook import Codebook
+from survey_warehouse.intake.matching import match_key
+from survey_warehouse.intake.waves import WaveSpec
+from survey_warehouse.raw.load import load_wave, mark_load
 from survey_warehouse.settings import Paths
-from survey_warehouse.waves import WaveSpec
 
 DBT = ROOT / "dbt_project"
 LEAD = "Q1 Kuka vastaa ensisijaisesti digitalisaation johtamisesta?"

@@ -11,11 +11,12 @@ import duckdb
 import pytest
 from conftest import make_paths
 
-from survey_warehouse import cli, load
-from survey_warehouse.builds import begin_build
-from survey_warehouse.load import accept_load, defer_build, load_wave, mark_load
-from survey_warehouse.pipeline import plan_wave
-from survey_warehouse.waves import find_wave_spec
+from survey_warehouse import cli
+from survey_warehouse.intake.waves import find_wave_spec
+from survey_warehouse.orchestration.pipeline import plan_wave
+from survey_warehouse.raw import load
+from survey_warehouse.raw.builds import begin_build
+from survey_warehouse.raw.load import accept_load, defer_build, load_wave, mark_load
 
 
 @pytest.fixture

@@ -12,8 +12,9 @@ import psutil
 import pytest
 from conftest import make_paths
 
-from survey_warehouse import cli, local_airflow
+from survey_warehouse import cli
 from survey_warehouse.errors import SurveyWarehouseError
+from survey_warehouse.orchestration import local_airflow
 
 
 def _sleeper(*argv: str, airflow_home: Path | None = None) -> subprocess.Popen:

@@ -12,10 +12,10 @@ import psycopg2
 import pytest
 from conftest import make_paths, require_services
 
-from survey_warehouse import load
-from survey_warehouse.load import ensure_raw_schema, load_wave
+from survey_warehouse.intake.waves import find_wave_spec
+from survey_warehouse.raw import load
+from survey_warehouse.raw.load import ensure_raw_schema, load_wave
 from survey_warehouse.warehouse import Session, Warehouse
-from survey_warehouse.waves import find_wave_spec
 
 PG = ("127.0.0.1", 5432)
 

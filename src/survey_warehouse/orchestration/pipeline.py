@@ -15,16 +15,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from survey_warehouse import faults
 from survey_warehouse.errors import SurveyWarehouseError, WaveFileError
-from survey_warehouse.inbox import Delivery, delivery_of_run
+from survey_warehouse.operations import faults
+from survey_warehouse.operations.inbox import Delivery, delivery_of_run
 from survey_warehouse.settings import Paths, get_paths
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from survey_warehouse.intake.waves import WaveSpec
     from survey_warehouse.warehouse import Warehouse
-    from survey_warehouse.waves import WaveSpec
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -92,7 +92,7 @@ def read_wave_spec(wave_year: int, paths: Paths) -> WaveSpec | None:
     """The wave's spec, or None for a year without one. A spec that cannot be read, whatever is wrong with it,
     raises WaveSpecError naming the file."""
     from survey_warehouse.errors import WaveSpecError
-    from survey_warehouse.waves import find_wave_spec
+    from survey_warehouse.intake.waves import find_wave_spec
 
     path = paths.waves_config / f"{wave_year}.yml"
     try:
@@ -108,7 +108,7 @@ def read_wave_spec(wave_year: int, paths: Paths) -> WaveSpec | None:
 
 def _spec(wave_year: int, paths: Paths, delivered: str | Path | None = None) -> WaveSpec:
     """The wave's spec; with a delivery, the spec reading the delivered file where the run took it."""
-    from survey_warehouse.waves import find_wave_spec
+    from survey_warehouse.intake.waves import find_wave_spec
 
     spec = find_wave_spec(wave_year, paths)
     if spec is None:
@@ -122,9 +122,9 @@ def plan_wave(
     """What a run for the wave has to do, from its inputs: the file (the spec's, or a delivery in the inbox), the
     wave spec, the codebook and pseudonym key it is read with, the dbt project and the expectation suites,
     compared with what is published."""
-    from survey_warehouse import load
-    from survey_warehouse.codebook import Codebook
-    from survey_warehouse.publish import build_fingerprint, read_publication
+    from survey_warehouse.intake.codebook import Codebook
+    from survey_warehouse.publishing.publish import build_fingerprint, read_publication
+    from survey_warehouse.raw import load
     from survey_warehouse.warehouse import Session, Warehouse
 
     paths = paths or get_paths()
@@ -188,7 +188,7 @@ def _plan_withdrawal(spec: WaveSpec, paths: Paths, warehouse: Warehouse) -> Plan
     from survey_warehouse.warehouse import Session
 
     with Session(warehouse) as session:
-        from survey_warehouse import load
+        from survey_warehouse.raw import load
 
         load.ensure_raw_schema(session)
         current = load.current_load(session, spec.wave_year)
@@ -204,7 +204,7 @@ def _plan_withdrawal(spec: WaveSpec, paths: Paths, warehouse: Warehouse) -> Plan
 
 def published_without_spec(wave_year: int, paths: Paths, warehouse: Warehouse | None = None) -> str | None:
     """When the wave has no spec but its load is still current (published): what to do about it."""
-    from survey_warehouse import load
+    from survey_warehouse.raw import load
     from survey_warehouse.warehouse import Session, Warehouse
 
     warehouse = warehouse or Warehouse.from_env(paths.warehouse)
@@ -224,20 +224,20 @@ def published_without_spec(wave_year: int, paths: Paths, warehouse: Warehouse | 
 @keeps_its_error
 def plan_run(wave_year: int, delivery: Delivery | None = None, run_id: str | None = None) -> dict[str, Any]:
     """The DAG's first step: a year without a wave spec, or with nothing new, ends the run skipped. A run started
-    by a delivery in the inbox takes the delivered file (see survey_warehouse.inbox) and plans with it; a delivery
-    that cannot be the wave's file (not a regular file, another name than the spec's, no spec) fails the run, which
-    rejects it. First, what runs that stopped left is resolved (their loads, builds and taken deliveries)."""
+    by a delivery in the inbox takes the delivered file (see survey_warehouse.operations.inbox) and plans with it; a
+    delivery that cannot be the wave's file (not a regular file, another name than the spec's, no spec) fails the run,
+    which rejects it. First, what runs that stopped left is resolved (their loads, builds and taken deliveries)."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from survey_warehouse import inbox
-    from survey_warehouse.builds import resolve_stopped_runs
+    from survey_warehouse.operations import inbox
+    from survey_warehouse.raw.builds import resolve_stopped_runs
     from survey_warehouse.warehouse import Warehouse
 
     paths = get_paths()
     warehouse = Warehouse.from_env(paths.warehouse)
     run_id = run_id or _task_run_id()
     if warehouse.backend == "duckdb":  # a publication killed between its rename and its commit, undone or finished
-        from survey_warehouse.publish import recover_publication
+        from survey_warehouse.publishing.publish import recover_publication
 
         recover_publication(warehouse, paths.published)
     resolve_stopped_runs(warehouse)
@@ -295,7 +295,7 @@ def _check_announced(delivery: Delivery) -> None:
     copy replaced it, which is announced on its own), and it is a regular file (else it is refused)."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from survey_warehouse import inbox
+    from survey_warehouse.operations import inbox
 
     now = inbox.look(delivery.wave_year, delivery.path)
     if now is None or not delivery.is_as_announced(now):
@@ -309,8 +309,8 @@ def _check_announced(delivery: Delivery) -> None:
 def _check_delivery_for(delivery: Delivery, spec: WaveSpec) -> None:
     """The delivery can be the wave's file: its name is the spec's (by the project's one matching rule, so a name a
     Mac wrote decomposed is the same name), and the wave is not withdrawn."""
-    from survey_warehouse.inbox import shown_name
-    from survey_warehouse.matching import match_key
+    from survey_warehouse.intake.matching import match_key
+    from survey_warehouse.operations.inbox import shown_name
 
     name, wave_year = shown_name(delivery.path.name), spec.wave_year
     if match_key(name) != match_key(spec.file.name):
@@ -380,7 +380,7 @@ def load_raw_wave(wave_year: int, delivered: str | None = None, action: str | No
     """Load the wave's file into raw: the spec's file, or the delivery the run took (`delivered`, the plan's). A
     run that withdraws the wave loads nothing: it goes on with the wave's current load, which its build leaves
     out."""
-    from survey_warehouse import load
+    from survey_warehouse.raw import load
     from survey_warehouse.warehouse import Session, Warehouse
 
     paths = get_paths()
@@ -468,7 +468,7 @@ def gate_message(paths: Paths, warehouse: Warehouse, load_id: str) -> str:
 @keeps_its_error
 def accept_raw_wave(loaded: dict[str, Any]) -> str:
     """The load passed its raw gate: it becomes the candidate the marts are built from (not yet current)."""
-    from survey_warehouse import load
+    from survey_warehouse.raw import load
     from survey_warehouse.warehouse import Warehouse
 
     paths = get_paths()
@@ -488,7 +488,7 @@ def build_in_this_run(loaded: dict[str, Any], context: Any) -> bool:
     published."""
     if not (context.get("params") or {}).get(DEFER_BUILD_PARAM) or loaded.get("withdraw"):
         return True
-    from survey_warehouse import load
+    from survey_warehouse.raw import load
     from survey_warehouse.warehouse import Warehouse
 
     if not loaded["unchanged"]:
@@ -504,11 +504,11 @@ def build_in_this_run(loaded: dict[str, Any], context: Any) -> bool:
 def stale_waiting_loads(paths: Paths, warehouse: Warehouse, own_wave: int) -> dict[str, str]:
     """The candidates waiting for a build whose wave's inputs changed since they were loaded (the file, its spec,
     the codebook): load_id -> why. A build never takes them; the next run of their wave loads the wave again."""
-    from survey_warehouse import load
-    from survey_warehouse.builds import waiting
-    from survey_warehouse.codebook import Codebook
+    from survey_warehouse.intake.codebook import Codebook
+    from survey_warehouse.intake.waves import find_wave_spec
+    from survey_warehouse.raw import load
+    from survey_warehouse.raw.builds import waiting
     from survey_warehouse.warehouse import Session
-    from survey_warehouse.waves import find_wave_spec
 
     stale: dict[str, str] = {}
     with Session(warehouse) as session:
@@ -543,8 +543,8 @@ def begin_build(loaded: dict[str, Any], context: Any) -> dict[str, Any]:
     its wave, the candidates waiting for a build, every other wave's current load) and the fingerprint of the dbt
     project, seeds and suites as the build is about to read them. Staging builds from exactly these loads, and
     publishing promotes exactly these."""
-    from survey_warehouse.builds import begin_build as record
-    from survey_warehouse.publish import build_fingerprint
+    from survey_warehouse.publishing.publish import build_fingerprint
+    from survey_warehouse.raw.builds import begin_build as record
     from survey_warehouse.warehouse import Warehouse
 
     paths = get_paths()
@@ -574,7 +574,7 @@ def gx_file_context() -> Any:
 
 def _build_of_run(context: Any) -> Any:
     """The build this run began (the begin_build task's XCom), or None when it did not get that far."""
-    from survey_warehouse.builds import Build
+    from survey_warehouse.raw.builds import Build
 
     data = context["ti"].xcom_pull(task_ids=BEGIN_BUILD_TASK_ID)
     return Build.from_dict(data) if data else None
@@ -589,9 +589,9 @@ def publish_marts(
     delivery is rejected. What fails after the publication committed fails nothing: it is logged and returned under
     `warnings`. The task's asset event (`outlet_events`, of the asset `survey_marts`) says when, where and from
     which loads."""
-    from survey_warehouse import inbox
-    from survey_warehouse.builds import Build, fail_build
-    from survey_warehouse.publish import publish, read_publication
+    from survey_warehouse.operations import inbox
+    from survey_warehouse.publishing.publish import publish, read_publication
+    from survey_warehouse.raw.builds import Build, fail_build
     from survey_warehouse.warehouse import Warehouse
 
     paths = get_paths()
@@ -612,7 +612,7 @@ def publish_marts(
         if not _build_published(warehouse, this_build):
             remember_error(exc)
             message = f"the run failed at publish_marts: {type(exc).__name__}: {exc}"
-            from survey_warehouse import load
+            from survey_warehouse.raw import load
 
             for load_id, wave in this_build.brings_in:
                 if wave == this_build.wave_year:
@@ -643,7 +643,7 @@ def publish_marts(
         "withdrawn_because": this_build.withdrawn_because,
     }
     if outlet_events is not None:
-        from survey_warehouse.assets import SURVEY_MARTS
+        from survey_warehouse.publishing.assets import SURVEY_MARTS
 
         outlet_events[SURVEY_MARTS].extra = published
     return {**published, "archived": str(archived) if archived else None, "warnings": warnings}
@@ -718,7 +718,7 @@ def failure_message(
 def record_failure(**context: Any) -> str:
     """Runs when any step failed: the run's load (if it made one) is failed with the reason. The load itself,
     when it failed, has already recorded its rejection in the registry."""
-    from survey_warehouse import load
+    from survey_warehouse.raw import load
     from survey_warehouse.warehouse import Warehouse
 
     paths = get_paths()
@@ -734,12 +734,12 @@ def record_failure(**context: Any) -> str:
         load.fail_load(warehouse, load_id, message)
     build = _build_of_run(context)
     if build is not None:  # the candidates waiting for a build that this run's build took fail with it
-        from survey_warehouse.builds import fail_build
+        from survey_warehouse.raw.builds import fail_build
 
         fail_build(warehouse, build, message)
     delivery = delivery_of_run(context)
     if delivery is not None:  # back into the inbox with the reason beside it (or, not taken, the reason beside it)
-        from survey_warehouse.inbox import reject_delivery
+        from survey_warehouse.operations.inbox import reject_delivery
 
         reject_delivery(delivery, context.get("run_id") or _task_run_id(), message, wave_file_of(paths))
     log.error("Wave %s: %s", wave_year_of_run(context), message)

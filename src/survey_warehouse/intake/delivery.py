@@ -32,8 +32,8 @@ from typing import Any
 import duckdb
 
 from survey_warehouse.errors import WaveFileError
-from survey_warehouse.matching import looks_like_email, match_key, shown
-from survey_warehouse.waves import WaveSpec
+from survey_warehouse.intake.matching import looks_like_email, match_key, shown
+from survey_warehouse.intake.waves import WaveSpec
 
 CHUNK_BYTES = 1 << 20
 CHUNK_ROWS = 50_000

@@ -322,7 +322,7 @@ class LocalAirflow:
         return f"{names}; the password is in {self.paths.shown(self.password_file())} (generated on the first start)"
 
     def inbox_example(self) -> str:
-        from survey_warehouse.waves import find_wave_spec, list_wave_years
+        from survey_warehouse.intake.waves import find_wave_spec, list_wave_years
 
         inbox = self.paths.shown(self.paths.inbox_dir)
         with contextlib.suppress(SurveyWarehouseError):

@@ -133,7 +133,7 @@ def resolve_unfinished(session: Session, keep: Iterable[str] = ()) -> list[str]:
 
 
 def resolve_stopped_runs(target: Warehouse | Path, keep: Iterable[str] = ()) -> list[str]:
-    from survey_warehouse.load import ensure_raw_schema
+    from survey_warehouse.raw.load import ensure_raw_schema
 
     with Session(as_warehouse(target)) as session:
         ensure_raw_schema(session)
@@ -161,7 +161,7 @@ def begin_build(
     taken unless they are `stale` (load_id -> why: their wave's inputs changed since; they are failed) or
     `hold_out_waiting` (they stay waiting for a build of their own). With `withdraw` (why), the run's wave is left
     out of the build: its current load and any waiting one are withdrawn when the build is published."""
-    from survey_warehouse.load import ensure_raw_schema
+    from survey_warehouse.raw.load import ensure_raw_schema
 
     stale = stale or {}
     started = _now()
@@ -257,7 +257,7 @@ def finish_build(session: Session, build_id: str, status: str, message: str) -> 
 def fail_build(target: Warehouse | Path, build: Build, message: str) -> list[str]:
     """The build or its gate failed: it is closed as failed, and the waiting candidates of other waves it was made
     from are failed with it (the run's own load is failed by its run). Returns those loads."""
-    from survey_warehouse.load import fail_load
+    from survey_warehouse.raw.load import fail_load
 
     with Session(as_warehouse(target)) as session, session.transaction():
         finish_build(session, build.build_id, "failed", message[:4000])

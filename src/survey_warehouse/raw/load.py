@@ -23,14 +23,14 @@ from pathlib import Path
 
 import duckdb
 
-from survey_warehouse.builds import UNFINISHED, WAITING, ensure_builds_schema
-from survey_warehouse.codebook import LABELLED_STRUCTURAL_FIELDS, Codebook
-from survey_warehouse.delivery import Grid, arrow_into, arrow_view, drop_temp, read_grid
 from survey_warehouse.errors import NothingToPublish, SurveyWarehouseError, WaveFileError
-from survey_warehouse.matching import match_keys, shown
+from survey_warehouse.intake.codebook import LABELLED_STRUCTURAL_FIELDS, Codebook
+from survey_warehouse.intake.delivery import Grid, arrow_into, arrow_view, drop_temp, read_grid
+from survey_warehouse.intake.matching import match_keys, shown
+from survey_warehouse.intake.waves import WaveSpec
+from survey_warehouse.raw.builds import UNFINISHED, WAITING, ensure_builds_schema
 from survey_warehouse.settings import Paths, get_paths, pseudonym_key
 from survey_warehouse.warehouse import Session, Warehouse, as_warehouse
-from survey_warehouse.waves import WaveSpec
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ create table if not exists raw.cell_resolutions (
     wave_year integer not null,
     field_id varchar not null,
     cell_value varchar not null,         -- a distinct delivered value of a mapped column
-    match_key varchar,                   -- the value under the matching rule (survey_warehouse.matching)
+    match_key varchar,                   -- the value under the matching rule (survey_warehouse.intake.matching)
     resolved_value varchar,              -- municipality code, role or answer code, pseudonym, ISO timestamp
     resolved_number double precision     -- the answer's value on its scale, or minutes
 );
@@ -587,7 +587,7 @@ def _row_problems(
     """Each row that cannot be used, with the column at fault, a reason code and a message."""
     import math
 
-    from survey_warehouse.matching import shown_value
+    from survey_warehouse.intake.matching import shown_value
 
     file, year, width = spec.file.name, spec.wave_year, grid.width
     header = grid.header
@@ -922,7 +922,7 @@ def _write(
 
 
 def _column_for(spec: WaveSpec, header_name: str) -> str | None:
-    from survey_warehouse.matching import match_key
+    from survey_warehouse.intake.matching import match_key
 
     key = match_key(header_name)
     return next((c for c in spec.columns if match_key(c) == key), None) if key else None

@@ -7,8 +7,8 @@
                                                  copy took while its run went
     <inbox>/2020/.taken/<run>/                   the file a run has taken, while the run goes
 
-`InboxTrigger` (survey_warehouse.inbox_trigger) is an Airflow event trigger for an `AssetWatcher` on the inbox
-asset, run by `airflow triggerer`: it announces one delivery at a time, once it has stopped changing, and the DAG
+`InboxTrigger` (survey_warehouse.operations.inbox_trigger) is an Airflow event trigger for an `AssetWatcher` on the
+inbox asset, run by `airflow triggerer`: it announces one delivery at a time, once it has stopped changing, and the DAG
 run it starts knows the wave year and the file from the asset event's payload.
 
 A run takes its delivery when it starts (`take`): the file is moved under the run's own name in `.taken/`, if it
