@@ -77,7 +77,7 @@ def make_run(var: Path, root: Path = ROOT, years: list[int] | None = None, *flag
 WORK_WITHOUT_ORCHESTRATION = """
 import json, os, subprocess, sys, time
 from pathlib import Path
-from survey_warehouse.raw import load
+from survey_warehouse.raw import load, registry
 from survey_warehouse import quality
 from survey_warehouse.settings import get_paths
 from survey_warehouse.warehouse import Warehouse
@@ -97,7 +97,7 @@ for year in (2016, 2018, 2019):
     t = time.perf_counter()
     report = quality.run_gate(quality.raw_wave_checkpoint(context, spec, loaded.load_id, paths, warehouse), paths)
     figures["raw gates"] += time.perf_counter() - t
-    load.accept_load(warehouse, loaded.load_id, report.message())
+    registry.accept_load(warehouse, loaded.load_id, report.message())
 t = time.perf_counter()
 from survey_warehouse.cli import runtime_env
 subprocess.run([str(Path(sys.executable).with_name("dbt")), "build", "--profiles-dir", ".", "--quiet",

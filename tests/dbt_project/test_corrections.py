@@ -34,7 +34,8 @@ from survey_warehouse import cli
 from survey_warehouse.intake.codebook import Codebook
 from survey_warehouse.intake.matching import match_key
 from survey_warehouse.intake.waves import WaveSpec
-from survey_warehouse.raw.load import load_wave, mark_load
+from survey_warehouse.raw.load import load_wave
+from survey_warehouse.raw.registry import mark_load
 from survey_warehouse.settings import Paths
 
 DBT = ROOT / "dbt_project"

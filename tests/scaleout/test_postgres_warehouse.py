@@ -19,7 +19,7 @@ from conftest import ROOT, PipelineRun, en_us_database_options, make_paths, publ
 from survey_warehouse import quality
 from survey_warehouse.intake.waves import find_wave_spec
 from survey_warehouse.publishing.publish import swap_marts
-from survey_warehouse.raw import load
+from survey_warehouse.raw import load, registry
 from survey_warehouse.raw.builds import begin_build
 from survey_warehouse.settings import Paths
 from survey_warehouse.warehouse import Session, Warehouse
@@ -337,7 +337,7 @@ def test_the_warehouse_holds_the_matching_rules_keys_for_the_corpus(pg_build: Po
                 [loaded.load_id],
             ).fetchall()
         )
-        load.fail_load(pg_build.warehouse, loaded.load_id, "a test load")
+        registry.fail_load(pg_build.warehouse, loaded.load_id, "a test load")
     for value in values:
         if value.strip("\r\n") == "":
             continue

@@ -28,7 +28,7 @@ from conftest import ROOT
 from survey_warehouse.publishing import publish
 from survey_warehouse.quality.batches import project_marts
 from survey_warehouse.raw import builds
-from survey_warehouse.raw.load import ensure_raw_schema
+from survey_warehouse.raw.schema import ensure_raw_schema
 from survey_warehouse.secrets import PASSWORD, generate
 from survey_warehouse.warehouse import Session, Warehouse
 

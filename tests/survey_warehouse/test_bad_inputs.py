@@ -22,7 +22,8 @@ from conftest import make_paths
 
 from survey_warehouse.errors import SurveyWarehouseError, WaveFileError
 from survey_warehouse.intake.waves import find_wave_spec
-from survey_warehouse.raw.load import load_wave, mark_load
+from survey_warehouse.raw.load import load_wave
+from survey_warehouse.raw.registry import mark_load
 
 LEAD_2019 = "Q1 Kuka vastaa ensisijaisesti digitalisaation johtamisesta?"
 COOPERATION_2019 = "Q2 Tietohallinnon ja toimialojen yhteistyön sujuvuus (0-10)"

@@ -14,9 +14,10 @@ from conftest import make_paths
 from survey_warehouse import cli
 from survey_warehouse.intake.waves import find_wave_spec
 from survey_warehouse.orchestration.pipeline import plan_wave
-from survey_warehouse.raw import load
+from survey_warehouse.raw import registry
 from survey_warehouse.raw.builds import begin_build
-from survey_warehouse.raw.load import accept_load, defer_build, load_wave, mark_load
+from survey_warehouse.raw.load import load_wave
+from survey_warehouse.raw.registry import accept_load, defer_build, mark_load
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def test_a_waiting_load_stays_through_other_waves_and_is_built_with_them(paths) 
     left_over = load_wave(find_wave_spec(2019, paths), paths.warehouse, paths=paths)  # a run killed after its load
 
     assert _status(paths, w16)[:2] == ("candidate", False) and _status(paths, w18)[:2] == ("candidate", False)
-    assert load.waiting_loads(paths.warehouse) == [(w16, 2016), (w18, 2018)]
+    assert registry.waiting_loads(paths.warehouse) == [(w16, 2016), (w18, 2018)]
     plan = plan_wave(2016, paths)
     assert plan.action == "rebuild" and w16 in plan.reason and "waits for its build" in plan.reason
     again = load_wave(find_wave_spec(2016, paths), paths.warehouse, paths=paths)
@@ -70,7 +71,7 @@ def test_a_new_file_replaces_its_waves_waiting_load(paths, tmp_path: Path) -> No
 
     status, current, message = _status(paths, w19)
     assert (status, current) == ("failed", False) and f"replaced by load {corrected.load_id}" in message
-    assert load.waiting_loads(paths.warehouse) == []
+    assert registry.waiting_loads(paths.warehouse) == []
 
 
 def test_only_a_candidate_can_wait(paths) -> None:

@@ -17,7 +17,8 @@ from survey_warehouse.intake import delivery
 from survey_warehouse.intake.codebook import REQUIRED_STRUCTURAL_FIELDS, Codebook
 from survey_warehouse.intake.matching import match_key
 from survey_warehouse.intake.waves import find_wave_spec, list_wave_years
-from survey_warehouse.raw.load import load_wave, mark_load
+from survey_warehouse.raw.load import load_wave
+from survey_warehouse.raw.registry import mark_load
 
 SEEDS = ROOT / "dbt_project" / "seeds"
 

@@ -32,7 +32,7 @@ from survey_warehouse.intake.waves import find_wave_spec
 from survey_warehouse.orchestration.pipeline import plan_wave, stale_waiting_loads
 from survey_warehouse.publishing.publish import build_fingerprint, publish, read_publication, recover_publication
 from survey_warehouse.quality.batches import project_marts
-from survey_warehouse.raw import builds, load
+from survey_warehouse.raw import builds, load, registry
 from survey_warehouse.settings import Paths
 from survey_warehouse.warehouse import Warehouse
 
@@ -154,14 +154,14 @@ class Warehouse_:
         done("load")
         if not gate_ok:
             if not loaded.unchanged:
-                load.fail_load(self.warehouse, loaded.load_id, "the raw gate failed")  # record_failure
+                registry.fail_load(self.warehouse, loaded.load_id, "the raw gate failed")  # record_failure
             raise _Ended("raw gate failed")
         if not loaded.unchanged:
-            load.accept_load(self.warehouse, loaded.load_id, "gate passed")
+            registry.accept_load(self.warehouse, loaded.load_id, "gate passed")
         done("gate")
         if defer:
             if not loaded.unchanged:
-                load.defer_build(self.warehouse, loaded.load_id, "waits for a later build")
+                registry.defer_build(self.warehouse, loaded.load_id, "waits for a later build")
             raise _Ended("deferred")
         build = builds.begin_build(
             self.warehouse,
@@ -177,7 +177,7 @@ class Warehouse_:
         self.stand_in_build()
         if not build_ok:
             if not loaded.unchanged:
-                load.fail_load(self.warehouse, loaded.load_id, "dbt failed")
+                registry.fail_load(self.warehouse, loaded.load_id, "dbt failed")
             builds.fail_build(self.warehouse, build, "dbt failed")  # record_failure
             raise _Ended("build failed")
         done("build")
@@ -209,7 +209,7 @@ class Warehouse_:
         return publication.load_ids, contents
 
     def file_sha(self, wave: int) -> str:
-        return load.file_sha256(self.files[wave])
+        return registry.file_sha256(self.files[wave])
 
 
 class LoadLifecycle(RuleBasedStateMachine):

@@ -29,7 +29,8 @@ from survey_warehouse.intake.waves import WaveSpec, find_wave_spec
 from survey_warehouse.operations.inbox import Delivery, reject
 from survey_warehouse.orchestration.notify import failure_mail
 from survey_warehouse.orchestration.pipeline import failure_message
-from survey_warehouse.raw.load import fail_load, load_wave
+from survey_warehouse.raw.load import load_wave
+from survey_warehouse.raw.registry import fail_load
 
 NAMES = (
     "Kristiina Lindqvist-Mäkinen",

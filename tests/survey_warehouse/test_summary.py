@@ -7,7 +7,8 @@ from conftest import make_paths
 
 from survey_warehouse.intake.waves import find_wave_spec
 from survey_warehouse.operations import summary
-from survey_warehouse.raw.load import load_wave, mark_load
+from survey_warehouse.raw.load import load_wave
+from survey_warehouse.raw.registry import mark_load
 from survey_warehouse.warehouse import Warehouse
 
 

@@ -124,7 +124,7 @@ def plan_wave(
     compared with what is published."""
     from survey_warehouse.intake.codebook import Codebook
     from survey_warehouse.publishing.publish import build_fingerprint, read_publication
-    from survey_warehouse.raw import load
+    from survey_warehouse.raw import registry, schema
     from survey_warehouse.warehouse import Session, Warehouse
 
     paths = paths or get_paths()
@@ -139,14 +139,14 @@ def plan_wave(
         )
     codebook = Codebook.from_seeds(paths.dbt_project / "seeds")
     spec.check(codebook)
-    sha = load.file_sha256(spec.file)
+    sha = registry.file_sha256(spec.file)
     with Session(warehouse) as session:
-        load.ensure_raw_schema(session)
-        current = load.current_load(session, wave_year)
+        schema.ensure_raw_schema(session)
+        current = registry.current_load(session, wave_year)
         current_ids = {
             r[0] for r in session.execute("select load_id from raw.load_registry where is_current").fetchall()
         }
-    if not load.is_unchanged(current, sha, spec, load.read_fingerprint(spec, codebook)):
+    if not registry.is_unchanged(current, sha, spec, registry.read_fingerprint(spec, codebook)):
         why = (
             "first load of the wave"
             if current is None
@@ -188,10 +188,10 @@ def _plan_withdrawal(spec: WaveSpec, paths: Paths, warehouse: Warehouse) -> Plan
     from survey_warehouse.warehouse import Session
 
     with Session(warehouse) as session:
-        from survey_warehouse.raw import load
+        from survey_warehouse.raw import registry, schema
 
-        load.ensure_raw_schema(session)
-        current = load.current_load(session, spec.wave_year)
+        schema.ensure_raw_schema(session)
+        current = registry.current_load(session, spec.wave_year)
     if current is None:
         return Plan(
             spec.wave_year,
@@ -204,13 +204,13 @@ def _plan_withdrawal(spec: WaveSpec, paths: Paths, warehouse: Warehouse) -> Plan
 
 def published_without_spec(wave_year: int, paths: Paths, warehouse: Warehouse | None = None) -> str | None:
     """When the wave has no spec but its load is still current (published): what to do about it."""
-    from survey_warehouse.raw import load
+    from survey_warehouse.raw import registry, schema
     from survey_warehouse.warehouse import Session, Warehouse
 
     warehouse = warehouse or Warehouse.from_env(paths.warehouse)
     with Session(warehouse) as session:
-        load.ensure_raw_schema(session)
-        current = load.current_load(session, wave_year)
+        schema.ensure_raw_schema(session)
+        current = registry.current_load(session, wave_year)
     if current is None:
         return None
     expected = paths.waves_config / f"{wave_year}.yml"
@@ -380,14 +380,14 @@ def load_raw_wave(wave_year: int, delivered: str | None = None, action: str | No
     """Load the wave's file into raw: the spec's file, or the delivery the run took (`delivered`, the plan's). A
     run that withdraws the wave loads nothing: it goes on with the wave's current load, which its build leaves
     out."""
-    from survey_warehouse.raw import load
+    from survey_warehouse.raw import load, registry
     from survey_warehouse.warehouse import Session, Warehouse
 
     paths = get_paths()
     if action == "withdraw":
         spec = _spec(wave_year, paths)
         with Session(Warehouse.from_env(paths.warehouse)) as session:
-            current = load.current_load(session, wave_year)
+            current = registry.current_load(session, wave_year)
         if current is None:
             raise SurveyWarehouseError(f"wave {wave_year} has no current load to withdraw")
         return {
@@ -468,7 +468,7 @@ def gate_message(paths: Paths, warehouse: Warehouse, load_id: str) -> str:
 @keeps_its_error
 def accept_raw_wave(loaded: dict[str, Any]) -> str:
     """The load passed its raw gate: it becomes the candidate the marts are built from (not yet current)."""
-    from survey_warehouse.raw import load
+    from survey_warehouse.raw import registry
     from survey_warehouse.warehouse import Warehouse
 
     paths = get_paths()
@@ -476,7 +476,7 @@ def accept_raw_wave(loaded: dict[str, Any]) -> str:
     if loaded["unchanged"]:
         return f"load {loaded['load_id']} is already current; the marts are rebuilt from it"
     message = gate_message(paths, warehouse, loaded["load_id"])
-    load.accept_load(warehouse, loaded["load_id"], message)
+    registry.accept_load(warehouse, loaded["load_id"], message)
     return message
 
 
@@ -488,11 +488,11 @@ def build_in_this_run(loaded: dict[str, Any], context: Any) -> bool:
     published."""
     if not (context.get("params") or {}).get(DEFER_BUILD_PARAM) or loaded.get("withdraw"):
         return True
-    from survey_warehouse.raw import load
+    from survey_warehouse.raw import registry
     from survey_warehouse.warehouse import Warehouse
 
     if not loaded["unchanged"]:
-        load.defer_build(
+        registry.defer_build(
             Warehouse.from_env(get_paths().warehouse),
             loaded["load_id"],
             "passed its raw gate; waits for the build of a later run, which publishes it with its own wave",
@@ -506,14 +506,14 @@ def stale_waiting_loads(paths: Paths, warehouse: Warehouse, own_wave: int) -> di
     the codebook): load_id -> why. A build never takes them; the next run of their wave loads the wave again."""
     from survey_warehouse.intake.codebook import Codebook
     from survey_warehouse.intake.waves import find_wave_spec
-    from survey_warehouse.raw import load
+    from survey_warehouse.raw import registry
     from survey_warehouse.raw.builds import waiting
     from survey_warehouse.warehouse import Session
 
     stale: dict[str, str] = {}
     with Session(warehouse) as session:
         waiting_loads = waiting(session)
-        currents = {wave: load.current_load(session, wave) for _id, wave in waiting_loads}
+        currents = {wave: registry.current_load(session, wave) for _id, wave in waiting_loads}
     if not waiting_loads:
         return stale
     codebook = Codebook.from_seeds(paths.dbt_project / "seeds")
@@ -528,8 +528,8 @@ def stale_waiting_loads(paths: Paths, warehouse: Warehouse, own_wave: int) -> di
             stale[load_id] = f"wave {wave} is withdrawn ({spec.withdrawn}) in {spec.name}"
         elif not spec.file.is_file():
             stale[load_id] = f"the file of wave {wave} is no longer at {paths.shown(spec.file)}; {again}"
-        elif not load.is_unchanged(
-            currents[wave], load.file_sha256(spec.file), spec, load.read_fingerprint(spec, codebook)
+        elif not registry.is_unchanged(
+            currents[wave], registry.file_sha256(spec.file), spec, registry.read_fingerprint(spec, codebook)
         ):
             stale[load_id] = (
                 f"the file, wave spec or codebook of wave {wave} changed after this load waited for its build; {again}"
@@ -612,11 +612,11 @@ def publish_marts(
         if not _build_published(warehouse, this_build):
             remember_error(exc)
             message = f"the run failed at publish_marts: {type(exc).__name__}: {exc}"
-            from survey_warehouse.raw import load
+            from survey_warehouse.raw import registry
 
             for load_id, wave in this_build.brings_in:
                 if wave == this_build.wave_year:
-                    load.fail_load(warehouse, load_id, message)
+                    registry.fail_load(warehouse, load_id, message)
             fail_build(warehouse, this_build, message)
             if delivery is not None:
                 try:
@@ -718,7 +718,7 @@ def failure_message(
 def record_failure(**context: Any) -> str:
     """Runs when any step failed: the run's load (if it made one) is failed with the reason. The load itself,
     when it failed, has already recorded its rejection in the registry."""
-    from survey_warehouse.raw import load
+    from survey_warehouse.raw import registry
     from survey_warehouse.warehouse import Warehouse
 
     paths = get_paths()
@@ -731,7 +731,7 @@ def record_failure(**context: Any) -> str:
         paths, warehouse, steps, load_id, errors, marts_batch(wave_year_of_run(context), context.get("run_id") or "")
     )
     if load_id:
-        load.fail_load(warehouse, load_id, message)
+        registry.fail_load(warehouse, load_id, message)
     build = _build_of_run(context)
     if build is not None:  # the candidates waiting for a build that this run's build took fail with it
         from survey_warehouse.raw.builds import fail_build

@@ -29,7 +29,7 @@ import duckdb
 from survey_warehouse.errors import SurveyWarehouseError
 from survey_warehouse.quality.batches import mart_tables
 from survey_warehouse.raw.builds import Build, check_building, finish_build
-from survey_warehouse.raw.load import promote_load, withdraw_load
+from survey_warehouse.raw.registry import promote_load, withdraw_load
 from survey_warehouse.settings import Paths
 from survey_warehouse.warehouse import Session, Warehouse
 
