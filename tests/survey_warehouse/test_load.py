@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT, make_paths
 
 from survey_warehouse.errors import WaveFileError
-from survey_warehouse.intake import delivery
+from survey_warehouse.intake import grid
 from survey_warehouse.intake.codebook import REQUIRED_STRUCTURAL_FIELDS, Codebook
 from survey_warehouse.intake.matching import match_key
 from survey_warehouse.intake.waves import find_wave_spec, list_wave_years
@@ -180,7 +180,7 @@ def test_both_readers_land_the_same_raw(paths, monkeypatch) -> None:
     spec = find_wave_spec(2019, paths)
     fast = load_wave(spec, paths.warehouse)
     careful_paths = make_paths("load_careful")
-    monkeypatch.setattr(delivery, "_duckdb_grid", lambda *args, **kwargs: None)
+    monkeypatch.setattr(grid, "_duckdb_grid", lambda *args, **kwargs: None)
     careful = load_wave(spec, careful_paths.warehouse)
     assert fast.reader.startswith("DuckDB") and careful.reader.startswith("Python")
 

@@ -3,5 +3,6 @@
 - `waves`: the wave specs (how each year's export is read: format, encoding, header row, column -> field)
 - `codebook`: the questionnaire as data (questions, answer labels, city names), read from the dbt seeds
 - `matching`: the one rule for matching typed values to the codebook
-- `delivery`: the verdict on a delivered file's container and text, and reading its cells into a grid
+- `verdict`: what a delivered file is, judged from its bytes (container, encoding, text) before it is parsed
+- `grid`: reading a delivered file's cells into a grid in DuckDB, every cell as text with its row
 """

@@ -1,11 +1,11 @@
 """Load a survey wave file, as delivered, into the raw layer of the warehouse (every cell kept as text).
 
-A load reads the file into DuckDB (`delivery`), resolves every distinct value of a mapped column through the
-codebook with the one matching rule (`matching`), decides which rows cannot be used and why, and writes raw in one
-transaction: the cells, what each value resolved to, the quarantined rows with their reasons, and the load's row
-in the load registry (`registry`: a new load is `pending`; its lifecycle from there on is the registry's). A killed
-load leaves nothing behind. A delivery whose bytes and reading are unchanged since the wave's current load is not
-loaded again (`registry.is_unchanged`).
+A load has the file judged and read into DuckDB (`intake.verdict`, `intake.grid`), resolves every distinct value of
+a mapped column through the codebook with the one matching rule (`intake.matching`), decides which rows cannot be
+used and why, and writes raw in one transaction: the cells, what each value resolved to, the quarantined rows with
+their reasons, and the load's row in the load registry (`registry`: a new load is `pending`; its lifecycle from
+there on is the registry's). A killed load leaves nothing behind. A delivery whose bytes and reading are unchanged
+since the wave's current load is not loaded again (`registry.is_unchanged`).
 
 One idea in about 700 lines: the checks of one delivery's rows (structure, cities, respondents, answers, scales)
 and writing their outcome share the grid, the resolved values and one transaction, so they stay together.
@@ -26,7 +26,7 @@ import duckdb
 
 from survey_warehouse.errors import WaveFileError
 from survey_warehouse.intake.codebook import LABELLED_STRUCTURAL_FIELDS, Codebook
-from survey_warehouse.intake.delivery import Grid, arrow_into, arrow_view, drop_temp, read_grid
+from survey_warehouse.intake.grid import Grid, arrow_into, arrow_view, drop_temp, read_grid
 from survey_warehouse.intake.matching import match_keys, shown
 from survey_warehouse.intake.waves import WaveSpec
 from survey_warehouse.raw.registry import (
