@@ -99,7 +99,7 @@ for year in (2016, 2018, 2019):
     figures["raw gates"] += time.perf_counter() - t
     registry.accept_load(warehouse, loaded.load_id, report.message())
 t = time.perf_counter()
-from survey_warehouse.cli import runtime_env
+from survey_warehouse.orchestration.runtime import runtime_env
 subprocess.run([str(Path(sys.executable).with_name("dbt")), "build", "--profiles-dir", ".", "--quiet",
                 "--target-path", str(paths.var / "target")], cwd=paths.dbt_project, env=runtime_env(paths), check=True)
 figures["dbt build"] = time.perf_counter() - t

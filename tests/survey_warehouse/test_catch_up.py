@@ -11,8 +11,8 @@ import duckdb
 import pytest
 from conftest import make_paths
 
-from survey_warehouse import cli
 from survey_warehouse.intake.waves import find_wave_spec
+from survey_warehouse.orchestration import runner
 from survey_warehouse.orchestration.pipeline import plan_wave
 from survey_warehouse.raw import registry
 from survey_warehouse.raw.builds import begin_build
@@ -115,10 +115,10 @@ class FakeRuns:
 
 
 def _run(monkeypatch, tmp_path: Path, runs: FakeRuns, years: list[int], **kwargs) -> dict[int, dict]:
-    monkeypatch.setattr(cli, "runtime_env", lambda _paths: {"TMPDIR": str(tmp_path)})
-    monkeypatch.setattr(cli, "plan_years", runs.plan)
-    monkeypatch.setattr(cli, "_dag_run", runs.run)
-    return cli.run_waves(make_paths("catch_up_cli"), years, **kwargs)
+    monkeypatch.setattr(runner, "runtime_env", lambda _paths: {"TMPDIR": str(tmp_path)})
+    monkeypatch.setattr(runner, "plan_years", runs.plan)
+    monkeypatch.setattr(runner, "_dag_run", runs.run)
+    return runner.run_waves(make_paths("catch_up_cli"), years, **kwargs)
 
 
 def test_several_waves_are_built_once_by_the_last_run(monkeypatch, tmp_path: Path) -> None:

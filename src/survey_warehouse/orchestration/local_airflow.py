@@ -285,7 +285,7 @@ class LocalAirflow:
         return self.paths.var / "airflow"
 
     def env(self) -> dict[str, str]:
-        from survey_warehouse.cli import runtime_env
+        from survey_warehouse.orchestration.runtime import runtime_env
 
         env = runtime_env(self.paths)
         env.update(
@@ -372,7 +372,7 @@ class LocalAirflow:
         """Setup (dbt manifest, metadata database, pool), then one `airflow` command before the components start:
         the first one writes var/airflow/airflow.cfg (with the keys every process must share), and it unpauses the
         project's DAGs that are already known (a `make run` registers them, paused)."""
-        from survey_warehouse.cli import setup
+        from survey_warehouse.orchestration.runtime import setup
 
         os.environ.update(self.env())  # setup's Airflow steps in this process
         setup(self.paths)
@@ -585,7 +585,7 @@ def add_commands(sub: Any) -> None:
 
 def airflow_command(paths: Paths, args: list[str]) -> int:
     """Any `airflow` command with the project's environment (this process becomes it)."""
-    from survey_warehouse.cli import runtime_env, setup
+    from survey_warehouse.orchestration.runtime import runtime_env, setup
 
     env = runtime_env(paths)
     os.environ.update(env)
