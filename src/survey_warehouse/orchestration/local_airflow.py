@@ -2,7 +2,7 @@
 
 It sets up what `make setup` sets up, unpauses the project's DAGs (unless asked not to), starts the api-server (the
 UI), the scheduler (LocalExecutor), the dag-processor and the triggerer (which runs the inbox's watcher), all with
-the project's environment (`cli.runtime_env`), prints where the UI, the login and the inbox are, and keeps them
+the project's environment (`runtime.runtime_env`), prints where the UI, the login and the inbox are, and keeps them
 running until it is stopped. Ctrl-C, SIGTERM or SIGHUP stops every process it started: each component runs in a
 session of its own (Airflow puts a task's process in a group of its own, but not in a session of its own), every
 process group of those sessions gets SIGTERM, and what is left after the grace period gets SIGKILL.
