@@ -31,6 +31,10 @@ folder, a journal that is not signed or names other places, and a folder holding
 are reported and left as they are: never followed, moved or deleted.
 
 This module imports nothing from Airflow: the pipeline's steps and the command line use it too.
+
+One idea in about 1,050 lines: a delivery's way through the inbox (announced, taken, archived or given back,
+recovered after a kill). Every step shares the run's journal, the identity checks and the refusal to follow what
+those who deliver may have put there, so they stay together.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ process group of those sessions gets SIGTERM, and what is left after the grace p
 One instance per var folder: `var/airflow/running.lock` is held (flock) while it runs and names its process, its UI
 and its components' sessions. A second start refuses, naming the one that runs; a lock whose process is gone is
 taken over, after the processes its components left behind (if any) have been stopped.
+
+One idea in about 600 lines: starting the components of one Airflow and stopping exactly them, with the lock that
+records which they are.
 """
 
 from __future__ import annotations

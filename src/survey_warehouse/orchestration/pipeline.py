@@ -4,6 +4,11 @@ A run for a wave: plan (nothing to do, rebuild the marts, or load the file) -> l
 accept the load as the candidate -> dbt build -> marts gate -> publish (the candidate becomes current). When any
 step fails, `record_failure` marks the run's load failed with the reason; the current load, the marts readers see
 and the other waves stay as they were.
+
+The plan decides from the load registry (survey_warehouse.raw.registry) whether a wave has anything new; the work
+of each stage is in its own folder (intake, raw, quality, publishing), and a step only sequences it, keeps the
+run's record and says what failed. One idea in about 750 lines: the DAG's steps, each a function of the run (its
+wave year, its delivery, its load, its build).
 """
 
 from __future__ import annotations
