@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def make_file(rows: int, path: Path) -> Path:
     """A 2019-shaped CSV wave of `rows` rows with unique respondents."""
     sys.path.insert(0, str(ROOT / "src"))
+    from survey_warehouse.intake.waves import find_wave_spec
     from survey_warehouse.settings import get_paths
-    from survey_warehouse.waves import find_wave_spec
 
     spec = find_wave_spec(2019, get_paths())
     assert spec is not None
@@ -53,8 +53,8 @@ def make_workbook(rows: int, path: Path) -> Path:
     import openpyxl
 
     sys.path.insert(0, str(ROOT / "src"))
+    from survey_warehouse.intake.waves import find_wave_spec
     from survey_warehouse.settings import get_paths
-    from survey_warehouse.waves import find_wave_spec
 
     spec = find_wave_spec(2018, get_paths())
     assert spec is not None and spec.sheet
@@ -88,10 +88,10 @@ print(json.dumps({{"seconds": time.perf_counter() - started, "rows": rows, "quar
 PROJECT = """
 import dataclasses
 from pathlib import Path
-from survey_warehouse.load import load_wave
+from survey_warehouse.raw.load import load_wave
 from survey_warehouse.settings import get_paths
 from survey_warehouse.warehouse import Warehouse
-from survey_warehouse.waves import find_wave_spec
+from survey_warehouse.intake.waves import find_wave_spec
 spec = dataclasses.replace(find_wave_spec({year}, get_paths()), file=Path({path!r}))
 target = {target}
 result = load_wave(spec, target)

@@ -77,10 +77,11 @@ def make_run(var: Path, root: Path = ROOT, years: list[int] | None = None, *flag
 WORK_WITHOUT_ORCHESTRATION = """
 import json, os, subprocess, sys, time
 from pathlib import Path
-from survey_warehouse import load, quality
+from survey_warehouse.raw import load, registry
+from survey_warehouse import quality
 from survey_warehouse.settings import get_paths
 from survey_warehouse.warehouse import Warehouse
-from survey_warehouse.waves import find_wave_spec
+from survey_warehouse.intake.waves import find_wave_spec
 paths = get_paths()
 warehouse = Warehouse.duckdb(paths.warehouse)
 figures = {"loader": 0.0, "raw gates": 0.0}
@@ -96,9 +97,9 @@ for year in (2016, 2018, 2019):
     t = time.perf_counter()
     report = quality.run_gate(quality.raw_wave_checkpoint(context, spec, loaded.load_id, paths, warehouse), paths)
     figures["raw gates"] += time.perf_counter() - t
-    load.accept_load(warehouse, loaded.load_id, report.message())
+    registry.accept_load(warehouse, loaded.load_id, report.message())
 t = time.perf_counter()
-from survey_warehouse.cli import runtime_env
+from survey_warehouse.orchestration.runtime import runtime_env
 subprocess.run([str(Path(sys.executable).with_name("dbt")), "build", "--profiles-dir", ".", "--quiet",
                 "--target-path", str(paths.var / "target")], cwd=paths.dbt_project, env=runtime_env(paths), check=True)
 figures["dbt build"] = time.perf_counter() - t

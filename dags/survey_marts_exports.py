@@ -19,7 +19,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import dag, task
 
-from survey_warehouse.assets import SURVEY_MARTS
+from survey_warehouse.publishing.assets import SURVEY_MARTS
 
 
 @dag(
@@ -38,7 +38,7 @@ from survey_warehouse.assets import SURVEY_MARTS
 def survey_marts_exports() -> None:
     @task(doc_md="Every published mart as Parquet and CSV, with a manifest, into var/exports/<publication time>/.")
     def export_marts(**context: Any) -> dict[str, Any]:
-        from survey_warehouse.exports import export_for_run
+        from survey_warehouse.publishing.exports import export_for_run
 
         return export_for_run(context)
 

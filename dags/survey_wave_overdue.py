@@ -14,7 +14,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import dag, task
 
-from survey_warehouse import notify
+from survey_warehouse.orchestration import notify
 from survey_warehouse.settings import warehouse_pool
 
 

@@ -34,9 +34,9 @@ from cosmos.constants import ExecutionMode, LoadMode, TestBehavior, TestIndirect
 from cosmos.profiles import PostgresUserPasswordProfileMapping
 from great_expectations_provider.operators.validate_checkpoint import GXValidateCheckpointOperator
 
-from survey_warehouse import notify, pipeline, watcher_events
-from survey_warehouse.assets import SURVEY_MARTS
-from survey_warehouse.inbox_trigger import inbox_asset
+from survey_warehouse.operations.inbox_trigger import inbox_asset
+from survey_warehouse.orchestration import notify, pipeline, watcher_events
+from survey_warehouse.publishing.assets import SURVEY_MARTS
 from survey_warehouse.settings import DBT_PROFILE
 
 DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"

@@ -15,14 +15,14 @@ still works after POSTGRES_PASSWORD has been changed in .env. Every step is idem
 
 What the reader may do in the warehouse, by privileges alone (no setting it could change):
 - read the published marts: USAGE on the schema marts and SELECT on its tables. The publication grants both on each
-  new marts schema before swapping it in (survey_warehouse.publish.swap_marts), so they hold after every swap; the
-  schema made here only serves readers until the first publication.
+  new marts schema before swapping it in (survey_warehouse.publishing.publish.swap_marts), so they hold after every
+  swap; the schema made here only serves readers until the first publication.
 - nothing else: no CREATE on any schema (public's is revoked from PUBLIC), no TEMPORARY, no grant on raw, staging or
   intermediate, no large objects (creating one is revoked from PUBLIC in the warehouse); no write on a mart.
 The role also defaults to read-only transactions (default_transaction_read_only), which it can switch off for its
 own session; that is a convenience, not part of the guarantee. Its sessions left idle inside a transaction end after
-SURVEY_READER_IDLE_TIMEOUT (survey_warehouse.publish.reader_idle_timeout), set here because only a superuser (or a
-CREATEROLE role) may change another role's settings, and the warehouse's role is neither.
+SURVEY_READER_IDLE_TIMEOUT (survey_warehouse.publishing.publish.reader_idle_timeout), set here because only a
+superuser (or a CREATEROLE role) may change another role's settings, and the warehouse's role is neither.
 
     python docker/provision_database.py      # libpq's PG* variables say where to connect (PGHOST: the socket)
 """
@@ -38,7 +38,7 @@ import psycopg2
 from psycopg2 import sql
 from psycopg2.extensions import encrypt_password
 
-from survey_warehouse.publish import reader_idle_timeout
+from survey_warehouse.publishing.publish import reader_idle_timeout
 
 
 @dataclass(frozen=True)

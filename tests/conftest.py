@@ -58,7 +58,7 @@ def _refuse_reads_beside_the_clone() -> None:
 
 _refuse_reads_beside_the_clone()
 
-from survey_warehouse import cli  # noqa: E402
+from survey_warehouse.orchestration import runner, runtime  # noqa: E402
 from survey_warehouse.settings import Paths  # noqa: E402
 
 WAVE_YEARS = (2016, 2017, 2018, 2019)
@@ -91,7 +91,7 @@ def make_paths(name: str, fresh: bool = True) -> Paths:
 
 def use_paths(monkeypatch: pytest.MonkeyPatch, paths: Paths) -> None:
     """Point the package (in this process) at a test folder."""
-    for key, value in cli.runtime_env(paths).items():
+    for key, value in runtime.runtime_env(paths).items():
         if key.startswith("SURVEY_"):
             monkeypatch.setenv(key, value)
 
@@ -117,8 +117,8 @@ def manifest() -> Path:
     """The dbt manifest the DAG renders from (what `make run` builds in setup)."""
     with _shared("manifest"):
         if not (AIRFLOW_TEMPLATE / "airflow" / "pool.stamp").exists():
-            cli.setup(make_paths("airflow_template"))
-        return cli.ensure_manifest(make_paths(f"manifest_{os.getpid()}"))
+            runtime.setup(make_paths("airflow_template"))
+        return runtime.ensure_manifest(make_paths(f"manifest_{os.getpid()}"))
 
 
 @pytest.fixture(scope="session")
@@ -132,8 +132,8 @@ def pipeline_run(manifest: Path, testrun_uid: str) -> PipelineRun:
             found = json.loads(done.read_text())["outcomes"]
             return PipelineRun(paths, {int(y): (c, s, Path(log)) for y, (c, s, log) in found.items()})
         paths = make_paths("e2e")
-        cli.setup(paths)
-        outcomes = cli.run_years(paths, list(WAVE_YEARS))
+        runtime.setup(paths)
+        outcomes = runner.run_years(paths, list(WAVE_YEARS))
         done.write_text(
             json.dumps(
                 {"session": testrun_uid, "outcomes": {y: [c, s, str(log)] for y, (c, s, log) in outcomes.items()}}
@@ -235,7 +235,7 @@ def waves_with_file(tmp: Path, year: int, file: Path, **spec_changes) -> Path:
 
 def copy_with_exports(run: PipelineRun, name: str) -> Paths:
     """copy_state, with the exports the run made (survey_marts_exports)."""
-    from survey_warehouse import exports
+    from survey_warehouse.publishing import exports
 
     paths = copy_state(run, name)
     shutil.copytree(exports.exports_dir(run.paths), exports.exports_dir(paths), symlinks=True)
@@ -244,7 +244,7 @@ def copy_with_exports(run: PipelineRun, name: str) -> Paths:
 
 def export_listing(paths: Paths) -> dict[str, int]:
     """Every file and link under the exports folder, with its modification time."""
-    from survey_warehouse import exports
+    from survey_warehouse.publishing import exports
 
     root = exports.exports_dir(paths)
     return {str(p.relative_to(root)): p.lstat().st_mtime_ns for p in root.rglob("*")} if root.exists() else {}

@@ -34,7 +34,8 @@ import pytest
 import yaml
 from conftest import ROOT, asset_events, current_loads, file_sha256_of, make_paths, with_waves_dir
 
-from survey_warehouse import exports, local_airflow
+from survey_warehouse.orchestration import local_airflow
+from survey_warehouse.publishing import exports
 from survey_warehouse.settings import Paths
 
 pytestmark = pytest.mark.slow

@@ -14,9 +14,9 @@ import duckdb
 import pytest
 from conftest import ROOT, make_paths
 
-from survey_warehouse.load import load_wave
+from survey_warehouse.intake.waves import find_wave_spec
+from survey_warehouse.raw.load import load_wave
 from survey_warehouse.warehouse import WarehouseBusy
-from survey_warehouse.waves import find_wave_spec
 
 
 def test_a_second_writer_gets_a_clear_message_and_nothing_breaks(tmp_path: Path) -> None:
@@ -50,9 +50,9 @@ def test_a_second_writer_gets_a_clear_message_and_nothing_breaks(tmp_path: Path)
 KILLABLE_LOAD = r"""
 import dataclasses, sys, time
 from pathlib import Path
-from survey_warehouse import load
+from survey_warehouse.raw import load
 from survey_warehouse.settings import get_paths
-from survey_warehouse.waves import find_wave_spec
+from survey_warehouse.intake.waves import find_wave_spec
 original = load._write_raw
 def stalled(*args, **kwargs):
     original(*args, **kwargs)

@@ -21,9 +21,9 @@ import yaml
 from conftest import ROOT, PipelineRun, copy_state, current_loads, lines_2019, with_waves_dir
 from owner_mail import OWNER, Mailbox, assert_no_personal_data, personal_data, smtp_mailbox
 
-from survey_warehouse import cli
-from survey_warehouse.codebook import Codebook
-from survey_warehouse.matching import match_key
+from survey_warehouse.intake.codebook import Codebook
+from survey_warehouse.intake.matching import match_key
+from survey_warehouse.orchestration import runner, runtime
 from survey_warehouse.settings import Paths, pseudonym_key
 
 LEAD = "Q1 Kuka vastaa ensisijaisesti digitalisaation johtamisesta?"
@@ -118,13 +118,13 @@ def redelivery(pipeline_run: PipelineRun) -> Iterator[Redelivery]:
     paths = copy_state(pipeline_run, "corrected")
     waves, reference = _corrected_2019(paths.var)
     paths = with_waves_dir(paths, waves)
-    cli.setup(paths)
+    runtime.setup(paths)
     before = _published_at(paths)
     stop, out = paths.var / "reader.stop", paths.var / "reader.json"
     with smtp_mailbox() as mailbox:
         reader = subprocess.Popen([sys.executable, "-c", READER, str(paths.published), str(stop), str(out)])
         try:
-            code, _seconds, log = cli.run_wave(paths, 2019)
+            code, _seconds, log = runner.run_wave(paths, 2019)
         finally:
             stop.touch()
             reader.wait(timeout=60)

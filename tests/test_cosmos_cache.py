@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, PipelineRun, copy_state, task_states
 
-from survey_warehouse import cli
+from survey_warehouse.orchestration import runner, runtime
 from survey_warehouse.settings import Paths
 
 ALIASES = Path("dbt_project") / "seeds" / "city_aliases.csv"
@@ -53,7 +53,7 @@ def _paths_of_temporary_folders(paths: Paths) -> list[str]:
 
 
 def _run_2019(paths: Paths, what: str) -> None:
-    code, _seconds, log = cli.run_wave(paths, 2019)
+    code, _seconds, log = runner.run_wave(paths, 2019)
     assert code == 0, f"{what}: the run failed\n" + log.read_text()[-4000:]
     states = task_states(paths, 2019)
     assert not {"failed", "upstream_failed"} & set(states.values()), (what, states)
@@ -65,7 +65,7 @@ def test_runs_after_a_seed_is_edited_and_restored_succeed_and_no_cache_names_a_t
     pipeline_run: PipelineRun,
 ) -> None:
     paths = _project_copy(pipeline_run)
-    cli.setup(paths)
+    runtime.setup(paths)
     seed = paths.root / ALIASES
     original = seed.read_bytes()
     _run_2019(paths, "first run")

@@ -11,7 +11,7 @@ import openpyxl
 import pytest
 from conftest import PipelineRun, published_ranges, task_states
 
-from survey_warehouse.waves import find_wave_spec
+from survey_warehouse.intake.waves import find_wave_spec
 
 
 def test_every_wave_run_succeeds_and_2017_is_skipped(pipeline_run: PipelineRun) -> None:

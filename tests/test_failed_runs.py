@@ -18,7 +18,7 @@ import pytest
 import yaml
 from conftest import ROOT, PipelineRun, copy_state, current_loads, file_sha256_of, latest_load, lines_2019, task_states
 
-from survey_warehouse import cli
+from survey_warehouse.orchestration import runner, runtime
 from survey_warehouse.settings import Paths
 
 
@@ -84,11 +84,11 @@ def scenario(pipeline_run: PipelineRun) -> Scenario:
     more.write_text("\n".join([*lines_2016, lines_2016[1].replace("@", ".toinen@", 1)]) + "\n", encoding="cp1252")
     spec_2016["file"] = str(more)
     (paths.waves_config / "2016.yml").write_text(yaml.safe_dump(spec_2016, allow_unicode=True), encoding="utf-8")
-    cli.setup(paths)
+    runtime.setup(paths)
     published_sha, current_before = file_sha256_of(paths.published), current_loads(paths)
 
     # `make run` catching up both corrected waves, with the broken seed
-    outcomes = cli.run_years(paths, [2016, 2019], force_dag=False)
+    outcomes = runner.run_years(paths, [2016, 2019], force_dag=False)
     states = {year: task_states(paths, year) for year in (2016, 2019)}  # each wave's own run, the last one
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
         caught_up = con.execute(
@@ -103,8 +103,8 @@ def scenario(pipeline_run: PipelineRun) -> Scenario:
 
     # the seed is mended; the 2016 run is killed during dbt
     seed.write_text(original, encoding="utf-8")
-    cli.setup(paths)
-    process, log = cli.start_wave(paths, 2016)
+    runtime.setup(paths)
+    process, log = runner.start_wave(paths, 2016)
     deadline = time.monotonic() + 300
     while "dbt_build." not in log.read_text(errors="replace"):
         assert process.poll() is None and time.monotonic() < deadline, "the run ended before dbt started"
@@ -115,7 +115,7 @@ def scenario(pipeline_run: PipelineRun) -> Scenario:
     published_sha_after_kill = file_sha256_of(paths.published)
 
     # and run again
-    code, _seconds, log = cli.run_wave(paths, 2016)
+    code, _seconds, log = runner.run_wave(paths, 2016)
     return Scenario(
         paths,
         published_sha,

@@ -29,12 +29,12 @@ import pytest
 from conftest import ROOT, PipelineRun, copy_state, current_loads, use_paths
 
 from survey_warehouse import quality
-from survey_warehouse.codebook import Codebook
 from survey_warehouse.errors import SuiteError
+from survey_warehouse.intake.codebook import Codebook
+from survey_warehouse.intake.waves import WaveSpec, find_wave_spec
 from survey_warehouse.quality import batches, suites
 from survey_warehouse.quality.reports import GateReport
 from survey_warehouse.settings import Paths
-from survey_warehouse.waves import WaveSpec, find_wave_spec
 
 EXPECTATIONS = ROOT / "expectations"
 SUITE_FILES = sorted(EXPECTATIONS.glob("*.json")) + sorted((EXPECTATIONS / "marts").glob("*.json"))

@@ -32,7 +32,9 @@ from conftest import (
 )
 from owner_mail import OWNER, SENDER, Mailbox, assert_no_personal_data, personal_data, smtp_mailbox
 
-from survey_warehouse import cli, exports, quality
+from survey_warehouse import quality
+from survey_warehouse.orchestration import runner, runtime
+from survey_warehouse.publishing import exports
 from survey_warehouse.settings import Paths
 
 pytestmark = pytest.mark.slow
@@ -87,7 +89,7 @@ def runs(pipeline_run: PipelineRun) -> Iterator[dict[int, Run]]:
     delivery, in one `run` process, with an SMTP server listening for what the 2019 wave's owner is sent."""
     paths = copy_with_exports(pipeline_run, "gate")
     paths = with_waves_dir(paths, _broken_wave(paths.var))
-    cli.setup(paths)
+    runtime.setup(paths)
     before = {
         "raw_2018_before": _raw_counts(paths.warehouse, 2018),
         "marts_before": _marts(paths.published),
@@ -97,7 +99,7 @@ def runs(pipeline_run: PipelineRun) -> Iterator[dict[int, Run]]:
         "exports_before": export_listing(paths),
     }
     with smtp_mailbox() as mailbox:
-        outcomes = cli.run_years(paths, [2018, 2019])
+        outcomes = runner.run_years(paths, [2018, 2019])
         yield {year: Run(paths, code, log, mailbox=mailbox, **before) for year, (code, _s, log) in outcomes.items()}
 
 

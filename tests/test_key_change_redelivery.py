@@ -11,8 +11,8 @@ import duckdb
 import yaml
 from conftest import ROOT, PipelineRun, copy_state, task_states, with_waves_dir
 
-from survey_warehouse import cli
-from survey_warehouse.matching import match_key
+from survey_warehouse.intake.matching import match_key
+from survey_warehouse.orchestration import runner, runtime
 from survey_warehouse.settings import pseudonym_key
 
 
@@ -41,9 +41,9 @@ def _address_corrected(tmp: Path) -> Path:
 def test_a_corrected_address_is_one_key_change_and_passes_the_marts_gate(pipeline_run: PipelineRun) -> None:
     paths = copy_state(pipeline_run, "key_change")
     paths = with_waves_dir(paths, _address_corrected(paths.var))
-    cli.setup(paths)
+    runtime.setup(paths)
 
-    code, _seconds, log = cli.run_wave(paths, 2019)
+    code, _seconds, log = runner.run_wave(paths, 2019)
 
     assert code == 0, log.read_text(encoding="utf-8")[-3000:]
     assert task_states(paths, 2019)["validate_marts"] == "success"

@@ -10,7 +10,7 @@ import duckdb
 import pytest
 from conftest import PipelineRun, asset_events, dag_runs, task_states
 
-from survey_warehouse import exports
+from survey_warehouse.publishing import exports
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ import duckdb
 import pytest
 from conftest import ROOT, PipelineRun, copy_state, task_states
 
-from survey_warehouse import cli
+from survey_warehouse.orchestration import runner, runtime
 from survey_warehouse.settings import Paths
 
 
@@ -55,8 +55,8 @@ def run_2020(pipeline_run: PipelineRun, tmp_path_factory) -> tuple[Paths, dict]:
             t: sorted(con.execute(f"select * from marts.{t} where wave_year < 2020").fetchall(), key=repr)
             for t in ("fct_city_responsibility", "fct_responsibility_shares", "fct_survey_answers")
         }
-    cli.setup(paths)
-    code, _seconds, log = cli.run_wave(paths, 2020)
+    runtime.setup(paths)
+    code, _seconds, log = runner.run_wave(paths, 2020)
     assert code == 0, log.read_text()[-4000:]
     return paths, before
 

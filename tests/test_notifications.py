@@ -17,7 +17,7 @@ import yaml
 from conftest import ROOT, PipelineRun, make_paths
 from owner_mail import OWNER, Mailbox, smtp_mailbox
 
-from survey_warehouse import cli
+from survey_warehouse.orchestration import runtime
 from survey_warehouse.settings import Paths
 
 
@@ -59,7 +59,7 @@ print("STATES " + json.dumps(states))
 
 
 def _run_overdue(paths: Paths, env_extra: dict[str, str], days: list[str]) -> tuple[dict[str, str], str]:
-    env = {**cli.runtime_env(paths), **env_extra}
+    env = {**runtime.runtime_env(paths), **env_extra}
     Path(env["TMPDIR"]).mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
         [sys.executable, "-c", RUN_OVERDUE, str(ROOT / "dags" / "survey_wave_overdue.py"), *days],
@@ -86,7 +86,7 @@ def test_a_wave_not_published_by_its_due_date_is_told_once(manifest: Path, mailb
     spec.update(wave_year=2020, file="data/waves/2020/kaupunkikysely_2020.csv", owner_email=[OWNER])
     (waves / "2020.yml").write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
     paths = replace(paths, waves_config=waves)
-    cli.setup(paths)
+    runtime.setup(paths)
 
     states, output = _run_overdue(
         paths, {"SURVEY_WAVE_DUE": "06-15"}, ["2020-06-14", "2020-06-15", "2020-06-16", "2020-06-17"]
@@ -117,7 +117,7 @@ def test_the_due_date_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_messages_carry_no_address_and_no_template_syntax() -> None:
-    from survey_warehouse.notify import Mail, failure_mail
+    from survey_warehouse.orchestration.notify import Mail, failure_mail
 
     mail = failure_mail(
         2019,
@@ -174,7 +174,7 @@ def _write_spec(waves: Path, year: int, **changes: object) -> Path:
 def _check_on(day: str) -> str:
     import pendulum
 
-    from survey_warehouse import notify
+    from survey_warehouse.orchestration import notify
 
     moment = pendulum.parse(day).replace(hour=8, tzinfo=pendulum.timezone("Europe/Helsinki"))
     return notify.check_overdue({"logical_date": moment, "run_id": f"scheduled__{day}"})
@@ -243,7 +243,7 @@ def test_a_withdrawal_is_told_as_a_withdrawal_never_as_a_publication(monkeypatch
 
     from conftest import make_paths, use_paths
 
-    from survey_warehouse import notify
+    from survey_warehouse.orchestration import notify
 
     paths = make_paths("notify_withdrawal")
     use_paths(monkeypatch, paths)

@@ -17,7 +17,7 @@ from conftest import (
     with_waves_dir,
 )
 
-from survey_warehouse import cli
+from survey_warehouse.orchestration import runner, runtime
 
 
 def _without_rows(tmp: Path, keep: int, name: str) -> Path:
@@ -34,10 +34,10 @@ def test_a_partial_re_delivery_never_replaces_a_good_wave(pipeline_run: Pipeline
     lines = lines_2019()
     partial = _without_rows(paths.var, 40, "city_survey_2019_export_partial.csv")
     paths = with_waves_dir(paths, waves_with_file(paths.var, 2019, partial))
-    cli.setup(paths)
+    runtime.setup(paths)
     published_sha, current_before = file_sha256_of(paths.published), current_loads(paths)
 
-    code, _seconds, log = cli.run_wave(paths, 2019)
+    code, _seconds, log = runner.run_wave(paths, 2019)
 
     assert code != 0, log.read_text()[-3000:]
     assert file_sha256_of(paths.published) == published_sha and current_loads(paths) == current_before

@@ -9,8 +9,8 @@ import duckdb
 import pytest
 from conftest import ROOT, PipelineRun, copy_state, with_waves_dir
 
-from survey_warehouse import cli
-from survey_warehouse.pipeline import plan_wave
+from survey_warehouse.orchestration import runner
+from survey_warehouse.orchestration.pipeline import plan_wave
 from survey_warehouse.settings import Paths
 
 REASON = "the survey tool mixed up two cities' answers"
@@ -28,7 +28,7 @@ def withdrawn(pipeline_run: PipelineRun) -> dict:
     (waves / "2018.yml").unlink()  # deleted while 2018 is published
     out["deleted"] = _run(paths)
     out["after_deleted"] = _published(paths)
-    out["plan_deleted"] = cli.plan_years(paths, [2018])[2018]
+    out["plan_deleted"] = runner.plan_years(paths, [2018])[2018]
 
     (waves / "2018.yml").write_text(spec_2018 + f'withdrawn: "{REASON}"\n', encoding="utf-8")
     out["withdrawn"] = _run(paths)
@@ -47,7 +47,7 @@ def withdrawn(pipeline_run: PipelineRun) -> dict:
 
 def _run(paths: Paths) -> tuple[int, str]:
     """A run of wave 2018 in its own process: its exit code and its log."""
-    code, _seconds, log = cli.run_wave(paths, 2018)
+    code, _seconds, log = runner.run_wave(paths, 2018)
     return code, log.read_text(encoding="utf-8")
 
 

@@ -116,7 +116,7 @@ def test_yearly_schedule_and_documentation(dagbag) -> None:
 
 
 def test_failures_and_publications_notify_the_owner_and_a_daily_check_watches_for_a_late_wave(dagbag) -> None:
-    from survey_warehouse import notify
+    from survey_warehouse.orchestration import notify
 
     dag = dagbag.dags["survey_waves"]
     record, publish = dag.get_task("record_failure"), dag.get_task("publish_marts")
@@ -129,7 +129,7 @@ def test_failures_and_publications_notify_the_owner_and_a_daily_check_watches_fo
 
 
 def test_the_published_marts_are_an_asset_the_exports_dag_is_scheduled_on(dagbag) -> None:
-    from survey_warehouse.assets import SURVEY_MARTS
+    from survey_warehouse.publishing.assets import SURVEY_MARTS
 
     producers = {
         (dag.dag_id, t.task_id) for dag in dagbag.dags.values() for t in dag.tasks if SURVEY_MARTS in t.outlets

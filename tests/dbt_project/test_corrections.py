@@ -30,12 +30,13 @@ import pytest
 from conftest import ROOT, PipelineRun, copy_state, current_loads, lines_2019, use_paths
 from test_rollup_rule import DATABASES, open_warehouse
 
-from survey_warehouse import cli
-from survey_warehouse.codebook import Codebook
-from survey_warehouse.load import load_wave, mark_load
-from survey_warehouse.matching import match_key
+from survey_warehouse.intake.codebook import Codebook
+from survey_warehouse.intake.matching import match_key
+from survey_warehouse.intake.waves import WaveSpec
+from survey_warehouse.orchestration import runtime
+from survey_warehouse.raw.load import load_wave
+from survey_warehouse.raw.registry import mark_load
 from survey_warehouse.settings import Paths
-from survey_warehouse.waves import WaveSpec
 
 DBT = ROOT / "dbt_project"
 LEAD = "Q1 Kuka vastaa ensisijaisesti digitalisaation johtamisesta?"
@@ -110,9 +111,9 @@ def _key(paths: Paths, load_id: str, email: str) -> str:
 
 def _dbt_run(paths: Paths) -> None:
     log = paths.var / "dbt_run.log"
-    code = cli._run(
+    code = runtime._run(
         [
-            cli._bin("dbt"),
+            runtime._bin("dbt"),
             "run",
             "--select",
             "+fct_answer_corrections",
@@ -124,7 +125,7 @@ def _dbt_run(paths: Paths) -> None:
             "--target-path",
             str(paths.var / "target"),
         ],
-        cli.runtime_env(paths),
+        runtime.runtime_env(paths),
         log,
         DBT,
     )

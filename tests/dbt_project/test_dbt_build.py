@@ -8,14 +8,14 @@ from pathlib import Path
 
 from conftest import ROOT, PipelineRun, copy_state
 
-from survey_warehouse import cli
+from survey_warehouse.orchestration import runtime
 
 
 def _dbt(paths, args: list[str], project: Path, name: str) -> tuple[int, str]:
     log = paths.var / f"{name}.log"
-    code = cli._run(
+    code = runtime._run(
         [
-            cli._bin("dbt"),
+            runtime._bin("dbt"),
             *args,
             "--profiles-dir",
             str(project),
@@ -24,7 +24,7 @@ def _dbt(paths, args: list[str], project: Path, name: str) -> tuple[int, str]:
             "--target-path",
             str(paths.var / "target"),
         ],
-        cli.runtime_env(paths),
+        runtime.runtime_env(paths),
         log,
         project,
     )

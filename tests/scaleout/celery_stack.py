@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import psycopg2
 
-from survey_warehouse import cli
+from survey_warehouse.orchestration import runner, runtime
 from survey_warehouse.settings import Paths
 
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
@@ -72,7 +72,7 @@ class CeleryAirflow:
         paths: Paths,
         pools: dict[str, int],
         *,
-        dag_id: str = cli.DAG_ID,
+        dag_id: str = runner.DAG_ID,
         broker_db: int = 5,
         worker_concurrency: int = 2,
         extra_env: dict[str, str] | None = None,
@@ -98,7 +98,7 @@ class CeleryAirflow:
 
         # psycopg2 named explicitly: SQLAlchemy 2.1 reads a bare postgresql:// as psycopg (3), not installed here
         pg = f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/{self.database}"
-        env = cli.runtime_env(paths)
+        env = runtime.runtime_env(paths)
         env.update(
             {
                 "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
@@ -147,7 +147,7 @@ class CeleryAirflow:
             folder.mkdir(parents=True, exist_ok=True)
         self.passwords_file.write_text(json.dumps({ADMIN_USER: self._password}) + "\n")
         self._create_database()
-        # the manifest Cosmos renders the dbt task group from (what cli.setup does, without its SQLite metadata)
+        # the manifest Cosmos renders the dbt task group from (what runtime.setup does, without its SQLite metadata)
         self._run_step(
             "dbt_parse", [_bin("dbt"), "parse", "--profiles-dir", ".", "--quiet"], cwd=self.paths.dbt_project
         )

@@ -18,10 +18,11 @@ import psycopg2
 import pytest
 from conftest import make_paths, require_services
 
-from survey_warehouse import load, quality
+from survey_warehouse import quality
+from survey_warehouse.intake.waves import find_wave_spec
+from survey_warehouse.raw import load
 from survey_warehouse.settings import Paths
 from survey_warehouse.warehouse import Warehouse
-from survey_warehouse.waves import find_wave_spec
 
 PG = ("127.0.0.1", 5432)
 # what a password looks like, with characters a URL escapes, so that an escaped copy is found too

@@ -16,12 +16,13 @@ import psycopg2
 import pytest
 from conftest import ROOT, PipelineRun, en_us_database_options, make_paths, published_ranges, require_services
 
-from survey_warehouse import load, quality
-from survey_warehouse.builds import begin_build
-from survey_warehouse.publish import swap_marts
+from survey_warehouse import quality
+from survey_warehouse.intake.waves import find_wave_spec
+from survey_warehouse.publishing.publish import swap_marts
+from survey_warehouse.raw import load, registry
+from survey_warehouse.raw.builds import begin_build
 from survey_warehouse.settings import Paths
 from survey_warehouse.warehouse import Session, Warehouse
-from survey_warehouse.waves import find_wave_spec
 
 PG = ("127.0.0.1", 5432)
 WAVES = (2016, 2018, 2019)
@@ -312,7 +313,7 @@ def test_the_warehouse_holds_the_matching_rules_keys_for_the_corpus(pg_build: Po
 
     from conftest import matching_corpus as corpus
 
-    from survey_warehouse.matching import match_key
+    from survey_warehouse.intake.matching import match_key
 
     spec = find_wave_spec(2019, pg_build.paths)
     with open(spec.file, encoding="utf-8-sig", newline="") as f:
@@ -336,7 +337,7 @@ def test_the_warehouse_holds_the_matching_rules_keys_for_the_corpus(pg_build: Po
                 [loaded.load_id],
             ).fetchall()
         )
-        load.fail_load(pg_build.warehouse, loaded.load_id, "a test load")
+        registry.fail_load(pg_build.warehouse, loaded.load_id, "a test load")
     for value in values:
         if value.strip("\r\n") == "":
             continue

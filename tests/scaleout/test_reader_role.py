@@ -25,9 +25,10 @@ import psycopg2
 import pytest
 from conftest import ROOT
 
-from survey_warehouse import builds, publish
-from survey_warehouse.load import ensure_raw_schema
+from survey_warehouse.publishing import publish
 from survey_warehouse.quality.batches import project_marts
+from survey_warehouse.raw import builds
+from survey_warehouse.raw.schema import ensure_raw_schema
 from survey_warehouse.secrets import PASSWORD, generate
 from survey_warehouse.warehouse import Session, Warehouse
 
@@ -207,8 +208,8 @@ def _publish(builder: Warehouse, swapper: Warehouse, build: str, fingerprint: st
 
 @pytest.fixture(scope="module")
 def published(cluster: Cluster, provisioned: dict[str, str]) -> Warehouse:
-    """Two publications, swapped by the superuser: survey_warehouse.publish.ensure_reader_role alters the reader
-    role's settings, which the warehouse's own role may not (test_the_warehouse_role_publishes, last)."""
+    """Two publications, swapped by the superuser: survey_warehouse.publishing.publish.ensure_reader_role alters the
+    reader role's settings, which the warehouse's own role may not (test_the_warehouse_role_publishes, last)."""
     warehouse = _warehouse(cluster, "survey_warehouse", provisioned["WAREHOUSE_DB_PASSWORD"])
     superuser = _warehouse(cluster, "postgres", provisioned["POSTGRES_PASSWORD"])
     _publish(warehouse, superuser, "first", "1" * 64)

@@ -18,9 +18,10 @@ import psycopg2
 import pytest
 from conftest import ROOT, require_services
 
-from survey_warehouse import builds, exports, publish
-from survey_warehouse.load import ensure_raw_schema
+from survey_warehouse.publishing import exports, publish
 from survey_warehouse.quality.batches import project_marts
+from survey_warehouse.raw import builds
+from survey_warehouse.raw.schema import ensure_raw_schema
 from survey_warehouse.warehouse import Session, Warehouse
 
 PG = ("127.0.0.1", 5432)

@@ -21,8 +21,9 @@ import pytest
 from conftest import make_paths
 
 from survey_warehouse.errors import SurveyWarehouseError, WaveFileError
-from survey_warehouse.load import load_wave, mark_load
-from survey_warehouse.waves import find_wave_spec
+from survey_warehouse.intake.waves import find_wave_spec
+from survey_warehouse.raw.load import load_wave
+from survey_warehouse.raw.registry import mark_load
 
 LEAD_2019 = "Q1 Kuka vastaa ensisijaisesti digitalisaation johtamisesta?"
 COOPERATION_2019 = "Q2 Tietohallinnon ja toimialojen yhteistyön sujuvuus (0-10)"
@@ -246,7 +247,7 @@ def test_a_damaged_byte_is_placed_whatever_the_chunks_the_file_is_read_in(
     """The file is read a chunk at a time; the row (the file's line), column and byte offset named do not depend
     on where the chunks end. Below a quoted cell with a delimiter and a line break in it, the damaged cell's column
     is named; in the second line of such a cell no column is (the line alone does not tell it)."""
-    from survey_warehouse import delivery
+    from survey_warehouse.intake import verdict
 
     spec, lines = wave_2019
     lines = list(lines)
@@ -272,7 +273,7 @@ def test_a_damaged_byte_is_placed_whatever_the_chunks_the_file_is_read_in(
     at = len(before.encode(encoding)) + len(text[:offset_in_text].encode(encoding.removesuffix("-sig")))
     path = tmp_path / "wave.csv"
     path.write_bytes(data)
-    monkeypatch.setattr(delivery, "CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(verdict, "CHUNK_BYTES", chunk_bytes)
     with pytest.raises(WaveFileError) as caught:
         load_wave(dataclasses.replace(spec, file=path), paths.warehouse)
     error = caught.value

@@ -11,11 +11,13 @@ import duckdb
 import pytest
 from conftest import make_paths
 
-from survey_warehouse import cli, load
-from survey_warehouse.builds import begin_build
-from survey_warehouse.load import accept_load, defer_build, load_wave, mark_load
-from survey_warehouse.pipeline import plan_wave
-from survey_warehouse.waves import find_wave_spec
+from survey_warehouse.intake.waves import find_wave_spec
+from survey_warehouse.orchestration import runner
+from survey_warehouse.orchestration.pipeline import plan_wave
+from survey_warehouse.raw import registry
+from survey_warehouse.raw.builds import begin_build
+from survey_warehouse.raw.load import load_wave
+from survey_warehouse.raw.registry import accept_load, defer_build, mark_load
 
 
 @pytest.fixture
@@ -43,7 +45,7 @@ def test_a_waiting_load_stays_through_other_waves_and_is_built_with_them(paths) 
     left_over = load_wave(find_wave_spec(2019, paths), paths.warehouse, paths=paths)  # a run killed after its load
 
     assert _status(paths, w16)[:2] == ("candidate", False) and _status(paths, w18)[:2] == ("candidate", False)
-    assert load.waiting_loads(paths.warehouse) == [(w16, 2016), (w18, 2018)]
+    assert registry.waiting_loads(paths.warehouse) == [(w16, 2016), (w18, 2018)]
     plan = plan_wave(2016, paths)
     assert plan.action == "rebuild" and w16 in plan.reason and "waits for its build" in plan.reason
     again = load_wave(find_wave_spec(2016, paths), paths.warehouse, paths=paths)
@@ -69,7 +71,7 @@ def test_a_new_file_replaces_its_waves_waiting_load(paths, tmp_path: Path) -> No
 
     status, current, message = _status(paths, w19)
     assert (status, current) == ("failed", False) and f"replaced by load {corrected.load_id}" in message
-    assert load.waiting_loads(paths.warehouse) == []
+    assert registry.waiting_loads(paths.warehouse) == []
 
 
 def test_only_a_candidate_can_wait(paths) -> None:
@@ -113,10 +115,10 @@ class FakeRuns:
 
 
 def _run(monkeypatch, tmp_path: Path, runs: FakeRuns, years: list[int], **kwargs) -> dict[int, dict]:
-    monkeypatch.setattr(cli, "runtime_env", lambda _paths: {"TMPDIR": str(tmp_path)})
-    monkeypatch.setattr(cli, "plan_years", runs.plan)
-    monkeypatch.setattr(cli, "_dag_run", runs.run)
-    return cli.run_waves(make_paths("catch_up_cli"), years, **kwargs)
+    monkeypatch.setattr(runner, "runtime_env", lambda _paths: {"TMPDIR": str(tmp_path)})
+    monkeypatch.setattr(runner, "plan_years", runs.plan)
+    monkeypatch.setattr(runner, "_dag_run", runs.run)
+    return runner.run_waves(make_paths("catch_up_cli"), years, **kwargs)
 
 
 def test_several_waves_are_built_once_by_the_last_run(monkeypatch, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import pytest
 from conftest import make_paths, use_paths
 
 from survey_warehouse import cli
+from survey_warehouse.orchestration import runtime
 
 
 def test_an_unknown_command_or_year_is_refused_by_the_parser(capsys: pytest.CaptureFixture[str]) -> None:
@@ -54,13 +55,13 @@ def test_a_setup_step_runs_again_only_when_its_inputs_change() -> None:
         runs.append("ran")
         product.write_text("made")
 
-    cli._step(paths, "example", step, None, stamp, "inputs v1", product)
-    cli._step(paths, "example", step, None, stamp, "inputs v1", product)
+    runtime._step(paths, "example", step, None, stamp, "inputs v1", product)
+    runtime._step(paths, "example", step, None, stamp, "inputs v1", product)
     assert runs == ["ran"]
-    cli._step(paths, "example", step, None, stamp, "inputs v2", product)
+    runtime._step(paths, "example", step, None, stamp, "inputs v2", product)
     assert len(runs) == 2
     product.unlink()
-    cli._step(paths, "example", step, None, stamp, "inputs v2", product)  # its product went missing
+    runtime._step(paths, "example", step, None, stamp, "inputs v2", product)  # its product went missing
     assert len(runs) == 3
 
 
@@ -71,18 +72,20 @@ def test_a_failed_setup_step_names_its_log(tmp_path: Path) -> None:
         os.write(1, b"migration 42 failed: disk full\n")  # what the step writes to its standard output
         raise OSError("disk full")
 
-    with pytest.raises(cli.SurveyWarehouseError, match=r"setup failed at 'example' \(disk full\); see .*example.log"):
-        cli._step(paths, "example", broken, None, tmp_path / "stamp", "inputs", tmp_path / "product")
+    with pytest.raises(
+        runtime.SurveyWarehouseError, match=r"setup failed at 'example' \(disk full\); see .*example.log"
+    ):
+        runtime._step(paths, "example", broken, None, tmp_path / "stamp", "inputs", tmp_path / "product")
     assert "migration 42 failed: disk full" in (paths.var / "logs" / "setup_example.log").read_text()
     assert not (tmp_path / "stamp").exists()  # so the next run tries again
-    with pytest.raises(cli.SurveyWarehouseError, match="setup failed at 'a command'"):
-        cli._step(paths, "a command", ["false"], None, tmp_path / "stamp", "inputs", tmp_path / "product")
+    with pytest.raises(runtime.SurveyWarehouseError, match="setup failed at 'a command'"):
+        runtime._step(paths, "a command", ["false"], None, tmp_path / "stamp", "inputs", tmp_path / "product")
 
 
 def test_the_runtime_environment_keeps_everything_in_the_var_folder(monkeypatch: pytest.MonkeyPatch) -> None:
     paths = make_paths("cli_env", fresh=False)
     monkeypatch.delenv("SURVEY_DBT_TARGET", raising=False)
-    env = cli.runtime_env(paths)
+    env = runtime.runtime_env(paths)
     assert env["AIRFLOW_HOME"] == str(paths.var / "airflow")
     assert env["TMPDIR"] == str(paths.var / "tmp")
     assert env["SURVEY_WAREHOUSE_PATH"] == str(paths.warehouse)
@@ -90,7 +93,7 @@ def test_the_runtime_environment_keeps_everything_in_the_var_folder(monkeypatch:
     assert "DBT_PG_PASSWORD" not in env
     monkeypatch.setenv("SURVEY_DBT_TARGET", "postgres")
     monkeypatch.setenv("AIRFLOW_CONN_SURVEY_WAREHOUSE", "postgresql://loader:s3cret@db:5432/survey")
-    env = cli.runtime_env(paths)
+    env = runtime.runtime_env(paths)
     assert (env["DBT_PG_HOST"], env["DBT_PG_USER"], env["DBT_PG_PASSWORD"], env["DBT_PG_DBNAME"]) == (
         "db",
         "loader",
@@ -108,11 +111,11 @@ def test_the_manifest_is_parsed_again_for_a_project_change_not_for_a_seed_row(tm
     project = tmp_path / "dbt_project"
     shutil.copytree(make_paths("manifest_inputs").dbt_project, project, ignore=shutil.ignore_patterns("target", "logs"))
     paths = replace(make_paths("manifest_inputs"), dbt_project=project)
-    before = cli.manifest_inputs(paths)
+    before = runtime.manifest_inputs(paths)
     seed = project / "seeds" / "codebook_answers.csv"
     header, *rows = seed.read_text(encoding="utf-8").splitlines()
     seed.write_text("\n".join([header, *rows, rows[0]]) + "\n", encoding="utf-8")
-    assert cli.manifest_inputs(paths) == before, "a seed row is not a project change"
+    assert runtime.manifest_inputs(paths) == before, "a seed row is not a project change"
 
     changes = [
         (seed, "\n".join([header + ",note", *rows]) + "\n"),
@@ -124,7 +127,7 @@ def test_the_manifest_is_parsed_again_for_a_project_change_not_for_a_seed_row(tm
     for path, text in changes:
         appended = path.read_text(encoding="utf-8") + text if path.suffix == ".sql" else text
         path.write_text(appended, encoding="utf-8")
-        now = cli.manifest_inputs(paths)
+        now = runtime.manifest_inputs(paths)
         assert now not in seen, path
         seen.add(now)
 
@@ -144,12 +147,12 @@ def test_the_build_keeps_the_parse_that_setup_made(tmp_path: Path) -> None:
     project = tmp_path / "dbt_project"
     shutil.copytree(make_paths("manifest_reuse").dbt_project, project, ignore=shutil.ignore_patterns("target", "logs"))
     paths = replace(make_paths("manifest_reuse"), dbt_project=project)
-    cli.ensure_manifest(paths)
+    runtime.ensure_manifest(paths)
 
     def parse(*arguments: str) -> str:
         done = subprocess.run(
-            [cli._bin("dbt"), "parse", "--project-dir", str(project), "--profiles-dir", str(project), *arguments],
-            env=cli.runtime_env(paths),
+            [runtime._bin("dbt"), "parse", "--project-dir", str(project), "--profiles-dir", str(project), *arguments],
+            env=runtime.runtime_env(paths),
             capture_output=True,
             text=True,
             check=True,

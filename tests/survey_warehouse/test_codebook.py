@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from survey_warehouse.codebook import Codebook
 from survey_warehouse.errors import CodebookError
+from survey_warehouse.intake.codebook import Codebook
 
 SEEDS = ROOT / "dbt_project" / "seeds"
 

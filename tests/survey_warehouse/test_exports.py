@@ -11,8 +11,8 @@ import duckdb
 import pytest
 from conftest import make_paths
 
-from survey_warehouse import exports
 from survey_warehouse.errors import SurveyWarehouseError
+from survey_warehouse.publishing import exports
 from survey_warehouse.settings import Paths
 from survey_warehouse.warehouse import Warehouse
 

@@ -21,10 +21,10 @@ import psycopg2
 import pytest
 from test_load_lifecycle import Warehouse_, _publish_all
 
-from survey_warehouse import faults
-from survey_warehouse import publish as publishing
-from survey_warehouse.pipeline import failure_message
-from survey_warehouse.publish import publish, recover_publication, sweep_stopped_copies
+from survey_warehouse.operations import faults
+from survey_warehouse.orchestration.pipeline import failure_message
+from survey_warehouse.publishing import publish as publishing
+from survey_warehouse.publishing.publish import publish, recover_publication, sweep_stopped_copies
 
 
 @contextlib.contextmanager
@@ -249,7 +249,7 @@ def test_a_step_keeps_the_cause_of_any_failure_for_the_runs_message(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Whatever a DAG step raises (not only the project's own errors), its cause reaches record_failure."""
-    from survey_warehouse import pipeline
+    from survey_warehouse.orchestration import pipeline
     from survey_warehouse.warehouse import Session, Warehouse
 
     kept: list[str] = []
@@ -285,7 +285,7 @@ def test_a_step_keeps_the_cause_of_any_failure_for_the_runs_message(
 def test_the_summary_says_why_it_cannot_read_the_warehouse(capsys: pytest.CaptureFixture[str]) -> None:
     from conftest import make_paths
 
-    from survey_warehouse import summary
+    from survey_warehouse.operations import summary
     from survey_warehouse.warehouse import Warehouse
 
     paths = make_paths("faults_summary_locked")

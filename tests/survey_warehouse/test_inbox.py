@@ -14,10 +14,11 @@ from typing import NamedTuple
 import pytest
 from conftest import ROOT, make_paths, use_paths, with_waves_dir
 
-from survey_warehouse import inbox, pipeline
 from survey_warehouse.errors import SurveyWarehouseError
-from survey_warehouse.inbox import Delivery, InboxWatch, scan
-from survey_warehouse.inbox_trigger import InboxTrigger
+from survey_warehouse.operations import inbox
+from survey_warehouse.operations.inbox import Delivery, InboxWatch, scan
+from survey_warehouse.operations.inbox_trigger import InboxTrigger
+from survey_warehouse.orchestration import pipeline
 
 WAVE_2019 = ROOT / "data" / "waves" / "2019" / "city_survey_2019_export.csv"
 
@@ -243,7 +244,7 @@ def test_trigger_serializes_to_an_importable_class_and_back() -> None:
 
 
 def test_inbox_asset_watches_the_configured_inbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from survey_warehouse.inbox_trigger import inbox_asset
+    from survey_warehouse.operations.inbox_trigger import inbox_asset
 
     monkeypatch.setenv("SURVEY_INBOX_DIR", str(tmp_path / "drop"))
     monkeypatch.setenv("SURVEY_INBOX_SETTLE_SECONDS", "3")

@@ -39,10 +39,11 @@ from hypothesis.errors import InvalidArgument
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from test_load_lifecycle import staging_loads_sql
 
-from survey_warehouse import inbox, notify, pipeline
 from survey_warehouse.errors import QualityGateFailed
-from survey_warehouse.inbox import Delivery, InboxWatch, scan
-from survey_warehouse.publish import read_publication
+from survey_warehouse.operations import inbox
+from survey_warehouse.operations.inbox import Delivery, InboxWatch, scan
+from survey_warehouse.orchestration import notify, pipeline
+from survey_warehouse.publishing.publish import read_publication
 from survey_warehouse.quality.batches import project_marts
 from survey_warehouse.settings import Paths
 from survey_warehouse.warehouse import Warehouse
@@ -494,7 +495,7 @@ def test_a_run_killed_after_publishing_is_told_as_published_and_the_next_run_fin
     [delivery] = house.announce()
     run = house.run(delivery)
     run.advance_past("dbt_build")
-    import survey_warehouse.publish as publishing
+    import survey_warehouse.publishing.publish as publishing
 
     real_publish = publishing.publish
 
@@ -838,7 +839,7 @@ class InboxLifecycle(RuleBasedStateMachine):
         self.announce()
 
     def _publish(self, run: Run, fate: str) -> str:
-        import survey_warehouse.publish as publishing
+        import survey_warehouse.publishing.publish as publishing
 
         real = publishing.publish
 

@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 from conftest import make_paths
 
-from survey_warehouse import inbox
-from survey_warehouse.inbox import Delivery
+from survey_warehouse.operations import inbox
+from survey_warehouse.operations.inbox import Delivery
 
 WAVE = 2019
 NAME = "city_survey_2019_export.csv"

@@ -12,12 +12,13 @@ import openpyxl
 import pytest
 from conftest import ROOT, make_paths
 
-from survey_warehouse import delivery
-from survey_warehouse.codebook import REQUIRED_STRUCTURAL_FIELDS, Codebook
 from survey_warehouse.errors import WaveFileError
-from survey_warehouse.load import load_wave, mark_load
-from survey_warehouse.matching import match_key
-from survey_warehouse.waves import find_wave_spec, list_wave_years
+from survey_warehouse.intake import grid
+from survey_warehouse.intake.codebook import REQUIRED_STRUCTURAL_FIELDS, Codebook
+from survey_warehouse.intake.matching import match_key
+from survey_warehouse.intake.waves import find_wave_spec, list_wave_years
+from survey_warehouse.raw.load import load_wave
+from survey_warehouse.raw.registry import mark_load
 
 SEEDS = ROOT / "dbt_project" / "seeds"
 
@@ -179,7 +180,7 @@ def test_both_readers_land_the_same_raw(paths, monkeypatch) -> None:
     spec = find_wave_spec(2019, paths)
     fast = load_wave(spec, paths.warehouse)
     careful_paths = make_paths("load_careful")
-    monkeypatch.setattr(delivery, "_duckdb_grid", lambda *args, **kwargs: None)
+    monkeypatch.setattr(grid, "_duckdb_grid", lambda *args, **kwargs: None)
     careful = load_wave(spec, careful_paths.warehouse)
     assert fast.reader.startswith("DuckDB") and careful.reader.startswith("Python")
 
@@ -203,7 +204,7 @@ def test_the_warehouse_holds_the_matching_rules_keys_for_the_corpus(paths, tmp_p
     gives it: what staging joins on is exactly `match_key`."""
     from conftest import matching_corpus as corpus
 
-    from survey_warehouse.matching import match_key as rule
+    from survey_warehouse.intake.matching import match_key as rule
 
     spec = find_wave_spec(2019, paths)
     header, rows = _rows_and_header(spec)

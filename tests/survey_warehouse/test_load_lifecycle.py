@@ -28,13 +28,13 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from survey_warehouse import builds, load
-from survey_warehouse.pipeline import plan_wave, stale_waiting_loads
-from survey_warehouse.publish import build_fingerprint, publish, read_publication, recover_publication
+from survey_warehouse.intake.waves import find_wave_spec
+from survey_warehouse.orchestration.pipeline import plan_wave, stale_waiting_loads
+from survey_warehouse.publishing.publish import build_fingerprint, publish, read_publication, recover_publication
 from survey_warehouse.quality.batches import project_marts
+from survey_warehouse.raw import builds, load, registry
 from survey_warehouse.settings import Paths
 from survey_warehouse.warehouse import Warehouse
-from survey_warehouse.waves import find_wave_spec
 
 WAVES = (2016, 2018, 2019)
 STEPS = ("plan", "load", "gate", "begin_build", "build", "publish")
@@ -154,14 +154,14 @@ class Warehouse_:
         done("load")
         if not gate_ok:
             if not loaded.unchanged:
-                load.fail_load(self.warehouse, loaded.load_id, "the raw gate failed")  # record_failure
+                registry.fail_load(self.warehouse, loaded.load_id, "the raw gate failed")  # record_failure
             raise _Ended("raw gate failed")
         if not loaded.unchanged:
-            load.accept_load(self.warehouse, loaded.load_id, "gate passed")
+            registry.accept_load(self.warehouse, loaded.load_id, "gate passed")
         done("gate")
         if defer:
             if not loaded.unchanged:
-                load.defer_build(self.warehouse, loaded.load_id, "waits for a later build")
+                registry.defer_build(self.warehouse, loaded.load_id, "waits for a later build")
             raise _Ended("deferred")
         build = builds.begin_build(
             self.warehouse,
@@ -177,7 +177,7 @@ class Warehouse_:
         self.stand_in_build()
         if not build_ok:
             if not loaded.unchanged:
-                load.fail_load(self.warehouse, loaded.load_id, "dbt failed")
+                registry.fail_load(self.warehouse, loaded.load_id, "dbt failed")
             builds.fail_build(self.warehouse, build, "dbt failed")  # record_failure
             raise _Ended("build failed")
         done("build")
@@ -209,7 +209,7 @@ class Warehouse_:
         return publication.load_ids, contents
 
     def file_sha(self, wave: int) -> str:
-        return load.file_sha256(self.files[wave])
+        return registry.file_sha256(self.files[wave])
 
 
 class LoadLifecycle(RuleBasedStateMachine):
@@ -427,7 +427,7 @@ def test_a_registry_that_cannot_commit_leaves_the_published_file_as_it_was(
     out = house.run(2019, "to_fail", kill_after="build")
     build = out["build"]
 
-    import survey_warehouse.publish as publishing
+    import survey_warehouse.publishing.publish as publishing
 
     calls = []
     real_fsync = publishing._fsync_dir
@@ -478,7 +478,7 @@ def test_a_waiting_load_of_a_wave_withdrawn_since_is_not_built(house: Warehouse_
 
 
 def test_a_run_that_withdraws_its_wave_builds_even_when_asked_to_leave_the_build_to_a_later_run() -> None:
-    from survey_warehouse.pipeline import DEFER_BUILD_PARAM, build_in_this_run
+    from survey_warehouse.orchestration.pipeline import DEFER_BUILD_PARAM, build_in_this_run
 
     withdrawing = {"load_id": "L", "unchanged": True, "withdraw": "answers of two cities mixed up"}
     assert build_in_this_run(withdrawing, {"params": {DEFER_BUILD_PARAM: True}}) is True
@@ -487,8 +487,8 @@ def test_a_run_that_withdraws_its_wave_builds_even_when_asked_to_leave_the_build
 KILLED_PUBLISH = r"""
 import json, os, sys
 from pathlib import Path
-from survey_warehouse import publish
-from survey_warehouse.builds import Build
+from survey_warehouse.publishing import publish
+from survey_warehouse.raw.builds import Build
 from survey_warehouse.warehouse import Warehouse
 
 real = publish._fsync_dir

@@ -12,8 +12,8 @@ import psutil
 import pytest
 from conftest import make_paths
 
-from survey_warehouse import cli, local_airflow
 from survey_warehouse.errors import SurveyWarehouseError
+from survey_warehouse.orchestration import local_airflow, runtime
 
 
 def _sleeper(*argv: str, airflow_home: Path | None = None) -> subprocess.Popen:
@@ -196,7 +196,7 @@ def test_sigkill_after_the_grace_period_for_a_process_that_ignores_sigterm() -> 
 def test_the_environment_runs_the_environments_own_airflow(monkeypatch: pytest.MonkeyPatch) -> None:
     """Airflow starts its parts as `airflow ...` from PATH: the environment's bin folder comes first."""
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
-    env = cli.runtime_env(make_paths("local_airflow_env"))
+    env = runtime.runtime_env(make_paths("local_airflow_env"))
     first = env["PATH"].split(os.pathsep)[0]
     assert os.access(os.path.join(first, "airflow"), os.X_OK), env["PATH"]
     assert os.path.samefile(os.path.join(first, "python"), sys.executable)

@@ -1,6 +1,6 @@
 """The one matching rule: a shared corpus of awkward strings, and what each warehouse holds for them.
 
-The rule is evaluated once, by `survey_warehouse.matching.match_keys` (Arrow), when a file is loaded; staging on
+The rule is evaluated once, by `survey_warehouse.intake.matching.match_keys` (Arrow), when a file is loaded; staging on
 DuckDB and on PostgreSQL reads the keys and what they resolved to from raw instead of matching again. These tests
 prove that on the corpus: the expected keys, the scalar and vector forms, and the keys both warehouses hold after
 loading the corpus are identical."""
@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 from conftest import matching_corpus as corpus
 
-from survey_warehouse.matching import match_key, match_keys, shown
+from survey_warehouse.intake.matching import match_key, match_keys, shown
 
 
 @pytest.mark.parametrize(("case", "value", "expected"), corpus(), ids=[c[0] for c in corpus()])

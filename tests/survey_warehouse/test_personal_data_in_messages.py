@@ -24,12 +24,13 @@ import pytest
 from conftest import ROOT, make_paths
 
 from survey_warehouse.errors import WaveFileError
-from survey_warehouse.inbox import Delivery, reject
-from survey_warehouse.load import fail_load, load_wave
-from survey_warehouse.matching import shown
-from survey_warehouse.notify import failure_mail
-from survey_warehouse.pipeline import failure_message
-from survey_warehouse.waves import WaveSpec, find_wave_spec
+from survey_warehouse.intake.matching import shown
+from survey_warehouse.intake.waves import WaveSpec, find_wave_spec
+from survey_warehouse.operations.inbox import Delivery, reject
+from survey_warehouse.orchestration.notify import failure_mail
+from survey_warehouse.orchestration.pipeline import failure_message
+from survey_warehouse.raw.load import load_wave
+from survey_warehouse.raw.registry import fail_load
 
 NAMES = (
     "Kristiina Lindqvist-Mäkinen",

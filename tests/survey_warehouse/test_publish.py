@@ -5,8 +5,8 @@ from __future__ import annotations
 import duckdb
 from conftest import PipelineRun, copy_state
 
-from survey_warehouse.builds import begin_build
-from survey_warehouse.publish import publish_marts, read_publication
+from survey_warehouse.publishing.publish import publish_marts, read_publication
+from survey_warehouse.raw.builds import begin_build
 from survey_warehouse.warehouse import Warehouse
 
 

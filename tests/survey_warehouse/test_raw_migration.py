@@ -12,10 +12,11 @@ import psycopg2
 import pytest
 from conftest import make_paths, require_services
 
-from survey_warehouse import load
-from survey_warehouse.load import ensure_raw_schema, load_wave
+from survey_warehouse.intake.waves import find_wave_spec
+from survey_warehouse.raw import schema
+from survey_warehouse.raw.load import load_wave
+from survey_warehouse.raw.schema import ensure_raw_schema
 from survey_warehouse.warehouse import Session, Warehouse
-from survey_warehouse.waves import find_wave_spec
 
 PG = ("127.0.0.1", 5432)
 
@@ -145,7 +146,7 @@ def test_a_migration_that_fails_changes_nothing(old_warehouse: Warehouse, monkey
 
     monkeypatch.setattr(Session, "execute", failing)
     with Session(old_warehouse) as session, pytest.raises(RuntimeError, match="last step"):
-        load.ensure_raw_schema(session)
+        schema.ensure_raw_schema(session)
     monkeypatch.undo()
     with Session(old_warehouse) as session:
         assert _cell_columns(session)[:2] == ["load_id", "wave_year"]

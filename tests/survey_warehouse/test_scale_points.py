@@ -19,11 +19,11 @@ import duckdb
 import pytest
 from conftest import ROOT, make_paths
 
-from survey_warehouse.codebook import Codebook, Question
-from survey_warehouse.load import load_wave
-from survey_warehouse.matching import match_key
+from survey_warehouse.intake.codebook import Codebook, Question
+from survey_warehouse.intake.matching import match_key
+from survey_warehouse.intake.waves import WaveSpec, find_wave_spec
 from survey_warehouse.quality.batches import question_parameters
-from survey_warehouse.waves import WaveSpec, find_wave_spec
+from survey_warehouse.raw.load import load_wave
 
 SEEDS = ROOT / "dbt_project" / "seeds"
 QUESTION = "cooperation"

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from conftest import make_paths
 
-from survey_warehouse import summary
-from survey_warehouse.load import load_wave, mark_load
+from survey_warehouse.intake.waves import find_wave_spec
+from survey_warehouse.operations import summary
+from survey_warehouse.raw.load import load_wave
+from survey_warehouse.raw.registry import mark_load
 from survey_warehouse.warehouse import Warehouse
-from survey_warehouse.waves import find_wave_spec
 
 
 def _headline(cities: int, responded: int, surveyed: int, statement: str | None, low: float | None, high: float | None):
@@ -114,7 +115,7 @@ def test_the_marts_gate_line_is_about_this_run_never_an_earlier_report() -> None
 
 
 def test_a_failed_marts_gate_is_told_by_this_runs_report_never_an_earlier_one() -> None:
-    from survey_warehouse.pipeline import failure_message, marts_batch
+    from survey_warehouse.orchestration.pipeline import failure_message, marts_batch
 
     paths = make_paths("failure_marts_gate")
     run_id = "manual__2026-01-01T00:00:00"

@@ -1,4 +1,4 @@
-"""The dbt build writes to XCom only the events its sensors read (survey_warehouse.watcher_events)."""
+"""The dbt build writes to XCom only the events its sensors read (survey_warehouse.orchestration.watcher_events)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from survey_warehouse import watcher_events
+from survey_warehouse.orchestration import watcher_events
 
 
 def _event(name: str, resource_type: str | None = "model", status: str = "success") -> dict[str, Any]:

@@ -8,9 +8,9 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from survey_warehouse.codebook import Codebook
 from survey_warehouse.errors import WaveSpecError
-from survey_warehouse.waves import WaveSpec
+from survey_warehouse.intake.codebook import Codebook
+from survey_warehouse.intake.waves import WaveSpec
 
 SEEDS = ROOT / "dbt_project" / "seeds"
 

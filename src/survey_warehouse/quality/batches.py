@@ -11,10 +11,10 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from survey_warehouse.codebook import Codebook
+from survey_warehouse.intake.codebook import Codebook
+from survey_warehouse.intake.waves import WaveSpec
 from survey_warehouse.settings import Paths, max_quarantined_share
 from survey_warehouse.warehouse import Session, Warehouse, as_warehouse, connect_readonly
-from survey_warehouse.waves import WaveSpec
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -360,7 +360,7 @@ def answers_query(loads: str, codebook: Codebook, waves: list[int]) -> str:
     """The answers of some loads (`loads`: a query of load ids) as the loader resolved them: per accepted row and
     question of its wave (the codebook's questions, not the respondent's particulars such as the job title), the
     answer code and the respondent's pseudonym."""
-    from survey_warehouse.codebook import STRUCTURAL_FIELDS
+    from survey_warehouse.intake.codebook import STRUCTURAL_FIELDS
 
     asked = []
     for wave in waves:
@@ -432,7 +432,7 @@ def marts_parameters(warehouse: Warehouse, dbt_project: Path) -> dict[str, int]:
     """The rows each mart must have, counted from sources outside the marts' own lineage: the loads the build
     recorded in the load registry, the cities those loads surveyed, their answers as the loader resolved them,
     and the seed files."""
-    from survey_warehouse.codebook import STRUCTURAL_FIELDS
+    from survey_warehouse.intake.codebook import STRUCTURAL_FIELDS
 
     codebook = Codebook.from_seeds(dbt_project / "seeds")
     build = f"select load_id from ({BUILD_LOADS}) as build"

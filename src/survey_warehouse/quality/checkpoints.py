@@ -10,14 +10,14 @@ import functools
 from pathlib import Path
 from typing import Any, Literal
 
-from survey_warehouse.codebook import Codebook
 from survey_warehouse.errors import QualityGateFailed, SuiteError
+from survey_warehouse.intake.codebook import Codebook
+from survey_warehouse.intake.waves import WaveSpec
 from survey_warehouse.quality import batches
 from survey_warehouse.quality.reports import GateReport, record_action, report_path
 from survey_warehouse.quality.suites import load_suite
 from survey_warehouse.settings import Paths, get_paths
 from survey_warehouse.warehouse import Warehouse
-from survey_warehouse.waves import WaveSpec
 
 DATA_DOCS_SITE = "survey_data_docs"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from survey_warehouse.errors import QualityGateFailed
-from survey_warehouse.matching import shown
+from survey_warehouse.intake.matching import shown
 from survey_warehouse.quality.suites import columns_on
 from survey_warehouse.settings import Paths
 

@@ -5,7 +5,7 @@ temporary name and renamed over it: a reader that has the old file open keeps re
 gets the new ones, nobody sees a half-written file, and a load never waits for a reader. On PostgreSQL the marts
 built in the build schema replace the published schema in one transaction.
 
-Publishing is also when the build's candidate loads become their waves' current ones (`survey_warehouse.builds`:
+Publishing is also when the build's candidate loads become their waves' current ones (`survey_warehouse.raw.builds`:
 a build publishes exactly the loads it recorded before it read them): both happen in one transaction, so the
 registry never says a load is current that the published marts do not hold.
 """
@@ -26,10 +26,10 @@ from pathlib import Path
 
 import duckdb
 
-from survey_warehouse.builds import Build, check_building, finish_build
 from survey_warehouse.errors import SurveyWarehouseError
-from survey_warehouse.load import promote_load, withdraw_load
 from survey_warehouse.quality.batches import mart_tables
+from survey_warehouse.raw.builds import Build, check_building, finish_build
+from survey_warehouse.raw.registry import promote_load, withdraw_load
 from survey_warehouse.settings import Paths
 from survey_warehouse.warehouse import Session, Warehouse
 

@@ -4,6 +4,11 @@ A run for a wave: plan (nothing to do, rebuild the marts, or load the file) -> l
 accept the load as the candidate -> dbt build -> marts gate -> publish (the candidate becomes current). When any
 step fails, `record_failure` marks the run's load failed with the reason; the current load, the marts readers see
 and the other waves stay as they were.
+
+The plan decides from the load registry (survey_warehouse.raw.registry) whether a wave has anything new; the work
+of each stage is in its own folder (intake, raw, quality, publishing), and a step only sequences it, keeps the
+run's record and says what failed. One idea in about 750 lines: the DAG's steps, each a function of the run (its
+wave year, its delivery, its load, its build).
 """
 
 from __future__ import annotations
@@ -15,16 +20,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from survey_warehouse import faults
 from survey_warehouse.errors import SurveyWarehouseError, WaveFileError
-from survey_warehouse.inbox import Delivery, delivery_of_run
+from survey_warehouse.operations import faults
+from survey_warehouse.operations.inbox import Delivery, delivery_of_run
 from survey_warehouse.settings import Paths, get_paths
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from survey_warehouse.intake.waves import WaveSpec
     from survey_warehouse.warehouse import Warehouse
-    from survey_warehouse.waves import WaveSpec
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -92,7 +97,7 @@ def read_wave_spec(wave_year: int, paths: Paths) -> WaveSpec | None:
     """The wave's spec, or None for a year without one. A spec that cannot be read, whatever is wrong with it,
     raises WaveSpecError naming the file."""
     from survey_warehouse.errors import WaveSpecError
-    from survey_warehouse.waves import find_wave_spec
+    from survey_warehouse.intake.waves import find_wave_spec
 
     path = paths.waves_config / f"{wave_year}.yml"
     try:
@@ -108,7 +113,7 @@ def read_wave_spec(wave_year: int, paths: Paths) -> WaveSpec | None:
 
 def _spec(wave_year: int, paths: Paths, delivered: str | Path | None = None) -> WaveSpec:
     """The wave's spec; with a delivery, the spec reading the delivered file where the run took it."""
-    from survey_warehouse.waves import find_wave_spec
+    from survey_warehouse.intake.waves import find_wave_spec
 
     spec = find_wave_spec(wave_year, paths)
     if spec is None:
@@ -122,9 +127,9 @@ def plan_wave(
     """What a run for the wave has to do, from its inputs: the file (the spec's, or a delivery in the inbox), the
     wave spec, the codebook and pseudonym key it is read with, the dbt project and the expectation suites,
     compared with what is published."""
-    from survey_warehouse import load
-    from survey_warehouse.codebook import Codebook
-    from survey_warehouse.publish import build_fingerprint, read_publication
+    from survey_warehouse.intake.codebook import Codebook
+    from survey_warehouse.publishing.publish import build_fingerprint, read_publication
+    from survey_warehouse.raw import registry, schema
     from survey_warehouse.warehouse import Session, Warehouse
 
     paths = paths or get_paths()
@@ -139,14 +144,14 @@ def plan_wave(
         )
     codebook = Codebook.from_seeds(paths.dbt_project / "seeds")
     spec.check(codebook)
-    sha = load.file_sha256(spec.file)
+    sha = registry.file_sha256(spec.file)
     with Session(warehouse) as session:
-        load.ensure_raw_schema(session)
-        current = load.current_load(session, wave_year)
+        schema.ensure_raw_schema(session)
+        current = registry.current_load(session, wave_year)
         current_ids = {
             r[0] for r in session.execute("select load_id from raw.load_registry where is_current").fetchall()
         }
-    if not load.is_unchanged(current, sha, spec, load.read_fingerprint(spec, codebook)):
+    if not registry.is_unchanged(current, sha, spec, registry.read_fingerprint(spec, codebook)):
         why = (
             "first load of the wave"
             if current is None
@@ -188,10 +193,10 @@ def _plan_withdrawal(spec: WaveSpec, paths: Paths, warehouse: Warehouse) -> Plan
     from survey_warehouse.warehouse import Session
 
     with Session(warehouse) as session:
-        from survey_warehouse import load
+        from survey_warehouse.raw import registry, schema
 
-        load.ensure_raw_schema(session)
-        current = load.current_load(session, spec.wave_year)
+        schema.ensure_raw_schema(session)
+        current = registry.current_load(session, spec.wave_year)
     if current is None:
         return Plan(
             spec.wave_year,
@@ -204,13 +209,13 @@ def _plan_withdrawal(spec: WaveSpec, paths: Paths, warehouse: Warehouse) -> Plan
 
 def published_without_spec(wave_year: int, paths: Paths, warehouse: Warehouse | None = None) -> str | None:
     """When the wave has no spec but its load is still current (published): what to do about it."""
-    from survey_warehouse import load
+    from survey_warehouse.raw import registry, schema
     from survey_warehouse.warehouse import Session, Warehouse
 
     warehouse = warehouse or Warehouse.from_env(paths.warehouse)
     with Session(warehouse) as session:
-        load.ensure_raw_schema(session)
-        current = load.current_load(session, wave_year)
+        schema.ensure_raw_schema(session)
+        current = registry.current_load(session, wave_year)
     if current is None:
         return None
     expected = paths.waves_config / f"{wave_year}.yml"
@@ -224,20 +229,20 @@ def published_without_spec(wave_year: int, paths: Paths, warehouse: Warehouse | 
 @keeps_its_error
 def plan_run(wave_year: int, delivery: Delivery | None = None, run_id: str | None = None) -> dict[str, Any]:
     """The DAG's first step: a year without a wave spec, or with nothing new, ends the run skipped. A run started
-    by a delivery in the inbox takes the delivered file (see survey_warehouse.inbox) and plans with it; a delivery
-    that cannot be the wave's file (not a regular file, another name than the spec's, no spec) fails the run, which
-    rejects it. First, what runs that stopped left is resolved (their loads, builds and taken deliveries)."""
+    by a delivery in the inbox takes the delivered file (see survey_warehouse.operations.inbox) and plans with it; a
+    delivery that cannot be the wave's file (not a regular file, another name than the spec's, no spec) fails the run,
+    which rejects it. First, what runs that stopped left is resolved (their loads, builds and taken deliveries)."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from survey_warehouse import inbox
-    from survey_warehouse.builds import resolve_stopped_runs
+    from survey_warehouse.operations import inbox
+    from survey_warehouse.raw.builds import resolve_stopped_runs
     from survey_warehouse.warehouse import Warehouse
 
     paths = get_paths()
     warehouse = Warehouse.from_env(paths.warehouse)
     run_id = run_id or _task_run_id()
     if warehouse.backend == "duckdb":  # a publication killed between its rename and its commit, undone or finished
-        from survey_warehouse.publish import recover_publication
+        from survey_warehouse.publishing.publish import recover_publication
 
         recover_publication(warehouse, paths.published)
     resolve_stopped_runs(warehouse)
@@ -295,7 +300,7 @@ def _check_announced(delivery: Delivery) -> None:
     copy replaced it, which is announced on its own), and it is a regular file (else it is refused)."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from survey_warehouse import inbox
+    from survey_warehouse.operations import inbox
 
     now = inbox.look(delivery.wave_year, delivery.path)
     if now is None or not delivery.is_as_announced(now):
@@ -309,8 +314,8 @@ def _check_announced(delivery: Delivery) -> None:
 def _check_delivery_for(delivery: Delivery, spec: WaveSpec) -> None:
     """The delivery can be the wave's file: its name is the spec's (by the project's one matching rule, so a name a
     Mac wrote decomposed is the same name), and the wave is not withdrawn."""
-    from survey_warehouse.inbox import shown_name
-    from survey_warehouse.matching import match_key
+    from survey_warehouse.intake.matching import match_key
+    from survey_warehouse.operations.inbox import shown_name
 
     name, wave_year = shown_name(delivery.path.name), spec.wave_year
     if match_key(name) != match_key(spec.file.name):
@@ -380,14 +385,14 @@ def load_raw_wave(wave_year: int, delivered: str | None = None, action: str | No
     """Load the wave's file into raw: the spec's file, or the delivery the run took (`delivered`, the plan's). A
     run that withdraws the wave loads nothing: it goes on with the wave's current load, which its build leaves
     out."""
-    from survey_warehouse import load
+    from survey_warehouse.raw import load, registry
     from survey_warehouse.warehouse import Session, Warehouse
 
     paths = get_paths()
     if action == "withdraw":
         spec = _spec(wave_year, paths)
         with Session(Warehouse.from_env(paths.warehouse)) as session:
-            current = load.current_load(session, wave_year)
+            current = registry.current_load(session, wave_year)
         if current is None:
             raise SurveyWarehouseError(f"wave {wave_year} has no current load to withdraw")
         return {
@@ -468,7 +473,7 @@ def gate_message(paths: Paths, warehouse: Warehouse, load_id: str) -> str:
 @keeps_its_error
 def accept_raw_wave(loaded: dict[str, Any]) -> str:
     """The load passed its raw gate: it becomes the candidate the marts are built from (not yet current)."""
-    from survey_warehouse import load
+    from survey_warehouse.raw import registry
     from survey_warehouse.warehouse import Warehouse
 
     paths = get_paths()
@@ -476,7 +481,7 @@ def accept_raw_wave(loaded: dict[str, Any]) -> str:
     if loaded["unchanged"]:
         return f"load {loaded['load_id']} is already current; the marts are rebuilt from it"
     message = gate_message(paths, warehouse, loaded["load_id"])
-    load.accept_load(warehouse, loaded["load_id"], message)
+    registry.accept_load(warehouse, loaded["load_id"], message)
     return message
 
 
@@ -488,11 +493,11 @@ def build_in_this_run(loaded: dict[str, Any], context: Any) -> bool:
     published."""
     if not (context.get("params") or {}).get(DEFER_BUILD_PARAM) or loaded.get("withdraw"):
         return True
-    from survey_warehouse import load
+    from survey_warehouse.raw import registry
     from survey_warehouse.warehouse import Warehouse
 
     if not loaded["unchanged"]:
-        load.defer_build(
+        registry.defer_build(
             Warehouse.from_env(get_paths().warehouse),
             loaded["load_id"],
             "passed its raw gate; waits for the build of a later run, which publishes it with its own wave",
@@ -504,16 +509,16 @@ def build_in_this_run(loaded: dict[str, Any], context: Any) -> bool:
 def stale_waiting_loads(paths: Paths, warehouse: Warehouse, own_wave: int) -> dict[str, str]:
     """The candidates waiting for a build whose wave's inputs changed since they were loaded (the file, its spec,
     the codebook): load_id -> why. A build never takes them; the next run of their wave loads the wave again."""
-    from survey_warehouse import load
-    from survey_warehouse.builds import waiting
-    from survey_warehouse.codebook import Codebook
+    from survey_warehouse.intake.codebook import Codebook
+    from survey_warehouse.intake.waves import find_wave_spec
+    from survey_warehouse.raw import registry
+    from survey_warehouse.raw.builds import waiting
     from survey_warehouse.warehouse import Session
-    from survey_warehouse.waves import find_wave_spec
 
     stale: dict[str, str] = {}
     with Session(warehouse) as session:
         waiting_loads = waiting(session)
-        currents = {wave: load.current_load(session, wave) for _id, wave in waiting_loads}
+        currents = {wave: registry.current_load(session, wave) for _id, wave in waiting_loads}
     if not waiting_loads:
         return stale
     codebook = Codebook.from_seeds(paths.dbt_project / "seeds")
@@ -528,8 +533,8 @@ def stale_waiting_loads(paths: Paths, warehouse: Warehouse, own_wave: int) -> di
             stale[load_id] = f"wave {wave} is withdrawn ({spec.withdrawn}) in {spec.name}"
         elif not spec.file.is_file():
             stale[load_id] = f"the file of wave {wave} is no longer at {paths.shown(spec.file)}; {again}"
-        elif not load.is_unchanged(
-            currents[wave], load.file_sha256(spec.file), spec, load.read_fingerprint(spec, codebook)
+        elif not registry.is_unchanged(
+            currents[wave], registry.file_sha256(spec.file), spec, registry.read_fingerprint(spec, codebook)
         ):
             stale[load_id] = (
                 f"the file, wave spec or codebook of wave {wave} changed after this load waited for its build; {again}"
@@ -543,8 +548,8 @@ def begin_build(loaded: dict[str, Any], context: Any) -> dict[str, Any]:
     its wave, the candidates waiting for a build, every other wave's current load) and the fingerprint of the dbt
     project, seeds and suites as the build is about to read them. Staging builds from exactly these loads, and
     publishing promotes exactly these."""
-    from survey_warehouse.builds import begin_build as record
-    from survey_warehouse.publish import build_fingerprint
+    from survey_warehouse.publishing.publish import build_fingerprint
+    from survey_warehouse.raw.builds import begin_build as record
     from survey_warehouse.warehouse import Warehouse
 
     paths = get_paths()
@@ -574,7 +579,7 @@ def gx_file_context() -> Any:
 
 def _build_of_run(context: Any) -> Any:
     """The build this run began (the begin_build task's XCom), or None when it did not get that far."""
-    from survey_warehouse.builds import Build
+    from survey_warehouse.raw.builds import Build
 
     data = context["ti"].xcom_pull(task_ids=BEGIN_BUILD_TASK_ID)
     return Build.from_dict(data) if data else None
@@ -589,9 +594,9 @@ def publish_marts(
     delivery is rejected. What fails after the publication committed fails nothing: it is logged and returned under
     `warnings`. The task's asset event (`outlet_events`, of the asset `survey_marts`) says when, where and from
     which loads."""
-    from survey_warehouse import inbox
-    from survey_warehouse.builds import Build, fail_build
-    from survey_warehouse.publish import publish, read_publication
+    from survey_warehouse.operations import inbox
+    from survey_warehouse.publishing.publish import publish, read_publication
+    from survey_warehouse.raw.builds import Build, fail_build
     from survey_warehouse.warehouse import Warehouse
 
     paths = get_paths()
@@ -612,11 +617,11 @@ def publish_marts(
         if not _build_published(warehouse, this_build):
             remember_error(exc)
             message = f"the run failed at publish_marts: {type(exc).__name__}: {exc}"
-            from survey_warehouse import load
+            from survey_warehouse.raw import registry
 
             for load_id, wave in this_build.brings_in:
                 if wave == this_build.wave_year:
-                    load.fail_load(warehouse, load_id, message)
+                    registry.fail_load(warehouse, load_id, message)
             fail_build(warehouse, this_build, message)
             if delivery is not None:
                 try:
@@ -643,7 +648,7 @@ def publish_marts(
         "withdrawn_because": this_build.withdrawn_because,
     }
     if outlet_events is not None:
-        from survey_warehouse.assets import SURVEY_MARTS
+        from survey_warehouse.publishing.assets import SURVEY_MARTS
 
         outlet_events[SURVEY_MARTS].extra = published
     return {**published, "archived": str(archived) if archived else None, "warnings": warnings}
@@ -718,7 +723,7 @@ def failure_message(
 def record_failure(**context: Any) -> str:
     """Runs when any step failed: the run's load (if it made one) is failed with the reason. The load itself,
     when it failed, has already recorded its rejection in the registry."""
-    from survey_warehouse import load
+    from survey_warehouse.raw import registry
     from survey_warehouse.warehouse import Warehouse
 
     paths = get_paths()
@@ -731,15 +736,15 @@ def record_failure(**context: Any) -> str:
         paths, warehouse, steps, load_id, errors, marts_batch(wave_year_of_run(context), context.get("run_id") or "")
     )
     if load_id:
-        load.fail_load(warehouse, load_id, message)
+        registry.fail_load(warehouse, load_id, message)
     build = _build_of_run(context)
     if build is not None:  # the candidates waiting for a build that this run's build took fail with it
-        from survey_warehouse.builds import fail_build
+        from survey_warehouse.raw.builds import fail_build
 
         fail_build(warehouse, build, message)
     delivery = delivery_of_run(context)
     if delivery is not None:  # back into the inbox with the reason beside it (or, not taken, the reason beside it)
-        from survey_warehouse.inbox import reject_delivery
+        from survey_warehouse.operations.inbox import reject_delivery
 
         reject_delivery(delivery, context.get("run_id") or _task_run_id(), message, wave_file_of(paths))
     log.error("Wave %s: %s", wave_year_of_run(context), message)

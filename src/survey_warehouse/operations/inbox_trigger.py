@@ -1,4 +1,5 @@
-"""The inbox's Airflow event trigger, for an `AssetWatcher` (run by `airflow triggerer`); see survey_warehouse.inbox.
+"""The inbox's Airflow event trigger, for an `AssetWatcher` (run by `airflow triggerer`); see
+survey_warehouse.operations.inbox.
 
 Imported when the DAG file is parsed: it imports nothing heavy.
 """
@@ -13,7 +14,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
-from survey_warehouse.inbox import (
+from survey_warehouse.operations.inbox import (
     DEFAULT_POLL_SECONDS,
     DEFAULT_REANNOUNCE_SECONDS,
     DEFAULT_SETTLE_SECONDS,
@@ -79,7 +80,7 @@ def inbox_asset() -> Any:
 
     from airflow.sdk import Asset, AssetWatcher
 
-    from survey_warehouse.inbox import INBOX_ASSET_NAME, inbox_dir
+    from survey_warehouse.operations.inbox import INBOX_ASSET_NAME, inbox_dir
 
     directory = inbox_dir().resolve()
     trigger = InboxTrigger(

@@ -13,13 +13,14 @@ from typing import Any
 
 import duckdb
 
-from survey_warehouse import faults, quality
+from survey_warehouse import quality
 from survey_warehouse.errors import SurveyWarehouseError
-from survey_warehouse.exports import exports_dir, latest_export
-from survey_warehouse.publish import read_publication
+from survey_warehouse.intake.waves import find_wave_spec
+from survey_warehouse.operations import faults
+from survey_warehouse.publishing.exports import exports_dir, latest_export
+from survey_warehouse.publishing.publish import read_publication
 from survey_warehouse.settings import Paths
 from survey_warehouse.warehouse import Session, Warehouse
-from survey_warehouse.waves import find_wave_spec
 
 EXAMPLE_QUERY = """\
 select y.wave_year, r.responsibility_label_en, s.cities, s.cities_responded, s.cities_surveyed,

@@ -2,7 +2,7 @@
 
 It sets up what `make setup` sets up, unpauses the project's DAGs (unless asked not to), starts the api-server (the
 UI), the scheduler (LocalExecutor), the dag-processor and the triggerer (which runs the inbox's watcher), all with
-the project's environment (`cli.runtime_env`), prints where the UI, the login and the inbox are, and keeps them
+the project's environment (`runtime.runtime_env`), prints where the UI, the login and the inbox are, and keeps them
 running until it is stopped. Ctrl-C, SIGTERM or SIGHUP stops every process it started: each component runs in a
 session of its own (Airflow puts a task's process in a group of its own, but not in a session of its own), every
 process group of those sessions gets SIGTERM, and what is left after the grace period gets SIGKILL.
@@ -10,6 +10,9 @@ process group of those sessions gets SIGTERM, and what is left after the grace p
 One instance per var folder: `var/airflow/running.lock` is held (flock) while it runs and names its process, its UI
 and its components' sessions. A second start refuses, naming the one that runs; a lock whose process is gone is
 taken over, after the processes its components left behind (if any) have been stopped.
+
+One idea in about 600 lines: starting the components of one Airflow and stopping exactly them, with the lock that
+records which they are.
 """
 
 from __future__ import annotations
@@ -285,7 +288,7 @@ class LocalAirflow:
         return self.paths.var / "airflow"
 
     def env(self) -> dict[str, str]:
-        from survey_warehouse.cli import runtime_env
+        from survey_warehouse.orchestration.runtime import runtime_env
 
         env = runtime_env(self.paths)
         env.update(
@@ -322,7 +325,7 @@ class LocalAirflow:
         return f"{names}; the password is in {self.paths.shown(self.password_file())} (generated on the first start)"
 
     def inbox_example(self) -> str:
-        from survey_warehouse.waves import find_wave_spec, list_wave_years
+        from survey_warehouse.intake.waves import find_wave_spec, list_wave_years
 
         inbox = self.paths.shown(self.paths.inbox_dir)
         with contextlib.suppress(SurveyWarehouseError):
@@ -372,7 +375,7 @@ class LocalAirflow:
         """Setup (dbt manifest, metadata database, pool), then one `airflow` command before the components start:
         the first one writes var/airflow/airflow.cfg (with the keys every process must share), and it unpauses the
         project's DAGs that are already known (a `make run` registers them, paused)."""
-        from survey_warehouse.cli import setup
+        from survey_warehouse.orchestration.runtime import setup
 
         os.environ.update(self.env())  # setup's Airflow steps in this process
         setup(self.paths)
@@ -585,7 +588,7 @@ def add_commands(sub: Any) -> None:
 
 def airflow_command(paths: Paths, args: list[str]) -> int:
     """Any `airflow` command with the project's environment (this process becomes it)."""
-    from survey_warehouse.cli import runtime_env, setup
+    from survey_warehouse.orchestration.runtime import runtime_env, setup
 
     env = runtime_env(paths)
     os.environ.update(env)

@@ -21,31 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from survey_warehouse.errors import SurveyWarehouseError
+from survey_warehouse.raw.registry import UNFINISHED, WAITING, fail_load
+from survey_warehouse.raw.schema import ensure_raw_schema
 from survey_warehouse.warehouse import Session, Warehouse, as_warehouse
 
 log = logging.getLogger(__name__)
 
-BUILDS_DDL = """
-create table if not exists raw.builds (
-    build_id varchar primary key,
-    run_id varchar,                      -- the Airflow run that builds
-    wave_year integer,                   -- the wave of that run
-    started_at timestamp not null,
-    status varchar not null,             -- building | published | failed | abandoned
-    status_at timestamp not null,
-    status_message varchar,
-    build_fingerprint varchar            -- the dbt project, seeds and suites before the build read them
-);
-create table if not exists raw.build_loads (
-    build_id varchar not null,
-    load_id varchar not null,            -- the one load per wave the build's marts are made from
-    wave_year integer not null
-);
-"""
 
-UNFINISHED = ("loading", "pending", "candidate")
-# a candidate waiting for the build of a later run: not unfinished, the next build takes it
-WAITING = "status = 'candidate' and coalesce(build_deferred, false)"
 STOPPED = "the run that made this load stopped before it finished"
 
 
@@ -94,13 +76,6 @@ class Build:
         )
 
 
-def ensure_builds_schema(session: Session) -> None:
-    code = "\n".join(line.split("--")[0] for line in BUILDS_DDL.splitlines())
-    for statement in code.split(";"):
-        if statement.strip():
-            session.execute(statement)
-
-
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
@@ -133,8 +108,6 @@ def resolve_unfinished(session: Session, keep: Iterable[str] = ()) -> list[str]:
 
 
 def resolve_stopped_runs(target: Warehouse | Path, keep: Iterable[str] = ()) -> list[str]:
-    from survey_warehouse.load import ensure_raw_schema
-
     with Session(as_warehouse(target)) as session:
         ensure_raw_schema(session)
         with session.transaction():
@@ -161,8 +134,6 @@ def begin_build(
     taken unless they are `stale` (load_id -> why: their wave's inputs changed since; they are failed) or
     `hold_out_waiting` (they stay waiting for a build of their own). With `withdraw` (why), the run's wave is left
     out of the build: its current load and any waiting one are withdrawn when the build is published."""
-    from survey_warehouse.load import ensure_raw_schema
-
     stale = stale or {}
     started = _now()
     build_id = f"b-{wave_year}-{started:%Y%m%dT%H%M%S%f}"
@@ -257,8 +228,6 @@ def finish_build(session: Session, build_id: str, status: str, message: str) -> 
 def fail_build(target: Warehouse | Path, build: Build, message: str) -> list[str]:
     """The build or its gate failed: it is closed as failed, and the waiting candidates of other waves it was made
     from are failed with it (the run's own load is failed by its run). Returns those loads."""
-    from survey_warehouse.load import fail_load
-
     with Session(as_warehouse(target)) as session, session.transaction():
         finish_build(session, build.build_id, "failed", message[:4000])
     others = [load_id for load_id, wave in build.brings_in if wave != build.wave_year]

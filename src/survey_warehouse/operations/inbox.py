@@ -7,8 +7,8 @@
                                                  copy took while its run went
     <inbox>/2020/.taken/<run>/                   the file a run has taken, while the run goes
 
-`InboxTrigger` (survey_warehouse.inbox_trigger) is an Airflow event trigger for an `AssetWatcher` on the inbox
-asset, run by `airflow triggerer`: it announces one delivery at a time, once it has stopped changing, and the DAG
+`InboxTrigger` (survey_warehouse.operations.inbox_trigger) is an Airflow event trigger for an `AssetWatcher` on the
+inbox asset, run by `airflow triggerer`: it announces one delivery at a time, once it has stopped changing, and the DAG
 run it starts knows the wave year and the file from the asset event's payload.
 
 A run takes its delivery when it starts (`take`): the file is moved under the run's own name in `.taken/`, if it
@@ -31,6 +31,10 @@ folder, a journal that is not signed or names other places, and a folder holding
 are reported and left as they are: never followed, moved or deleted.
 
 This module imports nothing from Airflow: the pipeline's steps and the command line use it too.
+
+One idea in about 1,050 lines: a delivery's way through the inbox (announced, taken, archived or given back,
+recovered after a kill). Every step shares the run's journal, the identity checks and the refusal to follow what
+those who deliver may have put there, so they stay together.
 """
 
 from __future__ import annotations

@@ -1,17 +1,18 @@
 """Load a survey wave file, as delivered, into the raw layer of the warehouse (every cell kept as text).
 
-A load reads the file into DuckDB (`delivery`), resolves every distinct value of a mapped column through the
-codebook with the one matching rule (`matching`), decides which rows cannot be used and why, and writes raw in one
-transaction: the cells, what each value resolved to, the quarantined rows with their reasons, and the load registry.
-A killed load leaves nothing behind. A load is `pending` until its gate passes (`candidate`), and becomes its
-wave's current load (`passed`) only when the marts built from it are published; any failure on the way marks it
-`failed` with the reason and leaves the current load as it was.
+A load has the file judged and read into DuckDB (`intake.verdict`, `intake.grid`), resolves every distinct value of
+a mapped column through the codebook with the one matching rule (`intake.matching`), decides which rows cannot be
+used and why, and writes raw in one transaction: the cells, what each value resolved to, the quarantined rows with
+their reasons, and the load's row in the load registry (`registry`: a new load is `pending`; its lifecycle from
+there on is the registry's). A killed load leaves nothing behind. A delivery whose bytes and reading are unchanged
+since the wave's current load is not loaded again (`registry.is_unchanged`).
+
+One idea in about 700 lines: the checks of one delivery's rows (structure, cities, respondents, answers, scales)
+and writing their outcome share the grid, the resolved values and one transaction, so they stay together.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import logging
 import os
 import shutil
@@ -23,82 +24,26 @@ from pathlib import Path
 
 import duckdb
 
-from survey_warehouse.builds import UNFINISHED, WAITING, ensure_builds_schema
-from survey_warehouse.codebook import LABELLED_STRUCTURAL_FIELDS, Codebook
-from survey_warehouse.delivery import Grid, arrow_into, arrow_view, drop_temp, read_grid
-from survey_warehouse.errors import NothingToPublish, SurveyWarehouseError, WaveFileError
-from survey_warehouse.matching import match_keys, shown
+from survey_warehouse.errors import WaveFileError
+from survey_warehouse.intake.codebook import LABELLED_STRUCTURAL_FIELDS, Codebook
+from survey_warehouse.intake.grid import Grid, arrow_into, arrow_view, drop_temp, read_grid
+from survey_warehouse.intake.matching import match_keys, shown
+from survey_warehouse.intake.waves import WaveSpec
+from survey_warehouse.raw.registry import (
+    abandon_unfinished,
+    current_load,
+    file_sha256,
+    is_unchanged,
+    read_fingerprint,
+    register_load,
+    utc_now,
+)
+from survey_warehouse.raw.schema import ensure_raw_schema
 from survey_warehouse.settings import Paths, get_paths, pseudonym_key
 from survey_warehouse.warehouse import Session, Warehouse, as_warehouse
-from survey_warehouse.waves import WaveSpec
 
 log = logging.getLogger(__name__)
 
-RAW_DDL = """
-create schema if not exists raw;
-create table if not exists raw.load_registry (
-    load_id varchar primary key,
-    wave_year integer not null,
-    file_name varchar not null,
-    file_sha256 varchar,
-    row_count integer not null,          -- data rows in the file = accepted_count + quarantined_count
-    accepted_count integer,
-    quarantined_count integer,
-    loaded_at timestamp not null,
-    status varchar not null,             -- pending | candidate | passed | superseded | failed | withdrawn
-    status_at timestamp not null,
-    status_message varchar,
-    is_current boolean not null default false,
-    questionnaire_version varchar not null,
-    field_period_start date not null,
-    field_period_end date not null,
-    wave_spec json not null              -- the wave spec the file was read with, for the audit trail
-);
-alter table raw.load_registry add column if not exists spec_sha256 varchar;
-alter table raw.load_registry add column if not exists codebook_sha256 varchar;
-alter table raw.load_registry add column if not exists reader varchar;
-alter table raw.load_registry add column if not exists accepted_removals varchar;
--- a candidate whose run left the build to a later run (`make run` catching up several waves builds them once)
-alter table raw.load_registry add column if not exists build_deferred boolean default false;
-create sequence if not exists raw.survey_column_ids;
-create table if not exists raw.survey_columns (
-    column_id integer not null,          -- one column of one load (raw.survey_column_ids)
-    load_id varchar not null,
-    wave_year integer not null,
-    column_position integer not null,    -- 1-based; positions right of the header hold cells of longer rows
-    source_column varchar not null,      -- header as delivered ('' right of the header)
-    field_id varchar                     -- what the wave spec maps the column to; null = kept but not used
-);
-create table if not exists raw.survey_cells (
-    column_id integer not null,          -- the load and column: raw.survey_columns
-    source_row_number integer not null,  -- row in the delivered file (1 = first line / first sheet row)
-    cell_value varchar                   -- the cell as delivered, as text
-);
-create table if not exists raw.cell_resolutions (
-    load_id varchar not null,
-    wave_year integer not null,
-    field_id varchar not null,
-    cell_value varchar not null,         -- a distinct delivered value of a mapped column
-    match_key varchar,                   -- the value under the matching rule (survey_warehouse.matching)
-    resolved_value varchar,              -- municipality code, role or answer code, pseudonym, ISO timestamp
-    resolved_number double precision     -- the answer's value on its scale, or minutes
-);
-create table if not exists raw.quarantine (
-    load_id varchar not null,
-    wave_year integer not null,
-    source_row_number integer not null,  -- the row that cannot be used (staging leaves it out)
-    source_column varchar,               -- the column at fault, as delivered
-    reason_code varchar not null,        -- ragged_row, repeated_header, missing_required, unknown_city,
-                                         -- city_not_surveyed, duplicate_respondent, unknown_answer,
-                                         -- out_of_scale, not_on_scale
-    message varchar not null             -- what is wrong and what to do, naming the file, row and column
-);
-create table if not exists raw.wave_cities_surveyed (
-    load_id varchar not null,
-    wave_year integer not null,
-    municipality_code varchar not null
-);
-"""
 
 TIMESTAMP_FORMATS = ("%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H.%M", "%d.%m.%Y")
 
@@ -126,143 +71,6 @@ class LoadResult:
             f" ({self.row_count - self.quarantined} accepted, {self.quarantined} quarantined; read by "
             f"{self.reader} in {self.seconds:.1f} s)"
         )
-
-
-@dataclass(frozen=True)
-class CurrentLoad:
-    load_id: str
-    file_sha256: str | None
-    row_count: int
-    spec_sha256: str | None
-    codebook_sha256: str | None
-    waiting: bool = False  # a candidate waiting for its build, not yet the published current load
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def read_fingerprint(spec: WaveSpec, codebook: Codebook) -> str:
-    """What a load's reading depends on besides the file: the codebook of its wave and the pseudonym key."""
-    key = hashlib.sha256(pseudonym_key().encode()).hexdigest()
-    return hashlib.sha256(f"{codebook.fingerprint(spec.wave_year)}|{key}".encode()).hexdigest()
-
-
-def ensure_raw_schema(session: Session) -> None:
-    code = "\n".join(line.split("--")[0] for line in RAW_DDL.splitlines())
-    for statement in code.split(";"):
-        if statement.strip():
-            session.execute(statement)
-    ensure_builds_schema(session)
-    _split_survey_cells(session)
-
-
-def _split_survey_cells(session: Session) -> None:
-    """A warehouse made before raw.survey_columns kept each cell's load, wave, column position, header and field
-    on the cell itself. In one transaction, each distinct (load, wave, position, header, field) becomes a row of
-    raw.survey_columns with a new column_id, and raw.survey_cells is rebuilt as (column_id, row, value). dbt's
-    staging views read the old columns; the next `dbt build` makes them again (PostgreSQL drops them with the
-    table)."""
-    (old_layout,) = session.execute(
-        "select count(*) from information_schema.columns "
-        "where table_schema = 'raw' and table_name = 'survey_cells' and column_name = 'source_column'"
-    ).fetchone() or (0,)
-    if not old_layout:
-        return
-    with session.transaction():
-        session.execute(
-            "insert into raw.survey_columns (column_id, load_id, wave_year, column_position, source_column, "
-            "field_id) select nextval('raw.survey_column_ids'), load_id, wave_year, column_position, source_column, "
-            "field_id from (select distinct load_id, wave_year, column_position, source_column, field_id "
-            "from raw.survey_cells) as old_columns"
-        )
-        session.execute(
-            "create table raw.survey_cells_split (column_id integer not null, source_row_number integer not null, "
-            "cell_value varchar)"
-        )
-        session.execute(
-            "insert into raw.survey_cells_split (column_id, source_row_number, cell_value) "
-            "select k.column_id, c.source_row_number, c.cell_value from raw.survey_cells c "
-            "join raw.survey_columns k on k.load_id = c.load_id and k.wave_year = c.wave_year "
-            "and k.column_position = c.column_position and k.source_column = c.source_column "
-            "and k.field_id is not distinct from c.field_id"
-        )
-        session.execute("drop table raw.survey_cells" + (" cascade" if session.is_postgres else ""))
-        session.execute("alter table raw.survey_cells_split rename to survey_cells")
-    log.info("raw.survey_cells: the columns' headers and fields moved to raw.survey_columns")
-
-
-def current_load(session: Session, wave_year: int) -> CurrentLoad | None:
-    """The load the wave's marts are built from next: its candidate waiting for a build, else its current load."""
-    row = session.execute(
-        "select load_id, file_sha256, row_count, spec_sha256, codebook_sha256, not is_current from raw.load_registry "
-        f"where wave_year = ? and (is_current or ({WAITING})) order by is_current limit 1",
-        [wave_year],
-    ).fetchone()
-    return CurrentLoad(*row) if row else None
-
-
-def is_unchanged(current: CurrentLoad | None, sha: str | None, spec: WaveSpec, fingerprint: str) -> bool:
-    return bool(
-        current
-        and current.file_sha256 == sha
-        and current.spec_sha256 == spec.fingerprint()
-        and current.codebook_sha256 == fingerprint
-    )
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-
-
-def abandon_unfinished(session: Session, wave_year: int, load_id: str) -> list[str]:
-    """Before load `load_id` of `wave_year` is registered: loads left pending or candidate by a run that stopped
-    (killed, crashed) are failed, one run at a time. A candidate waiting for a later build stays, unless it is of
-    the same wave: the new load replaces it before it was built."""
-    unfinished = f"status in {UNFINISHED} and not ({WAITING})"
-    replaced = f"wave_year = ? and {WAITING}"
-    found = session.execute(
-        f"select load_id, {WAITING} from raw.load_registry where ({unfinished}) or ({replaced})", [wave_year]
-    ).fetchall()
-    now = _now()
-    for stale, waiting in found:
-        session.execute(
-            "update raw.load_registry set status = 'failed', status_at = ?, status_message = ? where load_id = ?",
-            [
-                now,
-                f"replaced by load {load_id} before it was built"
-                if waiting
-                else "the run that made this load stopped before it finished",
-                stale,
-            ],
-        )
-    return [r[0] for r in found]
-
-
-def defer_build(target: Warehouse | Path, load_id: str, message: str) -> None:
-    """The candidate's run leaves the build to a later run: the load waits as a candidate until a build takes it."""
-    with Session(as_warehouse(target)) as session, session.transaction():
-        _wave, status = _load_status(session, load_id)
-        if status != "candidate":
-            raise SurveyWarehouseError(f"load {load_id} is {status}; only a candidate can wait for a later build")
-        session.execute(
-            "update raw.load_registry set build_deferred = true, status_at = ?, status_message = ? where load_id = ?",
-            [_now(), message, load_id],
-        )
-
-
-def waiting_loads(target: Warehouse | Path) -> list[tuple[str, int]]:
-    """The candidates waiting for a later build: (load_id, wave_year)."""
-    with Session(as_warehouse(target)) as session:
-        ensure_raw_schema(session)
-        rows = session.execute(
-            f"select load_id, wave_year from raw.load_registry where {WAITING} order by 2"
-        ).fetchall()
-    return [(r[0], r[1]) for r in rows]
 
 
 def load_memory_limit() -> str:
@@ -311,7 +119,7 @@ def load_wave(
         current = current_load(session, spec.wave_year)
         if current is not None and is_unchanged(current, sha, spec, fingerprint):
             return LoadResult(current.load_id, spec.wave_year, spec.file.name, current.row_count, unchanged=True)
-        loaded_at = _now()
+        loaded_at = utc_now()
         load_id = f"{spec.wave_year}-{loaded_at:%Y%m%dT%H%M%S%f}-{(sha or '0' * 8)[:8]}"
         registry = {
             "load_id": load_id,
@@ -343,11 +151,11 @@ def load_wave(
                         reader=grid.reader,
                     )
                     abandon_unfinished(session, spec.wave_year, load_id)
-                    _insert_registry(session, registry, "pending", "loaded; waiting for the raw gate")
+                    register_load(session, registry, "pending", "loaded; waiting for the raw gate")
                     _write_raw(session, con, spec, load_id, checked, scratch)
         except WaveFileError as exc:
             with session.transaction():
-                _insert_registry(session, {**registry, "row_count": 0}, "failed", f"rejected: {exc}")
+                register_load(session, {**registry, "row_count": 0}, "failed", f"rejected: {exc}")
             raise
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -381,25 +189,6 @@ def load_wave(
     for warning in result.warnings:
         log.warning(warning)
     return result
-
-
-def _insert_registry(session: Session, registry: dict, status: str, message: str) -> None:
-    now = _now()
-    columns = {
-        "accepted_count": None,
-        "quarantined_count": None,
-        "reader": None,
-        **registry,
-        "status": status,
-        "status_at": now,
-        "status_message": message,
-        "is_current": False,
-    }
-    names = list(columns)
-    session.execute(
-        f"insert into raw.load_registry ({', '.join(names)}) values ({', '.join('?' * len(names))})",
-        [columns[n] for n in names],
-    )
 
 
 # ------------------------------------------------------------------------------------------ reading and checks
@@ -587,7 +376,7 @@ def _row_problems(
     """Each row that cannot be used, with the column at fault, a reason code and a message."""
     import math
 
-    from survey_warehouse.matching import shown_value
+    from survey_warehouse.intake.matching import shown_value
 
     file, year, width = spec.file.name, spec.wave_year, grid.width
     header = grid.header
@@ -922,80 +711,7 @@ def _write(
 
 
 def _column_for(spec: WaveSpec, header_name: str) -> str | None:
-    from survey_warehouse.matching import match_key
+    from survey_warehouse.intake.matching import match_key
 
     key = match_key(header_name)
     return next((c for c in spec.columns if match_key(c) == key), None) if key else None
-
-
-# ------------------------------------------------------------------------------------------ the load's lifecycle
-
-
-def _load_status(session: Session, load_id: str) -> tuple[int, str]:
-    row = session.execute("select wave_year, status from raw.load_registry where load_id = ?", [load_id]).fetchone()
-    if row is None:
-        raise NothingToPublish(f"no load {load_id!r} in raw.load_registry")
-    return row[0], row[1]
-
-
-def accept_load(target: Warehouse | Path, load_id: str, message: str) -> None:
-    """The load passed its raw gate: it is the candidate the marts are built from (not yet current)."""
-    with Session(as_warehouse(target)) as session, session.transaction():
-        _wave, status = _load_status(session, load_id)
-        if status not in ("pending", "candidate"):
-            raise SurveyWarehouseError(f"load {load_id} is {status}; only a pending load can pass its gate")
-        session.execute(
-            "update raw.load_registry set status = 'candidate', status_at = ?, status_message = ? where load_id = ?",
-            [_now(), message, load_id],
-        )
-
-
-def fail_load(target: Warehouse | Path, load_id: str, message: str) -> None:
-    """Something on the way failed: the load is kept with the reason; the current load stays current."""
-    with Session(as_warehouse(target)) as session, session.transaction():
-        _load_status(session, load_id)
-        session.execute(
-            "update raw.load_registry set status = 'failed', status_at = ?, status_message = ? "
-            "where load_id = ? and not is_current",
-            [_now(), message, load_id],
-        )
-
-
-def promote_load(session: Session, load_id: str, message: str) -> None:
-    """In the publishing transaction: the candidate becomes its wave's current load; the previous one stays in raw
-    as superseded, so corrections between loads can be queried."""
-    wave_year, status = _load_status(session, load_id)
-    if status == "passed":
-        return
-    if status != "candidate":
-        raise SurveyWarehouseError(f"load {load_id} is {status}; only a candidate that passed its gates is published")
-    now = _now()
-    session.execute(
-        "update raw.load_registry set status = 'superseded', is_current = false, status_at = ?, "
-        "status_message = ? where wave_year = ? and is_current and load_id <> ?",
-        [now, f"superseded by load {load_id}", wave_year, load_id],
-    )
-    session.execute(
-        "update raw.load_registry set status = 'passed', is_current = true, status_at = ?, "
-        "status_message = ? where load_id = ?",
-        [now, message, load_id],
-    )
-
-
-def withdraw_load(session: Session, load_id: str, message: str) -> None:
-    """In the publishing transaction: a withdrawn wave's load is no longer current (or waiting), with the reason."""
-    session.execute(
-        "update raw.load_registry set status = 'withdrawn', is_current = false, status_at = ?, status_message = ? "
-        "where load_id = ?",
-        [_now(), message, load_id],
-    )
-
-
-def mark_load(target: Warehouse | Path, load_id: str, passed: bool, message: str) -> None:
-    """Accept and publish-promote a load in one step (tests and tools that gate a load outside the DAG)."""
-    if not passed:
-        fail_load(target, load_id, message)
-        return
-    accept_load(target, load_id, message)
-    with Session(as_warehouse(target)) as session, session.transaction():
-        promote_load(session, load_id, message)

@@ -12,9 +12,9 @@ from typing import Any
 
 import yaml
 
-from survey_warehouse.codebook import REQUIRED_STRUCTURAL_FIELDS, STRUCTURAL_FIELDS, Codebook
 from survey_warehouse.errors import WaveSpecError
-from survey_warehouse.matching import shown
+from survey_warehouse.intake.codebook import REQUIRED_STRUCTURAL_FIELDS, STRUCTURAL_FIELDS, Codebook
+from survey_warehouse.intake.matching import shown
 from survey_warehouse.settings import Paths
 
 FORMATS = ("csv", "xlsx")

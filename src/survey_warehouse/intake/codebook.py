@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from survey_warehouse.errors import CodebookError
-from survey_warehouse.matching import RULE_VERSION, match_keys, shown
+from survey_warehouse.intake.matching import RULE_VERSION, match_keys, shown
 
 if TYPE_CHECKING:
     import pyarrow as pa

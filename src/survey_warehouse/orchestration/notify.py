@@ -65,7 +65,7 @@ def owner_of(wave_year: int, paths: Paths) -> tuple[str, ...]:
     the Variable survey_owner_email (also for a year without a spec, or whose spec does not parse)."""
     import yaml
 
-    from survey_warehouse.waves import owner_emails
+    from survey_warehouse.intake.waves import owner_emails
 
     path = paths.waves_config / f"{wave_year}.yml"
     found: tuple[str, ...] = ()
@@ -239,7 +239,7 @@ def _report_locations(context: Any, paths: Paths, steps: list[str], load_id: str
 def on_run_failed(context: Any) -> None:
     """record_failure's on_success_callback (it has the reason), and the on_failure_callback of publish_marts and
     of record_failure itself: the owner hears why the run failed."""
-    from survey_warehouse import pipeline
+    from survey_warehouse.orchestration import pipeline
 
     try:
         ti = context["ti"]
@@ -269,7 +269,7 @@ def on_run_failed(context: Any) -> None:
 def _run_published(context: Any, paths: Paths) -> bool:
     """Whether the run's build was published (the run failed after its publication committed: publish_marts killed
     after the switch, say). The warehouse's record of the build says so, not the task's state."""
-    from survey_warehouse import pipeline
+    from survey_warehouse.orchestration import pipeline
     from survey_warehouse.warehouse import Session, Warehouse
 
     build = pipeline._build_of_run(context)
@@ -285,7 +285,7 @@ def _run_published(context: Any, paths: Paths) -> bool:
 
 
 def _published_figures(wave_year: int, paths: Paths) -> tuple[tuple | None, tuple | None]:
-    from survey_warehouse import summary
+    from survey_warehouse.operations import summary
     from survey_warehouse.warehouse import Session, Warehouse
 
     warehouse = Warehouse.from_env(paths.warehouse)
@@ -302,7 +302,7 @@ def _published_figures(wave_year: int, paths: Paths) -> tuple[tuple | None, tupl
 def on_published(context: Any) -> None:
     """publish_marts' on_success_callback: a short receipt for each wave the publication brought in (the run's own
     wave, and the waves a catch-up built with it)."""
-    from survey_warehouse import pipeline
+    from survey_warehouse.orchestration import pipeline
 
     try:
         paths = get_paths()
@@ -373,9 +373,9 @@ def expects_wave(wave_year: int, paths: Paths) -> bool:
 
 def wave_state(wave_year: int, paths: Paths) -> tuple[bool, list[str]]:
     """Whether the wave is published (its load is current), and what is known of it, for the reminder."""
-    from survey_warehouse import summary
     from survey_warehouse.errors import SurveyWarehouseError
-    from survey_warehouse.pipeline import read_wave_spec
+    from survey_warehouse.operations import summary
+    from survey_warehouse.orchestration.pipeline import read_wave_spec
     from survey_warehouse.warehouse import Session, Warehouse
 
     spec_path = paths.waves_config / f"{wave_year}.yml"
