@@ -1,6 +1,6 @@
 {#-
   The mapped cells of every load the warehouse may use, without quarantined rows, each with what the loader
-  resolved it to (survey_warehouse.load: the one matching rule, applied once, so SQL never re-implements it).
+  resolved it to (survey_warehouse.raw.load: the one matching rule, applied once, so SQL never re-implements it).
   A cell names its load and column through raw.survey_columns (column_id): the column's field, load and wave.
 
   is_current_load marks the load each wave's marts are built from: the wave's candidate (a new load that passed

@@ -2,7 +2,7 @@ with source as (
     select * from {{ source('survey_raw', 'load_registry') }}
 ),
 
--- the build in progress (survey_warehouse.builds): at most one; none outside a run's build
+-- the build in progress (survey_warehouse.raw.builds): at most one; none outside a run's build
 building as (
     select builds.build_id from {{ source('survey_raw', 'builds') }} as builds
     where builds.status = 'building'
