@@ -9,6 +9,7 @@ calibrated so that the city-level roll-up reproduces the published headline. Nam
 
 from __future__ import annotations
 
+import argparse
 import csv
 import datetime as dt
 import random
@@ -263,7 +264,11 @@ def write_xlsx(spec: dict, records: list[dict[str, object]], path: Path) -> None
     wb.save(path)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    # an argument parser only so that --help (or a mistyped option) explains instead of rewriting the files
+    argparse.ArgumentParser(
+        description="Rewrite data/waves/* with the seeded synthetic sample exports of 2016, 2018 and 2019."
+    ).parse_args(argv)
     rng = random.Random(SEED)
     for wave in WAVES:
         spec = yaml.safe_load((ROOT / f"config/waves/{wave}.yml").read_text(encoding="utf-8"))
