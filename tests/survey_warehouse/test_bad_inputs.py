@@ -948,3 +948,26 @@ def test_a_delimiter_hint_the_file_contradicts_is_not_followed(paths, wave_2019,
         with pytest.raises(WaveFileError) as refused:
             load_wave(dataclasses.replace(spec, file=file), paths.warehouse)
         assert "is the delimiter ';' rather than ','?" in str(refused.value), str(refused.value)
+
+
+def _with_dimension(source: Path, target: Path, dimension: str) -> Path:
+    """A copy of a workbook whose sheets record another size (`<dimension ref=...>`), the data unchanged."""
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as copy:
+        for item in original.infolist():
+            data = original.read(item.filename)
+            if item.filename.startswith("xl/worksheets/sheet"):
+                data, count = re.subn(rb'<dimension ref="[^"]*"', f'<dimension ref="{dimension}"'.encode(), data)
+                assert count == 1, item.filename
+            copy.writestr(item, data)
+    return target
+
+
+def test_a_workbook_recording_a_wrong_size_is_read_whole(paths, tmp_path) -> None:
+    """Tools other than Excel write a sheet's <dimension> wrong: every row and column the sheet holds is loaded."""
+    spec = find_wave_spec(2018, paths)
+    assert spec is not None and spec.format == "xlsx"
+    whole = load_wave(spec, paths.warehouse)
+    small = _with_dimension(spec.file, tmp_path / "small.xlsx", "A1:C5")
+    cut = load_wave(dataclasses.replace(spec, file=small), paths.warehouse)
+    assert (cut.row_count, cut.quarantined) == (whole.row_count, whole.quarantined)
+    assert _cells(paths.warehouse, cut.load_id) == _cells(paths.warehouse, whole.load_id)

@@ -679,6 +679,9 @@ def _read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) 
                 f"{', '.join(shown(s) for s in workbook.sheetnames)}: fix 'sheet' in the spec",
             )
         sheet = workbook[spec.sheet]
+        # the whole sheet as its data holds it, not the size the file records (<dimension>, which tools other than
+        # Excel write wrong: trusted, it cuts rows and columns off without a word)
+        sheet.reset_dimensions()
         numbered = enumerate(sheet.iter_rows(values_only=True), start=1)
         position = {"row": 0}
 
@@ -709,6 +712,13 @@ def _read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) 
                 f"the sheet ends before the header row {spec.header_row}; check 'header_row' in the wave spec",
                 row=spec.header_row,
             )
-        return _fill_grid(con, header, spec.header_row, rows, reader="openpyxl (row by row)")
+        width = len(header)
+
+        def padded() -> Iterator[tuple[int, list[str | None]]]:
+            # a sheet stores no empty cells at a row's end: such a row is as wide as the header, not ragged
+            for number, values in rows:
+                yield number, values + [None] * (width - len(values))
+
+        return _fill_grid(con, header, spec.header_row, padded(), reader="openpyxl (row by row)")
     finally:
         workbook.close()
