@@ -971,3 +971,44 @@ def test_a_workbook_recording_a_wrong_size_is_read_whole(paths, tmp_path) -> Non
     cut = load_wave(dataclasses.replace(spec, file=small), paths.warehouse)
     assert (cut.row_count, cut.quarantined) == (whole.row_count, whole.quarantined)
     assert _cells(paths.warehouse, cut.load_id) == _cells(paths.warehouse, whole.load_id)
+
+
+SKILLS_2018 = "Toimialojen digiosaaminen (1-5)"
+
+
+def _workbook_with_formula(spec, path: Path, row: int, formula: str) -> Path:
+    """The 2018 workbook with one answer typed as a formula, saved without its result (openpyxl does not
+    calculate, as many tools that write workbooks do not)."""
+    wb = openpyxl.load_workbook(spec.file)
+    ws = wb[spec.sheet]
+    header = [c.value for c in ws[spec.header_row]]
+    ws.cell(row=row, column=header.index(SKILLS_2018) + 1, value=formula)
+    wb.save(path)
+    return path
+
+
+def test_a_formula_saved_without_its_result_is_named_not_read_as_empty(paths, tmp_path) -> None:
+    spec = find_wave_spec(2018, paths)
+    path = _workbook_with_formula(spec, tmp_path / "formula.xlsx", spec.header_row + 3, "=2+2")
+    with pytest.raises(WaveFileError) as refused:
+        load_wave(dataclasses.replace(spec, file=path), paths.warehouse)
+    error = refused.value
+    assert "1 cell(s) of the sheet hold a formula without its result (J" in str(error), str(error)
+    assert error.row == spec.header_row + 3 and error.column == f"'{SKILLS_2018}'", (error.row, error.column)
+
+
+def test_a_formula_with_its_result_stored_is_read_as_its_result(paths, tmp_path) -> None:
+    """As Excel saves it: the formula and its result; the result is the answer."""
+    spec = find_wave_spec(2018, paths)
+    bare = _workbook_with_formula(spec, tmp_path / "bare.xlsx", spec.header_row + 3, "=2+2")
+    calculated = tmp_path / "calculated.xlsx"
+    with zipfile.ZipFile(bare) as original, zipfile.ZipFile(calculated, "w", zipfile.ZIP_DEFLATED) as copy:
+        for item in original.infolist():
+            data = original.read(item.filename)
+            if item.filename.startswith("xl/worksheets/sheet"):
+                data = re.sub(rb"<f>2\+2</f>(<v\s*/>|<v></v>)?", b"<f>2+2</f><v>4</v>", data)
+            copy.writestr(item, data)
+    result = load_wave(dataclasses.replace(spec, file=calculated), paths.warehouse)
+    cells = {(r, c): v for r, c, v in _cells(paths.warehouse, result.load_id)}
+    nth = 2  # the third data row (row header_row + 3), counted from 0
+    assert cells[(nth, SKILLS_2018)] == "4", cells[(nth, SKILLS_2018)]

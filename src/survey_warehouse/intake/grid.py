@@ -645,6 +645,59 @@ def _damage(exc: Exception) -> str:
     return f"{name}: {kinds[name]}" if name in kinds else name
 
 
+SPREADSHEET_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+CELL_REF = re.compile(r"([A-Z]+)(\d+)")
+CELLS_NAMED = 4  # a message names this many of the cells it is about
+
+
+def _formulas_without_results(path: Path, sheet_xml: str, from_row: int) -> list[tuple[str, int]]:
+    """(column letters, row) of every cell from `from_row` down that holds a formula and no result: a workbook saved
+    by a tool that does not calculate (Excel always stores the result). Read as a value, such a cell is empty."""
+    import zipfile
+
+    from openpyxl.xml.functions import iterparse  # the parser openpyxl reads the workbook with
+
+    with zipfile.ZipFile(path) as archive, archive.open(sheet_xml) as part:
+        data = part.read()
+    if b"<f" not in data and b":f>" not in data and b":f " not in data:  # no formula at all: the usual case
+        return []
+    found = []
+    for _event, element in iterparse(io.BytesIO(data)):
+        if element.tag != f"{SPREADSHEET_NS}c":
+            continue
+        formula, value = element.find(f"{SPREADSHEET_NS}f"), element.find(f"{SPREADSHEET_NS}v")
+        where = CELL_REF.fullmatch(element.get("r") or "")
+        if formula is not None and (value is None or value.text is None) and where and int(where.group(2)) >= from_row:
+            found.append((where.group(1), int(where.group(2))))
+        element.clear()
+    return found
+
+
+def _refuse_formulas_without_results(spec: WaveSpec, sheet_xml: str, header: list[str]) -> None:
+    unresolved = _formulas_without_results(spec.file, sheet_xml, spec.header_row)
+    if not unresolved:
+        return
+    letters, row = unresolved[0]
+    index = _column_index(letters)
+    cells = ", ".join(f"{c}{r}" for c, r in unresolved[:CELLS_NAMED])
+    more = " ..." if len(unresolved) > CELLS_NAMED else ""
+    raise WaveFileError(
+        spec.file,
+        f"{len(unresolved)} cell(s) of the sheet hold a formula without its result ({cells}{more}): the program "
+        "that saved the workbook did not calculate them, so their answers would be read as empty; open it in Excel "
+        "or LibreOffice and save it again, or ask for the file again",
+        row=row,
+        column=shown(header[index - 1]) if 0 < index <= len(header) else None,
+    )
+
+
+def _column_index(letters: str) -> int:
+    index = 0
+    for letter in letters:
+        index = index * 26 + ord(letter) - ord("A") + 1
+    return index
+
+
 def _read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -> Grid:
     path, kind = spec.file, container_of(head)
     if kind == "ole2":
@@ -713,6 +766,7 @@ def _read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) 
                 row=spec.header_row,
             )
         width = len(header)
+        _refuse_formulas_without_results(spec, sheet._worksheet_path, header)
 
         def padded() -> Iterator[tuple[int, list[str | None]]]:
             # a sheet stores no empty cells at a row's end: such a row is as wide as the header, not ragged
