@@ -1012,3 +1012,42 @@ def test_a_formula_with_its_result_stored_is_read_as_its_result(paths, tmp_path)
     cells = {(r, c): v for r, c, v in _cells(paths.warehouse, result.load_id)}
     nth = 2  # the third data row (row header_row + 3), counted from 0
     assert cells[(nth, SKILLS_2018)] == "4", cells[(nth, SKILLS_2018)]
+
+
+FREE_TEXT_2018 = "Kommentit"
+
+
+@pytest.mark.parametrize(
+    ("stored", "raw"),
+    [
+        ("Rivi 1_x000D_\nRivi 2", "Rivi 1\r\nRivi 2"),  # a web form's CR+LF, as OOXML stores the CR
+        ("_x005F_x000D_ kirjoitettuna", "_x000D_ kirjoitettuna"),  # the same letters typed: kept as typed
+        ("tab_x0009_here", "tab\there"),
+    ],
+)
+def test_excels_escaped_characters_land_as_the_characters(paths, tmp_path, stored: str, raw: str) -> None:
+    spec = find_wave_spec(2018, paths)
+    wb = openpyxl.load_workbook(spec.file)
+    ws = wb[spec.sheet]
+    header = [c.value for c in ws[spec.header_row]]
+    ws.cell(row=spec.header_row + 1, column=header.index(FREE_TEXT_2018) + 1, value=stored)
+    path = tmp_path / "escaped.xlsx"
+    wb.save(path)
+    result = load_wave(dataclasses.replace(spec, file=path), paths.warehouse)
+    cells = {(r, c): v for r, c, v in _cells(paths.warehouse, result.load_id)}
+    assert cells[(0, FREE_TEXT_2018)] == raw
+
+
+def test_a_large_whole_number_gets_no_digits_the_file_does_not_hold(paths, tmp_path) -> None:
+    spec = find_wave_spec(2018, paths)
+    wb = openpyxl.load_workbook(spec.file)
+    ws = wb[spec.sheet]
+    header = [c.value for c in ws[spec.header_row]]
+    ws.cell(row=spec.header_row + 1, column=header.index(FREE_TEXT_2018) + 1, value=1.234567890123457e19)
+    ws.cell(row=spec.header_row + 2, column=header.index(FREE_TEXT_2018) + 1, value=16.0)
+    path = tmp_path / "numbers.xlsx"
+    wb.save(path)
+    result = load_wave(dataclasses.replace(spec, file=path), paths.warehouse)
+    cells = {(r, c): v for r, c, v in _cells(paths.warehouse, result.load_id)}
+    assert cells[(0, FREE_TEXT_2018)] == "1.234567890123457e+19"  # not 12345678901234569216
+    assert cells[(1, FREE_TEXT_2018)] == "16"

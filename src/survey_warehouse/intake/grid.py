@@ -618,6 +618,12 @@ def _fill_grid(
 # ------------------------------------------------------------------------------------------ Excel workbooks
 
 
+# OOXML writes a character XML cannot hold as _xHHHH_ (a carriage return as _x000D_), and a typed "_x" sequence
+# with its underscore escaped (_x005F_x000D_): decoded in one pass, each as the character it stands for
+OOXML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
+EXACT_INTEGERS = 2**53  # a float's whole numbers are exact up to here; beyond, its digits are not all in the file
+
+
 def _cell_text(value: Any) -> str | None:
     if value is None:
         return None
@@ -625,11 +631,13 @@ def _cell_text(value: Any) -> str | None:
         return value.isoformat(timespec="seconds")
     if isinstance(value, dt.date):
         return value.isoformat()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
+    if isinstance(value, float):  # the shortest text that reads back as the number: no digits the file does not hold
+        return str(int(value)) if value.is_integer() and abs(value) < EXACT_INTEGERS else repr(value)
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
     text = str(value)
+    if "_x" in text:
+        text = OOXML_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
     return text if text != "" else None
 
 
