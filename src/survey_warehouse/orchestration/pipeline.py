@@ -272,16 +272,9 @@ def plan_run(wave_year: int, delivery: Delivery | None = None, run_id: str | Non
         plan = plan_wave(wave_year, paths, delivered=delivered)
     except inbox.NotTaken as exc:
         raise AirflowSkipException(str(exc)) from exc
-    except SurveyWarehouseError as exc:
-        remember_error(exc)
-        raise
     if plan.action == "nothing":
         if delivery is not None:  # the very file already loaded and published: it becomes the wave's file
-            try:
-                inbox.archive(delivery, run_id, spec.file, _current_sha(warehouse, wave_year) or "")
-            except SurveyWarehouseError as exc:
-                remember_error(exc)
-                raise
+            inbox.archive(delivery, run_id, spec.file, _current_sha(warehouse, wave_year) or "")
             inbox.finish(delivery, run_id)
         raise AirflowSkipException(plan.reason)
     log.info("wave %s: %s (%s)", wave_year, plan.action, plan.reason)
@@ -404,11 +397,7 @@ def load_raw_wave(wave_year: int, delivered: str | None = None, action: str | No
             "warnings": [],
             "withdraw": spec.withdrawn,
         }
-    try:
-        result = load.load_wave(_spec(wave_year, paths, delivered), Warehouse.from_env(paths.warehouse), paths=paths)
-    except SurveyWarehouseError as exc:
-        remember_error(exc)
-        raise
+    result = load.load_wave(_spec(wave_year, paths, delivered), Warehouse.from_env(paths.warehouse), paths=paths)
     log.info(result.describe())
     return {
         "load_id": result.load_id,
