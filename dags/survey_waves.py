@@ -115,6 +115,13 @@ PROFILE = (
             description="Build this wave alone: loads of other waves waiting for a build stay waiting (`make run` "
             "does this when a catch-up's build failed, to find the wave that broke it)",
         ),
+        pipeline.CURRENT_LOADS_ONLY_PARAM: Param(
+            False,
+            type="boolean",
+            description="Load nothing: build the marts from every wave's current load, the loads waiting for a build "
+            "held out (`make run` does this when a catch-up's build failed: if this build fails too, no new wave's "
+            "data is the cause, and the waves are not run again one by one)",
+        ),
         pipeline.DEFER_BUILD_PARAM: Param(
             False,
             type="boolean",
@@ -134,7 +141,11 @@ def survey_waves() -> None:
         "says `withdrawn`), or load the wave's file.",
     )
     def plan_wave(**context: Any) -> dict[str, Any]:
-        return pipeline.plan_run(pipeline.wave_year_of_run(context), pipeline.delivery_of_run(context))
+        return pipeline.plan_run(
+            pipeline.wave_year_of_run(context),
+            pipeline.delivery_of_run(context),
+            current_loads_only=bool((context.get("params") or {}).get(pipeline.CURRENT_LOADS_ONLY_PARAM)),
+        )
 
     @task(
         task_id=pipeline.LOAD_TASK_ID,

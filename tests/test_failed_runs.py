@@ -133,17 +133,21 @@ def scenario(pipeline_run: PipelineRun) -> Scenario:
     )
 
 
-def test_a_failed_build_changes_nothing_and_each_wave_is_run_again_on_its_own(scenario: Scenario) -> None:
+def test_a_build_failure_no_waves_data_causes_changes_nothing_and_no_wave_is_run_again(scenario: Scenario) -> None:
     """dbt fails after the raw gates passed (a seed change breaks a data test) while `make run` catches up two
-    corrected waves with one build: both candidate loads are failed, each wave runs again on its own (and fails
-    again), the current loads and the published file stay."""
+    corrected waves with one build. The marts are then built once from the current loads alone: that fails too, so
+    no wave's data is the cause and the waves are not run again one by one (each would fail the same way). Both
+    candidate loads are failed, the current loads and the published file stay, and the output says why."""
     s = scenario
     assert s.outcomes[2016][0] != 0 and s.outcomes[2019][0] != 0
     assert "2016 (build left to the 2019 run)" in s.run_log, s.run_log
-    assert "each wave on its own: 2016, 2019" in s.run_log, s.run_log
-    for year in (2016, 2019):
-        assert s.states[year]["validate_raw_wave"] == "success" and s.states[year]["record_failure"] == "success"
-        assert "failed" in {state for t, state in s.states[year].items() if t.startswith("dbt_build.")}
+    assert "2019 (the current loads alone)" in s.run_log, s.run_log
+    assert "no wave's data is the cause" in s.run_log and "Not run again one by one: 2016, 2019" in s.run_log
+    assert "each wave on its own" not in s.run_log, s.run_log
+    assert s.states[2016]["validate_raw_wave"] == "success" and s.states[2016]["begin_build"] == "skipped"
+    # the latest 2019 run is the build from the current loads: it loaded nothing, and its build failed
+    assert s.states[2019]["record_failure"] == "success"
+    assert "failed" in {state for t, state in s.states[2019].items() if t.startswith("dbt_build.")}
     assert s.published_sha_after_failure == s.published_sha and s.current_after_failure == s.current_before
     assert len(s.caught_up) == 1 and s.caught_up[0][0] == "failed", s.caught_up
     assert s.caught_up[0][1].startswith("built with the run of wave 2019, which failed: the run failed at dbt_build.")
@@ -174,6 +178,7 @@ def test_then_the_corrected_wave_goes_through_on_its_own(scenario: Scenario) -> 
         killed = con.execute(
             "select status, status_message from raw.load_registry where wave_year = 2016 order by loaded_at"
         ).fetchall()[-2]
-    # failed: 2016 and 2019 caught up with the failed build, each run again on its own, and the killed run's load
-    assert statuses == {"passed": 3, "superseded": 1, "failed": 5}, statuses
+    # failed: 2016 and 2019 caught up with the failed build (not run again: the build from the current loads failed
+    # too), and the killed run's load
+    assert statuses == {"passed": 3, "superseded": 1, "failed": 3}, statuses
     assert killed == ("failed", "the run that made this load stopped before it finished")

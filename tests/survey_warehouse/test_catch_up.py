@@ -86,19 +86,33 @@ def test_only_a_candidate_can_wait(paths) -> None:
 class FakeRuns:
     """Stands in for Airflow: which runs `run_waves` starts, with what, and what they leave to do."""
 
-    def __init__(self, todo: set[int], fail: dict[int, str] | None = None) -> None:
+    def __init__(
+        self, todo: set[int], fail: dict[int, str] | None = None, project_broken: bool = False, published: bool = True
+    ) -> None:
         self.todo, self.fail = set(todo), dict(fail or {})
+        self.project_broken = project_broken  # every build fails, whatever it is built from
+        self.published = published  # waves have current loads (a build from them alone is possible)
         self.calls: list[tuple[int, bool]] = []
         self.alone: list[bool] = []
+        self.current_only: list[int] = []  # the runs that built from the current loads alone
         self.waiting: set[int] = set()
+
+    def with_current_load(self, _paths, preferred: list[int]) -> int | None:
+        return preferred[0] if self.published else None
 
     def plan(self, _paths, years: list[int]) -> dict[int, str | None]:
         return {y: None if y in self.todo else f"wave {y}: nothing to do" for y in years}
 
-    def run(self, _paths, year: int, defer: str | None, alone: bool = False) -> dict[str, Any]:
+    def run(
+        self, _paths, year: int, defer: str | None, alone: bool = False, current_loads_only: bool = False
+    ) -> dict[str, Any]:
+        if current_loads_only:  # nothing new in the build: only a broken project fails it
+            self.current_only.append(year)
+            failed = self.project_broken
+            return {"exit_code": int(failed), "seconds": 0.0, "log": None, "failed_build": failed, "run_id": "base"}
         self.calls.append((year, bool(defer)))
         self.alone.append(alone)
-        failure = self.fail.get(year)
+        failure = "build" if self.project_broken and not defer else self.fail.get(year)
         if failure and (failure == "raw gate" or not defer):
             if failure == "build":  # the waiting loads were built with it: they fail too
                 self.waiting = set()
@@ -118,6 +132,7 @@ def _run(monkeypatch, tmp_path: Path, runs: FakeRuns, years: list[int], **kwargs
     monkeypatch.setattr(runner, "runtime_env", lambda _paths: {"TMPDIR": str(tmp_path)})
     monkeypatch.setattr(runner, "plan_years", runs.plan)
     monkeypatch.setattr(runner, "_dag_run", runs.run)
+    monkeypatch.setattr(runner, "_wave_with_current_load", runs.with_current_load)
     return runner.run_waves(make_paths("catch_up_cli"), years, **kwargs)
 
 
@@ -144,6 +159,31 @@ def test_a_failed_build_runs_each_wave_again_on_its_own(monkeypatch, tmp_path: P
     assert runs.calls == [(2016, True), (2018, True), (2019, False), (2016, False), (2018, False), (2019, False)]
     assert runs.alone == [False, False, False, True, True, True], "the runs again build their wave alone"
     assert runs.todo == {2019} and [y for y, o in outcomes.items() if o["exit_code"]] == [2019]
+    assert runs.current_only == [2019], "first, one build from the current loads alone (it went through)"
+
+
+def test_a_failed_build_without_published_waves_runs_each_wave_on_its_own(monkeypatch, tmp_path: Path) -> None:
+    """Nothing published yet: there is no build from current loads to make; each wave runs on its own."""
+    runs = FakeRuns({2016, 2018, 2019}, fail={2019: "build"}, published=False)
+    _run(monkeypatch, tmp_path, runs, [2016, 2018, 2019])
+    assert runs.current_only == [] and runs.alone[-3:] == [True, True, True] and runs.todo == {2019}
+
+
+def test_a_build_failure_no_waves_data_causes_is_run_once_and_reported_as_such(
+    monkeypatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A broken project fails every build: the build from the current loads alone fails too, so the waves are not
+    run again one by one (three more failed builds); each is reported as not run again, with the cause."""
+    runs = FakeRuns({2016, 2018, 2019}, project_broken=True)
+    outcomes = _run(monkeypatch, tmp_path, runs, [2016, 2018, 2019])
+    assert runs.calls == [(2016, True), (2018, True), (2019, False)], "no wave ran again"
+    assert runs.current_only == [2019]
+    for year in (2016, 2018, 2019):
+        assert outcomes[year]["exit_code"] == 1, outcomes[year]
+        assert "not run again: the build fails without any new wave's data too" in outcomes[year]["state"]
+    assert outcomes[2019]["later_run_ids"] == ["base"], "the build from the current loads is this run's too"
+    out = capsys.readouterr().out
+    assert "no wave's data is the cause" in out and "each wave on its own" not in out, out
 
 
 def test_a_last_wave_failing_its_own_gate_leaves_each_waiting_wave_to_a_run_of_its_own(

@@ -119,7 +119,8 @@ def _run_ids(outcomes: dict[int, dict[str, Any]]) -> list[str]:
     """The DAG runs this command made, earliest first."""
     ids = []
     for outcome in outcomes.values():
-        ids += [*reversed(outcome.get("earlier_run_ids") or []), outcome.get("run_id")]
+        earlier, later = outcome.get("earlier_run_ids") or [], outcome.get("later_run_ids") or []
+        ids += [*reversed(earlier), outcome.get("run_id"), *later]
     return [i for i in ids if i]
 
 

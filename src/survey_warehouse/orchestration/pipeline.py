@@ -60,6 +60,8 @@ LOAD_TASK_ID = "load_raw_wave"
 PLAN_TASK_ID = "plan_wave"
 DEFER_BUILD_PARAM = "defer_build"
 HOLD_OUT_WAITING_PARAM = "build_own_wave_only"
+# a build from the current loads alone (no new wave in it): tells a build failure that no wave's data causes
+CURRENT_LOADS_ONLY_PARAM = "build_current_loads_only"
 BEGIN_BUILD_TASK_ID = "begin_build"
 BUILD_STEPS = ("dbt_build", "validate_marts")  # a failure here is the build's, not the wave's raw data
 
@@ -71,7 +73,7 @@ class NothingToDo(Exception):
 @dataclass(frozen=True)
 class Plan:
     wave_year: int
-    action: str  # nothing | rebuild | load
+    action: str  # nothing | rebuild | load | withdraw | rebuild_current
     reason: str
     file: str
 
@@ -227,7 +229,9 @@ def published_without_spec(wave_year: int, paths: Paths, warehouse: Warehouse | 
 
 
 @keeps_its_error
-def plan_run(wave_year: int, delivery: Delivery | None = None, run_id: str | None = None) -> dict[str, Any]:
+def plan_run(
+    wave_year: int, delivery: Delivery | None = None, run_id: str | None = None, current_loads_only: bool = False
+) -> dict[str, Any]:
     """The DAG's first step: a year without a wave spec, or with nothing new, ends the run skipped. A run started
     by a delivery in the inbox takes the delivered file (see survey_warehouse.operations.inbox) and plans with it; a
     delivery that cannot be the wave's file (not a regular file, another name than the spec's, no spec) fails the run,
@@ -269,7 +273,11 @@ def plan_run(wave_year: int, delivery: Delivery | None = None, run_id: str | Non
         if delivery is not None:
             _check_delivery_for(delivery, spec)
             delivered = inbox.take(delivery, run_id, spec.file.name)  # read under the spec's spelling of the name
-        plan = plan_wave(wave_year, paths, delivered=delivered)
+        plan = (
+            _plan_current_loads_only(wave_year, warehouse)
+            if current_loads_only
+            else plan_wave(wave_year, paths, delivered=delivered)
+        )
     except inbox.NotTaken as exc:
         raise AirflowSkipException(str(exc)) from exc
     if plan.action == "nothing":
@@ -286,6 +294,27 @@ def plan_run(wave_year: int, delivery: Delivery | None = None, run_id: str | Non
         "delivery": str(delivered) if delivered else None,  # what the run reads: the file it took
         "delivered_as": str(delivery.path) if delivery else None,
     }
+
+
+def _plan_current_loads_only(wave_year: int, warehouse: Warehouse) -> Plan:
+    """A run started with `build_current_loads_only`: no load; the marts are built from every wave's current load,
+    the loads waiting for a build held out. When that build fails too, no new wave's data is what breaks it."""
+    from survey_warehouse.raw import registry
+    from survey_warehouse.warehouse import Session
+
+    with Session(warehouse) as session:
+        current = registry.current_load(session, wave_year)
+    if current is None:
+        raise SurveyWarehouseError(
+            f"wave {wave_year} has no current load: a build from the current loads alone is started with a wave "
+            "that has one"
+        )
+    return Plan(
+        wave_year,
+        "rebuild_current",
+        "the marts built from the current loads alone, to tell whether a failed build comes from a new wave's data",
+        "",
+    )
 
 
 def _check_announced(delivery: Delivery) -> None:
@@ -382,6 +411,19 @@ def load_raw_wave(wave_year: int, delivered: str | None = None, action: str | No
     from survey_warehouse.warehouse import Session, Warehouse
 
     paths = get_paths()
+    if action == "rebuild_current":
+        with Session(Warehouse.from_env(paths.warehouse)) as session:
+            current = registry.current_load(session, wave_year)
+        if current is None:
+            raise SurveyWarehouseError(f"wave {wave_year} has no current load to build from")
+        return {
+            "load_id": current.load_id,
+            "rows": current.row_count,
+            "unchanged": True,
+            "quarantined": 0,
+            "message": f"wave {wave_year}: nothing loaded; the marts are built from the current loads alone",
+            "warnings": [],
+        }
     if action == "withdraw":
         spec = _spec(wave_year, paths)
         with Session(Warehouse.from_env(paths.warehouse)) as session:
@@ -553,7 +595,10 @@ def begin_build(loaded: dict[str, Any], context: Any) -> dict[str, Any]:
         None if withdraw else loaded["load_id"],
         fingerprint,
         stale=stale_waiting_loads(paths, warehouse, wave_year),
-        hold_out_waiting=bool((context.get("params") or {}).get(HOLD_OUT_WAITING_PARAM)),
+        hold_out_waiting=bool(
+            (context.get("params") or {}).get(HOLD_OUT_WAITING_PARAM)
+            or (context.get("params") or {}).get(CURRENT_LOADS_ONLY_PARAM)
+        ),
         withdraw=withdraw,
     )
     return build.as_dict()

@@ -82,6 +82,8 @@ def run_waves(
     if builder is not None and outcomes[builder]["exit_code"] != 0:
         deferred = [y for y in todo if y != builder and outcomes[y]["exit_code"] == 0]
         again = deferred + ([builder] if outcomes[builder]["failed_build"] else [])
+        if outcomes[builder]["failed_build"] and _build_fails_without_new_waves(paths, builder, again, outcomes):
+            return outcomes
         if again:
             print(f"The {builder} run did not publish; each wave on its own: {', '.join(map(str, again))}", flush=True)
         for year in again:  # each built alone: the other waves' waiting loads are held out of its build
@@ -90,6 +92,68 @@ def run_waves(
                 outcomes[year] = _dag_run(paths, year, None, alone=True)
                 outcomes[year]["earlier_run_ids"] = [earlier.get("run_id"), *earlier.get("earlier_run_ids", [])]
     return outcomes
+
+
+def _build_fails_without_new_waves(
+    paths: Paths, builder: int, again: list[int], outcomes: dict[int, dict[str, Any]]
+) -> bool:
+    """After a catch-up's build failed: the marts built once more from the current loads alone (no new wave in the
+    build). When that build fails too, no wave's data is the cause (the dbt project, a seed, a suite or the
+    environment is): the waves are not run again one by one, each is reported as waiting for that to be mended.
+    True then; False when the build from the current loads went through (or there is none to build from), and each
+    wave runs on its own to find the one that breaks the build."""
+    base = _wave_with_current_load(paths, [builder, *again])
+    if base is None:
+        return False
+    print(
+        f"The {builder} run's build failed; building the marts from the current loads alone (no new wave) to tell "
+        "whether a wave's data is the cause:",
+        flush=True,
+    )
+    check = _dag_run(paths, base, "the current loads alone", current_loads_only=True)
+    outcomes[builder].setdefault("later_run_ids", []).append(check.get("run_id"))
+    if check["exit_code"] == 0 or not check["failed_build"]:
+        return False
+    steps = ", ".join(check.get("failed_tasks") or []) or "the build"
+    why = (
+        f"not run again: the build fails without any new wave's data too (at {steps}), so the cause is the dbt "
+        "project, a seed or a suite, not a wave; mend it and run again"
+    )
+    print(f"The build from the current loads alone failed too (at {steps}): no wave's data is the cause.", flush=True)
+    print(f"  Not run again one by one: {', '.join(map(str, again))}; see {check.get('log')}", flush=True)
+    for year in again:
+        outcomes[year] = {
+            **outcomes[year],
+            "exit_code": 1,
+            "state": why,
+            "failed_tasks": outcomes[year].get("failed_tasks") or [],
+            "build_not_caused_by_data": True,
+        }
+    return True
+
+
+def _wave_with_current_load(paths: Paths, preferred: list[int]) -> int | None:
+    """A wave with a current load and a spec that is not withdrawn (a run of it can build from the current loads),
+    the preferred ones first; None when no wave has one (nothing was ever published)."""
+    from survey_warehouse.raw import schema
+    from survey_warehouse.warehouse import Session, Warehouse
+
+    warehouse = Warehouse.from_env(paths.warehouse)
+    if warehouse.backend == "duckdb" and not warehouse.file.exists():
+        return None
+    with Session(warehouse) as session:
+        schema.ensure_raw_schema(session)
+        rows = session.execute("select distinct wave_year from raw.load_registry where is_current").fetchall()
+    current = {int(row[0]) for row in rows}
+    for year in [*preferred, *sorted(current, reverse=True)]:
+        if year in current:
+            try:
+                spec = find_wave_spec(year, paths)
+            except SurveyWarehouseError:
+                continue
+            if spec is not None and not spec.withdrawn:
+                return year
+    return None
 
 
 def _recover_publication(paths: Paths) -> None:
@@ -103,12 +167,20 @@ def _recover_publication(paths: Paths) -> None:
         recover_publication(warehouse, paths.published)
 
 
-def _dag_run(paths: Paths, year: int, defer: str | None, alone: bool = False) -> dict[str, Any]:
+def _dag_run(
+    paths: Paths, year: int, defer: str | None, alone: bool = False, current_loads_only: bool = False
+) -> dict[str, Any]:
     """One `dag.test` run of the DAG for a wave year; with `defer` (why), a run that leaves its build to a later
-    run; `alone`, a run whose build leaves out the other waves' loads waiting for a build."""
+    run; `alone`, a run whose build leaves out the other waves' loads waiting for a build; `current_loads_only`, a
+    run that loads nothing and builds from every wave's current load (`defer` then only says so)."""
     import pendulum
 
-    from survey_warehouse.orchestration.pipeline import BUILD_STEPS, DEFER_BUILD_PARAM, HOLD_OUT_WAITING_PARAM
+    from survey_warehouse.orchestration.pipeline import (
+        BUILD_STEPS,
+        CURRENT_LOADS_ONLY_PARAM,
+        DEFER_BUILD_PARAM,
+        HOLD_OUT_WAITING_PARAM,
+    )
 
     dag = _waves_dag(paths)
     log = paths.var / "logs" / f"survey_waves_{year}.log"
@@ -121,7 +193,11 @@ def _dag_run(paths: Paths, year: int, defer: str | None, alone: bool = False) ->
         try:
             run = dag.test(
                 logical_date=pendulum.datetime(year, 6, 1, tz="UTC"),
-                run_conf={DEFER_BUILD_PARAM: bool(defer), HOLD_OUT_WAITING_PARAM: alone},
+                run_conf={
+                    DEFER_BUILD_PARAM: bool(defer) and not current_loads_only,
+                    HOLD_OUT_WAITING_PARAM: alone,
+                    CURRENT_LOADS_ONLY_PARAM: current_loads_only,
+                },
             )
             state, run_id = str(run.state), run.run_id
             if state != "success":
