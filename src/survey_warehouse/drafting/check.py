@@ -42,6 +42,8 @@ EXIT_PREVIEW_FAILED = 6
 
 # the models the headline preview needs: the share and everything it is built from (seeds included)
 PREVIEW_SELECTION = "+fct_responsibility_shares"
+# the quarantined rows the text lists (--json lists all)
+QUARANTINE_SHOWN = 50
 # no respondent's e-mail address reaches the output, whatever a message quotes
 _ADDRESS = re.compile(r"[^\s@<>()\[\],;:'\"]+@[^\s@<>()\[\],;:'\"]+")
 
@@ -167,6 +169,8 @@ class WaveCheck:
         return data
 
     def text(self) -> str:
+        from survey_warehouse.intake.matching import shown
+
         year = self.wave_year
         if self.status == "placeholders":
             return "\n".join(
@@ -183,11 +187,13 @@ class WaveCheck:
         if self.quarantine:
             lines.append("Quarantined rows (reason, row, column):")
             lines += [
-                f"  {q.reason}, row {q.row}, column {q.column!r}: {q.message}"
+                f"  {q.reason}, row {q.row}, column {shown(q.column)}: {q.message}"
                 if q.column
                 else f"  {q.reason}, row {q.row}: {q.message}"
-                for q in self.quarantine
+                for q in self.quarantine[:QUARANTINE_SHOWN]
             ]
+            if len(self.quarantine) > QUARANTINE_SHOWN:
+                lines.append(f"  ... and {len(self.quarantine) - QUARANTINE_SHOWN} more (all of them: --json)")
         lines.append("Raw gate: " + (self.gate or "not run"))
         if not self.compared_with_current_load:
             lines.append("  (no current load of the wave in the warehouse: nothing to compare a re-delivery with)")
@@ -341,17 +347,22 @@ def _load_and_gate(result: WaveCheck, spec: Any, codebook: Any, scratch: Paths) 
             "order by source_row_number, source_column",
             [loaded.load_id],
         ).fetchall()
-    result.quarantine = [QuarantinedRow(int(r), c, reason, scrub(m)) for r, c, reason, m in found]
+    result.quarantine = [
+        QuarantinedRow(int(r), c, reason, scrub(_without_where(m, loaded.file_name, int(r), c)))
+        for r, c, reason, m in found
+    ]
     checkpoint = quality.raw_wave_checkpoint(
         quality.file_context(scratch), spec, loaded.load_id, scratch, warehouse, codebook
     )
     try:
         with _quiet():
-            report = quality.run_gate(checkpoint, scratch)
-        result.gate = report.message()
+            gate, passed = quality.run_gate(checkpoint, scratch).message(), True
     except QualityGateFailed as exc:
         removal = quality.removal_summary(warehouse, loaded.load_id)
-        result.gate = scrub("\n".join(p for p in (str(exc), removal) if p))
+        gate, passed = scrub("\n".join(p for p in (str(exc), removal) if p)), False
+    # the load exists only in the scratch copy: its id would name nothing a reader can look up
+    result.gate = gate.replace(f" gate on {loaded.load_id}:", " gate:")
+    if not passed:
         result.exit_code, result.status = EXIT_GATE_FAILED, "gate_failed"
         return
     from survey_warehouse.raw.builds import begin_build
@@ -359,6 +370,14 @@ def _load_and_gate(result: WaveCheck, spec: Any, codebook: Any, scratch: Paths) 
 
     accept_load(warehouse, loaded.load_id, result.gate)
     begin_build(warehouse, "wave-check", spec.wave_year, loaded.load_id, None)
+
+
+def _without_where(message: str, file_name: str, row: int, column: str | None) -> str:
+    """The loader's message without the file, row and column it starts with (the check lists those itself)."""
+    from survey_warehouse.intake.matching import shown
+
+    where = f"{file_name}, row {row}" + (f", column {shown(column)}" if column else "") + ": "
+    return message.removeprefix(where)
 
 
 @contextmanager
