@@ -258,6 +258,26 @@ def test_a_spec_error_is_the_loaders_message_not_a_traceback(monkeypatch: pytest
     assert "kaupunkikysely_2020_final.txt: the file has not arrived" in out
     code, out = _run(monkeypatch, paths, "2031")
     assert code == check.EXIT_SPEC_ERROR and "there is no wave spec config/waves/2031.yml" in out
+    spec.write_text(text, encoding="utf-8")
+    (paths.root / "data" / "waves" / "2020" / "kaupunkikysely_2020.txt").write_bytes(b"")
+    code, out = _run(monkeypatch, paths, "2020", "--json")
+    result = json.loads(out)
+    assert code == check.EXIT_SPEC_ERROR and result["status"] == "spec_error", out
+    assert "kaupunkikysely_2020.txt" in result["error"], "the file the loader could not read is named"
+    assert not paths.warehouse.exists() and not list((paths.var / "tmp").iterdir())
+
+
+def test_a_wave_dbt_cannot_build_is_told_with_dbts_log_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = _project("preview_fails")
+    model = paths.dbt_project / "models" / "intermediate" / "int_city_responsibilities_rolled_up.sql"
+    model.write_text(model.read_text(encoding="utf-8").replace("surveyed.wave_year,", "surveyed.wave_yaer,", 1))
+    code, out = _run(monkeypatch, paths, "2020")
+    assert code == check.EXIT_PREVIEW_FAILED == 6, out
+    assert "raw_wave gate: passed" in out
+    assert "dbt could not build it" in out and "int_city_responsibilities_rolled_up" in out
+    assert "wave_yaer" in out, "dbt's own words"
+    kept = paths.var / "logs" / "wave_check_2020_dbt.log"
+    assert "wave_yaer" in kept.read_text(encoding="utf-8")
 
 
 def _fingerprints(*places: Path) -> dict[str, str]:
@@ -302,3 +322,17 @@ def test_a_wave_the_warehouse_holds_is_checked_against_its_current_load(monkeypa
     assert result.exit_code == check.EXIT_OK, result.text()
     assert result.compared_with_current_load and result.rows == loaded.row_count
     assert "nothing to compare a re-delivery with" not in result.text()
+
+
+def test_a_warehouse_a_run_keeps_writing_while_it_is_copied_refuses_the_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    paths = _project("busy")
+    load_wave(find_wave_spec(2019, paths), paths.warehouse, paths=paths)
+    states = iter(range(1000))
+    monkeypatch.setattr(check, "_state", lambda _path: next(states))  # the file changes under every copy
+    monkeypatch.setattr(check, "COPY_ATTEMPTS", 1)
+    code, out = _run(monkeypatch, paths, "2020")
+    assert code == check.EXIT_NOT_RUN == 2, out
+    assert "kept changing while it was copied: a run of the waves is writing it" in out
+    assert not list((paths.var / "tmp").iterdir())

@@ -42,6 +42,8 @@ EXIT_PREVIEW_FAILED = 6
 
 # the models the headline preview needs: the share and everything it is built from (seeds included)
 PREVIEW_SELECTION = "+fct_responsibility_shares"
+# how often the warehouse is copied again when it changed while it was copied
+COPY_ATTEMPTS = 3
 # the quarantined rows the text lists (--json lists all)
 QUARANTINE_SHOWN = 50
 # no respondent's e-mail address reaches the output, whatever a message quotes
@@ -270,11 +272,8 @@ def _check(result: WaveCheck, paths: Paths) -> None:
 @contextmanager
 def scratch_copy(paths: Paths) -> Iterator[tuple[Paths, bool]]:
     """Paths like `paths` but with the warehouse, the published marts, the gates' files and var/ in a temporary
-    folder: the warehouse a copy of the DuckDB warehouse (taken while holding it read-only, so no run writes it
-    meanwhile), or an empty one (no warehouse yet, or a PostgreSQL warehouse). Removed afterwards. Also whether the
-    copy holds a current load of any wave."""
-    import duckdb
-
+    folder: the warehouse a copy of the DuckDB warehouse, or an empty one (no warehouse yet, or a PostgreSQL
+    warehouse). Removed afterwards. Also whether the copy holds a current load of any wave."""
     from survey_warehouse.warehouse import Warehouse
 
     (paths.var / "tmp").mkdir(parents=True, exist_ok=True)
@@ -293,23 +292,54 @@ def scratch_copy(paths: Paths) -> Iterator[tuple[Paths, bool]]:
         scratch.warehouse.parent.mkdir(parents=True)
         real = Warehouse.from_env(paths.warehouse)
         if real.backend == "duckdb" and paths.warehouse.is_file():
-            try:
-                holding = duckdb.connect(str(paths.warehouse), read_only=True)
-            except duckdb.Error as exc:
-                raise SurveyWarehouseError(
-                    f"the warehouse {paths.shown(paths.warehouse)} is being written by another process (a run of "
-                    f"the waves): wait until it has finished, then check again ({exc})"
-                ) from exc
-            try:
-                shutil.copyfile(paths.warehouse, scratch.warehouse)
-                wal = paths.warehouse.with_name(paths.warehouse.name + ".wal")
-                if wal.is_file():
-                    shutil.copyfile(wal, scratch.warehouse.with_name(scratch.warehouse.name + ".wal"))
-            finally:
-                holding.close()
+            _copy_warehouse(paths, scratch.warehouse)
         yield scratch, _has_current_loads(scratch.warehouse)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _copy_warehouse(paths: Paths, copy: Path) -> None:
+    """A copy of the DuckDB warehouse file (and its write-ahead log) taken without opening it, so that a run is never
+    kept from writing it; a copy during which the file changed (a run wrote it) is taken again, and one that DuckDB
+    cannot open refuses the check."""
+    import duckdb
+
+    source = paths.warehouse
+    files = [(source, copy), (_wal(source), _wal(copy))]
+    for attempt in range(COPY_ATTEMPTS):
+        before = [_state(f) for f, _ in files]
+        for file, to in files:
+            if file.is_file():
+                shutil.copyfile(file, to)
+            else:
+                to.unlink(missing_ok=True)
+        if [_state(f) for f, _ in files] == before:
+            break
+        time.sleep(1 + attempt)
+    else:
+        raise SurveyWarehouseError(
+            f"the warehouse {paths.shown(source)} kept changing while it was copied: a run of the waves is writing "
+            "it; check again when the run has finished"
+        )
+    try:
+        duckdb.connect(str(copy)).close()
+    except duckdb.Error as exc:
+        raise SurveyWarehouseError(
+            f"the copy of the warehouse {paths.shown(source)} cannot be opened ({exc}): a run of the waves may have "
+            "been writing it; check again when the run has finished"
+        ) from exc
+
+
+def _wal(path: Path) -> Path:
+    return path.with_name(path.name + ".wal")
+
+
+def _state(path: Path) -> tuple[int, int] | None:
+    try:
+        found = path.stat()
+    except FileNotFoundError:
+        return None
+    return found.st_size, found.st_mtime_ns
 
 
 def _has_current_loads(warehouse: Path) -> bool:
@@ -458,17 +488,22 @@ def run_dbt(scratch: Paths, log: Path) -> str | None:
         str(scratch.var / "dbt_target"),
         "--log-path",
         str(scratch.var / "logs"),
+        "--no-use-colors",
     ]
     with open(log, "w", encoding="utf-8") as out:
         code = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
     if code == 0:
         return None
-    failed = [
-        line.split("  ", 1)[-1].strip()
-        for line in log.read_text(encoding="utf-8", errors="replace").splitlines()
-        if "Failure in" in line or "Error in" in line or "ERROR" in line
-    ]
-    return "; ".join(dict.fromkeys(failed[:3])) or f"dbt build exited with {code}"
+    # dbt's own summary: from "Completed with N error(s)" to its "compiled code at" (a scratch path) or "Done."
+    lines = [re.sub(r"^\d\d:\d\d:\d\d ", "", line).strip() for line in log.read_text(errors="replace").splitlines()]
+    start = next((i for i, line in enumerate(lines) if line.startswith("Completed with")), len(lines))
+    summary = []
+    for line in lines[start + 1 :]:
+        if line.startswith(("compiled code at", "Done.")):
+            break
+        if line and not line.startswith("LINE ") and not set(line) <= {"^", " "}:
+            summary.append(line)
+    return "; ".join(summary[:4]) or f"dbt build exited with {code}"
 
 
 def wave_diff(codebook: Any, spec: Any, paths: Paths) -> WaveDiff:
