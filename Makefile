@@ -64,8 +64,8 @@ setup: $(ENV_STAMP)
 summary: $(ENV_STAMP)
 	$(PY) -m survey_warehouse.cli summary
 
-# a new wave checked before a run loads it: make wave-check YEAR=2020 (JSON=1 for JSON); the exit code says how it
-# went (docs/adding-a-wave.md#checking-a-wave-before-it-runs)
+# a new wave checked before a run loads it: make wave-check YEAR=2020 (JSON=1 for JSON); the command's exit code
+# says how it went (make's own is 2 for any failure; docs/adding-a-wave.md#checking-a-wave-before-it-runs)
 wave-check: $(ENV_STAMP)
 	@test -n "$(YEAR)" || { echo "usage: make wave-check YEAR=<wave year>"; exit 2; }
 	$(PY) -m survey_warehouse.cli wave check $(YEAR) $(if $(JSON),--json)

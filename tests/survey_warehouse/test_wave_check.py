@@ -15,6 +15,7 @@ import io
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import duckdb
@@ -255,7 +256,7 @@ def test_a_spec_error_is_the_loaders_message_not_a_traceback(monkeypatch: pytest
     spec.write_text(text.replace("kaupunkikysely_2020.txt", "kaupunkikysely_2020_final.txt"), encoding="utf-8")
     code, out = _run(monkeypatch, paths, "2020")
     assert code == check.EXIT_SPEC_ERROR, out
-    assert "kaupunkikysely_2020_final.txt: the file has not arrived" in out
+    assert "data/waves/2020/kaupunkikysely_2020_final.txt: the file has not arrived" in out
     code, out = _run(monkeypatch, paths, "2031")
     assert code == check.EXIT_SPEC_ERROR and "there is no wave spec config/waves/2031.yml" in out
     spec.write_text(text, encoding="utf-8")
@@ -336,3 +337,13 @@ def test_a_warehouse_a_run_keeps_writing_while_it_is_copied_refuses_the_check(
     assert code == check.EXIT_NOT_RUN == 2, out
     assert "kept changing while it was copied: a run of the waves is writing it" in out
     assert not list((paths.var / "tmp").iterdir())
+
+
+def test_the_command_line_and_make_need_a_year(capsys: pytest.CaptureFixture[str]) -> None:
+    for args in (["wave"], ["wave", "check"], ["wave", "check", "next-year"]):
+        with pytest.raises(SystemExit) as refused:
+            cli.main(args)
+        assert refused.value.code == 2
+    assert "invalid int value: 'next-year'" in capsys.readouterr().err
+    made = subprocess.run(["make", "-s", "wave-check"], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert made.returncode == 2 and "usage: make wave-check YEAR=<wave year>" in made.stdout

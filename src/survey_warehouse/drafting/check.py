@@ -2,12 +2,12 @@
 
 The wave is loaded and its raw gate run against a scratch copy of the warehouse (a temporary folder under var/tmp,
 removed afterwards); the headline preview is dbt's own models (`+fct_responsibility_shares`) built into that copy.
-The warehouse, the published marts and Airflow's metadata are only read (the warehouse, to copy it), never written.
+The warehouse is only copied (as a file, never opened); the published marts and Airflow's metadata are not read.
 
 Exit codes:
 
     0  the wave would load and pass its raw gate (its preview is printed)
-    2  the check could not run (e.g. another process holds the warehouse): the message says why
+    2  the check could not run (e.g. a run kept writing the warehouse while it was copied): the message says why
     3  placeholders remain in the wave's spec or codebook rows (each is named)
     4  the wave cannot be loaded: an error in its spec or codebook, or its file is missing or unreadable as a whole
     5  the wave loads but fails its raw gate (what fails is listed, with the quarantined rows)
@@ -228,7 +228,7 @@ def check_wave(wave_year: int, paths: Paths) -> WaveCheck:
     result = WaveCheck(wave_year)
     try:
         _check(result, paths)
-    except SurveyWarehouseError as exc:  # e.g. the warehouse held by another process
+    except SurveyWarehouseError as exc:  # e.g. a warehouse a run kept writing while it was copied
         result.exit_code, result.status, result.error = EXIT_NOT_RUN, "not_run", scrub(str(exc))
     result.seconds = time.perf_counter() - started
     return result
@@ -255,7 +255,8 @@ def _check(result: WaveCheck, paths: Paths) -> None:
         spec.check(codebook)
         if not spec.file.is_file():
             raise WaveFileError(
-                spec.file, f"the file has not arrived (or 'file' in {paths.shown(Path(spec.name))} points elsewhere)"
+                Path(paths.shown(spec.file)),
+                f"the file has not arrived (or 'file' in {paths.shown(Path(spec.name))} points elsewhere)",
             )
     except (WaveSpecError, CodebookError, WaveFileError) as exc:
         result.exit_code, result.status, result.error = EXIT_SPEC_ERROR, "spec_error", scrub(str(exc))
@@ -274,8 +275,6 @@ def scratch_copy(paths: Paths) -> Iterator[tuple[Paths, bool]]:
     """Paths like `paths` but with the warehouse, the published marts, the gates' files and var/ in a temporary
     folder: the warehouse a copy of the DuckDB warehouse, or an empty one (no warehouse yet, or a PostgreSQL
     warehouse). Removed afterwards. Also whether the copy holds a current load of any wave."""
-    from survey_warehouse.warehouse import Warehouse
-
     (paths.var / "tmp").mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="wave_check_", dir=paths.var / "tmp"))
     try:
@@ -290,8 +289,8 @@ def scratch_copy(paths: Paths) -> Iterator[tuple[Paths, bool]]:
             inbox=folder / "inbox",
         )
         scratch.warehouse.parent.mkdir(parents=True)
-        real = Warehouse.from_env(paths.warehouse)
-        if real.backend == "duckdb" and paths.warehouse.is_file():
+        on_duckdb = os.environ.get("SURVEY_DBT_TARGET", "duckdb") != "postgres"  # (settings.Warehouse.from_env)
+        if on_duckdb and paths.warehouse.is_file():
             _copy_warehouse(paths, scratch.warehouse)
         yield scratch, _has_current_loads(scratch.warehouse)
     finally:
