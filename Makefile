@@ -8,7 +8,7 @@ PY := .venv/bin/python
 ENV_STAMP := .venv/.synced
 
 .PHONY: run test test-fast lint lint-sql benchmark setup summary docs dashboard catalogue clean secrets airflow \
-	airflow-cli
+	airflow-cli wave-check
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -63,6 +63,12 @@ setup: $(ENV_STAMP)
 
 summary: $(ENV_STAMP)
 	$(PY) -m survey_warehouse.cli summary
+
+# a new wave checked before a run loads it: make wave-check YEAR=2020 (JSON=1 for JSON); the command's exit code
+# says how it went (make's own is 2 for any failure; docs/adding-a-wave.md#checking-a-wave-before-it-runs)
+wave-check: $(ENV_STAMP)
+	@test -n "$(YEAR)" || { echo "usage: make wave-check YEAR=<wave year>"; exit 2; }
+	$(PY) -m survey_warehouse.cli wave check $(YEAR) $(if $(JSON),--json)
 
 # dbt docs (lineage and the mart catalogue) into var/dbt_docs, from the warehouse `make run` built
 docs: $(ENV_STAMP)

@@ -4,6 +4,7 @@
     python -m survey_warehouse.cli summary          # the summary of what is in the warehouse now
     python -m survey_warehouse.cli airflow          # what `make airflow` does: Airflow until Ctrl-C
     python -m survey_warehouse.cli airflow-cli ARGS # any airflow command with the project's environment
+    python -m survey_warehouse.cli wave check YEAR  # `make wave-check YEAR=...`: a new wave checked, nothing kept
 
 `run` runs the DAG through Airflow itself (`dag.test`, metadata in SQLite under var/airflow) for each year that
 has something to do, all in one process, so Airflow, dbt and Great Expectations start once. A year whose inputs
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     from survey_warehouse.orchestration import local_airflow  # its commands: airflow, airflow-cli
 
     local_airflow.add_commands(sub)
+    _add_wave_commands(sub)
     args = parser.parse_args(argv)
     paths = get_paths()
     try:
@@ -69,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             "docs": partial(generate_docs, paths),
             "airflow": partial(local_airflow.serve_command, paths, args),
             "airflow-cli": partial(local_airflow.airflow_command, paths, getattr(args, "airflow_args", [])),
+            "wave": partial(getattr(args, "wave_command_run", int), paths, args),
         }
         if args.command in commands:
             return commands[args.command]()
@@ -105,6 +108,15 @@ def main(argv: list[str] | None = None) -> int:
     except SurveyWarehouseError as exc:
         print(f"survey-warehouse: {exc}", file=sys.stderr)
         return 2
+
+
+def _add_wave_commands(sub: argparse._SubParsersAction) -> None:
+    """The `wave` group: each of its commands sets `wave_command_run(paths, args) -> exit code`."""
+    from survey_warehouse.drafting import check as wave_check
+
+    wave_p = sub.add_parser("wave", help="a new wave, before a run loads it")
+    wave_commands = wave_p.add_subparsers(dest="wave_command", required=True)
+    wave_check.add_command(wave_commands)  # wave check YEAR
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("raw", frozenset({"raw"})),  # the loader, the load registry, the builds
     ("quality", frozenset({"quality"})),  # the gates
     ("publishing", frozenset({"publishing"})),  # the published marts, their exports, their asset
+    ("drafting", frozenset({"drafting"})),  # a new wave's draft and its check, before a run loads it
     ("operations", frozenset({"operations"})),  # the inbox, the summary, the causes of failures
     ("orchestration", frozenset({"orchestration"})),  # the DAGs' steps and callbacks, running them
     ("command line", frozenset({"cli"})),

@@ -100,9 +100,14 @@ def _work_connection(warehouse: Warehouse, session: Session, scratch: Path) -> I
 
 
 def load_wave(
-    spec: WaveSpec, target: Warehouse | Path, codebook: Codebook | None = None, paths: Paths | None = None
+    spec: WaveSpec,
+    target: Warehouse | Path,
+    codebook: Codebook | None = None,
+    paths: Paths | None = None,
+    reload: bool = False,
 ) -> LoadResult:
-    """Load one wave file into raw as a new pending load, or do nothing when it and its reading are unchanged.
+    """Load one wave file into raw as a new pending load, or do nothing when it and its reading are unchanged
+    (`reload`: load it all the same, as `wave check` does on its scratch copy of the warehouse).
 
     Rows that cannot be used are kept and quarantined with a reason. A whole-file problem (unreadable, wrong
     columns, no data, another year's file) raises WaveFileError; raw keeps only a failed entry in the registry
@@ -117,7 +122,7 @@ def load_wave(
     with Session(warehouse) as session:
         ensure_raw_schema(session)
         current = current_load(session, spec.wave_year)
-        if current is not None and is_unchanged(current, sha, spec, fingerprint):
+        if not reload and current is not None and is_unchanged(current, sha, spec, fingerprint):
             return LoadResult(current.load_id, spec.wave_year, spec.file.name, current.row_count, unchanged=True)
         loaded_at = utc_now()
         load_id = f"{spec.wave_year}-{loaded_at:%Y%m%dT%H%M%S%f}-{(sha or '0' * 8)[:8]}"

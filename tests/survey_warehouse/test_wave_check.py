@@ -1,0 +1,349 @@
+"""`wave check YEAR`: a wave loaded and gated on a scratch copy of the warehouse, its headline previewed by dbt's own
+models, what differs from the previous wave; placeholders and spec errors refused with their own exit codes; the
+warehouse, the published marts and Airflow's metadata left as they were.
+
+Each test works on a small copy of the project (the wave specs, the dbt project, the suites, the 2019 file) with the
+example 2020 wave of scripts/example_wave_2020.py written into it."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import importlib.util
+import io
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import duckdb
+import pytest
+from conftest import ROOT, TEST_VAR
+
+from survey_warehouse import cli
+from survey_warehouse.drafting import check
+from survey_warehouse.drafting.placeholders import find_placeholders
+from survey_warehouse.intake.waves import find_wave_spec
+from survey_warehouse.raw.load import load_wave
+from survey_warehouse.raw.registry import mark_load
+from survey_warehouse.settings import Paths
+
+
+def _example():
+    spec = importlib.util.spec_from_file_location("example_wave_2020", ROOT / "scripts" / "example_wave_2020.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+EXAMPLE = _example()
+LEAD_HEADER, CITY_HEADER = EXAMPLE.HEADER[6], EXAMPLE.HEADER[2]
+
+
+def _project(name: str) -> Paths:
+    """A copy of what a wave check reads, with the 2020 example wave, and its own var/."""
+    base = TEST_VAR / "wave_check" / name
+    if base.exists():
+        shutil.rmtree(base)
+    root = base / "project"
+    for folder in ("config", "expectations", "data/waves/2019"):
+        shutil.copytree(ROOT / folder, root / folder)
+    shutil.copytree(ROOT / "dbt_project", root / "dbt_project", ignore=shutil.ignore_patterns("target", "logs"))
+    EXAMPLE.write_wave_2020(root)
+    var = base / "var"
+    return Paths(
+        root=root,
+        var=var,
+        waves_config=root / "config" / "waves",
+        warehouse=var / "warehouse" / "survey.duckdb",
+        published=var / "published" / "survey_marts.duckdb",
+        data_docs=var / "data_docs",
+        dbt_project=root / "dbt_project",
+    )
+
+
+def _env(monkeypatch: pytest.MonkeyPatch, paths: Paths) -> None:
+    """The command line's paths (settings.Paths.from_env) at the copy."""
+    for key, value in {
+        "SURVEY_PROJECT_ROOT": paths.root,
+        "SURVEY_VAR_DIR": paths.var,
+        "SURVEY_WAVES_DIR": paths.waves_config,
+        "SURVEY_WAREHOUSE_PATH": paths.warehouse,
+        "SURVEY_PUBLISHED_PATH": paths.published,
+        "SURVEY_DATA_DOCS_DIR": paths.data_docs,
+    }.items():
+        monkeypatch.setenv(key, str(value))
+    monkeypatch.delenv("SURVEY_DBT_TARGET", raising=False)
+
+
+def _run(monkeypatch: pytest.MonkeyPatch, paths: Paths, *args: str) -> tuple[int, str]:
+    _env(monkeypatch, paths)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main(["wave", "check", *args])
+    return code, out.getvalue()
+
+
+def _rewrite_2020(paths: Paths, change) -> list[list[str]]:
+    """Change the rows of the 2020 file (UTF-16, tab-separated) in place; the rows as written, header first."""
+    path = paths.root / "data" / "waves" / "2020" / "kaupunkikysely_2020.txt"
+    with open(path, encoding="utf-16", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t"))
+    change(rows)
+    with open(path, "w", encoding="utf-16", newline="") as f:
+        csv.writer(f, delimiter="\t", lineterminator="\r\n").writerows(rows)
+    return rows
+
+
+def _personal(rows: list[list[str]]) -> list[str]:
+    """The names and e-mail addresses the file holds."""
+    return [value for row in rows[1:] for value in row[:2] if value]
+
+
+@pytest.fixture(scope="module")
+def good_2020() -> tuple[Paths, int, dict]:
+    paths = _project("good")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        code, out = _run(monkeypatch, paths, "2020", "--json")
+    return paths, code, json.loads(out)
+
+
+def test_a_good_wave_passes_and_previews_its_headline_by_the_marts_rule(good_2020) -> None:
+    _paths, code, result = good_2020
+    plan = EXAMPLE.PLAN_2020
+    it_led = sum(1 for lead in plan.values() if lead == "it_management")
+    answering = sum(1 for lead in plan.values() if lead is not None)
+    assert code == check.EXIT_OK == 0, result
+    assert result["status"] == "ok" and result["quarantined_rows"] == 0
+    assert result["rows"] == 3 * answering
+    assert "passed" in result["gate"]
+    headline = result["headline"]
+    assert (headline["cities"], headline["cities_responded"], headline["cities_surveyed"]) == (it_led, answering, 20)
+    assert headline["share"] == pytest.approx(it_led / answering)
+    # the census bounds: the silent cities all not IT-led, or all IT-led
+    assert headline["share_of_surveyed_min"] == pytest.approx(it_led / 20)
+    assert headline["share_of_surveyed_max"] == pytest.approx((it_led + 20 - answering) / 20)
+    assert result["diff"]["cities_not_answering"] == sorted(c for c, lead in plan.items() if lead is None)
+
+
+def test_the_text_gives_k_of_n_with_the_bounds_the_silent_cities_leave() -> None:
+    headline = check.Headline(6, 19, 20, 6 / 19, 6 / 20, 7 / 20)
+    assert headline.describe().startswith("IT-led 6/19 answering cities (31.6%); of all 20 surveyed 30% - 35%")
+    everyone = check.Headline(8, 20, 20, 0.4, 0.4, 0.4)
+    assert everyone.describe() == "IT-led 8/20 answering cities (40.0%); all 20 surveyed cities answered"
+
+
+def test_the_diff_shows_questions_added_and_dropped_and_options_renamed(good_2020) -> None:
+    paths, _code, result = good_2020
+    diff = result["diff"]
+    asked_2019 = set(find_wave_spec(2019, paths).columns.values()) - {
+        "respondent_name",
+        "respondent_email",
+        "city",
+        "submitted_at",
+        "response_minutes",
+    }
+    asked_2020 = {row[1] for row in EXAMPLE.CODEBOOK_QUESTIONS_2020}
+    assert diff["previous"] == 2019
+    assert diff["questions_added"] == sorted(asked_2020 - asked_2019) == [EXAMPLE.NEW_QUESTION]
+    assert diff["questions_dropped"] == sorted(asked_2019 - asked_2020)
+    assert diff["questions_dropped"], "the 2020 example drops questions 2019 asked"
+    changes = {(o["question_id"], o["answer_code"]): o for o in diff["options"]}
+    renamed = changes[("lead", "it_management")]
+    assert renamed["change"] == "renamed" and renamed["labels_now"] == [EXAMPLE.LEAD_2020["it_management"]]
+    assert changes[("cooperation", "")]["labels_now"] == ["scale 1-7"], "a recoded scale is one change"
+    assert ("lead", "chief_digital_officer") not in changes, "an option kept under its label is no change"
+
+
+def test_a_bad_row_is_shown_by_reason_row_and_column_without_personal_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = _project("bad_row")
+    lead, city = EXAMPLE.HEADER.index(LEAD_HEADER), EXAMPLE.HEADER.index(CITY_HEADER)
+
+    def spoil(rows: list[list[str]]) -> None:
+        rows[3][city] = "Atlantis"  # file row 4
+        rows[7][lead] = "Pormestari"  # file row 8
+
+    rows = _rewrite_2020(paths, spoil)
+    code, out = _run(monkeypatch, paths, "2020")
+    assert code == check.EXIT_OK, out  # 2 of 57 rows: within the gate's 5 %
+    assert "2 would be quarantined" in out
+    assert re.search(rf"unknown_city, row 4, column '{CITY_HEADER}'", out), out
+    assert re.search(rf"unknown_answer, row 8, column '{re.escape(LEAD_HEADER)}'", out), out
+    assert "Headline preview: IT-led" in out
+    assert "raw_wave gate: passed" in out, "the scratch copy's load id names nothing a reader can look up"
+    leaked = [value for value in _personal(rows) if value in out]
+    assert not leaked, f"personal data in the output: {leaked[:3]}"
+    assert "@" not in out
+
+
+def test_a_wave_that_fails_its_raw_gate_says_why_and_previews_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = _project("gate_fails")
+    city = EXAMPLE.HEADER.index(CITY_HEADER)
+
+    def spoil(rows: list[list[str]]) -> None:
+        for row in rows[1:5]:  # 4 of 57 rows: more than 5 %
+            row[city] = "Atlantis"
+
+    rows = _rewrite_2020(paths, spoil)
+    code, out = _run(monkeypatch, paths, "2020")
+    assert code == check.EXIT_GATE_FAILED == 5, out
+    assert "FAILED" in out and "quarantined_share" in out
+    assert [f"row {n}" in out for n in (2, 3, 4, 5)] == [True] * 4
+    assert "Headline preview: none" in out
+    assert not [value for value in _personal(rows) if value in out]
+
+
+def test_placeholders_refuse_the_check_naming_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = _project("placeholders")
+    spec = paths.waves_config / "2020.yml"
+    spec.write_text(
+        spec.read_text(encoding="utf-8").replace("lead\n", "TODO which question is this?\n", 1), encoding="utf-8"
+    )
+    answers = paths.dbt_project / "seeds" / "codebook_answers.csv"
+    with open(answers, "a", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["2020", "lead", "Pormestari", "TODO code", "", "TODO", "9"])
+        writer.writerow(["2019", "lead", "Johtoryhmä", "TODO another wave's", "", "x", "9"])
+    row = len(answers.read_text(encoding="utf-8").splitlines()) - 1
+    code, out = _run(monkeypatch, paths, "2020")
+    assert code == check.EXIT_PLACEHOLDERS == 3, out
+    assert f"config/waves/2020.yml, columns.{LEAD_HEADER}: TODO which question is this?" in out
+    assert f"dbt_project/seeds/codebook_answers.csv, row {row}, column answer_code: TODO code" in out
+    assert f"row {row}, column answer_label_en: TODO" in out
+    assert "another wave's" not in out, "only the wave's own rows"
+    assert "3 placeholder(s)" in out
+    assert not paths.warehouse.exists() and not (paths.var / "tmp").exists(), "nothing is loaded"
+
+
+def test_the_placeholder_rule(tmp_path: Path) -> None:
+    (tmp_path / "config" / "waves").mkdir(parents=True)
+    seeds = tmp_path / "dbt_project" / "seeds"
+    seeds.mkdir(parents=True)
+    (tmp_path / "config" / "waves" / "2021.yml").write_text(
+        "wave_year: 2021\nfile: TODO where is the file\ncities_surveyed: ['091', 'TODO']\n"
+        "columns:\n  TODO header: lead\n  Kaupunki: city\nnote: no TODO here\n",
+        encoding="utf-8",
+    )
+    (seeds / "city_aliases.csv").write_text(
+        "city_alias,municipality_code,alias_kind\nhelsinki,091,official_fi\nhelsingin kaupunki,TODO,typed\n",
+        encoding="utf-8",
+    )
+    found = [p.describe() for p in find_placeholders(tmp_path, 2021)]
+    assert found == [
+        "config/waves/2021.yml, file: TODO where is the file",
+        "config/waves/2021.yml, cities_surveyed[1]: TODO",
+        "config/waves/2021.yml, key columns.TODO header: TODO header",
+        "dbt_project/seeds/city_aliases.csv, row 3, column municipality_code: TODO",
+    ]
+    (tmp_path / "config" / "waves" / "2021.yml").write_text("columns: [unclosed\n  a: TODO x\n", encoding="utf-8")
+    assert [p.where for p in find_placeholders(tmp_path, 2021)] == [
+        "line 2",
+        "row 3, column municipality_code",
+    ], "a spec that is not YAML too"
+
+
+def test_a_spec_error_is_the_loaders_message_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = _project("spec_error")
+    spec = paths.waves_config / "2020.yml"
+    text = spec.read_text(encoding="utf-8")
+    spec.write_text(text.replace(f": {EXAMPLE.NEW_QUESTION}", ": has_digital_vision"), encoding="utf-8")
+    code, out = _run(monkeypatch, paths, "2020")
+    assert code == check.EXIT_SPEC_ERROR == 4, out
+    assert "is mapped to 'has_digital_vision', which is neither a respondent field" in out
+    assert "Traceback" not in out
+    spec.write_text(text.replace("kaupunkikysely_2020.txt", "kaupunkikysely_2020_final.txt"), encoding="utf-8")
+    code, out = _run(monkeypatch, paths, "2020")
+    assert code == check.EXIT_SPEC_ERROR, out
+    assert "data/waves/2020/kaupunkikysely_2020_final.txt: the file has not arrived" in out
+    code, out = _run(monkeypatch, paths, "2031")
+    assert code == check.EXIT_SPEC_ERROR and "there is no wave spec config/waves/2031.yml" in out
+    spec.write_text(text, encoding="utf-8")
+    (paths.root / "data" / "waves" / "2020" / "kaupunkikysely_2020.txt").write_bytes(b"")
+    code, out = _run(monkeypatch, paths, "2020", "--json")
+    result = json.loads(out)
+    assert code == check.EXIT_SPEC_ERROR and result["status"] == "spec_error", out
+    assert "kaupunkikysely_2020.txt" in result["error"], "the file the loader could not read is named"
+    assert not paths.warehouse.exists() and not list((paths.var / "tmp").iterdir())
+
+
+def test_a_wave_dbt_cannot_build_is_told_with_dbts_log_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = _project("preview_fails")
+    model = paths.dbt_project / "models" / "intermediate" / "int_city_responsibilities_rolled_up.sql"
+    model.write_text(model.read_text(encoding="utf-8").replace("surveyed.wave_year,", "surveyed.wave_yaer,", 1))
+    code, out = _run(monkeypatch, paths, "2020")
+    assert code == check.EXIT_PREVIEW_FAILED == 6, out
+    assert "raw_wave gate: passed" in out
+    assert "dbt could not build it" in out and "int_city_responsibilities_rolled_up" in out
+    assert "wave_yaer" in out, "dbt's own words"
+    kept = paths.var / "logs" / "wave_check_2020_dbt.log"
+    assert "wave_yaer" in kept.read_text(encoding="utf-8")
+
+
+def _fingerprints(*places: Path) -> dict[str, str]:
+    """Every file under the places, by its bytes."""
+    found = {}
+    for place in places:
+        for path in sorted([place] if place.is_file() else place.rglob("*")):
+            if path.is_file():
+                found[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+def test_the_warehouse_marts_and_airflow_metadata_are_left_as_they_were(monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = _project("untouched")
+    loaded = load_wave(find_wave_spec(2019, paths), paths.warehouse, paths=paths)
+    mark_load(paths.warehouse, loaded.load_id, True, "passed")  # 2019 is current, as after a run
+    paths.published.parent.mkdir(parents=True)
+    with duckdb.connect(str(paths.published)) as con:
+        con.execute("create schema marts; create table marts.fct_responsibility_shares as select 2019 as wave_year")
+    airflow = paths.var / "airflow"
+    airflow.mkdir()
+    (airflow / "airflow.db").write_bytes(b"SQLite format 3\x00 metadata as Airflow left it")
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        loads_before = con.execute("select load_id, status, is_current from raw.load_registry").fetchall()
+    watched = (paths.warehouse.parent, paths.published.parent, airflow, paths.data_docs, paths.dbt_project)
+    before = _fingerprints(*watched)
+    for year in (2019, 2020):  # a wave the warehouse holds (loaded again on the copy), and a new one
+        code, out = _run(monkeypatch, paths, str(year))
+        assert code == check.EXIT_OK, out
+    assert _fingerprints(*watched) == before
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        assert con.execute("select load_id, status, is_current from raw.load_registry").fetchall() == loads_before
+    assert not list((paths.var / "tmp").iterdir()), "the scratch copy is removed"
+
+
+def test_a_wave_the_warehouse_holds_is_checked_against_its_current_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = _project("current")
+    loaded = load_wave(find_wave_spec(2019, paths), paths.warehouse, paths=paths)
+    mark_load(paths.warehouse, loaded.load_id, True, "passed")
+    _env(monkeypatch, paths)
+    result = check.check_wave(2019, paths)
+    assert result.exit_code == check.EXIT_OK, result.text()
+    assert result.compared_with_current_load and result.rows == loaded.row_count
+    assert "nothing to compare a re-delivery with" not in result.text()
+
+
+def test_a_warehouse_a_run_keeps_writing_while_it_is_copied_refuses_the_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    paths = _project("busy")
+    load_wave(find_wave_spec(2019, paths), paths.warehouse, paths=paths)
+    states = iter(range(1000))
+    monkeypatch.setattr(check, "_state", lambda _path: next(states))  # the file changes under every copy
+    monkeypatch.setattr(check, "COPY_ATTEMPTS", 1)
+    code, out = _run(monkeypatch, paths, "2020")
+    assert code == check.EXIT_NOT_RUN == 2, out
+    assert "kept changing while it was copied: a run of the waves is writing it" in out
+    assert not list((paths.var / "tmp").iterdir())
+
+
+def test_the_command_line_and_make_need_a_year(capsys: pytest.CaptureFixture[str]) -> None:
+    for args in (["wave"], ["wave", "check"], ["wave", "check", "next-year"]):
+        with pytest.raises(SystemExit) as refused:
+            cli.main(args)
+        assert refused.value.code == 2
+    assert "invalid int value: 'next-year'" in capsys.readouterr().err
+    made = subprocess.run(["make", "-s", "wave-check"], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert made.returncode == 2 and "usage: make wave-check YEAR=<wave year>" in made.stdout
