@@ -245,10 +245,24 @@ class LoadLifecycle(RuleBasedStateMachine):
     def run_killed(self, wave: int, step: str, defer: bool) -> None:
         self._run(wave, defer=defer, kill_after=step)
 
+    def _waiting_of_other_waves(self, wave: int) -> set[str]:
+        return {r[0] for r in self.house.registry() if r[2] == "candidate" and r[4] and r[1] != wave}
+
     def _run(self, wave: int, **how: Any) -> None:
         self.runs += 1
         run_id = f"run_{self.runs}"
+        waiting_before = self._waiting_of_other_waves(wave)
         out = self.house.run(wave, run_id, **how)
+        build = out["build"]
+        if build is not None and how.get("alone"):  # a wave built alone holds the others' waiting loads out
+            assert not {load_id for load_id, _w in build.loads} & waiting_before, "a build alone took another wave"
+            assert self._waiting_of_other_waves(wave) == waiting_before, (
+                "a build of one wave alone changed another wave's waiting load"
+            )
+        elif build is not None:  # every other wave's waiting load is taken (or failed as stale), none left behind
+            taken = {load_id for load_id, _w in build.loads}
+            left = waiting_before - taken
+            assert not left & self._waiting_of_other_waves(wave), f"the build left waiting loads behind: {left}"
         self.last_end = out["end"]
         if out["end"].startswith("killed") and out["load_id"] and out["load_id"] not in self.deferred:
             self.stopped_loads.add(out["load_id"])
