@@ -21,10 +21,12 @@ import psycopg2
 import pytest
 from test_load_lifecycle import Warehouse_, _publish_all
 
+from survey_warehouse.intake.waves import find_wave_spec
 from survey_warehouse.operations import faults
 from survey_warehouse.orchestration.pipeline import failure_message
 from survey_warehouse.publishing import publish as publishing
 from survey_warehouse.publishing.publish import publish, recover_publication, sweep_stopped_copies
+from survey_warehouse.raw.load import load_wave
 
 
 @contextlib.contextmanager
@@ -94,6 +96,33 @@ def test_a_full_disk_while_publishing_keeps_the_marts_leaves_nothing_and_says_so
         assert house.run(2019, "after")["end"] == "published"
         assert house.paths.published.read_bytes() != before
         assert [p.name for p in folder.iterdir()] == [house.paths.published.name]
+
+
+def test_a_full_disk_while_loading_keeps_the_registry_says_so_and_the_next_run_loads() -> None:
+    """The warehouse's own folder fills up while a corrected wave is loaded into raw: the load fails naming the
+    full disk and where (whatever DuckDB raises on top of it), the registry and the published marts stay as they
+    were, and with the space freed the next run loads and publishes with no manual step."""
+    house = Warehouse_("faults_full_disk_load")
+    folder = house.paths.warehouse.parent
+    with small_filesystem(folder):
+        _publish_all(house)
+        registry_before, published_before = house.registry(), house.paths.published.read_bytes()
+        house.deliver(2019, 1)
+        filler = _fill(folder, 16 * 1024)
+
+        with pytest.raises((duckdb.Error, OSError)) as failed:
+            load_wave(find_wave_spec(2019, house.paths), house.warehouse, paths=house.paths)
+
+        said = faults.cause(failed.value)
+        assert said is not None and said.startswith("No space left on device writing "), faults.described(failed.value)
+        assert str(folder) in said, said
+        assert house.registry() == registry_before, "a load that could not be written left a trace in the registry"
+        assert house.paths.published.read_bytes() == published_before
+
+        filler.unlink()
+        assert house.run(2019, "after")["end"] == "published"
+        current_2019 = [r for r in house.registry() if r[1] == 2019 and r[3]]
+        assert current_2019 and current_2019[0][5] == house.file_sha(2019), "the corrected file is the current load"
 
 
 def test_copies_a_killed_publication_left_are_swept_by_the_next_run(tmp_path: Path) -> None:
