@@ -19,14 +19,19 @@ from pathlib import Path
 import duckdb
 import psycopg2
 import pytest
+from conftest import make_paths
+from test_exports import _publish as _publish_for_export
+from test_exports import _utc
 from test_load_lifecycle import Warehouse_, _publish_all
 
 from survey_warehouse.intake.waves import find_wave_spec
 from survey_warehouse.operations import faults
 from survey_warehouse.orchestration.pipeline import failure_message
+from survey_warehouse.publishing import exports
 from survey_warehouse.publishing import publish as publishing
 from survey_warehouse.publishing.publish import publish, recover_publication, sweep_stopped_copies
 from survey_warehouse.raw.load import load_wave
+from survey_warehouse.warehouse import Warehouse
 
 
 @contextlib.contextmanager
@@ -123,6 +128,32 @@ def test_a_full_disk_while_loading_keeps_the_registry_says_so_and_the_next_run_l
         assert house.run(2019, "after")["end"] == "published"
         current_2019 = [r for r in house.registry() if r[1] == 2019 and r[3]]
         assert current_2019 and current_2019[0][5] == house.file_sha(2019), "the corrected file is the current load"
+
+
+def test_a_full_disk_while_exporting_leaves_the_last_export_whole_and_says_so() -> None:
+    """The exports folder fills up while the marts are written as Parquet and CSV: the export fails naming the full
+    disk, no partial folder is left, `latest` still points at the complete export before it, and with the space
+    freed the next export goes through."""
+    paths = make_paths("faults_full_disk_exports")
+    root = exports.exports_dir(paths)
+    with small_filesystem(root, "8m"):
+        _publish_for_export(paths, _utc(2019, 6, 1, 6, 0, 0))
+        exports.export_marts(paths, Warehouse.duckdb(paths.warehouse))
+        before = {str(p.relative_to(root)): p.lstat().st_mtime_ns for p in root.rglob("*")}
+        _publish_for_export(paths, _utc(2019, 6, 2, 6, 0, 0))
+        filler = _fill(root, 8 * 1024)
+
+        with pytest.raises((duckdb.Error, OSError)) as failed:
+            exports.export_marts(paths, Warehouse.duckdb(paths.warehouse))
+
+        said = faults.cause(failed.value)
+        assert said is not None and said.startswith("No space left on device"), faults.described(failed.value)
+        after = {str(p.relative_to(root)): p.lstat().st_mtime_ns for p in root.rglob("*") if p != filler}
+        assert after == before, "a partial export was left, or latest moved"
+
+        filler.unlink()
+        export = exports.export_marts(paths, Warehouse.duckdb(paths.warehouse))
+        assert exports.is_exported(paths, _utc(2019, 6, 2, 6, 0, 0)), export
 
 
 def test_copies_a_killed_publication_left_are_swept_by_the_next_run(tmp_path: Path) -> None:
