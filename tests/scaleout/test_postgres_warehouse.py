@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import duckdb
 import psycopg2
@@ -18,6 +18,7 @@ from conftest import ROOT, PipelineRun, en_us_database_options, make_paths, publ
 
 from survey_warehouse import quality
 from survey_warehouse.intake.waves import find_wave_spec
+from survey_warehouse.operations import faults
 from survey_warehouse.publishing.publish import swap_marts
 from survey_warehouse.raw import load, registry
 from survey_warehouse.raw.builds import begin_build
@@ -220,6 +221,52 @@ def test_raw_load_on_postgres_is_idempotent(pg_build: PostgresBuild) -> None:
         after = s.execute("select count(*) from raw.survey_cells").fetchone()[0]
         registry = s.execute("select count(*) from raw.load_registry").fetchone()[0]
     assert again.unchanged and before == after and registry == 3
+
+
+def test_a_session_the_server_ends_mid_load_keeps_nothing_and_says_why(
+    pg_build: PostgresBuild, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server ends the loading session after the load is registered, before its rows are written (a restart, an
+    administrator's pg_terminate_backend): the load fails with the cause in words, nothing of it is kept, and the
+    same file loads on the next try."""
+    spec = find_wave_spec(2019, pg_build.paths)
+    lines = spec.file.read_text(encoding="utf-8-sig").splitlines()
+    corrected = tmp_path / spec.file.name
+    corrected.write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8-sig")
+    spec = replace(spec, file=corrected)
+    with Session(pg_build.warehouse, read_only=True) as s:
+        registry_before = s.execute("select load_id, status, is_current from raw.load_registry order by 1").fetchall()
+        cells_before = s.execute("select count(*) from raw.survey_cells").fetchone()[0]
+    register = load.register_load
+
+    def register_then_the_server_ends_the_session(session, *args, **kwargs):
+        register(session, *args, **kwargs)
+        pid = session.execute("select pg_backend_pid()").fetchone()[0]
+        with closing(_admin()) as admin:
+            admin.cursor().execute("select pg_terminate_backend(%s)", [pid])
+
+    monkeypatch.setattr(load, "register_load", register_then_the_server_ends_the_session)
+    with pytest.raises(psycopg2.Error) as failed:
+        load.load_wave(spec, pg_build.warehouse, paths=pg_build.paths)
+    said = faults.cause(failed.value)
+    assert said is not None and said.startswith("the PostgreSQL server ended the session"), faults.described(
+        failed.value
+    )
+
+    with Session(pg_build.warehouse, read_only=True) as s:
+        assert s.execute("select load_id, status, is_current from raw.load_registry order by 1").fetchall() == (
+            registry_before
+        ), "a load the server cut off left a row in the registry"
+        assert s.execute("select count(*) from raw.survey_cells").fetchone()[0] == cells_before
+    monkeypatch.undo()
+    again = load.load_wave(spec, pg_build.warehouse, paths=pg_build.paths)
+    assert not again.unchanged and again.row_count == len(lines) - 2
+    with Session(pg_build.warehouse) as s, s.transaction():  # leave the module's warehouse as the other tests expect
+        tables = s.execute(
+            "select table_name from information_schema.columns where table_schema = 'raw' and column_name = 'load_id'"
+        ).fetchall()
+        for (table,) in tables:
+            s.execute(f'delete from raw."{table}" where load_id = ?', [again.load_id])
 
 
 def _reader(pg_build: PostgresBuild):
