@@ -30,6 +30,7 @@ from survey_warehouse.orchestration.pipeline import failure_message
 from survey_warehouse.publishing import exports
 from survey_warehouse.publishing import publish as publishing
 from survey_warehouse.publishing.publish import publish, recover_publication, sweep_stopped_copies
+from survey_warehouse.quality import Failure, GateReport, UnreadableReport
 from survey_warehouse.raw.load import load_wave
 from survey_warehouse.warehouse import Warehouse
 
@@ -154,6 +155,29 @@ def test_a_full_disk_while_exporting_leaves_the_last_export_whole_and_says_so() 
         filler.unlink()
         export = exports.export_marts(paths, Warehouse.duckdb(paths.warehouse))
         assert exports.is_exported(paths, _utc(2019, 6, 2, 6, 0, 0)), export
+
+
+def test_a_gate_report_on_a_full_disk_is_not_left_cut_off(tmp_path: Path) -> None:
+    """A gate report that cannot be written whole is not written at all (the summary and the run's message read it
+    as the gate's verdict); one cut off by an older version or by hand is named, not a JSON traceback."""
+    folder = tmp_path / "reports"
+    report = GateReport(
+        "raw_wave", "2019-x", False, 40, [Failure("raw_wave", "expect_x", "col", 2, ["too many " * 40000], [1, 2])]
+    )
+    with small_filesystem(folder, "1m"):
+        filler = _fill(folder, 4 * 1024)
+        with pytest.raises(OSError, match="No space left") as failed:
+            report.write(folder / "2019-x.json")
+        assert failed.value.errno == errno.ENOSPC
+        assert sorted(p.name for p in folder.iterdir()) == [filler.name], "a cut-off report or its temporary stayed"
+        filler.unlink()
+        report.write(folder / "2019-x.json")
+        assert GateReport.read(folder / "2019-x.json") == report
+
+    cut = tmp_path / "cut.json"
+    cut.write_text('{"gate": "raw_wave", "batch": "2019', encoding="utf-8")
+    with pytest.raises(UnreadableReport, match=r"cut\.json cannot be read"):
+        GateReport.read(cut)
 
 
 def test_copies_a_killed_publication_left_are_swept_by_the_next_run(tmp_path: Path) -> None:

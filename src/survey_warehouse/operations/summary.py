@@ -134,20 +134,24 @@ def _marts_gate_line(paths: Paths, outcomes: dict[int, dict[str, Any]]) -> str:
         if not found:
             return "Marts gate: not run yet"
         when = dt.datetime.fromtimestamp(found[-1].stat().st_mtime, dt.UTC)
-        return f"Marts gate (latest, {when:%Y-%m-%d %H:%M} UTC): {_verdict(quality.GateReport.read(found[-1]))}"
+        return f"Marts gate (latest, {when:%Y-%m-%d %H:%M} UTC): {_verdict_of(found[-1])}"
     reports = []
     for run_id in _run_ids(outcomes):
         suffix = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
         reports += sorted(directory.glob(f"*_{suffix}.json"), key=lambda p: p.stat().st_mtime)
     if reports:
-        return f"Marts gate (this run): {_verdict(quality.GateReport.read(reports[-1]))}"
+        return f"Marts gate (this run): {_verdict_of(reports[-1])}"
     failed = sorted({t for o in ran for t in o.get("failed_tasks") or [] if not t.startswith("validate_marts")})
     if failed:
         return f"Marts gate (this run): not run (the run failed before it, at {', '.join(failed)})"
     return "Marts gate (this run): not run (no run built the marts)"
 
 
-def _verdict(report: quality.GateReport) -> str:
+def _verdict_of(report_file: Path) -> str:
+    try:
+        report = quality.GateReport.read(report_file)
+    except quality.UnreadableReport as exc:
+        return f"unknown: {exc}"
     return report.message().splitlines()[0].split(": ", 1)[1]
 
 
@@ -167,13 +171,18 @@ def _print_waves(paths: Paths, warehouse: Warehouse, outcomes: dict[int, dict[st
         else:
             _year, load_id, file_name, rows, _status, accepted, quarantined, *_ = current
             report_file = quality.report_path(paths, "raw_wave", load_id)
-            gate = quality.GateReport.read(report_file) if report_file.exists() else None
+            try:
+                gate = quality.GateReport.read(report_file) if report_file.exists() else None
+            except quality.UnreadableReport:
+                gate = None
             gate_text = (
                 (
                     f"{'passed' if gate.success else 'FAILED'} ({gate.evaluated - len(gate.failures)}"
                     f"/{gate.evaluated} expectations)"
                 )
                 if gate
+                else "passed (its report cannot be read)"
+                if report_file.exists()
                 else "passed"
             )
             print(f"  {year:<6}{rows:>9}{accepted:>10}{quarantined:>13}  {gate_text:<30}{file_name}")

@@ -11,12 +11,13 @@ from __future__ import annotations
 from survey_warehouse.errors import QualityGateFailed
 from survey_warehouse.quality.batches import mart_tables, quarantine_summary, removal_summary
 from survey_warehouse.quality.checkpoints import file_context, marts_checkpoint, raw_wave_checkpoint, run_gate
-from survey_warehouse.quality.reports import Failure, GateReport, report_path
+from survey_warehouse.quality.reports import Failure, GateReport, UnreadableReport, report_path
 
 __all__ = [
     "Failure",
     "GateReport",
     "QualityGateFailed",
+    "UnreadableReport",
     "file_context",
     "mart_tables",
     "marts_checkpoint",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import numbers
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -69,14 +70,34 @@ class GateReport:
             "failures": [asdict(f) for f in self.failures],
             "message": self.message(),
         }
-        path.write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+        # whole or not at all: a report cut off (a full disk, a killed run) would be read as the gate's verdict
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     @classmethod
     def read(cls, path: Path) -> GateReport:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        """The report written at `path`; a file that is not one (cut off before reports were written whole, or
+        edited) is named as such instead of failing with a JSON error."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UnreadableReport(
+                f"the gate report {path} cannot be read ({exc}): run the wave again to write it anew"
+            ) from exc
         return cls(
             data["gate"], data["batch"], data["success"], data["evaluated"], [Failure(**f) for f in data["failures"]]
         )
+
+
+class UnreadableReport(QualityGateFailed):
+    """A gate report file that is not a whole report: the gate's verdict is unknown, so it counts as failed."""
 
 
 def _is_row(value: Any) -> bool:
