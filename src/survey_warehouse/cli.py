@@ -4,6 +4,7 @@
     python -m survey_warehouse.cli summary          # the summary of what is in the warehouse now
     python -m survey_warehouse.cli airflow          # what `make airflow` does: Airflow until Ctrl-C
     python -m survey_warehouse.cli airflow-cli ARGS # any airflow command with the project's environment
+    python -m survey_warehouse.cli wave draft FILE --year YEAR  # a new wave's spec and codebook rows, proposed
 
 `run` runs the DAG through Airflow itself (`dag.test`, metadata in SQLite under var/airflow) for each year that
 has something to do, all in one process, so Airflow, dbt and Great Expectations start once. A year whose inputs
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from survey_warehouse.drafting.command import add_draft_command
 from survey_warehouse.errors import SurveyWarehouseError
 from survey_warehouse.intake.waves import list_wave_years
 from survey_warehouse.orchestration.runner import run_exports, run_waves
@@ -52,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("manifest", help="the dbt manifest (parsed again when the dbt project changed)")
     sub.add_parser("summary", help="print what the warehouse and the published marts hold")
     sub.add_parser("docs", help="dbt docs (lineage, mart catalogue) into var/dbt_docs")
+    waves = sub.add_parser("wave", help="a new wave: its spec and codebook rows").add_subparsers(required=True)
+    add_draft_command(waves)  # wave draft FILE --year YEAR
     from survey_warehouse.orchestration import local_airflow  # its commands: airflow, airflow-cli
 
     local_airflow.add_commands(sub)
@@ -68,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         commands: dict[str, Callable[[], int]] = {
             "docs": partial(generate_docs, paths),
             "airflow": partial(local_airflow.serve_command, paths, args),
+            "wave": lambda: int(args.wave_run(args, paths.root)),
             "airflow-cli": partial(local_airflow.airflow_command, paths, getattr(args, "airflow_args", [])),
         }
         if args.command in commands:

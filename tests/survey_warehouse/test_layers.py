@@ -24,6 +24,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("ground", frozenset({PACKAGE, "errors", "settings", "secrets", "warehouse"})),
     ("intake", frozenset({"intake"})),  # what a delivered file is and how it is read
     ("raw", frozenset({"raw"})),  # the loader, the load registry, the builds
+    ("drafting", frozenset({"drafting"})),  # a new wave's spec and codebook rows, proposed from its file
     ("quality", frozenset({"quality"})),  # the gates
     ("publishing", frozenset({"publishing"})),  # the published marts, their exports, their asset
     ("operations", frozenset({"operations"})),  # the inbox, the summary, the causes of failures
