@@ -40,6 +40,8 @@ SENTENCE_WORDS = 5  # answers this long on average are sentences: free text
 WEIGHTS = {"wording": 0.4, "answers": 0.3, "type": 0.15, "position": 0.15}
 SURE_SCORE = 0.6
 SURE_MARGIN = 0.12
+SAME_WORDING = 0.9
+WORDING_MARGIN = 0.3
 SURE_WORDING = 0.7
 SURE_EXACT = 0.5
 PROPOSE_SCORE = 0.45
@@ -405,24 +407,28 @@ def match_questions(delivery: Delivery, history: History, taken: list[ColumnMatc
         if kind == "empty":
             matches.append(ColumnMatch(column, None, True, ["no answers in the column: not mapped (kept in raw)"]))
             continue
-        question = assigned.get(column.position)
-        matches.append(_judge(column, kind, question, evidence, questions, history))
+        matches.append(_judge(column, kind, assigned, evidence, questions, history))
     return matches
 
 
 def _judge(
     column: Column,
     kind: str,
-    question: EarlierQuestion | None,
+    assigned: dict[int, EarlierQuestion],
     evidence: dict[tuple[int, str], dict[str, float]],
     questions: list[EarlierQuestion],
     history: History,
 ) -> ColumnMatch:
+    question = assigned.get(column.position)
     if question is not None:
         e = evidence[(column.position, question.question_id)]
         others = [evidence[(column.position, q.question_id)]["score"] for q in questions if q is not question]
+        # another column counts as a rival only when it would rather be this question than the one it matched
+        own = {p: evidence[(p, q.question_id)]["score"] for p, q in assigned.items()}
         rivals = [
-            v["score"] for (p, qid), v in evidence.items() if qid == question.question_id and p != column.position
+            v["score"]
+            for (p, qid), v in evidence.items()
+            if qid == question.question_id and p != column.position and v["score"] >= own.get(p, 0.0)
         ]
         margin = e["score"] - max([*others, *rivals], default=0.0)
         why = [
@@ -433,7 +439,15 @@ def _judge(
             f"score {e['score']:.2f}, {margin:.2f} ahead of the next candidate",
         ]
         strong = e["wording"] >= SURE_WORDING or e["exact"] >= SURE_EXACT
-        if e["score"] >= SURE_SCORE and margin >= SURE_MARGIN and strong and e["type"] >= 0.5:  # noqa: PLR2004
+        # the same wording, and no other question (or column) worded alike: answers that cannot tell scales of one
+        # range apart do not make it less sure
+        worded_alike = [
+            v["wording"] for (p, qid), v in evidence.items() if (p == column.position) != (qid == question.question_id)
+        ]
+        by_wording = e["wording"] >= SAME_WORDING and e["wording"] - max(worded_alike, default=0.0) >= WORDING_MARGIN
+        if (
+            e["score"] >= SURE_SCORE and (margin >= SURE_MARGIN or by_wording) and strong and e["type"] >= 0.5  # noqa: PLR2004
+        ):
             match = ColumnMatch(column, question.question_id, True, why)
         elif e["score"] >= PROPOSE_SCORE and (e["wording"] >= PROPOSE_WORDING or e["exact"] >= PROPOSE_EXACT):
             match = ColumnMatch(column, question.question_id, False, why)
