@@ -75,12 +75,8 @@ def test_every_answer_is_coded_right_or_left_to_a_person(wave: Wave) -> None:
             assert question["answer_type"] == "scale" and is_number(match_key(label)), f"{label!r} not coded"
             low, high = float(plain(question["scale_min"])), float(plain(question["scale_max"]))
             point = point_of(match_key(label))
-            assert (
-                point is not None
-                and low <= point <= high
-                and truth == f"score_{point}"
-                or is_open(question["scale_min"])
-            ), f"{field_id} {label!r} is not on the scale {low}-{high}"
+            on_scale = point is not None and low <= point <= high and truth == f"score_{point}"
+            assert on_scale or is_open(question["scale_min"]), f"{field_id} {label!r} is not on the scale {low}-{high}"
         checked += 1
     assert checked >= 10
 
