@@ -24,7 +24,7 @@ from survey_warehouse.errors import WaveFileError
 from survey_warehouse.intake.grid import HEADER_SEARCH_ROWS, SEPARATOR_HINT, read_grid
 from survey_warehouse.intake.matching import looks_like_email, match_keys
 from survey_warehouse.intake.verdict import container_of, is_utf8, zip_kind
-from survey_warehouse.intake.waves import WaveSpec
+from survey_warehouse.intake.waves import FORMATS, WaveSpec
 from survey_warehouse.raw.load import TIMESTAMP_FORMATS  # submission times as the loader reads them
 
 DELIMITERS = (",", ";", "\t", "|")
@@ -92,8 +92,11 @@ def detect_shape(path: Path, decided: dict[str, Any] | None = None) -> Shape:
     if not head:
         raise WaveFileError(path, "the file is empty (0 bytes); ask for the export again")
     kind = container_of(head)
+    suffix = path.suffix.lstrip(".").lower()
     if kind == "zip" and zip_kind(path).startswith("an Excel workbook"):
         shape = _workbook_shape(path, decided)
+    elif suffix in FORMATS and suffix not in ("csv", "xlsx"):  # a format intake reads by its own reader
+        shape = Shape(suffix, header_row=int(decided.get("header_row", 1)), evidence=[f"format {suffix}: its name"])
     elif kind is not None:
         what = zip_kind(path) if kind == "zip" else kind
         raise WaveFileError(path, f"is {what}: the draft reads what the loader reads (CSV text or .xlsx)")
@@ -235,12 +238,11 @@ def read_delivery(path: Path, year: int, shape: Shape) -> Delivery:
     """The file read by intake's reader with the shape: its header and every column's distinct values."""
     import pyarrow as pa
 
-    header = _header_cells(path, shape)
-    spec = WaveSpec(
+    spec = WaveSpec(  # no columns: the reader expects none, and returns the header as the file has it
         wave_year=year,
         file=path,
         format=shape.format,
-        columns={h: h for h in header if h},
+        columns={},
         cities_surveyed=(),
         questionnaire_version="draft",
         field_period_start=dt.date(year, 1, 1),
@@ -281,23 +283,3 @@ def read_delivery(path: Path, year: int, shape: Shape) -> Delivery:
                 )
             )
         return Delivery(path, shape, columns, grid.rows)
-
-
-def _header_cells(path: Path, shape: Shape) -> list[str]:
-    """The header row's cells as the shape reads them (for the reader's list of expected columns)."""
-    if shape.format == "xlsx":
-        import openpyxl
-
-        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
-        try:
-            sheet = workbook[shape.sheet or workbook.sheetnames[0]]
-            sheet.reset_dimensions()
-            rows = list(sheet.iter_rows(min_row=shape.header_row, max_row=shape.header_row, values_only=True))
-        finally:
-            workbook.close()
-        return ["" if c is None else str(c).strip() for c in (rows[0] if rows else [])]
-    with open(path, encoding=shape.encoding, errors="replace", newline="") as f:
-        for number, cells in enumerate(csv.reader(f, delimiter=shape.delimiter), start=1):
-            if number == shape.header_row:
-                return [c.strip().lstrip("\ufeff") for c in cells]
-    raise WaveFileError(path, f"the file ends before the header row {shape.header_row}", row=shape.header_row)
