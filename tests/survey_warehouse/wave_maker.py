@@ -113,6 +113,8 @@ VARIANTS = [
             "sector_directors": "Toimialajohtajat",
             "city_leadership": "Kaupunginjohto",
             "chief_digital_officer": "Digijohtaja",
+            # a new option that shares words with earlier ones: never coded as either without a person
+            "joint_lead": "Tietohallinto ja toimialat yhdessä",
         },
         cooperation=(1, 7, True),
         dropped=("it_involvement_stage", "business_digital_skills", "respondent_name"),

@@ -49,6 +49,7 @@ PROPOSE_WORDING = 0.5
 PROPOSE_EXACT = 0.3
 FUZZY_LABEL = 60  # a label this close (rapidfuzz WRatio) to an earlier one is proposed as its code
 CITY_FUZZY = 75
+SHORT_STEM = 5  # letters a shortened word keeps of the earlier one
 
 
 def is_number(key: str | None) -> bool:
@@ -549,7 +550,36 @@ def _known_code(
     if len(hits) == 1:
         code = next(iter(hits))
         return value, code, [f"names the option of {code!r} (the same words, or one of its alternatives)"]
+    if not hits:
+        shortened = {r["answer_code"]: r["source_label"] for r in labels if _shortens(value, r["source_label"])}
+        if len(shortened) == 1:
+            code, earlier = next(iter(shortened.items()))
+            return value, code, [f"the words of the earlier label {earlier!r} ({code}), shortened"]
     return value, None, []
+
+
+def _shortens(label: str, earlier: str) -> bool:
+    """Whether `label` is `earlier` in the same word stems ('Strategia' for 'Jo strategiavaiheessa',
+    'Hankintapäätösvaiheessa' for 'Hankinta'): each of its words is one of the earlier label's, or begins or ends
+    the same as one (SHORT_STEM letters at least), at least one word is that long, and the earlier label has at most
+    one word more."""
+    words, others = label_words(label).split(), label_words(earlier).split()
+    if not words or len(others) - len(words) > 1 or max(len(w) for w in words) < SHORT_STEM:
+        return False
+    free = list(others)
+    for word in words:
+        same = next(
+            (
+                o
+                for o in free
+                if o == word or (min(len(o), len(word)) >= SHORT_STEM and (o.startswith(word) or word.startswith(o)))
+            ),
+            None,
+        )
+        if same is None:
+            return False
+        free.remove(same)
+    return True
 
 
 def _earlier_row(
