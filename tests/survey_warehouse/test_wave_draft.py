@@ -235,3 +235,21 @@ def test_the_loader_refuses_a_wave_with_open_decisions(tmp_path: Path) -> None:
     spec = WaveSpec.from_file(wave.root / "config" / "waves" / f"{YEAR}.yml", wave.root)
     with pytest.raises(WaveSpecError, match="decision"):
         spec.check(Codebook.from_seeds(wave.root / "dbt_project" / "seeds"))
+
+
+def test_no_contact_details_reach_the_spec_the_seeds_or_the_decisions(tmp_path: Path) -> None:
+    import csv
+
+    wave = make_wave(VARIANTS[0], copy_project(tmp_path / "project"))
+    with open(wave.file, encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.reader(f))
+    lead = rows[0].index(VARIANTS[0].headers["lead"])
+    rows[1][lead] = "soita minulle: matti.meikalainen@example.fi"
+    rows[2][lead] = "040 123 4567"
+    with open(wave.file, "w", encoding="utf-8-sig", newline="") as f:
+        csv.writer(f).writerows(rows)
+    draft = draft_wave(wave.file, YEAR, wave.root)
+    written = (wave.root / "config" / "waves" / f"{YEAR}.yml").read_text(encoding="utf-8")
+    written += (wave.root / "dbt_project" / "seeds" / "codebook_answers.csv").read_text(encoding="utf-8")
+    written += draft.as_json()
+    assert "@" not in written and "4567" not in written and "meikalainen" not in written

@@ -17,7 +17,7 @@ from rapidfuzz import fuzz, process
 
 from survey_warehouse.drafting.delivery import Column, Delivery
 from survey_warehouse.drafting.history import EarlierQuestion, History, label_words, wording_key
-from survey_warehouse.intake.matching import looks_like_email, match_key
+from survey_warehouse.intake.matching import LONG_NUMBER, looks_like_email, match_key
 
 # a number as the loader reads one (a decimal point or comma, an exponent)
 NUMBER = re.compile(r"[+-]?([0-9]+([.,][0-9]*)?|[.,][0-9]+)(e[+-]?[0-9]+)?")
@@ -69,6 +69,11 @@ def point_of(key: str | None) -> int | None:
         return int(number) if number.is_integer() else None
     found = LABELLED_POINT.fullmatch(key)
     return int(found.group(1)) if found else None
+
+
+def has_contact_details(value: str) -> bool:
+    """An e-mail address or a long number (a phone number) in a value: it is never quoted or written."""
+    return looks_like_email(value) or LONG_NUMBER.search(unicodedata.normalize("NFKC", value)) is not None
 
 
 def slug(text: str, limit: int = 40) -> str:
@@ -185,7 +190,7 @@ def _kind(column: Column) -> str:
         return "scale"
     distinct = len(keys) / max(column.filled, 1)
     words = sum(len(k.split()) for k in keys) / len(keys)
-    if len(keys) >= FREE_TEXT_MIN and (distinct >= DISTINCT_TEXT or words >= SENTENCE_WORDS):
+    if (len(keys) >= FREE_TEXT_MIN and distinct >= DISTINCT_TEXT) or words >= SENTENCE_WORDS:
         return "text"
     return "category"
 
@@ -511,6 +516,8 @@ def propose_answers(match: ColumnMatch, history: History) -> list[AnswerRow]:
         key = column.keys[value] or ""
         if match.answer_type == "scale" and is_number(key):
             continue  # a plain number on a scale needs no row
+        if has_contact_details(value):
+            continue  # never written into the codebook: the loader quarantines its row
         pending.append(_known_code(value, key, labels, by_key, alt_codes))
         found = pending[-1][1]
         if found:
