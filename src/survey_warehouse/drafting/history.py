@@ -83,6 +83,7 @@ class History:
     aliases: dict[str, str]  # match key -> municipality code
     municipalities: dict[str, str]  # code -> Finnish name
     role_codes: dict[str, str]  # role code -> Finnish label
+    role_labels_en: dict[str, str] = field(default_factory=dict)  # role code -> English label
 
     @property
     def previous(self) -> int | None:
@@ -134,5 +135,8 @@ def read_history(root: Path, year: int) -> History:
     }
     municipalities = {r["municipality_code"]: r["name_fi"] for r in read_rows(seeds / "cities.csv")}
     roles = {r["role_code"]: r["label_fi"] for r in read_rows(seeds / "respondent_roles.csv")}
+    role_rows = read_rows(seeds / "respondent_roles.csv")
     waves = sorted({w for q in questions.values() for w in q.texts} | set(specs))
-    return History(year, waves, questions, field_headers, specs, aliases, municipalities, roles)
+    history = History(year, waves, questions, field_headers, specs, aliases, municipalities, roles)
+    history.role_labels_en = {r["role_code"]: r["label_en"] for r in role_rows}
+    return history

@@ -509,6 +509,9 @@ def propose_answers(match: ColumnMatch, history: History) -> list[AnswerRow]:
         for code, label in history.role_codes.items():
             for a in alternatives(label, "tai"):
                 alt_codes.setdefault(a, set()).add(code)
+    # job titles are coded to the roles of respondent_roles.csv only: a closed list
+    closed = {a: c for c, label in history.role_codes.items() for a in alternatives(label, "tai")}
+    closed = closed if qid == "respondent_role" else {}
     rows: list[AnswerRow] = []
     claimed: dict[str, int] = {}
     pending: list[tuple[str, str | None, list[str]]] = []
@@ -527,7 +530,7 @@ def propose_answers(match: ColumnMatch, history: History) -> list[AnswerRow]:
         if known is not None:
             rows.append(_earlier_row(qid, label, known, codes, True, why))
             continue
-        rows.append(_proposed_row(qid, label, match, labels, codes, claimed, next_order, why))
+        rows.append(_proposed_row(qid, label, match, labels, codes, claimed, next_order, why, closed))
         next_order += 0 if rows[-1].code in codes else 1
     for row in rows:  # a code two delivered labels reach only through alternatives is for a person to confirm
         if (
@@ -537,6 +540,8 @@ def propose_answers(match: ColumnMatch, history: History) -> list[AnswerRow]:
         ):
             row.sure = False
             row.evidence.append(f"another label of this wave is also coded {row.code!r}")
+        if qid == "respondent_role" and row.label_en is None:  # the role's own English label
+            row.label_en = history.role_labels_en.get(row.code)
     return rows
 
 
@@ -616,6 +621,7 @@ def _proposed_row(
     claimed: dict[str, int],
     next_order: int,
     why: list[str],
+    closed: dict[str, str],
 ) -> AnswerRow:
     key = match.column.keys[value] or ""
     point = point_of(key)
@@ -623,12 +629,12 @@ def _proposed_row(
         return AnswerRow(
             qid, value, f"score_{point}", float(point), None, point, True, [f"a worded point of the scale: {point}"]
         )
-    choices = {label_words(r["source_label"]): r["answer_code"] for r in labels}
+    choices = {label_words(r["source_label"]): r["answer_code"] for r in labels} | closed
     best = process.extractOne(label_words(value), list(choices), scorer=fuzz.WRatio) if choices else None
-    if best and best[1] >= FUZZY_LABEL:
+    if best and (best[1] >= FUZZY_LABEL or closed):
         code = choices[best[0]]
         row = _earlier_row(
-            qid, value, code, codes, False, [*why, f"{round(best[1])} % like the earlier label {best[0]!r} ({code})"]
+            qid, value, code, codes, False, [*why, f"{round(best[1])} % like the label {best[0]!r} ({code})"]
         )
         if claimed.get(code):
             row.evidence.append(f"{code!r} is already the code of another label of this wave")
