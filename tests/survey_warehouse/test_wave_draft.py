@@ -253,3 +253,28 @@ def test_no_contact_details_reach_the_spec_the_seeds_or_the_decisions(tmp_path: 
     written += (wave.root / "dbt_project" / "seeds" / "codebook_answers.csv").read_text(encoding="utf-8")
     written += draft.as_json()
     assert "@" not in written and "4567" not in written and "meikalainen" not in written
+
+
+@pytest.mark.parametrize(
+    ("prefix", "encoding", "delimiter", "header_row"),
+    [
+        ("sep=;\r\n", "utf-8-sig", ";", 2),  # Excel's delimiter hint above the header
+        ("Kaupunkikysely\r\n\r\nVastaukset 2021\r\n", "cp1252", "\t", 4),  # a title block in a tab-separated file
+        ("", "utf-16", "|", 1),
+    ],
+)
+def test_the_shape_is_read_off_the_file(
+    tmp_path: Path, prefix: str, encoding: str, delimiter: str, header_row: int
+) -> None:
+    from survey_warehouse.drafting.delivery import detect_shape, read_delivery
+
+    header = ["Nimi", "Sähköposti", "Kaupunki", "Kuka johtaa digitalisaatiota?"]
+    rows = [[f"Vastaaja {i}", f"v{i}@example.fi", "Turku", "Tietohallinto, ICT"] for i in range(6)]
+    text = prefix + "\r\n".join(delimiter.join(r) for r in [header, *rows]) + "\r\n"
+    file = tmp_path / "wave.csv"
+    file.write_text(text, encoding=encoding)
+    shape = detect_shape(file)
+    assert (shape.delimiter, shape.header_row) == (delimiter, header_row)
+    assert shape.encoding.replace("-sig", "") in (encoding.replace("-sig", ""), "utf-8")
+    delivery = read_delivery(file, YEAR, shape)
+    assert [c.header for c in delivery.columns] == header and delivery.rows == len(rows)

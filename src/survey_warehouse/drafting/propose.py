@@ -640,6 +640,16 @@ def _proposed_row(
             row.evidence.append(f"{code!r} is already the code of another label of this wave")
         return row
     unused = sorted(set(codes) - set(claimed))
+    if len(unused) == 1 and not match.new:
+        code = unused[0]
+        return _earlier_row(
+            qid,
+            value,
+            code,
+            codes,
+            False,
+            [*why, f"like no earlier label; {code!r} is the one earlier code no other label of this wave has"],
+        )
     note = f"like no earlier label{' of ' + qid if labels else ''}" + (
         f"; earlier codes not used by this wave: {', '.join(unused)}" if unused and labels else ""
     )
