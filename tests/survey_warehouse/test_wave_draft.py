@@ -278,3 +278,24 @@ def test_the_shape_is_read_off_the_file(
     assert shape.encoding.replace("-sig", "") in (encoding.replace("-sig", ""), "utf-8")
     delivery = read_delivery(file, YEAR, shape)
     assert [c.header for c in delivery.columns] == header and delivery.rows == len(rows)
+
+
+def test_a_column_the_person_removed_stays_unmapped_until_another_file_comes(tmp_path: Path) -> None:
+    import shutil
+
+    wave = make_wave(VARIANTS[0], copy_project(tmp_path / "project"))
+    draft_wave(wave.file, YEAR, wave.root)
+    spec_path = wave.root / "config" / "waves" / f"{YEAR}.yml"
+    header = VARIANTS[0].headers["business_digital_skills"]
+    kept = [
+        line
+        for line in spec_path.read_text(encoding="utf-8").splitlines()
+        if json.dumps(header, ensure_ascii=False) not in line
+    ]
+    spec_path.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    draft_wave(wave.file, YEAR, wave.root)
+    assert header not in spec_and_rows(wave.root)[0]["columns"]
+    redelivered = wave.file.with_name("kysely_2021_korjattu.csv")
+    shutil.copy2(wave.file, redelivered)
+    draft_wave(redelivered, YEAR, wave.root)
+    assert plain(spec_and_rows(wave.root)[0]["columns"][header]) == "business_digital_skills"

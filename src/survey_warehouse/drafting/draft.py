@@ -159,7 +159,8 @@ def draft_wave(file: Path, year: int, project_root: Path, write: bool = True, fo
     history = read_history(root, year)
     if force and spec_path.exists() and not existing:
         _drop_year(root, year)
-    matches = _columns(delivery, history, existing)
+    same_file = str(existing.get("file", "")) == _relative(file, root)
+    matches = _columns(delivery, history, existing, same_file)
     seeds = _Seeds(root, year)
     writer = _Writer(root, file, year, draft, delivery, history, existing, decided)
     spec_text = writer.spec(matches, seeds)
@@ -178,8 +179,9 @@ def _has_open(value: Any) -> bool:
     return is_open(value)
 
 
-def _columns(delivery: Delivery, history: History, existing: dict[str, Any]) -> list[ColumnMatch]:
-    """Every column's field: as a person decided it in the spec, or as proposed."""
+def _columns(delivery: Delivery, history: History, existing: dict[str, Any], same_file: bool) -> list[ColumnMatch]:
+    """Every column's field: as a person decided it in the spec, or as proposed. A column the spec of the same file
+    does not map was left out by the draft or by the person: it stays unmapped; one of another file is proposed."""
     taken = _Fields(delivery, history).recognise()
     matches = taken + match_questions(delivery, history, taken)
     matches.sort(key=lambda m: m.column.position)
@@ -188,6 +190,8 @@ def _columns(delivery: Delivery, history: History, existing: dict[str, Any]) -> 
     written = {match_key(h): v for h, v in (existing.get("columns") or {}).items()}
     for match in matches:
         value = written.get(match_key(match.column.header))
+        if value is None and not same_file:
+            continue
         if value is None:  # a column the draft left out or the person removed: not mapped
             match.field, match.sure, match.new = None, True, False
             match.evidence = ["not mapped in the spec"]
