@@ -4,6 +4,7 @@
   through intake's own readers
 - `history`: the earlier waves (their specs and codebook rows) the proposals are drawn from
 - `propose`: every column, answer and city spelling matched to the earlier waves, with its evidence
-- `files`: the proposals written into config/waves/YEAR.yml and the seeds, keeping what a person already decided
-- `draft`: `draft_wave`, the whole draft and the decisions left to a person
+- `draft`: `draft_wave`: the proposals written into config/waves/YEAR.yml and the seeds, keeping what a person
+  already decided, and the decisions left to a person
+- `command`: `wave draft` on the command line
 """

@@ -40,12 +40,12 @@ from survey_warehouse.drafting.propose import (
     AliasRow,
     AnswerRow,
     ColumnMatch,
-    _Fields,
-    _kind,
-    _scale_of,
+    Fields,
+    column_kind,
     match_questions,
     propose_answers,
     propose_cities,
+    scale_of,
 )
 from survey_warehouse.errors import SurveyWarehouseError
 from survey_warehouse.intake.codebook import STRUCTURAL_FIELDS
@@ -182,7 +182,7 @@ def _has_open(value: Any) -> bool:
 def _columns(delivery: Delivery, history: History, existing: dict[str, Any], same_file: bool) -> list[ColumnMatch]:
     """Every column's field: as a person decided it in the spec, or as proposed. A column the spec of the same file
     does not map was left out by the draft or by the person: it stays unmapped; one of another file is proposed."""
-    taken = _Fields(delivery, history).recognise()
+    taken = Fields(delivery, history).recognise()
     matches = taken + match_questions(delivery, history, taken)
     matches.sort(key=lambda m: m.column.position)
     if not existing:
@@ -199,8 +199,8 @@ def _columns(delivery: Delivery, history: History, existing: dict[str, Any], sam
             match.field, match.sure = str(value).strip(), True
             match.new = match.field not in history.questions and match.field not in STRUCTURAL_FIELDS
             match.evidence = ["as decided in the spec"]
-            if _kind(match.column) == "scale" and match.field not in STRUCTURAL_FIELDS:
-                _scale_of(match.column, match, history.questions.get(match.field))
+            if column_kind(match.column) == "scale" and match.field not in STRUCTURAL_FIELDS:
+                scale_of(match.column, match, history.questions.get(match.field))
     return matches
 
 
@@ -315,8 +315,7 @@ class _Writer:
                 value = todo(value)
             out.append(f"{key}: {value if isinstance(value, int) else _q(value)}\n")
         out.append(self._version())
-        cities, answering = self._cities(matches, seeds)
-        out.append(cities)
+        out.append(self._cities(matches, seeds))
         out.append(self._period(matches))
         for key, value in self.decided.items():
             if key in ("owner_email", "accept_removals", "withdrawn"):
@@ -332,7 +331,6 @@ class _Writer:
                 + "\n"
             )
         self._seed_rows(matches, seeds)
-        del answering
         return "".join(out)
 
     def _version(self) -> str:
@@ -352,7 +350,7 @@ class _Writer:
         )
         return f"questionnaire_version: {_q(todo(proposal))}\n"
 
-    def _cities(self, matches: list[ColumnMatch], seeds: _Seeds) -> tuple[str, dict[str, int]]:
+    def _cities(self, matches: list[ColumnMatch], seeds: _Seeds) -> str:
         city = next((m for m in matches if m.field == "city"), None)
         aliases: list[AliasRow] = []
         answering: dict[str, int] = {}
@@ -363,7 +361,7 @@ class _Writer:
         if "cities_surveyed" in self.decided:
             codes = [str(c).zfill(3) for c in self.decided["cities_surveyed"]]
             body = "".join(f"  - {_q(c)}  # {names.get(c, '?')}\n" for c in codes)
-            return "cities_surveyed:\n" + body, answering
+            return "cities_surveyed:\n" + body
         previous = self.history.previous
         listed = [str(c).zfill(3) for c in (self.history.specs.get(previous or 0, {}).get("cities_surveyed") or [])]
         proposal = listed or sorted(answering)
@@ -380,7 +378,7 @@ class _Writer:
         line = todo(f"the cities surveyed in {self.year}: confirm this list (delete this line) or edit it")
         self.ask("cities_surveyed", None, [], proposal, evidence, f"{self.spec_name}: cities_surveyed (its first line)")
         body = "".join(f"  - {_q(c)}  # {names.get(c, '?')}\n" for c in proposal)
-        return _comment(evidence) + f"cities_surveyed:\n  - {_q(line)}\n" + body, answering
+        return _comment(evidence) + f"cities_surveyed:\n  - {_q(line)}\n" + body
 
     def _aliases(self, city: ColumnMatch, aliases: list[AliasRow], seeds: _Seeds) -> None:
         known = list(self.history.aliases)

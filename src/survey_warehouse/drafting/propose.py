@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from rapidfuzz import fuzz, process
@@ -143,14 +143,6 @@ class AliasRow:
     rows: int
 
 
-@dataclass
-class Proposals:
-    columns: list[ColumnMatch]
-    answers: list[AnswerRow] = field(default_factory=list)
-    aliases: list[AliasRow] = field(default_factory=list)
-    cities_answering: dict[str, int] = field(default_factory=dict)  # municipality code -> rows
-
-
 def _header_likeness(header: str, earlier: dict[int, str]) -> float:
     key = wording_key(header)
     return max(
@@ -177,7 +169,7 @@ def _text_values(column: Column) -> list[str]:
     return [v for v in column.values if not is_number(column.keys[v]) and point_of(column.keys[v]) is None]
 
 
-def _kind(column: Column) -> str:
+def column_kind(column: Column) -> str:
     """empty, scale (whole numbers and labelled points only), quantity (other numbers), text or category."""
     keys = [k for k in column.keys.values() if k]
     if not keys:
@@ -195,8 +187,8 @@ def _kind(column: Column) -> str:
     return "category"
 
 
-class _Fields:
-    """The respondent fields, recognised from the content of a column and its header."""
+class Fields:
+    """The respondent fields, recognised from the content of a column and its header (`recognise`)."""
 
     def __init__(self, delivery: Delivery, history: History) -> None:
         self.history = history
@@ -266,22 +258,22 @@ class _Fields:
             header = self.likeness(c, "respondent_role")
             if share < ROLE_SHARE and header < HEADER_SAME:
                 return None
-            if _kind(c) not in ("category", "text"):
+            if column_kind(c) not in ("category", "text"):
                 return None
             return (share, header, f"{round(100 * share)} % of the values are earlier waves' job titles")
 
         def minutes(c: Column) -> tuple[float, float, str] | None:
             share = c.share(lambda v: is_number(c.keys[v]))
             header = self.likeness(c, "response_minutes")
-            if share < LIKELY_SHARE or (_kind(c) != "quantity" and header < HEADER_SAME):
+            if share < LIKELY_SHARE or (column_kind(c) != "quantity" and header < HEADER_SAME):
                 return None
             why = f"{round(100 * share)} % of the values are numbers" + (
-                ", not a scale's points" if _kind(c) == "quantity" else ""
+                ", not a scale's points" if column_kind(c) == "quantity" else ""
             )
-            return (share if header >= HEADER_SAME or _kind(c) == "quantity" else 0.0, header, why)
+            return (share if header >= HEADER_SAME or column_kind(c) == "quantity" else 0.0, header, why)
 
         def name(c: Column) -> tuple[float, float, str] | None:
-            if _kind(c) != "text":
+            if column_kind(c) != "text":
                 return None
             short = c.share(lambda v: len((c.keys[v] or "").split()) <= NAME_WORDS and not looks_like_email(v))
             header = self.likeness(c, "respondent_name")
@@ -343,7 +335,7 @@ def _text_values_known(question: EarlierQuestion) -> bool:
     return any(not is_number(r["key"]) for r in question.labels)
 
 
-def _scale_of(column: Column, match: ColumnMatch, question: EarlierQuestion | None) -> None:
+def scale_of(column: Column, match: ColumnMatch, question: EarlierQuestion | None) -> None:
     """The scale's ends: from the header's '(1-7)', from its labelled ends, or from an earlier wave's range that
     holds every point seen; otherwise the points seen, for a person to confirm."""
     points = sorted({p for v in column.values if (p := point_of(column.keys[v])) is not None})
@@ -393,7 +385,7 @@ def match_questions(delivery: Delivery, history: History, taken: list[ColumnMatc
 
     used = {id(m.column) for m in taken}
     columns = [c for c in delivery.columns if id(c) not in used]
-    kinds = {c.position: _kind(c) for c in columns}
+    kinds = {c.position: column_kind(c) for c in columns}
     asked = [c for c in columns if kinds[c.position] != "empty"]
     questions = [q for q in history.questions.values() if q.question_id != "respondent_role"]
     position = {c.position: i / max(len(asked) - 1, 1) for i, c in enumerate(asked)}
@@ -461,7 +453,7 @@ def _judge(
             match = None
         if match is not None:
             if kind == "scale":
-                _scale_of(column, match, question)
+                scale_of(column, match, question)
             elif _was_scale(question) and e["exact"] > 0:
                 latest = max(question.types)
                 lo, hi = question.types[latest][1:]
@@ -487,7 +479,7 @@ def _judge(
     why = ["like no question of the earlier waves" + (f" (closest: {best[1]}, score {best[0]:.2f})" if best else "")]
     match = ColumnMatch(column, new_id, False, why, new=True)
     if kind == "scale":
-        _scale_of(column, match, None)
+        scale_of(column, match, None)
     return match
 
 
@@ -679,21 +671,3 @@ def propose_cities(match: ColumnMatch, history: History) -> tuple[list[AliasRow]
         else:
             aliases.append(AliasRow(value, None, ["like no municipality's name"], rows))
     return aliases, answering
-
-
-def propose(delivery: Delivery, history: History) -> Proposals:
-    taken = _Fields(delivery, history).recognise()
-    matches = taken + match_questions(delivery, history, taken)
-    matches.sort(key=lambda m: m.column.position)
-    proposals = Proposals(matches)
-    for match in matches:
-        if match.field == "city":
-            proposals.aliases, proposals.cities_answering = propose_cities(match, history)
-        elif match.field is not None and match.field not in (
-            "respondent_email",
-            "submitted_at",
-            "response_minutes",
-            "respondent_name",
-        ):
-            proposals.answers += propose_answers(match, history)
-    return proposals
