@@ -98,18 +98,6 @@ def alternatives(text: str, extra: str | None = None) -> set[str]:
 
 
 @dataclass
-class Proposal:
-    """One proposal: what it is about, what is proposed, why, and whether a person must decide."""
-
-    kind: str
-    column: str | None
-    values: list[str]
-    proposal: Any
-    evidence: list[str]
-    needs_person: bool
-
-
-@dataclass
 class ColumnMatch:
     column: Column
     field: str | None  # a respondent field or question id; None: not mapped (kept in raw only)
