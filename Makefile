@@ -8,7 +8,7 @@ PY := .venv/bin/python
 ENV_STAMP := .venv/.synced
 
 .PHONY: run test test-fast lint lint-sql benchmark setup summary docs dashboard catalogue clean secrets airflow \
-	airflow-cli wave-check
+	airflow-cli wave-draft wave-check
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -57,6 +57,12 @@ lint-sql: $(ENV_STAMP)
 # figures and ratios: the yearly run beside its own work, gates, DAG parse, the loader on a million rows
 benchmark: $(ENV_STAMP)
 	$(PY) benchmarks/pipeline.py
+
+# a new wave's spec and codebook rows proposed from its file and the earlier waves (docs/adding-a-wave.md):
+#   make wave-draft FILE=data/waves/2020/export.csv YEAR=2020   (JSON=1: the open decisions as JSON)
+# exit code 3 while decisions are left to a person
+wave-draft: $(ENV_STAMP)
+	$(PY) -m survey_warehouse.cli wave draft $(FILE) --year $(YEAR) $(if $(JSON),--json)
 
 setup: $(ENV_STAMP)
 	$(PY) -m survey_warehouse.cli setup

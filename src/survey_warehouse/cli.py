@@ -5,6 +5,7 @@
     python -m survey_warehouse.cli airflow          # what `make airflow` does: Airflow until Ctrl-C
     python -m survey_warehouse.cli airflow-cli ARGS # any airflow command with the project's environment
     python -m survey_warehouse.cli wave check YEAR  # `make wave-check YEAR=...`: a new wave checked, nothing kept
+    python -m survey_warehouse.cli wave draft FILE --year YEAR  # a new wave's spec and codebook rows, proposed
 
 `run` runs the DAG through Airflow itself (`dag.test`, metadata in SQLite under var/airflow) for each year that
 has something to do, all in one process, so Airflow, dbt and Great Expectations start once. A year whose inputs
@@ -113,9 +114,11 @@ def main(argv: list[str] | None = None) -> int:
 def _add_wave_commands(sub: argparse._SubParsersAction) -> None:
     """The `wave` group: each of its commands sets `wave_command_run(paths, args) -> exit code`."""
     from survey_warehouse.drafting import check as wave_check
+    from survey_warehouse.drafting import command as wave_draft
 
-    wave_p = sub.add_parser("wave", help="a new wave, before a run loads it")
+    wave_p = sub.add_parser("wave", help="a new wave, before a run loads it: draft its spec, check it")
     wave_commands = wave_p.add_subparsers(dest="wave_command", required=True)
+    wave_draft.add_draft_command(wave_commands)  # wave draft FILE --year YEAR
     wave_check.add_command(wave_commands)  # wave check YEAR
 
 

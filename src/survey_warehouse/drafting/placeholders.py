@@ -18,9 +18,10 @@ from typing import Any
 
 import yaml
 
-MARK = "TODO"
+from survey_warehouse.intake.codebook import is_placeholder
+
 # a key or value starting with the mark, on a line of YAML
-IN_LINE = re.compile(r"""(?:^|[:,\[{]|-\s)\s*["']?TODO""")
+IN_LINE = re.compile(r"""(?:^|[:,\[{]|-\s)\s*["']?TODO""")  # (the same rule as is_placeholder, on raw text)
 SEEDS = Path("dbt_project") / "seeds"
 # seed -> whether its rows carry a wave_year (only the wave's rows are looked at)
 SEED_FILES = {"codebook_questions.csv": True, "codebook_answers.csv": True, "city_aliases.csv": False}
@@ -34,10 +35,6 @@ class Placeholder:
 
     def describe(self) -> str:
         return f"{self.file}, {self.where}: {self.value}"
-
-
-def is_placeholder(value: Any) -> bool:
-    return isinstance(value, str) and value.strip().startswith(MARK)
 
 
 def find_placeholders(project_root: Path, year: int, waves_config: Path | None = None) -> list[Placeholder]:

@@ -40,6 +40,16 @@ SEED_FILES = (
     "cities.csv",
     "respondent_roles.csv",
 )
+# how `wave draft` marks a value only a person can decide ('TODO: <proposal>'); `is_placeholder` is the one rule
+# the loader, `wave draft` and `wave check` tell one by
+PLACEHOLDER = "TODO:"
+
+
+def is_placeholder(value: object) -> bool:
+    """A value left to a person: text starting with TODO (as `wave draft` writes it, or typed by hand)."""
+    return isinstance(value, str) and value.strip().startswith("TODO")
+
+
 QUESTION_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
@@ -116,6 +126,17 @@ class Codebook:
         import pyarrow as pa
 
         return pa.table({"alias_key": list(self.city_aliases), "municipality_code": list(self.city_aliases.values())})
+
+    def open_decisions(self, wave_year: int) -> list[str]:
+        """Where the wave's codebook rows (and the city names) still hold a decision a draft left to a person: a
+        value starting with PLACEHOLDER ('TODO:'), as `wave draft` writes it. A wave is not loaded with one."""
+        found = []
+        for name in ("codebook_questions.csv", "codebook_answers.csv", "city_aliases.csv"):
+            for line, row in enumerate(_rows(self.seeds / name), start=2):
+                ours = "wave_year" not in row or row["wave_year"] == str(wave_year)
+                if ours and any(is_placeholder(v) for v in row.values()):
+                    found.append(f"{name} line {line}")
+        return found
 
     def fingerprint(self, wave_year: int) -> str:
         """What a load of this wave was read with: its questions and labels, the cities, the matching rule.

@@ -13,7 +13,13 @@ from typing import Any
 import yaml
 
 from survey_warehouse.errors import WaveSpecError
-from survey_warehouse.intake.codebook import REQUIRED_STRUCTURAL_FIELDS, STRUCTURAL_FIELDS, Codebook
+from survey_warehouse.intake.codebook import (
+    PLACEHOLDER,
+    REQUIRED_STRUCTURAL_FIELDS,
+    STRUCTURAL_FIELDS,
+    Codebook,
+    is_placeholder,
+)
 from survey_warehouse.intake.matching import shown
 from survey_warehouse.settings import Paths
 
@@ -155,6 +161,16 @@ class WaveSpec:
         """Every column maps to a structural field or to a question the codebook declares for this wave."""
         declared = codebook.questions_for(self.wave_year)
         seeds = "dbt_project/seeds"
+        left = [f"{self.name}: {k}" for k, v in self.columns.items() if is_placeholder(v) or is_placeholder(k)]
+        left += [f"{self.name}: questionnaire_version"] if is_placeholder(self.questionnaire_version) else []
+        left += [f"{self.name}: cities_surveyed"] if any(is_placeholder(c) for c in self.cities_surveyed) else []
+        left += [f"{seeds}/{where}" for where in codebook.open_decisions(self.wave_year)]
+        if left:
+            raise WaveSpecError(
+                f"{self.name}: the wave's draft still has {len(left)} decision(s) left to a person (a value starting "
+                f"with {PLACEHOLDER!r}): {'; '.join(left[:5])}{' ...' if len(left) > 5 else ''}. Answer them "  # noqa: PLR2004
+                "(`wave draft` lists them) before loading the wave"
+            )
         for column, field_id in self.columns.items():
             if field_id in STRUCTURAL_FIELDS or field_id in declared:
                 continue

@@ -1,0 +1,660 @@
+"""Proposals for a new wave from its delivered columns and the earlier waves, each with its evidence.
+
+Every comparison is made on match keys (survey_warehouse.intake.matching), exactly or, where the words may differ,
+fuzzily with rapidfuzz. A proposal is *sure* only on evidence that leaves no other reading (the same label under
+the matching rule, the same words, a field recognised from its content); anything else is proposed to a person.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rapidfuzz import fuzz, process
+
+from survey_warehouse.drafting.delivery import Column, Delivery
+from survey_warehouse.drafting.history import EarlierQuestion, History, label_words, wording_key
+from survey_warehouse.intake.matching import LONG_NUMBER, looks_like_email, match_key
+
+# a number as the loader reads one (a decimal point or comma, an exponent)
+NUMBER = re.compile(r"[+-]?([0-9]+([.,][0-9]*)?|[.,][0-9]+)(e[+-]?[0-9]+)?")
+# a scale point with words: "1 = huonosti", "7 - erittäin hyvin", "5: täysin samaa mieltä"
+LABELLED_POINT = re.compile(r"(\d{1,2})\s*[=:\u2013\u2014-]\s*\D.*")
+RANGE_IN_HEADER = re.compile(r"\(\s*(\d{1,2})\s*[-\u2013\u2014]\s*(\d{1,2})\s*\)")
+WIDEST_SCALE = 10  # a scale has at most this many steps between its ends; a wider number column is a quantity
+
+# content shares that recognise a respondent field
+SURE_SHARE = 0.95
+LIKELY_SHARE = 0.8
+CITY_SHARE = 0.5
+ROLE_SHARE = 0.3
+HEADER_SAME = 0.8  # header resemblance (0-1) that counts as the same header as an earlier wave's
+DISTINCT_TEXT = 0.7  # distinct values per filled row above which a column is free text (names, comments)
+FREE_TEXT_MIN = 5
+NAME_WORDS = 4
+SENTENCE_WORDS = 5  # answers this long on average are sentences: free text
+# combined evidence for a question: weights, and what a sure match needs
+WEIGHTS = {"wording": 0.4, "answers": 0.3, "type": 0.15, "position": 0.15}
+SURE_SCORE = 0.6
+SURE_MARGIN = 0.12
+SAME_WORDING = 0.9
+WORDING_MARGIN = 0.3
+SURE_WORDING = 0.7
+SURE_EXACT = 0.5
+PROPOSE_SCORE = 0.45
+PROPOSE_WORDING = 0.5
+PROPOSE_EXACT = 0.3
+FUZZY_LABEL = 60  # a label this close (rapidfuzz WRatio) to an earlier one is proposed as its code
+CITY_FUZZY = 75
+SHORT_STEM = 5  # letters a shortened word keeps of the earlier one
+
+
+def is_number(key: str | None) -> bool:
+    return bool(key) and NUMBER.fullmatch(key or "") is not None
+
+
+def as_number(key: str) -> float:
+    return float(key.replace(",", "."))
+
+
+def point_of(key: str | None) -> int | None:
+    """The scale point a value stands for: a whole number, or a labelled point's number."""
+    if not key:
+        return None
+    if is_number(key):
+        number = as_number(key)
+        return int(number) if number.is_integer() else None
+    found = LABELLED_POINT.fullmatch(key)
+    return int(found.group(1)) if found else None
+
+
+def has_contact_details(value: str) -> bool:
+    """An e-mail address or a long number (a phone number) in a value: it is never quoted or written."""
+    return looks_like_email(value) or LONG_NUMBER.search(unicodedata.normalize("NFKC", value)) is not None
+
+
+def slug(text: str, limit: int = 40) -> str:
+    """An id from a wording or label: ASCII letters, digits and _, starting with a letter."""
+    ascii_text = unicodedata.normalize("NFKD", match_key(text) or "").encode("ascii", "ignore").decode()
+    words = re.sub(r"[^a-z0-9]+", " ", ascii_text).split()
+    out = ""
+    for word in words:
+        if len(out) + len(word) + 1 > limit:
+            break
+        out = f"{out}_{word}" if out else word
+    out = out or "answer"
+    return out if out[0].isalpha() else f"q_{out}"
+
+
+def alternatives(text: str, extra: str | None = None) -> set[str]:
+    """The ways a label names its option: itself and the parts it offers as alternatives, split at '/', inside and
+    outside parentheses ('Tietohallinto (ICT-johto)': 'tietohallinto', 'ict johto'); `extra`: a further separator."""
+    key = match_key(text) or ""
+    parts = re.split(r"[/()]" + (f"|\\b{extra}\\b" if extra else ""), key)
+    return {label_words(p) for p in [key, *parts] if label_words(p)}
+
+
+@dataclass
+class ColumnMatch:
+    column: Column
+    field: str | None  # a respondent field or question id; None: not mapped (kept in raw only)
+    sure: bool
+    evidence: list[str]
+    new: bool = False  # a question no earlier wave asked
+    answer_type: str = "category"
+    scale: tuple[int, int] | None = None
+    scale_sure: bool = True
+    scale_evidence: str = ""
+
+
+@dataclass
+class AnswerRow:
+    question_id: str
+    label: str  # as delivered
+    code: str
+    value: float | None
+    label_en: str | None  # None: only a person knows it
+    sort_order: int
+    sure: bool
+    evidence: list[str]
+    new_code: bool = False
+
+
+@dataclass
+class AliasRow:
+    spelling: str
+    code: str | None
+    evidence: list[str]
+    rows: int
+
+
+def _header_likeness(header: str, earlier: dict[int, str]) -> float:
+    key = wording_key(header)
+    return max(
+        (
+            max(fuzz.ratio(key, wording_key(h)), fuzz.token_set_ratio(key, wording_key(h))) / 100
+            for h in earlier.values()
+        ),
+        default=0.0,
+    )
+
+
+def _wording(header: str, question: EarlierQuestion) -> float:
+    key = wording_key(header)
+    if not key:
+        return 0.0
+    texts = [*question.texts.values(), *question.headers.values()]
+    return max(
+        ((fuzz.token_set_ratio(key, wording_key(t)) + fuzz.token_sort_ratio(key, wording_key(t))) / 200 for t in texts),
+        default=0.0,
+    )
+
+
+def _text_values(column: Column) -> list[str]:
+    return [v for v in column.values if not is_number(column.keys[v]) and point_of(column.keys[v]) is None]
+
+
+def column_kind(column: Column) -> str:
+    """empty, scale (whole numbers and labelled points only), quantity (other numbers), text or category."""
+    keys = [k for k in column.keys.values() if k]
+    if not keys:
+        return "empty"
+    if all(is_number(k) for k in keys):
+        numbers = [as_number(k) for k in keys]
+        whole = all(n.is_integer() for n in numbers)
+        return "scale" if whole and max(numbers) - min(numbers) <= WIDEST_SCALE and len(keys) > 1 else "quantity"
+    if all(point_of(k) is not None for k in keys):
+        return "scale"
+    distinct = len(keys) / max(column.filled, 1)
+    words = sum(len(k.split()) for k in keys) / len(keys)
+    if (len(keys) >= FREE_TEXT_MIN and distinct >= DISTINCT_TEXT) or words >= SENTENCE_WORDS:
+        return "text"
+    return "category"
+
+
+class Fields:
+    """The respondent fields, recognised from the content of a column and its header (`recognise`)."""
+
+    def __init__(self, delivery: Delivery, history: History) -> None:
+        self.history = history
+        self.free = [c for c in delivery.columns if c.filled]
+        self.matches: list[ColumnMatch] = []
+        role = history.questions.get("respondent_role")
+        self.role_keys = {r["key"] for r in role.labels} if role else set()
+        self.role_keys |= {a for label in history.role_codes.values() for a in alternatives(label, "tai")}
+
+    def take(self, field_id: str, test: Callable[[Column], tuple[float, float, str] | None]) -> None:
+        """The column that passes `test` best ((content share, header likeness, evidence) or None)."""
+        scored = [(c, r) for c in self.free if (r := test(c)) is not None]
+        if not scored:
+            return
+        column, (share, header, why) = max(scored, key=lambda item: (item[1][0] + item[1][1], -item[0].position))
+        rivals = [c.header for c, r in scored if c is not column and r[0] + r[1] >= share + header - 0.1]
+        enough = SURE_SHARE if field_id != "respondent_role" else CITY_SHARE
+        sure = (share >= enough or (share >= LIKELY_SHARE and header >= HEADER_SAME)) and not rivals
+        evidence = [why]
+        if header:
+            evidence.append(f"header {round(100 * header)} % like the earlier waves' {field_id} headers")
+        if rivals:
+            evidence.append(f"other columns fit almost as well: {', '.join(rivals)}")
+        self.matches.append(ColumnMatch(column, field_id, sure, evidence))
+        self.free.remove(column)
+
+    def likeness(self, column: Column, field_id: str) -> float:
+        return _header_likeness(column.header, self.history.field_headers.get(field_id, {}))
+
+    def recognise(self) -> list[ColumnMatch]:
+        aliases = self.history.aliases
+
+        def email(c: Column) -> tuple[float, float, str] | None:
+            share = c.share(looks_like_email)
+            return (
+                (
+                    share,
+                    self.likeness(c, "respondent_email"),
+                    f"{round(100 * share)} % of the values are e-mail addresses",
+                )
+                if share >= LIKELY_SHARE
+                else None
+            )
+
+        def submitted(c: Column) -> tuple[float, float, str] | None:
+            share = c.times / c.filled
+            return (
+                (share, self.likeness(c, "submitted_at"), f"{round(100 * share)} % of the values read as timestamps")
+                if share >= LIKELY_SHARE
+                else None
+            )
+
+        def city(c: Column) -> tuple[float, float, str] | None:
+            share = c.share(lambda v: c.keys[v] in aliases)
+            return (
+                (
+                    share,
+                    self.likeness(c, "city"),
+                    f"{round(100 * share)} % of the values name a municipality under the matching rule",
+                )
+                if share >= CITY_SHARE
+                else None
+            )
+
+        def role(c: Column) -> tuple[float, float, str] | None:
+            share = c.share(lambda v: bool(alternatives(v, "tai") & self.role_keys))
+            header = self.likeness(c, "respondent_role")
+            if share < ROLE_SHARE and header < HEADER_SAME:
+                return None
+            if column_kind(c) not in ("category", "text"):
+                return None
+            return (share, header, f"{round(100 * share)} % of the values are earlier waves' job titles")
+
+        def minutes(c: Column) -> tuple[float, float, str] | None:
+            share = c.share(lambda v: is_number(c.keys[v]))
+            header = self.likeness(c, "response_minutes")
+            if share < LIKELY_SHARE or (column_kind(c) != "quantity" and header < HEADER_SAME):
+                return None
+            why = f"{round(100 * share)} % of the values are numbers" + (
+                ", not a scale's points" if column_kind(c) == "quantity" else ""
+            )
+            return (share if header >= HEADER_SAME or column_kind(c) == "quantity" else 0.0, header, why)
+
+        def name(c: Column) -> tuple[float, float, str] | None:
+            if column_kind(c) != "text":
+                return None
+            short = c.share(lambda v: len((c.keys[v] or "").split()) <= NAME_WORDS and not looks_like_email(v))
+            header = self.likeness(c, "respondent_name")
+            if short < LIKELY_SHARE:
+                return None
+            share = short if header >= HEADER_SAME else min(short, LIKELY_SHARE - 0.01)
+            return (share, header, f"{round(100 * short)} % short texts, nearly all different")
+
+        self.take("respondent_email", email)
+        self.take("submitted_at", submitted)
+        self.take("city", city)
+        self.take("respondent_role", role)
+        self.take("response_minutes", minutes)
+        self.take("respondent_name", name)
+        return self.matches
+
+
+def _answer_likeness(column: Column, question: EarlierQuestion) -> tuple[float, float]:
+    """(exact, fuzzy): the share of the column's worded values that are the question's earlier labels under the
+    matching rule, and their mean closeness (rapidfuzz ratio of their words) to the nearest earlier label."""
+    texts = _text_values(column)
+    labels = {r["key"] for r in question.labels}
+    if not texts or not labels:
+        return 0.0, 0.0
+    exact = sum(column.keys[v] in labels for v in texts) / len(texts)
+    words = [label_words(r["source_label"]) for r in question.labels]
+    fuzzy = sum(max(fuzz.ratio(label_words(v), w) for w in words) / 100 for v in texts) / len(texts)
+    return exact, fuzzy
+
+
+def _was_scale(question: EarlierQuestion) -> bool:
+    return any(t == "scale" for t, _lo, _hi in question.types.values())
+
+
+def _evidence_for(column: Column, kind: str, question: EarlierQuestion, position: float) -> dict[str, float]:
+    exact, fuzzy = _answer_likeness(column, question)
+    if kind == "scale":
+        points = [p for v in column.values if (p := point_of(column.keys[v])) is not None]
+        ranges = [(lo, hi) for t, lo, hi in question.types.values() if t == "scale"]
+        fits = any(lo is not None and hi is not None and lo <= min(points) and max(points) <= hi for lo, hi in ranges)
+        answers = max(0.5 * exact + 0.5 * fuzzy, 0.6 if fits else 0.4 if ranges else 0.0)
+        kind_fits = 1.0 if ranges else 0.0
+    else:
+        answers = 0.5 * exact + 0.5 * fuzzy
+        kind_fits = 1.0 if not _was_scale(question) else 0.5 if _text_values_known(question) else 0.0
+    places = list(question.positions.values())
+    place = 1 - abs(position - places[-1]) if places else 0.5
+    wording = _wording(column.header, question)
+    score = (
+        WEIGHTS["wording"] * wording
+        + WEIGHTS["answers"] * answers
+        + WEIGHTS["type"] * kind_fits
+        + WEIGHTS["position"] * place
+    )
+    return {"score": score, "wording": wording, "exact": exact, "fuzzy": fuzzy, "type": kind_fits, "place": place}
+
+
+def _text_values_known(question: EarlierQuestion) -> bool:
+    return any(not is_number(r["key"]) for r in question.labels)
+
+
+def scale_of(column: Column, match: ColumnMatch, question: EarlierQuestion | None) -> None:
+    """The scale's ends: from the header's '(1-7)', from its labelled ends, or from an earlier wave's range that
+    holds every point seen; otherwise the points seen, for a person to confirm."""
+    points = sorted({p for v in column.values if (p := point_of(column.keys[v])) is not None})
+    labelled = sorted(
+        {
+            p
+            for v in column.values
+            if column.keys[v] and LABELLED_POINT.fullmatch(column.keys[v] or "")
+            for p in [point_of(column.keys[v])]
+            if p is not None
+        }
+    )
+    stated = RANGE_IN_HEADER.search(column.header)
+    earlier = None
+    if question is not None:
+        latest = max(question.types, default=None)
+        if latest is not None and question.types[latest][0] == "scale":
+            earlier = question.types[latest]
+    match.answer_type = "scale"
+    if stated:
+        match.scale = (int(stated.group(1)), int(stated.group(2)))
+        match.scale_evidence = f"the header says {stated.group(0)}"
+    elif len(labelled) >= 2 and labelled[0] == points[0] and labelled[-1] == points[-1]:  # noqa: PLR2004
+        match.scale = (labelled[0], labelled[-1])
+        match.scale_evidence = "its ends carry words"
+    elif (
+        earlier
+        and earlier[1] is not None
+        and earlier[2] is not None
+        and points
+        and (earlier[1] <= points[0] and points[-1] <= earlier[2])
+    ):
+        match.scale = (int(earlier[1]), int(earlier[2]))
+        match.scale_evidence = f"{int(earlier[1])}-{int(earlier[2])} in {latest}, and every point seen is on it"
+        match.scale_sure = points[0] == earlier[1] and points[-1] == earlier[2]
+        if not match.scale_sure:
+            match.scale_evidence += ", though not both ends were answered"
+    else:
+        match.scale = (points[0], points[-1]) if points else (1, 5)
+        match.scale_sure = False
+        match.scale_evidence = "only the points answered: the ends may lie further out"
+
+
+def match_questions(delivery: Delivery, history: History, taken: list[ColumnMatch]) -> list[ColumnMatch]:
+    """Every column that is no respondent field, matched to an earlier wave's question or proposed as new."""
+    from scipy.optimize import linear_sum_assignment
+
+    used = {id(m.column) for m in taken}
+    columns = [c for c in delivery.columns if id(c) not in used]
+    kinds = {c.position: column_kind(c) for c in columns}
+    asked = [c for c in columns if kinds[c.position] != "empty"]
+    questions = [q for q in history.questions.values() if q.question_id != "respondent_role"]
+    position = {c.position: i / max(len(asked) - 1, 1) for i, c in enumerate(asked)}
+    evidence = {
+        (c.position, q.question_id): _evidence_for(c, kinds[c.position], q, position[c.position])
+        for c in asked
+        for q in questions
+    }
+    assigned: dict[int, EarlierQuestion] = {}
+    if asked and questions:
+        cost = [[-evidence[(c.position, q.question_id)]["score"] for q in questions] for c in asked]
+        rows, cols = linear_sum_assignment(cost)
+        assigned = {asked[r].position: questions[k] for r, k in zip(rows, cols, strict=True)}
+    matches = []
+    for column in columns:
+        kind = kinds[column.position]
+        if kind == "empty":
+            matches.append(ColumnMatch(column, None, True, ["no answers in the column: not mapped (kept in raw)"]))
+            continue
+        matches.append(_judge(column, kind, assigned, evidence, questions, history))
+    return matches
+
+
+def _judge(
+    column: Column,
+    kind: str,
+    assigned: dict[int, EarlierQuestion],
+    evidence: dict[tuple[int, str], dict[str, float]],
+    questions: list[EarlierQuestion],
+    history: History,
+) -> ColumnMatch:
+    question = assigned.get(column.position)
+    if question is not None:
+        e = evidence[(column.position, question.question_id)]
+        others = [evidence[(column.position, q.question_id)]["score"] for q in questions if q is not question]
+        # another column counts as a rival only when it would rather be this question than the one it matched
+        own = {p: evidence[(p, q.question_id)]["score"] for p, q in assigned.items()}
+        rivals = [
+            v["score"]
+            for (p, qid), v in evidence.items()
+            if qid == question.question_id and p != column.position and v["score"] >= own.get(p, 0.0)
+        ]
+        margin = e["score"] - max([*others, *rivals], default=0.0)
+        why = [
+            f"wording {round(100 * e['wording'])} % like {question.question_id}'s in earlier waves",
+            f"answers: {round(100 * e['exact'])} % the same labels, {round(100 * e['fuzzy'])} % alike",
+            f"type {'fits' if e['type'] >= 1 else 'partly fits' if e['type'] > 0 else 'differs'}",
+            f"place among the questions {round(100 * e['place'])} % alike",
+            f"score {e['score']:.2f}, {margin:.2f} ahead of the next candidate",
+        ]
+        strong = e["wording"] >= SURE_WORDING or e["exact"] >= SURE_EXACT
+        # the same wording, and no other question (or column) worded alike: answers that cannot tell scales of one
+        # range apart do not make it less sure
+        worded_alike = [
+            v["wording"] for (p, qid), v in evidence.items() if (p == column.position) != (qid == question.question_id)
+        ]
+        by_wording = e["wording"] >= SAME_WORDING and e["wording"] - max(worded_alike, default=0.0) >= WORDING_MARGIN
+        if (
+            e["score"] >= SURE_SCORE and (margin >= SURE_MARGIN or by_wording) and strong and e["type"] >= 0.5  # noqa: PLR2004
+        ):
+            match = ColumnMatch(column, question.question_id, True, why)
+        elif e["score"] >= PROPOSE_SCORE and (e["wording"] >= PROPOSE_WORDING or e["exact"] >= PROPOSE_EXACT):
+            match = ColumnMatch(column, question.question_id, False, why)
+        else:
+            match = None
+        if match is not None:
+            if kind == "scale":
+                scale_of(column, match, question)
+            elif _was_scale(question) and e["exact"] > 0:
+                latest = max(question.types)
+                lo, hi = question.types[latest][1:]
+                match.answer_type, match.scale = "scale", (int(lo or 0), int(hi or 0))
+                match.scale_evidence = f"worded points of the scale of {latest}"
+                match.scale_sure = e["exact"] >= 1
+            return match
+    if kind == "text":
+        return ColumnMatch(
+            column,
+            None,
+            True,
+            [
+                f"free text ({len(column.values)} different values in {column.filled} answers), like no earlier "
+                "question: not mapped (kept in raw)"
+            ],
+        )
+    taken_ids = {q.question_id for q in questions} | set(history.questions)
+    new_id = slug(wording_key(column.header) or column.header)
+    while new_id in taken_ids:
+        new_id += "_new"
+    best = max(((evidence[(column.position, q.question_id)]["score"], q.question_id) for q in questions), default=None)
+    why = ["like no question of the earlier waves" + (f" (closest: {best[1]}, score {best[0]:.2f})" if best else "")]
+    match = ColumnMatch(column, new_id, False, why, new=True)
+    if kind == "scale":
+        scale_of(column, match, None)
+    return match
+
+
+def propose_answers(match: ColumnMatch, history: History) -> list[AnswerRow]:
+    """Every distinct answer of a mapped question (or job title) coded: an earlier label under the matching rule,
+    the same option named with an alternative ('Tietohallinto (ICT-johto)' for 'Tietohallinto'), or a proposal."""
+    column, qid = match.column, match.field or ""
+    question = None if match.new else history.questions.get(qid)
+    labels = question.labels if question else []
+    codes = question.codes() if question else {}
+    by_key: dict[str, set[str]] = {}
+    for r in labels:
+        by_key.setdefault(r["key"], set()).add(r["answer_code"])
+    alt_codes: dict[str, set[str]] = {}
+    for r in labels:
+        for a in alternatives(r["source_label"]):
+            alt_codes.setdefault(a, set()).add(r["answer_code"])
+    if qid == "respondent_role":
+        for code, label in history.role_codes.items():
+            for a in alternatives(label, "tai"):
+                alt_codes.setdefault(a, set()).add(code)
+    # job titles are coded to the roles of respondent_roles.csv only: a closed list
+    closed = {a: c for c, label in history.role_codes.items() for a in alternatives(label, "tai")}
+    closed = closed if qid == "respondent_role" else {}
+    rows: list[AnswerRow] = []
+    claimed: dict[str, int] = {}
+    pending: list[tuple[str, str | None, list[str]]] = []
+    for value in column.values:
+        key = column.keys[value] or ""
+        if match.answer_type == "scale" and is_number(key):
+            continue  # a plain number on a scale needs no row
+        if has_contact_details(value):
+            continue  # never written into the codebook: the loader quarantines its row
+        pending.append(_known_code(value, key, labels, by_key, alt_codes))
+        found = pending[-1][1]
+        if found:
+            claimed[found] = claimed.get(found, 0) + 1
+    next_order = max((int(r["sort_order"]) for r in labels if r.get("sort_order", "").isdigit()), default=0) + 1
+    for label, known, why in pending:
+        if known is not None:
+            rows.append(_earlier_row(qid, label, known, codes, True, why))
+            continue
+        rows.append(_proposed_row(qid, label, match, labels, codes, claimed, next_order, why, closed))
+        next_order += 0 if rows[-1].code in codes else 1
+    for row in rows:  # a code two delivered labels reach only through alternatives is for a person to confirm
+        if (
+            row.sure
+            and claimed.get(row.code, 0) > 1
+            and not any(column.keys.get(row.label) == r["key"] for r in labels)
+        ):
+            row.sure = False
+            row.evidence.append(f"another label of this wave is also coded {row.code!r}")
+        if qid == "respondent_role" and row.label_en is None:  # the role's own English label
+            row.label_en = history.role_labels_en.get(row.code)
+    return rows
+
+
+def _known_code(
+    value: str,
+    key: str,
+    labels: list[dict[str, str]],
+    by_key: dict[str, set[str]],
+    alt_codes: dict[str, set[str]],
+) -> tuple[str, str | None, list[str]]:
+    """The code an earlier wave gave the same label, or the same option named with an alternative; None if none."""
+    if key in by_key and len(by_key[key]) == 1:
+        waves = sorted({r["wave_year"] for r in labels if r["key"] == key})
+        return value, next(iter(by_key[key])), [f"the same label under the matching rule in {', '.join(waves)}"]
+    if key in by_key:
+        return value, None, [f"earlier waves coded this label differently: {sorted(by_key[key])}"]
+    hits = {c for a in alternatives(value) for c in alt_codes.get(a, set())}
+    if len(hits) == 1:
+        code = next(iter(hits))
+        return value, code, [f"names the option of {code!r} (the same words, or one of its alternatives)"]
+    if not hits:
+        shortened = {r["answer_code"]: r["source_label"] for r in labels if _shortens(value, r["source_label"])}
+        if len(shortened) == 1:
+            code, earlier = next(iter(shortened.items()))
+            return value, code, [f"the words of the earlier label {earlier!r} ({code}), shortened"]
+    return value, None, []
+
+
+def _shortens(label: str, earlier: str) -> bool:
+    """Whether `label` is `earlier` in the same word stems ('Strategia' for 'Jo strategiavaiheessa',
+    'Hankintapäätösvaiheessa' for 'Hankinta'): each of its words is one of the earlier label's, or begins or ends
+    the same as one (SHORT_STEM letters at least), at least one word is that long, and the earlier label has at most
+    one word more."""
+    words, others = label_words(label).split(), label_words(earlier).split()
+    if not words or len(others) - len(words) > 1 or max(len(w) for w in words) < SHORT_STEM:
+        return False
+    free = list(others)
+    for word in words:
+        same = next(
+            (
+                o
+                for o in free
+                if o == word or (min(len(o), len(word)) >= SHORT_STEM and (o.startswith(word) or word.startswith(o)))
+            ),
+            None,
+        )
+        if same is None:
+            return False
+        free.remove(same)
+    return True
+
+
+def _earlier_row(
+    qid: str, value: str, code: str, codes: dict[str, dict[str, str]], sure: bool, why: list[str]
+) -> AnswerRow:
+    earlier = codes.get(code, {})
+    number = earlier.get("answer_value", "")
+    order = earlier.get("sort_order", "")
+    return AnswerRow(
+        qid,
+        value,
+        code,
+        float(number) if number else None,
+        earlier.get("answer_label_en") or None,
+        int(order) if order.isdigit() else 0,
+        sure,
+        why,
+    )
+
+
+def _proposed_row(
+    qid: str,
+    value: str,
+    match: ColumnMatch,
+    labels: list[dict[str, str]],
+    codes: dict[str, dict[str, str]],
+    claimed: dict[str, int],
+    next_order: int,
+    why: list[str],
+    closed: dict[str, str],
+) -> AnswerRow:
+    key = match.column.keys[value] or ""
+    point = point_of(key)
+    if match.answer_type == "scale" and point is not None:
+        return AnswerRow(
+            qid, value, f"score_{point}", float(point), None, point, True, [f"a worded point of the scale: {point}"]
+        )
+    choices = {label_words(r["source_label"]): r["answer_code"] for r in labels} | closed
+    best = process.extractOne(label_words(value), list(choices), scorer=fuzz.WRatio) if choices else None
+    if best and (best[1] >= FUZZY_LABEL or closed):
+        code = choices[best[0]]
+        row = _earlier_row(
+            qid, value, code, codes, False, [*why, f"{round(best[1])} % like the label {best[0]!r} ({code})"]
+        )
+        if claimed.get(code):
+            row.evidence.append(f"{code!r} is already the code of another label of this wave")
+        return row
+    unused = sorted(set(codes) - set(claimed))
+    if len(unused) == 1 and not match.new:
+        code = unused[0]
+        return _earlier_row(
+            qid,
+            value,
+            code,
+            codes,
+            False,
+            [*why, f"like no earlier label; {code!r} is the one earlier code no other label of this wave has"],
+        )
+    note = f"like no earlier label{' of ' + qid if labels else ''}" + (
+        f"; earlier codes not used by this wave: {', '.join(unused)}" if unused and labels else ""
+    )
+    # the code of a new question's option is only an id (its English label is for a person to write)
+    return AnswerRow(qid, value, slug(value), None, None, next_order, match.new, [*why, note], new_code=True)
+
+
+def propose_cities(match: ColumnMatch, history: History) -> tuple[list[AliasRow], dict[str, int]]:
+    """City spellings that resolve to no municipality, with the nearest known name as a proposal."""
+    column = match.column
+    answering: dict[str, int] = {}
+    unknown = []
+    for value, rows in column.values.items():
+        code = history.aliases.get(column.keys[value] or "")
+        if code:
+            answering[code] = answering.get(code, 0) + rows
+        else:
+            unknown.append((value, rows))
+    names = list(history.aliases)
+    aliases = []
+    for value, rows in unknown:
+        best = process.extractOne(column.keys[value] or "", names, scorer=fuzz.WRatio)
+        if best and best[1] >= CITY_FUZZY:
+            code = history.aliases[best[0]]
+            why = [f"{round(best[1])} % like {best[0]!r} ({history.municipalities.get(code, code)}, {code})"]
+            aliases.append(AliasRow(value, code, why, rows))
+        else:
+            aliases.append(AliasRow(value, None, ["like no municipality's name"], rows))
+    return aliases, answering

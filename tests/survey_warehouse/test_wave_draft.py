@@ -1,0 +1,301 @@
+"""`wave draft` on waves it was not tuned on (generated: reordered and renamed columns, options renamed, a question
+dropped, a new question, a title block, other formats): every proposal is right or left to a person; drafting again
+keeps what a person decided; a spec that is not a draft is not drafted over; the command's JSON and exit codes."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from wave_maker import VARIANTS, YEAR, Variant, Wave, copy_project, make_wave, spec_and_rows
+
+from survey_warehouse import cli
+from survey_warehouse.drafting.draft import EXIT_OPEN, DraftRefused, draft_wave
+from survey_warehouse.drafting.history import is_open
+from survey_warehouse.drafting.propose import is_number, point_of
+from survey_warehouse.intake.codebook import STRUCTURAL_FIELDS
+from survey_warehouse.intake.matching import match_key
+
+EARLIER = {"lead", "cooperation", "it_involvement_stage", "business_digital_skills"}
+
+
+def plain(value: object) -> str:
+    text = str(value or "").strip()
+    return text.split(":", 1)[1].strip() if is_open(text) else text
+
+
+@pytest.fixture(params=VARIANTS, ids=lambda v: v.name)
+def wave(request: pytest.FixtureRequest, tmp_path: Path) -> Wave:
+    variant: Variant = request.param
+    root = copy_project(tmp_path / "project")
+    return make_wave(variant, root)
+
+
+def test_every_column_is_right_or_left_to_a_person(wave: Wave) -> None:
+    draft = draft_wave(wave.file, YEAR, wave.root)
+    spec, _questions, _answers = spec_and_rows(wave.root)
+    drafted = {match_key(h): v for h, v in spec["columns"].items()}
+    right = 0
+    for header, truth in wave.truth.items():
+        value = drafted.get(match_key(header))
+        proposed = plain(value) if value is not None else None
+        if truth == "new":  # right when proposed as a question no earlier wave asked
+            ok = proposed is not None and proposed not in EARLIER and proposed not in STRUCTURAL_FIELDS
+        else:
+            ok = proposed == truth
+        assert ok or is_open(value), f"{header!r}: proposed {proposed!r} without a flag, truly {truth!r}"
+        right += ok and not is_open(value)
+    assert right >= len(wave.truth) - 3, "most columns are proposed right without a flag"
+    assert draft.open, "a new wave always leaves the field period and the cities surveyed to confirm"
+
+
+def test_every_answer_is_coded_right_or_left_to_a_person(wave: Wave) -> None:
+    draft_wave(wave.file, YEAR, wave.root)
+    spec, questions, answers = spec_and_rows(wave.root)
+    by_header = {match_key(h): v for h, v in spec["columns"].items()}
+    checked = 0
+    for (field_id, label), truth in wave.codes.items():
+        header = next((h for h, f in wave.truth.items() if f == field_id), None)
+        if header is None or field_id == "new":
+            continue
+        mapped = by_header.get(match_key(header))
+        if mapped is None or is_open(mapped):
+            continue  # the column itself is left to a person, and its answers with it
+        rows = {match_key(r["source_label"]): r for r in answers if r["question_id"] == plain(mapped)}
+        row = rows.get(match_key(label))
+        question = next(r for r in questions if r["question_id"] == plain(mapped))
+        if row is not None:
+            assert plain(row["answer_code"]) == truth or is_open(row["answer_code"]), (
+                f"{field_id} {label!r}: coded {row['answer_code']!r} without a flag, truly {truth!r}"
+            )
+        elif label in _delivered(wave, header):
+            # no row: a plain number on the scale the draft declared
+            assert question["answer_type"] == "scale" and is_number(match_key(label)), f"{label!r} not coded"
+            low, high = float(plain(question["scale_min"])), float(plain(question["scale_max"]))
+            point = point_of(match_key(label))
+            on_scale = point is not None and low <= point <= high and truth == f"score_{point}"
+            assert on_scale or is_open(question["scale_min"]), f"{field_id} {label!r} is not on the scale {low}-{high}"
+        checked += 1
+    assert checked >= 10
+
+
+def _delivered(wave: Wave, header: str) -> set[str]:
+    from survey_warehouse.drafting.delivery import detect_shape, read_delivery
+
+    delivery = read_delivery(wave.file, YEAR, detect_shape(wave.file))
+    column = next(c for c in delivery.columns if match_key(c.header) == match_key(header))
+    return set(column.values)
+
+
+def test_a_wrong_guess_is_never_silent_when_the_history_misleads(tmp_path: Path) -> None:
+    """A column whose header reads like an earlier question's but whose answers are another's: the draft does not
+    take the header's word for it."""
+    variant = VARIANTS[0]
+    swapped = Variant(
+        "swapped",
+        seed=7,
+        headers={**variant.headers, "lead": "K1. Missä vaiheessa digitalisaatiota johdetaan?"},
+        lead_labels=variant.lead_labels,
+        dropped=("it_involvement_stage",),
+    )
+    wave = make_wave(swapped, copy_project(tmp_path / "project"))
+    draft_wave(wave.file, YEAR, wave.root)
+    spec, _q, _a = spec_and_rows(wave.root)
+    value = spec["columns"][swapped.headers["lead"]]
+    assert plain(value) == "lead" or is_open(value)
+
+
+def _answer_everything(wave: Wave) -> None:
+    """What the person does: every TODO in the spec and the seeds replaced with the true answer (a new question's
+    id and codes, the dates, the cities and the versions as proposed; English texts written)."""
+    spec_path = wave.root / "config" / "waves" / f"{YEAR}.yml"
+    lines = []
+    for line in spec_path.read_text(encoding="utf-8").splitlines():
+        if re.match(r'\s*- "TODO:', line):
+            continue  # the cities surveyed: confirmed as listed
+        column = re.match(r'\s*("(?:[^"\\]|\\.)*"): "TODO: (.*)"$', line)
+        if column:
+            header = json.loads(column.group(1))
+            truth = next((t for h, t in wave.truth.items() if match_key(h) == match_key(header)), None)
+            if truth is None:
+                continue  # not a question: the person leaves it unmapped
+            proposal = column.group(2)
+            if truth == "new":
+                new = proposal not in EARLIER and proposal not in STRUCTURAL_FIELDS
+                answer = proposal if new else "new_question"
+            else:
+                answer = truth
+            lines.append(f"  {column.group(1)}: {answer}")
+            continue
+        lines.append(line.replace('"TODO: ', '"'))
+    spec_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    seeds = wave.root / "dbt_project" / "seeds"
+    import csv
+
+    for name in ("codebook_questions.csv", "codebook_answers.csv", "city_aliases.csv"):
+        with open(seeds / name, encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            fields, rows = reader.fieldnames or [], list(reader)
+        for row in rows:
+            for key, value in row.items():
+                if not is_open(value):
+                    continue
+                if key == "answer_code":
+                    truth = wave.codes.get((row["question_id"], row["source_label"]))
+                    row[key] = truth if truth and row["question_id"] != _new_id(wave) else plain(value)
+                elif key in ("question_text_en", "answer_label_en"):
+                    row[key] = "English text"
+                else:
+                    row[key] = plain(value)
+        with open(seeds / name, "w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def settle(wave: Wave) -> None:
+    """The person answers, drafts again to see what is left, and answers that too."""
+    for _round in range(3):
+        _answer_everything(wave)
+        if not draft_wave(wave.file, YEAR, wave.root).open:
+            return
+
+
+def _new_id(wave: Wave) -> str | None:
+    if wave.new_question is None:
+        return None
+    spec, _q, _a = spec_and_rows(wave.root)
+    return plain(spec["columns"].get(wave.new_question))
+
+
+def test_drafting_again_keeps_what_a_person_decided(tmp_path: Path) -> None:
+    wave = make_wave(VARIANTS[1], copy_project(tmp_path / "project"))
+    first = draft_wave(wave.file, YEAR, wave.root)
+    assert first.open
+    spec_path = wave.root / "config" / "waves" / f"{YEAR}.yml"
+    # the person decides the field period only, and renames a sure question's English wording in the seeds
+    text = spec_path.read_text(encoding="utf-8")
+    text = re.sub(r"field_period: .*", "field_period: {start: 2021-03-01, end: 2021-04-30}", text)
+    spec_path.write_text(text, encoding="utf-8")
+    second = draft_wave(wave.file, YEAR, wave.root)
+    assert "2021-03-01" in spec_path.read_text(encoding="utf-8")
+    assert not [d for d in second.decisions if d.kind == "field_period"]
+    assert len([d for d in second.decisions if d.needs_person]) == len(first.decisions) - 1
+    settle(wave)
+    third = draft_wave(wave.file, YEAR, wave.root)
+    assert not third.open, [d.as_dict() for d in third.decisions if d.needs_person]
+    before = spec_and_rows(wave.root)
+    draft_wave(wave.file, YEAR, wave.root)
+    assert spec_and_rows(wave.root) == before, "a decided draft is written again unchanged"
+
+
+def test_a_spec_that_is_not_a_draft_is_not_drafted_over(tmp_path: Path) -> None:
+    root = copy_project(tmp_path / "project")
+    file = Path(__file__).resolve().parents[2] / "data" / "waves" / "2019" / "city_survey_2019_export.csv"
+    before = (root / "config" / "waves" / "2019.yml").read_text(encoding="utf-8")
+    with pytest.raises(DraftRefused, match="not a draft"):
+        draft_wave(file, 2019, root)
+    assert (root / "config" / "waves" / "2019.yml").read_text(encoding="utf-8") == before
+    forced = draft_wave(file, 2019, root, force=True)
+    assert (root / "config" / "waves" / "2019.yml").read_text(encoding="utf-8").startswith("# Drafted")
+    assert forced.open
+
+
+def test_the_command_prints_the_open_decisions_as_json_and_exits_3(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wave = make_wave(VARIANTS[0], copy_project(tmp_path / "project"))
+    monkeypatch.setenv("SURVEY_PROJECT_ROOT", str(wave.root))
+    assert cli.main(["wave", "draft", str(wave.file), "--year", str(YEAR), "--json"]) == EXIT_OPEN
+    out = json.loads(capsys.readouterr().out)
+    assert out["wave_year"] == YEAR and out["open"] == len(out["decisions"]) > 0
+    assert {"kind", "column", "values", "proposal", "evidence", "where"} <= set(out["decisions"][0])
+    kinds = {d["kind"] for d in out["decisions"]}
+    assert {"field_period", "cities_surveyed", "question"} <= kinds
+    assert not any("@" in json.dumps(d) for d in out["decisions"]), "no respondent's e-mail in the decisions"
+    settle(wave)
+    assert cli.main(["wave", "draft", str(wave.file), "--year", str(YEAR)]) == 0
+    assert "Nothing left to decide" in capsys.readouterr().out
+    monkeypatch.setenv("SURVEY_PROJECT_ROOT", str(wave.root))
+    assert cli.main(["wave", "draft", str(wave.root / "nowhere.csv"), "--year", str(YEAR)]) == 2
+
+
+def test_the_loader_refuses_a_wave_with_open_decisions(tmp_path: Path) -> None:
+    from survey_warehouse.errors import WaveSpecError
+    from survey_warehouse.intake.codebook import Codebook
+    from survey_warehouse.intake.waves import WaveSpec
+
+    wave = make_wave(VARIANTS[0], copy_project(tmp_path / "project"))
+    draft_wave(wave.file, YEAR, wave.root)
+    text = (wave.root / "config" / "waves" / f"{YEAR}.yml").read_text(encoding="utf-8")
+    text = re.sub(r'"TODO: (\d{4}-\d\d-\d\d)"', r"\1", text)  # dates decided; the rest left open
+    (wave.root / "config" / "waves" / f"{YEAR}.yml").write_text(text, encoding="utf-8")
+    spec = WaveSpec.from_file(wave.root / "config" / "waves" / f"{YEAR}.yml", wave.root)
+    with pytest.raises(WaveSpecError, match="decision"):
+        spec.check(Codebook.from_seeds(wave.root / "dbt_project" / "seeds"))
+
+
+def test_no_contact_details_reach_the_spec_the_seeds_or_the_decisions(tmp_path: Path) -> None:
+    import csv
+
+    wave = make_wave(VARIANTS[0], copy_project(tmp_path / "project"))
+    with open(wave.file, encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.reader(f))
+    lead = rows[0].index(VARIANTS[0].headers["lead"])
+    rows[1][lead] = "soita minulle: matti.meikalainen@example.fi"
+    rows[2][lead] = "040 123 4567"
+    with open(wave.file, "w", encoding="utf-8-sig", newline="") as f:
+        csv.writer(f).writerows(rows)
+    draft = draft_wave(wave.file, YEAR, wave.root)
+    written = (wave.root / "config" / "waves" / f"{YEAR}.yml").read_text(encoding="utf-8")
+    written += (wave.root / "dbt_project" / "seeds" / "codebook_answers.csv").read_text(encoding="utf-8")
+    written += draft.as_json()
+    assert "@" not in written and "4567" not in written and "meikalainen" not in written
+
+
+@pytest.mark.parametrize(
+    ("prefix", "encoding", "delimiter", "header_row"),
+    [
+        ("sep=;\r\n", "utf-8-sig", ";", 2),  # Excel's delimiter hint above the header
+        ("Kaupunkikysely\r\n\r\nVastaukset 2021\r\n", "cp1252", "\t", 4),  # a title block in a tab-separated file
+        ("", "utf-16", "|", 1),
+    ],
+)
+def test_the_shape_is_read_off_the_file(
+    tmp_path: Path, prefix: str, encoding: str, delimiter: str, header_row: int
+) -> None:
+    from survey_warehouse.drafting.delivery import detect_shape, read_delivery
+
+    header = ["Nimi", "Sähköposti", "Kaupunki", "Kuka johtaa digitalisaatiota?"]
+    rows = [[f"Vastaaja {i}", f"v{i}@example.fi", "Turku", "Tietohallinto, ICT"] for i in range(6)]
+    text = prefix + "\r\n".join(delimiter.join(r) for r in [header, *rows]) + "\r\n"
+    file = tmp_path / "wave.csv"
+    file.write_text(text, encoding=encoding)
+    shape = detect_shape(file)
+    assert (shape.delimiter, shape.header_row) == (delimiter, header_row)
+    assert shape.encoding.replace("-sig", "") in (encoding.replace("-sig", ""), "utf-8")
+    delivery = read_delivery(file, YEAR, shape)
+    assert [c.header for c in delivery.columns] == header and delivery.rows == len(rows)
+
+
+def test_a_column_the_person_removed_stays_unmapped_until_another_file_comes(tmp_path: Path) -> None:
+    import shutil
+
+    wave = make_wave(VARIANTS[0], copy_project(tmp_path / "project"))
+    draft_wave(wave.file, YEAR, wave.root)
+    spec_path = wave.root / "config" / "waves" / f"{YEAR}.yml"
+    header = VARIANTS[0].headers["business_digital_skills"]
+    kept = [
+        line
+        for line in spec_path.read_text(encoding="utf-8").splitlines()
+        if json.dumps(header, ensure_ascii=False) not in line
+    ]
+    spec_path.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    draft_wave(wave.file, YEAR, wave.root)
+    assert header not in spec_and_rows(wave.root)[0]["columns"]
+    redelivered = wave.file.with_name("kysely_2021_korjattu.csv")
+    shutil.copy2(wave.file, redelivered)
+    draft_wave(redelivered, YEAR, wave.root)
+    assert plain(spec_and_rows(wave.root)[0]["columns"][header]) == "business_digital_skills"
