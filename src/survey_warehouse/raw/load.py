@@ -25,6 +25,7 @@ from pathlib import Path
 import duckdb
 
 from survey_warehouse.errors import WaveFileError
+from survey_warehouse.intake import values
 from survey_warehouse.intake.codebook import LABELLED_STRUCTURAL_FIELDS, Codebook
 from survey_warehouse.intake.grid import Grid, arrow_into, arrow_view, drop_temp, read_grid
 from survey_warehouse.intake.matching import match_keys, shown
@@ -43,9 +44,6 @@ from survey_warehouse.settings import Paths, get_paths, pseudonym_key
 from survey_warehouse.warehouse import Session, Warehouse, as_warehouse
 
 log = logging.getLogger(__name__)
-
-
-TIMESTAMP_FORMATS = ("%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H.%M", "%d.%m.%Y")
 
 
 @dataclass(frozen=True)
@@ -173,6 +171,7 @@ def load_wave(
                     "answers",
                     "aliases",
                     "header",
+                    "readings",
                 )
     result = LoadResult(
         load_id,
@@ -208,7 +207,7 @@ def _field_kinds(spec: WaveSpec, codebook: Codebook) -> dict[str, str]:
         "respondent_email": "email",
         "city": "city",
         "submitted_at": "timestamp",
-        "response_minutes": "decimal",
+        "response_minutes": "minutes",
         "respondent_name": "text",
     }
     return {
@@ -270,13 +269,14 @@ def _check(spec: WaveSpec, con: duckdb.DuckDBPyConnection, codebook: Codebook, g
         "create or replace temp view mapped as "
         + " union all ".join(f"select source_row_number, cell_count, {p} as p, c{p} as v from grid" for p in positions)
     )
-    values = con.sql("select distinct p, v from mapped where v is not null").to_arrow_table()
-    keyed = values.append_column("k", match_keys(values.column("v")))  # read in place: a copy would add to spills
+    distinct = con.sql("select distinct p, v from mapped where v is not null").to_arrow_table()
+    keyed = distinct.append_column("k", match_keys(distinct.column("v")))  # read in place: a copy would add to spills
     arrow_into(con, "answers", codebook.answer_table(spec.wave_year), replace=True)
     arrow_into(con, "aliases", codebook.alias_table(), replace=True)
     with arrow_view(con, "keyed", keyed):
+        _read_values(con, spec)
         _resolve(con, spec)
-    del values, keyed  # a million distinct e-mail addresses' worth of memory
+    del distinct, keyed  # a million distinct e-mail addresses' worth of memory
 
     problems = _row_problems(spec, con, grid, header_keys)
     _check_wave_year(spec, con)
@@ -301,13 +301,55 @@ def _check(spec: WaveSpec, con: duckdb.DuckDBPyConnection, codebook: Codebook, g
             "reason_code varchar, message varchar)"
         )
     field_positions = {r[1]: r[0] for r in field_rows}
-    warnings = [*grid.notes, *_key_respondent_warnings(spec, con, codebook, field_positions)]
+    warnings = [
+        *grid.notes,
+        *_value_warnings(spec, con, grid),
+        *_key_respondent_warnings(spec, con, codebook, field_positions),
+    ]
     return _Checked(grid, quarantined, problems, warnings)
+
+
+VALUE_KINDS = {"timestamp": values.read_timestamps, "minutes": values.read_durations}
+
+
+def _read_values(con: duckdb.DuckDBPyConnection, spec: WaveSpec) -> None:
+    """Every distinct value of a submission-time or response-time column (`keyed`) read by
+    `survey_warehouse.intake.values`, a column at a time (a column's values decide its date order and decimal
+    separator), into the temporary table `readings`."""
+    import pyarrow as pa
+
+    rules = spec.value_rules()
+    columns: dict[int, tuple[str, list[str]]] = {}
+    for p, kind, v in con.execute(
+        "select k.p, f.kind, k.v from keyed k join field_map f using (p) where f.kind in ('timestamp', 'minutes') "
+        "order by 1, 3"
+    ).fetchall():
+        columns.setdefault(p, (kind, []))[1].append(v)
+    rows: list[tuple[int, str, values.Reading]] = []
+    for p, (kind, delivered) in columns.items():
+        rows += [(p, v, r) for v, r in zip(delivered, VALUE_KINDS[kind](delivered, rules), strict=True)]
+    arrow_into(
+        con,
+        "readings",
+        pa.table(
+            {
+                "p": pa.array([r[0] for r in rows], pa.int32()),
+                "v": pa.array([r[1] for r in rows], pa.string()),
+                "resolved_value": pa.array([r[2].value for r in rows], pa.string()),
+                "resolved_number": pa.array([r[2].number for r in rows], pa.float64()),
+                "problem": pa.array([r[2].problem for r in rows], pa.string()),
+                "detail": pa.array([r[2].detail for r in rows], pa.string()),
+                "note": pa.array([r[2].note for r in rows], pa.string()),
+            }
+        ),
+        replace=True,
+    )
 
 
 def _resolve(con: duckdb.DuckDBPyConnection, spec: WaveSpec) -> None:
     """Every distinct value of a mapped column (`keyed`: p, v and its match key k) resolved through the codebook
-    into the temporary table `resolved`, with the problem of a value that does not resolve.
+    into the temporary table `resolved`, with the problem of a value that does not resolve (and, for a time, what
+    is wrong with it: `readings`).
 
     A number is a decimal number, with a decimal point or comma (and an exponent, as spreadsheets write); on a
     scale question a number is an answer when it is one of the scale's points, the whole numbers from its
@@ -318,18 +360,12 @@ def _resolve(con: duckdb.DuckDBPyConnection, spec: WaveSpec) -> None:
         "then try_cast(replace(k.k, ',', '.') as double) end"
     )
     surveyed = ", ".join(_sql_text(code) for code in spec.cities_surveyed) or "null"
-    parsed_time = (
-        "coalesce("
-        + ", ".join(f"try_strptime(upper(k.k), '{f}')" for f in TIMESTAMP_FORMATS)
-        + ", try_cast(upper(k.k) as timestamp))"
-    )
     con.execute(
         f"""
         create or replace temp table resolved as
         with keyed_values as (
             select k.p, k.v, k.k, f.field_id, f.kind, f.scale_min, f.scale_max,
-                   case when f.kind in ('labelled', 'decimal') then {number} end as n,
-                   case when f.kind = 'timestamp' then {parsed_time} end as ts
+                   case when f.kind = 'labelled' then {number} end as n
             from keyed k join field_map f using (p)
         ),
         placed as (
@@ -343,16 +379,17 @@ def _resolve(con: duckdb.DuckDBPyConnection, spec: WaveSpec) -> None:
                 when 'labelled' then coalesce(an.answer_code, case when kv.on_scale
                     then 'score_' || cast(cast(kv.n as bigint) as varchar) end)
                 when 'email' then sha256(? || '|' || kv.k)
-                when 'timestamp' then strftime(kv.ts, '%Y-%m-%dT%H:%M:%S')
-                when 'decimal' then cast(kv.n as varchar)
+                when 'timestamp' then rd.resolved_value
+                when 'minutes' then rd.resolved_value
             end as resolved_value,
             case kv.kind
                 when 'labelled' then coalesce(an.answer_value, case when an.answer_code is null and kv.on_scale
                     then cast(cast(kv.n as bigint) as double) end)
-                when 'decimal' then kv.n
+                when 'minutes' then rd.resolved_number
             end as resolved_number,
             case
                 when kv.k is null then null
+                when kv.kind in ('timestamp', 'minutes') then rd.problem
                 when kv.kind = 'city' and al.municipality_code is null then 'unknown_city'
                 when kv.kind = 'city' and al.municipality_code not in ({surveyed}) then 'city_not_surveyed'
                 when kv.kind = 'labelled' and an.answer_code is null and kv.scale_min is not null
@@ -361,10 +398,12 @@ def _resolve(con: duckdb.DuckDBPyConnection, spec: WaveSpec) -> None:
                     then 'not_on_scale'
                 when kv.kind = 'labelled' and an.answer_code is null and not coalesce(kv.on_scale, false)
                     then 'unknown_answer'
-            end as problem
+            end as problem,
+            rd.detail
         from placed kv
         left join aliases al on kv.kind = 'city' and al.alias_key = kv.k
         left join answers an on kv.kind = 'labelled' and an.field_id = kv.field_id and an.label_key = kv.k
+        left join readings rd on rd.p = kv.p and rd.v = kv.v
     """,
         [pseudonym_key()],
     )
@@ -378,8 +417,7 @@ def _row_problems(
 
     from survey_warehouse.intake.matching import shown_value
 
-    file, year, width = spec.file.name, spec.wave_year, grid.width
-    header = grid.header
+    file, year, width, header = spec.file.name, spec.wave_year, grid.width, grid.header
     problems: list[tuple[int, str | None, str, str]] = []
 
     def where(row: int, position: int | None) -> str:
@@ -439,16 +477,16 @@ def _row_problems(
         unusable as (select k, list(row order by row) as rows from repeated where unusable group by k)"""
         duplicates = """
         union all
-        select d.row, d.p, d.v, null, null, 'duplicate_respondent', kept.kept, unusable.rows
+        select d.row, d.p, d.v, null, null, 'duplicate_respondent', kept.kept, unusable.rows, null
         from repeated d join kept using (k) left join unusable using (k)
         where not d.unusable and d.row > kept.kept"""
     fields = con.execute(
         f"""
-        with flagged as (select p, v, k, problem from resolved where problem is not null or k is null),
+        with flagged as (select p, v, k, problem, detail from resolved where problem is not null or k is null),
         cells as (
             select m.source_row_number as row, m.p, m.v, f.scale_min, f.scale_max,
                 case when (m.v is null or fl.k is null) and f.is_required then 'missing_required'
-                     else fl.problem end as reason
+                     else fl.problem end as reason, fl.detail
             from mapped m join field_map f using (p)
             left join flagged fl on fl.p = m.p and fl.v = m.v
             where ((m.v is null and f.is_required) or fl.p is not null)
@@ -456,7 +494,7 @@ def _row_problems(
         ),
         field_problems as (select * from cells where reason is not null){respondents}
         select row, p, v, scale_min, scale_max, reason, cast(null as integer) as kept,
-               cast(null as integer[]) as unusable
+               cast(null as integer[]) as unusable, detail
         from field_problems{duplicates}
         order by 1, 2
         """
@@ -491,7 +529,7 @@ def _row_problems(
         return shown_value(value, cities if kinds.get(p) == "city" else labels.get(p, []))
 
     kinds = dict(con.execute("select p, kind from field_map").fetchall())
-    for row, p, value, low, high, reason, kept, unusable in fields:
+    for row, p, value, low, high, reason, kept, unusable, detail in fields:
         # values of the city and answer columns are shown (an alias or a label is added for them); nothing of a
         # respondent's name, e-mail address or free text ever is
         match reason:
@@ -523,11 +561,26 @@ def _row_problems(
                     f"in {year} (its points are {points(low, high)}); correct the file, or if the survey offered "
                     "this answer, add it as a label to dbt_project/seeds/codebook_answers.csv"
                 )
+            case _ if detail is not None:  # a time that cannot be read
+                text = _value_problem(spec, reason, detail)
             case _:  # duplicate_respondent
                 text = duplicate(kept, unusable)
         problems.append((row, header[p - 1], reason, f"{where(row, p)}: {text}"))
     problems.sort(key=lambda p: (p[0], 0 if p[1] is None else header.index(p[1])))
     return problems
+
+
+def _value_problem(spec: WaveSpec, reason: str, detail: str) -> str:
+    """The message of a submission or response time that cannot be read (survey_warehouse.intake.values)."""
+    advice = {
+        values.UNREADABLE_TIMESTAMP: "; correct the file (a date and time such as 3.4.2019 10:00 or 2019-04-03T10:00)",
+        values.OUTSIDE_WAVE: f"; correct the file, or field_period in {spec.name}",
+        values.UNREADABLE_DURATION: (
+            "; correct the file (minutes such as 12, 12.5 or 12 min, or a time such as 0:12:30)"
+        ),
+        values.SPREADSHEET_ERROR: ": its formula failed in the survey tool or spreadsheet; ask for a corrected file",
+    }
+    return detail + advice.get(reason, "")
 
 
 def _may_repeat(con: duckdb.DuckDBPyConnection, email: int) -> bool:
@@ -576,6 +629,25 @@ def _check_wave_year(spec: WaveSpec, con: duckdb.DuckDBPyConnection) -> None:
             f"'wave_year' in {spec.name}",
             column=shown(column),
         )
+
+
+def _value_warnings(spec: WaveSpec, con: duckdb.DuckDBPyConnection, grid: Grid) -> list[str]:
+    """Usable times that deserve a look: answers submitted outside the field period (in the wave's year)."""
+    found = con.execute("""
+        select m.p, count(*), list(m.source_row_number order by m.source_row_number)[1:5], min(r.resolved_value),
+               max(r.resolved_value)
+        from mapped m join readings r using (p, v)
+        where r.note is not null and m.source_row_number not in (select source_row_number from problems)
+        group by 1 order by 1
+    """).fetchall()
+    period = f"{spec.field_period_start:%d.%m.%Y}-{spec.field_period_end:%d.%m.%Y}"
+    return [
+        f"{spec.file.name}, column {shown(grid.header[p - 1])}: {count} answer{'s' if count > 1 else ''} submitted "
+        f"outside the field period {period} (rows {', '.join(map(str, rows))}{', ...' if count > len(rows) else ''};"
+        f" from {first.replace('T', ' ')} to {last.replace('T', ' ')}); kept. If the survey ran longer, correct "
+        f"field_period in {spec.name}"
+        for p, count, rows, first, last in found
+    ]
 
 
 def _key_respondent_warnings(
