@@ -23,7 +23,8 @@ import pytest
 import yaml
 from conftest import ROOT, make_paths
 
-from survey_warehouse.intake.values import ValueRules, read_duration, read_timestamp
+from survey_warehouse.intake.matching import shown
+from survey_warehouse.intake.values import NOT_QUOTED, ValueRules, quoted, read_duration, read_timestamp
 from survey_warehouse.intake.waves import WaveSpec
 from survey_warehouse.raw.load import load_wave
 
@@ -236,3 +237,25 @@ def test_a_value_read_alone_reads_as_in_its_column(case: Case) -> None:
     else:
         reading = read_duration(case.value, rules.decimal_separator)
     assert (reading.value, reading.number, reading.problem) == (case.resolved, case.number, case.reason)
+
+
+@pytest.mark.parametrize(
+    ("value", "is_quoted"),
+    [
+        ("3.4.2019 klo 10.00", True),
+        ("43558.4166666667", True),
+        ("1 day, 0:00:00", True),
+        ("#N/A", True),
+        ("12 minuuttia", True),
+        ("Matti Meikäläinen", False),
+        ("matti@example.fi", False),
+        ("040 123 4567", False),
+        ("+358401234567", False),
+        ("040.123.4567", False),
+        ("2019-04-03T10:00:00.123+03:00", True),
+        ("03.04.2019 10:00:00,5", True),
+    ],
+)
+def test_a_time_is_quoted_in_a_message_and_what_a_respondent_wrote_is_not(value: str, is_quoted: bool) -> None:
+    assert (quoted(value) == shown(value)) is is_quoted
+    assert (quoted(value) == NOT_QUOTED) is not is_quoted

@@ -48,7 +48,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from survey_warehouse.intake.matching import looks_like_email, shown
+from survey_warehouse.intake.matching import LONG_NUMBER, looks_like_email, shown
 
 DATE_ORDERS = ("DMY", "MDY", "YMD")
 DECIMAL_SEPARATORS = (".", ",")
@@ -158,6 +158,12 @@ TIME_WORDS = frozenset(
         "calc",
     )
 )
+# what a time holds (a date, a clock time, an Excel serial): a long number left when they are taken out is a phone
+# number or the like
+TIME_PARTS = re.compile(
+    r"(?<![\d.])(?:\d{1,4}[./-]\d{1,2}[./-]\d{1,4}|\d{1,2}[:.]\d{2}(?:[:.]\d{2})?(?:[.,]\d+)?|\d{5}[.,]\d+"
+    r"|[+-]\d{2}:?\d{2})(?!\d)"
+)
 NOT_QUOTED = "(a value that does not look like a time: not quoted, see the file)"
 
 
@@ -166,7 +172,7 @@ def quoted(value: str) -> str:
     words of times; a value with other words (a name or free text in the wrong column), an e-mail address or a long
     number (a phone number) is not quoted: the message names the row and the column, and the file shows it."""
     text = unicodedata.normalize("NFKC", value)
-    if len(text) > 60 or looks_like_email(text) or re.search(r"\d{6,}", re.sub(r"[.,:]\d+", "", text)):  # noqa: PLR2004
+    if len(text) > 60 or looks_like_email(text) or LONG_NUMBER.search(TIME_PARTS.sub(" ", text)):  # noqa: PLR2004
         return NOT_QUOTED
     if all(word in TIME_WORDS for word in re.findall(r"[^\W\d_]+", text.lower())):
         return shown(value)
