@@ -36,6 +36,9 @@ Response times (`response_minutes`, in minutes)
       `m:ss` (`12:30`, `1:30` = one minute thirty seconds): a clock with two parts is read in the column's unit,
       minutes, and seconds.
   `nan`, `inf`, negative times, `1_000`, `1e3` and spreadsheet errors are refused.
+
+A field the wave spec lists under `keep_unreadable` keeps a value that cannot be read as delivered, without a
+resolved value, and the load warns about it instead of quarantining the row.
 """
 
 from __future__ import annotations
@@ -67,6 +70,9 @@ UNREADABLE_DURATION = "unreadable_duration"
 SPREADSHEET_ERROR = "spreadsheet_error"
 # a warning's code: the value is kept
 OUTSIDE_FIELD_PERIOD = "outside_field_period"
+KEPT_UNREADABLE = "kept_unreadable"  # a value that cannot be read, of a field the spec lists under keep_unreadable
+# the fields read here, which a spec may list under keep_unreadable
+VALUE_FIELDS = ("submitted_at", "response_minutes")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from survey_warehouse.intake.values import (
     DATE_ORDERS,
     DECIMAL_SEPARATORS,
     DEFAULT_TIME_ZONE,
+    VALUE_FIELDS,
     ValueRules,
     check_time_zone,
 )
@@ -37,6 +38,7 @@ OPTIONAL_KEYS = (
     "time_zone",
     "date_order",
     "decimal_separator",
+    "keep_unreadable",
 )
 # name@domain.tld: one @, no spaces, a dot in the domain
 EMAIL_ADDRESS = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>.]+")
@@ -62,6 +64,9 @@ class WaveSpec:
     time_zone: str = DEFAULT_TIME_ZONE
     date_order: str | None = None
     decimal_separator: str | None = None
+    # Fields (submitted_at, response_minutes) whose values that cannot be read are kept as delivered, with a
+    # warning, instead of quarantining their rows.
+    keep_unreadable: tuple[str, ...] = ()
     # Respondents (by the reference the removal guard prints) or cities (municipality codes) that a re-delivery
     # may drop: a genuine withdrawal, recorded with the load.
     accept_removals: tuple[str, ...] = ()
@@ -141,6 +146,7 @@ class WaveSpec:
             time_zone=time_zone,
             date_order=date_order,
             decimal_separator=decimal_separator,
+            keep_unreadable=_keep_unreadable(raw, path),
             accept_removals=tuple(str(v).strip() for v in raw.get("accept_removals") or ()),
             owner_email=owner_emails(raw.get("owner_email"), path),
             withdrawn=withdrawn.strip() if withdrawn else None,
@@ -187,6 +193,7 @@ class WaveSpec:
                 "time_zone": self.time_zone,
                 "date_order": self.date_order,
                 "decimal_separator": self.decimal_separator,
+                "keep_unreadable": list(self.keep_unreadable),
                 "columns": self.columns,
                 "accept_removals": list(self.accept_removals),
             },
@@ -267,6 +274,17 @@ def _value_rules(raw: dict, path: Path) -> tuple[str, str | None, str | None]:
     return time_zone, str(order).upper() if order is not None else None, str(separator) if separator else None
 
 
+def _keep_unreadable(raw: dict, path: Path) -> tuple[str, ...]:
+    fields = tuple(str(f).strip() for f in raw.get("keep_unreadable") or ())
+    other = [f for f in fields if f not in VALUE_FIELDS]
+    if other:
+        raise WaveSpecError(
+            f"{path}: keep_unreadable lists fields whose unreadable values are kept with a warning, of "
+            f"{', '.join(VALUE_FIELDS)}; not {', '.join(shown(f) for f in other)}"
+        )
+    return fields
+
+
 def _date(value: Any, path: Path) -> dt.date:
     if isinstance(value, dt.date):
         return value
@@ -281,7 +299,7 @@ def _check_types(raw: dict, path: Path) -> int:
     year = raw["wave_year"]
     if isinstance(year, bool) or not isinstance(year, int):
         raise WaveSpecError(f"{path}: wave_year must be a year such as 2019, not {shown(str(year))}")
-    for key in ("cities_surveyed", "accept_removals"):
+    for key in ("cities_surveyed", "accept_removals", "keep_unreadable"):
         if raw.get(key) is not None and not isinstance(raw[key], list):
             example = '["091", "049"]'
             raise WaveSpecError(f"{path}: {key} must be a list ({key}: {example}), not {shown(str(raw[key]))}")

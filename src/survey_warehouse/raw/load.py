@@ -143,6 +143,7 @@ def load_wave(
                     _write_cells(session, con, spec, load_id, grid, scratch)
                     checked = _check(spec, con, codebook, grid)
                     registry.update(
+                        warnings="\n".join(checked.warnings) or None,
                         row_count=grid.rows,
                         accepted_count=grid.rows - checked.quarantined,
                         quarantined_count=checked.quarantined,
@@ -319,15 +320,18 @@ def _read_values(con: duckdb.DuckDBPyConnection, spec: WaveSpec) -> None:
     import pyarrow as pa
 
     rules = spec.value_rules()
-    columns: dict[int, tuple[str, list[str]]] = {}
-    for p, kind, v in con.execute(
-        "select k.p, f.kind, k.v from keyed k join field_map f using (p) where f.kind in ('timestamp', 'minutes') "
-        "order by 1, 3"
+    columns: dict[int, tuple[str, str, list[str]]] = {}
+    for p, kind, field_id, v in con.execute(
+        "select k.p, f.kind, f.field_id, k.v from keyed k join field_map f using (p) "
+        "where f.kind in ('timestamp', 'minutes') order by 1, 4"
     ).fetchall():
-        columns.setdefault(p, (kind, []))[1].append(v)
+        columns.setdefault(p, (kind, field_id, []))[2].append(v)
     rows: list[tuple[int, str, values.Reading]] = []
-    for p, (kind, delivered) in columns.items():
-        rows += [(p, v, r) for v, r in zip(delivered, VALUE_KINDS[kind](delivered, rules), strict=True)]
+    for p, (kind, field_id, delivered) in columns.items():
+        for v, reading in zip(delivered, VALUE_KINDS[kind](delivered, rules), strict=True):
+            if reading.problem and field_id in spec.keep_unreadable:
+                reading = values.Reading(detail=reading.detail, note=values.KEPT_UNREADABLE)  # noqa: PLW2901
+            rows.append((p, v, reading))
     arrow_into(
         con,
         "readings",
@@ -632,22 +636,34 @@ def _check_wave_year(spec: WaveSpec, con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _value_warnings(spec: WaveSpec, con: duckdb.DuckDBPyConnection, grid: Grid) -> list[str]:
-    """Usable times that deserve a look: answers submitted outside the field period (in the wave's year)."""
+    """Usable rows whose times deserve a look: answers submitted outside the field period (in the wave's year), and
+    values kept as delivered because the spec lists their field under keep_unreadable."""
     found = con.execute("""
-        select m.p, count(*), list(m.source_row_number order by m.source_row_number)[1:5], min(r.resolved_value),
-               max(r.resolved_value)
+        select m.p, r.note, count(*), list(m.source_row_number order by m.source_row_number)[1:5],
+               min(r.resolved_value), max(r.resolved_value),
+               list('row ' || m.source_row_number || ': ' || r.detail order by m.source_row_number)[1:3]
         from mapped m join readings r using (p, v)
         where r.note is not null and m.source_row_number not in (select source_row_number from problems)
-        group by 1 order by 1
+        group by 1, 2 order by 1, 2
     """).fetchall()
     period = f"{spec.field_period_start:%d.%m.%Y}-{spec.field_period_end:%d.%m.%Y}"
-    return [
-        f"{spec.file.name}, column {shown(grid.header[p - 1])}: {count} answer{'s' if count > 1 else ''} submitted "
-        f"outside the field period {period} (rows {', '.join(map(str, rows))}{', ...' if count > len(rows) else ''};"
-        f" from {first.replace('T', ' ')} to {last.replace('T', ' ')}); kept. If the survey ran longer, correct "
-        f"field_period in {spec.name}"
-        for p, count, rows, first, last in found
-    ]
+    warnings = []
+    for p, note, count, rows, first, last, details in found:
+        where = f"{spec.file.name}, column {shown(grid.header[p - 1])}"
+        more = ", ..." if count > len(rows) else ""
+        if note == values.OUTSIDE_FIELD_PERIOD:
+            warnings.append(
+                f"{where}: {count} answer{'s' if count > 1 else ''} submitted outside the field period {period} "
+                f"(rows {', '.join(map(str, rows))}{more}; from {first.replace('T', ' ')} to "
+                f"{last.replace('T', ' ')}); kept. If the survey ran longer, correct field_period in {spec.name}"
+            )
+        else:
+            warnings.append(
+                f"{where}: {count} value{'s' if count > 1 else ''} cannot be read and "
+                f"{'are' if count > 1 else 'is'} kept as delivered, without a value (keep_unreadable in "
+                f"{spec.name}): {'; '.join(details)}{'; ...' if count > len(details) else ''}"
+            )
+    return warnings
 
 
 def _key_respondent_warnings(

@@ -35,6 +35,8 @@ alter table raw.load_registry add column if not exists spec_sha256 varchar;
 alter table raw.load_registry add column if not exists codebook_sha256 varchar;
 alter table raw.load_registry add column if not exists reader varchar;
 alter table raw.load_registry add column if not exists accepted_removals varchar;
+-- what the load warned about (usable rows that deserve a look), one warning a line
+alter table raw.load_registry add column if not exists warnings varchar;
 -- a candidate whose run left the build to a later run (`make run` catching up several waves builds them once)
 alter table raw.load_registry add column if not exists build_deferred boolean default false;
 create sequence if not exists raw.survey_column_ids;
