@@ -44,11 +44,13 @@ resolved value, and the load warns about it instead of quarantining the row.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from survey_warehouse.intake.matching import LONG_NUMBER, looks_like_email, shown
@@ -86,7 +88,7 @@ class ValueRules:
     date_order: str | None = None
     decimal_separator: str | None = None
 
-    @property
+    @functools.cached_property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.time_zone)
 
@@ -215,7 +217,7 @@ def _form(match: re.Match) -> str:
     return "dotted" if match["sep"] == "." else "slashed"
 
 
-def _column_date_order(values: Iterable[str], rules: ValueRules) -> dict[str, str | None]:
+def column_date_orders(values: Iterable[str], rules: ValueRules) -> dict[str, str | None]:
     """The order of each numeric date family in this column: the spec's, or what its unambiguous values say
     (None: undecided; "conflict": its values say both)."""
     if rules.date_order:
@@ -243,8 +245,7 @@ def _column_date_order(values: Iterable[str], rules: ValueRules) -> dict[str, st
 
 def read_timestamps(values: list[str], rules: ValueRules) -> list[Reading]:
     """Each delivered value of one submission-time column, read (the column decides its date orders)."""
-    orders = _column_date_order(values, rules)
-    return [read_timestamp(v, rules, orders) for v in values]
+    return TIMESTAMPS.read_all(values, rules)
 
 
 class Refused(Exception):
@@ -260,7 +261,7 @@ def read_timestamp(value: str, rules: ValueRules, orders: dict[str, str | None] 
     if not _normal(value):
         return Reading()
     try:
-        local = _local_time(value, rules, _column_date_order([value], rules) if orders is None else orders)
+        local = _local_time(value, rules, column_date_orders([value], rules) if orders is None else orders)
     except Refused as refused:
         return Reading(problem=refused.problem, detail=refused.detail)
     iso = local.isoformat()
@@ -402,8 +403,8 @@ def column_decimal_separator(values: Iterable[str], rules: ValueRules) -> str | 
 
 
 def read_durations(values: list[str], rules: ValueRules) -> list[Reading]:
-    separator = column_decimal_separator(values, rules)
-    return [read_duration(v, separator) for v in values]
+    """Each delivered value of one response-time column, read (the column decides its decimal separator)."""
+    return DURATIONS.read_all(values, rules)
 
 
 def _number(text: str, separator: str | None, value: str) -> float:
@@ -476,3 +477,24 @@ def _clock(match: re.Match, value: str) -> float:
     if c is None:
         return a + (b + fraction) / 60
     return int(match["days"] or 0) * 1440 + a * 60 + b + (int(c) + fraction) / 60
+
+
+# ---------------------------------------------------------------------------------------------- a column's reading
+
+
+@dataclass(frozen=True)
+class ColumnReader:
+    """How the values of one kind of column are read: what the whole column decides first (`decide`: its date
+    orders, its decimal separator), then each value with that decision (`read`). A loader that streams a large
+    column decides over all its values, then reads them a slice at a time."""
+
+    decide: Callable[[Iterable[str], ValueRules], Any]
+    read: Callable[[str, ValueRules, Any], Reading]
+
+    def read_all(self, values: list[str], rules: ValueRules) -> list[Reading]:
+        decided = self.decide(values, rules)
+        return [self.read(v, rules, decided) for v in values]
+
+
+TIMESTAMPS = ColumnReader(column_date_orders, read_timestamp)
+DURATIONS = ColumnReader(column_decimal_separator, lambda value, _rules, separator: read_duration(value, separator))

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -275,7 +276,7 @@ def _check(spec: WaveSpec, con: duckdb.DuckDBPyConnection, codebook: Codebook, g
     arrow_into(con, "answers", codebook.answer_table(spec.wave_year), replace=True)
     arrow_into(con, "aliases", codebook.alias_table(), replace=True)
     with arrow_view(con, "keyed", keyed):
-        _read_values(con, spec)
+        _read_values(con, spec, keyed)
         _resolve(con, spec)
     del distinct, keyed  # a million distinct e-mail addresses' worth of memory
 
@@ -310,44 +311,53 @@ def _check(spec: WaveSpec, con: duckdb.DuckDBPyConnection, codebook: Codebook, g
     return _Checked(grid, quarantined, problems, warnings)
 
 
-VALUE_KINDS = {"timestamp": values.read_timestamps, "minutes": values.read_durations}
+VALUE_KINDS = {"timestamp": values.TIMESTAMPS, "minutes": values.DURATIONS}
+VALUE_SLICE = 50_000  # values read at a time: a column of a million distinct times is never all Python objects
 
 
-def _read_values(con: duckdb.DuckDBPyConnection, spec: WaveSpec) -> None:
-    """Every distinct value of a submission-time or response-time column (`keyed`) read by
-    `survey_warehouse.intake.values`, a column at a time (a column's values decide its date order and decimal
-    separator), into the temporary table `readings`."""
+def _read_values(con: duckdb.DuckDBPyConnection, spec: WaveSpec, keyed: Any) -> None:
+    """Every distinct value of a submission-time or response-time column (`keyed`: p, v, k) read by
+    `survey_warehouse.intake.values` into the temporary table `readings`: what the column decides (its date orders,
+    its decimal separator) from all its values first, then its values a slice at a time."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     rules = spec.value_rules()
-    columns: dict[int, tuple[str, str, list[str]]] = {}
-    for p, kind, field_id, v in con.execute(
-        "select k.p, f.kind, f.field_id, k.v from keyed k join field_map f using (p) "
-        "where f.kind in ('timestamp', 'minutes') order by 1, 4"
-    ).fetchall():
-        columns.setdefault(p, (kind, field_id, []))[2].append(v)
-    rows: list[tuple[int, str, values.Reading]] = []
-    for p, (kind, field_id, delivered) in columns.items():
-        for v, reading in zip(delivered, VALUE_KINDS[kind](delivered, rules), strict=True):
-            if reading.problem and field_id in spec.keep_unreadable:
-                reading = values.Reading(detail=reading.detail, note=values.KEPT_UNREADABLE)  # noqa: PLW2901
-            rows.append((p, v, reading))
-    arrow_into(
-        con,
-        "readings",
-        pa.table(
-            {
-                "p": pa.array([r[0] for r in rows], pa.int32()),
-                "v": pa.array([r[1] for r in rows], pa.string()),
-                "resolved_value": pa.array([r[2].value for r in rows], pa.string()),
-                "resolved_number": pa.array([r[2].number for r in rows], pa.float64()),
-                "problem": pa.array([r[2].problem for r in rows], pa.string()),
-                "detail": pa.array([r[2].detail for r in rows], pa.string()),
-                "note": pa.array([r[2].note for r in rows], pa.string()),
-            }
-        ),
-        replace=True,
+    con.execute(
+        "create or replace temp table readings (p integer, v varchar, resolved_value varchar, "
+        "resolved_number double, problem varchar, detail varchar, note varchar)"
     )
+    for p, kind, field_id in con.execute(
+        "select p, kind, field_id from field_map where kind in ('timestamp', 'minutes') order by 1"
+    ).fetchall():
+        reader = VALUE_KINDS[kind]
+        column = keyed.filter(pc.equal(keyed.column("p"), p)).column("v")
+        decided = reader.decide(
+            (v for start in range(0, len(column), VALUE_SLICE) for v in column.slice(start, VALUE_SLICE).to_pylist()),
+            rules,
+        )
+        for start in range(0, len(column), VALUE_SLICE):
+            delivered = column.slice(start, VALUE_SLICE).to_pylist()
+            readings = [reader.read(v, rules, decided) for v in delivered]
+            if field_id in spec.keep_unreadable:
+                readings = [
+                    values.Reading(detail=r.detail, note=values.KEPT_UNREADABLE) if r.problem else r for r in readings
+                ]
+            arrow_into(
+                con,
+                "readings",
+                pa.table(
+                    {
+                        "p": pa.array([p] * len(delivered), pa.int32()),
+                        "v": pa.array(delivered, pa.string()),
+                        "resolved_value": pa.array([r.value for r in readings], pa.string()),
+                        "resolved_number": pa.array([r.number for r in readings], pa.float64()),
+                        "problem": pa.array([r.problem for r in readings], pa.string()),
+                        "detail": pa.array([r.detail for r in readings], pa.string()),
+                        "note": pa.array([r.note for r in readings], pa.string()),
+                    }
+                ),
+            )
 
 
 def _resolve(con: duckdb.DuckDBPyConnection, spec: WaveSpec) -> None:
