@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -365,14 +366,18 @@ def _resolve(con: duckdb.DuckDBPyConnection, spec: WaveSpec) -> None:
     into the temporary table `resolved`, with the problem of a value that does not resolve (and, for a time, what
     is wrong with it: `readings`).
 
-    A number is a decimal number, with a decimal point or comma (and an exponent, as spreadsheets write); on a
-    scale question a number is an answer when it is one of the scale's points, the whole numbers from its
-    scale_min to its scale_max (`score_N`), or a label the codebook declares for the question."""
-    decimal_number = r"[+-]?([0-9]+([.,][0-9]*)?|[.,][0-9]+)(e[+-]?[0-9]+)?"  # the key is lower case
+    A number is a decimal number, with the wave spec's decimal_separator, or without one a decimal point or comma
+    (and an exponent, as spreadsheets write); on a scale question a number is an answer when it is one of the
+    scale's points, the whole numbers from its scale_min to its scale_max (`score_N`), or a label the codebook
+    declares for the question. A number with the other separator, or without decimal_separator a number whose
+    separator could be a thousands separator (`1,000`, `1.000`), is not read (`unreadable_number`)."""
+    # the key is lower case
+    number_like = r"[+-]?([0-9]+([.,][0-9]*)?|[.,][0-9]+)(e[+-]?[0-9]+)?"
     number = (
-        f"case when regexp_full_match(k.k, {_sql_text(decimal_number)}) "
+        f"case when regexp_full_match(k.k, {_sql_text(_decimal_number(spec.decimal_separator))}) "
         "then try_cast(replace(k.k, ',', '.') as double) end"
     )
+    unreadable_number = f"regexp_full_match(k.k, {_sql_text(number_like)}) and n is null"
     surveyed = ", ".join(_sql_text(code) for code in spec.cities_surveyed) or "null"
     con.execute(
         f"""
@@ -382,10 +387,13 @@ def _resolve(con: duckdb.DuckDBPyConnection, spec: WaveSpec) -> None:
                    case when f.kind = 'labelled' then {number} end as n
             from keyed k join field_map f using (p)
         ),
+        checked as (
+            select *, {unreadable_number} as unreadable_number from keyed_values k
+        ),
         placed as (
             select *, n between scale_min and scale_max as in_range,
                    n between scale_min and scale_max and n = floor(n) as on_scale
-            from keyed_values
+            from checked
         )
         select kv.p, kv.v, kv.k, kv.field_id,
             case kv.kind
@@ -407,6 +415,8 @@ def _resolve(con: duckdb.DuckDBPyConnection, spec: WaveSpec) -> None:
                 when kv.kind = 'city' and al.municipality_code is null then 'unknown_city'
                 when kv.kind = 'city' and al.municipality_code not in ({surveyed}) then 'city_not_surveyed'
                 when kv.kind = 'labelled' and an.answer_code is null and kv.scale_min is not null
+                    and kv.unreadable_number then 'unreadable_number'
+                when kv.kind = 'labelled' and an.answer_code is null and kv.scale_min is not null
                     and kv.n is not null and not kv.in_range then 'out_of_scale'
                 when kv.kind = 'labelled' and an.answer_code is null and kv.in_range and not kv.on_scale
                     then 'not_on_scale'
@@ -427,7 +437,6 @@ def _row_problems(
     spec: WaveSpec, con: duckdb.DuckDBPyConnection, grid: Grid, header_keys: list[str | None]
 ) -> list[tuple[int, str | None, str, str]]:
     """Each row that cannot be used, with the column at fault, a reason code and a message."""
-    import math
 
     from survey_warehouse.intake.matching import shown_value
 
@@ -514,12 +523,6 @@ def _row_problems(
         """
     ).fetchall()
 
-    def points(low: float, high: float) -> str:
-        whole = range(math.ceil(low), math.floor(high) + 1)
-        if len(whole) <= 12:  # noqa: PLR2004 (a longer list is not read)
-            return ", ".join(map(str, whole))
-        return f"the whole numbers {whole[0]} to {whole[-1]}"
-
     def duplicate(kept: int, unusable: list[int] | None) -> str:
         earlier = [r for r in unusable or [] if r < kept]
         if not earlier:
@@ -572,9 +575,11 @@ def _row_problems(
             case "not_on_scale":
                 text = (
                     f"{quoted(p, value)} is not a point of the question's scale {_number(low)}-{_number(high)} "
-                    f"in {year} (its points are {points(low, high)}); correct the file, or if the survey offered "
+                    f"in {year} (its points are {_points(low, high)}); correct the file, or if the survey offered "
                     "this answer, add it as a label to dbt_project/seeds/codebook_answers.csv"
                 )
+            case "unreadable_number":
+                text = _unreadable_number(spec, quoted(p, value))
             case _ if detail is not None:  # a time that cannot be read
                 text = _value_problem(spec, reason, detail)
             case _:  # duplicate_respondent
@@ -582,6 +587,37 @@ def _row_problems(
         problems.append((row, header[p - 1], reason, f"{where(row, p)}: {text}"))
     problems.sort(key=lambda p: (p[0], 0 if p[1] is None else header.index(p[1])))
     return problems
+
+
+def _points(low: float, high: float) -> str:
+    """A scale's points, for a message."""
+    import math
+
+    whole = range(math.ceil(low), math.floor(high) + 1)
+    if len(whole) <= 12:  # noqa: PLR2004 (a longer list is not read)
+        return ", ".join(map(str, whole))
+    return f"the whole numbers {whole[0]} to {whole[-1]}"
+
+
+def _decimal_number(separator: str | None) -> str:
+    """A decimal number (of a match key) with the separator, or without one with a point or a comma whose
+    decimals are not exactly three digits (those could be a thousands separator)."""
+    if separator is None:
+        return r"[+-]?([0-9]+([.,]([0-9]{0,2}|[0-9]{4,}))?|[.,][0-9]+)(e[+-]?[0-9]+)?"
+    mark = re.escape(separator)
+    return rf"[+-]?([0-9]+({mark}[0-9]*)?|{mark}[0-9]+)(e[+-]?[0-9]+)?"
+
+
+def _unreadable_number(spec: WaveSpec, shown_value: str) -> str:
+    if spec.decimal_separator is None:
+        return (
+            f"{shown_value} could be a decimal number or a whole one with a thousands separator; set "
+            f"decimal_separator ('.' or ',') in {spec.name}, or correct the file"
+        )
+    return (
+        f"{shown_value} is not written with the decimal separator {shown(spec.decimal_separator)} of "
+        f"decimal_separator in {spec.name} (no thousands separators are read); correct the file"
+    )
 
 
 def _value_problem(spec: WaveSpec, reason: str, detail: str) -> str:
