@@ -16,14 +16,17 @@ Submission times (`submitted_at`)
       wave spec (DMY, MDY or YMD). Without it the column's own values decide: a value whose first number is over 12
       is day-first, one whose second is over 12 is month-first. If the column holds neither, a value whose day and
       month could be swapped (04/03/2019) is refused as ambiguous; if it holds both, such values are refused as
-      contradicting each other. `date_order` also applies to the dotted form (day-first without it).
-    * An Excel date serial (`43558.4166666667`: days since 1899-12-30, the 1900 date system), rounded to the
-      millisecond (Excel keeps no finer time).
+      contradicting each other. `date_order` also applies to the dotted form, which is day-first unless the
+      spec or the column's own dotted dates say otherwise.
+    * An Excel date serial (`43558.4166666667`, `43558,4166666667`: days since 1899-12-30, the 1900 date system),
+      rounded to the millisecond (Excel keeps no finer time). A serial of a workbook in the 1904 date system reads
+      four years early, and is refused as outside the wave.
     * A two-digit year (`03.04.19`) is read in the wave year's century, then checked against the field period like
       any other date.
   A time without a date (`10:30`), a date or time that does not exist (31.2.2019, 25:00), a spreadsheet error
   (`#N/A`) and anything else is refused. A time outside the wave's field period but in the wave's year is kept
-  with a warning; one outside both is refused (`outside_wave`).
+  with a warning; one outside both is refused (`outside_wave`). A local time in the hour the clocks skip or repeat
+  when daylight saving time begins or ends is kept as written (of a repeated hour, the first).
 
 Response times (`response_minutes`, in minutes)
     * A number, in minutes, with the file's decimal separator: `decimal_separator` in the wave spec, or else the
@@ -208,7 +211,7 @@ NUMERIC_DATE = re.compile(
     r"(?P<a>\d{1,4})(?P<sep>[./-])(?P<b>\d{1,2})(?P=sep)(?P<c>\d{1,4})\.?"
     rf"(?:(?:\s|t|,\s?)(?:klo\s?)?{_TIME}(?:\s?{_OFFSET})?)?"
 )
-SERIAL = re.compile(r"\d{5}(?:\.\d+)?")
+SERIAL = re.compile(r"\d{5}(?:[.,]\d+)?")
 TIME_ONLY = re.compile(rf"(?:klo\s?)?{_TIME}(?:\s?{_OFFSET})?")
 
 
@@ -292,7 +295,7 @@ def _local_time(value: str, rules: ValueRules, orders: dict[str, str | None]) ->
         elif match := NUMERIC_DATE.fullmatch(text):
             moment = _moment(match, *_numeric_date(match, value, orders, rules.wave_year), rules)
         elif SERIAL.fullmatch(text):
-            serial = EXCEL_EPOCH + dt.timedelta(days=float(text))
+            serial = EXCEL_EPOCH + dt.timedelta(days=float(text.replace(",", ".")))
             moment = _round_to_millisecond(serial).replace(tzinfo=rules.zone)
         elif TIME_ONLY.fullmatch(text):
             raise Refused(UNREADABLE_TIMESTAMP, f"{quoted(value)} is a time of day without a date")
