@@ -45,7 +45,7 @@ class Case:
     name: str
     field: str
     value: str
-    typed: str  # kind:literal of a typed workbook cell (datetime, number, time, duration), or ""
+    typed: str  # kind:literal of a typed workbook cell (datetime, number, time, duration, error), or ""
     spec: dict
     others: list[str]  # the column's other values, which decide its date order or decimal separator
     resolved: str | None
@@ -94,6 +94,8 @@ def _typed(cell: Cell) -> object:
         return float(literal)
     if kind == "time":
         return dt.time.fromisoformat(literal)
+    if kind == "error":
+        return literal
     if kind == "duration":
         hours, minutes, seconds = (int(p) for p in literal.split(":"))
         return dt.timedelta(hours=hours, minutes=minutes, seconds=seconds)
@@ -114,9 +116,11 @@ def _workbook(path: Path, header: list[str], rows: list[list[Cell]], typed: bool
     sheet.append(header)
     for row in rows:
         sheet.append([_typed(c) if typed and c.typed else c.text for c in row])
-    for cells in sheet.iter_rows(min_row=2):
-        for cell in cells:
-            if isinstance(cell.value, str):
+    for cells, row in zip(sheet.iter_rows(min_row=2), rows, strict=True):
+        for cell, delivered in zip(cells, row, strict=True):
+            if typed and delivered.typed.startswith("error:"):
+                cell.data_type = "e"  # an error cell, as a formula that failed leaves it
+            elif isinstance(cell.value, str):
                 cell.data_type = "s"  # a text cell, even when it reads as a number
     workbook.save(path)
 
