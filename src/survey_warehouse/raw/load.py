@@ -1,14 +1,15 @@
 """Load a survey wave file, as delivered, into the raw layer of the warehouse (every cell kept as text).
 
 A load has the file judged and read into DuckDB (`intake.verdict`, `intake.grid`), resolves every distinct value of
-a mapped column through the codebook with the one matching rule (`intake.matching`), decides which rows cannot be
-used and why, and writes raw in one transaction: the cells, what each value resolved to, the quarantined rows with
-their reasons, and the load's row in the load registry (`registry`: a new load is `pending`; its lifecycle from
+a mapped column through the codebook with the one matching rule (`intake.matching`) and every submission and
+response time through their one reading (`intake.values`), decides which rows cannot be used and why, and writes raw
+in one transaction: the cells, what each value resolved to, the quarantined rows with their reasons, and the load's
+row in the load registry with its warnings (`registry`: a new load is `pending`; its lifecycle from
 there on is the registry's). A killed load leaves nothing behind. A delivery whose bytes and reading are unchanged
 since the wave's current load is not loaded again (`registry.is_unchanged`).
 
-One idea in about 700 lines: the checks of one delivery's rows (structure, cities, respondents, answers, scales)
-and writing their outcome share the grid, the resolved values and one transaction, so they stay together.
+One idea in about 850 lines: the checks of one delivery's rows (structure, cities, respondents, answers, scales,
+times) and writing their outcome share the grid, the resolved values and one transaction, so they stay together.
 """
 
 from __future__ import annotations
