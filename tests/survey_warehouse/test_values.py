@@ -25,7 +25,7 @@ import yaml
 from conftest import ROOT, make_paths
 
 from survey_warehouse.intake.matching import shown
-from survey_warehouse.intake.values import NOT_QUOTED, ValueRules, quoted, read_duration, read_timestamp
+from survey_warehouse.intake.values import DURATIONS, NOT_QUOTED, TIMESTAMPS, ValueRules, quoted
 from survey_warehouse.intake.waves import WaveSpec
 from survey_warehouse.raw.load import load_wave
 
@@ -250,10 +250,8 @@ def test_a_value_read_alone_reads_as_in_its_column(case: Case) -> None:
         date_order=spec.get("date_order"),
         decimal_separator=spec.get("decimal_separator"),
     )
-    if case.field == "submitted_at":
-        reading = read_timestamp(case.value, rules)
-    else:
-        reading = read_duration(case.value, rules.decimal_separator)
+    reader = TIMESTAMPS if case.field == "submitted_at" else DURATIONS
+    (reading,) = reader.read_all([case.value], rules)
     assert (reading.value, reading.number, reading.problem) == (case.resolved, case.number, case.reason)
 
 

@@ -246,11 +246,6 @@ def column_date_orders(values: Iterable[str], rules: ValueRules) -> dict[str, st
     return orders
 
 
-def read_timestamps(values: list[str], rules: ValueRules) -> list[Reading]:
-    """Each delivered value of one submission-time column, read (the column decides its date orders)."""
-    return TIMESTAMPS.read_all(values, rules)
-
-
 class Refused(Exception):
     """A value that cannot be read: its problem code and what is wrong."""
 
@@ -260,7 +255,7 @@ class Refused(Exception):
 
 
 def read_timestamp(value: str, rules: ValueRules, orders: dict[str, str | None] | None = None) -> Reading:
-    """One submission time (`orders`: the column's date orders, see read_timestamps)."""
+    """One submission time (`orders`: the column's date orders, see column_date_orders)."""
     if not _normal(value):
         return Reading()
     try:
@@ -403,11 +398,6 @@ def column_decimal_separator(values: Iterable[str], rules: ValueRules) -> str | 
             if len(digits) != 3:  # noqa: PLR2004 (1,000 could be a thousands separator)
                 seen.add("," if "," in n else ".")
     return "conflict" if len(seen) > 1 else (seen.pop() if seen else None)
-
-
-def read_durations(values: list[str], rules: ValueRules) -> list[Reading]:
-    """Each delivered value of one response-time column, read (the column decides its decimal separator)."""
-    return DURATIONS.read_all(values, rules)
 
 
 def _number(text: str, separator: str | None, value: str) -> float:
