@@ -57,7 +57,7 @@ FREE_TEXTS = (
 SECOND_KEY_RESPONDENT = ("Zoë Ahlroos-Lindqvist", "toinen.cio@kuntaposti.test")
 WINDOW = 6
 NAME, EMAIL, FREE_TEXT = "Nimi", "Email", "Q5 Vapaa palaute"
-CITY, ROLE, TIMESTAMP = "Organisaatio", "Asema", "Aikaleima"
+CITY, ROLE, TIMESTAMP, MINUTES = "Organisaatio", "Asema", "Aikaleima", "Vastausaika (min)"
 LEAD = "Q1 Kuka vastaa ensisijaisesti digitalisaation johtamisesta?"
 COOPERATION = "Q2 Tietohallinnon ja toimialojen yhteistyön sujuvuus (0-10)"
 
@@ -230,6 +230,16 @@ def an_address_typed_as_the_city(d: Delivered) -> WaveSpec:
     return d.write(d.text())
 
 
+def a_name_typed_as_the_submission_time(d: Delivered) -> WaveSpec:
+    d.set(3, TIMESTAMP, d.rows[2][d.column(NAME)])
+    return d.write(d.text())
+
+
+def an_address_typed_as_the_response_time(d: Delivered) -> WaveSpec:
+    d.set(3, MINUTES, d.rows[2][d.column(EMAIL)])
+    return d.write(d.text())
+
+
 def city_not_surveyed(d: Delivered) -> WaveSpec:
     d.set(3, CITY, "Hyvinkää")
     return d.write(d.text())
@@ -339,6 +349,8 @@ CASES: list[tuple[Callable[[Delivered], WaveSpec], dict, str]] = [
     (unknown_city, {}, "unknown_city"),
     (an_address_typed_as_the_city, {}, "unknown_city"),
     (city_not_surveyed, {}, "city_not_surveyed"),
+    (a_name_typed_as_the_submission_time, {}, "unreadable_timestamp"),
+    (an_address_typed_as_the_response_time, {}, "unreadable_duration"),
     (unknown_answer, {}, "unknown_answer"),
     (answer_outside_the_scale, {}, "out_of_scale"),
     (answer_between_the_scales_points, {}, "not_on_scale"),

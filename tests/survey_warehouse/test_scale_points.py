@@ -35,8 +35,9 @@ CORPUS = (
     " 7 ", "7 ", "\t7", "\uff10\uff17", "\uff17,\uff15", ",5", "+.5",  # spaces, full-width digits, no leading 0
     "11", "-1", "1e2", "1e400", "-1e400", "12,0",  # beyond the ends
     "nan", "NaN", "inf", "-Infinity", "1_0", "0x7", "7 1/2", "7-8", "1 000", "seitsemän", "7\u00bd", "\u0667",
+    "1,000", "1.000", "7,500", "0.007", ",500", "7.5000", "7,0000",  # three decimals: a thousands separator?
 )  # fmt: skip
-REASONS = ("unknown_answer", "out_of_scale", "not_on_scale")
+REASONS = ("unknown_answer", "out_of_scale", "not_on_scale", "unreadable_number")
 DECIMAL_NUMBER = re.compile(r"[+-]?([0-9]+([.,][0-9]*)?|[.,][0-9]+)([eE][+-]?[0-9]+)?")
 
 
@@ -45,14 +46,21 @@ def paths():
     return make_paths("scale_points")
 
 
-def expected(value: str, question: Question, codebook: Codebook) -> str:
-    """The rule: a label of the question, else a number on the scale's points (`score_N`), else why not."""
+def expected(value: str, question: Question, codebook: Codebook, separator: str | None = None) -> str:
+    """The rule: a label of the question, else a number on the scale's points (`score_N`), else why not. A number
+    is written with the wave spec's decimal separator; without one, with a point or a comma, unless its decimals
+    are three digits after a whole part (1,000: a thousands separator or not, the number cannot tell)."""
     key = match_key(value)
     labels = codebook.labels_for(question.wave_year, question.question_id)
     if key in labels:
         return labels[key].answer_code
     if key is None or not DECIMAL_NUMBER.fullmatch(key):
         return "unknown_answer"
+    written = re.fullmatch(r"[+-]?([0-9]*)(?:([.,])([0-9]*))?(?:e[+-]?[0-9]+)?", key)
+    assert written is not None
+    whole, mark, decimals = written.groups()
+    if mark and (mark != separator if separator else whole and len(decimals or "") == 3):
+        return "unreadable_number"
     number = float(key.replace(",", "."))
     assert question.scale_min is not None and question.scale_max is not None
     if not question.scale_min <= number <= question.scale_max:
@@ -64,7 +72,8 @@ def expected(value: str, question: Question, codebook: Codebook) -> str:
 
 def _deliver(spec: WaveSpec, values: list[str], folder: Path) -> WaveSpec:
     """The 2019 wave with the question's answer of its first rows replaced by `values`, one a row (more rows, with
-    respondents of their own, when there are more values than rows)."""
+    respondents of their own, when there are more values than rows); its response times written with the spec's
+    decimal separator."""
     with open(spec.file, encoding="utf-8-sig", newline="") as f:
         rows = list(csv.reader(f))
     header, answers = rows[0], rows[1:]
@@ -74,6 +83,10 @@ def _deliver(spec: WaveSpec, values: list[str], folder: Path) -> WaveSpec:
         rows.append(extra)
     for row, value in zip(rows[1:], values, strict=False):
         row[header.index(COLUMN)] = value
+    for row in rows[1:]:
+        row[header.index("Vastausaika (min)")] = row[header.index("Vastausaika (min)")].replace(
+            ".", spec.decimal_separator or "."
+        )
     path = folder / spec.file.name
     with open(path, "w", encoding="utf-8-sig", newline="") as f:
         csv.writer(f, lineterminator="\n").writerows(rows)
@@ -139,11 +152,15 @@ CODEBOOKS = {
 }
 
 
+@pytest.mark.parametrize("separator", [None, ".", ","], ids=["no decimal_separator", "decimal point", "decimal comma"])
 @pytest.mark.parametrize("variant", list(CODEBOOKS))
-def test_the_loader_and_the_raw_gate_admit_the_same_scale_answers(paths, tmp_path: Path, variant: str) -> None:
+def test_the_loader_and_the_raw_gate_admit_the_same_scale_answers(
+    paths, tmp_path: Path, variant: str, separator: str | None
+) -> None:
     codebook = Codebook.from_seeds(_seeds(tmp_path, **CODEBOOKS[variant]))
     spec = find_wave_spec(2019, paths)
     assert spec is not None
+    spec = dataclasses.replace(spec, decimal_separator=separator)
     question = codebook.questions_for(2019)[QUESTION]
     assert question.scale_min is not None and question.scale_max is not None
     # the corpus, and every whole number from two below the scale to two above it
@@ -153,7 +170,7 @@ def test_the_loader_and_the_raw_gate_admit_the_same_scale_answers(paths, tmp_pat
     found = _verdicts(paths.warehouse, result.load_id, values)
 
     # the loader follows the rule
-    assert {v: found[v][0] for v in values} == {v: expected(v, question, codebook) for v in values}
+    assert {v: found[v][0] for v in values} == {v: expected(v, question, codebook, separator) for v in values}
     # the raw gate admits exactly the codes the loader gives: every accepted answer, and no point it never gives
     gate = next(q for q in question_parameters(spec, codebook) if q["id"] == QUESTION)
     admitted = set(gate["answer_codes"])
@@ -188,3 +205,26 @@ def test_a_half_point_is_quarantined_with_the_scales_points_and_the_raw_gate_pas
         quality.raw_wave_checkpoint(quality.file_context(paths), delivered, result.load_id, paths), paths
     )
     assert report.success
+
+
+@pytest.mark.parametrize(
+    ("separator", "value", "says"),
+    [
+        (None, "1,000", "could be a decimal number or a whole one with a thousands separator; set decimal_separator"),
+        (".", "7,0", "is not written with the decimal separator '.' of decimal_separator in"),
+    ],
+)
+def test_a_number_the_decimal_separator_does_not_read_is_named_with_what_to_do(
+    paths, tmp_path: Path, separator: str | None, value: str, says: str
+) -> None:
+    spec = find_wave_spec(2019, paths)
+    assert spec is not None
+    delivered = _deliver(dataclasses.replace(spec, decimal_separator=separator), [value], tmp_path)
+    result = load_wave(delivered, paths.warehouse)
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        quarantine = con.execute(
+            "select source_row_number, source_column, reason_code, message from raw.quarantine where load_id = ?",
+            [result.load_id],
+        ).fetchall()
+    assert [q[:3] for q in quarantine] == [(2, COLUMN, "unreadable_number")]
+    assert quarantine[0][3].startswith(f"{delivered.file.name}, row 2, column '{COLUMN}': '{value}' {says}")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
+
 import pytest
 from conftest import make_paths
 
@@ -84,6 +87,39 @@ def test_loads_without_a_publication_are_listed_and_nothing_is_claimed_published
     assert "Nothing published yet: no run got as far as publishing" in out, "no gate ran: none is blamed"
     assert "have not passed their gate" not in out
     assert "Who leads digitalisation" not in out
+
+
+def test_a_loads_warnings_are_counted_and_the_first_shown(capsys: pytest.CaptureFixture[str]) -> None:
+    paths = make_paths("summary_warnings")
+    for year in (2016, 2019):
+        spec = find_wave_spec(year, paths)
+        assert spec is not None
+        loaded = load_wave(spec, paths.warehouse, paths=paths)
+        mark_load(paths.warehouse, loaded.load_id, True, "passed")
+    summary.print_summary(paths, {})
+    lines = capsys.readouterr().out.splitlines()
+    after = {
+        year: lines[next(i for i, line in enumerate(lines) if line.startswith(f"  {year} ")) + 1]
+        for year in (2016, 2019)
+    }
+    at = lines.index(after[2016])
+    assert after[2016].strip() == f"{len(loaded_warnings(paths, 2016))} warning (raw.load_registry.warnings):"
+    spec = find_wave_spec(2016, paths)
+    with open(spec.file, encoding=spec.encoding, newline="") as f:
+        dates = [r["Vastauspäivä"].split()[0] for r in csv.DictReader(f, delimiter=spec.delimiter)]
+    late = sum(dt.date(*map(int, reversed(d.split(".")))) > spec.field_period_end for d in dates)
+    assert late and f"Vastauspäivä': {late} answers submitted outside the field period" in lines[at + 1]
+    assert "warning" not in after[2019]
+
+
+def loaded_warnings(paths, year: int) -> list[str]:
+    import duckdb
+
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        (text,) = con.execute(
+            "select warnings from raw.load_registry where wave_year = ? and is_current", [year]
+        ).fetchone()
+    return text.splitlines()
 
 
 def _gate_report(paths, batch: str, success: bool) -> None:

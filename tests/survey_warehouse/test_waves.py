@@ -70,11 +70,32 @@ def test_a_question_of_another_wave_is_named_as_such(tmp_path: Path) -> None:
         ({"accept_removals": 5}, "accept_removals must be a list"),
         ({"cities_surveyed": "091"}, "cities_surveyed must be a list"),
         ({"withdrawn": ""}, "'withdrawn' says why"),
+        ({"time_zone": "Europe/Helsingfors"}, "time_zone: 'Europe/Helsingfors' is not a time zone name"),
+        ({"time_zone": "+03:00"}, "time_zone: '\\+03:00' is not a time zone name"),
+        ({"date_order": "DM"}, "date_order is the order of a date's day, month and year, one of DMY, MDY, YMD"),
+        ({"decimal_separator": " "}, 'decimal_separator is "." or ","'),
+        ({"keep_unreadable": ["lead"]}, "keep_unreadable lists .* of submitted_at, response_minutes; not 'lead'"),
+        ({"keep_unreadable": "response_minutes"}, "keep_unreadable must be a list"),
     ],
 )
 def test_mistakes_in_a_spec(tmp_path: Path, changes: dict, message: str) -> None:
     with pytest.raises(WaveSpecError, match=message):
         WaveSpec.from_file(_spec(tmp_path, **changes), ROOT)
+
+
+def test_how_times_are_read_is_part_of_the_spec_and_of_its_fingerprint(tmp_path: Path) -> None:
+    plain = WaveSpec.from_file(_spec(tmp_path), ROOT)
+    assert (plain.time_zone, plain.date_order, plain.decimal_separator) == ("Europe/Helsinki", None, None)
+    told = WaveSpec.from_file(
+        _spec(tmp_path, time_zone="UTC", date_order="mdy", decimal_separator=",", keep_unreadable=["response_minutes"]),
+        ROOT,
+    )
+    assert plain.keep_unreadable == () and told.keep_unreadable == ("response_minutes",)
+    assert (told.time_zone, told.date_order, told.decimal_separator) == ("UTC", "MDY", ",")
+    rules = told.value_rules()
+    assert (rules.time_zone, rules.date_order, rules.decimal_separator) == ("UTC", "MDY", ",")
+    assert plain.fingerprint() != told.fingerprint()
+    assert '"date_order": "MDY"' in told.as_json()
 
 
 def test_required_fields_and_unknown_cities(tmp_path: Path) -> None:

@@ -627,8 +627,8 @@ EXACT_INTEGERS = 2**53  # a float's whole numbers are exact up to here; beyond, 
 def _cell_text(value: Any) -> str | None:
     if value is None:
         return None
-    if isinstance(value, dt.datetime):
-        return value.isoformat(timespec="seconds")
+    if isinstance(value, dt.datetime):  # with its fraction of a second, when it has one
+        return value.isoformat()
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, float):  # the shortest text that reads back as the number: no digits the file does not hold

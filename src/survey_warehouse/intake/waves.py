@@ -21,11 +21,31 @@ from survey_warehouse.intake.codebook import (
     is_placeholder,
 )
 from survey_warehouse.intake.matching import shown
+from survey_warehouse.intake.values import (
+    DATE_ORDERS,
+    DECIMAL_SEPARATORS,
+    DEFAULT_TIME_ZONE,
+    VALUE_FIELDS,
+    ValueRules,
+    check_time_zone,
+)
 from survey_warehouse.settings import Paths
 
 FORMATS = ("csv", "xlsx")
 REQUIRED_KEYS = ("wave_year", "file", "format", "columns", "cities_surveyed", "field_period", "questionnaire_version")
-OPTIONAL_KEYS = ("encoding", "delimiter", "sheet", "header_row", "accept_removals", "owner_email", "withdrawn")
+OPTIONAL_KEYS = (
+    "encoding",
+    "delimiter",
+    "sheet",
+    "header_row",
+    "accept_removals",
+    "owner_email",
+    "withdrawn",
+    "time_zone",
+    "date_order",
+    "decimal_separator",
+    "keep_unreadable",
+)
 # name@domain.tld: one @, no spaces, a dot in the domain
 EMAIL_ADDRESS = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>.]+")
 
@@ -44,6 +64,15 @@ class WaveSpec:
     delimiter: str = ","
     sheet: str | None = None
     header_row: int = 1
+    # How submission and response times are read (survey_warehouse.intake.values): the time zone the wave's times
+    # are kept in, the order of a date's day, month and year, the decimal separator of its numbers (None: the
+    # file's values decide).
+    time_zone: str = DEFAULT_TIME_ZONE
+    date_order: str | None = None
+    decimal_separator: str | None = None
+    # Fields (submitted_at, response_minutes) whose values that cannot be read are kept as delivered, with a
+    # warning, instead of quarantining their rows.
+    keep_unreadable: tuple[str, ...] = ()
     # Respondents (by the reference the removal guard prints) or cities (municipality codes) that a re-delivery
     # may drop: a genuine withdrawal, recorded with the load.
     accept_removals: tuple[str, ...] = ()
@@ -105,6 +134,7 @@ class WaveSpec:
                 f"{path}: 'withdrawn' says why the wave is withdrawn from the marts, as text "
                 '(withdrawn: "the survey tool mixed up two cities\' answers"); remove the key to publish the wave'
             )
+        time_zone, date_order, decimal_separator = _value_rules(raw, path)
         file = Path(str(raw["file"]))
         return cls(
             wave_year=year,
@@ -119,6 +149,10 @@ class WaveSpec:
             delimiter=delimiter,
             sheet=raw.get("sheet"),
             header_row=header_row,
+            time_zone=time_zone,
+            date_order=date_order,
+            decimal_separator=decimal_separator,
+            keep_unreadable=_keep_unreadable(raw, path),
             accept_removals=tuple(str(v).strip() for v in raw.get("accept_removals") or ()),
             owner_email=owner_emails(raw.get("owner_email"), path),
             withdrawn=withdrawn.strip() if withdrawn else None,
@@ -136,6 +170,17 @@ class WaveSpec:
     def questions(self) -> list[str]:
         return [f for f in self.columns.values() if f not in STRUCTURAL_FIELDS]
 
+    def value_rules(self) -> ValueRules:
+        """How the wave's submission and response times are read."""
+        return ValueRules(
+            wave_year=self.wave_year,
+            field_period_start=self.field_period_start,
+            field_period_end=self.field_period_end,
+            time_zone=self.time_zone,
+            date_order=self.date_order,
+            decimal_separator=self.decimal_separator,
+        )
+
     def fingerprint(self) -> str:
         """What reading the file depends on, for telling a changed spec from an unchanged one."""
         data = {k: v for k, v in self.__dict__.items() if k not in ("spec_path", "owner_email", "withdrawn")}
@@ -151,6 +196,10 @@ class WaveSpec:
                 "delimiter": self.delimiter,
                 "sheet": self.sheet,
                 "header_row": self.header_row,
+                "time_zone": self.time_zone,
+                "date_order": self.date_order,
+                "decimal_separator": self.decimal_separator,
+                "keep_unreadable": list(self.keep_unreadable),
                 "columns": self.columns,
                 "accept_removals": list(self.accept_removals),
             },
@@ -220,6 +269,38 @@ def owner_emails(value: Any, path: Path) -> tuple[str, ...]:
     return tuple(v.strip() for v in values)
 
 
+def _value_rules(raw: dict, path: Path) -> tuple[str, str | None, str | None]:
+    """time_zone, date_order and decimal_separator, checked."""
+    time_zone = str(raw.get("time_zone") or DEFAULT_TIME_ZONE)
+    wrong = check_time_zone(time_zone)
+    if wrong:
+        raise WaveSpecError(f"{path}: time_zone: {wrong}")
+    order = raw.get("date_order")
+    if order is not None and str(order).upper() not in DATE_ORDERS:
+        raise WaveSpecError(
+            f"{path}: date_order is the order of a date's day, month and year, one of {', '.join(DATE_ORDERS)} "
+            f"(DMY: 04/03/2019 is 4 March), not {shown(str(order))}"
+        )
+    separator = raw.get("decimal_separator")
+    if separator is not None and str(separator) not in DECIMAL_SEPARATORS:
+        raise WaveSpecError(
+            f'{path}: decimal_separator is "." or ",", the character between a number\'s whole part and its '
+            f"decimals, not {shown(str(separator))}"
+        )
+    return time_zone, str(order).upper() if order is not None else None, str(separator) if separator else None
+
+
+def _keep_unreadable(raw: dict, path: Path) -> tuple[str, ...]:
+    fields = tuple(str(f).strip() for f in raw.get("keep_unreadable") or ())
+    other = [f for f in fields if f not in VALUE_FIELDS]
+    if other:
+        raise WaveSpecError(
+            f"{path}: keep_unreadable lists fields whose unreadable values are kept with a warning, of "
+            f"{', '.join(VALUE_FIELDS)}; not {', '.join(shown(f) for f in other)}"
+        )
+    return fields
+
+
 def _date(value: Any, path: Path) -> dt.date:
     if isinstance(value, dt.date):
         return value
@@ -234,7 +315,7 @@ def _check_types(raw: dict, path: Path) -> int:
     year = raw["wave_year"]
     if isinstance(year, bool) or not isinstance(year, int):
         raise WaveSpecError(f"{path}: wave_year must be a year such as 2019, not {shown(str(year))}")
-    for key in ("cities_surveyed", "accept_removals"):
+    for key in ("cities_surveyed", "accept_removals", "keep_unreadable"):
         if raw.get(key) is not None and not isinstance(raw[key], list):
             example = '["091", "049"]'
             raise WaveSpecError(f"{path}: {key} must be a list ({key}: {example}), not {shown(str(raw[key]))}")

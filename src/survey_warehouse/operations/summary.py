@@ -72,7 +72,7 @@ def _loads(warehouse: Warehouse) -> list[tuple]:
     with Session(warehouse, read_only=True) as session:
         return session.execute(
             "select wave_year, load_id, file_name, row_count, status, accepted_count, quarantined_count, is_current, "
-            "status_message, loaded_at from raw.load_registry order by wave_year, loaded_at"
+            "warnings, status_message, loaded_at from raw.load_registry order by wave_year, loaded_at"
         ).fetchall()
 
 
@@ -169,7 +169,7 @@ def _print_waves(paths: Paths, warehouse: Warehouse, outcomes: dict[int, dict[st
             why = _why_nothing_current(paths, year, loads, outcomes.get(year))
             print(f"  {year:<6}{'-':>9}{'-':>10}{'-':>13}  {why:<30}")
         else:
-            _year, load_id, file_name, rows, _status, accepted, quarantined, *_ = current
+            _year, load_id, file_name, rows, _status, accepted, quarantined, _current, warnings, *_ = current
             report_file = quality.report_path(paths, "raw_wave", load_id)
             try:
                 gate = quality.GateReport.read(report_file) if report_file.exists() else None
@@ -186,6 +186,11 @@ def _print_waves(paths: Paths, warehouse: Warehouse, outcomes: dict[int, dict[st
                 else "passed"
             )
             print(f"  {year:<6}{rows:>9}{accepted:>10}{quarantined:>13}  {gate_text:<30}{file_name}")
+            said = (warnings or "").splitlines()
+            if said:
+                print(f"        {len(said)} warning{'s' if len(said) > 1 else ''} (raw.load_registry.warnings):")
+                for line in _first_lines(warnings, n=2):
+                    print(f"          {line}")
         latest = loads[-1] if loads else None
         if (
             latest is not None

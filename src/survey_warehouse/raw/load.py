@@ -1,30 +1,34 @@
 """Load a survey wave file, as delivered, into the raw layer of the warehouse (every cell kept as text).
 
 A load has the file judged and read into DuckDB (`intake.verdict`, `intake.grid`), resolves every distinct value of
-a mapped column through the codebook with the one matching rule (`intake.matching`), decides which rows cannot be
-used and why, and writes raw in one transaction: the cells, what each value resolved to, the quarantined rows with
-their reasons, and the load's row in the load registry (`registry`: a new load is `pending`; its lifecycle from
+a mapped column through the codebook with the one matching rule (`intake.matching`) and every submission and
+response time through their one reading (`intake.values`), decides which rows cannot be used and why, and writes raw
+in one transaction: the cells, what each value resolved to, the quarantined rows with their reasons, and the load's
+row in the load registry with its warnings (`registry`: a new load is `pending`; its lifecycle from
 there on is the registry's). A killed load leaves nothing behind. A delivery whose bytes and reading are unchanged
 since the wave's current load is not loaded again (`registry.is_unchanged`).
 
-One idea in about 700 lines: the checks of one delivery's rows (structure, cities, respondents, answers, scales)
-and writing their outcome share the grid, the resolved values and one transaction, so they stay together.
+One idea in about 850 lines: the checks of one delivery's rows (structure, cities, respondents, answers, scales,
+times) and writing their outcome share the grid, the resolved values and one transaction, so they stay together.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
 from survey_warehouse.errors import WaveFileError
+from survey_warehouse.intake import values
 from survey_warehouse.intake.codebook import LABELLED_STRUCTURAL_FIELDS, Codebook
 from survey_warehouse.intake.grid import Grid, arrow_into, arrow_view, drop_temp, read_grid
 from survey_warehouse.intake.matching import match_keys, shown
@@ -43,9 +47,6 @@ from survey_warehouse.settings import Paths, get_paths, pseudonym_key
 from survey_warehouse.warehouse import Session, Warehouse, as_warehouse
 
 log = logging.getLogger(__name__)
-
-
-TIMESTAMP_FORMATS = ("%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H.%M", "%d.%m.%Y")
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,7 @@ def load_wave(
                     _write_cells(session, con, spec, load_id, grid, scratch)
                     checked = _check(spec, con, codebook, grid)
                     registry.update(
+                        warnings="\n".join(checked.warnings) or None,
                         row_count=grid.rows,
                         accepted_count=grid.rows - checked.quarantined,
                         quarantined_count=checked.quarantined,
@@ -178,6 +180,7 @@ def load_wave(
                     "answers",
                     "aliases",
                     "header",
+                    "readings",
                 )
     result = LoadResult(
         load_id,
@@ -213,7 +216,7 @@ def _field_kinds(spec: WaveSpec, codebook: Codebook) -> dict[str, str]:
         "respondent_email": "email",
         "city": "city",
         "submitted_at": "timestamp",
-        "response_minutes": "decimal",
+        "response_minutes": "minutes",
         "respondent_name": "text",
     }
     return {
@@ -275,13 +278,14 @@ def _check(spec: WaveSpec, con: duckdb.DuckDBPyConnection, codebook: Codebook, g
         "create or replace temp view mapped as "
         + " union all ".join(f"select source_row_number, cell_count, {p} as p, c{p} as v from grid" for p in positions)
     )
-    values = con.sql("select distinct p, v from mapped where v is not null").to_arrow_table()
-    keyed = values.append_column("k", match_keys(values.column("v")))  # read in place: a copy would add to spills
+    distinct = con.sql("select distinct p, v from mapped where v is not null").to_arrow_table()
+    keyed = distinct.append_column("k", match_keys(distinct.column("v")))  # read in place: a copy would add to spills
     arrow_into(con, "answers", codebook.answer_table(spec.wave_year), replace=True)
     arrow_into(con, "aliases", codebook.alias_table(), replace=True)
     with arrow_view(con, "keyed", keyed):
+        _read_values(con, spec, keyed)
         _resolve(con, spec)
-    del values, keyed  # a million distinct e-mail addresses' worth of memory
+    del distinct, keyed  # a million distinct e-mail addresses' worth of memory
 
     problems = _row_problems(spec, con, grid, header_keys)
     _check_wave_year(spec, con)
@@ -306,41 +310,96 @@ def _check(spec: WaveSpec, con: duckdb.DuckDBPyConnection, codebook: Codebook, g
             "reason_code varchar, message varchar)"
         )
     field_positions = {r[1]: r[0] for r in field_rows}
-    warnings = [*grid.notes, *_key_respondent_warnings(spec, con, codebook, field_positions)]
+    warnings = [
+        *grid.notes,
+        *_value_warnings(spec, con, grid),
+        *_key_respondent_warnings(spec, con, codebook, field_positions),
+    ]
     return _Checked(grid, quarantined, problems, warnings)
+
+
+VALUE_KINDS = {"timestamp": values.TIMESTAMPS, "minutes": values.DURATIONS}
+VALUE_SLICE = 50_000  # values read at a time: a column of a million distinct times is never all Python objects
+
+
+def _read_values(con: duckdb.DuckDBPyConnection, spec: WaveSpec, keyed: Any) -> None:
+    """Every distinct value of a submission-time or response-time column (`keyed`: p, v, k) read by
+    `survey_warehouse.intake.values` into the temporary table `readings`: what the column decides (its date orders,
+    its decimal separator) from all its values first, then its values a slice at a time."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    rules = spec.value_rules()
+    con.execute(
+        "create or replace temp table readings (p integer, v varchar, resolved_value varchar, "
+        "resolved_number double, problem varchar, detail varchar, note varchar)"
+    )
+    for p, kind, field_id in con.execute(
+        "select p, kind, field_id from field_map where kind in ('timestamp', 'minutes') order by 1"
+    ).fetchall():
+        reader = VALUE_KINDS[kind]
+        column = keyed.filter(pc.equal(keyed.column("p"), p)).column("v")
+        decided = reader.decide(
+            (v for start in range(0, len(column), VALUE_SLICE) for v in column.slice(start, VALUE_SLICE).to_pylist()),
+            rules,
+        )
+        for start in range(0, len(column), VALUE_SLICE):
+            delivered = column.slice(start, VALUE_SLICE).to_pylist()
+            readings = [reader.read(v, rules, decided) for v in delivered]
+            if field_id in spec.keep_unreadable:
+                readings = [
+                    values.Reading(detail=r.detail, note=values.KEPT_UNREADABLE) if r.problem else r for r in readings
+                ]
+            arrow_into(
+                con,
+                "readings",
+                pa.table(
+                    {
+                        "p": pa.array([p] * len(delivered), pa.int32()),
+                        "v": pa.array(delivered, pa.string()),
+                        "resolved_value": pa.array([r.value for r in readings], pa.string()),
+                        "resolved_number": pa.array([r.number for r in readings], pa.float64()),
+                        "problem": pa.array([r.problem for r in readings], pa.string()),
+                        "detail": pa.array([r.detail for r in readings], pa.string()),
+                        "note": pa.array([r.note for r in readings], pa.string()),
+                    }
+                ),
+            )
 
 
 def _resolve(con: duckdb.DuckDBPyConnection, spec: WaveSpec) -> None:
     """Every distinct value of a mapped column (`keyed`: p, v and its match key k) resolved through the codebook
-    into the temporary table `resolved`, with the problem of a value that does not resolve.
+    into the temporary table `resolved`, with the problem of a value that does not resolve (and, for a time, what
+    is wrong with it: `readings`).
 
-    A number is a decimal number, with a decimal point or comma (and an exponent, as spreadsheets write); on a
-    scale question a number is an answer when it is one of the scale's points, the whole numbers from its
-    scale_min to its scale_max (`score_N`), or a label the codebook declares for the question."""
-    decimal_number = r"[+-]?([0-9]+([.,][0-9]*)?|[.,][0-9]+)(e[+-]?[0-9]+)?"  # the key is lower case
+    A number is a decimal number, with the wave spec's decimal_separator, or without one a decimal point or comma
+    (and an exponent, as spreadsheets write); on a scale question a number is an answer when it is one of the
+    scale's points, the whole numbers from its scale_min to its scale_max (`score_N`), or a label the codebook
+    declares for the question. A number with the other separator, or without decimal_separator a number whose
+    separator could be a thousands separator (`1,000`, `1.000`), is not read (`unreadable_number`)."""
+    # the key is lower case
+    number_like = r"[+-]?([0-9]+([.,][0-9]*)?|[.,][0-9]+)(e[+-]?[0-9]+)?"
     number = (
-        f"case when regexp_full_match(k.k, {_sql_text(decimal_number)}) "
+        f"case when regexp_full_match(k.k, {_sql_text(_decimal_number(spec.decimal_separator))}) "
         "then try_cast(replace(k.k, ',', '.') as double) end"
     )
+    unreadable_number = f"regexp_full_match(k.k, {_sql_text(number_like)}) and n is null"
     surveyed = ", ".join(_sql_text(code) for code in spec.cities_surveyed) or "null"
-    parsed_time = (
-        "coalesce("
-        + ", ".join(f"try_strptime(upper(k.k), '{f}')" for f in TIMESTAMP_FORMATS)
-        + ", try_cast(upper(k.k) as timestamp))"
-    )
     con.execute(
         f"""
         create or replace temp table resolved as
         with keyed_values as (
             select k.p, k.v, k.k, f.field_id, f.kind, f.scale_min, f.scale_max,
-                   case when f.kind in ('labelled', 'decimal') then {number} end as n,
-                   case when f.kind = 'timestamp' then {parsed_time} end as ts
+                   case when f.kind = 'labelled' then {number} end as n
             from keyed k join field_map f using (p)
+        ),
+        checked as (
+            select *, {unreadable_number} as unreadable_number from keyed_values k
         ),
         placed as (
             select *, n between scale_min and scale_max as in_range,
                    n between scale_min and scale_max and n = floor(n) as on_scale
-            from keyed_values
+            from checked
         )
         select kv.p, kv.v, kv.k, kv.field_id,
             case kv.kind
@@ -348,28 +407,33 @@ def _resolve(con: duckdb.DuckDBPyConnection, spec: WaveSpec) -> None:
                 when 'labelled' then coalesce(an.answer_code, case when kv.on_scale
                     then 'score_' || cast(cast(kv.n as bigint) as varchar) end)
                 when 'email' then sha256(? || '|' || kv.k)
-                when 'timestamp' then strftime(kv.ts, '%Y-%m-%dT%H:%M:%S')
-                when 'decimal' then cast(kv.n as varchar)
+                when 'timestamp' then rd.resolved_value
+                when 'minutes' then rd.resolved_value
             end as resolved_value,
             case kv.kind
                 when 'labelled' then coalesce(an.answer_value, case when an.answer_code is null and kv.on_scale
                     then cast(cast(kv.n as bigint) as double) end)
-                when 'decimal' then kv.n
+                when 'minutes' then rd.resolved_number
             end as resolved_number,
             case
                 when kv.k is null then null
+                when kv.kind in ('timestamp', 'minutes') then rd.problem
                 when kv.kind = 'city' and al.municipality_code is null then 'unknown_city'
                 when kv.kind = 'city' and al.municipality_code not in ({surveyed}) then 'city_not_surveyed'
+                when kv.kind = 'labelled' and an.answer_code is null and kv.scale_min is not null
+                    and kv.unreadable_number then 'unreadable_number'
                 when kv.kind = 'labelled' and an.answer_code is null and kv.scale_min is not null
                     and kv.n is not null and not kv.in_range then 'out_of_scale'
                 when kv.kind = 'labelled' and an.answer_code is null and kv.in_range and not kv.on_scale
                     then 'not_on_scale'
                 when kv.kind = 'labelled' and an.answer_code is null and not coalesce(kv.on_scale, false)
                     then 'unknown_answer'
-            end as problem
+            end as problem,
+            rd.detail
         from placed kv
         left join aliases al on kv.kind = 'city' and al.alias_key = kv.k
         left join answers an on kv.kind = 'labelled' and an.field_id = kv.field_id and an.label_key = kv.k
+        left join readings rd on rd.p = kv.p and rd.v = kv.v
     """,
         [pseudonym_key()],
     )
@@ -379,12 +443,10 @@ def _row_problems(
     spec: WaveSpec, con: duckdb.DuckDBPyConnection, grid: Grid, header_keys: list[str | None]
 ) -> list[tuple[int, str | None, str, str]]:
     """Each row that cannot be used, with the column at fault, a reason code and a message."""
-    import math
 
     from survey_warehouse.intake.matching import shown_value
 
-    file, year, width = spec.file.name, spec.wave_year, grid.width
-    header = grid.header
+    file, year, width, header = spec.file.name, spec.wave_year, grid.width, grid.header
     problems: list[tuple[int, str | None, str, str]] = []
 
     def where(row: int, position: int | None) -> str:
@@ -444,16 +506,16 @@ def _row_problems(
         unusable as (select k, list(row order by row) as rows from repeated where unusable group by k)"""
         duplicates = """
         union all
-        select d.row, d.p, d.v, null, null, 'duplicate_respondent', kept.kept, unusable.rows
+        select d.row, d.p, d.v, null, null, 'duplicate_respondent', kept.kept, unusable.rows, null
         from repeated d join kept using (k) left join unusable using (k)
         where not d.unusable and d.row > kept.kept"""
     fields = con.execute(
         f"""
-        with flagged as (select p, v, k, problem from resolved where problem is not null or k is null),
+        with flagged as (select p, v, k, problem, detail from resolved where problem is not null or k is null),
         cells as (
             select m.source_row_number as row, m.p, m.v, f.scale_min, f.scale_max,
                 case when (m.v is null or fl.k is null) and f.is_required then 'missing_required'
-                     else fl.problem end as reason
+                     else fl.problem end as reason, fl.detail
             from mapped m join field_map f using (p)
             left join flagged fl on fl.p = m.p and fl.v = m.v
             where ((m.v is null and f.is_required) or fl.p is not null)
@@ -461,17 +523,11 @@ def _row_problems(
         ),
         field_problems as (select * from cells where reason is not null){respondents}
         select row, p, v, scale_min, scale_max, reason, cast(null as integer) as kept,
-               cast(null as integer[]) as unusable
+               cast(null as integer[]) as unusable, detail
         from field_problems{duplicates}
         order by 1, 2
         """
     ).fetchall()
-
-    def points(low: float, high: float) -> str:
-        whole = range(math.ceil(low), math.floor(high) + 1)
-        if len(whole) <= 12:  # noqa: PLR2004 (a longer list is not read)
-            return ", ".join(map(str, whole))
-        return f"the whole numbers {whole[0]} to {whole[-1]}"
 
     def duplicate(kept: int, unusable: list[int] | None) -> str:
         earlier = [r for r in unusable or [] if r < kept]
@@ -496,7 +552,7 @@ def _row_problems(
         return shown_value(value, cities if kinds.get(p) == "city" else labels.get(p, []))
 
     kinds = dict(con.execute("select p, kind from field_map").fetchall())
-    for row, p, value, low, high, reason, kept, unusable in fields:
+    for row, p, value, low, high, reason, kept, unusable, detail in fields:
         # values of the city and answer columns are shown (an alias or a label is added for them); nothing of a
         # respondent's name, e-mail address or free text ever is
         match reason:
@@ -525,14 +581,62 @@ def _row_problems(
             case "not_on_scale":
                 text = (
                     f"{quoted(p, value)} is not a point of the question's scale {_number(low)}-{_number(high)} "
-                    f"in {year} (its points are {points(low, high)}); correct the file, or if the survey offered "
+                    f"in {year} (its points are {_points(low, high)}); correct the file, or if the survey offered "
                     "this answer, add it as a label to dbt_project/seeds/codebook_answers.csv"
                 )
+            case "unreadable_number":
+                text = _unreadable_number(spec, quoted(p, value))
+            case _ if detail is not None:  # a time that cannot be read
+                text = _value_problem(spec, reason, detail)
             case _:  # duplicate_respondent
                 text = duplicate(kept, unusable)
         problems.append((row, header[p - 1], reason, f"{where(row, p)}: {text}"))
     problems.sort(key=lambda p: (p[0], 0 if p[1] is None else header.index(p[1])))
     return problems
+
+
+def _points(low: float, high: float) -> str:
+    """A scale's points, for a message."""
+    import math
+
+    whole = range(math.ceil(low), math.floor(high) + 1)
+    if len(whole) <= 12:  # noqa: PLR2004 (a longer list is not read)
+        return ", ".join(map(str, whole))
+    return f"the whole numbers {whole[0]} to {whole[-1]}"
+
+
+def _decimal_number(separator: str | None) -> str:
+    """A decimal number (of a match key) with the separator, or without one with a point or a comma whose
+    decimals are not exactly three digits (those could be a thousands separator)."""
+    if separator is None:
+        return r"[+-]?([0-9]+([.,]([0-9]{0,2}|[0-9]{4,}))?|[.,][0-9]+)(e[+-]?[0-9]+)?"
+    mark = re.escape(separator)
+    return rf"[+-]?([0-9]+({mark}[0-9]*)?|{mark}[0-9]+)(e[+-]?[0-9]+)?"
+
+
+def _unreadable_number(spec: WaveSpec, shown_value: str) -> str:
+    if spec.decimal_separator is None:
+        return (
+            f"{shown_value} could be a decimal number or a whole one with a thousands separator; set "
+            f"decimal_separator ('.' or ',') in {spec.name}, or correct the file"
+        )
+    return (
+        f"{shown_value} is not written with the decimal separator {shown(spec.decimal_separator)} of "
+        f"decimal_separator in {spec.name} (no thousands separators are read); correct the file"
+    )
+
+
+def _value_problem(spec: WaveSpec, reason: str, detail: str) -> str:
+    """The message of a submission or response time that cannot be read (survey_warehouse.intake.values)."""
+    advice = {
+        values.UNREADABLE_TIMESTAMP: "; correct the file (a date and time such as 3.4.2019 10:00 or 2019-04-03T10:00)",
+        values.OUTSIDE_WAVE: f"; correct the file, or field_period in {spec.name}",
+        values.UNREADABLE_DURATION: (
+            "; correct the file (minutes such as 12, 12.5 or 12 min, or a time such as 0:12:30)"
+        ),
+        values.SPREADSHEET_ERROR: ": its formula failed in the survey tool or spreadsheet; ask for a corrected file",
+    }
+    return detail + advice.get(reason, "")
 
 
 def _may_repeat(con: duckdb.DuckDBPyConnection, email: int) -> bool:
@@ -581,6 +685,37 @@ def _check_wave_year(spec: WaveSpec, con: duckdb.DuckDBPyConnection) -> None:
             f"'wave_year' in {spec.name}",
             column=shown(column),
         )
+
+
+def _value_warnings(spec: WaveSpec, con: duckdb.DuckDBPyConnection, grid: Grid) -> list[str]:
+    """Usable rows whose times deserve a look: answers submitted outside the field period (in the wave's year), and
+    values kept as delivered because the spec lists their field under keep_unreadable."""
+    found = con.execute("""
+        select m.p, r.note, count(*), list(m.source_row_number order by m.source_row_number)[1:5],
+               min(r.resolved_value), max(r.resolved_value),
+               list('row ' || m.source_row_number || ': ' || r.detail order by m.source_row_number)[1:3]
+        from mapped m join readings r using (p, v)
+        where r.note is not null and m.source_row_number not in (select source_row_number from problems)
+        group by 1, 2 order by 1, 2
+    """).fetchall()
+    period = f"{spec.field_period_start:%d.%m.%Y}-{spec.field_period_end:%d.%m.%Y}"
+    warnings = []
+    for p, note, count, rows, first, last, details in found:
+        where = f"{spec.file.name}, column {shown(grid.header[p - 1])}"
+        more = ", ..." if count > len(rows) else ""
+        if note == values.OUTSIDE_FIELD_PERIOD:
+            warnings.append(
+                f"{where}: {count} answer{'s' if count > 1 else ''} submitted outside the field period {period} "
+                f"(rows {', '.join(map(str, rows))}{more}; from {first.replace('T', ' ')} to "
+                f"{last.replace('T', ' ')}); kept. If the survey ran longer, correct field_period in {spec.name}"
+            )
+        else:
+            warnings.append(
+                f"{where}: {count} value{'s' if count > 1 else ''} cannot be read and "
+                f"{'are' if count > 1 else 'is'} kept as delivered, without a value (keep_unreadable in "
+                f"{spec.name}): {'; '.join(details)}{'; ...' if count > len(details) else ''}"
+            )
+    return warnings
 
 
 def _key_respondent_warnings(

@@ -35,6 +35,8 @@ alter table raw.load_registry add column if not exists spec_sha256 varchar;
 alter table raw.load_registry add column if not exists codebook_sha256 varchar;
 alter table raw.load_registry add column if not exists reader varchar;
 alter table raw.load_registry add column if not exists accepted_removals varchar;
+-- what the load warned about (usable rows that deserve a look), one warning a line
+alter table raw.load_registry add column if not exists warnings varchar;
 -- a candidate whose run left the build to a later run (`make run` catching up several waves builds them once)
 alter table raw.load_registry add column if not exists build_deferred boolean default false;
 create sequence if not exists raw.survey_column_ids;
@@ -58,6 +60,7 @@ create table if not exists raw.cell_resolutions (
     cell_value varchar not null,         -- a distinct delivered value of a mapped column
     match_key varchar,                   -- the value under the matching rule (survey_warehouse.intake.matching)
     resolved_value varchar,              -- municipality code, role or answer code, pseudonym, ISO timestamp
+                                         -- (local time in the wave's time zone), minutes
     resolved_number double precision     -- the answer's value on its scale, or minutes
 );
 create table if not exists raw.quarantine (
@@ -67,7 +70,9 @@ create table if not exists raw.quarantine (
     source_column varchar,               -- the column at fault, as delivered
     reason_code varchar not null,        -- ragged_row, repeated_header, missing_required, unknown_city,
                                          -- city_not_surveyed, duplicate_respondent, unknown_answer,
-                                         -- out_of_scale, not_on_scale
+                                         -- out_of_scale, not_on_scale, unreadable_number, unreadable_timestamp,
+                                         -- ambiguous_date, outside_wave, unreadable_duration,
+                                         -- spreadsheet_error
     message varchar not null             -- what is wrong and what to do, naming the file, row and column
 );
 create table if not exists raw.wave_cities_surveyed (

@@ -1,0 +1,277 @@
+"""Submission times, response times and numbers: a shared corpus of the ways survey tools and spreadsheets write
+them, and what raw holds for each after a load through every reader.
+
+Each case of tests/fixtures/value_corpus.csv is a value of a column of the 2019 wave (its submission time, its
+response time, or its 0-10 scale question `cooperation`), with the spec keys and the column's other values it is
+read with, and what raw must hold: the value it resolves to (`raw.cell_resolutions`), or the reason its row is
+quarantined (`raw.quarantine`, naming the file, row and column), or the warning it gets. Every case is written into a
+file of each reader in READERS (a CSV file, a workbook of text cells, and a workbook of typed cells where the case
+has a typed form: a date and time, a number, a time, a duration) and loaded by the loader itself. A new reader gets
+the whole corpus by adding its entry to READERS."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import openpyxl
+import pytest
+import yaml
+from conftest import ROOT, make_paths
+
+from survey_warehouse.intake.matching import shown
+from survey_warehouse.intake.values import DURATIONS, NOT_QUOTED, TIMESTAMPS, ValueRules, quoted
+from survey_warehouse.intake.waves import WaveSpec
+from survey_warehouse.raw.load import load_wave
+
+CORPUS = ROOT / "tests" / "fixtures" / "value_corpus.csv"
+WAVE = ROOT / "config" / "waves" / "2019.yml"
+BUNDLED = ROOT / "data" / "waves" / "2019" / "city_survey_2019_export.csv"
+CASE_ROW = 2  # the case's value is in the first data row, below the header
+# what a load warns about a value it keeps, by the corpus's warning codes
+WARNINGS = {
+    "outside_field_period": "outside the field period",
+    "kept_unreadable": "cannot be read and is kept as delivered, without a value (keep_unreadable in",
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    field: str
+    value: str
+    typed: str  # kind:literal of a typed workbook cell (datetime, number, time, duration, error), or ""
+    spec: dict
+    others: list[str]  # the column's other values, which decide its date order or decimal separator
+    resolved: str | None
+    number: float | None
+    reason: str | None
+    warning: str | None
+
+    @property
+    def id(self) -> str:
+        return f"{self.field}: {self.name}"
+
+
+def corpus() -> list[Case]:
+    with open(CORPUS, encoding="utf-8", newline="") as f:
+        return [
+            Case(
+                name=r["case"],
+                field=r["field"],
+                value=r["value"],
+                typed=r["typed"],
+                spec=yaml.safe_load(r["spec"]) if r["spec"] else {},
+                others=[v.strip() for v in r["with"].split(" | ")] if r["with"] else [],
+                resolved=r["resolved"] or None,
+                number=float(r["number"]) if r["number"] else None,
+                reason=r["reason"] or None,
+                warning=r["warning"] or None,
+            )
+            for r in csv.DictReader(f)
+        ]
+
+
+# ------------------------------------------------------------------------------------------------ the readers
+
+
+@dataclass(frozen=True)
+class Cell:
+    text: str | None
+    typed: str = ""  # kind:literal, for a reader that writes typed cells
+
+
+def _typed(cell: Cell) -> object:
+    kind, _, literal = cell.typed.partition(":")
+    if kind == "datetime":
+        return dt.datetime.fromisoformat(literal)
+    if kind == "number":
+        return float(literal)
+    if kind == "time":
+        return dt.time.fromisoformat(literal)
+    if kind == "error":
+        return literal
+    if kind == "duration":
+        hours, minutes, seconds = (int(p) for p in literal.split(":"))
+        return dt.timedelta(hours=hours, minutes=minutes, seconds=seconds)
+    raise ValueError(f"unknown typed cell {cell.typed!r}")
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[Cell]]) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows([[c.text or "" for c in row] for row in rows])
+
+
+def _workbook(path: Path, header: list[str], rows: list[list[Cell]], typed: bool) -> None:
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.title = "Vastaukset"
+    sheet.append(header)
+    for row in rows:
+        sheet.append([_typed(c) if typed and c.typed else c.text for c in row])
+    for cells, row in zip(sheet.iter_rows(min_row=2), rows, strict=True):
+        for cell, delivered in zip(cells, row, strict=True):
+            if typed and delivered.typed.startswith("error:"):
+                cell.data_type = "e"  # an error cell, as a formula that failed leaves it
+            elif isinstance(cell.value, str):
+                cell.data_type = "s"  # a text cell, even when it reads as a number
+    workbook.save(path)
+
+
+@dataclass(frozen=True)
+class Reader:
+    suffix: str
+    spec: dict  # the wave spec's keys for this kind of file
+    write: Callable[[Path, list[str], list[list[Cell]]], None]
+    typed: bool = False  # only the cases with a typed form
+
+
+READERS = {
+    "csv": Reader(".csv", {"format": "csv", "encoding": "utf-8", "delimiter": ","}, write_csv),
+    "xlsx text cells": Reader(
+        ".xlsx",
+        {"format": "xlsx", "sheet": "Vastaukset", "header_row": 1},
+        lambda p, h, r: _workbook(p, h, r, typed=False),
+    ),
+    "xlsx typed cells": Reader(
+        ".xlsx",
+        {"format": "xlsx", "sheet": "Vastaukset", "header_row": 1},
+        lambda p, h, r: _workbook(p, h, r, typed=True),
+        typed=True,
+    ),
+}
+
+
+PARAMS = [
+    pytest.param(name, case, id=f"{name} | {case.id}")
+    for name, reader in READERS.items()
+    for case in corpus()
+    if case.typed or not reader.typed
+]
+
+
+@pytest.fixture(scope="module")
+def paths():
+    return make_paths("values")
+
+
+def _wave_file(case: Case, reader: Reader, folder: Path) -> tuple[WaveSpec, str]:
+    """The case's value in the first row of a 2019 file, the column's other values below it, and three rows of the
+    delivered 2019 file (their submission times, none of the response times: those would decide a separator)."""
+    spec = yaml.safe_load(WAVE.read_text(encoding="utf-8"))
+    column = next(c for c, f in spec["columns"].items() if f == case.field)
+    with open(BUNDLED, encoding="utf-8-sig", newline="") as f:
+        delivered = list(csv.reader(f))
+    header, data = delivered[0], delivered[1:]
+    at = header.index(column)
+    minutes = header.index(next(c for c, f in spec["columns"].items() if f == "response_minutes"))
+    rows = []
+    for number, value in enumerate([case.value, *case.others, None, None, None]):
+        row = [Cell(c) for c in data[number]]
+        row[minutes] = Cell(None)
+        if value is not None:
+            row[at] = Cell(value, case.typed if number == 0 else "")
+        rows.append(row)
+    file = folder / f"values{reader.suffix}"
+    reader.write(file, header, rows)
+    for key in ("encoding", "delimiter"):
+        spec.pop(key, None)
+    spec.update({**reader.spec, **case.spec, "file": str(file)})
+    (folder / "2019.yml").write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
+    return WaveSpec.from_file(folder / "2019.yml", ROOT), column
+
+
+@pytest.mark.parametrize(("reader", "case"), PARAMS)
+def test_corpus(paths, tmp_path: Path, reader: str, case: Case) -> None:
+    spec, column = _wave_file(case, READERS[reader], tmp_path)
+    result = load_wave(spec, paths.warehouse, paths=paths)
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        (cell,) = con.execute(
+            "select cell_value from raw.survey_cells join raw.survey_columns using (column_id) "
+            "where load_id = ? and source_column = ? and source_row_number = ?",
+            [result.load_id, column, CASE_ROW],
+        ).fetchone()
+        resolutions = con.execute(
+            "select resolved_value, resolved_number from raw.cell_resolutions "
+            "where load_id = ? and field_id = ? and cell_value = ?",
+            [result.load_id, case.field, cell],
+        ).fetchall()
+        quarantined = con.execute(
+            "select source_column, reason_code, message from raw.quarantine "
+            "where load_id = ? and source_row_number = ?",
+            [result.load_id, CASE_ROW],
+        ).fetchall()
+    if not READERS[reader].typed:
+        assert cell == case.value, "raw keeps the cell as delivered"
+    assert resolutions == [(case.resolved, case.number)]
+    if case.reason is None:
+        assert quarantined == []
+    else:
+        ((source_column, reason, message),) = quarantined
+        assert (source_column, reason) == (column, case.reason)
+        assert message.startswith(f"{spec.file.name}, row {CASE_ROW}, column '{column}': "), message
+    said = [w for w in result.warnings if any(phrase in w for phrase in WARNINGS.values())]
+    if case.warning is None:
+        assert said == []
+    else:
+        assert len(said) == 1 and WARNINGS[case.warning] in said[0], said
+        assert re.search(rf"\brows? {CASE_ROW}\b", said[0]) and f"column '{column}'" in said[0], said
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        (kept,) = con.execute("select warnings from raw.load_registry where load_id = ?", [result.load_id]).fetchone()
+    assert (kept or "").splitlines() == list(result.warnings), "the load's warnings are kept with it"
+
+
+# the times whose column holds nothing else that decides (a kept unreadable value is the loader's)
+ALONE = [
+    c
+    for c in corpus()
+    if c.field in ("submitted_at", "response_minutes") and not c.others and c.warning != "kept_unreadable"
+]
+
+
+@pytest.mark.parametrize("case", ALONE, ids=[c.id for c in ALONE])
+def test_a_value_read_alone_reads_as_in_its_column(case: Case) -> None:
+    """A value of a column that holds no other value of its kind reads the same alone (the column's decisions only
+    settle what the value leaves open)."""
+    spec = {**yaml.safe_load(WAVE.read_text(encoding="utf-8")), **case.spec}
+    period = spec["field_period"]
+    rules = ValueRules(
+        2019,
+        period["start"],
+        period["end"],
+        time_zone=spec.get("time_zone", "Europe/Helsinki"),
+        date_order=spec.get("date_order"),
+        decimal_separator=spec.get("decimal_separator"),
+    )
+    reader = TIMESTAMPS if case.field == "submitted_at" else DURATIONS
+    (reading,) = reader.read_all([case.value], rules)
+    assert (reading.value, reading.number, reading.problem) == (case.resolved, case.number, case.reason)
+
+
+@pytest.mark.parametrize(
+    ("value", "is_quoted"),
+    [
+        ("3.4.2019 klo 10.00", True),
+        ("43558.4166666667", True),
+        ("1 day, 0:00:00", True),
+        ("#N/A", True),
+        ("12 minuuttia", True),
+        ("Matti Meikäläinen", False),
+        ("matti@example.fi", False),
+        ("040 123 4567", False),
+        ("+358401234567", False),
+        ("040.123.4567", False),
+        ("2019-04-03T10:00:00.123+03:00", True),
+        ("03.04.2019 10:00:00,5", True),
+    ],
+)
+def test_a_time_is_quoted_in_a_message_and_what_a_respondent_wrote_is_not(value: str, is_quoted: bool) -> None:
+    assert (quoted(value) == shown(value)) is is_quoted
+    assert (quoted(value) == NOT_QUOTED) is not is_quoted
