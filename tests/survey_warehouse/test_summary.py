@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -94,6 +95,8 @@ def test_a_loads_warnings_are_counted_and_the_first_shown(capsys: pytest.Capture
     for year in (2016, 2019):
         spec = find_wave_spec(year, paths)
         assert spec is not None
+        if year == 2016:  # a field period that ends before the last answers came in: each late one is a warning
+            spec = dataclasses.replace(spec, field_period_end=dt.date(2016, 3, 31))
         loaded = load_wave(spec, paths.warehouse, paths=paths)
         mark_load(paths.warehouse, loaded.load_id, True, "passed")
     summary.print_summary(paths, {})
@@ -104,7 +107,7 @@ def test_a_loads_warnings_are_counted_and_the_first_shown(capsys: pytest.Capture
     }
     at = lines.index(after[2016])
     assert after[2016].strip() == f"{len(loaded_warnings(paths, 2016))} warning (raw.load_registry.warnings):"
-    spec = find_wave_spec(2016, paths)
+    spec = dataclasses.replace(find_wave_spec(2016, paths), field_period_end=dt.date(2016, 3, 31))
     with open(spec.file, encoding=spec.encoding, newline="") as f:
         dates = [r["Vastauspäivä"].split()[0] for r in csv.DictReader(f, delimiter=spec.delimiter)]
     late = sum(dt.date(*map(int, reversed(d.split(".")))) > spec.field_period_end for d in dates)

@@ -23,9 +23,9 @@ import duckdb
 from survey_warehouse.errors import WaveFileError
 from survey_warehouse.intake.grid import HEADER_SEARCH_ROWS, SEPARATOR_HINT, read_grid
 from survey_warehouse.intake.matching import looks_like_email, match_keys
+from survey_warehouse.intake.values import ValueRules, column_date_orders, read_timestamp
 from survey_warehouse.intake.verdict import container_of, is_utf8, zip_kind
 from survey_warehouse.intake.waves import FORMATS, WaveSpec
-from survey_warehouse.raw.load import TIMESTAMP_FORMATS  # submission times as the loader reads them
 
 DELIMITERS = (",", ";", "\t", "|")
 SNIFF_CHARS = 1 << 16
@@ -255,31 +255,36 @@ def read_delivery(path: Path, year: int, shape: Shape) -> Delivery:
     with tempfile.TemporaryDirectory(prefix="wave-draft-") as scratch, duckdb.connect() as con:
         grid = read_grid(spec, con, Path(scratch))
         columns = []
-        parsed = (
-            "coalesce("
-            + ", ".join(f"try_strptime(upper(trim(v)), '{f}')" for f in TIMESTAMP_FORMATS)
-            + ", try_cast(upper(trim(v)) as timestamp))"
-        )
         for i, name in enumerate(grid.header, start=1):
             counted = con.execute(
                 f"select c{i} as v, count(*) from grid where trim(coalesce(c{i}, '')) <> '' group by 1 order by 2 desc"
             ).fetchall()
             values = {str(v): int(n) for v, n in counted}
             keys = match_keys(pa.array(list(values), pa.string())).to_pylist()
-            times = con.execute(
-                f"select sum(n) filter (where t is not null), min(t), max(t) from "
-                f"(select {parsed} as t, n from (select c{i} as v, count(*) as n from grid where c{i} is not null "
-                "group by 1))"
-            ).fetchone()
+            times = _times(values, year)
             columns.append(
                 Column(
                     i,
                     name,
                     values,
                     dict(zip(values, keys, strict=True)),
-                    times=int(times[0] or 0) if times else 0,
-                    first_time=times[1] if times else None,
-                    last_time=times[2] if times else None,
+                    times=times[0],
+                    first_time=times[1],
+                    last_time=times[2],
                 )
             )
         return Delivery(path, shape, columns, grid.rows)
+
+
+def _times(values: dict[str, int], year: int) -> tuple[int, dt.datetime | None, dt.datetime | None]:
+    """How many of the column's rows read as a submission time, by the loader's own rule (intake.values), and the
+    earliest and latest of them: (rows, first, last)."""
+    rules = ValueRules(year, dt.date(year, 1, 1), dt.date(year, 12, 31))
+    orders = column_date_orders(values, rules)
+    rows, moments = 0, []
+    for value, n in values.items():
+        reading = read_timestamp(value, rules, orders)
+        if reading.value is not None:
+            rows += n
+            moments.append(dt.datetime.fromisoformat(reading.value))
+    return rows, min(moments, default=None), max(moments, default=None)
