@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -369,10 +370,35 @@ def test_a_delivery_with_another_name_than_the_spec_says_is_refused(waves_dir: P
     assert "rename the delivery" in message
 
 
-def test_a_delivery_for_a_year_without_a_wave_spec_is_refused(waves_dir: Path) -> None:
-    delivered = _drop(waves_dir / "2021", "kysely.csv")
-    with pytest.raises(SurveyWarehouseError, match=r"kysely.csv: delivered for wave 2021, but there is no wave spec"):
+def test_a_delivery_for_a_year_without_a_wave_spec_is_not_loaded_and_its_draft_is_told(waves_dir: Path) -> None:
+    """A wave file dropped for a year that has no spec: nothing is loaded or written into the project; the message
+    (the rejection note and the owner's mail) carries what a draft of its spec proposes, the decisions left to a
+    person, and the commands that go on from there; nothing of the file's respondents is in it."""
+    seeds = ROOT / "dbt_project" / "seeds"
+    before = {p.name: p.read_bytes() for p in seeds.glob("*.csv")}
+    lines = WAVE_2019.read_text(encoding="utf-8-sig").splitlines()
+    header = lines[0].replace("Q1 Kuka vastaa ensisijaisesti digitalisaation johtamisesta?", "Q1 Kuka johtaa?")
+    data = "\n".join([header, *[line.replace("2019-", "2021-") for line in lines[1:]]]) + "\n"
+    delivered = _drop(waves_dir / "2021", "kysely.csv", data.encode("utf-8-sig"))
+
+    with pytest.raises(SurveyWarehouseError) as caught:
         pipeline.plan_run(2021, inbox.look(2021, delivered))
+
+    message = str(caught.value)
+    assert message.startswith("kysely.csv: delivered for wave 2021, but there is no wave spec"), message
+    assert "nothing was loaded" in message
+    found = re.search(r"(\d+) proposal\(s\) sure, (\d+) decision\(s\) left to a person", message)
+    assert found and int(found[1]) > 0, message
+    listed = re.findall(r"^  \d+\. \[(\w+)\]", message, re.MULTILINE)
+    assert len(listed) == min(int(found[2]), pipeline.DECISIONS_SHOWN) > 0, message
+    assert "Q1 Kuka johtaa?" in message, "the reworded question is among the decisions"
+    assert f"make wave-draft FILE={delivered.relative_to(ROOT)} YEAR=2021" in message
+    assert "make wave-check YEAR=2021" in message
+    assert "@" not in message, "an e-mail address of the file is in the message"
+    assert (
+        not (ROOT / "config" / "waves" / "2021.yml").exists() and not (waves_dir.parent / "waves" / "2021.yml").exists()
+    )
+    assert {p.name: p.read_bytes() for p in seeds.glob("*.csv")} == before, "the seeds were written"
 
 
 def test_a_delivery_taken_by_an_earlier_run_ends_the_run_skipped(waves_dir: Path) -> None:

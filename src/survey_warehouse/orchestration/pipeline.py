@@ -264,11 +264,7 @@ def plan_run(
                 if still:
                     raise SurveyWarehouseError(still)
                 raise AirflowSkipException(f"No survey wave in {wave_year}: there is no {expected}")
-            raise SurveyWarehouseError(
-                f"{inbox.shown_name(delivery.path.name)}: delivered for wave {wave_year}, but there is no wave spec "
-                f"{expected}; write it (see docs/adding-a-wave.md) and drop the file again, or drop it into "
-                "the folder of its wave year"
-            )
+            raise SurveyWarehouseError(_without_spec(delivery, wave_year, expected, paths))
         delivered = None
         if delivery is not None:
             _check_delivery_for(delivery, spec)
@@ -315,6 +311,47 @@ def _plan_current_loads_only(wave_year: int, warehouse: Warehouse) -> Plan:
         "the marts built from the current loads alone, to tell whether a failed build comes from a new wave's data",
         "",
     )
+
+
+DECISIONS_SHOWN = 12  # in the message (and the owner's mail) about a delivery without a wave spec
+
+
+def _without_spec(delivery: Delivery, wave_year: int, expected: Path, paths: Paths) -> str:
+    """A delivery for a year without a wave spec is not loaded: what a draft of its spec proposes (nothing is
+    written into the project: the owner writes the draft with `make wave-draft`), the decisions it leaves to a
+    person, and what to do."""
+    from survey_warehouse.drafting.draft import draft_wave
+    from survey_warehouse.operations import inbox
+
+    name = inbox.shown_name(delivery.path.name)
+    shown, expected_shown = paths.shown(delivery.path), paths.shown(expected)
+    head = (
+        f"{name}: delivered for wave {wave_year}, but there is no wave spec {expected_shown}, so nothing was loaded "
+        "(nothing is, until the wave's spec is written and confirmed)."
+    )
+    steps = (
+        f"To go on: `make wave-draft FILE={shown} YEAR={wave_year}` writes the draft into {expected_shown} and the "
+        f"codebook seeds; answer what it lists; `make wave-check YEAR={wave_year}` shows what would be quarantined "
+        "and the headline preview; then drop the file again. (Or, if the file is of another year, drop it into "
+        "the folder of its wave year.)"
+    )
+    try:
+        draft = draft_wave(delivery.path, wave_year, paths.root, write=False)
+    except Exception as exc:
+        return f"{head}\nNo draft of its spec could be made: {faults.cause(exc) or exc}\n{steps}"
+    open_ = [d for d in draft.decisions if d.needs_person]
+    lines = [
+        head,
+        f"A draft of its spec from the file and the earlier waves: {draft.settled} proposal(s) sure, "
+        f"{len(open_)} decision(s) left to a person:",
+    ]
+    for number, d in enumerate(open_[:DECISIONS_SHOWN], start=1):
+        about = f" {d.column!r}" if d.column else ""
+        proposal = f": proposed {d.proposal!r}" if d.proposal not in (None, "", []) else ""
+        lines.append(f"  {number}. [{d.kind}]{about}{proposal}")
+    if len(open_) > DECISIONS_SHOWN:
+        lines.append(f"  ... and {len(open_) - DECISIONS_SHOWN} more (the draft lists them all)")
+    return "\n".join([*lines, steps])
 
 
 def _check_announced(delivery: Delivery) -> None:
