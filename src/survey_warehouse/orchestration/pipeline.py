@@ -313,7 +313,7 @@ def _plan_current_loads_only(wave_year: int, warehouse: Warehouse) -> Plan:
     )
 
 
-DECISIONS_SHOWN = 12  # in the message (and the owner's mail) about a delivery without a wave spec
+DECISIONS_SHOWN = 8  # in the message about a delivery without a wave spec: it and the steps fit the owner's mail
 
 
 def _without_spec(delivery: Delivery, wave_year: int, expected: Path, paths: Paths) -> str:
