@@ -19,11 +19,13 @@ from pathlib import Path
 import duckdb
 import psycopg2
 import pytest
-from conftest import make_paths
+from conftest import make_paths, use_paths
 from test_exports import _publish as _publish_for_export
 from test_exports import _utc
 from test_load_lifecycle import Warehouse_, _publish_all
 
+from survey_warehouse import quality
+from survey_warehouse.intake.codebook import Codebook
 from survey_warehouse.intake.waves import find_wave_spec
 from survey_warehouse.operations import faults
 from survey_warehouse.orchestration.pipeline import failure_message
@@ -178,6 +180,40 @@ def test_a_gate_report_on_a_full_disk_is_not_left_cut_off(tmp_path: Path) -> Non
     cut.write_text('{"gate": "raw_wave", "batch": "2019', encoding="utf-8")
     with pytest.raises(UnreadableReport, match=r"cut\.json cannot be read"):
         GateReport.read(cut)
+
+
+def test_a_full_disk_under_data_docs_fails_the_gate_naming_that_folder_and_the_next_gate_passes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Great Expectations' Data Docs cannot be written (their folder's filesystem is full; GX's error names no
+    file): the raw gate fails with the full folder named, leaves no report read as its verdict, and passes once the
+    space is freed."""
+    house = Warehouse_("faults_full_disk_docs")
+    paths = house.paths
+    use_paths(monkeypatch, paths)
+    spec = find_wave_spec(2019, paths)
+    loaded = load_wave(spec, house.warehouse, paths=paths)
+    codebook = Codebook.from_seeds(paths.dbt_project / "seeds")
+    report = quality.report_path(paths, "raw_wave", loaded.load_id)
+    with small_filesystem(paths.data_docs, "8m"):
+        filler = _fill(paths.data_docs, 8 * 1024)
+        checkpoint = quality.raw_wave_checkpoint(
+            quality.file_context(paths), spec, loaded.load_id, paths, house.warehouse, codebook
+        )
+        with pytest.raises(OSError, match="No space left") as failed:
+            quality.run_gate(checkpoint, paths)
+        said = faults.cause(failed.value)
+        assert said == (
+            f"No space left on device ({paths.shown(paths.data_docs)}: 0 KiB free): free space there and run again"
+        ), said
+        assert not report.exists(), "a report of a gate that did not finish"
+
+        filler.unlink()
+        checkpoint = quality.raw_wave_checkpoint(
+            quality.file_context(paths), spec, loaded.load_id, paths, house.warehouse, codebook
+        )
+        assert quality.run_gate(checkpoint, paths).success
+        assert report.exists()
 
 
 def test_copies_a_killed_publication_left_are_swept_by_the_next_run(tmp_path: Path) -> None:

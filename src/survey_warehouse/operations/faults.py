@@ -56,8 +56,42 @@ def _written_path(text: str) -> str | None:
 
 
 def _full_message(path: str | None) -> str:
-    where = f" writing {path}" if path else ""
+    where = f" writing {path}" if path else _fullest_folder()
     return f"No space left on device{where}: free space there and run again"
+
+
+FULL_BELOW_BYTES = 1024 * 1024  # a folder's filesystem with less free space than this is named as the full one
+
+
+def _fullest_folder() -> str:
+    """When the error does not say where it was writing (a library's bare ENOSPC): the project's folders whose
+    filesystem is (nearly) full, as ' (<folder>: <n> KiB free)', or '' when none is."""
+    import os
+
+    from survey_warehouse.settings import get_paths
+
+    try:
+        paths = get_paths()
+        folders = [paths.var, paths.warehouse.parent, paths.published.parent, paths.data_docs, paths.inbox_dir]
+        folders += [paths.var / name for name in ("quality", "gx", "exports", "tmp", "logs", "airflow")]
+    except Exception:  # the settings themselves cannot be read: say what is known
+        return ""
+    full: dict[tuple[int, int], tuple[str, int]] = {}
+    for folder in folders:
+        try:
+            stats = os.statvfs(folder)
+            device = os.stat(folder).st_dev
+        except OSError:
+            continue
+        free = stats.f_bavail * stats.f_frsize
+        if free < FULL_BELOW_BYTES:
+            shown = paths.shown(folder)
+            key = (device, free)
+            if key not in full or len(shown) < len(full[key][0]):  # the top folder on that filesystem names it
+                full[key] = (shown, free)
+    if not full:
+        return ""
+    return " (" + "; ".join(f"{shown}: {free // 1024} KiB free" for shown, free in sorted(full.values())) + ")"
 
 
 def _refused(_exc: BaseException, text: str) -> str | None:
