@@ -133,11 +133,12 @@ def test_a_full_disk_while_loading_keeps_the_registry_says_so_and_the_next_run_l
         assert current_2019 and current_2019[0][5] == house.file_sha(2019), "the corrected file is the current load"
 
 
-def test_a_full_disk_while_exporting_leaves_the_last_export_whole_and_says_so() -> None:
+def test_a_full_disk_while_exporting_leaves_the_last_export_whole_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     """The exports folder fills up while the marts are written as Parquet and CSV: the export fails naming the full
     disk, no partial folder is left, `latest` still points at the complete export before it, and with the space
     freed the next export goes through."""
     paths = make_paths("faults_full_disk_exports")
+    use_paths(monkeypatch, paths)
     root = exports.exports_dir(paths)
     with small_filesystem(root, "8m"):
         _publish_for_export(paths, _utc(2019, 6, 1, 6, 0, 0))
@@ -151,6 +152,7 @@ def test_a_full_disk_while_exporting_leaves_the_last_export_whole_and_says_so() 
 
         said = faults.cause(failed.value)
         assert said is not None and said.startswith("No space left on device"), faults.described(failed.value)
+        assert paths.shown(root) in said, said
         after = {str(p.relative_to(root)): p.lstat().st_mtime_ns for p in root.rglob("*") if p != filler}
         assert after == before, "a partial export was left, or latest moved"
 
