@@ -97,8 +97,8 @@ class FakeRuns:
         self.current_only: list[int] = []  # the runs that built from the current loads alone
         self.waiting: set[int] = set()
 
-    def with_current_load(self, _paths, preferred: list[int]) -> int | None:
-        return preferred[0] if self.published else None
+    def with_current_load(self, _paths, prefer_outside: list[int]) -> int | None:
+        return 2015 if self.published else None  # a wave outside the catch-up, with a current load
 
     def plan(self, _paths, years: list[int]) -> dict[int, str | None]:
         return {y: None if y in self.todo else f"wave {y}: nothing to do" for y in years}
@@ -112,7 +112,7 @@ class FakeRuns:
             return {"exit_code": int(failed), "seconds": 0.0, "log": None, "failed_build": failed, "run_id": "base"}
         self.calls.append((year, bool(defer)))
         self.alone.append(alone)
-        failure = "build" if self.project_broken and not defer else self.fail.get(year)
+        failure = self.fail.get(year) or ("build" if self.project_broken and not defer else None)
         if failure and (failure == "raw gate" or not defer):
             if failure == "build":  # the waiting loads were built with it: they fail too
                 self.waiting = set()
@@ -159,7 +159,7 @@ def test_a_failed_build_runs_each_wave_again_on_its_own(monkeypatch, tmp_path: P
     assert runs.calls == [(2016, True), (2018, True), (2019, False), (2016, False), (2018, False), (2019, False)]
     assert runs.alone == [False, False, False, True, True, True], "the runs again build their wave alone"
     assert runs.todo == {2019} and [y for y, o in outcomes.items() if o["exit_code"]] == [2019]
-    assert runs.current_only == [2019], "first, one build from the current loads alone (it went through)"
+    assert runs.current_only == [2015], "first, one build from the current loads alone (it went through)"
 
 
 def test_a_failed_build_without_published_waves_runs_each_wave_on_its_own(monkeypatch, tmp_path: Path) -> None:
@@ -177,13 +177,38 @@ def test_a_build_failure_no_waves_data_causes_is_run_once_and_reported_as_such(
     runs = FakeRuns({2016, 2018, 2019}, project_broken=True)
     outcomes = _run(monkeypatch, tmp_path, runs, [2016, 2018, 2019])
     assert runs.calls == [(2016, True), (2018, True), (2019, False)], "no wave ran again"
-    assert runs.current_only == [2019]
+    assert runs.current_only == [2015]
     for year in (2016, 2018, 2019):
         assert outcomes[year]["exit_code"] == 1, outcomes[year]
         assert "not run again: the build fails without any new wave's data too" in outcomes[year]["state"]
     assert outcomes[2019]["later_run_ids"] == ["base"], "the build from the current loads is this run's too"
     out = capsys.readouterr().out
     assert "no wave's data is the cause" in out and "each wave on its own" not in out, out
+
+
+def test_after_the_last_wave_fails_its_gate_a_build_failure_no_waves_data_causes_stops_the_reruns(
+    monkeypatch, tmp_path: Path
+) -> None:
+    """2019 fails its raw gate (no build yet), and the project is broken: the first wave run on its own fails its
+    build, the build from the current loads fails too, so the other waiting wave is not run again."""
+    runs = FakeRuns({2016, 2018, 2019}, fail={2019: "raw gate"}, project_broken=True)
+    outcomes = _run(monkeypatch, tmp_path, runs, [2016, 2018, 2019])
+    assert runs.calls == [(2016, True), (2018, True), (2019, False), (2016, False)]
+    assert runs.current_only == [2015]
+    assert outcomes[2018]["exit_code"] == 1 and outcomes[2018]["build_not_caused_by_data"]
+    assert not outcomes[2016].get("build_not_caused_by_data"), "2016 ran, and failed on its own"
+
+
+def test_the_build_from_current_loads_is_made_with_a_wave_the_catch_up_did_not_change(paths) -> None:
+    """Its run gates the wave's current load against the spec as it is now: a wave whose spec or file changed (one
+    being caught up) could fail that gate; an unchanged one is taken first, else the latest."""
+    for year in (2016, 2018, 2019):
+        loaded = load_wave(find_wave_spec(year, paths), paths.warehouse, paths=paths)
+        mark_load(paths.warehouse, loaded.load_id, passed=True, message="published")
+    assert runner._wave_with_current_load(paths, prefer_outside=[2018, 2019]) == 2016
+    assert runner._wave_with_current_load(paths, prefer_outside=[2016, 2019]) == 2018
+    assert runner._wave_with_current_load(paths, prefer_outside=[2016, 2018, 2019]) == 2019
+    assert runner._wave_with_current_load(make_paths("catch_up_empty"), prefer_outside=[2019]) is None
 
 
 def test_a_last_wave_failing_its_own_gate_leaves_each_waiting_wave_to_a_run_of_its_own(

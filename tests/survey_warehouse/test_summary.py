@@ -153,6 +153,29 @@ def test_the_marts_gate_line_is_about_this_run_never_an_earlier_report() -> None
     assert summary._marts_gate_line(paths, nothing_to_do).startswith("Marts gate (latest, ")
 
 
+def test_the_marts_gate_line_is_the_last_gate_this_command_ran_in_the_order_its_runs_ran() -> None:
+    """A catch-up's build failed its gate, the build from the current loads passed, then 2019 alone failed again: the
+    line is 2019's last failure, though the build from the current loads is recorded with 2019's outcome."""
+    from survey_warehouse.orchestration.pipeline import marts_batch
+
+    paths = make_paths("summary_gate_order")
+    ran = ["manual__2026-01-01T00:00:00", "manual__2026-01-01T00:01:00", "manual__2026-01-01T00:02:00"]
+    for run_id, success in zip(ran, (False, True, False), strict=True):
+        _gate_report(paths, marts_batch(2019, run_id), success=success)
+    outcomes = {
+        2019: {
+            "exit_code": 1,
+            "run_id": ran[2],
+            "earlier_run_ids": [ran[0]],
+            "later_run_ids": [ran[1]],
+            "runs_of_command": ran,
+        }
+    }
+    assert summary._marts_gate_line(paths, outcomes).startswith("Marts gate (this run): FAILED")
+    outcomes[2019]["runs_of_command"] = ran[:2]  # had 2019 not run again, the passing build is the last
+    assert summary._marts_gate_line(paths, outcomes).startswith("Marts gate (this run): passed")
+
+
 def test_a_failed_marts_gate_is_told_by_this_runs_report_never_an_earlier_one() -> None:
     from survey_warehouse.orchestration.pipeline import failure_message, marts_batch
 

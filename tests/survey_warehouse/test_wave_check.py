@@ -13,6 +13,7 @@ import hashlib
 import importlib.util
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -347,3 +348,49 @@ def test_the_command_line_and_make_need_a_year(capsys: pytest.CaptureFixture[str
     assert "invalid int value: 'next-year'" in capsys.readouterr().err
     made = subprocess.run(["make", "-s", "wave-check"], cwd=ROOT, capture_output=True, text=True, check=False)
     assert made.returncode == 2 and "usage: make wave-check YEAR=<wave year>" in made.stdout
+
+
+def test_a_withdrawn_wave_is_not_checked_as_if_a_run_would_load_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = _project("withdrawn")
+    spec = paths.waves_config / "2020.yml"
+    spec.write_text(spec.read_text(encoding="utf-8") + 'withdrawn: "the file was sent by mistake"\n', encoding="utf-8")
+    code, out = _run(monkeypatch, paths, "2020")
+    assert code == check.EXIT_WITHDRAWN == 7, out
+    assert "withdrawn in config/waves/2020.yml (the file was sent by mistake)" in out
+    assert "would load" not in out and "Headline preview" not in out
+    assert not paths.warehouse.exists(), "nothing is loaded"
+
+
+def test_a_seed_saved_with_a_byte_order_mark_keeps_its_placeholders_and_its_rows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Excel saves CSV with a BOM: the wave's rows are still the wave's (a placeholder in them is found), and the
+    codebook reads them (no KeyError on '\\ufeffwave_year')."""
+    paths = _project("bom")
+    answers = paths.dbt_project / "seeds" / "codebook_answers.csv"
+    with open(answers, "a", encoding="utf-8", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerow(["2020", "lead", "Pormestari", "TODO code", "", "Mayor", "9"])
+    answers.write_bytes(b"\xef\xbb\xbf" + answers.read_bytes())
+    code, out = _run(monkeypatch, paths, "2020")
+    assert code == check.EXIT_PLACEHOLDERS, out
+    assert "column answer_code: TODO code" in out
+    lines = answers.read_text(encoding="utf-8-sig").splitlines()
+    answers.write_text("\ufeff" + "\n".join(lines[:-1]) + "\n", encoding="utf-8")  # the placeholder row answered away
+    code, out = _run(monkeypatch, paths, "2020")
+    assert code == check.EXIT_OK, out
+
+
+def test_json_output_stays_json_when_a_message_quotes_an_address() -> None:
+    data = {"error": 'write to "info@example.fi" now', "rows": [{"message": 'a "quoted" name@example.fi'}]}
+    text = json.dumps(check._scrubbed(data))
+    assert json.loads(text)["error"] == 'write to "<e-mail address>" now'
+    assert "@" not in text
+
+
+def test_a_killed_checks_scratch_folder_is_removed_by_the_next_check(tmp_path: Path) -> None:
+    dead = tmp_path / "wave_check_999999999_abc"  # no process has that pid
+    alive = tmp_path / f"wave_check_{os.getpid()}_def"
+    for folder in (dead, alive):
+        (folder / "warehouse").mkdir(parents=True)
+    assert check._remove_stopped_checks(tmp_path) == [dead]
+    assert not dead.exists() and alive.exists(), "a running check's folder stays"

@@ -72,6 +72,7 @@ def test_a_question_of_another_wave_is_named_as_such(tmp_path: Path) -> None:
         ({"withdrawn": ""}, "'withdrawn' says why"),
         ({"time_zone": "Europe/Helsingfors"}, "time_zone: 'Europe/Helsingfors' is not a time zone name"),
         ({"time_zone": "+03:00"}, "time_zone: '\\+03:00' is not a time zone name"),
+        ({"time_zone": "localtime"}, "time_zone: 'localtime' is the zone of the machine that reads it"),
         ({"date_order": "DM"}, "date_order is the order of a date's day, month and year, one of DMY, MDY, YMD"),
         ({"decimal_separator": " "}, 'decimal_separator is "." or ","'),
         ({"keep_unreadable": ["lead"]}, "keep_unreadable lists .* of submitted_at, response_minutes; not 'lead'"),

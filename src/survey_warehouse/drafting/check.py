@@ -12,6 +12,7 @@ Exit codes:
     4  the wave cannot be loaded: an error in its spec or codebook, or its file is missing or unreadable as a whole
     5  the wave loads but fails its raw gate (what fails is listed, with the quarantined rows)
     6  the wave passes its raw gate, but dbt could not build the preview (a run would fail at dbt_build)
+    7  the wave's spec says `withdrawn`: a run leaves it out of the marts, nothing is loaded, so nothing is checked
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ EXIT_PLACEHOLDERS = 3
 EXIT_SPEC_ERROR = 4
 EXIT_GATE_FAILED = 5
 EXIT_PREVIEW_FAILED = 6
+EXIT_WITHDRAWN = 7
 
 # the models the headline preview needs: the share and everything it is built from (seeds included)
 PREVIEW_SELECTION = "+fct_responsibility_shares"
@@ -151,7 +153,7 @@ class WaveDiff:
 class WaveCheck:
     wave_year: int
     exit_code: int = EXIT_OK
-    status: str = "ok"  # ok | not_run | placeholders | spec_error | gate_failed | preview_failed
+    status: str = "ok"  # ok | not_run | placeholders | spec_error | gate_failed | preview_failed | withdrawn
     error: str | None = None
     placeholders: list[Placeholder] = field(default_factory=list)
     file_name: str | None = None
@@ -185,6 +187,11 @@ class WaveCheck:
             )
         if self.status in ("spec_error", "not_run"):
             return f"wave {year}: cannot be checked: {self.error}"
+        if self.status == "withdrawn":
+            return (
+                f"wave {year}: {self.error}: a run leaves the wave out of the marts and loads nothing, so there is "
+                f"nothing to check (exit {self.exit_code}); remove `withdrawn` from the spec to check the wave"
+            )
         lines = [f"wave {year}: {self.file_name}: {self.rows} rows, {self.quarantined_rows} would be quarantined"]
         if self.quarantine:
             lines.append("Quarantined rows (reason, row, column):")
@@ -222,6 +229,17 @@ def scrub(text: str) -> str:
     return _ADDRESS.sub("<e-mail address>", text)
 
 
+def _scrubbed(data: Any) -> Any:
+    """Every text in `data` scrubbed (before it becomes JSON: scrubbing JSON text could cut an escape)."""
+    if isinstance(data, str):
+        return scrub(data)
+    if isinstance(data, dict):
+        return {k: _scrubbed(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_scrubbed(v) for v in data]
+    return data
+
+
 def check_wave(wave_year: int, paths: Paths) -> WaveCheck:
     """Check a wave as a run would load and gate it, on a scratch copy of the warehouse (see the module)."""
     started = time.perf_counter()
@@ -230,6 +248,10 @@ def check_wave(wave_year: int, paths: Paths) -> WaveCheck:
         _check(result, paths)
     except SurveyWarehouseError as exc:  # e.g. a warehouse a run kept writing while it was copied
         result.exit_code, result.status, result.error = EXIT_NOT_RUN, "not_run", scrub(str(exc))
+    except Exception as exc:  # not a traceback: what failed, in words where the cause is known (log: --json)
+        from survey_warehouse.operations.faults import described
+
+        result.exit_code, result.status, result.error = EXIT_NOT_RUN, "not_run", scrub(described(exc))
     result.seconds = time.perf_counter() - started
     return result
 
@@ -252,6 +274,10 @@ def _check(result: WaveCheck, paths: Paths) -> None:
                 f"there is no wave spec {paths.shown(paths.waves_config / f'{year}.yml')}; write it (see "
                 "docs/adding-a-wave.md)"
             )
+        if spec.withdrawn:
+            result.exit_code, result.status = EXIT_WITHDRAWN, "withdrawn"
+            result.error = f"withdrawn in {paths.shown(Path(spec.name))} ({spec.withdrawn})"
+            return
         spec.check(codebook)
         if not spec.file.is_file():
             raise WaveFileError(
@@ -276,7 +302,8 @@ def scratch_copy(paths: Paths) -> Iterator[tuple[Paths, bool]]:
     folder: the warehouse a copy of the DuckDB warehouse, or an empty one (no warehouse yet, or a PostgreSQL
     warehouse). Removed afterwards. Also whether the copy holds a current load of any wave."""
     (paths.var / "tmp").mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="wave_check_", dir=paths.var / "tmp"))
+    _remove_stopped_checks(paths.var / "tmp")
+    folder = Path(tempfile.mkdtemp(prefix=f"wave_check_{os.getpid()}_", dir=paths.var / "tmp"))
     try:
         scratch = Paths(
             root=paths.root,
@@ -295,6 +322,19 @@ def scratch_copy(paths: Paths) -> Iterator[tuple[Paths, bool]]:
         yield scratch, _has_current_loads(scratch.warehouse)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remove_stopped_checks(tmp: Path) -> list[Path]:
+    """The scratch folders of checks that were killed (their process is gone): removed. Returns them."""
+    import psutil
+
+    removed = []
+    for folder in tmp.glob("wave_check_*"):
+        found = re.match(r"wave_check_(\d+)_", folder.name)
+        if found and not psutil.pid_exists(int(found[1])):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def _copy_warehouse(paths: Paths, copy: Path) -> None:
@@ -592,7 +632,7 @@ def command(paths: Paths, args: Any) -> int:
 
     result = check_wave(args.year, paths)
     if args.json:
-        sys.stdout.write(scrub(json.dumps(result.as_json(), ensure_ascii=False, indent=2)) + "\n")
+        sys.stdout.write(json.dumps(_scrubbed(result.as_json()), ensure_ascii=False, indent=2) + "\n")
     else:
         sys.stdout.write(result.text() + "\n")
     return result.exit_code

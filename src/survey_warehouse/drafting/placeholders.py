@@ -85,7 +85,7 @@ def _walk(node: Any, shown: str, at: str) -> Iterator[Placeholder]:
 
 
 def _in_seed(path: Path, shown: str, year: int | None) -> Iterator[Placeholder]:
-    with open(path, encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.DictReader(f)
         for number, row in enumerate(reader, start=2):  # row 1 is the header
             if year is not None and (row.get("wave_year") or "").strip() != str(year):

@@ -159,7 +159,7 @@ class Codebook:
 def _rows(path: Path) -> list[dict[str, str]]:
     if not path.exists():
         raise CodebookError(f"{path}: the seed is missing")
-    with open(path, encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8-sig", newline="") as f:  # a seed saved by Excel starts with a BOM
         return [{k: (v or "").strip() for k, v in row.items()} for row in csv.DictReader(f)]
 
 

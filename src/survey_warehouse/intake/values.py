@@ -111,6 +111,8 @@ class Reading:
 
 def check_time_zone(name: str) -> str | None:
     """None when `name` is a time zone (IANA name such as Europe/Helsinki), else what is wrong."""
+    if name.strip().lower() in ("localtime", "local", "posixrules"):  # the machine's zone: not the same everywhere
+        return f"{shown(name)} is the zone of the machine that reads it; give a name such as Europe/Helsinki"
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):

@@ -117,6 +117,9 @@ def _print_summary(paths: Paths, outcomes: dict[int, dict[str, Any]], warehouse:
 
 def _run_ids(outcomes: dict[int, dict[str, Any]]) -> list[str]:
     """The DAG runs this command made, earliest first."""
+    for outcome in outcomes.values():  # `run` records them in the order they ran
+        if outcome.get("runs_of_command") is not None:
+            return list(outcome["runs_of_command"])
     ids = []
     for outcome in outcomes.values():
         earlier, later = outcome.get("earlier_run_ids") or [], outcome.get("later_run_ids") or []
@@ -206,13 +209,19 @@ def _print_waves(paths: Paths, warehouse: Warehouse, outcomes: dict[int, dict[st
             for line in _first_lines(message):
                 print(f"          {line}")
         outcome = outcomes.get(year)
-        if outcome and outcome.get("exit_code") not in (0, None) and (latest is None or latest is current):
+        if (
+            outcome
+            and outcome.get("exit_code") not in (0, None)
+            and (latest is None or latest is current or outcome.get("build_not_caused_by_data"))
+        ):
             print(f"        {_failed_run(outcome)}; see {outcome.get('log')}")
 
 
 def _failed_run(outcome: dict[str, Any]) -> str:
     """How this command's run of a wave failed, by its failed steps."""
     steps = outcome.get("failed_tasks") or []
+    if outcome.get("build_not_caused_by_data"):
+        return str(outcome.get("state"))
     if not steps:
         return f"the run failed ({outcome.get('state') or 'see its log'})"
     loading = {"plan_wave", "load_raw_wave"}

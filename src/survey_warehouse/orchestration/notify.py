@@ -236,11 +236,24 @@ def _report_locations(context: Any, paths: Paths, steps: list[str], load_id: str
     return where
 
 
+def _current_loads_only(context: Any) -> bool:
+    """A run that builds the marts from the current loads alone (`make run` telling whether a failed build comes
+    from a wave's data) brings no wave in: no owner hears of it (its outcome is in `make run`'s own output)."""
+    from survey_warehouse.orchestration.pipeline import CURRENT_LOADS_ONLY_PARAM
+
+    if (context.get("params") or {}).get(CURRENT_LOADS_ONLY_PARAM):
+        log.info("A build from the current loads alone: no owner is told")
+        return True
+    return False
+
+
 def on_run_failed(context: Any) -> None:
     """record_failure's on_success_callback (it has the reason), and the on_failure_callback of publish_marts and
     of record_failure itself: the owner hears why the run failed."""
     from survey_warehouse.orchestration import pipeline
 
+    if _current_loads_only(context):
+        return
     try:
         ti = context["ti"]
         wave_year = pipeline.wave_year_of_run(context)
@@ -304,6 +317,8 @@ def on_published(context: Any) -> None:
     wave, and the waves a catch-up built with it)."""
     from survey_warehouse.orchestration import pipeline
 
+    if _current_loads_only(context):
+        return
     try:
         paths = get_paths()
         published = context["ti"].xcom_pull(task_ids=context["ti"].task_id) or {}

@@ -68,6 +68,7 @@ def run_waves(
     os.environ.update(runtime_env(paths))  # before Airflow is imported: it reads AIRFLOW_HOME at import
     Path(os.environ["TMPDIR"]).mkdir(parents=True, exist_ok=True)
     _recover_publication(paths)
+    _runs_made.clear()
     skips = plan_years(paths, years)
     todo = [year for year in years if not skips.get(year)]
     builder = todo[-1] if catch_up and len(todo) > 1 else None
@@ -80,38 +81,62 @@ def run_waves(
         defer = builder is not None and year in todo and year != builder
         outcomes[year] = _dag_run(paths, year, f"build left to the {builder} run" if defer else None)
     if builder is not None and outcomes[builder]["exit_code"] != 0:
-        deferred = [y for y in todo if y != builder and outcomes[y]["exit_code"] == 0]
-        again = deferred + ([builder] if outcomes[builder]["failed_build"] else [])
-        if outcomes[builder]["failed_build"] and _build_fails_without_new_waves(paths, builder, again, outcomes):
-            return outcomes
-        if again:
-            print(f"The {builder} run did not publish; each wave on its own: {', '.join(map(str, again))}", flush=True)
-        for year in again:  # each built alone: the other waves' waiting loads are held out of its build
-            if plan_years(paths, [year])[year] is None:  # (an earlier one may have published it)
-                earlier = outcomes[year]
-                outcomes[year] = _dag_run(paths, year, None, alone=True)
-                outcomes[year]["earlier_run_ids"] = [earlier.get("run_id"), *earlier.get("earlier_run_ids", [])]
+        _each_wave_on_its_own(paths, builder, todo, outcomes)
+    order = [run_id for _started, run_id in sorted(_runs_made)]
+    for outcome in outcomes.values():  # every run this command made, in the order they ran (the summary's)
+        outcome["runs_of_command"] = order
     return outcomes
 
 
+# (start time, run id) of every DAG run `run_waves` made in this process, the build from the current loads included
+_runs_made: list[tuple[float, str]] = []
+
+
+def _each_wave_on_its_own(paths: Paths, builder: int, todo: list[int], outcomes: dict[int, dict[str, Any]]) -> None:
+    """The catch-up's build did not publish: each waiting wave runs again and builds alone (the other waves' waiting
+    loads held out). Before the first of those builds, once a build has failed, the marts are built from the current
+    loads alone: when that fails too, no wave's data is the cause, and the waves left are not run again."""
+    deferred = [y for y in todo if y != builder and outcomes[y]["exit_code"] == 0]
+    again = deferred + ([builder] if outcomes[builder]["failed_build"] else [])
+    checked = False
+    if outcomes[builder]["failed_build"]:
+        checked = True
+        if _build_fails_without_new_waves(paths, builder, again, todo, outcomes):
+            return
+    if again:
+        print(f"The {builder} run did not publish; each wave on its own: {', '.join(map(str, again))}", flush=True)
+    for i, year in enumerate(again):  # each built alone: the other waves' waiting loads are held out of its build
+        if plan_years(paths, [year])[year] is not None:  # (an earlier one may have published it)
+            continue
+        earlier = outcomes[year]
+        outcomes[year] = _dag_run(paths, year, None, alone=True)
+        outcomes[year]["earlier_run_ids"] = [earlier.get("run_id"), *earlier.get("earlier_run_ids", [])]
+        left = again[i + 1 :]
+        if outcomes[year]["failed_build"] and not checked and left:
+            checked = True
+            if _build_fails_without_new_waves(paths, year, left, todo, outcomes):
+                return
+
+
 def _build_fails_without_new_waves(
-    paths: Paths, builder: int, again: list[int], outcomes: dict[int, dict[str, Any]]
+    paths: Paths, failed: int, left: list[int], todo: list[int], outcomes: dict[int, dict[str, Any]]
 ) -> bool:
-    """After a catch-up's build failed: the marts built once more from the current loads alone (no new wave in the
-    build). When that build fails too, no wave's data is the cause (the dbt project, a seed, a suite or the
-    environment is): the waves are not run again one by one, each is reported as waiting for that to be mended.
-    True then; False when the build from the current loads went through (or there is none to build from), and each
-    wave runs on its own to find the one that breaks the build."""
-    base = _wave_with_current_load(paths, [builder, *again])
+    """After a build failed (of the run for `failed`): the marts built once more from the current loads alone (no
+    new wave in the build). When that build fails too, no wave's data is the cause (the dbt project, a seed, a suite
+    or the environment is): the waves `left` are not run again one by one, each is reported with why. True then;
+    False when the build from the current loads went through (or there is none to build from), and each wave runs
+    on its own to find the one that breaks the build. The build is a run of its own (its own logical date and log:
+    the failed run's record and log stay), and no owner is told of it."""
+    base = _wave_with_current_load(paths, prefer_outside=todo)
     if base is None:
         return False
     print(
-        f"The {builder} run's build failed; building the marts from the current loads alone (no new wave) to tell "
+        f"The {failed} run's build failed; building the marts from the current loads alone (no new wave) to tell "
         "whether a wave's data is the cause:",
         flush=True,
     )
     check = _dag_run(paths, base, "the current loads alone", current_loads_only=True)
-    outcomes[builder].setdefault("later_run_ids", []).append(check.get("run_id"))
+    outcomes[failed].setdefault("later_run_ids", []).append(check.get("run_id"))
     if check["exit_code"] == 0 or not check["failed_build"]:
         return False
     steps = ", ".join(check.get("failed_tasks") or []) or "the build"
@@ -120,8 +145,8 @@ def _build_fails_without_new_waves(
         "project, a seed or a suite, not a wave; mend it and run again"
     )
     print(f"The build from the current loads alone failed too (at {steps}): no wave's data is the cause.", flush=True)
-    print(f"  Not run again one by one: {', '.join(map(str, again))}; see {check.get('log')}", flush=True)
-    for year in again:
+    print(f"  Not run again one by one: {', '.join(map(str, left))}; see {check.get('log')}", flush=True)
+    for year in left:
         outcomes[year] = {
             **outcomes[year],
             "exit_code": 1,
@@ -132,9 +157,10 @@ def _build_fails_without_new_waves(
     return True
 
 
-def _wave_with_current_load(paths: Paths, preferred: list[int]) -> int | None:
+def _wave_with_current_load(paths: Paths, prefer_outside: list[int]) -> int | None:
     """A wave with a current load and a spec that is not withdrawn (a run of it can build from the current loads),
-    the preferred ones first; None when no wave has one (nothing was ever published)."""
+    one outside `prefer_outside` first (the waves being caught up: their file or spec changed, and the current load
+    is gated again against the spec as it is now); None when no wave has one (nothing was ever published)."""
     from survey_warehouse.raw import schema
     from survey_warehouse.warehouse import Session, Warehouse
 
@@ -145,7 +171,7 @@ def _wave_with_current_load(paths: Paths, preferred: list[int]) -> int | None:
         schema.ensure_raw_schema(session)
         rows = session.execute("select distinct wave_year from raw.load_registry where is_current").fetchall()
     current = {int(row[0]) for row in rows}
-    for year in [*preferred, *sorted(current, reverse=True)]:
+    for year in sorted(current, key=lambda y: (y in prefer_outside, -y)):
         if year in current:
             try:
                 spec = find_wave_spec(year, paths)
@@ -183,8 +209,13 @@ def _dag_run(
     )
 
     dag = _waves_dag(paths)
-    log = paths.var / "logs" / f"survey_waves_{year}.log"
+    log = (
+        paths.var
+        / "logs"
+        / (f"survey_waves_{year}.log" if not current_loads_only else "survey_waves_current_loads.log")
+    )
     started = time.monotonic()
+    started_at = time.time()
     print(f"Running DAG {DAG_ID} for {year}{f' ({defer})' if defer else ''} ...", end=" ", flush=True)
     os.environ["SURVEY_RUN_LOG"] = str(log)  # where a failure notification says the log is
     failed: list[str] = []
@@ -192,14 +223,17 @@ def _dag_run(
     with output_to(log):
         try:
             run = dag.test(
-                logical_date=pendulum.datetime(year, 6, 1, tz="UTC"),
+                # a build from the current loads is a run of its own: the wave year's run (same logical date) stays
+                logical_date=pendulum.now("UTC") if current_loads_only else pendulum.datetime(year, 6, 1, tz="UTC"),
                 run_conf={
                     DEFER_BUILD_PARAM: bool(defer) and not current_loads_only,
                     HOLD_OUT_WAITING_PARAM: alone,
                     CURRENT_LOADS_ONLY_PARAM: current_loads_only,
+                    **({"wave_year": year} if current_loads_only else {}),
                 },
             )
             state, run_id = str(run.state), run.run_id
+            _runs_made.append((started_at, run_id))
             if state != "success":
                 failed = _failed_tasks(run.run_id)
         except Exception as exc:  # one broken run must not stop the other years
