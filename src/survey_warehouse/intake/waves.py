@@ -17,7 +17,8 @@ from survey_warehouse.intake.codebook import REQUIRED_STRUCTURAL_FIELDS, STRUCTU
 from survey_warehouse.intake.matching import shown
 from survey_warehouse.settings import Paths
 
-FORMATS = ("csv", "xlsx")
+WORKBOOK_FORMATS = ("xlsx", "xlsb", "xls", "ods")  # spreadsheets, read with calamine
+FORMATS = ("csv", *WORKBOOK_FORMATS, "sav")
 REQUIRED_KEYS = ("wave_year", "file", "format", "columns", "cities_surveyed", "field_period", "questionnaire_version")
 OPTIONAL_KEYS = ("encoding", "delimiter", "sheet", "header_row", "accept_removals", "owner_email", "withdrawn")
 # name@domain.tld: one @, no spaces, a dot in the domain
@@ -84,8 +85,10 @@ class WaveSpec:
         header_row = raw.get("header_row", 1)
         if not isinstance(header_row, int) or header_row < 1:
             raise WaveSpecError(f"{path}: header_row must be a row number (1 = the first row)")
-        if raw["format"] == "xlsx" and not raw.get("sheet"):
-            raise WaveSpecError(f"{path}: an xlsx wave needs 'sheet', the name of the sheet with the answers")
+        if raw["format"] in WORKBOOK_FORMATS and not raw.get("sheet"):
+            raise WaveSpecError(
+                f"{path}: an {raw['format']} wave needs 'sheet', the name of the sheet with the answers"
+            )
         encoding = str(raw.get("encoding", "utf-8"))
         try:
             "".encode(encoding)

@@ -1,0 +1,242 @@
+"""A delivered spreadsheet's sheet into the grid: Excel workbooks (.xlsx, .xlsm, .xlsb), legacy Excel 97-2003
+workbooks (.xls) and OpenDocument spreadsheets (.ods), all read with calamine (python-calamine, a compiled reader).
+
+What the file really is has been judged from its bytes first: a container other than the spec's format, a damaged
+zip archive, an encrypted file each get a verdict in words before calamine opens it. Cells become text as the
+spreadsheet stored them: a date or time as ISO text, a whole number without a decimal point (and a number too large
+for its digits to be exact in its shortest exact form, never with invented digits), text as typed (a "0012" stays
+"0012"). Calamine decodes OOXML's `_xHHHH_` escapes itself. Two things calamine does not say are looked for in the
+sheet's XML (of .xlsx / .xlsm) with a cheap scan: a formula saved without its result (calamine reads such a cell
+as empty), and a sheet part cut off inside its XML.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import re
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from survey_warehouse.errors import WaveFileError
+from survey_warehouse.intake.grid import Grid, check_header, fill_grid
+from survey_warehouse.intake.matching import shown
+from survey_warehouse.intake.verdict import (
+    ENCRYPTED,
+    WORKBOOK_KINDS,
+    container_of,
+    ole2_kind,
+    zip_kind,
+)
+from survey_warehouse.intake.waves import WaveSpec
+
+EXACT_INTEGERS = 2**53  # a float's whole numbers are exact up to here; beyond, its digits are not all in the file
+SPREADSHEET_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+RELATIONSHIP_NS = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+PACKAGE_RELATIONSHIP_NS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
+CELL_REF = re.compile(r"([A-Z]+)(\d+)")
+CELLS_NAMED = 4  # a message names this many of the cells it is about
+FORMAT_NAMES = {
+    "xlsx": "an Excel workbook (.xlsx or .xlsm)",
+    "xlsb": "an Excel binary workbook (.xlsb)",
+    "xls": "a legacy Excel 97-2003 workbook (.xls)",
+    "ods": "an OpenDocument spreadsheet (.ods)",
+}
+
+
+def cell_text(value: Any) -> str | None:
+    """A spreadsheet cell as calamine reads it, as text; an empty cell is None."""
+    if isinstance(value, bool):
+        text = "TRUE" if value else "FALSE"
+    elif isinstance(value, dt.datetime):
+        text = value.isoformat(timespec="seconds")
+    elif isinstance(value, dt.date):
+        text = value.isoformat()
+    elif isinstance(value, float):  # the shortest text that reads back as the number: no digits the file lacks
+        text = str(int(value)) if value.is_integer() and abs(value) < EXACT_INTEGERS else repr(value)
+    elif isinstance(value, int):  # .xls stores numbers as floats too: a large one is no more exact as an int
+        text = str(value) if abs(value) < EXACT_INTEGERS else repr(float(value))
+    else:  # text; a time of day (12:30:00) or a duration (1:30:00)
+        text = "" if value is None else str(value)
+    return text if text != "" else None
+
+
+def _damage(exc: Exception) -> str:
+    """What the reader found wrong, by the kind of error only: its text may quote the damaged cell's content."""
+    kinds = {
+        "XmlError": "its XML is malformed",
+        "ZipError": "its zip archive is damaged",
+        "CalamineError": "a part of it cannot be read",
+        "ValueError": "a cell's value does not match its type",
+    }
+    name = type(exc).__name__
+    return f"{name}: {kinds[name]}" if name in kinds else name
+
+
+def _delivered_format(spec: WaveSpec, head: bytes) -> str:
+    """The workbook format of the file by its container, or a verdict when it is not the spec's."""
+    path, kind = spec.file, container_of(head)
+    if kind == "ole2":
+        what = ole2_kind(path)
+        if what == ENCRYPTED:
+            raise WaveFileError(path, f"is {what}")
+    elif kind == "zip":
+        what = zip_kind(path)
+        if what not in WORKBOOK_KINDS:
+            raise WaveFileError(path, f"is {what}")
+    elif kind is not None:
+        raise WaveFileError(path, f"is {kind}, not a spreadsheet; ask for the survey export as .xlsx or CSV")
+    else:
+        raise WaveFileError(
+            path,
+            "is a text file (CSV or similar), not a spreadsheet, although the wave spec "
+            f"says format: {spec.format}. Set format: csv (with its encoding and delimiter) in the spec, "
+            f"or ask for the .{spec.format} export",
+        )
+    delivered = WORKBOOK_KINDS[what]
+    if delivered != spec.format:
+        advice = " (or open it in Excel and save it as .xlsx)" if delivered == "xls" else ""
+        raise WaveFileError(
+            path,
+            f"is {what}, but the wave spec says format: {spec.format} ({FORMAT_NAMES[spec.format]}): "
+            f"set format: {delivered} in the spec{advice}",
+        )
+    return delivered
+
+
+def read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -> Grid:
+    """The spec's sheet into `grid` (survey_warehouse.intake.grid); returns its Grid."""
+    from python_calamine import CalamineWorkbook, PasswordError
+
+
+    path = spec.file
+    delivered = _delivered_format(spec, head)
+    sheet_xml = _sheet_part(path, spec.sheet or "") if delivered == "xlsx" else None
+    again = "open it in Excel or LibreOffice and save it again, or ask for the file again"
+    try:
+        workbook = CalamineWorkbook.from_path(str(path))
+    except PasswordError:
+        raise WaveFileError(path, f"is {ENCRYPTED}") from None
+    except Exception as exc:  # calamine raises its own kinds, and others, for a damaged file
+        raise WaveFileError(path, f"the workbook is damaged and cannot be opened ({_damage(exc)}); {again}") from None
+    with workbook:
+        if spec.sheet not in workbook.sheet_names:
+            raise WaveFileError(
+                path,
+                f"sheet {shown(spec.sheet)} not found; the workbook has "
+                f"{', '.join(shown(s) for s in workbook.sheet_names)}: fix 'sheet' in the spec",
+            )
+        if sheet_xml is not None:
+            _refuse_a_cut_off_sheet(spec, sheet_xml, again)
+        try:
+            # the whole sheet from A1 (its row numbers are the sheet's), as far as its cells go: the size the
+            # file records (<dimension>, which tools other than Excel write wrong) is not what limits it
+            rows = workbook.get_sheet_by_name(spec.sheet).to_python(skip_empty_area=False)
+        except PasswordError:
+            raise WaveFileError(path, f"is {ENCRYPTED}") from None
+        except Exception as exc:
+            raise WaveFileError(
+                path, f"the sheet {shown(spec.sheet)} is damaged and cannot be read ({_damage(exc)}); {again}"
+            ) from None
+    if len(rows) < spec.header_row:
+        raise WaveFileError(
+            path,
+            f"the sheet ends before the header row {spec.header_row}; check 'header_row' in the wave spec",
+            row=spec.header_row,
+        )
+    header = check_header(spec, [(cell_text(v) or "").strip() for v in rows[spec.header_row - 1]])
+    if sheet_xml is not None:
+        _refuse_formulas_without_results(spec, sheet_xml, header)
+    width = len(header)
+
+    def numbered() -> Iterator[tuple[int, list[str | None]]]:
+        # a sheet stores no empty cells at a row's end: such a row is as wide as the header, not ragged
+        for number in range(spec.header_row + 1, len(rows) + 1):
+            values = [cell_text(v) for v in rows[number - 1]]
+            rows[number - 1] = []  # each row's Python values are let go once they are text
+            yield number, values + [None] * (width - len(values))
+
+    return fill_grid(con, header, spec.header_row, numbered(), reader=f"calamine ({delivered})")
+
+
+def _sheet_part(path: Path, sheet: str) -> str | None:
+    """The zip member holding the named sheet of an .xlsx / .xlsm (None when the workbook does not name it)."""
+    from openpyxl.xml.functions import fromstring  # defused XML parsing, as openpyxl reads a workbook
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            book = fromstring(archive.read("xl/workbook.xml"))
+            rels = fromstring(archive.read("xl/_rels/workbook.xml.rels"))
+    except Exception:  # a damaged package: calamine's opening says so
+        return None
+    targets = {r.get("Id"): r.get("Target") or "" for r in rels.iter(f"{PACKAGE_RELATIONSHIP_NS}Relationship")}
+    for element in book.iter(f"{SPREADSHEET_NS}sheet"):
+        if element.get("name") == sheet:
+            target = targets.get(element.get(f"{RELATIONSHIP_NS}id"), "")
+            return target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+    return None
+
+
+def _refuse_a_cut_off_sheet(spec: WaveSpec, sheet_xml: str, again: str) -> None:
+    """A sheet part whose XML ends before its closing tag lost its last rows (calamine reads what is there)."""
+    with zipfile.ZipFile(spec.file) as archive:
+        info = archive.getinfo(sheet_xml)
+        with archive.open(info) as part:
+            part.seek(max(info.file_size - 256, 0))
+            tail = part.read()
+    if not re.search(rb"</(\w+:)?worksheet>\s*$", tail):
+        raise WaveFileError(
+            spec.file,
+            f"the sheet {shown(spec.sheet)} is damaged: its XML ends before the sheet does, so rows are missing; "
+            + again,
+        )
+
+
+def _formulas_without_results(path: Path, sheet_xml: str, from_row: int) -> list[tuple[str, int]]:
+    """(column letters, row) of every cell from `from_row` down that holds a formula and no result: a workbook saved
+    by a tool that does not calculate (Excel always stores the result). Read as a value, such a cell is empty."""
+    from openpyxl.xml.functions import iterparse  # defused XML parsing, as openpyxl reads a workbook
+
+    with zipfile.ZipFile(path) as archive, archive.open(sheet_xml) as part:
+        data = part.read()
+    if b"<f" not in data and b":f>" not in data and b":f " not in data:  # no formula at all: the usual case
+        return []
+    found = []
+    for _event, element in iterparse(io.BytesIO(data)):
+        if element.tag != f"{SPREADSHEET_NS}c":
+            continue
+        formula, value = element.find(f"{SPREADSHEET_NS}f"), element.find(f"{SPREADSHEET_NS}v")
+        where = CELL_REF.fullmatch(element.get("r") or "")
+        if formula is not None and (value is None or value.text is None) and where and int(where.group(2)) >= from_row:
+            found.append((where.group(1), int(where.group(2))))
+        element.clear()
+    return found
+
+
+def _refuse_formulas_without_results(spec: WaveSpec, sheet_xml: str, header: list[str]) -> None:
+    unresolved = _formulas_without_results(spec.file, sheet_xml, spec.header_row)
+    if not unresolved:
+        return
+    letters, row = unresolved[0]
+    index = _column_index(letters)
+    cells = ", ".join(f"{c}{r}" for c, r in unresolved[:CELLS_NAMED])
+    more = " ..." if len(unresolved) > CELLS_NAMED else ""
+    raise WaveFileError(
+        spec.file,
+        f"{len(unresolved)} cell(s) of the sheet hold a formula without its result ({cells}{more}): the program "
+        "that saved the workbook did not calculate them, so their answers would be read as empty; open it in Excel "
+        "or LibreOffice and save it again, or ask for the file again",
+        row=row,
+        column=shown(header[index - 1]) if 0 < index <= len(header) else None,
+    )
+
+
+def _column_index(letters: str) -> int:
+    index = 0
+    for letter in letters:
+        index = index * 26 + ord(letter) - ord("A") + 1
+    return index
