@@ -20,7 +20,16 @@ from survey_warehouse.settings import Paths
 WORKBOOK_FORMATS = ("xlsx", "xlsb", "xls", "ods")  # spreadsheets, read with calamine
 FORMATS = ("csv", *WORKBOOK_FORMATS, "sav")
 REQUIRED_KEYS = ("wave_year", "file", "format", "columns", "cities_surveyed", "field_period", "questionnaire_version")
-OPTIONAL_KEYS = ("encoding", "delimiter", "sheet", "header_row", "accept_removals", "owner_email", "withdrawn")
+OPTIONAL_KEYS = (
+    "encoding",
+    "delimiter",
+    "sheet",
+    "header_row",
+    "user_missing",
+    "accept_removals",
+    "owner_email",
+    "withdrawn",
+)
 # name@domain.tld: one @, no spaces, a dot in the domain
 EMAIL_ADDRESS = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>.]+")
 
@@ -39,6 +48,9 @@ class WaveSpec:
     delimiter: str = ","
     sheet: str | None = None
     header_row: int = 1
+    # SPSS .sav: codes that mean "no answer", by variable (its name or header; "*": every variable), beside the
+    # user-missing values the file itself declares
+    user_missing: dict[str, tuple[str | float, ...]] = field(default_factory=dict)
     # Respondents (by the reference the removal guard prints) or cities (municipality codes) that a re-delivery
     # may drop: a genuine withdrawal, recorded with the load.
     accept_removals: tuple[str, ...] = ()
@@ -116,6 +128,7 @@ class WaveSpec:
             delimiter=delimiter,
             sheet=raw.get("sheet"),
             header_row=header_row,
+            user_missing=_user_missing(raw.get("user_missing"), path),
             accept_removals=tuple(str(v).strip() for v in raw.get("accept_removals") or ()),
             owner_email=owner_emails(raw.get("owner_email"), path),
             withdrawn=withdrawn.strip() if withdrawn else None,
@@ -149,6 +162,7 @@ class WaveSpec:
                 "sheet": self.sheet,
                 "header_row": self.header_row,
                 "columns": self.columns,
+                **({"user_missing": self.user_missing} if self.user_missing else {}),
                 "accept_removals": list(self.accept_removals),
             },
             ensure_ascii=False,
@@ -205,6 +219,23 @@ def owner_emails(value: Any, path: Path) -> tuple[str, ...]:
             f"them, not {shown(bad[0] if bad else value)}"
         )
     return tuple(v.strip() for v in values)
+
+
+def _user_missing(value: Any, path: Path) -> dict[str, tuple[str | float, ...]]:
+    """`user_missing`: a list of codes for every variable, or a mapping of variable -> codes."""
+    if value is None:
+        return {}
+    mapping = {"*": value} if isinstance(value, list) else value
+    example = "user_missing: {q1: [9, 99]} or user_missing: [-1, 99] (every variable)"
+    if not isinstance(mapping, dict) or not mapping:
+        raise WaveSpecError(f"{path}: user_missing lists the codes that mean no answer ({example})")
+    found: dict[str, tuple[str | float, ...]] = {}
+    for key, given in mapping.items():
+        codes = given if isinstance(given, list) else [given]
+        if any(isinstance(c, bool) or not isinstance(c, int | float | str) for c in codes):
+            raise WaveSpecError(f"{path}: user_missing of {shown(str(key))} must be codes ({example})")
+        found[str(key).strip()] = tuple(c if isinstance(c, str) else float(c) for c in codes)
+    return found
 
 
 def _date(value: Any, path: Path) -> dt.date:

@@ -112,7 +112,6 @@ def read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -
     """The spec's sheet into `grid` (survey_warehouse.intake.grid); returns its Grid."""
     from python_calamine import CalamineWorkbook, PasswordError
 
-
     path = spec.file
     delivered = _delivered_format(spec, head)
     sheet_xml = _sheet_part(path, spec.sheet or "") if delivered == "xlsx" else None
