@@ -99,7 +99,7 @@ def _delivered_format(spec: WaveSpec, head: bytes) -> str:
         )
     delivered = WORKBOOK_KINDS[what]
     if delivered != spec.format:
-        advice = " (or open it in Excel and save it as .xlsx)" if delivered == "xls" else ""
+        advice = " (or open it in Excel and save it as .xlsx)" if delivered == "xls" and spec.format == "xlsx" else ""
         raise WaveFileError(
             path,
             f"is {what}, but the wave spec says format: {spec.format} ({FORMAT_NAMES[spec.format]}): "
