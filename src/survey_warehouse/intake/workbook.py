@@ -5,9 +5,9 @@ What the file really is has been judged from its bytes first: a container other 
 zip archive, an encrypted file each get a verdict in words before calamine opens it. Cells become text as the
 spreadsheet stored them: a date or time as ISO text, a whole number without a decimal point (and a number too large
 for its digits to be exact in its shortest exact form, never with invented digits), text as typed (a "0012" stays
-"0012"). Calamine decodes OOXML's `_xHHHH_` escapes itself. Two things calamine does not say are looked for in the
-sheet's XML (of .xlsx / .xlsm) with a cheap scan: a formula saved without its result (calamine reads such a cell
-as empty), and a sheet part cut off inside its XML.
+"0012"). Calamine decodes OOXML's `_xHHHH_` escapes itself, and refuses a sheet whose XML is cut off. What it does not
+say, a formula saved without its result (it reads such a cell as empty), is looked for in the sheet's XML (of
+.xlsx / .xlsm) with a cheap scan.
 """
 
 from __future__ import annotations
@@ -108,20 +108,51 @@ def _delivered_format(spec: WaveSpec, head: bytes) -> str:
     return delivered
 
 
+AGAIN = "open it in Excel or LibreOffice and save it again, or ask for the file again"
+
+
 def read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -> Grid:
     """The spec's sheet into `grid` (survey_warehouse.intake.grid); returns its Grid."""
-    from python_calamine import CalamineWorkbook, PasswordError
-
     path = spec.file
     delivered = _delivered_format(spec, head)
     sheet_xml = _sheet_part(path, spec.sheet or "") if delivered == "xlsx" else None
-    again = "open it in Excel or LibreOffice and save it again, or ask for the file again"
+    rows = enumerate(sheet_rows(spec), start=1)
+    header = None
+    for number, values in rows:
+        if number == spec.header_row:
+            header = check_header(spec, [(cell_text(v) or "").strip() for v in values])
+            break
+    if header is None:
+        raise WaveFileError(
+            path,
+            f"the sheet ends before the header row {spec.header_row}; check 'header_row' in the wave spec",
+            row=spec.header_row,
+        )
+    if sheet_xml is not None:
+        _refuse_formulas_without_results(spec, sheet_xml, header)
+    width = len(header)
+
+    def numbered() -> Iterator[tuple[int, list[str | None]]]:
+        # a sheet stores no empty cells at a row's end: such a row is as wide as the header, not ragged
+        for number, values in rows:
+            texts = [cell_text(v) for v in values]
+            yield number, texts + [None] * (width - len(texts))
+
+    return fill_grid(con, header, spec.header_row, numbered(), reader=f"calamine ({delivered})")
+
+
+def sheet_rows(spec: WaveSpec) -> Iterator[list[Any]]:
+    """The spec's sheet, row by row from row 1 as calamine reads its values (the sheet is read whole, then each
+    row's values are let go as they are handed on)."""
+    from python_calamine import CalamineWorkbook, PasswordError
+
+    path = spec.file
     try:
         workbook = CalamineWorkbook.from_path(str(path))
     except PasswordError:
         raise WaveFileError(path, f"is {ENCRYPTED}") from None
     except Exception as exc:  # calamine raises its own kinds, and others, for a damaged file
-        raise WaveFileError(path, f"the workbook is damaged and cannot be opened ({_damage(exc)}); {again}") from None
+        raise WaveFileError(path, f"the workbook is damaged and cannot be opened ({_damage(exc)}); {AGAIN}") from None
     with workbook:
         if spec.sheet not in workbook.sheet_names:
             raise WaveFileError(
@@ -129,37 +160,19 @@ def read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -
                 f"sheet {shown(spec.sheet)} not found; the workbook has "
                 f"{', '.join(shown(s) for s in workbook.sheet_names)}: fix 'sheet' in the spec",
             )
-        if sheet_xml is not None:
-            _refuse_a_cut_off_sheet(spec, sheet_xml, again)
         try:
             # the whole sheet from A1 (its row numbers are the sheet's), as far as its cells go: the size the
             # file records (<dimension>, which tools other than Excel write wrong) is not what limits it
-            rows = workbook.get_sheet_by_name(spec.sheet).to_python(skip_empty_area=False)
+            rows: list[Any] = workbook.get_sheet_by_name(spec.sheet).to_python(skip_empty_area=False)
         except PasswordError:
             raise WaveFileError(path, f"is {ENCRYPTED}") from None
         except Exception as exc:
             raise WaveFileError(
-                path, f"the sheet {shown(spec.sheet)} is damaged and cannot be read ({_damage(exc)}); {again}"
+                path, f"the sheet {shown(spec.sheet)} is damaged and cannot be read ({_damage(exc)}); {AGAIN}"
             ) from None
-    if len(rows) < spec.header_row:
-        raise WaveFileError(
-            path,
-            f"the sheet ends before the header row {spec.header_row}; check 'header_row' in the wave spec",
-            row=spec.header_row,
-        )
-    header = check_header(spec, [(cell_text(v) or "").strip() for v in rows[spec.header_row - 1]])
-    if sheet_xml is not None:
-        _refuse_formulas_without_results(spec, sheet_xml, header)
-    width = len(header)
-
-    def numbered() -> Iterator[tuple[int, list[str | None]]]:
-        # a sheet stores no empty cells at a row's end: such a row is as wide as the header, not ragged
-        for number in range(spec.header_row + 1, len(rows) + 1):
-            values = [cell_text(v) for v in rows[number - 1]]
-            rows[number - 1] = []  # each row's Python values are let go once they are text
-            yield number, values + [None] * (width - len(values))
-
-    return fill_grid(con, header, spec.header_row, numbered(), reader=f"calamine ({delivered})")
+    for index in range(len(rows)):
+        row, rows[index] = rows[index], None
+        yield row
 
 
 def _sheet_part(path: Path, sheet: str) -> str | None:
@@ -178,21 +191,6 @@ def _sheet_part(path: Path, sheet: str) -> str | None:
             target = targets.get(element.get(f"{RELATIONSHIP_NS}id"), "")
             return target.lstrip("/") if target.startswith("/") else f"xl/{target}"
     return None
-
-
-def _refuse_a_cut_off_sheet(spec: WaveSpec, sheet_xml: str, again: str) -> None:
-    """A sheet part whose XML ends before its closing tag lost its last rows (calamine reads what is there)."""
-    with zipfile.ZipFile(spec.file) as archive:
-        info = archive.getinfo(sheet_xml)
-        with archive.open(info) as part:
-            part.seek(max(info.file_size - 256, 0))
-            tail = part.read()
-    if not re.search(rb"</(\w+:)?worksheet>\s*$", tail):
-        raise WaveFileError(
-            spec.file,
-            f"the sheet {shown(spec.sheet)} is damaged: its XML ends before the sheet does, so rows are missing; "
-            + again,
-        )
 
 
 def _formulas_without_results(path: Path, sheet_xml: str, from_row: int) -> list[tuple[str, int]]:
