@@ -196,3 +196,35 @@ def test_a_sav_without_the_mapped_variable_names_it(wave_2018, tmp_path) -> None
             make_paths("formats_sav_missing_column").warehouse,
         )
     assert "mapped column 'Vastausaika' is not in the header" in str(refused.value), str(refused.value)
+
+
+def test_a_sheet_whose_cells_begin_right_and_below_a1_keeps_their_rows_and_columns(
+    wave_2018, shipped_load, tmp_path
+) -> None:
+    """Calamine hands on a sheet's rows from its first column that holds a cell: the columns left of it are put
+    back, so every cell lands under its own header, on its own row."""
+    import openpyxl
+
+    book = openpyxl.load_workbook(wave_2018.file)
+    sheet = book[wave_2018.sheet]
+    sheet.insert_cols(1, 2)
+    sheet.insert_rows(1, 3)
+    path = tmp_path / "shifted.xlsx"
+    book.save(path)
+    paths = make_paths("formats_shifted")
+    result = load_wave(dataclasses.replace(wave_2018, file=path, header_row=wave_2018.header_row + 3), paths.warehouse)
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        positions = con.execute(
+            "select source_column, column_position from raw.survey_columns where load_id = ? order by 2",
+            [result.load_id],
+        ).fetchall()
+        first_row = con.execute(
+            "select min(source_row_number) from raw.survey_cells join raw.survey_columns using (column_id) "
+            "where load_id = ?",
+            [result.load_id],
+        ).fetchone()[0]
+    assert positions[:3] == [("", 1), ("", 2), ("Nimi", 3)], positions[:3]
+    assert first_row == wave_2018.header_row + 3 + 1
+    loaded = raw_of(paths.warehouse, result.load_id)
+    loaded["cells"] = [cell for cell in loaded["cells"] if cell[1] != ""]
+    assert loaded == raw_of(*shipped_load)

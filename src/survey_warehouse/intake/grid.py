@@ -569,6 +569,7 @@ def fill_grid(
     header_row: int,
     rows: Iterator[tuple[int, list[Any]]],
     reader: str,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> Grid:
     """Rows (number, cells) into `grid` and `grid_extra`, a chunk of rows at a time through Arrow."""
     import pyarrow as pa
@@ -580,7 +581,7 @@ def fill_grid(
     _empty_extra(con)
     total = extra_total = 0
     while True:
-        chunk = list(itertools.islice(rows, CHUNK_ROWS))
+        chunk = list(itertools.islice(rows, chunk_rows))
         if not chunk:
             break
         numbers, counts, extra = [], [], []

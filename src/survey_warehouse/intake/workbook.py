@@ -13,7 +13,6 @@ say, a formula saved without its result (it reads such a cell as empty), is look
 from __future__ import annotations
 
 import datetime as dt
-import io
 import re
 import zipfile
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ from survey_warehouse.intake.verdict import (
 )
 from survey_warehouse.intake.waves import WaveSpec
 
+WORKBOOK_CHUNK_ROWS = 10_000
 EXACT_INTEGERS = 2**53  # a float's whole numbers are exact up to here; beyond, its digits are not all in the file
 SPREADSHEET_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 RELATIONSHIP_NS = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
@@ -138,12 +138,14 @@ def read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -
             texts = [cell_text(v) for v in values]
             yield number, texts + [None] * (width - len(texts))
 
-    return fill_grid(con, header, spec.header_row, numbered(), reader=f"calamine ({delivered})")
+    # smaller chunks than a text file's: their Python values are held beside the sheet calamine holds
+    reader = f"calamine ({delivered})"
+    return fill_grid(con, header, spec.header_row, numbered(), reader=reader, chunk_rows=WORKBOOK_CHUNK_ROWS)
 
 
 def sheet_rows(spec: WaveSpec) -> Iterator[list[Any]]:
-    """The spec's sheet, row by row from row 1 as calamine reads its values (the sheet is read whole, then each
-    row's values are let go as they are handed on)."""
+    """The spec's sheet, row by row from row 1 and column A, as calamine reads its values: the sheet's cells are
+    held by calamine, each row becomes Python values only when it is handed on."""
     from python_calamine import CalamineWorkbook, PasswordError
 
     path = spec.file
@@ -161,18 +163,20 @@ def sheet_rows(spec: WaveSpec) -> Iterator[list[Any]]:
                 f"{', '.join(shown(s) for s in workbook.sheet_names)}: fix 'sheet' in the spec",
             )
         try:
-            # the whole sheet from A1 (its row numbers are the sheet's), as far as its cells go: the size the
-            # file records (<dimension>, which tools other than Excel write wrong) is not what limits it
-            rows: list[Any] = workbook.get_sheet_by_name(spec.sheet).to_python(skip_empty_area=False)
+            sheet = workbook.get_sheet_by_name(spec.sheet)
         except PasswordError:
             raise WaveFileError(path, f"is {ENCRYPTED}") from None
         except Exception as exc:
             raise WaveFileError(
                 path, f"the sheet {shown(spec.sheet)} is damaged and cannot be read ({_damage(exc)}); {AGAIN}"
             ) from None
-    for index in range(len(rows)):
-        row, rows[index] = rows[index], None
-        yield row
+    # The sheet as far as its cells go (the size the file records, <dimension>, which tools other than Excel write
+    # wrong, is not what limits it). Calamine hands on its rows from row 1, each from the first column that holds
+    # a cell: the columns left of it are put back, so that a cell keeps its column.
+    end = sheet.end
+    columns = end[1] + 1 if end is not None else 0
+    for row in sheet.iter_rows():
+        yield [None] * (columns - len(row)) + row if len(row) < columns else row
 
 
 def _sheet_part(path: Path, sheet: str) -> str | None:
@@ -198,20 +202,32 @@ def _formulas_without_results(path: Path, sheet_xml: str, from_row: int) -> list
     by a tool that does not calculate (Excel always stores the result). Read as a value, such a cell is empty."""
     from openpyxl.xml.functions import iterparse  # defused XML parsing, as openpyxl reads a workbook
 
-    with zipfile.ZipFile(path) as archive, archive.open(sheet_xml) as part:
-        data = part.read()
-    if b"<f" not in data and b":f>" not in data and b":f " not in data:  # no formula at all: the usual case
+    if not _holds_a_formula(path, sheet_xml):  # the usual case
         return []
     found = []
-    for _event, element in iterparse(io.BytesIO(data)):
-        if element.tag != f"{SPREADSHEET_NS}c":
-            continue
-        formula, value = element.find(f"{SPREADSHEET_NS}f"), element.find(f"{SPREADSHEET_NS}v")
-        where = CELL_REF.fullmatch(element.get("r") or "")
-        if formula is not None and (value is None or value.text is None) and where and int(where.group(2)) >= from_row:
-            found.append((where.group(1), int(where.group(2))))
-        element.clear()
+    with zipfile.ZipFile(path) as archive, archive.open(sheet_xml) as part:
+        for _event, element in iterparse(part):
+            if element.tag != f"{SPREADSHEET_NS}c":
+                continue
+            formula, value = element.find(f"{SPREADSHEET_NS}f"), element.find(f"{SPREADSHEET_NS}v")
+            where = CELL_REF.fullmatch(element.get("r") or "")
+            unresolved = formula is not None and (value is None or value.text is None)
+            if unresolved and where and int(where.group(2)) >= from_row:
+                found.append((where.group(1), int(where.group(2))))
+            element.clear()
     return found
+
+
+def _holds_a_formula(path: Path, sheet_xml: str) -> bool:
+    """Whether the sheet's XML has a formula element (<f>, or <x:f> with a prefix), read a chunk at a time."""
+    tail = b""
+    with zipfile.ZipFile(path) as archive, archive.open(sheet_xml) as part:
+        while chunk := part.read(1 << 20):
+            window = tail + chunk
+            if b"<f" in window or b":f>" in window or b":f " in window:
+                return True
+            tail = chunk[-2:]
+    return False
 
 
 def _refuse_formulas_without_results(spec: WaveSpec, sheet_xml: str, header: list[str]) -> None:
