@@ -119,6 +119,31 @@ def test_a_sav_spec_may_name_the_variables(wave_2018, shipped_in_spss, tmp_path)
     result = load_wave(dataclasses.replace(wave_2018, file=path, format="sav", columns=by_name), paths.warehouse)
     headers = {name: header for header, name in names.items()}
     assert raw_of(paths.warehouse, result.load_id, headers, trailing_blanks=False) == shipped_in_spss
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        worded = dict(
+            con.execute(
+                "select source_column, question_text from raw.survey_columns where load_id = ?", [result.load_id]
+            ).fetchall()
+        )
+    lead = names["Kenelle digitalisaation johtamisvastuu ensisijaisesti kuuluu?"]
+    assert worded[lead] == worded[lead + CODE_SUFFIX] == "Kenelle digitalisaation johtamisvastuu ensisijaisesti kuuluu?"
+    assert {worded[name] for name in names.values()} == set(names), "each variable's label is its question's wording"
+
+
+def test_a_warehouse_from_before_question_wordings_gets_the_column(shipped_load) -> None:
+    from survey_warehouse.raw.schema import ensure_raw_schema
+    from survey_warehouse.warehouse import Session, as_warehouse
+
+    warehouse, load_id = shipped_load
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("alter table raw.survey_columns drop column question_text")
+    with Session(as_warehouse(warehouse)) as session:
+        ensure_raw_schema(session)
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        kept = con.execute(
+            "select count(*), count(question_text) from raw.survey_columns where load_id = ?", [load_id]
+        ).fetchone()
+    assert kept[0] > 0 and kept[1] == 0
 
 
 def test_the_sav_metadata_is_read_without_the_cases(wave_2018, tmp_path) -> None:

@@ -104,6 +104,12 @@ class Grid:
     extra_cells: int = 0
     ends_with_newline: bool = True  # a text file whose last line is cut off may be incomplete
     notes: list[str] = field(default_factory=list)
+    question_texts: list[str | None] | None = None  # each column's question as the file words it (SPSS labels)
+
+    @property
+    def questions(self) -> list[str | None]:
+        """Each header column's question as the file words it, None where it does not."""
+        return list(self.question_texts or [None] * len(self.header))
 
     @property
     def width(self) -> int:

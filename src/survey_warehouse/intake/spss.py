@@ -12,6 +12,7 @@ such as 9 = "no answer"). The grid holds what the survey tool's CSV export would
   empty, as it would be in the CSV export;
 - each variable with value labels gets a column `<header> [code]` right of the others, holding the codes as
   delivered (also those of user-missing values): nothing of the file is lost, and the codes stay beside the labels;
+- each column's variable label is its question's wording (raw.survey_columns.question_text);
 - rows are the cases' numbers (1 = the first case); a case with nothing in it is not data.
 
 `read_sav_metadata` reads the dictionary alone (no cases), for matching a new wave's questions and answers by their
@@ -230,7 +231,9 @@ def read_sav(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -> Gri
         "cell_value varchar)"
     )
     rows = con.execute("select count(*) from grid").fetchall()[0][0]
-    return Grid(header, 0, rows, reader="pyreadstat (SPSS .sav)")
+    questions = [v.label for v in metadata.variables]
+    coded = [v.label for v in metadata.variables if v.value_labels]
+    return Grid(header, 0, rows, reader="pyreadstat (SPSS .sav)", question_texts=[*questions, *coded])
 
 
 def _cut_off(spec: WaveSpec, metadata: SavMetadata, exc: Exception) -> WaveFileError:
