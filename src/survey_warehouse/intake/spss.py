@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,19 @@ def _spec_missing(spec: WaveSpec, variable: SavVariable, header: str) -> tuple[t
     return tuple((str(v), str(v)) for v in values)
 
 
+def _texts(values: list[Any], text_of: Callable[[Any], str | None]) -> Any:
+    """A column's values as an Arrow array of text: each distinct value made text once (a column of codes has a few;
+    a column of names or times as many as rows)."""
+    import pyarrow as pa
+
+    try:
+        encoded = pa.array(values).dictionary_encode()
+    except (pa.ArrowException, TypeError, ValueError):  # values of mixed kinds: one at a time
+        return pa.array([text_of(v) for v in values], pa.string())
+    texts = pa.array([text_of(v) for v in encoded.dictionary.to_pylist()], pa.string())
+    return texts.take(encoded.indices)
+
+
 def read_sav(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -> Grid:
     """The cases of the spec's .sav into `grid` (labels, and codes beside them), or a verdict in words."""
     import pyarrow as pa
@@ -196,23 +210,18 @@ def read_sav(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -> Gri
         values = data[variable.name]
         missing = variable.user_missing + _spec_missing(spec, variable, column_header)
         labels = variable.value_labels
-        texts: dict[Any, str | None] = {}
 
-        def label_of(value: Any, labels: dict = labels, missing: tuple = missing, texts: dict = texts) -> str | None:
-            key = value if isinstance(value, str | float | int) else repr(value)
-            if key not in texts:
-                if value is None or (isinstance(value, str) and value.strip() == ""):
-                    texts[key] = None
-                elif any(_within(value, low, high) for low, high in missing):
-                    texts[key] = None  # user-missing: no answer, as in the tool's CSV export
-                else:
-                    labelled = labels.get(value)
-                    texts[key] = labelled if labelled is not None and labelled.strip() else _cell(value)
-            return texts[key]
+        def label_of(value: Any, labels: dict = labels, missing: tuple = missing) -> str | None:
+            if value is None or (isinstance(value, str) and value.strip() == ""):
+                return None
+            if any(_within(value, low, high) for low, high in missing):
+                return None  # user-missing: no answer, as in the tool's CSV export
+            labelled = labels.get(value)
+            return labelled if labelled is not None and labelled.strip() else _cell(value)
 
-        labels_columns.append(pa.array([label_of(v) for v in values], pa.string()))
+        labels_columns.append(_texts(values, label_of))
         if labels:
-            code_columns.append(pa.array([_cell(v) for v in values], pa.string()))
+            code_columns.append(_texts(values, _cell))
             code_headers.append(f"{column_header}{CODE_SUFFIX}")
     header = [*header, *code_headers]
     width = len(header)
