@@ -1162,3 +1162,28 @@ def test_an_xls_or_ods_the_spec_calls_csv_names_the_format_to_set(
     spec, _lines = wave_2019
     path = {"xls": as_xls, "ods": as_ods}[fmt](find_wave_spec(2018, paths), tmp_path / f"wave.{fmt}")
     _rejected(dataclasses.replace(spec, file=path), paths, loaded, what, f"Set format: {fmt}")
+
+
+def test_a_sav_the_spec_calls_csv_or_a_workbook_names_the_format_to_set(
+    paths, wave_2019, wave_2018, loaded, tmp_path
+) -> None:
+    from delivered_formats import as_sav
+
+    path, _names = as_sav(wave_2018, tmp_path / "wave.sav")
+    spec, _lines = wave_2019
+    _rejected(dataclasses.replace(spec, file=path), paths, loaded, "is an SPSS data file (.sav)", "Set format: sav")
+    _rejected(
+        dataclasses.replace(wave_2018, file=path), paths, loaded, "is an SPSS data file (.sav)", "set format: sav"
+    )
+
+
+def test_a_sav_without_cases(paths, wave_2018, loaded, tmp_path) -> None:
+    import pyreadstat
+    from delivered_formats import as_sav
+
+    whole, _names = as_sav(wave_2018, tmp_path / "whole.sav")
+    frame, meta = pyreadstat.read_sav(str(whole))
+    path = tmp_path / "empty.sav"
+    pyreadstat.write_sav(frame.iloc[:0], str(path), column_labels=meta.column_labels)
+    spec = dataclasses.replace(wave_2018, file=path, format="sav", sheet=None)
+    _rejected(spec, paths, loaded, "has its variables but no answers")

@@ -240,6 +240,10 @@ def read_sav(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -> Gri
         "cell_value varchar)"
     )
     rows = con.execute("select count(*) from grid").fetchall()[0][0]
+    if rows == 0:
+        raise WaveFileError(
+            spec.file, "the SPSS file has its variables but no answers (no case); ask for the full export"
+        )
     questions = [v.label for v in metadata.variables]
     coded = [v.label for v in metadata.variables if v.value_labels]
     return Grid(header, 0, rows, reader="pyreadstat (SPSS .sav)", question_texts=[*questions, *coded])

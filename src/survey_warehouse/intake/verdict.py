@@ -51,7 +51,9 @@ SIGNATURES: tuple[tuple[tuple[bytes, ...], str], ...] = (
     ((b"7z\xbc\xaf",), "a 7-Zip archive"),
     ((b"Rar!",), "a RAR archive"),
     ((b"\x89PNG", b"\xff\xd8\xff", b"GIF8"), "an image"),
+    ((b"$FL2", b"$FL3"), "an SPSS data file (.sav)"),
 )
+SAV = "an SPSS data file (.sav)"
 
 
 SNIFF_BYTES = 64  # enough of a file's start to tell UTF-16 text without a BOM by its NUL bytes
@@ -118,6 +120,10 @@ def refuse_non_text(spec: WaveSpec, head: bytes) -> None:
         raise WaveFileError(path, f"is {what}, not CSV text")
     if kind == "ole2":
         raise WaveFileError(path, f"is {what}; a CSV text file was expected")
+    if kind == SAV:
+        raise WaveFileError(
+            path, f"is {SAV}, but the wave spec says format: csv. Set format: sav in the spec, or ask for a CSV export"
+        )
     if kind is not None:
         raise WaveFileError(path, f"is {kind}, not CSV text; ask for the survey export as CSV")
 

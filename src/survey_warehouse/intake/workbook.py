@@ -26,6 +26,7 @@ from survey_warehouse.intake.grid import Grid, check_header, fill_grid
 from survey_warehouse.intake.matching import shown
 from survey_warehouse.intake.verdict import (
     ENCRYPTED,
+    SAV,
     WORKBOOK_KINDS,
     container_of,
     ole2_kind,
@@ -88,6 +89,10 @@ def _delivered_format(spec: WaveSpec, head: bytes) -> str:
         what = zip_kind(path)
         if what not in WORKBOOK_KINDS:
             raise WaveFileError(path, f"is {what}")
+    elif kind == SAV:
+        raise WaveFileError(
+            path, f"is {SAV}, but the wave spec says format: {spec.format}; set format: sav in the spec"
+        )
     elif kind is not None:
         raise WaveFileError(path, f"is {kind}, not a spreadsheet; ask for the survey export as .xlsx or CSV")
     else:
