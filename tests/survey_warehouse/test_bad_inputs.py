@@ -1187,3 +1187,19 @@ def test_a_sav_without_cases(paths, wave_2018, loaded, tmp_path) -> None:
     pyreadstat.write_sav(frame.iloc[:0], str(path), column_labels=meta.column_labels)
     spec = dataclasses.replace(wave_2018, file=path, format="sav", sheet=None)
     _rejected(spec, paths, loaded, "has its variables but no answers")
+
+
+def test_an_error_value_in_a_workbook_cell_is_kept_as_the_sheet_shows_it(paths, tmp_path) -> None:
+    """A cell holding an error value (#N/A, #DIV/0!) is that text in raw, not an empty answer."""
+    spec = find_wave_spec(2018, paths)
+    wb = openpyxl.load_workbook(spec.file)
+    ws = wb[spec.sheet]
+    header = [c.value for c in ws[spec.header_row]]
+    for row, error in ((spec.header_row + 1, "#N/A"), (spec.header_row + 2, "#DIV/0!")):
+        cell = ws.cell(row=row, column=header.index(FREE_TEXT_2018) + 1, value=error)
+        cell.data_type = "e"
+    path = tmp_path / "errors.xlsx"
+    wb.save(path)
+    result = load_wave(dataclasses.replace(spec, file=path), paths.warehouse)
+    cells = {(r, c): v for r, c, v in _cells(paths.warehouse, result.load_id)}
+    assert (cells[(0, FREE_TEXT_2018)], cells[(1, FREE_TEXT_2018)]) == ("#N/A", "#DIV/0!")

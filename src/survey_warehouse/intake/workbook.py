@@ -6,8 +6,8 @@ zip archive, an encrypted file each get a verdict in words before calamine opens
 spreadsheet stored them: a date or time as ISO text, a whole number without a decimal point (and a number too large
 for its digits to be exact in its shortest exact form, never with invented digits), text as typed (a "0012" stays
 "0012"). Calamine decodes OOXML's `_xHHHH_` escapes itself, and refuses a sheet whose XML is cut off. What it does not
-say, a formula saved without its result (it reads such a cell as empty), is looked for in the sheet's XML (of
-.xlsx / .xlsm) with a cheap scan.
+say is looked for in the sheet's XML (of .xlsx / .xlsm) with a cheap scan: a formula saved without its result, and
+an error value (#N/A), both of which it reads as empty.
 """
 
 from __future__ import annotations
@@ -133,14 +133,17 @@ def read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -
             f"the sheet ends before the header row {spec.header_row}; check 'header_row' in the wave spec",
             row=spec.header_row,
         )
-    if sheet_xml is not None:
-        _refuse_formulas_without_results(spec, sheet_xml, header)
+    unresolved, errors = _sheet_findings(path, sheet_xml, spec.header_row) if sheet_xml else ([], {})
+    _refuse_formulas_without_results(spec, unresolved, header)
     width = len(header)
 
     def numbered() -> Iterator[tuple[int, list[str | None]]]:
         # a sheet stores no empty cells at a row's end: such a row is as wide as the header, not ragged
         for number, values in rows:
             texts = [cell_text(v) for v in values]
+            for column, error in errors.get(number, ()):  # an error value (#N/A) as the sheet shows it
+                texts += [None] * (column - len(texts))
+                texts[column - 1] = error
             yield number, texts + [None] * (width - len(texts))
 
     # smaller chunks than a text file's: their Python values are held beside the sheet calamine holds
@@ -202,41 +205,52 @@ def _sheet_part(path: Path, sheet: str) -> str | None:
     return None
 
 
-def _formulas_without_results(path: Path, sheet_xml: str, from_row: int) -> list[tuple[str, int]]:
-    """(column letters, row) of every cell from `from_row` down that holds a formula and no result: a workbook saved
-    by a tool that does not calculate (Excel always stores the result). Read as a value, such a cell is empty."""
+def _sheet_findings(
+    path: Path, sheet_xml: str, from_row: int
+) -> tuple[list[tuple[str, int]], dict[int, list[tuple[int, str]]]]:
+    """What calamine does not say, from the sheet's XML, from `from_row` down: (column letters, row) of every cell
+    that holds a formula and no result (a workbook saved by a tool that does not calculate; Excel always stores the
+    result), which calamine reads as empty; and each row's error values (#N/A, #DIV/0!) by column, which it reads
+    as empty too. The XML is parsed only when a chunk-by-chunk look finds a formula or an error value in it."""
     from openpyxl.xml.functions import iterparse  # defused XML parsing, as openpyxl reads a workbook
 
-    if not _holds_a_formula(path, sheet_xml):  # the usual case
-        return []
-    found = []
+    unresolved: list[tuple[str, int]] = []
+    errors: dict[int, list[tuple[int, str]]] = {}
+    if not _holds_formulas_or_errors(path, sheet_xml):  # the usual case
+        return unresolved, errors
     with zipfile.ZipFile(path) as archive, archive.open(sheet_xml) as part:
         for _event, element in iterparse(part):
             if element.tag != f"{SPREADSHEET_NS}c":
                 continue
-            formula, value = element.find(f"{SPREADSHEET_NS}f"), element.find(f"{SPREADSHEET_NS}v")
             where = CELL_REF.fullmatch(element.get("r") or "")
-            unresolved = formula is not None and (value is None or value.text is None)
-            if unresolved and where and int(where.group(2)) >= from_row:
-                found.append((where.group(1), int(where.group(2))))
+            if where and int(where.group(2)) >= from_row:
+                letters, row = where.group(1), int(where.group(2))
+                formula, value = element.find(f"{SPREADSHEET_NS}f"), element.find(f"{SPREADSHEET_NS}v")
+                if formula is not None and (value is None or value.text is None):
+                    unresolved.append((letters, row))
+                elif element.get("t") == "e" and value is not None and value.text:
+                    errors.setdefault(row, []).append((_column_index(letters), value.text))
             element.clear()
-    return found
+    return unresolved, errors
 
 
-def _holds_a_formula(path: Path, sheet_xml: str) -> bool:
-    """Whether the sheet's XML has a formula element (<f>, or <x:f> with a prefix), read a chunk at a time."""
+FORMULA_OR_ERROR = (b"<f", b":f>", b":f ", b't="e"', b"t='e'")
+
+
+def _holds_formulas_or_errors(path: Path, sheet_xml: str) -> bool:
+    """Whether the sheet's XML has a formula element (<f>, or <x:f> with a prefix) or a cell of type error, read a
+    chunk at a time."""
     tail = b""
     with zipfile.ZipFile(path) as archive, archive.open(sheet_xml) as part:
         while chunk := part.read(1 << 20):
             window = tail + chunk
-            if b"<f" in window or b":f>" in window or b":f " in window:
+            if any(marker in window for marker in FORMULA_OR_ERROR):
                 return True
-            tail = chunk[-2:]
+            tail = chunk[-6:]
     return False
 
 
-def _refuse_formulas_without_results(spec: WaveSpec, sheet_xml: str, header: list[str]) -> None:
-    unresolved = _formulas_without_results(spec.file, sheet_xml, spec.header_row)
+def _refuse_formulas_without_results(spec: WaveSpec, unresolved: list[tuple[str, int]], header: list[str]) -> None:
     if not unresolved:
         return
     letters, row = unresolved[0]
