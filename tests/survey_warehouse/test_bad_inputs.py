@@ -1056,9 +1056,17 @@ def test_a_large_whole_number_gets_no_digits_the_file_does_not_hold(paths, tmp_p
 # ------------------------------------------------------------------------------ the survey tools' other exports
 
 
-def test_a_sav_cut_off_in_transfer_names_the_first_case_it_lacks(paths, wave_2018, loaded, tmp_path) -> None:
+@pytest.mark.parametrize("chunk", [None, 7], ids=["in one chunk", "seven cases at a time"])
+def test_a_sav_cut_off_in_transfer_names_the_first_case_it_lacks(
+    paths, wave_2018, loaded, tmp_path, monkeypatch, chunk: int | None
+) -> None:
     import pyreadstat
     from delivered_formats import as_sav
+
+    from survey_warehouse.intake import spss
+
+    if chunk:
+        monkeypatch.setattr(spss, "SAV_CHUNK_CASES", chunk)
 
     whole, _names = as_sav(wave_2018, tmp_path / "whole.sav")
     data = whole.read_bytes()

@@ -87,11 +87,16 @@ def test_the_workbook_saved_as_xls_or_ods_lands_the_same_raw(wave_2018, shipped,
     assert raw_of(paths.warehouse, result.load_id) == shipped
 
 
+@pytest.mark.parametrize("chunk", [None, 7], ids=["in one chunk", "seven cases at a time"])
 def test_the_workbook_saved_as_sav_lands_the_same_raw_with_the_codes_beside(
-    wave_2018, shipped_in_spss, tmp_path
+    wave_2018, shipped_in_spss, tmp_path, monkeypatch, chunk: int | None
 ) -> None:
     """The spec's columns name the variables by their labels (the questions' wording, as the workbook's header);
     a variable the spec does not map keeps its name as its header."""
+    from survey_warehouse.intake import spss
+
+    if chunk:
+        monkeypatch.setattr(spss, "SAV_CHUNK_CASES", chunk)
     path, names = as_sav(wave_2018, tmp_path / "kaupunkikysely_2018.sav")
     paths = make_paths("formats_sav")
     result = load_wave(dataclasses.replace(wave_2018, file=path, format="sav", sheet=None), paths.warehouse)

@@ -39,6 +39,7 @@ from survey_warehouse.intake.waves import WaveSpec
 SAV_SIGNATURES = (b"$FL2", b"$FL3")  # .sav, and .zsav (compressed)
 CODE_SUFFIX = " [code]"
 EXACT_INTEGERS = 2**53
+SAV_CHUNK_CASES = 20_000  # cases read and made text at a time
 READER_WORDS = 120  # a reader's message up to this long is quoted
 
 
@@ -193,25 +194,20 @@ def _texts(values: list[Any], text_of: Callable[[Any], str | None]) -> Any:
 
 
 def read_sav(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -> Grid:
-    """The cases of the spec's .sav into `grid` (labels, and codes beside them), or a verdict in words."""
+    """The cases of the spec's .sav into `grid` (labels, and codes beside them), a chunk of cases at a time, or a
+    verdict in words."""
     import pyarrow as pa
     import pyreadstat
 
     del head  # the container is judged here from the file itself
     metadata = read_sav_metadata(spec.file)
-    try:
-        data, _meta = pyreadstat.read_sav(str(spec.file), user_missing=True, output_format="dict")
-    except Exception as exc:
-        raise _cut_off(spec, metadata, exc) from None
     headers = _headers(spec, metadata)
     header = check_header(spec, headers)
-    labels_columns, code_columns, code_headers = [], [], []
+    converters = []
     for variable, column_header in zip(metadata.variables, headers, strict=True):
-        values = data[variable.name]
         missing = variable.user_missing + _spec_missing(spec, variable, column_header)
-        labels = variable.value_labels
 
-        def label_of(value: Any, labels: dict = labels, missing: tuple = missing) -> str | None:
+        def label_of(value: Any, labels: dict = variable.value_labels, missing: tuple = missing) -> str | None:
             if value is None or (isinstance(value, str) and value.strip() == ""):
                 return None
             if any(_within(value, low, high) for low, high in missing):
@@ -219,20 +215,34 @@ def read_sav(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -> Gri
             labelled = labels.get(value)
             return labelled if labelled is not None and labelled.strip() else _cell(value)
 
-        labels_columns.append(_texts(values, label_of))
-        if labels:
-            code_columns.append(_texts(values, _cell))
-            code_headers.append(f"{column_header}{CODE_SUFFIX}")
-    header = [*header, *code_headers]
+        converters.append((variable.name, label_of, bool(variable.value_labels)))
+    coded = [(name, column) for (name, _f, has), column in zip(converters, headers, strict=True) if has]
+    header = [*header, *(f"{column}{CODE_SUFFIX}" for _name, column in coded)]
     width = len(header)
-    count = len(labels_columns[0]) if labels_columns else 0
-    columns = {
-        "source_row_number": pa.array(range(1, count + 1), pa.int32()),
-        "cell_count": pa.array([width] * count, pa.int32()),
-        **{f"c{i}": column for i, column in enumerate([*labels_columns, *code_columns], start=1)},
-    }
-    drop_temp(con, "grid")
-    arrow_into(con, "grid", pa.table(columns), replace=True)
+    read = 0
+    while True:
+        try:
+            data, _meta = pyreadstat.read_sav(
+                str(spec.file), user_missing=True, output_format="dict", row_offset=read, row_limit=SAV_CHUNK_CASES
+            )
+        except Exception as exc:
+            raise _cut_off(spec, metadata, exc) from None
+        count = len(data[converters[0][0]]) if converters and data else 0
+        cells = [_texts(data[name], label_of) for name, label_of, _has in converters]
+        cells += [_texts(data[name], _cell) for name, _header in coded]
+        columns = {
+            "source_row_number": pa.array(range(read + 1, read + count + 1), pa.int32()),
+            "cell_count": pa.array([width] * count, pa.int32()),
+            **{f"c{i}": column for i, column in enumerate(cells, start=1)},
+        }
+        if read == 0:
+            drop_temp(con, "grid")
+        arrow_into(con, "grid", pa.table(columns), replace=read == 0)
+        read += count
+        if count < SAV_CHUNK_CASES:
+            break
+    if 0 <= metadata.cases != read:
+        raise _cut_off(spec, metadata, None)
     blank = " and ".join(f"c{i} is null" for i in range(1, width + 1))
     con.execute(f"delete from grid where {blank}")  # a case with nothing in it carries nothing
     con.execute(
@@ -245,31 +255,35 @@ def read_sav(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -> Gri
             spec.file, "the SPSS file has its variables but no answers (no case); ask for the full export"
         )
     questions = [v.label for v in metadata.variables]
-    coded = [v.label for v in metadata.variables if v.value_labels]
-    return Grid(header, 0, rows, reader="pyreadstat (SPSS .sav)", question_texts=[*questions, *coded])
+    labelled = [v.label for v in metadata.variables if v.value_labels]
+    return Grid(header, 0, rows, reader="pyreadstat (SPSS .sav)", question_texts=[*questions, *labelled])
 
 
-def _cut_off(spec: WaveSpec, metadata: SavMetadata, exc: Exception) -> WaveFileError:
-    """The file's dictionary was read but its cases were not: the first case that cannot be read, when the file
+def _cut_off(spec: WaveSpec, metadata: SavMetadata, exc: Exception | None) -> WaveFileError:
+    """The file's dictionary was read but not all its cases: the first case that cannot be read, when the file
     ends before the number of cases its header records (cut off in transfer), else what the reader said."""
     import pyreadstat
 
     if metadata.cases <= 0:
         return WaveFileError(
-            spec.file, f"the SPSS file's answers cannot be read ({_damage(exc)}); ask for the file again"
+            spec.file,
+            f"the SPSS file's answers cannot be read ({_damage(exc) if exc else 'no case'}); ask for the file again",
         )
     readable, unreadable = 0, metadata.cases
     while unreadable - readable > 1:  # the number of cases that can be read, by halving
         middle = (readable + unreadable) // 2
         try:
-            pyreadstat.read_sav(str(spec.file), row_limit=middle, output_format="dict", user_missing=True)
-            readable = middle
+            data, _meta = pyreadstat.read_sav(str(spec.file), row_limit=middle, output_format="dict", user_missing=True)
         except Exception:
             unreadable = middle
+            continue
+        cases = len(next(iter(data.values()), []))
+        readable, unreadable = (middle, unreadable) if cases == middle else (readable, middle)
+    said = f" ({_damage(exc)})" if exc else ""
     return WaveFileError(
         spec.file,
         f"the SPSS file ends before its last cases: its header records {metadata.cases:,} cases, but only "
-        f"{readable:,} can be read ({_damage(exc)}); it was cut off in transfer, and what is missing cannot be "
-        "known; ask for the complete file",
+        f"{readable:,} can be read{said}; it was cut off in transfer, and what is missing cannot be known; ask for "
+        "the complete file",
         row=readable + 1,
     )
