@@ -16,8 +16,18 @@ from delivered_formats import as_ods, as_sav, as_xls
 from survey_warehouse.intake.waves import WaveSpec
 from survey_warehouse.orchestration import runner
 
-# columns that name the load a mart's rows come from, not the data
-LOAD_COLUMNS = ("load_id", "source_file_name", "loaded_at", "corrected_by_load_id", "previous_load_id")
+# columns that name the load a mart's rows come from (its id, file and time), not the data
+LOAD_COLUMNS = (
+    "load_id",
+    "source_file_name",
+    "loaded_at",
+    "corrected_by_load_id",
+    "previous_load_id",
+    "file_name",
+    "file_sha256",
+)
+# the publication's own record: when and by which run, of which loads (its tables' row counts are compared)
+PUBLICATION_COLUMNS = ("published_at", "run_id", "load_ids")
 
 
 def _marts(published) -> dict[str, list[tuple]]:
@@ -37,7 +47,7 @@ def _marts(published) -> dict[str, list[tuple]]:
                     "and table_name = ? order by ordinal_position",
                     [table],
                 ).fetchall()
-                if r[0] not in LOAD_COLUMNS
+                if r[0] not in LOAD_COLUMNS and r[0] not in PUBLICATION_COLUMNS
             ]
             select = ", ".join(f'"{c}"' for c in columns)
             marts[table] = sorted(con.execute(f"select {select} from marts.{table}").fetchall(), key=repr)
