@@ -51,19 +51,27 @@ FORMAT_NAMES = {
 
 def cell_text(value: Any) -> str | None:
     """A spreadsheet cell as calamine reads it, as text; an empty cell is None."""
-    if isinstance(value, bool):
-        text = "TRUE" if value else "FALSE"
-    elif isinstance(value, dt.datetime):
-        text = value.isoformat(timespec="seconds")
-    elif isinstance(value, dt.date):
-        text = value.isoformat()
-    elif isinstance(value, float):  # the shortest text that reads back as the number: no digits the file lacks
-        text = str(int(value)) if value.is_integer() and abs(value) < EXACT_INTEGERS else repr(value)
-    elif isinstance(value, int):  # .xls stores numbers as floats too: a large one is no more exact as an int
-        text = str(value) if abs(value) < EXACT_INTEGERS else repr(float(value))
-    else:  # text; a time of day (12:30:00) or a duration (1:30:00)
-        text = "" if value is None else str(value)
+    kind = type(value)
+    if kind is str:  # most cells: text as typed
+        return value if value != "" else None
+    if kind is float:  # the shortest text that reads back as the number: no digits the file lacks
+        return str(int(value)) if value.is_integer() and abs(value) < EXACT_INTEGERS else repr(value)
+    text = _other_text(value)
     return text if text != "" else None
+
+
+def _other_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):  # .xls stores numbers as floats too: a large one is no more exact as an int
+        return str(value) if abs(value) < EXACT_INTEGERS else repr(float(value))
+    if isinstance(value, dt.datetime):
+        return value.isoformat(timespec="seconds")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, float):  # a float subclass
+        return cell_text(float(value)) or ""
+    return "" if value is None else str(value)  # a time of day (12:30:00), a duration (1:30:00)
 
 
 def _damage(exc: Exception) -> str:
