@@ -216,16 +216,26 @@ def test_user_missing_codes_are_missing_answers_and_their_codes_are_kept(wave_20
     assert result.row_count == len(frame)
 
 
-def test_a_sav_without_the_mapped_variable_names_it(wave_2018, tmp_path) -> None:
-    path, _names = as_sav(wave_2018, tmp_path / "other.sav")
-    columns = {**wave_2018.columns, "Vastausaika": wave_2018.columns["Kesto (min)"]}
+@pytest.mark.parametrize(
+    ("mapped", "hint"),
+    [
+        ("Palautekanava", "map a variable by its name or its label"),
+        ("Kestoo (min)", "the closest is variable {q} labelled 'Kesto (min)'"),
+    ],
+)
+def test_a_sav_without_the_mapped_variable_names_it(wave_2018, tmp_path, mapped: str, hint: str) -> None:
+    path, names = as_sav(wave_2018, tmp_path / "other.sav")
+    columns = {**wave_2018.columns, mapped: wave_2018.columns["Kesto (min)"]}
     del columns["Kesto (min)"]
     with pytest.raises(WaveFileError) as refused:
         load_wave(
             dataclasses.replace(wave_2018, file=path, format="sav", columns=columns),
             make_paths("formats_sav_missing_column").warehouse,
         )
-    assert "mapped column 'Vastausaika' is not in the header" in str(refused.value), str(refused.value)
+    message = str(refused.value)
+    assert f"mapped column '{mapped}' is neither a variable's name nor its label" in message, message
+    assert hint.format(q=names["Kesto (min)"]) in message, message
+    assert refused.value.column == f"'{mapped}'"
 
 
 def test_a_sheet_whose_cells_begin_right_and_below_a1_keeps_their_rows_and_columns(

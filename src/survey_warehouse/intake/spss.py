@@ -32,7 +32,7 @@ import duckdb
 
 from survey_warehouse.errors import WaveFileError
 from survey_warehouse.intake.grid import Grid, arrow_into, check_header, drop_temp
-from survey_warehouse.intake.matching import match_key
+from survey_warehouse.intake.matching import match_key, shown
 from survey_warehouse.intake.verdict import container_of, ole2_kind, zip_kind
 from survey_warehouse.intake.waves import WaveSpec
 
@@ -162,6 +162,31 @@ def _headers(spec: WaveSpec, metadata: SavMetadata) -> list[str]:
     return [v.label if v.label is not None and match_key(v.label) in by_label else v.name for v in metadata.variables]
 
 
+def _refuse_unknown_variables(spec: WaveSpec, metadata: SavMetadata) -> None:
+    """A mapped column that is neither a variable's name nor its label: named, with the variable it most resembles
+    (by name or label), since an SPSS file's header is not what its CSV export's would be."""
+    import difflib
+
+    by_key = {match_key(n) or "": v for v in metadata.variables for n in (v.name, v.label) if n}
+    for column in spec.columns:
+        key = match_key(column) or ""
+        if key in by_key and key:
+            continue
+        close = difflib.get_close_matches(key, list(by_key), n=1, cutoff=0.6)
+        hint = (
+            f"the closest is variable {by_key[close[0]].name}"
+            + (f" labelled {shown(by_key[close[0]].label)}" if by_key[close[0]].label else "")
+            + ": if it is this question, map it by its name or its label in 'columns'"
+            if close
+            else "map a variable by its name or its label in 'columns', or ask for a file with the agreed questions"
+        )
+        raise WaveFileError(
+            spec.file,
+            f"mapped column {shown(column)} is neither a variable's name nor its label in the SPSS file; {hint}",
+            column=shown(column),
+        )
+
+
 def _spec_missing(spec: WaveSpec, variable: SavVariable, header: str) -> tuple[tuple[Any, Any], ...]:
     """The user-missing codes the spec declares for a variable (by its name or its header), or for every one."""
     declared = spec.user_missing
@@ -202,6 +227,7 @@ def read_sav(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -> Gri
     del head  # the container is judged here from the file itself
     metadata = read_sav_metadata(spec.file)
     headers = _headers(spec, metadata)
+    _refuse_unknown_variables(spec, metadata)
     header = check_header(spec, headers)
     converters = []
     for variable, column_header in zip(metadata.variables, headers, strict=True):
