@@ -1,6 +1,7 @@
 """Benchmark: the loader on a very large wave, beside the floor (DuckDB alone) and what a user would write (pandas).
 
-    .venv/bin/python benchmarks/large_wave_load.py [--rows 1000000] [--xlsx-rows 100000] [--postgres]
+    .venv/bin/python benchmarks/large_wave_load.py [--rows 1000000] [--xlsx-rows 100000] [--sav-rows 100000]
+        [--postgres]
 
 Builds a CSV wave of N rows from the 2019 sample (rows repeated with unique respondents) and, in one run, each in a
 fresh process so that its peak memory is its own:
@@ -8,7 +9,10 @@ fresh process so that its peak memory is its own:
 - the floor: DuckDB read_csv(all_varchar) + unpivot to (row, column, text) into a table + duplicate e-mail count;
 - pandas: read_csv(dtype=str) + melt + duplicate e-mail count;
 then prints time, rows per second, peak memory and the ratios. --xlsx-rows also loads an Excel workbook of that
-many rows; --postgres loads the CSV into a scratch database on the local PostgreSQL (COPY).
+many rows, with the project's reader (calamine) and with openpyxl's streaming reader in its place (the reader the
+loader used before); --sav-rows loads an SPSS .sav of that many rows (value labels, as survey tools export them)
+beside the same answers as a CSV file; --postgres loads the CSV into a scratch database on the local PostgreSQL
+(COPY).
 """
 
 from __future__ import annotations
@@ -76,6 +80,70 @@ def make_workbook(rows: int, path: Path) -> Path:
     return path
 
 
+def _sample_2018() -> tuple[object, list, list[list]]:
+    """The 2018 spec, its header and its answer rows (as the workbook stores them)."""
+    import openpyxl
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from survey_warehouse.intake.waves import find_wave_spec
+    from survey_warehouse.settings import get_paths
+
+    spec = find_wave_spec(2018, get_paths())
+    assert spec is not None and spec.sheet
+    rows = [list(r) for r in openpyxl.load_workbook(spec.file, read_only=True)[spec.sheet].iter_rows(values_only=True)]
+    answers = [r for r in rows[spec.header_row :] if any(c is not None for c in r)]
+    return spec, [str(h).strip() for h in rows[spec.header_row - 1]], answers
+
+
+def make_sav_and_csv(rows: int, sav: Path, csv_path: Path) -> tuple[Path, Path]:
+    """The same `rows` answers (2018-shaped, unique respondents) as an SPSS .sav (variables q1..qN labelled with the
+    questions, text answers coded with value labels) and as a UTF-8 CSV file with the answers' texts."""
+    import datetime as dt
+
+    import pandas as pd
+    import pyreadstat
+
+    spec, header, sample = _sample_2018()
+    email = header.index(next(h for h, v in spec.columns.items() if v == "respondent_email"))
+    answers = []
+    for i in range(rows):
+        row = list(sample[i % len(sample)])
+        row[email] = f"respondent{i}@example.fi"
+        answers.append(row)
+    free_text = {"Nimi", "Sähköpostiosoite", "Kommentit"}
+    columns, labels = {}, {}
+    for i, h in enumerate(header):
+        values = [r[i] for r in answers]
+        name = f"q{i + 1}"
+        if all(v is None or isinstance(v, str) for v in values) and h not in free_text:
+            codes = {t: float(n) for n, t in enumerate(sorted({v for v in values if v is not None}), start=1)}
+            columns[name] = [codes.get(v) for v in values]
+            labels[name] = {c: t for t, c in codes.items()}
+        elif all(v is None or isinstance(v, dt.datetime) for v in values):
+            columns[name] = pd.to_datetime(pd.Series(values, dtype=object))
+        elif all(v is None or isinstance(v, str) for v in values):
+            columns[name] = ["" if v is None else v for v in values]
+        else:
+            columns[name] = [None if v is None else float(v) for v in values]
+    sav.parent.mkdir(parents=True, exist_ok=True)
+    pyreadstat.write_sav(pd.DataFrame(columns), str(sav), column_labels=header, variable_value_labels=labels)
+
+    def text(value: object) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, dt.datetime):
+            return value.isoformat(timespec="seconds")
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return str(value)
+
+    with open(csv_path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows([text(v) for v in row] for row in answers)
+    return sav, csv_path
+
+
 CHILD = """
 import json, resource, sys, time
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -92,7 +160,8 @@ from survey_warehouse.raw.load import load_wave
 from survey_warehouse.settings import get_paths
 from survey_warehouse.warehouse import Warehouse
 from survey_warehouse.intake.waves import find_wave_spec
-spec = dataclasses.replace(find_wave_spec({year}, get_paths()), file=Path({path!r}))
+spec = dataclasses.replace(find_wave_spec({year}, get_paths()), file=Path({path!r}), **{changes})
+{before}
 target = {target}
 result = load_wave(spec, target)
 rows, quarantined = result.row_count, result.quarantined
@@ -128,9 +197,29 @@ def run_child(body: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def load_in_child(path: Path, warehouse: Path, year: int = 2019) -> dict:
+# the loader with openpyxl's streaming reader in calamine's place, as the loader read workbooks before
+OPENPYXL = """
+import openpyxl
+from survey_warehouse.intake import workbook
+
+def openpyxl_rows(spec):
+    book = openpyxl.load_workbook(spec.file, read_only=True, data_only=True)
+    sheet = book[spec.sheet]
+    sheet.reset_dimensions()
+    yield from (list(row) for row in sheet.iter_rows(values_only=True))
+    book.close()
+
+workbook.sheet_rows = openpyxl_rows
+"""
+
+
+def load_in_child(path: Path, warehouse: Path, year: int = 2019, changes: dict | None = None, before: str = "") -> dict:
     """The project's loader on `path`, in a fresh process (its peak memory is the loader's alone)."""
-    return run_child(PROJECT.format(year=year, path=str(path), target=f"Path({str(warehouse)!r})"))
+    return run_child(
+        PROJECT.format(
+            year=year, path=str(path), target=f"Path({str(warehouse)!r})", changes=repr(changes or {}), before=before
+        )
+    )
 
 
 def _line(name: str, result: dict, size_mib: float, floor: dict | None = None) -> str:
@@ -145,10 +234,37 @@ def _line(name: str, result: dict, size_mib: float, floor: dict | None = None) -
     return text
 
 
+def excel(rows: int, work: Path) -> None:
+    """A workbook of `rows` rows, loaded with openpyxl's reader and with calamine's."""
+    book = make_workbook(rows, work / "wave_2018_large.xlsx")
+    book_mib = book.stat().st_size / 2**20
+    result = load_in_child(book, work / "warehouse_xlsx.duckdb", year=2018)
+    old = load_in_child(book, work / "warehouse_xlsx_openpyxl.duckdb", year=2018, before=OPENPYXL)
+    print(f"Excel wave: {rows:,} rows, {book_mib:,.1f} MiB")
+    print(_line("project loader (openpyxl reader)", old, book_mib))
+    print(_line("project loader (calamine reader)", result, book_mib, old))
+
+
+def spss(rows: int, work: Path) -> None:
+    """The same `rows` answers as .sav and as CSV, each loaded."""
+    sav, same = make_sav_and_csv(rows, work / "wave_2018_large.sav", work / "wave_2018_large.csv")
+    as_csv = load_in_child(
+        same, work / "warehouse_sav_csv.duckdb", year=2018, changes={"format": "csv", "header_row": 1}
+    )
+    result = load_in_child(sav, work / "warehouse_sav.duckdb", year=2018, changes={"format": "sav", "sheet": None})
+    print(
+        f"SPSS wave: {rows:,} rows, {sav.stat().st_size / 2**20:,.1f} MiB "
+        f"(the same answers as CSV: {same.stat().st_size / 2**20:,.1f} MiB)"
+    )
+    print(_line("project loader (CSV, same answers)", as_csv, same.stat().st_size / 2**20))
+    print(_line("project loader (SPSS .sav)", result, sav.stat().st_size / 2**20, as_csv))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--xlsx-rows", type=int, default=0)
+    parser.add_argument("--sav-rows", type=int, default=0)
     parser.add_argument("--postgres", action="store_true", help="also load into the local PostgreSQL (COPY)")
     parser.add_argument("--keep", action="store_true", help="keep the generated files and warehouses")
     args = parser.parse_args()
@@ -178,17 +294,15 @@ def main() -> None:
         admin.cursor().execute(f'create database "{database}"')
         try:
             target = f"Warehouse(backend='postgres', host='127.0.0.1', port=5432, user='postgres', dbname={database!r})"
-            pg = run_child(PROJECT.format(year=2019, path=str(path), target=target))
+            pg = run_child(PROJECT.format(year=2019, path=str(path), target=target, changes="{}", before=""))
             print(_line("project loader (PostgreSQL, COPY)", pg, size_mib, floor))
         finally:
             admin.cursor().execute(f'drop database if exists "{database}"')
             admin.close()
     if args.xlsx_rows:
-        book = make_workbook(args.xlsx_rows, work / "wave_2018_large.xlsx")
-        book_mib = book.stat().st_size / 2**20
-        result = load_in_child(book, work / "warehouse_xlsx.duckdb", year=2018)
-        print(f"Excel wave: {args.xlsx_rows:,} rows, {book_mib:,.1f} MiB")
-        print(_line("project loader (openpyxl)", result, book_mib))
+        excel(args.xlsx_rows, work)
+    if args.sav_rows:
+        spss(args.sav_rows, work)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -1051,3 +1051,163 @@ def test_a_large_whole_number_gets_no_digits_the_file_does_not_hold(paths, tmp_p
     cells = {(r, c): v for r, c, v in _cells(paths.warehouse, result.load_id)}
     assert cells[(0, FREE_TEXT_2018)] == "1.234567890123457e+19"  # not 12345678901234569216
     assert cells[(1, FREE_TEXT_2018)] == "16"
+
+
+# ------------------------------------------------------------------------------ the survey tools' other exports
+
+
+@pytest.mark.parametrize("chunk", [None, 7], ids=["in one chunk", "seven cases at a time"])
+def test_a_sav_cut_off_in_transfer_names_the_first_case_it_lacks(
+    paths, wave_2018, loaded, tmp_path, monkeypatch, chunk: int | None
+) -> None:
+    import pyreadstat
+    from delivered_formats import as_sav
+
+    from survey_warehouse.intake import spss
+
+    if chunk:
+        monkeypatch.setattr(spss, "SAV_CHUNK_CASES", chunk)
+
+    whole, _names = as_sav(wave_2018, tmp_path / "whole.sav")
+    data = whole.read_bytes()
+    path = tmp_path / "cut.sav"
+    path.write_bytes(data[: len(data) - len(data) // 5])
+    spec = dataclasses.replace(wave_2018, file=path, format="sav", sheet=None)
+    error = _rejected(spec, paths, loaded, "cut off in transfer", "ask for the complete file")
+    assert error.row is not None and error.row > 1, str(error)
+    pyreadstat.read_sav(str(path), row_limit=error.row - 1)  # the cases before it are there
+    with pytest.raises(Exception, match="expected number of rows"):
+        pyreadstat.read_sav(str(path), row_limit=error.row)
+
+
+def test_a_sav_cut_off_in_its_dictionary(paths, wave_2018, loaded, tmp_path) -> None:
+    from delivered_formats import as_sav
+
+    whole, _names = as_sav(wave_2018, tmp_path / "whole.sav")
+    path = tmp_path / "cut.sav"
+    path.write_bytes(whole.read_bytes()[:300])
+    spec = dataclasses.replace(wave_2018, file=path, format="sav", sheet=None)
+    _rejected(spec, paths, loaded, "damaged or cut off before its answers begin", "ask for the file again")
+
+
+def test_a_sav_spec_with_another_kind_of_file(paths, wave_2018, loaded, tmp_path) -> None:
+    spec = dataclasses.replace(wave_2018, format="sav", sheet=None)
+    _rejected(spec, paths, loaded, "is an Excel workbook (.xlsx), not an SPSS .sav file", "format: sav")
+
+
+def test_a_value_the_sav_gives_no_label_is_kept_as_its_code_and_quarantined(paths, wave_2018, tmp_path) -> None:
+    """A value-label set that does not cover a value: the cell holds the code's text, which is no answer the
+    codebook knows: the row is kept and quarantined naming the file, row and column, never dropped."""
+    from delivered_formats import as_sav
+
+    lead = "Kenelle digitalisaation johtamisvastuu ensisijaisesti kuuluu?"
+    path, _names = as_sav(wave_2018, tmp_path / "uncovered.sav", uncovered=lead)
+    result = load_wave(dataclasses.replace(wave_2018, file=path, format="sav", sheet=None), paths.warehouse)
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        coded = [
+            r[0]
+            for r in con.execute(
+                "select source_row_number from raw.survey_cells join raw.survey_columns using (column_id) "
+                "where load_id = ? and source_column = ? and cell_value = '1' order by 1",
+                [result.load_id, lead],
+            ).fetchall()
+        ]
+    assert coded, "some respondent gave the answer whose label is left out"
+    unknown = [q for q in _quarantine(paths.warehouse, result.load_id) if q[2] == "unknown_answer"]
+    assert [(row, column) for row, column, _reason, _message in unknown] == [(row, lead) for row in coded]
+    assert all(message.startswith(f"{path.name}, row {row}, column '{lead}'") for row, _c, _r, message in unknown), (
+        unknown
+    )
+    rows, accepted, quarantined, in_raw = _accounted(paths.warehouse, result.load_id)
+    assert rows == accepted + quarantined == in_raw and quarantined >= len(coded)
+
+
+def test_a_password_protected_xls(paths, wave_2018, loaded, tmp_path) -> None:
+    """Excel 97-2003's 'password to open' keeps the OLE2 container and marks the workbook stream with a FILEPASS
+    record (here in place of the INTERFACEHDR record of an .xls written by xlwt, of the same size)."""
+    from delivered_formats import as_xls
+
+    data = as_xls(wave_2018, tmp_path / "plain.xls").read_bytes()
+    interface_header = b"\xe1\x00\x02\x00"
+    assert data.count(interface_header) == 1
+    path = tmp_path / "protected.xls"
+    path.write_bytes(data.replace(interface_header, b"\x2f\x00\x02\x00"))
+    spec = dataclasses.replace(wave_2018, file=path, format="xls")
+    _rejected(spec, paths, loaded, "password-protected (encrypted)", "without a password")
+
+
+def test_an_ods_cut_off_in_transfer(paths, wave_2018, loaded, tmp_path) -> None:
+    from delivered_formats import as_ods
+
+    data = as_ods(wave_2018, tmp_path / "whole.ods").read_bytes()
+    path = tmp_path / "cut.ods"
+    path.write_bytes(data[: len(data) * 2 // 3])
+    spec = dataclasses.replace(wave_2018, file=path, format="ods")
+    _rejected(spec, paths, loaded, "damaged zip archive", "cut off in transfer", "ask for the file again")
+
+
+def test_an_ods_with_a_damaged_sheet(paths, wave_2018, loaded, tmp_path) -> None:
+    from delivered_formats import as_ods
+
+    whole = as_ods(wave_2018, tmp_path / "whole.ods")
+    path = tmp_path / "damaged.ods"
+    with zipfile.ZipFile(whole) as source, zipfile.ZipFile(path, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "content.xml":
+                data = data[: len(data) // 2]  # the sheet's XML ends halfway
+            target.writestr(item, data)
+    spec = dataclasses.replace(wave_2018, file=path, format="ods")
+    _rejected(spec, paths, loaded, "damaged", "save it again")
+
+
+@pytest.mark.parametrize(("fmt", "what"), [("xls", "legacy Excel 97-2003"), ("ods", "OpenDocument spreadsheet")])
+def test_an_xls_or_ods_the_spec_calls_csv_names_the_format_to_set(
+    paths, wave_2019, loaded, tmp_path, fmt: str, what: str
+) -> None:
+    from delivered_formats import as_ods, as_xls
+
+    spec, _lines = wave_2019
+    path = {"xls": as_xls, "ods": as_ods}[fmt](find_wave_spec(2018, paths), tmp_path / f"wave.{fmt}")
+    _rejected(dataclasses.replace(spec, file=path), paths, loaded, what, f"Set format: {fmt}")
+
+
+def test_a_sav_the_spec_calls_csv_or_a_workbook_names_the_format_to_set(
+    paths, wave_2019, wave_2018, loaded, tmp_path
+) -> None:
+    from delivered_formats import as_sav
+
+    path, _names = as_sav(wave_2018, tmp_path / "wave.sav")
+    spec, _lines = wave_2019
+    _rejected(dataclasses.replace(spec, file=path), paths, loaded, "is an SPSS data file (.sav)", "Set format: sav")
+    _rejected(
+        dataclasses.replace(wave_2018, file=path), paths, loaded, "is an SPSS data file (.sav)", "set format: sav"
+    )
+
+
+def test_a_sav_without_cases(paths, wave_2018, loaded, tmp_path) -> None:
+    import pyreadstat
+    from delivered_formats import as_sav
+
+    whole, _names = as_sav(wave_2018, tmp_path / "whole.sav")
+    frame, meta = pyreadstat.read_sav(str(whole))
+    path = tmp_path / "empty.sav"
+    pyreadstat.write_sav(frame.iloc[:0], str(path), column_labels=meta.column_labels)
+    spec = dataclasses.replace(wave_2018, file=path, format="sav", sheet=None)
+    _rejected(spec, paths, loaded, "has its variables but no answers")
+
+
+def test_an_error_value_in_a_workbook_cell_is_kept_as_the_sheet_shows_it(paths, tmp_path) -> None:
+    """A cell holding an error value (#N/A, #DIV/0!) is that text in raw, not an empty answer."""
+    spec = find_wave_spec(2018, paths)
+    wb = openpyxl.load_workbook(spec.file)
+    ws = wb[spec.sheet]
+    header = [c.value for c in ws[spec.header_row]]
+    for row, error in ((spec.header_row + 1, "#N/A"), (spec.header_row + 2, "#DIV/0!")):
+        cell = ws.cell(row=row, column=header.index(FREE_TEXT_2018) + 1, value=error)
+        cell.data_type = "e"
+    path = tmp_path / "errors.xlsx"
+    wb.save(path)
+    result = load_wave(dataclasses.replace(spec, file=path), paths.warehouse)
+    cells = {(r, c): v for r, c, v in _cells(paths.warehouse, result.load_id)}
+    assert (cells[(0, FREE_TEXT_2018)], cells[(1, FREE_TEXT_2018)]) == ("#N/A", "#DIV/0!")

@@ -6,7 +6,8 @@ response time, or its 0-10 scale question `cooperation`), with the spec keys and
 read with, and what raw must hold: the value it resolves to (`raw.cell_resolutions`), or the reason its row is
 quarantined (`raw.quarantine`, naming the file, row and column), or the warning it gets. Every case is written into a
 file of each reader in READERS (a CSV file, a workbook of text cells, and a workbook of typed cells where the case
-has a typed form: a date and time, a number, a time, a duration) and loaded by the loader itself. A new reader gets
+has a typed form: a date and time, a number, a time, a duration; a legacy .xls and an OpenDocument .ods of text
+cells; an SPSS .sav of string variables) and loaded by the loader itself. A new reader gets
 the whole corpus by adding its entry to READERS."""
 
 from __future__ import annotations
@@ -125,12 +126,45 @@ def _workbook(path: Path, header: list[str], rows: list[list[Cell]], typed: bool
     workbook.save(path)
 
 
+def _xls(path: Path, header: list[str], rows: list[list[Cell]]) -> None:
+    """A legacy .xls (BIFF8) of text cells, as xlwt writes it."""
+    import xlwt
+
+    book = xlwt.Workbook(encoding="utf-8")
+    sheet = book.add_sheet("Vastaukset")
+    for r, row in enumerate([[Cell(h) for h in header], *rows]):
+        for c, cell in enumerate(row):
+            if cell.text is not None:
+                sheet.write(r, c, cell.text)
+    book.save(str(path))
+
+
+def _ods(path: Path, header: list[str], rows: list[list[Cell]]) -> None:
+    """An OpenDocument spreadsheet of text cells (pandas with odfpy)."""
+    import pandas as pd
+
+    frame = pd.DataFrame([header, *[[c.text for c in row] for row in rows]], dtype=object)
+    frame.to_excel(path, engine="odf", sheet_name="Vastaukset", header=False, index=False)
+
+
+def _sav(path: Path, header: list[str], rows: list[list[Cell]]) -> None:
+    """An SPSS file of string variables v1..vN, each labelled with its header (the spec names them by label)."""
+    import pandas as pd
+    import pyreadstat
+
+    names = [f"v{i}" for i in range(1, len(header) + 1)]
+    frame = pd.DataFrame([[c.text or "" for c in row] for row in rows], columns=names, dtype=object)
+    pyreadstat.write_sav(frame, str(path), column_labels=list(header))
+
+
 @dataclass(frozen=True)
 class Reader:
     suffix: str
     spec: dict  # the wave spec's keys for this kind of file
     write: Callable[[Path, list[str], list[list[Cell]]], None]
     typed: bool = False  # only the cases with a typed form
+    keeps_trailing_spaces: bool = True  # SPSS keeps a string without its trailing spaces
+    case_row: int = CASE_ROW  # the row a message names for the case (SPSS: its case number; no header row)
 
 
 READERS = {
@@ -146,6 +180,9 @@ READERS = {
         lambda p, h, r: _workbook(p, h, r, typed=True),
         typed=True,
     ),
+    "xls text cells": Reader(".xls", {"format": "xls", "sheet": "Vastaukset", "header_row": 1}, _xls),
+    "ods text cells": Reader(".ods", {"format": "ods", "sheet": "Vastaukset", "header_row": 1}, _ods),
+    "sav strings": Reader(".sav", {"format": "sav"}, _sav, keeps_trailing_spaces=False, case_row=1),
 }
 
 
@@ -191,12 +228,13 @@ def _wave_file(case: Case, reader: Reader, folder: Path) -> tuple[WaveSpec, str]
 @pytest.mark.parametrize(("reader", "case"), PARAMS)
 def test_corpus(paths, tmp_path: Path, reader: str, case: Case) -> None:
     spec, column = _wave_file(case, READERS[reader], tmp_path)
+    row = READERS[reader].case_row
     result = load_wave(spec, paths.warehouse, paths=paths)
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
         (cell,) = con.execute(
             "select cell_value from raw.survey_cells join raw.survey_columns using (column_id) "
             "where load_id = ? and source_column = ? and source_row_number = ?",
-            [result.load_id, column, CASE_ROW],
+            [result.load_id, column, row],
         ).fetchone()
         resolutions = con.execute(
             "select resolved_value, resolved_number from raw.cell_resolutions "
@@ -206,23 +244,24 @@ def test_corpus(paths, tmp_path: Path, reader: str, case: Case) -> None:
         quarantined = con.execute(
             "select source_column, reason_code, message from raw.quarantine "
             "where load_id = ? and source_row_number = ?",
-            [result.load_id, CASE_ROW],
+            [result.load_id, row],
         ).fetchall()
     if not READERS[reader].typed:
-        assert cell == case.value, "raw keeps the cell as delivered"
+        delivered = case.value if READERS[reader].keeps_trailing_spaces else case.value.rstrip(" ")
+        assert cell == delivered, "raw keeps the cell as delivered"
     assert resolutions == [(case.resolved, case.number)]
     if case.reason is None:
         assert quarantined == []
     else:
         ((source_column, reason, message),) = quarantined
         assert (source_column, reason) == (column, case.reason)
-        assert message.startswith(f"{spec.file.name}, row {CASE_ROW}, column '{column}': "), message
+        assert message.startswith(f"{spec.file.name}, row {row}, column '{column}': "), message
     said = [w for w in result.warnings if any(phrase in w for phrase in WARNINGS.values())]
     if case.warning is None:
         assert said == []
     else:
         assert len(said) == 1 and WARNINGS[case.warning] in said[0], said
-        assert re.search(rf"\brows? {CASE_ROW}\b", said[0]) and f"column '{column}'" in said[0], said
+        assert re.search(rf"\brows? {row}\b", said[0]) and f"column '{column}'" in said[0], said
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
         (kept,) = con.execute("select warnings from raw.load_registry where load_id = ?", [result.load_id]).fetchone()
     assert (kept or "").splitlines() == list(result.warnings), "the load's warnings are kept with it"

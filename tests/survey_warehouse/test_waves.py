@@ -57,7 +57,10 @@ def test_a_question_of_another_wave_is_named_as_such(tmp_path: Path) -> None:
     ("changes", "message"),
     [
         ({"columns": None}, "missing keys \\['columns'\\]"),
-        ({"format": "ods"}, "format must be one of"),
+        ({"format": "numbers"}, "format must be one of"),
+        ({"format": "ods"}, "an ods wave needs 'sheet'"),
+        ({"user_missing": "99"}, "user_missing lists the codes that mean no answer"),
+        ({"user_missing": {"q1": [True]}}, "user_missing of 'q1' must be codes"),
         ({"encoding": "klingon-8"}, "unknown encoding"),
         ({"delimiter": ";;"}, "delimiter must be one character"),
         ({"header_row": 0}, "header_row must be a row number"),

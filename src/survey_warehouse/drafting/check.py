@@ -248,10 +248,8 @@ def check_wave(wave_year: int, paths: Paths) -> WaveCheck:
         _check(result, paths)
     except SurveyWarehouseError as exc:  # e.g. a warehouse a run kept writing while it was copied
         result.exit_code, result.status, result.error = EXIT_NOT_RUN, "not_run", scrub(str(exc))
-    except Exception as exc:  # not a traceback: what failed, in words where the cause is known (log: --json)
-        from survey_warehouse.operations.faults import described
-
-        result.exit_code, result.status, result.error = EXIT_NOT_RUN, "not_run", scrub(described(exc))
+    except Exception as exc:  # not a traceback: what failed, as raised
+        result.exit_code, result.status, result.error = EXIT_NOT_RUN, "not_run", scrub(f"{type(exc).__name__}: {exc}")
     result.seconds = time.perf_counter() - started
     return result
 

@@ -4,12 +4,13 @@ What the file is has been judged from its bytes first (survey_warehouse.intake.v
 text or workbook its spec says is refused before anything parses it.
 
 A CSV file that is regular (every row as wide as the header, no blank lines) is read by DuckDB's parallel reader;
-any other is read by Python's csv module, which can name the row of each irregularity. Excel workbooks are read
-with openpyxl (DuckDB's own Excel reader is an extension downloaded at run time). Either way the result is the same
-temporary table `grid`: source_row_number, cell_count and c1..cN (N = the header's width), cells as text, empty
-cells null. Cells right of the header of a longer row go to `grid_extra`.
+any other is read by Python's csv module, which can name the row of each irregularity. Spreadsheets (.xlsx, .xlsb,
+.xls, .ods) are read with calamine (survey_warehouse.intake.workbook; DuckDB's own Excel reader is an extension
+downloaded at run time), SPSS .sav files with pyreadstat (survey_warehouse.intake.spss). Either way the result is
+the same temporary table `grid`: source_row_number, cell_count and c1..cN (N = the header's width), cells as text,
+empty cells null. Cells right of the header of a longer row go to `grid_extra`.
 
-One idea in about 700 lines: reading a file into the grid, with what goes wrong while reading told in words (a
+One idea in about 600 lines: reading a file into the grid, with what goes wrong while reading told in words (a
 separator hint, a header below a title block, answers above the header, an unterminated quote, stray quotes, a
 damaged workbook); each of those needs the reader's own view of the rows, so they stay beside it.
 """
@@ -19,7 +20,6 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
-import datetime as dt
 import difflib
 import io
 import itertools
@@ -38,18 +38,15 @@ from survey_warehouse.intake.verdict import (
     MOJIBAKE,
     bom_conflict,
     column_at,
-    container_of,
     encoding_that_reads,
     garbled,
     is_utf8,
-    ole2_kind,
     refuse_non_text,
     scan_bytes,
     scan_text,
     spot_offset,
-    zip_kind,
 )
-from survey_warehouse.intake.waves import WaveSpec
+from survey_warehouse.intake.waves import WORKBOOK_FORMATS, WaveSpec
 
 CHUNK_ROWS = 50_000
 
@@ -107,6 +104,12 @@ class Grid:
     extra_cells: int = 0
     ends_with_newline: bool = True  # a text file whose last line is cut off may be incomplete
     notes: list[str] = field(default_factory=list)
+    question_texts: list[str | None] | None = None  # each column's question as the file words it (SPSS labels)
+
+    @property
+    def questions(self) -> list[str | None]:
+        """Each header column's question as the file words it, None where it does not."""
+        return list(self.question_texts or [None] * len(self.header))
 
     @property
     def width(self) -> int:
@@ -125,8 +128,14 @@ def read_grid(spec: WaveSpec, con: duckdb.DuckDBPyConnection, scratch: Path) -> 
         raise WaveFileError(path, "the file is empty (0 bytes); ask for the export again")
     with open(path, "rb") as f:
         head = f.read(8192)
-    if spec.format == "xlsx":
-        return _read_workbook(spec, con, head)
+    if spec.format in WORKBOOK_FORMATS:
+        from survey_warehouse.intake.workbook import read_workbook
+
+        return read_workbook(spec, con, head)
+    if spec.format == "sav":
+        from survey_warehouse.intake.spss import read_sav
+
+        return read_sav(spec, con, head)
     refuse_non_text(spec, head)
     return _read_csv(spec, con, scratch)
 
@@ -532,7 +541,7 @@ def _python_grid(
                     ) from None
                 raise WaveFileError(spec.file, f"not readable as CSV ({exc})", row=number) from None
 
-        return _fill_grid(con, header, spec.header_row, rows(), reader="Python csv (row by row)")
+        return fill_grid(con, header, spec.header_row, rows(), reader="Python csv (row by row)")
 
 
 MIN_COLUMNS_FOR_SWALLOWED_ROWS = 4
@@ -560,12 +569,13 @@ def _stray_quotes(spec: WaveSpec, con: duckdb.DuckDBPyConnection, header: list[s
                 )
 
 
-def _fill_grid(
+def fill_grid(
     con: duckdb.DuckDBPyConnection,
     header: list[str],
     header_row: int,
     rows: Iterator[tuple[int, list[Any]]],
     reader: str,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> Grid:
     """Rows (number, cells) into `grid` and `grid_extra`, a chunk of rows at a time through Arrow."""
     import pyarrow as pa
@@ -577,7 +587,7 @@ def _fill_grid(
     _empty_extra(con)
     total = extra_total = 0
     while True:
-        chunk = list(itertools.islice(rows, CHUNK_ROWS))
+        chunk = list(itertools.islice(rows, chunk_rows))
         if not chunk:
             break
         numbers, counts, extra = [], [], []
@@ -613,174 +623,3 @@ def _fill_grid(
         total += len(padded)
         extra_total += len(extra)
     return Grid(header, header_row, total, reader=reader, extra_cells=extra_total)
-
-
-# ------------------------------------------------------------------------------------------ Excel workbooks
-
-
-# OOXML writes a character XML cannot hold as _xHHHH_ (a carriage return as _x000D_), and a typed "_x" sequence
-# with its underscore escaped (_x005F_x000D_): decoded in one pass, each as the character it stands for
-OOXML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
-EXACT_INTEGERS = 2**53  # a float's whole numbers are exact up to here; beyond, its digits are not all in the file
-
-
-def _cell_text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):  # with its fraction of a second, when it has one
-        return value.isoformat()
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, float):  # the shortest text that reads back as the number: no digits the file does not hold
-        return str(int(value)) if value.is_integer() and abs(value) < EXACT_INTEGERS else repr(value)
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    text = str(value)
-    if "_x" in text:
-        text = OOXML_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
-    return text if text != "" else None
-
-
-def _damage(exc: Exception) -> str:
-    """What openpyxl found wrong, by the kind of error only: its text may quote the damaged cell's content."""
-    kinds = {
-        "ValueError": "a cell's value does not match its type",
-        "KeyError": "a part of the workbook is missing",
-        "ParseError": "its XML is malformed",
-        "XMLSyntaxError": "its XML is malformed",
-    }
-    name = type(exc).__name__
-    return f"{name}: {kinds[name]}" if name in kinds else name
-
-
-SPREADSHEET_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
-CELL_REF = re.compile(r"([A-Z]+)(\d+)")
-CELLS_NAMED = 4  # a message names this many of the cells it is about
-
-
-def _formulas_without_results(path: Path, sheet_xml: str, from_row: int) -> list[tuple[str, int]]:
-    """(column letters, row) of every cell from `from_row` down that holds a formula and no result: a workbook saved
-    by a tool that does not calculate (Excel always stores the result). Read as a value, such a cell is empty."""
-    import zipfile
-
-    from openpyxl.xml.functions import iterparse  # the parser openpyxl reads the workbook with
-
-    with zipfile.ZipFile(path) as archive, archive.open(sheet_xml) as part:
-        data = part.read()
-    if b"<f" not in data and b":f>" not in data and b":f " not in data:  # no formula at all: the usual case
-        return []
-    found = []
-    for _event, element in iterparse(io.BytesIO(data)):
-        if element.tag != f"{SPREADSHEET_NS}c":
-            continue
-        formula, value = element.find(f"{SPREADSHEET_NS}f"), element.find(f"{SPREADSHEET_NS}v")
-        where = CELL_REF.fullmatch(element.get("r") or "")
-        if formula is not None and (value is None or value.text is None) and where and int(where.group(2)) >= from_row:
-            found.append((where.group(1), int(where.group(2))))
-        element.clear()
-    return found
-
-
-def _refuse_formulas_without_results(spec: WaveSpec, sheet_xml: str, header: list[str]) -> None:
-    unresolved = _formulas_without_results(spec.file, sheet_xml, spec.header_row)
-    if not unresolved:
-        return
-    letters, row = unresolved[0]
-    index = _column_index(letters)
-    cells = ", ".join(f"{c}{r}" for c, r in unresolved[:CELLS_NAMED])
-    more = " ..." if len(unresolved) > CELLS_NAMED else ""
-    raise WaveFileError(
-        spec.file,
-        f"{len(unresolved)} cell(s) of the sheet hold a formula without its result ({cells}{more}): the program "
-        "that saved the workbook did not calculate them, so their answers would be read as empty; open it in Excel "
-        "or LibreOffice and save it again, or ask for the file again",
-        row=row,
-        column=shown(header[index - 1]) if 0 < index <= len(header) else None,
-    )
-
-
-def _column_index(letters: str) -> int:
-    index = 0
-    for letter in letters:
-        index = index * 26 + ord(letter) - ord("A") + 1
-    return index
-
-
-def _read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -> Grid:
-    path, kind = spec.file, container_of(head)
-    if kind == "ole2":
-        raise WaveFileError(path, f"is {ole2_kind(path)}")
-    if kind != "zip":
-        if kind is not None:
-            raise WaveFileError(path, f"is {kind}, not an Excel workbook; ask for the survey export as .xlsx")
-        raise WaveFileError(
-            path,
-            "is a text file (CSV or similar), not an Excel workbook, although the wave spec "
-            "says format: xlsx. Set format: csv (with its encoding and delimiter) in the spec, "
-            "or ask for the .xlsx export",
-        )
-    what = zip_kind(path)
-    if not what.startswith("an Excel workbook"):
-        raise WaveFileError(path, f"is {what}")
-    import openpyxl
-
-    try:
-        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises many kinds for damaged parts of a workbook
-        raise WaveFileError(
-            path,
-            f"the workbook is damaged and cannot be opened ({_damage(exc)}); open it in Excel and save it again, "
-            "or ask for the file again",
-        ) from None
-    try:
-        if spec.sheet not in workbook.sheetnames:
-            raise WaveFileError(
-                path,
-                f"sheet {shown(spec.sheet)} not found; the workbook has "
-                f"{', '.join(shown(s) for s in workbook.sheetnames)}: fix 'sheet' in the spec",
-            )
-        sheet = workbook[spec.sheet]
-        # the whole sheet as its data holds it, not the size the file records (<dimension>, which tools other than
-        # Excel write wrong: trusted, it cuts rows and columns off without a word)
-        sheet.reset_dimensions()
-        numbered = enumerate(sheet.iter_rows(values_only=True), start=1)
-        position = {"row": 0}
-
-        def cells() -> Iterator[tuple[int, list[str | None]]]:
-            try:
-                for number, row in numbered:
-                    position["row"] = number
-                    yield number, [_cell_text(v) for v in row]
-            except WaveFileError:
-                raise
-            except Exception as exc:
-                raise WaveFileError(
-                    path,
-                    f"this row of the sheet cannot be read: it is damaged ({_damage(exc)}); open the workbook in "
-                    "Excel and save it again, or ask for the file again",
-                    row=position["row"] + 1,
-                ) from None
-
-        rows = cells()
-        header = None
-        for number, values in rows:
-            if number == spec.header_row:
-                header = check_header(spec, [(v or "").strip() for v in values])
-                break
-        if header is None:
-            raise WaveFileError(
-                path,
-                f"the sheet ends before the header row {spec.header_row}; check 'header_row' in the wave spec",
-                row=spec.header_row,
-            )
-        width = len(header)
-        _refuse_formulas_without_results(spec, sheet._worksheet_path, header)
-
-        def padded() -> Iterator[tuple[int, list[str | None]]]:
-            # a sheet stores no empty cells at a row's end: such a row is as wide as the header, not ragged
-            for number, values in rows:
-                yield number, values + [None] * (width - len(values))
-
-        return _fill_grid(con, header, spec.header_row, padded(), reader="openpyxl (row by row)")
-    finally:
-        workbook.close()

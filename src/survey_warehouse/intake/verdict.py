@@ -51,7 +51,9 @@ SIGNATURES: tuple[tuple[tuple[bytes, ...], str], ...] = (
     ((b"7z\xbc\xaf",), "a 7-Zip archive"),
     ((b"Rar!",), "a RAR archive"),
     ((b"\x89PNG", b"\xff\xd8\xff", b"GIF8"), "an image"),
+    ((b"$FL2", b"$FL3"), "an SPSS data file (.sav)"),
 )
+SAV = "an SPSS data file (.sav)"
 
 
 SNIFF_BYTES = 64  # enough of a file's start to tell UTF-16 text without a BOM by its NUL bytes
@@ -67,14 +69,24 @@ def ole2_kind(path: Path) -> str:
     with open(path, "rb") as f:
         blob = f.read(1 << 20)
     if "EncryptedPackage".encode("utf-16-le") in blob or "EncryptionInfo".encode("utf-16-le") in blob:
-        return (
-            "a password-protected (encrypted) Office file: it cannot be read without the password; ask for "
-            "it to be saved again without a password"
-        )
-    return (
-        "a legacy Excel 97-2003 workbook (.xls) or another old Office file: open it in Excel and save it as "
-        ".xlsx (Excel Workbook), or export CSV"
-    )
+        return ENCRYPTED
+    return LEGACY_XLS
+
+
+ENCRYPTED = (
+    "a password-protected (encrypted) Office file: it cannot be read without the password; ask for "
+    "it to be saved again without a password"
+)
+LEGACY_XLS = "a legacy Excel 97-2003 workbook (.xls)"
+ODS = "an OpenDocument spreadsheet (.ods)"
+XLSX = "an Excel workbook (.xlsx)"
+XLSB = "an Excel binary workbook (.xlsb)"
+DAMAGED_ZIP = (
+    "a damaged zip archive (an Excel workbook or an OpenDocument spreadsheet is one): the file is incomplete or "
+    "corrupt, probably cut off in transfer; ask for the file again"
+)
+# the workbook formats of a wave spec, by what the file's container says it is
+WORKBOOK_KINDS = {XLSX: "xlsx", XLSB: "xlsb", LEGACY_XLS: "xls", ODS: "ods"}
 
 
 def zip_kind(path: Path) -> str:
@@ -83,14 +95,13 @@ def zip_kind(path: Path) -> str:
             names = set(archive.namelist())
             mimetype = archive.read("mimetype").decode("ascii", "replace") if "mimetype" in names else ""
     except (zipfile.BadZipFile, OSError, EOFError, KeyError):
-        return (
-            "a damaged zip archive (an Excel workbook is one): the file is incomplete or corrupt, probably "
-            "cut off in transfer; ask for the file again"
-        )
+        return DAMAGED_ZIP
     if "xl/workbook.xml" in names:
-        return "an Excel workbook (.xlsx)"
+        return XLSX
+    if "xl/workbook.bin" in names:
+        return XLSB
     if "opendocument.spreadsheet" in mimetype:
-        return "an OpenDocument spreadsheet (.ods): open it and save it as .xlsx (Excel Workbook), or export CSV"
+        return ODS
     if "word/document.xml" in names:
         return "a Word document, not survey answers"
     return f"a zip archive of {len(names)} file(s), not a workbook: unpack it and point the spec at the export"
@@ -98,17 +109,21 @@ def zip_kind(path: Path) -> str:
 
 def refuse_non_text(spec: WaveSpec, head: bytes) -> None:
     path, kind = spec.file, container_of(head)
+    what = zip_kind(path) if kind == "zip" else ole2_kind(path) if kind == "ole2" else kind
+    if what in WORKBOOK_KINDS:
+        raise WaveFileError(
+            path,
+            f"is {what}, but the wave spec says format: csv. Set format: {WORKBOOK_KINDS[what]} and "
+            "sheet: <the sheet with the answers> in the spec, or ask for a CSV export",
+        )
     if kind == "zip":
-        what = zip_kind(path)
-        if what.startswith("an Excel workbook"):
-            raise WaveFileError(
-                path,
-                f"is {what}, but the wave spec says format: csv. Set format: xlsx and "
-                "sheet: <the sheet with the answers> in the spec, or ask for a CSV export",
-            )
         raise WaveFileError(path, f"is {what}, not CSV text")
     if kind == "ole2":
-        raise WaveFileError(path, f"is {ole2_kind(path)}; a CSV text file was expected")
+        raise WaveFileError(path, f"is {what}; a CSV text file was expected")
+    if kind == SAV:
+        raise WaveFileError(
+            path, f"is {SAV}, but the wave spec says format: csv. Set format: sav in the spec, or ask for a CSV export"
+        )
     if kind is not None:
         raise WaveFileError(path, f"is {kind}, not CSV text; ask for the survey export as CSV")
 

@@ -31,13 +31,15 @@ from survey_warehouse.intake.values import (
 )
 from survey_warehouse.settings import Paths
 
-FORMATS = ("csv", "xlsx")
+WORKBOOK_FORMATS = ("xlsx", "xlsb", "xls", "ods")  # spreadsheets, read with calamine
+FORMATS = ("csv", *WORKBOOK_FORMATS, "sav")
 REQUIRED_KEYS = ("wave_year", "file", "format", "columns", "cities_surveyed", "field_period", "questionnaire_version")
 OPTIONAL_KEYS = (
     "encoding",
     "delimiter",
     "sheet",
     "header_row",
+    "user_missing",
     "accept_removals",
     "owner_email",
     "withdrawn",
@@ -73,6 +75,9 @@ class WaveSpec:
     # Fields (submitted_at, response_minutes) whose values that cannot be read are kept as delivered, with a
     # warning, instead of quarantining their rows.
     keep_unreadable: tuple[str, ...] = ()
+    # SPSS .sav: codes that mean "no answer", by variable (its name or header; "*": every variable), beside the
+    # user-missing values the file itself declares
+    user_missing: dict[str, tuple[str | float, ...]] = field(default_factory=dict)
     # Respondents (by the reference the removal guard prints) or cities (municipality codes) that a re-delivery
     # may drop: a genuine withdrawal, recorded with the load.
     accept_removals: tuple[str, ...] = ()
@@ -119,8 +124,10 @@ class WaveSpec:
         header_row = raw.get("header_row", 1)
         if not isinstance(header_row, int) or header_row < 1:
             raise WaveSpecError(f"{path}: header_row must be a row number (1 = the first row)")
-        if raw["format"] == "xlsx" and not raw.get("sheet"):
-            raise WaveSpecError(f"{path}: an xlsx wave needs 'sheet', the name of the sheet with the answers")
+        if raw["format"] in WORKBOOK_FORMATS and not raw.get("sheet"):
+            raise WaveSpecError(
+                f"{path}: an {raw['format']} wave needs 'sheet', the name of the sheet with the answers"
+            )
         encoding = str(raw.get("encoding", "utf-8"))
         try:
             "".encode(encoding)
@@ -153,6 +160,7 @@ class WaveSpec:
             date_order=date_order,
             decimal_separator=decimal_separator,
             keep_unreadable=_keep_unreadable(raw, path),
+            user_missing=_user_missing(raw.get("user_missing"), path),
             accept_removals=tuple(str(v).strip() for v in raw.get("accept_removals") or ()),
             owner_email=owner_emails(raw.get("owner_email"), path),
             withdrawn=withdrawn.strip() if withdrawn else None,
@@ -201,6 +209,7 @@ class WaveSpec:
                 "decimal_separator": self.decimal_separator,
                 "keep_unreadable": list(self.keep_unreadable),
                 "columns": self.columns,
+                **({"user_missing": self.user_missing} if self.user_missing else {}),
                 "accept_removals": list(self.accept_removals),
             },
             ensure_ascii=False,
@@ -299,6 +308,23 @@ def _keep_unreadable(raw: dict, path: Path) -> tuple[str, ...]:
             f"{', '.join(VALUE_FIELDS)}; not {', '.join(shown(f) for f in other)}"
         )
     return fields
+
+
+def _user_missing(value: Any, path: Path) -> dict[str, tuple[str | float, ...]]:
+    """`user_missing`: a list of codes for every variable, or a mapping of variable -> codes."""
+    if value is None:
+        return {}
+    mapping = {"*": value} if isinstance(value, list) else value
+    example = "user_missing: {q1: [9, 99]} or user_missing: [-1, 99] (every variable)"
+    if not isinstance(mapping, dict) or not mapping:
+        raise WaveSpecError(f"{path}: user_missing lists the codes that mean no answer ({example})")
+    found: dict[str, tuple[str | float, ...]] = {}
+    for key, given in mapping.items():
+        codes = given if isinstance(given, list) else [given]
+        if any(isinstance(c, bool) or not isinstance(c, int | float | str) for c in codes):
+            raise WaveSpecError(f"{path}: user_missing of {shown(str(key))} must be codes ({example})")
+        found[str(key).strip()] = tuple(c if isinstance(c, str) else float(c) for c in codes)
+    return found
 
 
 def _date(value: Any, path: Path) -> dt.date:

@@ -756,7 +756,8 @@ def _key_respondent_warnings(
 # A load's columns once each, and each cell with its column's id: a million rows of 11 columns are 11 million
 # cells, and a text (the load id, a header, a field) repeated on each cost more to write than the cells themselves.
 COLUMNS_SQL = (
-    "select column_id, {load} as load_id, {wave} as wave_year, column_position, source_column, field_id from header"
+    "select column_id, {load} as load_id, {wave} as wave_year, column_position, source_column, field_id, "
+    "question_text from header"
 )
 CELL_SQL = "select {column_id} as column_id, source_row_number, c{position} as cell_value from grid"
 EXTRA_CELLS_SQL = (
@@ -771,7 +772,7 @@ QUARANTINE_SQL = (
     "message from problems"
 )
 RAW_COLUMNS = {
-    "raw.survey_columns": "column_id, load_id, wave_year, column_position, source_column, field_id",
+    "raw.survey_columns": "column_id, load_id, wave_year, column_position, source_column, field_id, question_text",
     "raw.survey_cells": "column_id, source_row_number, cell_value",
     "raw.cell_resolutions": "load_id, wave_year, field_id, cell_value, match_key, resolved_value, resolved_number",
     "raw.quarantine": "load_id, wave_year, source_row_number, source_column, reason_code, message",
@@ -803,6 +804,7 @@ def _write_cells(
                 "column_position": pa.array(positions, pa.int32()),
                 "source_column": pa.array([*grid.header, *[""] * len(extra)], pa.string()),
                 "field_id": pa.array([*fields, *[None] * len(extra)], pa.string()),
+                "question_text": pa.array([*grid.questions, *[None] * len(extra)], pa.string()),
             }
         ),
         replace=True,

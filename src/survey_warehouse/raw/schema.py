@@ -46,7 +46,8 @@ create table if not exists raw.survey_columns (
     wave_year integer not null,
     column_position integer not null,    -- 1-based; positions right of the header hold cells of longer rows
     source_column varchar not null,      -- header as delivered ('' right of the header)
-    field_id varchar                     -- what the wave spec maps the column to; null = kept but not used
+    field_id varchar,                    -- what the wave spec maps the column to; null = kept but not used
+    question_text varchar                -- the question as the file words it (an SPSS variable's label), if any
 );
 create table if not exists raw.survey_cells (
     column_id integer not null,          -- the load and column: raw.survey_columns
@@ -90,6 +91,17 @@ def ensure_raw_schema(session: Session) -> None:
             session.execute(statement)
     ensure_builds_schema(session)
     _split_survey_cells(session)
+    _add_question_text(session)
+
+
+def _add_question_text(session: Session) -> None:
+    """A warehouse made before files could word their questions (SPSS variable labels) gets the column, empty."""
+    (present,) = session.execute(
+        "select count(*) from information_schema.columns "
+        "where table_schema = 'raw' and table_name = 'survey_columns' and column_name = 'question_text'"
+    ).fetchone() or (0,)
+    if not present:
+        session.execute("alter table raw.survey_columns add column question_text varchar")
 
 
 def _split_survey_cells(session: Session) -> None:

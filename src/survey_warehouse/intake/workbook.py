@@ -1,0 +1,296 @@
+"""A delivered spreadsheet's sheet into the grid: Excel workbooks (.xlsx, .xlsm, .xlsb), legacy Excel 97-2003
+workbooks (.xls) and OpenDocument spreadsheets (.ods), all read with calamine (python-calamine, a compiled reader).
+
+What the file really is has been judged from its bytes first: a container other than the spec's format, a damaged
+zip archive, an encrypted file each get a verdict in words before calamine opens it. Cells become text as the
+spreadsheet stored them: a date or time as ISO text, a whole number without a decimal point (and a number too large
+for its digits to be exact in its shortest exact form, never with invented digits), text as typed (a "0012" stays
+"0012"). Calamine decodes OOXML's `_xHHHH_` escapes itself, and refuses a sheet whose XML is cut off. What it does not
+say is looked for in the sheet's XML (of .xlsx / .xlsm) with a cheap scan: a formula saved without its result, and
+an error value (#N/A), both of which it reads as empty.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from survey_warehouse.errors import WaveFileError
+from survey_warehouse.intake.grid import Grid, check_header, fill_grid
+from survey_warehouse.intake.matching import shown
+from survey_warehouse.intake.verdict import (
+    ENCRYPTED,
+    SAV,
+    WORKBOOK_KINDS,
+    container_of,
+    ole2_kind,
+    zip_kind,
+)
+from survey_warehouse.intake.waves import WaveSpec
+
+WORKBOOK_CHUNK_ROWS = 2_000
+EXACT_INTEGERS = 2**53  # a float's whole numbers are exact up to here; beyond, its digits are not all in the file
+SPREADSHEET_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+RELATIONSHIP_NS = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+PACKAGE_RELATIONSHIP_NS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
+CELL_REF = re.compile(r"([A-Z]+)(\d+)")
+CELLS_NAMED = 4  # a message names this many of the cells it is about
+FORMAT_NAMES = {
+    "xlsx": "an Excel workbook (.xlsx or .xlsm)",
+    "xlsb": "an Excel binary workbook (.xlsb)",
+    "xls": "a legacy Excel 97-2003 workbook (.xls)",
+    "ods": "an OpenDocument spreadsheet (.ods)",
+}
+
+
+def cell_text(value: Any) -> str | None:
+    """A spreadsheet cell as calamine reads it, as text; an empty cell is None."""
+    kind = type(value)
+    if kind is str:  # most cells: text as typed
+        return value if value != "" else None
+    if kind is float:  # the shortest text that reads back as the number: no digits the file lacks
+        return str(int(value)) if value.is_integer() and abs(value) < EXACT_INTEGERS else repr(value)
+    text = _other_text(value)
+    return text if text != "" else None
+
+
+def _other_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):  # .xls stores numbers as floats too: a large one is no more exact as an int
+        return str(value) if abs(value) < EXACT_INTEGERS else repr(float(value))
+    if isinstance(value, dt.datetime):  # with its fraction of a second, when it has one
+        return value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, float):  # a float subclass
+        return cell_text(float(value)) or ""
+    return "" if value is None else str(value)  # a time of day (12:30:00), a duration (1:30:00)
+
+
+def _damage(exc: Exception) -> str:
+    """What the reader found wrong, by the kind of error only: its text may quote the damaged cell's content."""
+    kinds = {
+        "XmlError": "its XML is malformed",
+        "ZipError": "its zip archive is damaged",
+        "CalamineError": "a part of it cannot be read",
+        "ValueError": "a cell's value does not match its type",
+    }
+    name = type(exc).__name__
+    return f"{name}: {kinds[name]}" if name in kinds else name
+
+
+def _delivered_format(spec: WaveSpec, head: bytes) -> str:
+    """The workbook format of the file by its container, or a verdict when it is not the spec's."""
+    path, kind = spec.file, container_of(head)
+    if kind == "ole2":
+        what = ole2_kind(path)
+        if what == ENCRYPTED:
+            raise WaveFileError(path, f"is {what}")
+    elif kind == "zip":
+        what = zip_kind(path)
+        if what not in WORKBOOK_KINDS:
+            raise WaveFileError(path, f"is {what}")
+    elif kind == SAV:
+        raise WaveFileError(
+            path, f"is {SAV}, but the wave spec says format: {spec.format}; set format: sav in the spec"
+        )
+    elif kind is not None:
+        raise WaveFileError(path, f"is {kind}, not a spreadsheet; ask for the survey export as .xlsx or CSV")
+    else:
+        raise WaveFileError(
+            path,
+            "is a text file (CSV or similar), not a spreadsheet, although the wave spec "
+            f"says format: {spec.format}. Set format: csv (with its encoding and delimiter) in the spec, "
+            f"or ask for the .{spec.format} export",
+        )
+    delivered = WORKBOOK_KINDS[what]
+    if delivered != spec.format:
+        advice = " (or open it in Excel and save it as .xlsx)" if delivered == "xls" and spec.format == "xlsx" else ""
+        raise WaveFileError(
+            path,
+            f"is {what}, but the wave spec says format: {spec.format} ({FORMAT_NAMES[spec.format]}): "
+            f"set format: {delivered} in the spec{advice}",
+        )
+    return delivered
+
+
+AGAIN = "open it in Excel or LibreOffice and save it again, or ask for the file again"
+
+
+def read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -> Grid:
+    """The spec's sheet into `grid` (survey_warehouse.intake.grid); returns its Grid."""
+    path = spec.file
+    delivered = _delivered_format(spec, head)
+    sheet_xml = _sheet_part(path, spec.sheet or "") if delivered == "xlsx" else None
+    rows = enumerate(sheet_rows(spec), start=1)
+    header = None
+    for number, values in rows:
+        if number == spec.header_row:
+            header = check_header(spec, [(cell_text(v) or "").strip() for v in values])
+            break
+    if header is None:
+        raise WaveFileError(
+            path,
+            f"the sheet ends before the header row {spec.header_row}; check 'header_row' in the wave spec",
+            row=spec.header_row,
+        )
+    unresolved, errors = _sheet_findings(path, sheet_xml, spec.header_row) if sheet_xml else ([], {})
+    _refuse_formulas_without_results(spec, unresolved, header)
+    width = len(header)
+
+    def numbered() -> Iterator[tuple[int, list[str | None]]]:
+        # a sheet stores no empty cells at a row's end: such a row is as wide as the header, not ragged
+        for number, values in rows:
+            texts = [cell_text(v) for v in values]
+            for column, error in errors.get(number, ()):  # an error value (#N/A) as the sheet shows it
+                texts += [None] * (column - len(texts))
+                texts[column - 1] = error
+            yield number, texts + [None] * (width - len(texts))
+
+    # smaller chunks than a text file's: their Python values are held beside the sheet calamine holds
+    reader = f"calamine ({delivered})"
+    grid = fill_grid(con, header, spec.header_row, numbered(), reader=reader, chunk_rows=WORKBOOK_CHUNK_ROWS)
+    _hand_back_freed_memory()
+    return grid
+
+
+def _hand_back_freed_memory() -> None:
+    """The sheet calamine held, freed once read, stays in the C library's heap (many small blocks), where DuckDB's
+    own allocator cannot reuse it: handed back to the system, the load's checks do not add to it (a 100,000-row
+    workbook's load peaks about 40 MiB lower)."""
+    import contextlib
+    import ctypes
+    import ctypes.util
+
+    with contextlib.suppress(OSError, AttributeError):  # not the GNU C library (macOS, musl): nothing to hand back
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+
+
+def sheet_rows(spec: WaveSpec) -> Iterator[list[Any]]:
+    """The spec's sheet, row by row from row 1 and column A, as calamine reads its values: the sheet's cells are
+    held by calamine, each row becomes Python values only when it is handed on."""
+    from python_calamine import CalamineWorkbook, PasswordError
+
+    path = spec.file
+    try:
+        workbook = CalamineWorkbook.from_path(str(path))
+    except PasswordError:
+        raise WaveFileError(path, f"is {ENCRYPTED}") from None
+    except Exception as exc:  # calamine raises its own kinds, and others, for a damaged file
+        raise WaveFileError(path, f"the workbook is damaged and cannot be opened ({_damage(exc)}); {AGAIN}") from None
+    with workbook:
+        if spec.sheet not in workbook.sheet_names:
+            raise WaveFileError(
+                path,
+                f"sheet {shown(spec.sheet)} not found; the workbook has "
+                f"{', '.join(shown(s) for s in workbook.sheet_names)}: fix 'sheet' in the spec",
+            )
+        try:
+            sheet = workbook.get_sheet_by_name(spec.sheet)
+        except PasswordError:
+            raise WaveFileError(path, f"is {ENCRYPTED}") from None
+        except Exception as exc:
+            raise WaveFileError(
+                path, f"the sheet {shown(spec.sheet)} is damaged and cannot be read ({_damage(exc)}); {AGAIN}"
+            ) from None
+    # The sheet as far as its cells go (the size the file records, <dimension>, which tools other than Excel write
+    # wrong, is not what limits it). Calamine hands on its rows from row 1, each from the first column that holds
+    # a cell: the columns left of it are put back, so that a cell keeps its column.
+    end = sheet.end
+    columns = end[1] + 1 if end is not None else 0
+    for row in sheet.iter_rows():
+        yield [None] * (columns - len(row)) + row if len(row) < columns else row
+
+
+def _sheet_part(path: Path, sheet: str) -> str | None:
+    """The zip member holding the named sheet of an .xlsx / .xlsm (None when the workbook does not name it)."""
+    from openpyxl.xml.functions import fromstring  # defused XML parsing, as openpyxl reads a workbook
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            book = fromstring(archive.read("xl/workbook.xml"))
+            rels = fromstring(archive.read("xl/_rels/workbook.xml.rels"))
+    except Exception:  # a damaged package: calamine's opening says so
+        return None
+    targets = {r.get("Id"): r.get("Target") or "" for r in rels.iter(f"{PACKAGE_RELATIONSHIP_NS}Relationship")}
+    for element in book.iter(f"{SPREADSHEET_NS}sheet"):
+        if element.get("name") == sheet:
+            target = targets.get(element.get(f"{RELATIONSHIP_NS}id"), "")
+            return target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+    return None
+
+
+def _sheet_findings(
+    path: Path, sheet_xml: str, from_row: int
+) -> tuple[list[tuple[str, int]], dict[int, list[tuple[int, str]]]]:
+    """What calamine does not say, from the sheet's XML, from `from_row` down: (column letters, row) of every cell
+    that holds a formula and no result (a workbook saved by a tool that does not calculate; Excel always stores the
+    result), which calamine reads as empty; and each row's error values (#N/A, #DIV/0!) by column, which it reads
+    as empty too. The XML is parsed only when a chunk-by-chunk look finds a formula or an error value in it."""
+    from openpyxl.xml.functions import iterparse  # defused XML parsing, as openpyxl reads a workbook
+
+    unresolved: list[tuple[str, int]] = []
+    errors: dict[int, list[tuple[int, str]]] = {}
+    if not _holds_formulas_or_errors(path, sheet_xml):  # the usual case
+        return unresolved, errors
+    with zipfile.ZipFile(path) as archive, archive.open(sheet_xml) as part:
+        for _event, element in iterparse(part):
+            if element.tag != f"{SPREADSHEET_NS}c":
+                continue
+            where = CELL_REF.fullmatch(element.get("r") or "")
+            if where and int(where.group(2)) >= from_row:
+                letters, row = where.group(1), int(where.group(2))
+                formula, value = element.find(f"{SPREADSHEET_NS}f"), element.find(f"{SPREADSHEET_NS}v")
+                if formula is not None and (value is None or value.text is None):
+                    unresolved.append((letters, row))
+                elif element.get("t") == "e" and value is not None and value.text:
+                    errors.setdefault(row, []).append((_column_index(letters), value.text))
+            element.clear()
+    return unresolved, errors
+
+
+FORMULA_OR_ERROR = (b"<f", b":f>", b":f ", b't="e"', b"t='e'")
+
+
+def _holds_formulas_or_errors(path: Path, sheet_xml: str) -> bool:
+    """Whether the sheet's XML has a formula element (<f>, or <x:f> with a prefix) or a cell of type error, read a
+    chunk at a time."""
+    tail = b""
+    with zipfile.ZipFile(path) as archive, archive.open(sheet_xml) as part:
+        while chunk := part.read(1 << 20):
+            window = tail + chunk
+            if any(marker in window for marker in FORMULA_OR_ERROR):
+                return True
+            tail = chunk[-6:]
+    return False
+
+
+def _refuse_formulas_without_results(spec: WaveSpec, unresolved: list[tuple[str, int]], header: list[str]) -> None:
+    if not unresolved:
+        return
+    letters, row = unresolved[0]
+    index = _column_index(letters)
+    cells = ", ".join(f"{c}{r}" for c, r in unresolved[:CELLS_NAMED])
+    more = " ..." if len(unresolved) > CELLS_NAMED else ""
+    raise WaveFileError(
+        spec.file,
+        f"{len(unresolved)} cell(s) of the sheet hold a formula without its result ({cells}{more}): the program "
+        "that saved the workbook did not calculate them, so their answers would be read as empty; open it in Excel "
+        "or LibreOffice and save it again, or ask for the file again",
+        row=row,
+        column=shown(header[index - 1]) if 0 < index <= len(header) else None,
+    )
+
+
+def _column_index(letters: str) -> int:
+    index = 0
+    for letter in letters:
+        index = index * 26 + ord(letter) - ord("A") + 1
+    return index

@@ -1,0 +1,270 @@
+"""Every export a survey tool makes lands the same raw: the 2018 workbook, saved here as a legacy .xls (xlwt), an
+OpenDocument .ods (pandas with odfpy) and an SPSS .sav with its value labels (pyreadstat), is loaded by the project's
+own loader into a scratch warehouse of its own, and its cells, what its values resolved to and its quarantine are
+those of the shipped .xlsx."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import duckdb
+import pytest
+from conftest import make_paths
+from delivered_formats import as_ods, as_sav, as_xls, sheet_rows
+
+from survey_warehouse.errors import WaveFileError
+from survey_warehouse.intake.spss import CODE_SUFFIX, read_sav_metadata
+from survey_warehouse.intake.waves import WaveSpec, find_wave_spec
+from survey_warehouse.raw.load import load_wave
+
+
+@pytest.fixture(scope="module")
+def wave_2018() -> WaveSpec:
+    spec = find_wave_spec(2018, make_paths("formats_spec", fresh=False))
+    assert spec is not None and spec.format == "xlsx"
+    return spec
+
+
+def raw_of(
+    warehouse: Path, load_id: str, headers: dict[str, str] | None = None, trailing_blanks: bool = True
+) -> dict[str, list[tuple]]:
+    """A load's raw: its cells by nth data row and header, what its values resolved to, its quarantine by nth row.
+    `headers`: a header -> the shipped file's header; without `trailing_blanks`, the cells' trailing blanks are
+    removed (SPSS keeps none: a text value and a value label are stored padded with blanks)."""
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        cells = con.execute(
+            "select dense_rank() over (order by c.source_row_number) as nth_row, k.source_column, c.cell_value "
+            "from raw.survey_cells c join raw.survey_columns k using (column_id) where k.load_id = ? "
+            "and k.source_column not like '%' || ? order by 1, 2",
+            [load_id, CODE_SUFFIX],
+        ).fetchall()
+        resolutions = con.execute(
+            "select field_id, cell_value, match_key, resolved_value, resolved_number from raw.cell_resolutions "
+            "where load_id = ? order by all",
+            [load_id],
+        ).fetchall()
+        quarantine = con.execute(
+            "select source_column, reason_code from raw.quarantine where load_id = ? order by all", [load_id]
+        ).fetchall()
+    headers = headers or {}
+
+    def text(value: str | None) -> str | None:
+        return value if trailing_blanks or value is None else value.rstrip(" ")
+
+    return {
+        "cells": sorted((row, headers.get(column, column), text(value)) for row, column, value in cells),
+        "resolutions": sorted((f, text(v), *rest) for f, v, *rest in resolutions),
+        "quarantine": sorted((headers.get(column, column), reason) for column, reason in quarantine),
+    }
+
+
+@pytest.fixture(scope="module")
+def shipped_load(wave_2018) -> tuple[Path, str]:
+    paths = make_paths("formats_xlsx")
+    result = load_wave(wave_2018, paths.warehouse)
+    assert result.row_count > 0 and result.reader == "calamine (xlsx)"
+    return paths.warehouse, result.load_id
+
+
+@pytest.fixture(scope="module")
+def shipped(shipped_load) -> dict[str, list[tuple]]:
+    return raw_of(*shipped_load)
+
+
+@pytest.fixture(scope="module")
+def shipped_in_spss(shipped_load) -> dict[str, list[tuple]]:
+    """The shipped workbook's raw as SPSS can hold it: no trailing blanks."""
+    return raw_of(*shipped_load, trailing_blanks=False)
+
+
+@pytest.mark.parametrize("fmt", ["xls", "ods"])
+def test_the_workbook_saved_as_xls_or_ods_lands_the_same_raw(wave_2018, shipped, tmp_path, fmt: str) -> None:
+    path = {"xls": as_xls, "ods": as_ods}[fmt](wave_2018, tmp_path / f"kaupunkikysely_2018.{fmt}")
+    paths = make_paths(f"formats_{fmt}")
+    result = load_wave(dataclasses.replace(wave_2018, file=path, format=fmt), paths.warehouse)
+    assert result.reader == f"calamine ({fmt})"
+    assert raw_of(paths.warehouse, result.load_id) == shipped
+
+
+@pytest.mark.parametrize("chunk", [None, 7], ids=["in one chunk", "seven cases at a time"])
+def test_the_workbook_saved_as_sav_lands_the_same_raw_with_the_codes_beside(
+    wave_2018, shipped_in_spss, tmp_path, monkeypatch, chunk: int | None
+) -> None:
+    """The spec's columns name the variables by their labels (the questions' wording, as the workbook's header);
+    a variable the spec does not map keeps its name as its header."""
+    from survey_warehouse.intake import spss
+
+    if chunk:
+        monkeypatch.setattr(spss, "SAV_CHUNK_CASES", chunk)
+    path, names = as_sav(wave_2018, tmp_path / "kaupunkikysely_2018.sav")
+    paths = make_paths("formats_sav")
+    result = load_wave(dataclasses.replace(wave_2018, file=path, format="sav", sheet=None), paths.warehouse)
+    assert result.reader.startswith("pyreadstat")
+    unmapped = {names[h]: h for h in names if h not in wave_2018.columns}
+    assert unmapped == {"q11": "Kommentit"}
+    assert raw_of(paths.warehouse, result.load_id, unmapped, trailing_blanks=False) == shipped_in_spss
+    lead = "Kenelle digitalisaation johtamisvastuu ensisijaisesti kuuluu?"
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        pairs = con.execute(
+            "select l.cell_value, c.cell_value from raw.survey_cells l join raw.survey_columns lk using (column_id) "
+            "join raw.survey_cells c using (source_row_number) join raw.survey_columns ck "
+            "on ck.column_id = c.column_id and ck.load_id = lk.load_id "
+            "where lk.load_id = ? and lk.source_column = ? and ck.source_column = ?",
+            [result.load_id, lead, lead + CODE_SUFFIX],
+        ).fetchall()
+    labels = read_sav_metadata(path).variable(names[lead]).value_labels
+    assert pairs and all(labels[float(code)] == label for label, code in pairs), pairs
+
+
+def test_a_sav_spec_may_name_the_variables(wave_2018, shipped_in_spss, tmp_path) -> None:
+    path, names = as_sav(wave_2018, tmp_path / "named.sav")
+    by_name = {names[header]: field for header, field in wave_2018.columns.items()}
+    paths = make_paths("formats_sav_names")
+    result = load_wave(dataclasses.replace(wave_2018, file=path, format="sav", columns=by_name), paths.warehouse)
+    headers = {name: header for header, name in names.items()}
+    assert raw_of(paths.warehouse, result.load_id, headers, trailing_blanks=False) == shipped_in_spss
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        worded = dict(
+            con.execute(
+                "select source_column, question_text from raw.survey_columns where load_id = ?", [result.load_id]
+            ).fetchall()
+        )
+    lead = names["Kenelle digitalisaation johtamisvastuu ensisijaisesti kuuluu?"]
+    assert worded[lead] == worded[lead + CODE_SUFFIX] == "Kenelle digitalisaation johtamisvastuu ensisijaisesti kuuluu?"
+    assert {worded[name] for name in names.values()} == set(names), "each variable's label is its question's wording"
+
+
+def test_a_warehouse_from_before_question_wordings_gets_the_column(shipped_load) -> None:
+    from survey_warehouse.raw.schema import ensure_raw_schema
+    from survey_warehouse.warehouse import Session, as_warehouse
+
+    warehouse, load_id = shipped_load
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("alter table raw.survey_columns drop column question_text")
+    with Session(as_warehouse(warehouse)) as session:
+        ensure_raw_schema(session)
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        kept = con.execute(
+            "select count(*), count(question_text) from raw.survey_columns where load_id = ?", [load_id]
+        ).fetchone()
+    assert kept[0] > 0 and kept[1] == 0
+
+
+def test_the_sav_metadata_is_read_without_the_cases(wave_2018, tmp_path) -> None:
+    path, names = as_sav(wave_2018, tmp_path / "meta.sav")
+    metadata = read_sav_metadata(path)
+    rows = sheet_rows(wave_2018)
+    header = [str(h).strip() for h in rows[wave_2018.header_row - 1]]
+    assert [v.name for v in metadata.variables] == [names[h] for h in header]
+    assert [v.label for v in metadata.variables] == header
+    role = metadata.variable(names["Rooli"])
+    assert "Muu" in role.value_labels.values() and role.kind == "number"
+    assert metadata.cases == sum(1 for r in rows[wave_2018.header_row :] if any(v is not None for v in r))
+
+
+def test_user_missing_codes_are_missing_answers_and_their_codes_are_kept(wave_2018, tmp_path) -> None:
+    """A code declared user-missing (in the file, or in the spec) is no answer: the label cell is empty, the code
+    stays in its [code] column; a required question left so is quarantined as missing, never dropped."""
+    import pyreadstat
+
+    path, names = as_sav(wave_2018, tmp_path / "plain.sav")
+    frame, meta = pyreadstat.read_sav(str(path), user_missing=True)
+    role, stage = names["Rooli"], names["Missä vaiheessa tietohallinto tulee mukaan hankkeisiin?"]
+    frame.loc[0, role] = 99.0
+    frame.loc[1, stage] = 98.0
+    labels = dict(meta.variable_value_labels)
+    labels[role] = {**labels[role], 99.0: "Ei vastausta"}
+    missing = tmp_path / "missing.sav"
+    pyreadstat.write_sav(
+        frame,
+        str(missing),
+        column_labels=meta.column_labels,
+        variable_value_labels=labels,
+        missing_ranges={role: [99.0]},  # declared in the file
+    )
+    spec = dataclasses.replace(
+        wave_2018,
+        file=missing,
+        format="sav",
+        user_missing={"Missä vaiheessa tietohallinto tulee mukaan hankkeisiin?": (98.0,)},  # declared in the spec
+    )
+    paths = make_paths("formats_sav_missing")
+    result = load_wave(spec, paths.warehouse)
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        cells = dict(
+            con.execute(
+                "select k.source_column, c.cell_value from raw.survey_cells c join raw.survey_columns k "
+                "using (column_id) where k.load_id = ? and c.source_row_number in (1, 2) and k.source_column in "
+                "('Rooli', 'Rooli [code]', 'Missä vaiheessa tietohallinto tulee mukaan hankkeisiin?', "
+                "'Missä vaiheessa tietohallinto tulee mukaan hankkeisiin? [code]') "
+                "and (c.source_row_number = 1) = (k.source_column like 'Rooli%')",
+                [result.load_id],
+            ).fetchall()
+        )
+        quarantined = con.execute(
+            "select source_row_number, source_column, reason_code from raw.quarantine where load_id = ?",
+            [result.load_id],
+        ).fetchall()
+    assert cells == {
+        "Rooli": None,
+        "Rooli [code]": "99",
+        "Missä vaiheessa tietohallinto tulee mukaan hankkeisiin?": None,
+        "Missä vaiheessa tietohallinto tulee mukaan hankkeisiin? [code]": "98",
+    }, cells
+    assert (1, "Rooli", "missing_required") in quarantined, quarantined
+    assert result.row_count == len(frame)
+
+
+@pytest.mark.parametrize(
+    ("mapped", "hint"),
+    [
+        ("Palautekanava", "map a variable by its name or its label"),
+        ("Kestoo (min)", "the closest is variable {q} labelled 'Kesto (min)'"),
+    ],
+)
+def test_a_sav_without_the_mapped_variable_names_it(wave_2018, tmp_path, mapped: str, hint: str) -> None:
+    path, names = as_sav(wave_2018, tmp_path / "other.sav")
+    columns = {**wave_2018.columns, mapped: wave_2018.columns["Kesto (min)"]}
+    del columns["Kesto (min)"]
+    with pytest.raises(WaveFileError) as refused:
+        load_wave(
+            dataclasses.replace(wave_2018, file=path, format="sav", columns=columns),
+            make_paths("formats_sav_missing_column").warehouse,
+        )
+    message = str(refused.value)
+    assert f"mapped column '{mapped}' is neither a variable's name nor its label" in message, message
+    assert hint.format(q=names["Kesto (min)"]) in message, message
+    assert refused.value.column == f"'{mapped}'"
+
+
+def test_a_sheet_whose_cells_begin_right_and_below_a1_keeps_their_rows_and_columns(
+    wave_2018, shipped_load, tmp_path
+) -> None:
+    """Calamine hands on a sheet's rows from its first column that holds a cell: the columns left of it are put
+    back, so every cell lands under its own header, on its own row."""
+    import openpyxl
+
+    book = openpyxl.load_workbook(wave_2018.file)
+    sheet = book[wave_2018.sheet]
+    sheet.insert_cols(1, 2)
+    sheet.insert_rows(1, 3)
+    path = tmp_path / "shifted.xlsx"
+    book.save(path)
+    paths = make_paths("formats_shifted")
+    result = load_wave(dataclasses.replace(wave_2018, file=path, header_row=wave_2018.header_row + 3), paths.warehouse)
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        positions = con.execute(
+            "select source_column, column_position from raw.survey_columns where load_id = ? order by 2",
+            [result.load_id],
+        ).fetchall()
+        first_row = con.execute(
+            "select min(source_row_number) from raw.survey_cells join raw.survey_columns using (column_id) "
+            "where load_id = ?",
+            [result.load_id],
+        ).fetchone()[0]
+    assert positions[:3] == [("", 1), ("", 2), ("Nimi", 3)], positions[:3]
+    assert first_row == wave_2018.header_row + 3 + 1
+    loaded = raw_of(paths.warehouse, result.load_id)
+    loaded["cells"] = [cell for cell in loaded["cells"] if cell[1] != ""]
+    assert loaded == raw_of(*shipped_load)
