@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from wave_maker import VARIANTS, YEAR, Variant, Wave, copy_project, make_wave, spec_and_rows
+from wave_maker import VARIANTS, YEAR, Variant, Wave, copy_project, like_2019, make_wave, spec_and_rows
 
 from survey_warehouse import cli
 from survey_warehouse.drafting.draft import EXIT_OPEN, DraftRefused, draft_wave
@@ -299,3 +299,25 @@ def test_a_column_the_person_removed_stays_unmapped_until_another_file_comes(tmp
     shutil.copy2(wave.file, redelivered)
     draft_wave(redelivered, YEAR, wave.root)
     assert plain(spec_and_rows(wave.root)[0]["columns"][header]) == "business_digital_skills"
+
+
+
+@pytest.mark.parametrize(
+    ("earlier", "header"),
+    [
+        # another question's wording over the headline question's answer options
+        ("Q1 Kuka vastaa ensisijaisesti digitalisaation johtamisesta?", "Q1 Kuka päättää tietojärjestelmähankinnoista?"),
+        # another scale question that words its points as an earlier one did
+        ("Q4 Toimialojen digitaalinen osaaminen", "Q5 Asukkaiden tyytyväisyys sähköisiin palveluihin"),
+    ],
+    ids=["headline-options-under-another-wording", "scale-words-under-another-wording"],
+)
+def test_a_question_matched_by_its_answers_alone_is_left_to_a_person(tmp_path: Path, earlier: str, header: str) -> None:
+    root = copy_project(tmp_path / "project")
+    file = like_2019(root, {earlier: header}, dropped=("Q5 Vapaa palaute",))
+    draft = draft_wave(file, YEAR, root)
+    value = spec_and_rows(root)[0]["columns"][header]
+    assert is_open(value) or plain(value) not in EARLIER, f"{header!r} mapped to {value!r} by its answers alone"
+    if plain(value) in EARLIER:
+        asked = [d for d in draft.decisions if d.column == header and d.kind == "column"]
+        assert asked and any("wording" in e for e in asked[0].evidence), "the decision shows its evidence"

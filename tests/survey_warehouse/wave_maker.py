@@ -253,3 +253,21 @@ def spec_and_rows(root: Path) -> tuple[dict, list[dict[str, str]], list[dict[str
     with open(seeds / "codebook_answers.csv", encoding="utf-8") as f:
         answers = [r for r in csv.DictReader(f) if r["wave_year"] == str(YEAR)]
     return spec, questions, answers
+
+
+def like_2019(
+    root: Path, headers: dict[str, str], name: str = "kysely_2021.csv", dropped: tuple[str, ...] = ()
+) -> Path:
+    """The bundled 2019 file delivered as the wave of YEAR, with headers replaced (old -> new) and columns dropped."""
+    source = ROOT / "data" / "waves" / "2019" / "city_survey_2019_export.csv"
+    with open(source, encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.reader(f))
+    keep = [i for i, h in enumerate(rows[0]) if h not in dropped]
+    rows = [[row[i] for i in keep] for row in rows]
+    rows[0] = [headers.get(h, h) for h in rows[0]]
+    folder = root / "data" / "waves" / str(YEAR)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    with open(path, "w", encoding="utf-8-sig", newline="") as f:
+        csv.writer(f, lineterminator="\r\n").writerows(rows)
+    return path

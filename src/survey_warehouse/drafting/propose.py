@@ -42,7 +42,6 @@ SURE_MARGIN = 0.12
 SAME_WORDING = 0.9
 WORDING_MARGIN = 0.3
 SURE_WORDING = 0.7
-SURE_EXACT = 0.5
 PROPOSE_SCORE = 0.45
 PROPOSE_WORDING = 0.5
 PROPOSE_EXACT = 0.3
@@ -423,7 +422,9 @@ def _judge(
             f"place among the questions {round(100 * e['place'])} % alike",
             f"score {e['score']:.2f}, {margin:.2f} ahead of the next candidate",
         ]
-        strong = e["wording"] >= SURE_WORDING or e["exact"] >= SURE_EXACT
+        # answers alone never make a match sure: another question may offer the same options (or a scale the same
+        # words for its points); without the wording's evidence too, a person decides
+        strong = e["wording"] >= SURE_WORDING
         # the same wording, and no other question (or column) worded alike: answers that cannot tell scales of one
         # range apart do not make it less sure
         worded_alike = [
