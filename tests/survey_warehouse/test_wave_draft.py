@@ -321,3 +321,23 @@ def test_a_question_matched_by_its_answers_alone_is_left_to_a_person(tmp_path: P
     if plain(value) in EARLIER:
         asked = [d for d in draft.decisions if d.column == header and d.kind == "column"]
         assert asked and any("wording" in e for e in asked[0].evidence), "the decision shows its evidence"
+
+
+def test_a_label_that_drops_or_adds_a_negation_is_never_coded_as_the_earlier_one(tmp_path: Path) -> None:
+    """'Nimetty vastuu' is not 'Ei nimettyä vastuuta', 'Osallistuu' not 'Ei osallistu': the words alike, the meaning
+    the opposite; and a label coded only as a shortened earlier one is for a person to confirm."""
+    variant = VARIANTS[0]
+    negated = Variant(
+        "negation-dropped",
+        seed=5,
+        headers=variant.headers,
+        lead_labels={**variant.lead_labels, "designated_lead": "Nimetty vastuu"},
+        stages={"Strategia": "strategy", "Osallistuu": "involved", "Ei lainkaan": "not_involved"},
+    )
+    wave = make_wave(negated, copy_project(tmp_path / "project"))
+    draft_wave(wave.file, YEAR, wave.root)
+    _spec, _questions, answers = spec_and_rows(wave.root)
+    coded = {(r["question_id"], r["source_label"]): r["answer_code"] for r in answers}
+    for key in [("lead", "Nimetty vastuu"), ("it_involvement_stage", "Osallistuu")]:
+        assert key in coded, f"{key} has a row"
+        assert is_open(coded[key]) or plain(coded[key]) == wave.codes[key], f"{key} coded {coded[key]!r}"

@@ -38,6 +38,7 @@ class Variant:
     new_question: tuple[str, dict[str, str]] | None = None  # header, label -> code
     misspelled: dict[str, str] = field(default_factory=dict)  # municipality code -> a spelling no alias knows
     it_led: int = 7  # cities whose every respondent says IT management leads
+    stages: dict[str, str] | None = None  # it_involvement_stage: label -> code (None: STAGES)
 
 
 VARIANTS = [
@@ -181,7 +182,7 @@ def make_wave(variant: Variant, root: Path) -> Wave:
                 "response_minutes": f"{rng.randint(4, 30)},{rng.choice([0, 5])}",
                 "lead": variant.lead_labels[lead],
                 "cooperation": str(rng.randint(low, high)),
-                "it_involvement_stage": rng.choice(list(STAGES)),
+                "it_involvement_stage": rng.choice(list(variant.stages or STAGES)),
                 "business_digital_skills": rng.choice(SKILLS),
                 "new": rng.choice(list(variant.new_question[1])) if variant.new_question else None,
                 "comments": rng.choice(["", "", f"Palvelut ovat kehittyneet vuonna {YEAR} monella tavalla."]),
@@ -199,7 +200,7 @@ def make_wave(variant: Variant, root: Path) -> Wave:
     truth[headers["comments"]] = None
     codes: dict[tuple[str, str], str] = {("lead", label): code for code, label in variant.lead_labels.items()}
     codes |= {("respondent_role", title): role for title, role in ROLES.items()}
-    codes |= {("it_involvement_stage", label): code for label, code in STAGES.items()}
+    codes |= {("it_involvement_stage", label): code for label, code in (variant.stages or STAGES).items()}
     codes |= {("business_digital_skills", s): f"score_{s}" for s in SKILLS}
     for value in range(low, high + 1):
         codes[("cooperation", str(value))] = f"score_{value}"

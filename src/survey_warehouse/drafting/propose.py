@@ -48,6 +48,9 @@ PROPOSE_EXACT = 0.3
 FUZZY_LABEL = 60  # a label this close (rapidfuzz WRatio) to an earlier one is proposed as its code
 CITY_FUZZY = 75
 SHORT_STEM = 5  # letters a shortened word keeps of the earlier one
+# words that turn a label into its opposite ("Ei nimettyä vastuuta", "Vastuuta ei ole määritelty", "Not involved"):
+# a label that drops or adds one is never a shortening of the other
+NEGATIONS = frozenset({"ei", "ole", "eikä", "eika", "en", "et", "emme", "ette", "eivät", "eivat", "not", "no", "non"})
 
 
 def is_number(key: str | None) -> bool:
@@ -494,7 +497,7 @@ def propose_answers(match: ColumnMatch, history: History) -> list[AnswerRow]:
     closed = closed if qid == "respondent_role" else {}
     rows: list[AnswerRow] = []
     claimed: dict[str, int] = {}
-    pending: list[tuple[str, str | None, list[str]]] = []
+    pending: list[tuple[str, str | None, list[str], bool]] = []
     for value in column.values:
         key = column.keys[value] or ""
         if match.answer_type == "scale" and is_number(key):
@@ -506,9 +509,9 @@ def propose_answers(match: ColumnMatch, history: History) -> list[AnswerRow]:
         if found:
             claimed[found] = claimed.get(found, 0) + 1
     next_order = max((int(r["sort_order"]) for r in labels if r.get("sort_order", "").isdigit()), default=0) + 1
-    for label, known, why in pending:
+    for label, known, why, sure in pending:
         if known is not None:
-            rows.append(_earlier_row(qid, label, known, codes, True, why))
+            rows.append(_earlier_row(qid, label, known, codes, sure, why))
             continue
         rows.append(_proposed_row(qid, label, match, labels, codes, claimed, next_order, why, closed))
         next_order += 0 if rows[-1].code in codes else 1
@@ -531,31 +534,34 @@ def _known_code(
     labels: list[dict[str, str]],
     by_key: dict[str, set[str]],
     alt_codes: dict[str, set[str]],
-) -> tuple[str, str | None, list[str]]:
-    """The code an earlier wave gave the same label, or the same option named with an alternative; None if none."""
+) -> tuple[str, str | None, list[str], bool]:
+    """The code an earlier wave gave the same label, or the same option named with an alternative (sure), or the
+    earlier label in shortened words (for a person to confirm); None if none."""
     if key in by_key and len(by_key[key]) == 1:
         waves = sorted({r["wave_year"] for r in labels if r["key"] == key})
-        return value, next(iter(by_key[key])), [f"the same label under the matching rule in {', '.join(waves)}"]
+        return value, next(iter(by_key[key])), [f"the same label under the matching rule in {', '.join(waves)}"], True
     if key in by_key:
-        return value, None, [f"earlier waves coded this label differently: {sorted(by_key[key])}"]
+        return value, None, [f"earlier waves coded this label differently: {sorted(by_key[key])}"], False
     hits = {c for a in alternatives(value) for c in alt_codes.get(a, set())}
     if len(hits) == 1:
         code = next(iter(hits))
-        return value, code, [f"names the option of {code!r} (the same words, or one of its alternatives)"]
+        return value, code, [f"names the option of {code!r} (the same words, or one of its alternatives)"], True
     if not hits:
         shortened = {r["answer_code"]: r["source_label"] for r in labels if _shortens(value, r["source_label"])}
         if len(shortened) == 1:
             code, earlier = next(iter(shortened.items()))
-            return value, code, [f"the words of the earlier label {earlier!r} ({code}), shortened"]
-    return value, None, []
+            return value, code, [f"the words of the earlier label {earlier!r} ({code}), shortened"], False
+    return value, None, [], False
 
 
 def _shortens(label: str, earlier: str) -> bool:
     """Whether `label` is `earlier` in the same word stems ('Strategia' for 'Jo strategiavaiheessa',
     'Hankintapäätösvaiheessa' for 'Hankinta'): each of its words is one of the earlier label's, or begins or ends
     the same as one (SHORT_STEM letters at least), at least one word is that long, and the earlier label has at most
-    one word more."""
+    one word more. A negation dropped or added ('Nimetty vastuu' for 'Ei nimettyä vastuuta') is no shortening."""
     words, others = label_words(label).split(), label_words(earlier).split()
+    if NEGATIONS.intersection(words) != NEGATIONS.intersection(others):
+        return False
     if not words or len(others) - len(words) > 1 or max(len(w) for w in words) < SHORT_STEM:
         return False
     free = list(others)
