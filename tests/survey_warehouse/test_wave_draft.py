@@ -341,3 +341,30 @@ def test_a_label_that_drops_or_adds_a_negation_is_never_coded_as_the_earlier_one
     for key in [("lead", "Nimetty vastuu"), ("it_involvement_stage", "Osallistuu")]:
         assert key in coded, f"{key} has a row"
         assert is_open(coded[key]) or plain(coded[key]) == wave.codes[key], f"{key} coded {coded[key]!r}"
+
+
+@pytest.mark.parametrize(
+    ("words", "flagged"),
+    [
+        (("Täysin samaa mieltä", "Täysin eri mieltä"), True),  # the earlier waves' scale the other way round
+        (("Täysin eri mieltä", "Täysin samaa mieltä"), False),  # the same way round: the number and words agree
+    ],
+    ids=["reversed", "same-direction"],
+)
+def test_a_worded_point_is_coded_by_its_number_only_when_its_words_agree(
+    tmp_path: Path, words: tuple[str, str], flagged: bool
+) -> None:
+    variant = VARIANTS[0]
+    worded = Variant("worded-scale", seed=1, headers=variant.headers, lead_labels=variant.lead_labels, scale_words=words)
+    wave = make_wave(worded, copy_project(tmp_path / "project"))
+    draft = draft_wave(wave.file, YEAR, wave.root)
+    _spec, _questions, answers = spec_and_rows(wave.root)
+    rows = {r["source_label"]: r for r in answers if r["question_id"] == "cooperation"}
+    for point, label in zip((1, 5), words, strict=True):
+        row = rows[f"{point} = {label}"]
+        assert is_open(row["answer_code"]) == flagged, row
+        if not flagged:
+            assert (row["answer_code"], row["answer_value"]) == (f"score_{point}", str(point))
+    if flagged:
+        asked = [d for d in draft.decisions if d.kind == "answer" and d.values == [f"1 = {words[0]}"]]
+        assert asked and any("5" in e for e in asked[0].evidence), "the decision says what earlier waves gave it"

@@ -38,6 +38,7 @@ class Variant:
     new_question: tuple[str, dict[str, str]] | None = None  # header, label -> code
     misspelled: dict[str, str] = field(default_factory=dict)  # municipality code -> a spelling no alias knows
     it_led: int = 7  # cities whose every respondent says IT management leads
+    scale_words: tuple[str, str] = ("erittäin huonosti", "erittäin hyvin")  # cooperation's worded ends, when stated
     stages: dict[str, str] | None = None  # it_involvement_stage: label -> code (None: STAGES)
 
 
@@ -190,8 +191,8 @@ def make_wave(variant: Variant, root: Path) -> Wave:
             cells["city"] = cells["city"] or _spelling(root, code, rng)
             rows.append([cells[c] or "" for c in columns])
     if stated:  # both ends answered, in words
-        rows[0][columns.index("cooperation")] = f"{low} = erittäin huonosti"
-        rows[1][columns.index("cooperation")] = f"{high} = erittäin hyvin"
+        rows[0][columns.index("cooperation")] = f"{low} = {variant.scale_words[0]}"
+        rows[1][columns.index("cooperation")] = f"{high} = {variant.scale_words[1]}"
     else:
         rows[0][columns.index("cooperation")], rows[1][columns.index("cooperation")] = str(low), str(high)
     header = [headers[c] for c in columns]
@@ -204,8 +205,8 @@ def make_wave(variant: Variant, root: Path) -> Wave:
     codes |= {("business_digital_skills", s): f"score_{s}" for s in SKILLS}
     for value in range(low, high + 1):
         codes[("cooperation", str(value))] = f"score_{value}"
-    codes[("cooperation", f"{low} = erittäin huonosti")] = f"score_{low}"
-    codes[("cooperation", f"{high} = erittäin hyvin")] = f"score_{high}"
+    codes[("cooperation", f"{low} = {variant.scale_words[0]}")] = f"score_{low}"
+    codes[("cooperation", f"{high} = {variant.scale_words[1]}")] = f"score_{high}"
     if variant.new_question:
         truth[variant.new_question[0]] = "new"
         codes |= {("new", label): code for label, code in variant.new_question[1].items()}

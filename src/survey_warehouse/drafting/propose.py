@@ -495,6 +495,13 @@ def propose_answers(match: ColumnMatch, history: History) -> list[AnswerRow]:
     # job titles are coded to the roles of respondent_roles.csv only: a closed list
     closed = {a: c for c, label in history.role_codes.items() for a in alternatives(label, "tai")}
     closed = closed if qid == "respondent_role" else {}
+    # what the earlier waves gave a scale point's words: this question's labels, or (a new question) any scale's
+    sources = labels if question else [r for q in history.questions.values() if _was_scale(q) for r in q.labels]
+    worded: dict[str, set[float]] = {}
+    for r in sources:
+        words = point_words(r["key"])
+        if words and r.get("answer_value"):
+            worded.setdefault(words, set()).add(float(r["answer_value"]))
     rows: list[AnswerRow] = []
     claimed: dict[str, int] = {}
     pending: list[tuple[str, str | None, list[str], bool]] = []
@@ -513,7 +520,7 @@ def propose_answers(match: ColumnMatch, history: History) -> list[AnswerRow]:
         if known is not None:
             rows.append(_earlier_row(qid, label, known, codes, sure, why))
             continue
-        rows.append(_proposed_row(qid, label, match, labels, codes, claimed, next_order, why, closed))
+        rows.append(_proposed_row(qid, label, match, labels, codes, claimed, next_order, why, closed, worded))
         next_order += 0 if rows[-1].code in codes else 1
     for row in rows:  # a code two delivered labels reach only through alternatives is for a person to confirm
         if (
@@ -580,6 +587,35 @@ def _shortens(label: str, earlier: str) -> bool:
     return True
 
 
+def point_words(key: str) -> str:
+    """A label's words without a scale point's number ('5 = täysin samaa mieltä': 'täysin samaa mieltä')."""
+    found = re.fullmatch(r"\d{1,2}\s*[=:\u2013\u2014-]\s*(\D.*)", key)
+    return label_words(found.group(1) if found else key)
+
+
+def _worded_point(qid: str, value: str, key: str, point: int, worded: dict[str, set[float]]) -> AnswerRow:
+    """A worded point ('1 = täysin eri mieltä') coded by its number only when the earlier waves gave its words the
+    same value: a scale may run the other way round ('1 = täysin samaa mieltä'), and only a person can tell."""
+    words = point_words(key)
+    earlier = sorted(worded.get(words, set()))
+    if earlier == [point]:
+        why = [f"a worded point of the scale: {point}, the value earlier waves gave {words!r}"]
+        return AnswerRow(qid, value, f"score_{point}", float(point), None, point, True, why)
+    if len(earlier) == 1 and earlier[0].is_integer():
+        other = int(earlier[0])
+        why = [
+            f"the number says {point}, but earlier waves gave {words!r} the value {other}: the scale may run the "
+            f"other way round; proposed as {other}"
+        ]
+        return AnswerRow(qid, value, f"score_{other}", float(other), None, other, False, why)
+    why = [
+        f"a worded point of the scale: {point} by its number; "
+        + (f"earlier waves gave {words!r} the values {earlier}" if earlier else f"no earlier wave worded a point {words!r}")
+        + ": confirm the scale runs the same way"
+    ]
+    return AnswerRow(qid, value, f"score_{point}", float(point), None, point, False, why)
+
+
 def _earlier_row(
     qid: str, value: str, code: str, codes: dict[str, dict[str, str]], sure: bool, why: list[str]
 ) -> AnswerRow:
@@ -608,13 +644,12 @@ def _proposed_row(
     next_order: int,
     why: list[str],
     closed: dict[str, str],
+    worded: dict[str, set[float]],
 ) -> AnswerRow:
     key = match.column.keys[value] or ""
     point = point_of(key)
     if match.answer_type == "scale" and point is not None:
-        return AnswerRow(
-            qid, value, f"score_{point}", float(point), None, point, True, [f"a worded point of the scale: {point}"]
-        )
+        return _worded_point(qid, value, key, point, worded)
     choices = {label_words(r["source_label"]): r["answer_code"] for r in labels} | closed
     best = process.extractOne(label_words(value), list(choices), scorer=fuzz.WRatio) if choices else None
     if best and (best[1] >= FUZZY_LABEL or closed):
