@@ -368,3 +368,19 @@ def test_a_worded_point_is_coded_by_its_number_only_when_its_words_agree(
     if flagged:
         asked = [d for d in draft.decisions if d.kind == "answer" and d.values == [f"1 = {words[0]}"]]
         assert asked and any("5" in e for e in asked[0].evidence), "the decision says what earlier waves gave it"
+
+
+def test_a_header_changed_in_the_same_file_is_proposed_again(tmp_path: Path) -> None:
+    """The file at the same path delivered again with a header written differently: the new header is proposed,
+    not left unmapped as if a person had removed it."""
+    wave = make_wave(VARIANTS[0], copy_project(tmp_path / "project"))
+    draft_wave(wave.file, YEAR, wave.root)
+    header = VARIANTS[0].headers["cooperation"]
+    changed = header.replace("(1-5)", "(1\u20135)")
+    text = wave.file.read_text(encoding="utf-8-sig")
+    wave.file.write_text(text.replace(header, changed), encoding="utf-8-sig")
+    draft = draft_wave(wave.file, YEAR, wave.root)
+    columns = spec_and_rows(wave.root)[0]["columns"]
+    assert changed in columns, "the changed header is proposed"
+    assert plain(columns[changed]) == "cooperation" or is_open(columns[changed])
+    assert draft.open

@@ -15,6 +15,7 @@ without the placeholder) and proposes only what is still open.
 from __future__ import annotations
 
 import csv
+import hashlib
 import datetime as dt
 import io
 import json
@@ -73,6 +74,7 @@ ANSWER_COLUMNS = [
     "sort_order",
 ]
 ALIAS_COLUMNS = ["city_alias", "municipality_code", "alias_kind"]
+HEADERS_MARK = "# the file's headers (a digest of their match keys):"
 UNLABELLED = ("respondent_email", "submitted_at", "response_minutes", "respondent_name", "city")
 
 
@@ -140,6 +142,7 @@ def draft_wave(file: Path, year: int, project_root: Path, write: bool = True, fo
     root = project_root
     spec_path = root / WAVES / f"{year}.yml"
     existing: dict[str, Any] = {}
+    text = ""
     if spec_path.exists():
         text = spec_path.read_text(encoding="utf-8")
         if not text.startswith(DRAFT_MARK) and not force:
@@ -159,7 +162,11 @@ def draft_wave(file: Path, year: int, project_root: Path, write: bool = True, fo
     history = read_history(root, year)
     if force and spec_path.exists() and not existing:
         _drop_year(root, year)
-    same_file = str(existing.get("file", "")) == _relative(file, root)
+    # the same file: the same path and the same headers (a file delivered again under its name may have changed)
+    known = re.search(rf"^{re.escape(HEADERS_MARK)} ([0-9a-f]+)$", text if existing else "", re.MULTILINE)
+    same_file = str(existing.get("file", "")) == _relative(file, root) and (
+        known is not None and known.group(1) == _headers_digest(delivery)
+    )
     matches = _columns(delivery, history, existing, same_file)
     seeds = _Seeds(root, year)
     writer = _Writer(root, file, year, draft, delivery, history, existing, decided)
@@ -169,6 +176,11 @@ def draft_wave(file: Path, year: int, project_root: Path, write: bool = True, fo
         spec_path.write_text(spec_text, encoding="utf-8")
         seeds.save()
     return draft
+
+
+def _headers_digest(delivery: Delivery) -> str:
+    keys = sorted(match_key(c.header) or "" for c in delivery.columns)
+    return hashlib.sha256("\n".join(keys).encode("utf-8")).hexdigest()[:16]
 
 
 def _has_open(value: Any) -> bool:
@@ -181,7 +193,8 @@ def _has_open(value: Any) -> bool:
 
 def _columns(delivery: Delivery, history: History, existing: dict[str, Any], same_file: bool) -> list[ColumnMatch]:
     """Every column's field: as a person decided it in the spec, or as proposed. A column the spec of the same file
-    does not map was left out by the draft or by the person: it stays unmapped; one of another file is proposed."""
+    (the same path and headers) does not map was left out by the draft or by the person: it stays unmapped; one of
+    another file, or of a file whose headers changed, is proposed."""
     taken = Fields(delivery, history).recognise()
     matches = taken + match_questions(delivery, history, taken)
     matches.sort(key=lambda m: m.column.position)
@@ -306,6 +319,7 @@ class _Writer:
             "# it keeps what you decided. See docs/adding-a-wave.md.\n",
             f"wave_year: {self.year}\n",
             f"file: {_q(_relative(self.file, self.root))}\n",
+            f"{HEADERS_MARK} {_headers_digest(self.delivery)}\n",
         ]
         out.append(_comment(shape.evidence))
         for key, proposed in shape.as_spec().items():
