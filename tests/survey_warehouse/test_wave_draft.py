@@ -384,3 +384,20 @@ def test_a_header_changed_in_the_same_file_is_proposed_again(tmp_path: Path) -> 
     assert changed in columns, "the changed header is proposed"
     assert plain(columns[changed]) == "cooperation" or is_open(columns[changed])
     assert draft.open
+
+
+def test_a_question_re_mapped_to_another_id_leaves_no_rows_of_its_old_id(tmp_path: Path) -> None:
+    from survey_warehouse.intake.codebook import Codebook
+
+    wave = make_wave(VARIANTS[0], copy_project(tmp_path / "project"))
+    draft_wave(wave.file, YEAR, wave.root)
+    settle(wave)
+    old = _new_id(wave)
+    assert old
+    spec_path = wave.root / "config" / "waves" / f"{YEAR}.yml"
+    spec_path.write_text(spec_path.read_text(encoding="utf-8").replace(f": {old}\n", ": digital_programme\n"))
+    draft_wave(wave.file, YEAR, wave.root)
+    _spec, questions, answers = spec_and_rows(wave.root)
+    assert old not in {r["question_id"] for r in [*questions, *answers]}, f"rows of {old} are kept"
+    assert "digital_programme" in {r["question_id"] for r in questions}
+    Codebook.from_seeds(wave.root / "dbt_project" / "seeds")

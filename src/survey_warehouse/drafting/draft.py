@@ -242,6 +242,17 @@ class _Seeds:
     def kept(self, name: str) -> list[dict[str, str]]:
         return [r for r in self.tables[name][1] if self._ours(r)]
 
+    def drop_unmapped(self, mapped: set[str]) -> list[tuple[str, str]]:
+        """This year's rows of questions no column is mapped to any more (a column re-mapped to another id) are
+        removed: the codebook refuses a wave's question no column asks. (seed, question id) of each removed."""
+        dropped: list[tuple[str, str]] = []
+        for name in ("codebook_questions.csv", "codebook_answers.csv"):
+            fields, rows = self.tables[name]
+            gone = sorted({r["question_id"] for r in rows if self._ours(r) and r["question_id"] not in mapped})
+            self.tables[name] = (fields, [r for r in rows if not (self._ours(r) and r["question_id"] in gone)])
+            dropped += [(name, qid) for qid in gone if name == "codebook_questions.csv"]
+        return dropped
+
     def add(self, name: str, row: dict[str, str]) -> int:
         """The row is appended; its line in the written file (the header is line 1)."""
         self.new[name].append(row)
@@ -465,6 +476,19 @@ class _Writer:
     # ----------------------------------------------------------------------------------------- the seeds
 
     def _seed_rows(self, matches: list[ColumnMatch], seeds: _Seeds) -> None:
+        mapped = {m.field for m in matches if m.field}
+        for name, qid in seeds.drop_unmapped(mapped):
+            self.draft.decisions.append(
+                Decision(
+                    "question",
+                    None,
+                    [qid],
+                    None,
+                    [f"no column is mapped to {qid} any more: its rows of {self.year} in {name} are removed"],
+                    _relative(self.root / SEEDS / name, self.root),
+                    needs_person=False,
+                )
+            )
         kept_questions = {r["question_id"]: r for r in seeds.kept("codebook_questions.csv")}
         kept_answers = {(r["question_id"], match_key(r["source_label"])) for r in seeds.kept("codebook_answers.csv")}
         for match in matches:
