@@ -401,3 +401,35 @@ def test_a_question_re_mapped_to_another_id_leaves_no_rows_of_its_old_id(tmp_pat
     assert old not in {r["question_id"] for r in [*questions, *answers]}, f"rows of {old} are kept"
     assert "digital_programme" in {r["question_id"] for r in questions}
     Codebook.from_seeds(wave.root / "dbt_project" / "seeds")
+
+
+NAMES = ["Matti Virtanen", "Liisa Korhonen", "Anna-Maija Mäkinen"]
+FEEDBACK = ["Kysely oli liian pitkä.", "Soittakaa Liisa Korhoselle!", "Kiitos", "Hyvä kysely."]
+
+
+@pytest.mark.parametrize(
+    ("changes", "private"),
+    [
+        # the respondents' names under a header no earlier wave used, each name on several rows
+        ({"headers": {**VARIANTS[0].headers, "respondent_name": "Vastaaja"}, "names": NAMES}, NAMES),
+        # a small file's free-text feedback: too few answers to tell from their number that they are free text
+        ({"cities": 2, "comments": FEEDBACK}, FEEDBACK),
+    ],
+    ids=["repeated-names-under-a-new-header", "feedback-in-a-small-file"],
+)
+def test_names_and_free_text_are_never_written_or_quoted(
+    tmp_path: Path, changes: dict[str, object], private: list[str]
+) -> None:
+    from survey_warehouse.drafting.command import report
+
+    variant = VARIANTS[0]
+    settings: dict = {"headers": variant.headers, "lead_labels": variant.lead_labels, **changes}
+    wave = make_wave(Variant("private", seed=3, **settings), copy_project(tmp_path / "project"))
+    draft = draft_wave(wave.file, YEAR, wave.root)
+    seeds = wave.root / "dbt_project" / "seeds"
+    written = (wave.root / "config" / "waves" / f"{YEAR}.yml").read_text(encoding="utf-8")
+    written += (seeds / "codebook_answers.csv").read_text(encoding="utf-8")
+    written += draft.as_json() + report(draft)
+    for text in private:
+        assert text not in written, f"{text!r} is written or quoted"
+    assert draft.open

@@ -39,7 +39,10 @@ class Variant:
     misspelled: dict[str, str] = field(default_factory=dict)  # municipality code -> a spelling no alias knows
     it_led: int = 7  # cities whose every respondent says IT management leads
     scale_words: tuple[str, str] = ("erittäin huonosti", "erittäin hyvin")  # cooperation's worded ends, when stated
-    stages: dict[str, str] | None = None  # it_involvement_stage: label -> code (None: STAGES)
+    stages: dict[str, str] | None = None
+    names: list[str] | None = None  # the respondents' names, repeated in turn (None: a distinct one each)
+    comments: list[str] | None = None  # the free-text feedback, chosen at random (None: mostly empty)
+    cities: int = 19  # cities that answer  # it_involvement_stage: label -> code (None: STAGES)
 
 
 VARIANTS = [
@@ -169,11 +172,13 @@ def make_wave(variant: Variant, root: Path) -> Wave:
     it_cities = set(CITIES[: variant.it_led])
     rows = []
     low, high, stated = variant.cooperation
-    for number, code in enumerate(CITIES[:19]):  # one city does not answer
+    for number, code in enumerate(CITIES[: variant.cities]):  # one city does not answer
         lead = "it_management" if code in it_cities else rng.choice([c for c in lead_codes if c != "it_management"])
         for i, (title, _role) in enumerate(ROLES.items()):
             cells = {
-                "respondent_name": f"Vastaaja {number}-{i}",
+                "respondent_name": (
+                    variant.names[(3 * number + i) % len(variant.names)] if variant.names else f"Vastaaja {number}-{i}"
+                ),
                 "respondent_email": f"vastaaja{i}.{code}@kunta{code}.example.fi",
                 "city": variant.misspelled.get(code) if variant.misspelled.get(code) and i == 0 else None,
                 "respondent_role": title,
@@ -186,7 +191,9 @@ def make_wave(variant: Variant, root: Path) -> Wave:
                 "it_involvement_stage": rng.choice(list(variant.stages or STAGES)),
                 "business_digital_skills": rng.choice(SKILLS),
                 "new": rng.choice(list(variant.new_question[1])) if variant.new_question else None,
-                "comments": rng.choice(["", "", f"Palvelut ovat kehittyneet vuonna {YEAR} monella tavalla."]),
+                "comments": rng.choice(
+                    variant.comments or ["", "", f"Palvelut ovat kehittyneet vuonna {YEAR} monella tavalla."]
+                ),
             }
             cells["city"] = cells["city"] or _spelling(root, code, rng)
             rows.append([cells[c] or "" for c in columns])
@@ -210,7 +217,8 @@ def make_wave(variant: Variant, root: Path) -> Wave:
     if variant.new_question:
         truth[variant.new_question[0]] = "new"
         codes |= {("new", label): code for label, code in variant.new_question[1].items()}
-    return Wave(root, file, truth, codes, variant.new_question[0] if variant.new_question else None, variant.it_led, 19)
+    new_header = variant.new_question[0] if variant.new_question else None
+    return Wave(root, file, truth, codes, new_header, variant.it_led, variant.cities)
 
 
 def _time(variant: Variant, value: dt.datetime) -> str:

@@ -43,6 +43,7 @@ from survey_warehouse.drafting.propose import (
     ColumnMatch,
     Fields,
     column_kind,
+    could_be_private,
     match_questions,
     propose_answers,
     propose_cities,
@@ -499,6 +500,24 @@ class _Writer:
                 self._follow_decided_type(match, kept_questions[qid])
             else:
                 self._question_row(match, seeds)
+            private = [v for v in match.column.values if could_be_private(v)]
+            if match.new and not match.sure and private:
+                # names or free text may be among a new question's answers: none is written or quoted until a
+                # person has confirmed that the column is a question (decided its id)
+                header = match.column.header
+                self.ask(
+                    "question",
+                    header,
+                    [],
+                    None,
+                    [
+                        f"{len(private)} of its {len(match.column.values)} different answers may be names, contact "
+                        "details or free text: no answer is written to the codebook or quoted until you decide the "
+                        "column's id (or delete its line to leave it unmapped); then run `wave draft` again"
+                    ],
+                    f"{self.spec_name}: columns: {_q(header)}",
+                )
+                continue
             for row in propose_answers(match, self.history):
                 if (qid, match_key(row.label)) not in kept_answers:
                     self._answer_row(match, row, seeds)

@@ -77,6 +77,23 @@ def has_contact_details(value: str) -> bool:
     return looks_like_email(value) or LONG_NUMBER.search(unicodedata.normalize("NFKC", value)) is not None
 
 
+def looks_like_name(value: str) -> bool:
+    """A value shaped like a person's name: two or three capitalised words of letters ('Anna-Maija Mäkinen')."""
+    words = unicodedata.normalize("NFKC", value).split()
+    if not 2 <= len(words) <= 3:  # noqa: PLR2004
+        return False
+    parts = [p for w in words for p in w.split("-")]
+    return all(len(p) >= 2 and p.isalpha() and p[0].isupper() and p[1:].islower() for p in parts)  # noqa: PLR2004
+
+
+def could_be_private(value: str) -> bool:
+    """A value that may be a person's name, contact details or free text (a sentence): never quoted or written
+    as a label without a person's confirmation."""
+    words = value.split()
+    sentence = len(words) >= SENTENCE_WORDS or (len(words) >= 3 and value.rstrip()[-1:] in ".!?")  # noqa: PLR2004
+    return has_contact_details(value) or looks_like_name(value) or sentence
+
+
 def slug(text: str, limit: int = 40) -> str:
     """An id from a wording or label: ASCII letters, digits and _, starting with a letter."""
     ascii_text = unicodedata.normalize("NFKD", match_key(text) or "").encode("ascii", "ignore").decode()
@@ -262,10 +279,15 @@ class Fields:
             return (share if header >= HEADER_SAME or column_kind(c) == "quantity" else 0.0, header, why)
 
         def name(c: Column) -> tuple[float, float, str] | None:
+            header = self.likeness(c, "respondent_name")
+            # values shaped like personal names, however often each recurs
+            shaped = c.share(looks_like_name)
+            if shaped >= LIKELY_SHARE:
+                share = shaped if header >= HEADER_SAME else min(shaped, LIKELY_SHARE - 0.01)
+                return (share, header, f"{round(100 * shaped)} % of the values are shaped like personal names")
             if column_kind(c) != "text":
                 return None
             short = c.share(lambda v: len((c.keys[v] or "").split()) <= NAME_WORDS and not looks_like_email(v))
-            header = self.likeness(c, "respondent_name")
             if short < LIKELY_SHARE:
                 return None
             share = short if header >= HEADER_SAME else min(short, LIKELY_SHARE - 0.01)
