@@ -433,3 +433,21 @@ def test_names_and_free_text_are_never_written_or_quoted(
     for text in private:
         assert text not in written, f"{text!r} is written or quoted"
     assert draft.open
+
+
+def test_spellings_that_read_the_same_are_proposed_as_one_alias(tmp_path: Path) -> None:
+    import csv
+
+    variant = VARIANTS[0]
+    spellings = ["Lappeenrana", "LAPPEENRANA ", "lappeenrana"]
+    respelled = Variant(
+        "respelled", seed=1, headers=variant.headers, lead_labels=variant.lead_labels, respelled={"405": spellings}
+    )
+    wave = make_wave(respelled, copy_project(tmp_path / "project"))
+    draft = draft_wave(wave.file, YEAR, wave.root)
+    with open(wave.root / "dbt_project" / "seeds" / "city_aliases.csv", encoding="utf-8", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if match_key(r["city_alias"]) == match_key(spellings[0])]
+    assert len(rows) == 1, rows
+    assert plain(rows[0]["municipality_code"]) == "405" or rows[0]["municipality_code"] == ""
+    asked = [d for d in draft.decisions if d.kind == "city"]
+    assert len(asked) == 1 and "3 row(s)" in asked[0].evidence

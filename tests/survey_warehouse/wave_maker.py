@@ -37,6 +37,7 @@ class Variant:
     dropped: tuple[str, ...] = ()
     new_question: tuple[str, dict[str, str]] | None = None  # header, label -> code
     misspelled: dict[str, str] = field(default_factory=dict)  # municipality code -> a spelling no alias knows
+    respelled: dict[str, list[str]] = field(default_factory=dict)  # municipality code -> each respondent's spelling
     it_led: int = 7  # cities whose every respondent says IT management leads
     scale_words: tuple[str, str] = ("erittäin huonosti", "erittäin hyvin")  # cooperation's worded ends, when stated
     stages: dict[str, str] | None = None
@@ -195,6 +196,8 @@ def make_wave(variant: Variant, root: Path) -> Wave:
                     variant.comments or ["", "", f"Palvelut ovat kehittyneet vuonna {YEAR} monella tavalla."]
                 ),
             }
+            if code in variant.respelled:
+                cells["city"] = variant.respelled[code][i % len(variant.respelled[code])]
             cells["city"] = cells["city"] or _spelling(root, code, rng)
             rows.append([cells[c] or "" for c in columns])
     if stated:  # both ends answered, in words

@@ -704,17 +704,19 @@ def propose_cities(match: ColumnMatch, history: History) -> tuple[list[AliasRow]
     """City spellings that resolve to no municipality, with the nearest known name as a proposal."""
     column = match.column
     answering: dict[str, int] = {}
-    unknown = []
+    unknown: dict[str, tuple[str, int]] = {}  # match key -> (its first spelling, rows): one alias row per key
     for value, rows in column.values.items():
-        code = history.aliases.get(column.keys[value] or "")
+        key = column.keys[value] or ""
+        code = history.aliases.get(key)
         if code:
             answering[code] = answering.get(code, 0) + rows
-        else:
-            unknown.append((value, rows))
+        elif key:
+            first, counted = unknown.get(key, (value, 0))
+            unknown[key] = (first, counted + rows)
     names = list(history.aliases)
     aliases = []
-    for value, rows in unknown:
-        best = process.extractOne(column.keys[value] or "", names, scorer=fuzz.WRatio)
+    for key, (value, rows) in unknown.items():
+        best = process.extractOne(key, names, scorer=fuzz.WRatio)
         if best and best[1] >= CITY_FUZZY:
             code = history.aliases[best[0]]
             why = [f"{round(best[1])} % like {best[0]!r} ({history.municipalities.get(code, code)}, {code})"]
