@@ -451,3 +451,31 @@ def test_spellings_that_read_the_same_are_proposed_as_one_alias(tmp_path: Path) 
     assert plain(rows[0]["municipality_code"]) == "405" or rows[0]["municipality_code"] == ""
     asked = [d for d in draft.decisions if d.kind == "city"]
     assert len(asked) == 1 and "3 row(s)" in asked[0].evidence
+
+
+def test_a_scale_label_without_its_point_is_left_to_a_person(tmp_path: Path) -> None:
+    """A new question the person declares a scale: its worded answers need the point each stands for."""
+    import csv
+
+    wave = make_wave(VARIANTS[0], copy_project(tmp_path / "project"))
+    draft_wave(wave.file, YEAR, wave.root)
+    new_id = _new_id(wave)
+    spec_path = wave.root / "config" / "waves" / f"{YEAR}.yml"
+    spec_path.write_text(spec_path.read_text(encoding="utf-8").replace(f'"TODO: {new_id}"', str(new_id)))
+    path = wave.root / "dbt_project" / "seeds" / "codebook_questions.csv"
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = reader.fieldnames or [], list(reader)
+    for row in rows:
+        if row["wave_year"] == str(YEAR) and row["question_id"] == new_id:
+            row.update(answer_type="scale", scale_min="1", scale_max="3", question_text_en="Programme")
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    draft = draft_wave(wave.file, YEAR, wave.root)
+    answers = [r for r in spec_and_rows(wave.root)[2] if r["question_id"] == new_id]
+    assert answers
+    for row in answers:
+        assert is_number(row["answer_value"]) or is_open(row["answer_value"]), row
+    assert any(d.where.endswith("answer_value") for d in draft.decisions if d.needs_person)

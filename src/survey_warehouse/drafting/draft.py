@@ -581,6 +581,8 @@ class _Writer:
     def _answer_row(self, match: ColumnMatch, row: AnswerRow, seeds: _Seeds) -> None:
         header = match.column.header
         code = row.code if row.sure else todo(row.code)
+        pointless = row.value is None and match.answer_type == "scale"  # a scale's label needs its point
+        value = todo("the point of the scale it stands for") if pointless else "" if row.value is None else None
         line = seeds.add(
             "codebook_answers.csv",
             {
@@ -588,12 +590,21 @@ class _Writer:
                 "question_id": row.question_id,
                 "source_label": row.label,
                 "answer_code": code,
-                "answer_value": "" if row.value is None else _number(row.value),
+                "answer_value": value if value is not None else _number(row.value or 0),
                 "answer_label_en": row.label_en or todo(f"the English label of {row.label}"),
                 "sort_order": str(row.sort_order),
             },
         )
         where = f"dbt_project/seeds/codebook_answers.csv line {line}"
+        if pointless:
+            self.ask(
+                "answer",
+                header,
+                [row.label],
+                None,
+                ["a label of a scale question: the point of the scale it stands for"],
+                f"{where}: answer_value",
+            )
         if not row.sure:
             what = "a new code" if row.new_code else "an earlier code"
             self.ask("answer", header, [row.label], row.code, [what, *row.evidence], f"{where}: answer_code")

@@ -696,6 +696,15 @@ def _proposed_row(
     note = f"like no earlier label{' of ' + qid if labels else ''}" + (
         f"; earlier codes not used by this wave: {', '.join(unused)}" if unused and labels else ""
     )
+    if match.answer_type == "scale":
+        # a scale's worded label needs the point it stands for: the earlier waves' value of its words, or a person's
+        earlier = sorted(worded.get(point_words(key), set()))
+        if len(earlier) == 1 and earlier[0].is_integer():
+            point = int(earlier[0])
+            why = [*why, f"a label of a scale: earlier waves gave {point_words(key)!r} the point {point}"]
+            return AnswerRow(qid, value, f"score_{point}", float(point), None, point, False, why)
+        why = [*why, note, "a label of a scale: only a person knows the point it stands for"]
+        return AnswerRow(qid, value, slug(value), None, None, next_order, False, why, new_code=True)
     # the code of a new question's option is only an id (its English label is for a person to write)
     return AnswerRow(qid, value, slug(value), None, None, next_order, match.new, [*why, note], new_code=True)
 
