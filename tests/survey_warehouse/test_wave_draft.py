@@ -479,3 +479,27 @@ def test_a_scale_label_without_its_point_is_left_to_a_person(tmp_path: Path) -> 
     for row in answers:
         assert is_number(row["answer_value"]) or is_open(row["answer_value"]), row
     assert any(d.where.endswith("answer_value") for d in draft.decisions if d.needs_person)
+
+
+def test_a_city_is_proposed_by_its_name_not_by_the_word_kaupunki(tmp_path: Path) -> None:
+    variant = VARIANTS[0]
+    spellings = {
+        "905": "Keravan kaupunki",  # no municipality of the survey: nothing to propose
+        "609": "Pori stad",
+        "167": "Joensuu kaupunki",
+        "837": "Tampreen kaupunki",  # a typing error in the genitive
+    }
+    truth = {"Keravan kaupunki": None, "Pori stad": "609", "Joensuu kaupunki": "167", "Tampreen kaupunki": "837"}
+    respelled = Variant(
+        "organisations",
+        seed=1,
+        headers=variant.headers,
+        lead_labels=variant.lead_labels,
+        respelled={code: [name] for code, name in spellings.items()},
+    )
+    wave = make_wave(respelled, copy_project(tmp_path / "project"))
+    draft = draft_wave(wave.file, YEAR, wave.root)
+    proposed = {d.values[0].strip("'"): d.proposal for d in draft.decisions if d.kind == "city"}
+    assert set(proposed) == set(truth)
+    for name, code in truth.items():
+        assert proposed[name] == code, f"{name!r}: proposed {proposed[name]!r}, truly {code!r}"

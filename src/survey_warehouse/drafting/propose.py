@@ -47,6 +47,10 @@ PROPOSE_WORDING = 0.5
 PROPOSE_EXACT = 0.3
 FUZZY_LABEL = 60  # a label this close (rapidfuzz WRatio) to an earlier one is proposed as its code
 CITY_FUZZY = 75
+# words that name the organisation, not the city ('Keravan kaupunki', 'Vanda stad', 'City of Espoo')
+ORGANISATION_WORDS = frozenset(
+    {"kaupunki", "kaupungin", "kunta", "kunnan", "stad", "staden", "kommun", "city", "of", "town", "municipality"}
+)
 SHORT_STEM = 5  # letters a shortened word keeps of the earlier one
 # words that turn a label into its opposite ("Ei nimettyä vastuuta", "Vastuuta ei ole määritelty", "Not involved"):
 # a label that drops or adds one is never a shortening of the other
@@ -722,14 +726,43 @@ def propose_cities(match: ColumnMatch, history: History) -> tuple[list[AliasRow]
         elif key:
             first, counted = unknown.get(key, (value, 0))
             unknown[key] = (first, counted + rows)
-    names = list(history.aliases)
+    # names compared without the organisation's words: 'Keravan kaupunki' and 'Rauman kaupunki' share only those
+    stems: dict[str, set[str]] = {}
+    spelled: dict[str, str] = {}
+    for alias, code in history.aliases.items():
+        for stem in city_stems(alias):
+            stems.setdefault(stem, set()).add(code)
+            spelled.setdefault(stem, alias)
+    names = [stem for stem, codes in stems.items() if len(codes) == 1]
     aliases = []
     for key, (value, rows) in unknown.items():
-        best = process.extractOne(key, names, scorer=fuzz.WRatio)
-        if best and best[1] >= CITY_FUZZY:
-            code = history.aliases[best[0]]
-            why = [f"{round(best[1])} % like {best[0]!r} ({history.municipalities.get(code, code)}, {code})"]
+        best = max(
+            (
+                (score, stem)
+                for form in city_stems(key)
+                if (found := process.extractOne(form, names, scorer=fuzz.ratio)) is not None
+                for stem, score in [(found[0], found[1])]
+            ),
+            default=None,
+        )
+        if best and best[0] >= CITY_FUZZY:
+            code = next(iter(stems[best[1]]))
+            name = history.municipalities.get(code, code)
+            why = [f"{round(best[0])} % like {spelled[best[1]]!r} ({name}, {code}), the organisation's words left out"]
             aliases.append(AliasRow(value, code, why, rows))
         else:
             aliases.append(AliasRow(value, None, ["like no municipality's name"], rows))
     return aliases, answering
+
+
+def city_stems(key: str) -> set[str]:
+    """A city name's forms to compare: its words without an organisation's ('kaupunki', 'stad', 'city', 'kunta'),
+    and, where such a word followed a Finnish genitive, the name in the nominative ('keravan kaupunki': 'kerava')."""
+    words = label_words(key).split()
+    name = [w for w in words if w not in ORGANISATION_WORDS]
+    if not name:
+        return set()
+    forms = {" ".join(name)}
+    if len(name) < len(words) and name[-1].endswith("n") and len(name[-1]) > 3:  # noqa: PLR2004
+        forms.add(" ".join([*name[:-1], name[-1][:-1]]))
+    return forms
