@@ -503,3 +503,14 @@ def test_a_city_is_proposed_by_its_name_not_by_the_word_kaupunki(tmp_path: Path)
     assert set(proposed) == set(truth)
     for name, code in truth.items():
         assert proposed[name] == code, f"{name!r}: proposed {proposed[name]!r}, truly {code!r}"
+
+
+def test_headers_that_read_the_same_are_a_decision_naming_both(tmp_path: Path) -> None:
+    wave = make_wave(VARIANTS[0], copy_project(tmp_path / "project"))
+    text = wave.file.read_text(encoding="utf-8-sig")
+    first, rest = text.split("\n", 1)
+    wave.file.write_text(first.replace("Vapaa palaute", "KUNTA ") + "\n" + rest, encoding="utf-8-sig")
+    draft = draft_wave(wave.file, YEAR, wave.root)
+    shape = [d for d in draft.decisions if d.kind == "shape" and d.needs_person]
+    assert shape, "the repeated header is a decision"
+    assert {"Kunta", "KUNTA"} <= {v.strip() for v in shape[0].values}

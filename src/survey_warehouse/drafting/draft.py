@@ -340,6 +340,7 @@ class _Writer:
                 self.ask("shape", None, [], {key: value}, [*shape.evidence, *shape.unsure], f"{self.spec_name}: {key}")
                 value = todo(value)
             out.append(f"{key}: {value if isinstance(value, int) else _q(value)}\n")
+        out.append(self._repeated_headers())
         out.append(self._version())
         out.append(self._cities(matches, seeds))
         out.append(self._period(matches))
@@ -357,6 +358,26 @@ class _Writer:
                 + "\n"
             )
         self._seed_rows(matches, seeds)
+        return "".join(out)
+
+    def _repeated_headers(self) -> str:
+        """Headers that read the same under the matching rule (a trailing space, case): the spec maps a header by
+        its match key, so only one of them could be mapped; which is the column to load is for a person to say."""
+        groups: dict[str, list[str]] = {}
+        for column in self.delivery.columns:
+            groups.setdefault(match_key(column.header) or "", []).append(column.header)
+        out = []
+        for headers in groups.values():
+            if len(headers) < 2:  # noqa: PLR2004
+                continue
+            why = [
+                f"{len(headers)} columns have headers that read the same under the matching rule: "
+                + ", ".join(_q(h) for h in headers),
+                "the spec maps a header by how it reads, so only one of them can be loaded: rename one in the file "
+                "(or ask for a corrected delivery) and draft again",
+            ]
+            self.ask("shape", None, headers, None, why, f"{self.spec_name}: columns")
+            out.append(_comment(why))
         return "".join(out)
 
     def _version(self) -> str:
