@@ -15,8 +15,8 @@ without the placeholder) and proposes only what is still open.
 from __future__ import annotations
 
 import csv
-import hashlib
 import datetime as dt
+import hashlib
 import io
 import json
 import re
@@ -28,11 +28,9 @@ import yaml
 
 from survey_warehouse.drafting.delivery import Delivery, detect_shape, read_delivery
 from survey_warehouse.drafting.history import (
-    PLACEHOLDER,
     SEEDS,
     WAVES,
     History,
-    is_open,
     read_history,
     read_rows,
     wording_key,
@@ -50,7 +48,7 @@ from survey_warehouse.drafting.propose import (
     scale_of,
 )
 from survey_warehouse.errors import SurveyWarehouseError
-from survey_warehouse.intake.codebook import STRUCTURAL_FIELDS
+from survey_warehouse.intake.codebook import PLACEHOLDER, STRUCTURAL_FIELDS, is_placeholder
 from survey_warehouse.intake.matching import match_key, shown_value
 
 DRAFT_MARK = "# Drafted by `wave draft`"
@@ -189,7 +187,7 @@ def _has_open(value: Any) -> bool:
         return any(_has_open(v) for v in value.values())
     if isinstance(value, list):
         return any(_has_open(v) for v in value)
-    return is_open(value)
+    return is_placeholder(value)
 
 
 def _columns(delivery: Delivery, history: History, existing: dict[str, Any], same_file: bool) -> list[ColumnMatch]:
@@ -209,7 +207,7 @@ def _columns(delivery: Delivery, history: History, existing: dict[str, Any], sam
         if value is None:  # a column the draft left out or the person removed: not mapped
             match.field, match.sure, match.new = None, True, False
             match.evidence = ["not mapped in the spec"]
-        elif not is_open(value):
+        elif not is_placeholder(value):
             match.field, match.sure = str(value).strip(), True
             match.new = match.field not in history.questions and match.field not in STRUCTURAL_FIELDS
             match.evidence = ["as decided in the spec"]

@@ -521,13 +521,7 @@ def propose_answers(match: ColumnMatch, history: History) -> list[AnswerRow]:
     # job titles are coded to the roles of respondent_roles.csv only: a closed list
     closed = {a: c for c, label in history.role_codes.items() for a in alternatives(label, "tai")}
     closed = closed if qid == "respondent_role" else {}
-    # what the earlier waves gave a scale point's words: this question's labels, or (a new question) any scale's
-    sources = labels if question else [r for q in history.questions.values() if _was_scale(q) for r in q.labels]
-    worded: dict[str, set[float]] = {}
-    for r in sources:
-        words = point_words(r["key"])
-        if words and r.get("answer_value"):
-            worded.setdefault(words, set()).add(float(r["answer_value"]))
+    worded = _worded_values(labels if question else None, history)
     rows: list[AnswerRow] = []
     claimed: dict[str, int] = {}
     pending: list[tuple[str, str | None, list[str], bool]] = []
@@ -613,6 +607,20 @@ def _shortens(label: str, earlier: str) -> bool:
     return True
 
 
+def _worded_values(labels: list[dict[str, str]] | None, history: History) -> dict[str, set[float]]:
+    """The values the earlier waves gave a scale point's words: in this question's labels, or (a new question, None)
+    in any scale question's."""
+    sources = (
+        labels if labels is not None else [r for q in history.questions.values() if _was_scale(q) for r in q.labels]
+    )
+    worded: dict[str, set[float]] = {}
+    for r in sources:
+        words = point_words(r["key"])
+        if words and r.get("answer_value"):
+            worded.setdefault(words, set()).add(float(r["answer_value"]))
+    return worded
+
+
 def point_words(key: str) -> str:
     """A label's words without a scale point's number ('5 = täysin samaa mieltä': 'täysin samaa mieltä')."""
     found = re.fullmatch(r"\d{1,2}\s*[=:\u2013\u2014-]\s*(\D.*)", key)
@@ -634,11 +642,10 @@ def _worded_point(qid: str, value: str, key: str, point: int, worded: dict[str, 
             f"other way round; proposed as {other}"
         ]
         return AnswerRow(qid, value, f"score_{other}", float(other), None, other, False, why)
-    why = [
-        f"a worded point of the scale: {point} by its number; "
-        + (f"earlier waves gave {words!r} the values {earlier}" if earlier else f"no earlier wave worded a point {words!r}")
-        + ": confirm the scale runs the same way"
-    ]
+    known = (
+        f"earlier waves gave {words!r} the values {earlier}" if earlier else f"no earlier wave worded a point {words!r}"
+    )
+    why = [f"a worded point of the scale: {point} by its number; {known}: confirm the scale runs the same way"]
     return AnswerRow(qid, value, f"score_{point}", float(point), None, point, False, why)
 
 
