@@ -529,3 +529,26 @@ def test_a_placeholder_typed_by_hand_is_still_open(tmp_path: Path) -> None:
     spec_path.write_text(text, encoding="utf-8")
     again = draft_wave(wave.file, YEAR, wave.root)
     assert [d for d in again.decisions if d.kind == "version" and d.needs_person]
+
+
+def test_us_style_submission_times_give_the_field_period(tmp_path: Path) -> None:
+    """'3/19/2021 05:20 PM': read as the loader reads a submission time, and the field period proposed from them."""
+    import csv
+    import datetime as dt
+
+    root = copy_project(tmp_path / "project")
+    file = like_2019(root, {})
+    with open(file, encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.reader(f))
+    at = rows[0].index("Aikaleima")
+    moments = []
+    for row in rows[1:]:
+        moment = dt.datetime.fromisoformat(row[at]).replace(year=YEAR)
+        moments.append(moment)
+        row[at] = f"{moment.month}/{moment.day}/{moment.year} {moment.strftime('%I:%M %p')}"
+    with open(file, "w", encoding="utf-8-sig", newline="") as f:
+        csv.writer(f).writerows(rows)
+    draft = draft_wave(file, YEAR, root)
+    assert plain(spec_and_rows(root)[0]["columns"]["Aikaleima"]) == "submitted_at"
+    period = next(d for d in draft.decisions if d.kind == "field_period")
+    assert period.proposal == {"start": min(moments).date().isoformat(), "end": max(moments).date().isoformat()}
