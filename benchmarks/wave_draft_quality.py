@@ -34,9 +34,9 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from survey_warehouse.drafting.delivery import detect_shape, read_delivery  # noqa: E402
 from survey_warehouse.drafting.draft import draft_wave  # noqa: E402
-from survey_warehouse.drafting.history import is_open, read_rows  # noqa: E402
+from survey_warehouse.drafting.history import read_rows  # noqa: E402
 from survey_warehouse.drafting.propose import is_number, point_of  # noqa: E402
-from survey_warehouse.intake.codebook import STRUCTURAL_FIELDS  # noqa: E402
+from survey_warehouse.intake.codebook import STRUCTURAL_FIELDS, is_placeholder  # noqa: E402
 from survey_warehouse.intake.matching import match_key  # noqa: E402
 
 UNLABELLED = {"respondent_email", "submitted_at", "response_minutes", "respondent_name", "city"}
@@ -63,7 +63,7 @@ class Tally:
 
 def plain(value: Any) -> str:
     text = str(value or "").strip()
-    return text.split(":", 1)[1].strip() if is_open(text) else text
+    return text.split(":", 1)[1].strip() if is_placeholder(text) else text
 
 
 def scratch_project(folder: Path) -> Path:
@@ -102,7 +102,7 @@ def coding(
 ) -> tuple[dict[str, tuple[str, bool]], tuple[float, float] | None]:
     """A question's labels (match key -> (code, flagged)) and its scale's ends."""
     labels = {
-        match_key(r["source_label"]) or "": (plain(r["answer_code"]), is_open(r["answer_code"]))
+        match_key(r["source_label"]) or "": (plain(r["answer_code"]), is_placeholder(r["answer_code"]))
         for r in answers
         if r["question_id"] == qid
     }
@@ -142,7 +142,7 @@ def evaluate(root: Path, year: int, file: Path) -> tuple[Tally, Tally]:
     for column in delivery.columns:
         key = match_key(column.header)
         truth, proposed = truth_columns.get(key), draft_columns.get(key)
-        flagged = is_open(proposed)
+        flagged = is_placeholder(proposed)
         drafted = plain(proposed) if proposed is not None else None
         right = truth == drafted or (is_new(truth) and is_new(drafted))
         columns.add(right, flagged)

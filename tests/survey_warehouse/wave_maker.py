@@ -37,7 +37,13 @@ class Variant:
     dropped: tuple[str, ...] = ()
     new_question: tuple[str, dict[str, str]] | None = None  # header, label -> code
     misspelled: dict[str, str] = field(default_factory=dict)  # municipality code -> a spelling no alias knows
+    respelled: dict[str, list[str]] = field(default_factory=dict)  # municipality code -> each respondent's spelling
     it_led: int = 7  # cities whose every respondent says IT management leads
+    scale_words: tuple[str, str] = ("erittäin huonosti", "erittäin hyvin")  # cooperation's worded ends, when stated
+    stages: dict[str, str] | None = None
+    names: list[str] | None = None  # the respondents' names, repeated in turn (None: a distinct one each)
+    comments: list[str] | None = None  # the free-text feedback, chosen at random (None: mostly empty)
+    cities: int = 19  # cities that answer  # it_involvement_stage: label -> code (None: STAGES)
 
 
 VARIANTS = [
@@ -167,11 +173,13 @@ def make_wave(variant: Variant, root: Path) -> Wave:
     it_cities = set(CITIES[: variant.it_led])
     rows = []
     low, high, stated = variant.cooperation
-    for number, code in enumerate(CITIES[:19]):  # one city does not answer
+    for number, code in enumerate(CITIES[: variant.cities]):  # one city does not answer
         lead = "it_management" if code in it_cities else rng.choice([c for c in lead_codes if c != "it_management"])
         for i, (title, _role) in enumerate(ROLES.items()):
             cells = {
-                "respondent_name": f"Vastaaja {number}-{i}",
+                "respondent_name": (
+                    variant.names[(3 * number + i) % len(variant.names)] if variant.names else f"Vastaaja {number}-{i}"
+                ),
                 "respondent_email": f"vastaaja{i}.{code}@kunta{code}.example.fi",
                 "city": variant.misspelled.get(code) if variant.misspelled.get(code) and i == 0 else None,
                 "respondent_role": title,
@@ -181,16 +189,20 @@ def make_wave(variant: Variant, root: Path) -> Wave:
                 "response_minutes": f"{rng.randint(4, 30)},{rng.choice([0, 5])}",
                 "lead": variant.lead_labels[lead],
                 "cooperation": str(rng.randint(low, high)),
-                "it_involvement_stage": rng.choice(list(STAGES)),
+                "it_involvement_stage": rng.choice(list(variant.stages or STAGES)),
                 "business_digital_skills": rng.choice(SKILLS),
                 "new": rng.choice(list(variant.new_question[1])) if variant.new_question else None,
-                "comments": rng.choice(["", "", f"Palvelut ovat kehittyneet vuonna {YEAR} monella tavalla."]),
+                "comments": rng.choice(
+                    variant.comments or ["", "", f"Palvelut ovat kehittyneet vuonna {YEAR} monella tavalla."]
+                ),
             }
+            if code in variant.respelled:
+                cells["city"] = variant.respelled[code][i % len(variant.respelled[code])]
             cells["city"] = cells["city"] or _spelling(root, code, rng)
             rows.append([cells[c] or "" for c in columns])
     if stated:  # both ends answered, in words
-        rows[0][columns.index("cooperation")] = f"{low} = erittäin huonosti"
-        rows[1][columns.index("cooperation")] = f"{high} = erittäin hyvin"
+        rows[0][columns.index("cooperation")] = f"{low} = {variant.scale_words[0]}"
+        rows[1][columns.index("cooperation")] = f"{high} = {variant.scale_words[1]}"
     else:
         rows[0][columns.index("cooperation")], rows[1][columns.index("cooperation")] = str(low), str(high)
     header = [headers[c] for c in columns]
@@ -199,16 +211,17 @@ def make_wave(variant: Variant, root: Path) -> Wave:
     truth[headers["comments"]] = None
     codes: dict[tuple[str, str], str] = {("lead", label): code for code, label in variant.lead_labels.items()}
     codes |= {("respondent_role", title): role for title, role in ROLES.items()}
-    codes |= {("it_involvement_stage", label): code for label, code in STAGES.items()}
+    codes |= {("it_involvement_stage", label): code for label, code in (variant.stages or STAGES).items()}
     codes |= {("business_digital_skills", s): f"score_{s}" for s in SKILLS}
     for value in range(low, high + 1):
         codes[("cooperation", str(value))] = f"score_{value}"
-    codes[("cooperation", f"{low} = erittäin huonosti")] = f"score_{low}"
-    codes[("cooperation", f"{high} = erittäin hyvin")] = f"score_{high}"
+    codes[("cooperation", f"{low} = {variant.scale_words[0]}")] = f"score_{low}"
+    codes[("cooperation", f"{high} = {variant.scale_words[1]}")] = f"score_{high}"
     if variant.new_question:
         truth[variant.new_question[0]] = "new"
         codes |= {("new", label): code for label, code in variant.new_question[1].items()}
-    return Wave(root, file, truth, codes, variant.new_question[0] if variant.new_question else None, variant.it_led, 19)
+    new_header = variant.new_question[0] if variant.new_question else None
+    return Wave(root, file, truth, codes, new_header, variant.it_led, variant.cities)
 
 
 def _time(variant: Variant, value: dt.datetime) -> str:
@@ -253,3 +266,21 @@ def spec_and_rows(root: Path) -> tuple[dict, list[dict[str, str]], list[dict[str
     with open(seeds / "codebook_answers.csv", encoding="utf-8") as f:
         answers = [r for r in csv.DictReader(f) if r["wave_year"] == str(YEAR)]
     return spec, questions, answers
+
+
+def like_2019(
+    root: Path, headers: dict[str, str], name: str = "kysely_2021.csv", dropped: tuple[str, ...] = ()
+) -> Path:
+    """The bundled 2019 file delivered as the wave of YEAR, with headers replaced (old -> new) and columns dropped."""
+    source = ROOT / "data" / "waves" / "2019" / "city_survey_2019_export.csv"
+    with open(source, encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.reader(f))
+    keep = [i for i, h in enumerate(rows[0]) if h not in dropped]
+    rows = [[row[i] for i in keep] for row in rows]
+    rows[0] = [headers.get(h, h) for h in rows[0]]
+    folder = root / "data" / "waves" / str(YEAR)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    with open(path, "w", encoding="utf-8-sig", newline="") as f:
+        csv.writer(f, lineterminator="\r\n").writerows(rows)
+    return path

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import io
 import json
 import re
@@ -27,11 +28,9 @@ import yaml
 
 from survey_warehouse.drafting.delivery import Delivery, detect_shape, read_delivery
 from survey_warehouse.drafting.history import (
-    PLACEHOLDER,
     SEEDS,
     WAVES,
     History,
-    is_open,
     read_history,
     read_rows,
     wording_key,
@@ -42,13 +41,14 @@ from survey_warehouse.drafting.propose import (
     ColumnMatch,
     Fields,
     column_kind,
+    could_be_private,
     match_questions,
     propose_answers,
     propose_cities,
     scale_of,
 )
 from survey_warehouse.errors import SurveyWarehouseError
-from survey_warehouse.intake.codebook import STRUCTURAL_FIELDS
+from survey_warehouse.intake.codebook import PLACEHOLDER, STRUCTURAL_FIELDS, is_placeholder
 from survey_warehouse.intake.matching import match_key, shown_value
 
 DRAFT_MARK = "# Drafted by `wave draft`"
@@ -73,6 +73,7 @@ ANSWER_COLUMNS = [
     "sort_order",
 ]
 ALIAS_COLUMNS = ["city_alias", "municipality_code", "alias_kind"]
+HEADERS_MARK = "# the file's headers (a digest of their match keys):"
 UNLABELLED = ("respondent_email", "submitted_at", "response_minutes", "respondent_name", "city")
 
 
@@ -140,6 +141,7 @@ def draft_wave(file: Path, year: int, project_root: Path, write: bool = True, fo
     root = project_root
     spec_path = root / WAVES / f"{year}.yml"
     existing: dict[str, Any] = {}
+    text = ""
     if spec_path.exists():
         text = spec_path.read_text(encoding="utf-8")
         if not text.startswith(DRAFT_MARK) and not force:
@@ -159,7 +161,11 @@ def draft_wave(file: Path, year: int, project_root: Path, write: bool = True, fo
     history = read_history(root, year)
     if force and spec_path.exists() and not existing:
         _drop_year(root, year)
-    same_file = str(existing.get("file", "")) == _relative(file, root)
+    # the same file: the same path and the same headers (a file delivered again under its name may have changed)
+    known = re.search(rf"^{re.escape(HEADERS_MARK)} ([0-9a-f]+)$", text if existing else "", re.MULTILINE)
+    same_file = str(existing.get("file", "")) == _relative(file, root) and (
+        known is not None and known.group(1) == _headers_digest(delivery)
+    )
     matches = _columns(delivery, history, existing, same_file)
     seeds = _Seeds(root, year)
     writer = _Writer(root, file, year, draft, delivery, history, existing, decided)
@@ -171,17 +177,23 @@ def draft_wave(file: Path, year: int, project_root: Path, write: bool = True, fo
     return draft
 
 
+def _headers_digest(delivery: Delivery) -> str:
+    keys = sorted(match_key(c.header) or "" for c in delivery.columns)
+    return hashlib.sha256("\n".join(keys).encode("utf-8")).hexdigest()[:16]
+
+
 def _has_open(value: Any) -> bool:
     if isinstance(value, dict):
         return any(_has_open(v) for v in value.values())
     if isinstance(value, list):
         return any(_has_open(v) for v in value)
-    return is_open(value)
+    return is_placeholder(value)
 
 
 def _columns(delivery: Delivery, history: History, existing: dict[str, Any], same_file: bool) -> list[ColumnMatch]:
     """Every column's field: as a person decided it in the spec, or as proposed. A column the spec of the same file
-    does not map was left out by the draft or by the person: it stays unmapped; one of another file is proposed."""
+    (the same path and headers) does not map was left out by the draft or by the person: it stays unmapped; one of
+    another file, or of a file whose headers changed, is proposed."""
     taken = Fields(delivery, history).recognise()
     matches = taken + match_questions(delivery, history, taken)
     matches.sort(key=lambda m: m.column.position)
@@ -195,7 +207,7 @@ def _columns(delivery: Delivery, history: History, existing: dict[str, Any], sam
         if value is None:  # a column the draft left out or the person removed: not mapped
             match.field, match.sure, match.new = None, True, False
             match.evidence = ["not mapped in the spec"]
-        elif not is_open(value):
+        elif not is_placeholder(value):
             match.field, match.sure = str(value).strip(), True
             match.new = match.field not in history.questions and match.field not in STRUCTURAL_FIELDS
             match.evidence = ["as decided in the spec"]
@@ -228,6 +240,17 @@ class _Seeds:
 
     def kept(self, name: str) -> list[dict[str, str]]:
         return [r for r in self.tables[name][1] if self._ours(r)]
+
+    def drop_unmapped(self, mapped: set[str]) -> list[tuple[str, str]]:
+        """This year's rows of questions no column is mapped to any more (a column re-mapped to another id) are
+        removed: the codebook refuses a wave's question no column asks. (seed, question id) of each removed."""
+        dropped: list[tuple[str, str]] = []
+        for name in ("codebook_questions.csv", "codebook_answers.csv"):
+            fields, rows = self.tables[name]
+            gone = sorted({r["question_id"] for r in rows if self._ours(r) and r["question_id"] not in mapped})
+            self.tables[name] = (fields, [r for r in rows if not (self._ours(r) and r["question_id"] in gone)])
+            dropped += [(name, qid) for qid in gone if name == "codebook_questions.csv"]
+        return dropped
 
     def add(self, name: str, row: dict[str, str]) -> int:
         """The row is appended; its line in the written file (the header is line 1)."""
@@ -306,6 +329,7 @@ class _Writer:
             "# it keeps what you decided. See docs/adding-a-wave.md.\n",
             f"wave_year: {self.year}\n",
             f"file: {_q(_relative(self.file, self.root))}\n",
+            f"{HEADERS_MARK} {_headers_digest(self.delivery)}\n",
         ]
         out.append(_comment(shape.evidence))
         for key, proposed in shape.as_spec().items():
@@ -314,6 +338,7 @@ class _Writer:
                 self.ask("shape", None, [], {key: value}, [*shape.evidence, *shape.unsure], f"{self.spec_name}: {key}")
                 value = todo(value)
             out.append(f"{key}: {value if isinstance(value, int) else _q(value)}\n")
+        out.append(self._repeated_headers())
         out.append(self._version())
         out.append(self._cities(matches, seeds))
         out.append(self._period(matches))
@@ -331,6 +356,26 @@ class _Writer:
                 + "\n"
             )
         self._seed_rows(matches, seeds)
+        return "".join(out)
+
+    def _repeated_headers(self) -> str:
+        """Headers that read the same under the matching rule (a trailing space, case): the spec maps a header by
+        its match key, so only one of them could be mapped; which is the column to load is for a person to say."""
+        groups: dict[str, list[str]] = {}
+        for column in self.delivery.columns:
+            groups.setdefault(match_key(column.header) or "", []).append(column.header)
+        out = []
+        for headers in groups.values():
+            if len(headers) < 2:  # noqa: PLR2004
+                continue
+            why = [
+                f"{len(headers)} columns have headers that read the same under the matching rule: "
+                + ", ".join(_q(h) for h in headers),
+                "the spec maps a header by how it reads, so only one of them can be loaded: rename one in the file "
+                "(or ask for a corrected delivery) and draft again",
+            ]
+            self.ask("shape", None, headers, None, why, f"{self.spec_name}: columns")
+            out.append(_comment(why))
         return "".join(out)
 
     def _version(self) -> str:
@@ -451,6 +496,19 @@ class _Writer:
     # ----------------------------------------------------------------------------------------- the seeds
 
     def _seed_rows(self, matches: list[ColumnMatch], seeds: _Seeds) -> None:
+        mapped = {m.field for m in matches if m.field}
+        for name, qid in seeds.drop_unmapped(mapped):
+            self.draft.decisions.append(
+                Decision(
+                    "question",
+                    None,
+                    [qid],
+                    None,
+                    [f"no column is mapped to {qid} any more: its rows of {self.year} in {name} are removed"],
+                    _relative(self.root / SEEDS / name, self.root),
+                    needs_person=False,
+                )
+            )
         kept_questions = {r["question_id"]: r for r in seeds.kept("codebook_questions.csv")}
         kept_answers = {(r["question_id"], match_key(r["source_label"])) for r in seeds.kept("codebook_answers.csv")}
         for match in matches:
@@ -461,6 +519,24 @@ class _Writer:
                 self._follow_decided_type(match, kept_questions[qid])
             else:
                 self._question_row(match, seeds)
+            private = [v for v in match.column.values if could_be_private(v)]
+            if match.new and not match.sure and private:
+                # names or free text may be among a new question's answers: none is written or quoted until a
+                # person has confirmed that the column is a question (decided its id)
+                header = match.column.header
+                self.ask(
+                    "question",
+                    header,
+                    [],
+                    None,
+                    [
+                        f"{len(private)} of its {len(match.column.values)} different answers may be names, contact "
+                        "details or free text: no answer is written to the codebook or quoted until you decide the "
+                        "column's id (or delete its line to leave it unmapped); then run `wave draft` again"
+                    ],
+                    f"{self.spec_name}: columns: {_q(header)}",
+                )
+                continue
             for row in propose_answers(match, self.history):
                 if (qid, match_key(row.label)) not in kept_answers:
                     self._answer_row(match, row, seeds)
@@ -524,6 +600,8 @@ class _Writer:
     def _answer_row(self, match: ColumnMatch, row: AnswerRow, seeds: _Seeds) -> None:
         header = match.column.header
         code = row.code if row.sure else todo(row.code)
+        pointless = row.value is None and match.answer_type == "scale"  # a scale's label needs its point
+        value = todo("the point of the scale it stands for") if pointless else "" if row.value is None else None
         line = seeds.add(
             "codebook_answers.csv",
             {
@@ -531,12 +609,21 @@ class _Writer:
                 "question_id": row.question_id,
                 "source_label": row.label,
                 "answer_code": code,
-                "answer_value": "" if row.value is None else _number(row.value),
+                "answer_value": value if value is not None else _number(row.value or 0),
                 "answer_label_en": row.label_en or todo(f"the English label of {row.label}"),
                 "sort_order": str(row.sort_order),
             },
         )
         where = f"dbt_project/seeds/codebook_answers.csv line {line}"
+        if pointless:
+            self.ask(
+                "answer",
+                header,
+                [row.label],
+                None,
+                ["a label of a scale question: the point of the scale it stands for"],
+                f"{where}: answer_value",
+            )
         if not row.sure:
             what = "a new code" if row.new_code else "an earlier code"
             self.ask("answer", header, [row.label], row.code, [what, *row.evidence], f"{where}: answer_code")

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from survey_warehouse.intake.codebook import PLACEHOLDER, STRUCTURAL_FIELDS
+from survey_warehouse.intake.codebook import STRUCTURAL_FIELDS, is_placeholder
 from survey_warehouse.intake.matching import match_key
 
 SEEDS = Path("dbt_project") / "seeds"
@@ -23,11 +23,6 @@ WAVES = Path("config") / "waves"
 NUMBERING = re.compile(r"^\s*(?:[a-z]{0,2}\s?\d+[a-z]?[.):]?|[a-z][.)])\s+", re.IGNORECASE)
 # a scale's range written into the wording: "(1-5)", "(0-10)", "1-7"
 RANGE_IN_WORDING = re.compile(r"\(?\b(\d{1,2})\s*[-\u2013\u2014]\s*(\d{1,2})\b\)?")
-
-
-def is_open(value: Any) -> bool:
-    """A value a draft left for a person (it starts with the placeholder)."""
-    return isinstance(value, str) and value.strip().startswith(PLACEHOLDER)
 
 
 def wording_key(text: str) -> str:
@@ -104,7 +99,7 @@ def read_history(root: Path, year: int) -> History:
                 specs[int(path.stem)] = raw
     questions: dict[str, EarlierQuestion] = {}
     for row in read_rows(seeds / "codebook_questions.csv"):
-        if not row["wave_year"].isdigit() or int(row["wave_year"]) >= year or any(map(is_open, row.values())):
+        if not row["wave_year"].isdigit() or int(row["wave_year"]) >= year or any(map(is_placeholder, row.values())):
             continue
         wave, qid = int(row["wave_year"]), row["question_id"]
         q = questions.setdefault(qid, EarlierQuestion(qid))
@@ -112,14 +107,14 @@ def read_history(root: Path, year: int) -> History:
         ends = [float(row[k]) if row.get(k) else None for k in ("scale_min", "scale_max")]
         q.types[wave] = (row["answer_type"], ends[0], ends[1])
     for row in read_rows(seeds / "codebook_answers.csv"):
-        if not row["wave_year"].isdigit() or int(row["wave_year"]) >= year or any(map(is_open, row.values())):
+        if not row["wave_year"].isdigit() or int(row["wave_year"]) >= year or any(map(is_placeholder, row.values())):
             continue
         if row["question_id"] in questions:
             questions[row["question_id"]].labels.append({**row, "key": match_key(row["source_label"]) or ""})
     field_headers: dict[str, dict[int, str]] = {f: {} for f in STRUCTURAL_FIELDS}
     for wave, spec in specs.items():
         columns = spec.get("columns") or {}
-        mapped = [(str(h), str(f)) for h, f in columns.items() if not is_open(f)]
+        mapped = [(str(h), str(f)) for h, f in columns.items() if not is_placeholder(f)]
         asked = [f for _h, f in mapped if f not in STRUCTURAL_FIELDS]
         for header, field_id in mapped:
             if field_id in STRUCTURAL_FIELDS:
@@ -131,7 +126,7 @@ def read_history(root: Path, year: int) -> History:
     aliases = {
         match_key(r["city_alias"]) or "": r["municipality_code"]
         for r in read_rows(seeds / "city_aliases.csv")
-        if not any(map(is_open, r.values()))
+        if not any(map(is_placeholder, r.values()))
     }
     municipalities = {r["municipality_code"]: r["name_fi"] for r in read_rows(seeds / "cities.csv")}
     roles = {r["role_code"]: r["label_fi"] for r in read_rows(seeds / "respondent_roles.csv")}

@@ -42,13 +42,19 @@ SURE_MARGIN = 0.12
 SAME_WORDING = 0.9
 WORDING_MARGIN = 0.3
 SURE_WORDING = 0.7
-SURE_EXACT = 0.5
 PROPOSE_SCORE = 0.45
 PROPOSE_WORDING = 0.5
 PROPOSE_EXACT = 0.3
 FUZZY_LABEL = 60  # a label this close (rapidfuzz WRatio) to an earlier one is proposed as its code
 CITY_FUZZY = 75
+# words that name the organisation, not the city ('Keravan kaupunki', 'Vanda stad', 'City of Espoo')
+ORGANISATION_WORDS = frozenset(
+    {"kaupunki", "kaupungin", "kunta", "kunnan", "stad", "staden", "kommun", "city", "of", "town", "municipality"}
+)
 SHORT_STEM = 5  # letters a shortened word keeps of the earlier one
+# words that turn a label into its opposite ("Ei nimettyä vastuuta", "Vastuuta ei ole määritelty", "Not involved"):
+# a label that drops or adds one is never a shortening of the other
+NEGATIONS = frozenset({"ei", "ole", "eikä", "eika", "en", "et", "emme", "ette", "eivät", "eivat", "not", "no", "non"})
 
 
 def is_number(key: str | None) -> bool:
@@ -73,6 +79,23 @@ def point_of(key: str | None) -> int | None:
 def has_contact_details(value: str) -> bool:
     """An e-mail address or a long number (a phone number) in a value: it is never quoted or written."""
     return looks_like_email(value) or LONG_NUMBER.search(unicodedata.normalize("NFKC", value)) is not None
+
+
+def looks_like_name(value: str) -> bool:
+    """A value shaped like a person's name: two or three capitalised words of letters ('Anna-Maija Mäkinen')."""
+    words = unicodedata.normalize("NFKC", value).split()
+    if not 2 <= len(words) <= 3:  # noqa: PLR2004
+        return False
+    parts = [p for w in words for p in w.split("-")]
+    return all(len(p) >= 2 and p.isalpha() and p[0].isupper() and p[1:].islower() for p in parts)  # noqa: PLR2004
+
+
+def could_be_private(value: str) -> bool:
+    """A value that may be a person's name, contact details or free text (a sentence): never quoted or written
+    as a label without a person's confirmation."""
+    words = value.split()
+    sentence = len(words) >= SENTENCE_WORDS or (len(words) >= 3 and value.rstrip()[-1:] in ".!?")  # noqa: PLR2004
+    return has_contact_details(value) or looks_like_name(value) or sentence
 
 
 def slug(text: str, limit: int = 40) -> str:
@@ -260,10 +283,15 @@ class Fields:
             return (share if header >= HEADER_SAME or column_kind(c) == "quantity" else 0.0, header, why)
 
         def name(c: Column) -> tuple[float, float, str] | None:
+            header = self.likeness(c, "respondent_name")
+            # values shaped like personal names, however often each recurs
+            shaped = c.share(looks_like_name)
+            if shaped >= LIKELY_SHARE:
+                share = shaped if header >= HEADER_SAME else min(shaped, LIKELY_SHARE - 0.01)
+                return (share, header, f"{round(100 * shaped)} % of the values are shaped like personal names")
             if column_kind(c) != "text":
                 return None
             short = c.share(lambda v: len((c.keys[v] or "").split()) <= NAME_WORDS and not looks_like_email(v))
-            header = self.likeness(c, "respondent_name")
             if short < LIKELY_SHARE:
                 return None
             share = short if header >= HEADER_SAME else min(short, LIKELY_SHARE - 0.01)
@@ -423,7 +451,9 @@ def _judge(
             f"place among the questions {round(100 * e['place'])} % alike",
             f"score {e['score']:.2f}, {margin:.2f} ahead of the next candidate",
         ]
-        strong = e["wording"] >= SURE_WORDING or e["exact"] >= SURE_EXACT
+        # answers alone never make a match sure: another question may offer the same options (or a scale the same
+        # words for its points); without the wording's evidence too, a person decides
+        strong = e["wording"] >= SURE_WORDING
         # the same wording, and no other question (or column) worded alike: answers that cannot tell scales of one
         # range apart do not make it less sure
         worded_alike = [
@@ -491,9 +521,10 @@ def propose_answers(match: ColumnMatch, history: History) -> list[AnswerRow]:
     # job titles are coded to the roles of respondent_roles.csv only: a closed list
     closed = {a: c for c, label in history.role_codes.items() for a in alternatives(label, "tai")}
     closed = closed if qid == "respondent_role" else {}
+    worded = _worded_values(labels if question else None, history)
     rows: list[AnswerRow] = []
     claimed: dict[str, int] = {}
-    pending: list[tuple[str, str | None, list[str]]] = []
+    pending: list[tuple[str, str | None, list[str], bool]] = []
     for value in column.values:
         key = column.keys[value] or ""
         if match.answer_type == "scale" and is_number(key):
@@ -505,11 +536,11 @@ def propose_answers(match: ColumnMatch, history: History) -> list[AnswerRow]:
         if found:
             claimed[found] = claimed.get(found, 0) + 1
     next_order = max((int(r["sort_order"]) for r in labels if r.get("sort_order", "").isdigit()), default=0) + 1
-    for label, known, why in pending:
+    for label, known, why, sure in pending:
         if known is not None:
-            rows.append(_earlier_row(qid, label, known, codes, True, why))
+            rows.append(_earlier_row(qid, label, known, codes, sure, why))
             continue
-        rows.append(_proposed_row(qid, label, match, labels, codes, claimed, next_order, why, closed))
+        rows.append(_proposed_row(qid, label, match, labels, codes, claimed, next_order, why, closed, worded))
         next_order += 0 if rows[-1].code in codes else 1
     for row in rows:  # a code two delivered labels reach only through alternatives is for a person to confirm
         if (
@@ -530,31 +561,34 @@ def _known_code(
     labels: list[dict[str, str]],
     by_key: dict[str, set[str]],
     alt_codes: dict[str, set[str]],
-) -> tuple[str, str | None, list[str]]:
-    """The code an earlier wave gave the same label, or the same option named with an alternative; None if none."""
+) -> tuple[str, str | None, list[str], bool]:
+    """The code an earlier wave gave the same label, or the same option named with an alternative (sure), or the
+    earlier label in shortened words (for a person to confirm); None if none."""
     if key in by_key and len(by_key[key]) == 1:
         waves = sorted({r["wave_year"] for r in labels if r["key"] == key})
-        return value, next(iter(by_key[key])), [f"the same label under the matching rule in {', '.join(waves)}"]
+        return value, next(iter(by_key[key])), [f"the same label under the matching rule in {', '.join(waves)}"], True
     if key in by_key:
-        return value, None, [f"earlier waves coded this label differently: {sorted(by_key[key])}"]
+        return value, None, [f"earlier waves coded this label differently: {sorted(by_key[key])}"], False
     hits = {c for a in alternatives(value) for c in alt_codes.get(a, set())}
     if len(hits) == 1:
         code = next(iter(hits))
-        return value, code, [f"names the option of {code!r} (the same words, or one of its alternatives)"]
+        return value, code, [f"names the option of {code!r} (the same words, or one of its alternatives)"], True
     if not hits:
         shortened = {r["answer_code"]: r["source_label"] for r in labels if _shortens(value, r["source_label"])}
         if len(shortened) == 1:
             code, earlier = next(iter(shortened.items()))
-            return value, code, [f"the words of the earlier label {earlier!r} ({code}), shortened"]
-    return value, None, []
+            return value, code, [f"the words of the earlier label {earlier!r} ({code}), shortened"], False
+    return value, None, [], False
 
 
 def _shortens(label: str, earlier: str) -> bool:
     """Whether `label` is `earlier` in the same word stems ('Strategia' for 'Jo strategiavaiheessa',
     'Hankintapäätösvaiheessa' for 'Hankinta'): each of its words is one of the earlier label's, or begins or ends
     the same as one (SHORT_STEM letters at least), at least one word is that long, and the earlier label has at most
-    one word more."""
+    one word more. A negation dropped or added ('Nimetty vastuu' for 'Ei nimettyä vastuuta') is no shortening."""
     words, others = label_words(label).split(), label_words(earlier).split()
+    if NEGATIONS.intersection(words) != NEGATIONS.intersection(others):
+        return False
     if not words or len(others) - len(words) > 1 or max(len(w) for w in words) < SHORT_STEM:
         return False
     free = list(others)
@@ -571,6 +605,48 @@ def _shortens(label: str, earlier: str) -> bool:
             return False
         free.remove(same)
     return True
+
+
+def _worded_values(labels: list[dict[str, str]] | None, history: History) -> dict[str, set[float]]:
+    """The values the earlier waves gave a scale point's words: in this question's labels, or (a new question, None)
+    in any scale question's."""
+    sources = (
+        labels if labels is not None else [r for q in history.questions.values() if _was_scale(q) for r in q.labels]
+    )
+    worded: dict[str, set[float]] = {}
+    for r in sources:
+        words = point_words(r["key"])
+        if words and r.get("answer_value"):
+            worded.setdefault(words, set()).add(float(r["answer_value"]))
+    return worded
+
+
+def point_words(key: str) -> str:
+    """A label's words without a scale point's number ('5 = täysin samaa mieltä': 'täysin samaa mieltä')."""
+    found = re.fullmatch(r"\d{1,2}\s*[=:\u2013\u2014-]\s*(\D.*)", key)
+    return label_words(found.group(1) if found else key)
+
+
+def _worded_point(qid: str, value: str, key: str, point: int, worded: dict[str, set[float]]) -> AnswerRow:
+    """A worded point ('1 = täysin eri mieltä') coded by its number only when the earlier waves gave its words the
+    same value: a scale may run the other way round ('1 = täysin samaa mieltä'), and only a person can tell."""
+    words = point_words(key)
+    earlier = sorted(worded.get(words, set()))
+    if earlier == [point]:
+        why = [f"a worded point of the scale: {point}, the value earlier waves gave {words!r}"]
+        return AnswerRow(qid, value, f"score_{point}", float(point), None, point, True, why)
+    if len(earlier) == 1 and earlier[0].is_integer():
+        other = int(earlier[0])
+        why = [
+            f"the number says {point}, but earlier waves gave {words!r} the value {other}: the scale may run the "
+            f"other way round; proposed as {other}"
+        ]
+        return AnswerRow(qid, value, f"score_{other}", float(other), None, other, False, why)
+    known = (
+        f"earlier waves gave {words!r} the values {earlier}" if earlier else f"no earlier wave worded a point {words!r}"
+    )
+    why = [f"a worded point of the scale: {point} by its number; {known}: confirm the scale runs the same way"]
+    return AnswerRow(qid, value, f"score_{point}", float(point), None, point, False, why)
 
 
 def _earlier_row(
@@ -601,13 +677,12 @@ def _proposed_row(
     next_order: int,
     why: list[str],
     closed: dict[str, str],
+    worded: dict[str, set[float]],
 ) -> AnswerRow:
     key = match.column.keys[value] or ""
     point = point_of(key)
     if match.answer_type == "scale" and point is not None:
-        return AnswerRow(
-            qid, value, f"score_{point}", float(point), None, point, True, [f"a worded point of the scale: {point}"]
-        )
+        return _worded_point(qid, value, key, point, worded)
     choices = {label_words(r["source_label"]): r["answer_code"] for r in labels} | closed
     best = process.extractOne(label_words(value), list(choices), scorer=fuzz.WRatio) if choices else None
     if best and (best[1] >= FUZZY_LABEL or closed):
@@ -632,6 +707,15 @@ def _proposed_row(
     note = f"like no earlier label{' of ' + qid if labels else ''}" + (
         f"; earlier codes not used by this wave: {', '.join(unused)}" if unused and labels else ""
     )
+    if match.answer_type == "scale":
+        # a scale's worded label needs the point it stands for: the earlier waves' value of its words, or a person's
+        earlier = sorted(worded.get(point_words(key), set()))
+        if len(earlier) == 1 and earlier[0].is_integer():
+            point = int(earlier[0])
+            why = [*why, f"a label of a scale: earlier waves gave {point_words(key)!r} the point {point}"]
+            return AnswerRow(qid, value, f"score_{point}", float(point), None, point, False, why)
+        why = [*why, note, "a label of a scale: only a person knows the point it stands for"]
+        return AnswerRow(qid, value, slug(value), None, None, next_order, False, why, new_code=True)
     # the code of a new question's option is only an id (its English label is for a person to write)
     return AnswerRow(qid, value, slug(value), None, None, next_order, match.new, [*why, note], new_code=True)
 
@@ -640,21 +724,52 @@ def propose_cities(match: ColumnMatch, history: History) -> tuple[list[AliasRow]
     """City spellings that resolve to no municipality, with the nearest known name as a proposal."""
     column = match.column
     answering: dict[str, int] = {}
-    unknown = []
+    unknown: dict[str, tuple[str, int]] = {}  # match key -> (its first spelling, rows): one alias row per key
     for value, rows in column.values.items():
-        code = history.aliases.get(column.keys[value] or "")
+        key = column.keys[value] or ""
+        code = history.aliases.get(key)
         if code:
             answering[code] = answering.get(code, 0) + rows
-        else:
-            unknown.append((value, rows))
-    names = list(history.aliases)
+        elif key:
+            first, counted = unknown.get(key, (value, 0))
+            unknown[key] = (first, counted + rows)
+    # names compared without the organisation's words: 'Keravan kaupunki' and 'Rauman kaupunki' share only those
+    stems: dict[str, set[str]] = {}
+    spelled: dict[str, str] = {}
+    for alias, code in history.aliases.items():
+        for stem in city_stems(alias):
+            stems.setdefault(stem, set()).add(code)
+            spelled.setdefault(stem, alias)
+    names = [stem for stem, codes in stems.items() if len(codes) == 1]
     aliases = []
-    for value, rows in unknown:
-        best = process.extractOne(column.keys[value] or "", names, scorer=fuzz.WRatio)
-        if best and best[1] >= CITY_FUZZY:
-            code = history.aliases[best[0]]
-            why = [f"{round(best[1])} % like {best[0]!r} ({history.municipalities.get(code, code)}, {code})"]
+    for key, (value, rows) in unknown.items():
+        best = max(
+            (
+                (score, stem)
+                for form in city_stems(key)
+                if (found := process.extractOne(form, names, scorer=fuzz.ratio)) is not None
+                for stem, score in [(found[0], found[1])]
+            ),
+            default=None,
+        )
+        if best and best[0] >= CITY_FUZZY:
+            code = next(iter(stems[best[1]]))
+            name = history.municipalities.get(code, code)
+            why = [f"{round(best[0])} % like {spelled[best[1]]!r} ({name}, {code}), the organisation's words left out"]
             aliases.append(AliasRow(value, code, why, rows))
         else:
             aliases.append(AliasRow(value, None, ["like no municipality's name"], rows))
     return aliases, answering
+
+
+def city_stems(key: str) -> set[str]:
+    """A city name's forms to compare: its words without an organisation's ('kaupunki', 'stad', 'city', 'kunta'),
+    and, where such a word followed a Finnish genitive, the name in the nominative ('keravan kaupunki': 'kerava')."""
+    words = label_words(key).split()
+    name = [w for w in words if w not in ORGANISATION_WORDS]
+    if not name:
+        return set()
+    forms = {" ".join(name)}
+    if len(name) < len(words) and name[-1].endswith("n") and len(name[-1]) > 3:  # noqa: PLR2004
+        forms.add(" ".join([*name[:-1], name[-1][:-1]]))
+    return forms

@@ -224,6 +224,11 @@ def _read_answers(
         if qid == "respondent_role" and r["answer_code"] not in role_codes:
             raise CodebookError(f"{where}: role {r['answer_code']!r} is not in respondent_roles.csv")
         value = _number(r.get("answer_value", ""), where)
+        if value is None and questions[(wave, qid)].answer_type == "scale":
+            raise CodebookError(
+                f"{where}: {shown(r['source_label'])} is a label of the scale question {qid!r} but has no "
+                "answer_value: write the point of the scale it stands for"
+            )
         earlier = seen.setdefault((wave, qid, key), (line, r["answer_code"], value))
         if earlier[1:] != (r["answer_code"], value):
             raise CodebookError(
@@ -252,5 +257,10 @@ def _read_aliases(path: Path, municipality_codes: frozenset[str]) -> dict[str, s
         if aliases.setdefault(key, r["municipality_code"]) != r["municipality_code"]:
             raise CodebookError(
                 f"{where}: {shown(r['city_alias'])} reads the same as row {lines[key]} but names another city"
+            )
+        if lines[key] != line:
+            raise CodebookError(
+                f"{where}: {shown(r['city_alias'])} reads the same as row {lines[key]}: a spelling is listed twice "
+                "(dbt's unique test on city_alias fails on a repeated one); delete this row"
             )
     return aliases
