@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 from wave_maker import VARIANTS, YEAR, Variant, Wave, copy_project, like_2019, make_wave, spec_and_rows
 
 from survey_warehouse import cli
@@ -16,6 +17,8 @@ from survey_warehouse.drafting.draft import EXIT_OPEN, DraftRefused, draft_wave
 from survey_warehouse.drafting.propose import is_number, point_of
 from survey_warehouse.intake.codebook import STRUCTURAL_FIELDS, is_placeholder
 from survey_warehouse.intake.matching import match_key
+from survey_warehouse.intake.waves import find_wave_spec
+from survey_warehouse.settings import get_paths
 
 EARLIER = {"lead", "cooperation", "it_involvement_stage", "business_digital_skills"}
 
@@ -552,3 +555,25 @@ def test_us_style_submission_times_give_the_field_period(tmp_path: Path) -> None
     assert plain(spec_and_rows(root)[0]["columns"]["Aikaleima"]) == "submitted_at"
     period = next(d for d in draft.decisions if d.kind == "field_period")
     assert period.proposal == {"start": min(moments).date().isoformat(), "end": max(moments).date().isoformat()}
+
+
+@pytest.mark.parametrize("export", ["xls", "ods", "sav"])
+def test_the_same_wave_in_another_export_drafts_the_same(export: str, tmp_path: Path) -> None:
+    """The 2018 workbook saved as a legacy .xls, an OpenDocument .ods and an SPSS .sav (variables named q1..qN,
+    labelled with the questions, answers as value labels): the draft proposes what it proposes from the .xlsx (an
+    SPSS variable is matched by its label, its codes column is not a question)."""
+    from delivered_formats import as_ods, as_sav, as_xls
+
+    spec = find_wave_spec(2018, get_paths())
+    assert spec is not None
+    delivered = {
+        "xls": lambda: as_xls(spec, tmp_path / "wave.xls"),
+        "ods": lambda: as_ods(spec, tmp_path / "wave.ods"),
+        "sav": lambda: as_sav(spec, tmp_path / "wave.sav")[0],
+    }[export]()
+    workbook = draft_wave(spec.file, 2031, ROOT, write=False)
+    other = draft_wave(delivered, 2031, ROOT, write=False)
+    assert other.settled == workbook.settled
+    assert [(d.kind, d.column, d.proposal) for d in other.decisions] == [
+        (d.kind, d.column, d.proposal) for d in workbook.decisions
+    ]

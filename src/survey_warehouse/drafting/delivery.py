@@ -23,9 +23,12 @@ import duckdb
 from survey_warehouse.errors import WaveFileError
 from survey_warehouse.intake.grid import HEADER_SEARCH_ROWS, SEPARATOR_HINT, read_grid
 from survey_warehouse.intake.matching import looks_like_email, match_keys
+from survey_warehouse.intake.spss import CODE_SUFFIX, read_sav_metadata
 from survey_warehouse.intake.values import ValueRules, column_date_orders, read_timestamp
-from survey_warehouse.intake.verdict import container_of, is_utf8, zip_kind
-from survey_warehouse.intake.waves import FORMATS, WaveSpec
+from survey_warehouse.intake.verdict import SAV, container_of, is_utf8, zip_kind
+from survey_warehouse.intake.waves import WORKBOOK_FORMATS, WaveSpec
+from survey_warehouse.intake.workbook import FORMAT_NAMES, workbook_format
+from survey_warehouse.intake.workbook import first_rows as read_first_rows
 
 DELIMITERS = (",", ";", "\t", "|")
 SNIFF_CHARS = 1 << 16
@@ -44,8 +47,10 @@ class Shape:
     unsure: list[str] = field(default_factory=list)  # what a person should confirm
 
     def as_spec(self) -> dict[str, Any]:
-        if self.format == "xlsx":
-            return {"format": "xlsx", "sheet": self.sheet, "header_row": self.header_row}
+        if self.format in WORKBOOK_FORMATS:
+            return {"format": self.format, "sheet": self.sheet, "header_row": self.header_row}
+        if self.format == "sav":
+            return {"format": "sav"}
         return {
             "format": self.format,
             "encoding": self.encoding,
@@ -92,14 +97,16 @@ def detect_shape(path: Path, decided: dict[str, Any] | None = None) -> Shape:
     if not head:
         raise WaveFileError(path, "the file is empty (0 bytes); ask for the export again")
     kind = container_of(head)
-    suffix = path.suffix.lstrip(".").lower()
-    if kind == "zip" and zip_kind(path).startswith("an Excel workbook"):
-        shape = _workbook_shape(path, decided)
-    elif suffix in FORMATS and suffix not in ("csv", "xlsx"):  # a format intake reads by its own reader
-        shape = Shape(suffix, header_row=int(decided.get("header_row", 1)), evidence=[f"format {suffix}: its name"])
+    workbook = workbook_format(path, head)
+    if workbook is not None:  # .xlsx, .xlsb, .xls, .ods by their container, whatever their name
+        shape = _workbook_shape(path, decided, workbook)
+    elif kind == SAV:
+        shape = Shape("sav", evidence=["format sav: an SPSS data file (its variables are its header)"])
     elif kind is not None:
         what = zip_kind(path) if kind == "zip" else kind
-        raise WaveFileError(path, f"is {what}: the draft reads what the loader reads (CSV text or .xlsx)")
+        raise WaveFileError(
+            path, f"is {what}: the draft reads what the loader reads (CSV text, a spreadsheet, an SPSS .sav)"
+        )
     else:
         shape = _text_shape(path, head, decided)
     return shape
@@ -201,22 +208,11 @@ def _find_header(shape: Shape, rows: list[list[Any]], decided: dict[str, Any], o
     )
 
 
-def _workbook_shape(path: Path, decided: dict[str, Any]) -> Shape:
-    import openpyxl
-
-    shape = Shape("xlsx")
-    try:
-        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises many kinds for a damaged workbook
-        raise WaveFileError(path, f"the workbook cannot be opened ({type(exc).__name__})") from None
-    try:
-        first_rows = {}
-        for name in workbook.sheetnames:
-            sheet = workbook[name]
-            sheet.reset_dimensions()
-            first_rows[name] = [list(r) for r in sheet.iter_rows(max_row=HEADER_SEARCH_ROWS, values_only=True)]
-    finally:
-        workbook.close()
+def _workbook_shape(path: Path, decided: dict[str, Any], workbook: str) -> Shape:
+    shape = Shape(workbook, evidence=[f"format {workbook}: {FORMAT_NAMES[workbook]}, by its container"])
+    first_rows = read_first_rows(path, HEADER_SEARCH_ROWS)
+    if not first_rows:
+        raise WaveFileError(path, "the workbook has no sheet that can be read")
     filled = {name: sum(_filled(r) for r in rows) for name, rows in first_rows.items()}
     if decided.get("sheet") in first_rows:
         shape.sheet = str(decided["sheet"])
@@ -254,8 +250,12 @@ def read_delivery(path: Path, year: int, shape: Shape) -> Delivery:
     )
     with tempfile.TemporaryDirectory(prefix="wave-draft-") as scratch, duckdb.connect() as con:
         grid = read_grid(spec, con, Path(scratch))
+        names = _sav_labels(path, grid.header) if shape.format == "sav" else {}
         columns = []
         for i, name in enumerate(grid.header, start=1):
+            if shape.format == "sav" and name.endswith(CODE_SUFFIX):
+                continue  # an SPSS variable's codes, beside its labels: the labels are what is matched
+            name = names.get(name, name)  # noqa: PLW2901 (an SPSS variable by its label: the question as worded)
             counted = con.execute(
                 f"select c{i} as v, count(*) from grid where trim(coalesce(c{i}, '')) <> '' group by 1 order by 2 desc"
             ).fetchall()
@@ -274,6 +274,14 @@ def read_delivery(path: Path, year: int, shape: Shape) -> Delivery:
                 )
             )
         return Delivery(path, shape, columns, grid.rows)
+
+
+def _sav_labels(path: Path, header: list[str]) -> dict[str, str]:
+    """An SPSS file's variables by their labels (the questions as worded, which the wave spec may name them by),
+    where a variable has a label no other variable has; the others keep their names."""
+    labels = {v.name: v.label.strip() for v in read_sav_metadata(path).variables if v.label and v.label.strip()}
+    counts = Counter(labels.values())
+    return {name: label for name, label in labels.items() if counts[label] == 1 and name in header}
 
 
 def _times(values: dict[str, int], year: int) -> tuple[int, dt.datetime | None, dt.datetime | None]:

@@ -13,6 +13,8 @@ an error value (#N/A), both of which it reads as empty.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import logging
 import re
 import zipfile
 from collections.abc import Iterator
@@ -207,6 +209,45 @@ def sheet_rows(spec: WaveSpec) -> Iterator[list[Any]]:
     columns = end[1] + 1 if end is not None else 0
     for row in sheet.iter_rows():
         yield [None] * (columns - len(row)) + row if len(row) < columns else row
+
+
+def workbook_format(path: Path, head: bytes) -> str | None:
+    """The spreadsheet format a file is by its container (xlsx, xlsb, xls, ods), or None when it is not one."""
+    kind = container_of(head)
+    if kind == "ole2":
+        what = ole2_kind(path)
+    elif kind == "zip":
+        what = zip_kind(path)
+    else:
+        return None
+    return WORKBOOK_KINDS.get(what)
+
+
+def first_rows(path: Path, rows: int) -> dict[str, list[list[Any]]]:
+    """Every sheet's first `rows` rows as calamine reads them (from row 1 and column A), by sheet name."""
+    from python_calamine import CalamineWorkbook, PasswordError
+
+    try:
+        workbook = CalamineWorkbook.from_path(str(path))
+    except PasswordError:
+        raise WaveFileError(path, f"is {ENCRYPTED}") from None
+    except Exception as exc:
+        raise WaveFileError(path, f"the workbook is damaged and cannot be opened ({_damage(exc)}); {AGAIN}") from None
+    found: dict[str, list[list[Any]]] = {}
+    with workbook:
+        for name in workbook.sheet_names:
+            try:
+                sheet = workbook.get_sheet_by_name(name)
+            except Exception as exc:  # a damaged or protected sheet: the draft proposes from the others
+                logging.getLogger(__name__).warning("%s: sheet %s cannot be read (%s)", path, name, _damage(exc))
+                continue
+            end = sheet.end
+            columns = end[1] + 1 if end is not None else 0
+            found[name] = [
+                [None] * (columns - len(row)) + row if len(row) < columns else row
+                for row in itertools.islice(sheet.iter_rows(), rows)
+            ]
+    return found
 
 
 def _sheet_part(path: Path, sheet: str) -> str | None:
