@@ -24,7 +24,7 @@ def add_draft_command(wave_commands: Any) -> None:
         description="Writes config/waves/YEAR.yml and the wave's codebook rows; what only a person can decide is "
         "left as a value starting with 'TODO:'. Exit code 0: nothing left to decide; 3: decisions remain.",
     )
-    parser.add_argument("file", type=Path, help="the delivered file (CSV text or .xlsx)")
+    parser.add_argument("file", type=Path, help="the delivered file (CSV text, a spreadsheet, an SPSS .sav)")
     parser.add_argument("--year", type=int, required=True, help="the wave year")
     parser.add_argument("--json", action="store_true", help="print the open decisions as JSON")
     parser.add_argument("--dry-run", action="store_true", help="write nothing; only print the decisions")
