@@ -148,7 +148,7 @@ def _cell(value: Any) -> str | None:
             return None
         return str(int(value)) if value.is_integer() and abs(value) < EXACT_INTEGERS else repr(value)
     if isinstance(value, dt.datetime):
-        return value.isoformat(timespec="seconds")
+        return value.isoformat()
     if isinstance(value, dt.date | dt.time):
         return value.isoformat()
     text = str(value)

@@ -76,13 +76,14 @@ def _other_text(value: Any) -> str:
     return "" if value is None else str(value)  # a time of day (12:30:00), a duration (1:30:00)
 
 
-def _damage(exc: Exception) -> str:
+def _damage(exc: BaseException) -> str:
     """What the reader found wrong, by the kind of error only: its text may quote the damaged cell's content."""
     kinds = {
         "XmlError": "its XML is malformed",
         "ZipError": "its zip archive is damaged",
         "CalamineError": "a part of it cannot be read",
         "ValueError": "a cell's value does not match its type",
+        "PanicException": "its reader stopped on damaged data",
     }
     name = type(exc).__name__
     return f"{name}: {kinds[name]}" if name in kinds else name
@@ -175,6 +176,15 @@ def _hand_back_freed_memory() -> None:
         ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
 
 
+INTERRUPTS = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
+def _reader_failed(exc: BaseException) -> bool:
+    """An error of the reader on a damaged file: calamine's own, Python's, or a panic of its Rust code (pyo3's
+    PanicException derives from BaseException). Not an interrupt, which goes on up."""
+    return not isinstance(exc, INTERRUPTS)
+
+
 def sheet_rows(spec: WaveSpec) -> Iterator[list[Any]]:
     """The spec's sheet, row by row from row 1 and column A, as calamine reads its values: the sheet's cells are
     held by calamine, each row becomes Python values only when it is handed on."""
@@ -185,7 +195,9 @@ def sheet_rows(spec: WaveSpec) -> Iterator[list[Any]]:
         workbook = CalamineWorkbook.from_path(str(path))
     except PasswordError:
         raise WaveFileError(path, f"is {ENCRYPTED}") from None
-    except Exception as exc:  # calamine raises its own kinds, and others, for a damaged file
+    except BaseException as exc:  # calamine raises its own kinds, and others (a panic too), for a damaged file
+        if not _reader_failed(exc):
+            raise
         raise WaveFileError(path, f"the workbook is damaged and cannot be opened ({_damage(exc)}); {AGAIN}") from None
     with workbook:
         if spec.sheet not in workbook.sheet_names:
@@ -198,7 +210,9 @@ def sheet_rows(spec: WaveSpec) -> Iterator[list[Any]]:
             sheet = workbook.get_sheet_by_name(spec.sheet)
         except PasswordError:
             raise WaveFileError(path, f"is {ENCRYPTED}") from None
-        except Exception as exc:
+        except BaseException as exc:
+            if not _reader_failed(exc):
+                raise
             raise WaveFileError(
                 path, f"the sheet {shown(spec.sheet)} is damaged and cannot be read ({_damage(exc)}); {AGAIN}"
             ) from None
@@ -207,7 +221,18 @@ def sheet_rows(spec: WaveSpec) -> Iterator[list[Any]]:
     # a cell: the columns left of it are put back, so that a cell keeps its column.
     end = sheet.end
     columns = end[1] + 1 if end is not None else 0
-    for row in sheet.iter_rows():
+    rows = sheet.iter_rows()
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except BaseException as exc:
+            if not _reader_failed(exc):
+                raise
+            raise WaveFileError(
+                path, f"the sheet {shown(spec.sheet)} is damaged and cannot be read ({_damage(exc)}); {AGAIN}"
+            ) from None
         yield [None] * (columns - len(row)) + row if len(row) < columns else row
 
 
@@ -231,22 +256,25 @@ def first_rows(path: Path, rows: int) -> dict[str, list[list[Any]]]:
         workbook = CalamineWorkbook.from_path(str(path))
     except PasswordError:
         raise WaveFileError(path, f"is {ENCRYPTED}") from None
-    except Exception as exc:
+    except BaseException as exc:
+        if not _reader_failed(exc):
+            raise
         raise WaveFileError(path, f"the workbook is damaged and cannot be opened ({_damage(exc)}); {AGAIN}") from None
     found: dict[str, list[list[Any]]] = {}
     with workbook:
         for name in workbook.sheet_names:
             try:
                 sheet = workbook.get_sheet_by_name(name)
-            except Exception as exc:  # a damaged or protected sheet: the draft proposes from the others
+                end = sheet.end
+                columns = end[1] + 1 if end is not None else 0
+                found[name] = [
+                    [None] * (columns - len(row)) + row if len(row) < columns else row
+                    for row in itertools.islice(sheet.iter_rows(), rows)
+                ]
+            except BaseException as exc:  # a damaged or protected sheet: the draft proposes from the others
+                if not _reader_failed(exc):
+                    raise
                 logging.getLogger(__name__).warning("%s: sheet %s cannot be read (%s)", path, name, _damage(exc))
-                continue
-            end = sheet.end
-            columns = end[1] + 1 if end is not None else 0
-            found[name] = [
-                [None] * (columns - len(row)) + row if len(row) < columns else row
-                for row in itertools.islice(sheet.iter_rows(), rows)
-            ]
     return found
 
 
@@ -289,7 +317,9 @@ def _sheet_findings(
             if where and int(where.group(2)) >= from_row:
                 letters, row = where.group(1), int(where.group(2))
                 formula, value = element.find(f"{SPREADSHEET_NS}f"), element.find(f"{SPREADSHEET_NS}v")
-                if formula is not None and (value is None or value.text is None):
+                # Excel stores a formula whose result is "" as t="str" with an empty <v/>: a result, not a missing one
+                no_result = value is None or (value.text is None and element.get("t") != "str")
+                if formula is not None and no_result:
                     unresolved.append((letters, row))
                 elif element.get("t") == "e" and value is not None and value.text:
                     errors.setdefault(row, []).append((_column_index(letters), value.text))
