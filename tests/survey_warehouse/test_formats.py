@@ -6,6 +6,7 @@ those of the shipped .xlsx."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from pathlib import Path
 
 import duckdb
@@ -268,3 +269,49 @@ def test_a_sheet_whose_cells_begin_right_and_below_a1_keeps_their_rows_and_colum
     loaded = raw_of(paths.warehouse, result.load_id)
     loaded["cells"] = [cell for cell in loaded["cells"] if cell[1] != ""]
     assert loaded == raw_of(*shipped_load)
+
+
+def test_spss_durations_dates_and_user_missing_land_as_stored(wave_2018, tmp_path) -> None:
+    """Durations (TIME, DTIME) in total hours, never wrapped at 24 hours or made positive; a date-time with its
+    fraction of a second; a user-missing code of a variable without value labels kept in its [code] column; the
+    spec's numeric codes match a string variable's "99"."""
+    import pyreadstat
+
+    path, _names = as_sav(wave_2018, tmp_path / "plain.sav")
+    frame, meta = pyreadstat.read_sav(str(path), user_missing=True)
+    rows = len(frame)
+    sent = dt.datetime(2018, 5, 1, 12, 30, 15, 750000)  # noqa: DTZ001 (SPSS's times carry no zone)
+    epoch_seconds = (sent - dt.datetime(1582, 10, 14)).total_seconds()  # noqa: DTZ001
+    extra = {
+        "kesto": [108000.0, 172800.25, -60.0] + [0.0] * (rows - 3),  # 30 h, 2 days and a quarter second, -1 min
+        "lahetetty": [epoch_seconds] * rows,
+        "arvio": [4.0, 2.0, 3.0] + [1.0] * (rows - 3),  # 4 declared missing in the file, no value labels
+        "koodi": ["99", "-1", "12"] + ["1"] * (rows - 3),  # a string variable; the spec declares 99 and -1
+    }
+    for name, values in extra.items():
+        frame[name] = values
+    with_extra = tmp_path / "extra.sav"
+    pyreadstat.write_sav(
+        frame,
+        str(with_extra),
+        column_labels=[*meta.column_labels, "Kesto", "Lähetetty", "Arvio", "Koodi"],
+        variable_value_labels=meta.variable_value_labels,
+        variable_format={"kesto": "TIME11.2", "lahetetty": "DATETIME23.2"},
+        missing_ranges={"arvio": [4.0]},
+    )
+    spec = dataclasses.replace(wave_2018, file=with_extra, format="sav", user_missing={"Koodi": (99.0, -1.0)})
+    paths = make_paths("formats_sav_times")
+    result = load_wave(spec, paths.warehouse)
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        found = con.execute(
+            "select k.source_column, c.source_row_number, c.cell_value from raw.survey_cells c "
+            "join raw.survey_columns k using (column_id) where k.load_id = ? and c.source_row_number <= 3 "
+            "and k.source_column in ('kesto', 'lahetetty', 'arvio', 'arvio [code]', 'koodi', 'koodi [code]')",
+            [result.load_id],
+        ).fetchall()
+    cells = {(column, row): value for column, row, value in found}
+    assert [cells.get(("kesto", r)) for r in (1, 2, 3)] == ["30:00:00", "48:00:00.250000", "-0:01:00"], cells
+    assert cells.get(("lahetetty", 1)) == "2018-05-01T12:30:15.750000", cells
+    assert (cells.get(("arvio", 1)), cells.get(("arvio [code]", 1))) == (None, "4"), cells
+    assert [cells.get(("koodi", r)) for r in (1, 2, 3)] == [None, None, "12"], cells
+    assert [cells.get(("koodi [code]", r)) for r in (1, 2)] == ["99", "-1"], cells

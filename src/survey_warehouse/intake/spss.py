@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,6 +156,45 @@ def _cell(value: Any) -> str | None:
     return text if text.strip() != "" else None
 
 
+# SPSS keeps dates, date-times and durations as seconds (dates since 14 October 1582); by the variable's format:
+SPSS_EPOCH = dt.datetime(1582, 10, 14)  # noqa: DTZ001 (SPSS's times carry no zone)
+DATE_FORMATS = frozenset({"DATE", "ADATE", "EDATE", "SDATE", "JDATE", "QYR", "MOYR", "WKYR"})
+DATETIME_FORMATS = frozenset({"DATETIME", "YMDHMS"})
+DURATION_FORMATS = frozenset({"TIME", "DTIME", "MTIME"})
+
+
+def _text_of(spss_format: str) -> Callable[[Any], str | None]:
+    """How a variable's value becomes text, by its SPSS format: a date as 2018-03-31, a date-time in ISO form with
+    its fraction of a second, a duration (TIME, DTIME: not wrapped at 24 hours, and signed) as [-]H:MM:SS[.ffffff]
+    in total hours; any other value as _cell does."""
+    kind = re.match(r"[A-Z]*", spss_format.upper())
+    name = kind.group(0) if kind else ""
+    if name in DATE_FORMATS:
+        return lambda v: _seconds_to(v, lambda t: t.date().isoformat())
+    if name in DATETIME_FORMATS:
+        return lambda v: _seconds_to(v, lambda t: t.isoformat())
+    if name in DURATION_FORMATS:
+        return _duration
+    return _cell
+
+
+def _seconds_to(value: Any, shown_as: Callable[[dt.datetime], str]) -> str | None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or math.isnan(value):
+        return _cell(value)
+    return shown_as(SPSS_EPOCH + dt.timedelta(seconds=float(value)))
+
+
+def _duration(value: Any) -> str | None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or math.isnan(value):
+        return _cell(value)
+    micro = round(abs(float(value)) * 1_000_000)
+    seconds, fraction = divmod(micro, 1_000_000)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    text = f"{'-' if value < 0 else ''}{hours}:{minutes:02d}:{seconds:02d}"
+    return f"{text}.{fraction:06d}" if fraction else text
+
+
 def _headers(spec: WaveSpec, metadata: SavMetadata) -> list[str]:
     """Each variable's header: its name, or its label where the spec maps the variable by its label."""
     names = {match_key(v.name) for v in metadata.variables}
@@ -202,7 +242,8 @@ def _spec_missing(spec: WaveSpec, variable: SavVariable, header: str) -> tuple[t
             except ValueError:
                 continue
         return tuple((v, v) for v in numbers)
-    return tuple((str(v), str(v)) for v in values)
+    texts = [_cell(v) if isinstance(v, float) else str(v) for v in values]  # 99 (read as 99.0 from YAML) is "99"
+    return tuple((t, t) for t in texts if t is not None)
 
 
 def _texts(values: list[Any], text_of: Callable[[Any], str | None]) -> Any:
@@ -233,23 +274,37 @@ def read_sav(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -> Gri
     for variable, column_header in zip(metadata.variables, headers, strict=True):
         missing = variable.user_missing + _spec_missing(spec, variable, column_header)
 
-        def label_of(value: Any, labels: dict = variable.value_labels, missing: tuple = missing) -> str | None:
+        text_of = _text_of(variable.spss_format)
+
+        def label_of(
+            value: Any,
+            labels: dict = variable.value_labels,
+            missing: tuple = missing,
+            text_of: Callable[[Any], str | None] = text_of,
+        ) -> str | None:
             if value is None or (isinstance(value, str) and value.strip() == ""):
                 return None
             if any(_within(value, low, high) for low, high in missing):
                 return None  # user-missing: no answer, as in the tool's CSV export
             labelled = labels.get(value)
-            return labelled if labelled is not None and labelled.strip() else _cell(value)
+            return labelled if labelled is not None and labelled.strip() else text_of(value)
 
-        converters.append((variable.name, label_of, bool(variable.value_labels)))
+        # the codes beside: of a variable with value labels, and of one with user-missing codes (a missing answer's
+        # code is kept there, not lost)
+        converters.append((variable.name, label_of, bool(variable.value_labels) or bool(missing)))
     coded = [(name, column) for (name, _f, has), column in zip(converters, headers, strict=True) if has]
     header = [*header, *(f"{column}{CODE_SUFFIX}" for _name, column in coded)]
     width = len(header)
     read = 0
     while True:
         try:
-            data, _meta = pyreadstat.read_sav(
-                str(spec.file), user_missing=True, output_format="dict", row_offset=read, row_limit=SAV_CHUNK_CASES
+            data, _meta = pyreadstat.read_sav(  # times and dates as SPSS stores them (seconds): see _text_of
+                str(spec.file),
+                user_missing=True,
+                output_format="dict",
+                row_offset=read,
+                row_limit=SAV_CHUNK_CASES,
+                disable_datetime_conversion=True,
             )
         except Exception as exc:
             raise _cut_off(spec, metadata, exc) from None
@@ -281,7 +336,8 @@ def read_sav(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -> Gri
             spec.file, "the SPSS file has its variables but no answers (no case); ask for the full export"
         )
     questions = [v.label for v in metadata.variables]
-    labelled = [v.label for v in metadata.variables if v.value_labels]
+    label_of_name = {v.name: v.label for v in metadata.variables}
+    labelled = [label_of_name[name] for name, _column in coded]  # the [code] columns, in their order
     return Grid(header, 0, rows, reader="pyreadstat (SPSS .sav)", question_texts=[*questions, *labelled])
 
 
