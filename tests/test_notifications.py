@@ -257,3 +257,30 @@ def test_a_withdrawal_is_told_as_a_withdrawal_never_as_a_publication(monkeypatch
 
     assert [(wave, mail.subject) for wave, mail in sent] == [(2016, "Survey wave 2016 withdrawn from the marts")]
     assert "Why: mixed up" in sent[0][1].body and "published" not in sent[0][1].subject
+
+
+def test_a_build_from_the_current_loads_alone_tells_no_owner(monkeypatch) -> None:
+    """`make run` builds the marts from the current loads alone to tell a failing project from a failing wave: that
+    run brings no wave in, so neither its publication nor its failure is mailed to the wave's owner."""
+    from types import SimpleNamespace
+
+    from conftest import make_paths, use_paths
+
+    from survey_warehouse.orchestration import notify
+    from survey_warehouse.orchestration.pipeline import CURRENT_LOADS_ONLY_PARAM
+
+    paths = make_paths("notify_current_loads")
+    use_paths(monkeypatch, paths)
+    sent: list[int] = []
+    monkeypatch.setattr(notify, "deliver", lambda wave, _mail, _context, _paths=None: sent.append(wave))
+    monkeypatch.setattr(notify, "_send_receipt", lambda wave, *_a: sent.append(wave))
+    published = {"path": str(paths.published), "waves": [2016], "withdrawn": []}
+    ti = SimpleNamespace(task_id="publish_marts", xcom_pull=lambda task_ids, key=None: published)
+    params = {"wave_year": 2016, CURRENT_LOADS_ONLY_PARAM: True}
+
+    notify.on_published({"ti": ti, "params": params})
+    notify.on_run_failed({"ti": ti, "params": params, "exception": RuntimeError("dbt failed")})
+    assert sent == []
+
+    notify.on_published({"ti": ti, "params": {"wave_year": 2016}})  # the same, from a wave's own run
+    assert sent == [2016]
