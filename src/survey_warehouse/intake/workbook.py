@@ -185,20 +185,34 @@ def _reader_failed(exc: BaseException) -> bool:
     return not isinstance(exc, INTERRUPTS)
 
 
-def sheet_rows(spec: WaveSpec) -> Iterator[list[Any]]:
-    """The spec's sheet, row by row from row 1 and column A, as calamine reads its values: the sheet's cells are
-    held by calamine, each row becomes Python values only when it is handed on."""
+def _open_workbook(path: Path) -> Any:
+    """The workbook opened by calamine, or a verdict: encrypted, or damaged (a panic of its reader included)."""
     from python_calamine import CalamineWorkbook, PasswordError
 
-    path = spec.file
     try:
-        workbook = CalamineWorkbook.from_path(str(path))
+        return CalamineWorkbook.from_path(str(path))
     except PasswordError:
         raise WaveFileError(path, f"is {ENCRYPTED}") from None
     except BaseException as exc:  # calamine raises its own kinds, and others (a panic too), for a damaged file
         if not _reader_failed(exc):
             raise
         raise WaveFileError(path, f"the workbook is damaged and cannot be opened ({_damage(exc)}); {AGAIN}") from None
+
+
+def _damaged_sheet(path: Path, sheet: str | None, exc: BaseException) -> BaseException:
+    """The verdict on a sheet the reader fails on; an interrupt is given back as it is, to go on up."""
+    if not _reader_failed(exc):
+        return exc
+    return WaveFileError(path, f"the sheet {shown(sheet)} is damaged and cannot be read ({_damage(exc)}); {AGAIN}")
+
+
+def sheet_rows(spec: WaveSpec) -> Iterator[list[Any]]:
+    """The spec's sheet, row by row from row 1 and column A, as calamine reads its values: the sheet's cells are
+    held by calamine, each row becomes Python values only when it is handed on."""
+    from python_calamine import PasswordError
+
+    path = spec.file
+    workbook = _open_workbook(path)
     with workbook:
         if spec.sheet not in workbook.sheet_names:
             raise WaveFileError(
@@ -211,11 +225,7 @@ def sheet_rows(spec: WaveSpec) -> Iterator[list[Any]]:
         except PasswordError:
             raise WaveFileError(path, f"is {ENCRYPTED}") from None
         except BaseException as exc:
-            if not _reader_failed(exc):
-                raise
-            raise WaveFileError(
-                path, f"the sheet {shown(spec.sheet)} is damaged and cannot be read ({_damage(exc)}); {AGAIN}"
-            ) from None
+            raise _damaged_sheet(path, spec.sheet, exc) from None
     # The sheet as far as its cells go (the size the file records, <dimension>, which tools other than Excel write
     # wrong, is not what limits it). Calamine hands on its rows from row 1, each from the first column that holds
     # a cell: the columns left of it are put back, so that a cell keeps its column.
@@ -228,11 +238,7 @@ def sheet_rows(spec: WaveSpec) -> Iterator[list[Any]]:
         except StopIteration:
             return
         except BaseException as exc:
-            if not _reader_failed(exc):
-                raise
-            raise WaveFileError(
-                path, f"the sheet {shown(spec.sheet)} is damaged and cannot be read ({_damage(exc)}); {AGAIN}"
-            ) from None
+            raise _damaged_sheet(path, spec.sheet, exc) from None
         yield [None] * (columns - len(row)) + row if len(row) < columns else row
 
 
@@ -250,16 +256,8 @@ def workbook_format(path: Path, head: bytes) -> str | None:
 
 def first_rows(path: Path, rows: int) -> dict[str, list[list[Any]]]:
     """Every sheet's first `rows` rows as calamine reads them (from row 1 and column A), by sheet name."""
-    from python_calamine import CalamineWorkbook, PasswordError
 
-    try:
-        workbook = CalamineWorkbook.from_path(str(path))
-    except PasswordError:
-        raise WaveFileError(path, f"is {ENCRYPTED}") from None
-    except BaseException as exc:
-        if not _reader_failed(exc):
-            raise
-        raise WaveFileError(path, f"the workbook is damaged and cannot be opened ({_damage(exc)}); {AGAIN}") from None
+    workbook = _open_workbook(path)
     found: dict[str, list[list[Any]]] = {}
     with workbook:
         for name in workbook.sheet_names:
