@@ -208,7 +208,8 @@ def survey_waves() -> None:
         execution_config=ExecutionConfig(
             execution_mode=ExecutionMode.WATCHER,
             test_indirect_selection=TestIndirectSelection.BUILDABLE,
-            setup_operator_args={"retries": 0},
+            # its error (a full disk, a refused connection, the failed model's message) is kept for record_failure
+            setup_operator_args={"retries": 0, "on_failure_callback": pipeline.keep_the_error_of},
         ),
         operator_args={
             "pool": WAREHOUSE_POOL,

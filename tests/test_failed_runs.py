@@ -155,6 +155,8 @@ def test_a_build_failure_no_waves_data_causes_changes_nothing_and_no_wave_is_run
     assert s.caught_up[0][1].startswith("built with the run of wave 2019, which failed: the run failed at dbt_build.")
     for status, message in s.latest_after_failure.values():
         assert status == "failed" and "the run failed at dbt_build." in message
+        # the build's own error, kept by the producer's failure callback: the test that failed, not a pointer to a log
+        assert "CosmosDbtRunError: dbt invocation completed with errors: " in message, message
 
 
 def test_a_run_killed_during_dbt_publishes_nothing(scenario: Scenario) -> None:

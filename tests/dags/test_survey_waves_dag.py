@@ -128,6 +128,17 @@ def test_failures_and_publications_notify_the_owner_and_a_daily_check_watches_fo
     assert [t.pool for t in overdue.tasks] == ["duckdb_warehouse"], "it reads the warehouse: one-writer pool"
 
 
+def test_the_dbt_builds_error_is_kept_for_the_runs_message(dagbag) -> None:
+    """The producer (the one `dbt build`) is Cosmos's operator: its failure callback keeps its exception where
+    `record_failure` reads every step's error, beside Cosmos's own callback."""
+    from survey_warehouse.orchestration.pipeline import PRODUCER_TASK_ID, keep_the_error_of
+
+    producer = dagbag.dags["survey_waves"].get_task(PRODUCER_TASK_ID)
+    callbacks = producer.on_failure_callback
+    callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+    assert keep_the_error_of in callbacks and len(callbacks) >= 2, callbacks
+
+
 def test_the_published_marts_are_an_asset_the_exports_dag_is_scheduled_on(dagbag) -> None:
     from survey_warehouse.publishing.assets import SURVEY_MARTS
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 import psycopg2
 import pytest
-from conftest import make_paths, use_paths
+from conftest import ROOT, make_paths, use_paths
 from test_exports import _publish as _publish_for_export
 from test_exports import _utc
 from test_load_lifecycle import Warehouse_, _publish_all
@@ -216,6 +216,69 @@ def test_a_full_disk_under_data_docs_fails_the_gate_naming_that_folder_and_the_n
         )
         assert quality.run_gate(checkpoint, paths).success
         assert report.exists()
+
+
+class _TaskInstance:
+    """What a step's callback is given as `ti`: its XComs are kept here."""
+
+    def __init__(self) -> None:
+        self.xcoms: dict[str, object] = {}
+
+    def xcom_push(self, key: str, value: object) -> None:
+        self.xcoms[key] = value
+
+
+def test_a_full_disk_during_the_dbt_build_is_named_in_the_runs_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dbt builds into a warehouse whose filesystem is full. The error is dbt's own, raised by Cosmos as the DAG's
+    producer raises it (its runner's result through Cosmos's own check); the producer's failure callback keeps it,
+    and the run's message names the full disk and where, not "a dbt model or test failed"."""
+    import airflow  # noqa: F401 (before Cosmos, whose import starts Airflow's, which imports Cosmos's plugin)
+    from cosmos.dbt.runner import handle_exception_if_needed
+    from cosmos.exceptions import CosmosDbtRunError
+    from dbt.cli.main import dbtRunner
+
+    from survey_warehouse.orchestration.pipeline import PRODUCER_TASK_ID, keep_the_error_of
+
+    folder = tmp_path / "warehouse"
+    with small_filesystem(folder, size="8m"):
+        warehouse = folder / "survey.duckdb"
+        with duckdb.connect(str(warehouse)) as con:
+            con.execute("create schema raw")
+        filler = _fill(folder, 0)
+        monkeypatch.setenv("SURVEY_WAREHOUSE_PATH", str(warehouse))
+        monkeypatch.setenv("SURVEY_DBT_TARGET", "duckdb")
+        project = ROOT / "dbt_project"
+        folders = ["--project-dir", str(project), "--profiles-dir", str(project)]
+        folders += ["--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs")]
+        result = dbtRunner().invoke(["build", "--select", "resource_type:seed", *folders, "--no-use-colors"])
+        with pytest.raises(CosmosDbtRunError) as failed:
+            handle_exception_if_needed(result)
+
+        ti = _TaskInstance()
+        keep_the_error_of({"ti": ti, "exception": failed.value})
+        kept = ti.xcoms["error"]
+        assert isinstance(kept, str)
+        steps = [PRODUCER_TASK_ID, "dbt_build.cities_seed", "dbt_build.codebook_answers_seed"]
+        paths = make_paths("faults_full_disk_dbt")
+        message = failure_message(paths, Warehouse("duckdb", warehouse), steps, None, {PRODUCER_TASK_ID: kept})
+        said = faults.cause(failed.value)
+        assert said is not None and said.startswith(f"No space left on device writing {folder}"), kept
+        assert message.startswith(f"the run failed at {PRODUCER_TASK_ID}, 2 more dbt_build steps: {said}\n"), message
+        filler.unlink()
+
+
+def test_a_skipped_step_or_one_without_an_exception_keeps_no_error() -> None:
+    from survey_warehouse.orchestration.pipeline import keep_the_error_of
+
+    class AirflowSkipException(Exception):
+        pass
+
+    for context in ({"exception": AirflowSkipException("nothing to do")}, {"exception": None}, {}):
+        ti = _TaskInstance()
+        keep_the_error_of({**context, "ti": ti})
+        assert ti.xcoms == {}
 
 
 def test_copies_a_killed_publication_left_are_swept_by_the_next_run(tmp_path: Path) -> None:

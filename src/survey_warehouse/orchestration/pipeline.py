@@ -750,15 +750,44 @@ def remember_error(exc: BaseException) -> None:
     try:
         from airflow.sdk import get_current_context
 
-        get_current_context()["ti"].xcom_push(key="error", value=faults.described(exc)[:4000])
+        context = get_current_context()
     except Exception:  # outside a task (tests, tools): the exception itself is the report
         log.debug("no task context to keep the error in", exc_info=True)
+        return
+    keep_the_error_of({**context, "exception": exc})
+
+
+def keep_the_error_of(context: Any) -> None:
+    """Keep the failed step's exception (`context["exception"]`) as its XCom `error`. Also the on_failure_callback
+    of a step this project does not write (the dbt build's producer, a Cosmos operator): without it a dbt build
+    that failed on a full disk or a refused connection was told as "a dbt model or test failed"."""
+    exc = context.get("exception")
+    if not isinstance(exc, BaseException) or type(exc).__name__ == "AirflowSkipException":
+        return
+    try:
+        context["ti"].xcom_push(key="error", value=faults.described(exc)[:4000])
+    except Exception:  # the callback must never hide the step's own failure
+        log.warning("could not keep the error of %s", getattr(context.get("ti"), "task_id", "a step"), exc_info=True)
 
 
 def _failed_steps(context: Any) -> list[str]:
     ti = context["ti"]
     states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
     return sorted(task for task, state in states.items() if state == "failed" and task != ti.task_id)
+
+
+PRODUCER_TASK_ID = "dbt_build.dbt_producer_watcher"  # the one `dbt build`; the group's other steps report its nodes
+
+
+def _steps_named(steps: list[str]) -> str:
+    """The failed steps for a message: a failed dbt build once (its producer, or its first step, and how many of
+    its model and test steps failed with it), not each of its dozens of steps."""
+    dbt = sorted((s for s in steps if s.startswith("dbt_build.")), key=lambda s: (s != PRODUCER_TASK_ID, s))
+    named = [s for s in steps if not s.startswith("dbt_build.")] + dbt[:1]
+    more = max(len(dbt) - 1, 0)
+    if more:
+        named.append(f"{more} more dbt_build step{'' if more == 1 else 's'}")
+    return ", ".join(named)
 
 
 def failure_message(
@@ -772,7 +801,7 @@ def failure_message(
     """Why a run failed, in the words of the step that failed, for the load registry and the owner."""
     from survey_warehouse import quality
 
-    head = f"the run failed at {', '.join(steps) or 'an unknown step'}"
+    head = f"the run failed at {_steps_named(steps) or 'an unknown step'}"
     errors = {step: error for step, error in (errors or {}).items() if error}
     if errors:
         return f"{head}: " + "\n".join(errors.values())
