@@ -4,7 +4,8 @@ A draft of a wave writes `TODO ...` where a person has to decide (a header it co
 spelling); `wave check` refuses while any is left. The rule is here once: a value starting with `TODO` in the wave
 spec (config/waves/YEAR.yml: any key or value, at any depth), in the wave's rows of
 dbt_project/seeds/codebook_questions.csv and codebook_answers.csv, or in any row of dbt_project/seeds/city_aliases.csv
-(its rows belong to no wave).
+(its rows belong to no wave). `take_proposals` takes each at its proposal in a scratch copy of the project, for the
+preview of a draft that is not written.
 """
 
 from __future__ import annotations
