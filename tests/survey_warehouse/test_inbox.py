@@ -370,16 +370,82 @@ def test_a_delivery_with_another_name_than_the_spec_says_is_refused(waves_dir: P
     assert "rename the delivery" in message
 
 
-def test_a_delivery_for_a_year_without_a_wave_spec_is_not_loaded_and_its_draft_is_told(waves_dir: Path) -> None:
+def _reworded_2019_as(year: int, change=None) -> bytes:
+    """The 2019 file delivered as another year's: its first question reworded, its dates moved to the year; `change`
+    may change the rows (lists of cells, the header first)."""
+    import csv
+    import io
+
+    with open(WAVE_2019, encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.reader(f))
+    rows[0] = [
+        h.replace("Q1 Kuka vastaa ensisijaisesti digitalisaation johtamisesta?", "Q1 Kuka johtaa?") for h in rows[0]
+    ]
+    rows[1:] = [[cell.replace("2019-", f"{year}-") for cell in row] for row in rows[1:]]
+    if change is not None:
+        change(rows)
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    return out.getvalue().encode("utf-8-sig")
+
+
+def _project_state(*folders: Path) -> dict[str, str]:
+    """Every file under the folders, by its digest."""
+    return {
+        str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+        for folder in folders
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _draft_accepted_and_checked(delivered: Path, year: int) -> tuple:
+    """What `wave draft` + deleting every `TODO: ` (taking each proposal, as the draft tells a person to) + `wave
+    check` give, in a copy of the project of the test's own."""
+    from conftest import TEST_VAR
+
+    from survey_warehouse.drafting.check import check_wave
+    from survey_warehouse.drafting.draft import draft_wave
+    from survey_warehouse.settings import Paths
+
+    base = TEST_VAR / "inbox_draft_expected"
+    shutil.rmtree(base, ignore_errors=True)
+    root = base / "project"
+    for folder in ("config", "expectations"):
+        shutil.copytree(ROOT / folder, root / folder)
+    shutil.copytree(ROOT / "dbt_project", root / "dbt_project", ignore=shutil.ignore_patterns("target", "logs"))
+    draft = draft_wave(delivered, year, root)
+    spec = root / "config" / "waves" / f"{year}.yml"
+    spec.write_text(
+        "".join(
+            line.replace('"TODO: ', '"')
+            for line in spec.read_text(encoding="utf-8").splitlines(keepends=True)
+            if not line.lstrip().startswith('- "TODO: ')  # the cities surveyed: "confirm this list (delete this line)"
+        ),
+        encoding="utf-8",
+    )
+    for seed in (root / "dbt_project" / "seeds").glob("*.csv"):
+        seed.write_text(seed.read_text(encoding="utf-8").replace("TODO: ", ""), encoding="utf-8")
+    var = base / "var"
+    paths = Paths(
+        root, var, root / "config" / "waves", var / "w.duckdb", var / "p.duckdb", var / "dd", root / "dbt_project"
+    )
+    return draft, check_wave(year, paths)
+
+
+def test_a_delivery_for_a_year_without_a_wave_spec_is_not_loaded_and_its_draft_is_told(
+    waves_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A wave file dropped for a year that has no spec: nothing is loaded or written into the project; the message
     (the rejection note and the owner's mail) carries what a draft of its spec proposes, the decisions left to a
-    person, and the commands that go on from there; nothing of the file's respondents is in it."""
-    seeds = ROOT / "dbt_project" / "seeds"
-    before = {p.name: p.read_bytes() for p in seeds.glob("*.csv")}
-    lines = WAVE_2019.read_text(encoding="utf-8-sig").splitlines()
-    header = lines[0].replace("Q1 Kuka vastaa ensisijaisesti digitalisaation johtamisesta?", "Q1 Kuka johtaa?")
-    data = "\n".join([header, *[line.replace("2019-", "2021-") for line in lines[1:]]]) + "\n"
-    delivered = _drop(waves_dir / "2021", "kysely.csv", data.encode("utf-8-sig"))
+    person, the headline preview `wave draft` + taking the proposals + `wave check` would give, and the commands that
+    go on from there; nothing of the file's respondents is in it. Dropped again, the file's preview is not made
+    again."""
+    from survey_warehouse.drafting import check
+    from survey_warehouse.orchestration import notify
+
+    project = _project_state(ROOT / "config", ROOT / "dbt_project" / "seeds", waves_dir.parent / "waves")
+    delivered = _drop(waves_dir / "2021", "kysely.csv", _reworded_2019_as(2021))
 
     with pytest.raises(SurveyWarehouseError) as caught:
         pipeline.plan_run(2021, inbox.look(2021, delivered))
@@ -392,13 +458,58 @@ def test_a_delivery_for_a_year_without_a_wave_spec_is_not_loaded_and_its_draft_i
     listed = re.findall(r"^  \d+\. \[(\w+)\]", message, re.MULTILINE)
     assert len(listed) == min(int(found[2]), pipeline.DECISIONS_SHOWN) > 0, message
     assert "Q1 Kuka johtaa?" in message, "the reworded question is among the decisions"
+    assert "nothing is loaded until the spec is written and confirmed" in message
+
+    draft, expected = _draft_accepted_and_checked(delivered, 2021)
+    proposed = [d for d in draft.decisions if d.needs_person and d.proposal not in (None, "", [])]
+    assert f"Preview if the {len(proposed)} open proposal(s) are accepted as drafted" in message, message
+    assert expected.status == "ok" and expected.headline is not None, expected.text()
+    assert f"\n  {expected.headline.describe()}\n" in message, (expected.text(), message)
+    assert f"  {expected.quarantined_rows} of {expected.rows} rows would be quarantined" in message
+    assert expected.diff is not None and expected.diff.previous is not None
+    added, dropped = ", ".join(expected.diff.questions_added) or "none", ", ".join(expected.diff.questions_dropped)
+    assert f"questions added: {added}; dropped: {dropped or 'none'}" in message
+
     assert f"make wave-draft FILE={delivered.relative_to(ROOT)} YEAR=2021" in message
     assert "make wave-check YEAR=2021" in message
     assert "@" not in message, "an e-mail address of the file is in the message"
-    assert (
-        not (ROOT / "config" / "waves" / "2021.yml").exists() and not (waves_dir.parent / "waves" / "2021.yml").exists()
-    )
-    assert {p.name: p.read_bytes() for p in seeds.glob("*.csv")} == before, "the seeds were written"
+    mail = notify.failure_mail(2021, ["plan_wave"], f"the run failed at plan_wave: {message}", []).body
+    assert expected.headline.describe() in mail and "make wave-check YEAR=2021" in mail, "the mail is cut short"
+    assert "more lines in the full report" not in mail and "@" not in mail
+    assert not (ROOT / "config" / "waves" / "2021.yml").exists()
+    assert _project_state(ROOT / "config", ROOT / "dbt_project" / "seeds", waves_dir.parent / "waves") == project
+
+    def made_again(*args: object) -> None:
+        raise AssertionError("the preview of the same file was made again")
+
+    monkeypatch.setattr(check, "check_draft", made_again)
+    with pytest.raises(SurveyWarehouseError) as again:
+        pipeline.plan_run(2021, inbox.look(2021, delivered))
+    assert str(again.value) == message
+
+
+def test_a_delivery_without_a_wave_spec_whose_preview_fails_still_tells_the_decisions(waves_dir: Path) -> None:
+    """A file whose city column reads as no city: the draft maps no column to the city, so no preview can be made;
+    the message says why in one line and still lists the draft's decisions and the steps."""
+
+    def no_city(rows: list[list[str]]) -> None:
+        column = rows[0].index("Organisaatio")
+        for number, row in enumerate(rows[1:]):
+            row[column] = f"Paikka {number}"
+
+    delivered = _drop(waves_dir / "2021", "kysely.csv", _reworded_2019_as(2021, no_city))
+
+    with pytest.raises(SurveyWarehouseError) as caught:
+        pipeline.plan_run(2021, inbox.look(2021, delivered))
+
+    message = str(caught.value)
+    failed = [line for line in message.splitlines() if line.startswith("No preview of the draft")]
+    assert len(failed) == 1 and "city" in failed[0], message
+    assert "Preview if" not in message
+    found = re.search(r"(\d+) decision\(s\) left to a person", message)
+    listed = re.findall(r"^  \d+\. \[(\w+)\]", message, re.MULTILINE)
+    assert found and len(listed) == min(int(found[1]), pipeline.DECISIONS_SHOWN) > 0, message
+    assert "make wave-check YEAR=2021" in message and "@" not in message
 
 
 def test_a_delivery_taken_by_an_earlier_run_ends_the_run_skipped(waves_dir: Path) -> None:

@@ -40,6 +40,7 @@ def _example():
 
 
 EXAMPLE = _example()
+EXAMPLE_2019 = ROOT / "data" / "waves" / "2019" / "city_survey_2019_export.csv"
 LEAD_HEADER, CITY_HEADER = EXAMPLE.HEADER[6], EXAMPLE.HEADER[2]
 
 
@@ -394,3 +395,124 @@ def test_a_killed_checks_scratch_folder_is_removed_by_the_next_check(tmp_path: P
         (folder / "warehouse").mkdir(parents=True)
     assert check._remove_stopped_checks(tmp_path) == [dead]
     assert not dead.exists() and alive.exists(), "a running check's folder stays"
+
+
+def test_taking_a_drafts_proposals_leaves_out_what_has_none(tmp_path: Path) -> None:
+    """Every placeholder taken as a person deleting `TODO: ` would; a code or a point without a proposal leaves its
+    row out (its answers stay unknown), a question without any answer label leaves its column unread."""
+    import yaml
+
+    from survey_warehouse.drafting.placeholders import take_proposals
+    from survey_warehouse.intake.matching import match_key
+
+    waves, seeds = tmp_path / "config" / "waves", tmp_path / "dbt_project" / "seeds"
+    waves.mkdir(parents=True)
+    seeds.mkdir(parents=True)
+    (waves / "2021.yml").write_text(
+        'wave_year: 2021\nfile: "x.csv"\nheader_row: "TODO: 2"\nquestionnaire_version: "TODO: 2021-fi-4"\n'
+        'cities_surveyed:\n  - "TODO: the cities surveyed in 2021: confirm this list (delete this line)"\n'
+        '  - "091"\nfield_period: {start: "TODO: 2021-03-12", end: "TODO: 2021-04-11"}\n'
+        'sheet: "TODO:"\ncolumns:\n  "Q1": "TODO: lead"\n  "Q9 Vapaa": "TODO: palaute"\n  "Q2": cooperation\n'
+        "  Kaupunki: city\n",
+        encoding="utf-8",
+    )
+    (seeds / "codebook_questions.csv").write_text(
+        "wave_year,question_id,question_text_fi,question_text_en,answer_type,scale_min,scale_max,is_required\n"
+        "2019,lead,Q1,TODO: untouched,category,,,true\n"
+        "2021,lead,Q1,TODO: the English wording of Q1,category,,,true\n"
+        "2021,palaute,Q9 Vapaa,TODO: the English wording of Q9 Vapaa,category,,,false\n"
+        "2021,cooperation,Q2,Co-operation,scale,TODO: 0,TODO: 10,false\n",
+        encoding="utf-8",
+    )
+    (seeds / "codebook_answers.csv").write_text(
+        "wave_year,question_id,source_label,answer_code,answer_value,answer_label_en,sort_order\n"
+        "2021,lead,Tietohallinto,TODO: it_management,,TODO: the English label of Tietohallinto,1\n"
+        "2021,lead,Pormestari,TODO:,,Mayor,2\n"
+        "2021,cooperation,Hyvä,good,TODO: the point of the scale it stands for,Good,3\n",
+        encoding="utf-8",
+    )
+    (seeds / "city_aliases.csv").write_text(
+        "city_alias,municipality_code,alias_kind\nhki,TODO: 091,spelling\natlantis,TODO:,spelling\n", encoding="utf-8"
+    )
+
+    taken = take_proposals(tmp_path, 2021)
+
+    assert taken.undecided == [
+        ("lead", match_key("Pormestari")),
+        ("cooperation", match_key("Hyvä")),
+        ("city", match_key("atlantis")),
+    ]
+    assert taken.unread == ["Q9 Vapaa"]
+    spec = yaml.safe_load((waves / "2021.yml").read_text(encoding="utf-8"))
+    assert spec["header_row"] == 2 and spec["questionnaire_version"] == "2021-fi-4"
+    assert spec["cities_surveyed"] == ["091"] and "sheet" not in spec
+    assert str(spec["field_period"]["start"]) == "2021-03-12"
+    assert spec["columns"] == {"Q1": "lead", "Q2": "cooperation", "Kaupunki": "city"}
+    assert find_placeholders(tmp_path, 2021) == []
+    with open(seeds / "codebook_questions.csv", encoding="utf-8") as f:
+        questions = list(csv.DictReader(f))
+    assert [(r["wave_year"], r["question_id"]) for r in questions] == [
+        ("2019", "lead"),
+        ("2021", "lead"),
+        ("2021", "cooperation"),
+    ]
+    assert questions[0]["question_text_en"] == "TODO: untouched", "another wave's rows are left as they are"
+    assert (questions[2]["scale_min"], questions[2]["scale_max"]) == ("0", "10")
+    with open(seeds / "codebook_answers.csv", encoding="utf-8") as f:
+        assert [(r["source_label"], r["answer_code"]) for r in csv.DictReader(f)] == [
+            ("Tietohallinto", "it_management")
+        ]
+    assert (seeds / "city_aliases.csv").read_text(encoding="utf-8").splitlines()[1:] == ["hki,091,spelling"]
+
+
+def test_a_draft_is_checked_in_the_scratch_copy_only_and_its_undecided_answers_are_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """check_draft: the draft is written and its proposals taken in the scratch copy (the project's specs and seeds
+    stay as they were); the rows whose answer a decision leaves without a code are quarantined and counted as such."""
+    from survey_warehouse.drafting import draft as drafting
+
+    paths = _project("draft")
+    rows = list(csv.reader(io.StringIO(EXAMPLE_2019.read_text(encoding="utf-8-sig"))))
+    delivered = paths.var / "inbox" / "2021" / "kysely.csv"
+    delivered.parent.mkdir(parents=True)
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(
+        [rows[0], *[[c.replace("2019-", "2021-") for c in r] for r in rows[1:]]]
+    )
+    delivered.write_text(out.getvalue(), encoding="utf-8")
+    lead = next(i for i, h in enumerate(rows[0]) if h.startswith("Q1 "))
+    label = "Digijohtaja (CDO)"
+    answering = sum(1 for r in rows[1:] if r[lead] == label)
+    real = drafting.draft_wave
+
+    def leaving_a_code_open(file: Path, year: int, root: Path, **kwargs: object) -> object:
+        made = real(file, year, root, **kwargs)
+        answers = root / "dbt_project" / "seeds" / "codebook_answers.csv"
+        with open(answers, encoding="utf-8", newline="") as f:
+            found = list(csv.reader(f))
+        for row in found:
+            if row[0] == str(year) and row[1] == "lead" and row[2] == label:
+                row[3] = "TODO:"
+        with open(answers, "w", encoding="utf-8", newline="") as f:
+            csv.writer(f, lineterminator="\n").writerows(found)
+        return made
+
+    monkeypatch.setattr(drafting, "draft_wave", leaving_a_code_open)
+
+    def state() -> dict[Path, str]:
+        folders = (paths.root / "config", paths.dbt_project / "seeds")
+        return {p: hashlib.sha256(p.read_bytes()).hexdigest() for f in folders for p in f.rglob("*") if p.is_file()}
+
+    project = state()
+
+    result = check.check_draft(delivered, 2021, paths)
+
+    assert answering > 0 and result.undecided_rows == answering, result.text()
+    assert result.quarantined_rows is not None and result.quarantined_rows >= answering
+    lines = result.draft_lines(3)
+    assert f"({answering} for an answer or city whose code is left to a person)" in "\n".join(lines), lines
+    assert lines[0].startswith("Preview if the 3 open proposal(s) are accepted as drafted")
+    assert not (paths.waves_config / "2021.yml").exists()
+    assert state() == project, "the project's specs and seeds were written"
+    assert not list((paths.var / "tmp").glob("wave_check_*")), "the scratch copy is removed"

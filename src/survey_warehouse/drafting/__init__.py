@@ -10,5 +10,6 @@ earlier waves, and the wave checked on a scratch copy of the warehouse.
 - `command`: `wave draft` on the command line
 - `placeholders`: what a wave's configuration still leaves to a person (values starting with TODO)
 - `check`: `wave check`: the wave's load and raw gate on a scratch copy, the headline preview, the diff with the
-  previous wave
+  previous wave; `check_draft`: the same for a draft not written into the project (drafted into the scratch copy,
+  its proposals taken there), the preview a delivery without a wave spec is told with
 """

@@ -165,6 +165,11 @@ class WaveCheck:
     diff: WaveDiff | None = None
     compared_with_current_load: bool = False
     seconds: float = 0.0
+    # a check of a draft (check_draft): the quarantined rows whose answer or city a decision leaves without a code,
+    # the columns not read because their question has no answer label yet, and the rows that answered them
+    undecided_rows: int | None = None
+    unread_columns: list[str] = field(default_factory=list)
+    unread_rows: int = 0
     city_names: dict[str, str] = field(default_factory=dict, repr=False)
 
     def as_json(self) -> dict[str, Any]:
@@ -224,6 +229,47 @@ class WaveCheck:
         lines.append(f"wave {year}: {verdict} (exit {self.exit_code}; checked in {self.seconds:.0f} s)")
         return "\n".join(scrub(line) for line in lines)
 
+    def draft_lines(self, proposals: int) -> list[str]:
+        """The preview of a draft (check_draft) in a few lines, for a message that also lists the draft's decisions:
+        what it rests on, the headline, the rows that would be quarantined by reason, the questions added and
+        dropped; or, when no preview could be made, one line with the cause."""
+        if self.status not in ("ok", "gate_failed"):
+            cause = "dbt could not build it" if self.status == "preview_failed" else "it could not be made"
+            why = (self.error or self.status).splitlines()[0] if self.error else self.status
+            return [scrub(f"No preview of the draft: {cause}: {why}")]
+        lines = [
+            f"Preview if the {proposals} open proposal(s) are accepted as drafted (loaded and built on a scratch "
+            "copy only; nothing is loaded until the spec is written and confirmed):"
+        ]
+        if self.headline is not None:
+            lines.append(f"  {self.headline.describe()}")
+        else:
+            lines.append(f"  a run would stop at the raw gate: {(self.gate or 'failed').splitlines()[0]}")
+        reasons: dict[str, set[int]] = {}
+        for q in self.quarantine:
+            reasons.setdefault(q.reason, set()).add(q.row)
+        counted = sorted(reasons.items(), key=lambda r: (-len(r[1]), r[0]))
+        quarantined = f"{self.quarantined_rows} of {self.rows} rows would be quarantined" + (
+            ": " + ", ".join(f"{reason} {len(rows)}" for reason, rows in counted) if counted else ""
+        )
+        if self.undecided_rows:
+            quarantined += f" ({self.undecided_rows} for an answer or city whose code is left to a person)"
+        if self.unread_columns:
+            quarantined += (
+                f"; not read, their answers' codes left to a person: {', '.join(map(repr, self.unread_columns))} "
+                f"({self.unread_rows} row(s) answered)"
+            )
+        lines.append(f"  {quarantined}")
+        diff = self.diff
+        if diff is None or diff.previous is None:
+            lines.append("  no earlier wave in the codebook to compare with")
+        else:
+            lines.append(
+                f"  compared with {diff.previous}: questions added: {', '.join(diff.questions_added) or 'none'}; "
+                f"dropped: {', '.join(diff.questions_dropped) or 'none'}"
+            )
+        return [scrub(line) for line in lines]
+
 
 def scrub(text: str) -> str:
     return _ADDRESS.sub("<e-mail address>", text)
@@ -255,15 +301,42 @@ def check_wave(wave_year: int, paths: Paths) -> WaveCheck:
 
 
 def _check(result: WaveCheck, paths: Paths) -> None:
-    from survey_warehouse.errors import CodebookError
-    from survey_warehouse.intake.codebook import Codebook
-    from survey_warehouse.intake.waves import find_wave_spec
-
     year = result.wave_year
     result.placeholders = find_placeholders(paths.root, year, paths.waves_config)
     if result.placeholders:
         result.exit_code, result.status = EXIT_PLACEHOLDERS, "placeholders"
         return
+    read = _read_wave(result, paths)
+    if read is None:
+        return
+    with scratch_copy(paths) as (scratch, compared):
+        _load_and_preview(result, *read, scratch, compared, paths)
+
+
+def _load_and_preview(
+    result: WaveCheck,
+    spec: Any,
+    codebook: Any,
+    scratch: Paths,
+    compared: bool,
+    paths: Paths,
+    undecided: list[tuple[str, str]] | None = None,
+) -> None:
+    """The wave loaded and gated in the scratch copy, and when it passes, its headline previewed."""
+    result.compared_with_current_load = compared
+    _load_and_gate(result, spec, codebook, scratch, undecided)
+    if result.status == "ok":
+        _preview(result, scratch, paths)
+
+
+def _read_wave(result: WaveCheck, paths: Paths) -> tuple[Any, Any] | None:
+    """The wave's spec and the codebook, checked as a run checks them (and the diff with the previous wave); None
+    when the check stops here (its status and error say why)."""
+    from survey_warehouse.errors import CodebookError
+    from survey_warehouse.intake.codebook import Codebook
+    from survey_warehouse.intake.waves import find_wave_spec
+
+    year = result.wave_year
     try:
         codebook = Codebook.from_seeds(paths.dbt_project / "seeds")
         spec = find_wave_spec(year, paths)
@@ -275,7 +348,7 @@ def _check(result: WaveCheck, paths: Paths) -> None:
         if spec.withdrawn:
             result.exit_code, result.status = EXIT_WITHDRAWN, "withdrawn"
             result.error = f"withdrawn in {paths.shown(Path(spec.name))} ({spec.withdrawn})"
-            return
+            return None
         spec.check(codebook)
         if not spec.file.is_file():
             raise WaveFileError(
@@ -284,14 +357,67 @@ def _check(result: WaveCheck, paths: Paths) -> None:
             )
     except (WaveSpecError, CodebookError, WaveFileError) as exc:
         result.exit_code, result.status, result.error = EXIT_SPEC_ERROR, "spec_error", scrub(str(exc))
-        return
+        return None
     result.city_names = _city_names(paths)
     result.diff = wave_diff(codebook, spec, paths)
-    with scratch_copy(paths) as (scratch, compared):
-        result.compared_with_current_load = compared
-        _load_and_gate(result, spec, codebook, scratch)
-        if result.status == "ok":
-            _preview(result, scratch, paths)
+    return spec, codebook
+
+
+def check_draft(file: Path, wave_year: int, paths: Paths) -> WaveCheck:
+    """The check of a wave whose spec is not written: `wave draft` of `file` written into the scratch copy's own
+    wave specs and seeds (the project's are only copied), every placeholder taken at its proposal there
+    (placeholders.take_proposals), then loaded, gated and previewed as `check_wave` does. The answers and city
+    spellings a decision leaves without a code are quarantined in the preview and counted (`undecided_rows`); a
+    column whose question has no answer label yet is not read (`unread_columns`, with the rows that answered it)."""
+    started = time.perf_counter()
+    result = WaveCheck(wave_year)
+    project: Path | None = None
+    try:
+        with scratch_copy(paths) as (copy, compared):
+            scratch = _with_own_project(paths, copy)
+            project = scratch.dbt_project.parent
+            _check_draft(result, file, scratch, compared, paths)
+    except SurveyWarehouseError as exc:
+        result.exit_code, result.status, result.error = EXIT_NOT_RUN, "not_run", scrub(str(exc))
+    except Exception as exc:  # not a traceback: what failed, as raised
+        result.exit_code, result.status, result.error = EXIT_NOT_RUN, "not_run", scrub(f"{type(exc).__name__}: {exc}")
+    if result.error and project is not None:  # the scratch copy is gone when the message is read: the draft's files
+        result.error = result.error.replace(f"{project}{os.sep}", "the draft's ")
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _with_own_project(paths: Paths, scratch: Paths) -> Paths:
+    """The scratch paths with wave specs and a dbt project of their own: copies of the project's (the wave specs a
+    draft reads, config/waves; the dbt project without its target and logs)."""
+    from dataclasses import replace
+
+    from survey_warehouse.drafting.history import WAVES
+
+    project = scratch.var / "project"
+    waves = paths.root / WAVES
+    if waves.is_dir():
+        shutil.copytree(waves, project / WAVES)
+    (project / WAVES).mkdir(parents=True, exist_ok=True)
+    shutil.copytree(paths.dbt_project, project / "dbt_project", ignore=shutil.ignore_patterns("target", "logs"))
+    return replace(scratch, waves_config=project / WAVES, dbt_project=project / "dbt_project")
+
+
+def _check_draft(result: WaveCheck, file: Path, scratch: Paths, compared: bool, paths: Paths) -> None:
+    from survey_warehouse.drafting.draft import draft_wave
+    from survey_warehouse.drafting.placeholders import take_proposals
+
+    year, project = result.wave_year, scratch.dbt_project.parent
+    draft_wave(file, year, project)
+    taken = take_proposals(project, year, scratch.waves_config)
+    left = find_placeholders(project, year, scratch.waves_config)
+    if left:  # (a placeholder the rule does not take: the preview would not be the draft's)
+        raise SurveyWarehouseError(f"a placeholder the preview cannot take: {left[0].describe()}")
+    read = _read_wave(result, scratch)
+    if read is None:
+        return
+    result.unread_columns = taken.unread
+    _load_and_preview(result, *read, scratch, compared, paths, taken.undecided)
 
 
 @contextmanager
@@ -392,7 +518,9 @@ def _has_current_loads(warehouse: Path) -> bool:
     return bool(found and found[0])
 
 
-def _load_and_gate(result: WaveCheck, spec: Any, codebook: Any, scratch: Paths) -> None:
+def _load_and_gate(
+    result: WaveCheck, spec: Any, codebook: Any, scratch: Paths, undecided: list[tuple[str, str]] | None = None
+) -> None:
     from survey_warehouse import quality
     from survey_warehouse.raw.load import load_wave
     from survey_warehouse.raw.registry import current_load
@@ -418,6 +546,8 @@ def _load_and_gate(result: WaveCheck, spec: Any, codebook: Any, scratch: Paths) 
         QuarantinedRow(int(r), c, reason, scrub(_without_where(m, loaded.file_name, int(r), c)))
         for r, c, reason, m in found
     ]
+    if undecided is not None:
+        result.undecided_rows, result.unread_rows = _undecided(warehouse, loaded.load_id, undecided, result)
     checkpoint = quality.raw_wave_checkpoint(
         quality.file_context(scratch), spec, loaded.load_id, scratch, warehouse, codebook
     )
@@ -445,6 +575,31 @@ def _without_where(message: str, file_name: str, row: int, column: str | None) -
 
     where = f"{file_name}, row {row}" + (f", column {shown(column)}" if column else "") + ": "
     return message.removeprefix(where)
+
+
+def _undecided(warehouse: Any, load_id: str, undecided: list[tuple[str, str]], result: WaveCheck) -> tuple[int, int]:
+    """The quarantined rows whose answer or city is one a decision leaves without a code (field, match key), and
+    the rows that answered a column not read (`result.unread_columns`)."""
+    from survey_warehouse.warehouse import Session
+
+    left = set(undecided)
+    with Session(warehouse, read_only=True) as session:
+        quarantined = session.execute(
+            "select q.source_row_number, c.field_id, r.match_key from raw.quarantine q "
+            "join raw.survey_columns c on c.load_id = q.load_id and c.source_column = q.source_column "
+            "join raw.survey_cells s on s.column_id = c.column_id and s.source_row_number = q.source_row_number "
+            "join raw.cell_resolutions r on r.load_id = q.load_id and r.field_id = c.field_id "
+            "and r.cell_value = s.cell_value where q.load_id = ?",
+            [load_id],
+        ).fetchall()
+        answered = session.execute(
+            "select count(distinct s.source_row_number) from raw.survey_cells s "
+            "join raw.survey_columns c on c.column_id = s.column_id "
+            "where c.load_id = ? and list_contains(?, c.source_column) and trim(coalesce(s.cell_value, '')) <> ''",
+            [load_id, result.unread_columns],
+        ).fetchone()
+    rows = {row for row, field_id, key in quarantined if (field_id, key) in left}
+    return len(rows), int(answered[0]) if answered else 0
 
 
 @contextmanager

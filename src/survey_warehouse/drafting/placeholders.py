@@ -4,14 +4,15 @@ A draft of a wave writes `TODO ...` where a person has to decide (a header it co
 spelling); `wave check` refuses while any is left. The rule is here once: a value starting with `TODO` in the wave
 spec (config/waves/YEAR.yml: any key or value, at any depth), in the wave's rows of
 dbt_project/seeds/codebook_questions.csv and codebook_answers.csv, or in any row of dbt_project/seeds/city_aliases.csv
-(its rows belong to no wave).
+(its rows belong to no wave). `take_proposals` takes each at its proposal in a scratch copy of the project, for the
+preview of a draft that is not written.
 """
 
 from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,3 +94,141 @@ def _in_seed(path: Path, shown: str, year: int | None) -> Iterator[Placeholder]:
             for column, value in row.items():
                 if is_placeholder(value):
                     yield Placeholder(shown, f"row {number}, column {column}", str(value).strip())
+
+
+# ---------------------------------------------------------------------------------------- taking the proposals
+
+# the seed columns that decide how a delivered answer or city is read: a placeholder there without a proposal the
+# column can hold (a number, a code) leaves its row out, so the answers it would read stay unknown
+_NUMBER_COLUMNS = ("answer_value", "scale_min", "scale_max")
+_CODE_COLUMNS = ("answer_code", "municipality_code")
+
+
+@dataclass
+class Taken:
+    """What taking a draft's proposals left undecided: the answers and city spellings whose code no proposal gives
+    (the field, `city` for a spelling, and the match key of the label), and the columns left unmapped because their
+    question has no answer label at all (its answers' codes are left to a person)."""
+
+    undecided: list[tuple[str, str]]
+    unread: list[str]
+
+
+def proposal_of(value: Any) -> str:
+    """A placeholder's proposal: what follows `TODO` (and its colon); empty when it has none."""
+    text = str(value).strip().removeprefix("TODO").removeprefix(":")
+    return text.strip()
+
+
+def take_proposals(project_root: Path, year: int, waves_config: Path | None = None) -> Taken:
+    """Rewrite the wave's spec and seed rows in `project_root` (a scratch copy of the project, never the project
+    itself) with every placeholder taken at its proposal, as a person deleting each `TODO: ` would. A placeholder in a
+    list (the draft's note on the cities surveyed) is dropped; one in the spec without a proposal drops its key. In the
+    seeds, a text takes whatever follows the mark (an English wording changes no count); an answer's code or point, a
+    spelling's municipality code or a scale's end without a proposal the column can hold leaves its row out."""
+    from survey_warehouse.intake.matching import match_key
+
+    undecided: list[tuple[str, str]] = []
+    for name, by_wave in SEED_FILES.items():
+
+        def keep(row: dict[str, str], by_wave: bool = by_wave) -> bool:
+            return (by_wave and not _of(row, year)) or _take_row(row)
+
+        for row in _rewrite(project_root / SEEDS / name, keep):
+            label = row.get("source_label", row.get("city_alias", ""))
+            undecided.append((row.get("question_id") or "city", match_key(label) or ""))
+    spec_path = (waves_config or project_root / "config" / "waves") / f"{year}.yml"
+    spec = _taken(yaml.safe_load(spec_path.read_text(encoding="utf-8")) or {})
+    unread = _without_labels(project_root, year, spec)
+    spec_path.write_text(yaml.safe_dump(spec, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return Taken(undecided, unread)
+
+
+def _of(row: dict[str, str], year: int) -> bool:
+    return (row.get("wave_year") or "").strip() == str(year)
+
+
+def _rewrite(path: Path, keep: Callable[[dict[str, str]], bool]) -> list[dict[str, str]]:
+    """The seed rewritten with the rows `keep` keeps (it may change them); the rows it left out."""
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        columns, rows = list(reader.fieldnames or []), list(reader)
+    kept: list[dict[str, str]] = []
+    left: list[dict[str, str]] = []
+    for row in rows:
+        (kept if keep(row) else left).append(row)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(kept)
+    return left
+
+
+def _take_row(row: dict[str, Any]) -> bool:
+    """The seed row with its placeholders taken at their proposals; False when one that decides how an answer or a
+    city is read has no proposal the column can hold."""
+    for column, value in row.items():
+        if not is_placeholder(value):
+            continue
+        proposal = proposal_of(value)
+        if column in _NUMBER_COLUMNS:
+            try:
+                float(proposal)
+            except ValueError:
+                return False
+        elif column in _CODE_COLUMNS and (not proposal or len(proposal.split()) > 1):
+            return False
+        row[column] = proposal
+    return True
+
+
+def _taken(node: Any) -> Any:
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if is_placeholder(key) or (is_placeholder(value) and not proposal_of(value)):
+                continue
+            out[key] = _taken(value)
+        return out
+    if isinstance(node, list):
+        return [_taken(v) for v in node if not is_placeholder(v)]
+    if is_placeholder(node):
+        return _scalar(proposal_of(node))
+    return node
+
+
+def _scalar(text: str) -> Any:
+    """A proposal as the spec would read it typed in: a number or a date as such, anything else as text."""
+    import datetime as dt
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, int | float | dt.date) and not isinstance(value, bool) else text
+
+
+def _without_labels(project_root: Path, year: int, spec: dict[str, Any]) -> list[str]:
+    """The spec's columns mapped to a category question of the wave without any answer label (the draft writes none
+    for a new question whose answers may be names until a person decides it): unmapped, and the question left out of
+    the wave's codebook rows; their headers returned."""
+    with open(project_root / SEEDS / "codebook_answers.csv", encoding="utf-8-sig", newline="") as f:
+        labelled = {r.get("question_id") for r in csv.DictReader(f) if _of(r, year)}
+    bare = [
+        row["question_id"]
+        for row in _rewrite(
+            project_root / SEEDS / "codebook_questions.csv",
+            lambda r: (
+                not _of(r, year)
+                or r.get("answer_type") != "category"
+                or r.get("question_id") in labelled
+                or r.get("question_id") == "respondent_role"
+            ),
+        )
+    ]
+    columns = spec.get("columns") or {}
+    unread = [str(header) for header, field_id in columns.items() if field_id in bare]
+    spec["columns"] = {h: f for h, f in columns.items() if str(h) not in unread}
+    return unread

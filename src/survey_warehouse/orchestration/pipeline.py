@@ -313,13 +313,15 @@ def _plan_current_loads_only(wave_year: int, warehouse: Warehouse) -> Plan:
     )
 
 
-DECISIONS_SHOWN = 8  # in the message about a delivery without a wave spec: it and the steps fit the owner's mail
+# in the message about a delivery without a wave spec: the decisions shown, so that they, the preview and the steps
+# fit the owner's mail (notify.REPORT_LINES lines)
+DECISIONS_SHOWN = 5
 
 
 def _without_spec(delivery: Delivery, wave_year: int, expected: Path, paths: Paths) -> str:
     """A delivery for a year without a wave spec is not loaded: what a draft of its spec proposes (nothing is
     written into the project: the owner writes the draft with `make wave-draft`), the decisions it leaves to a
-    person, and what to do."""
+    person, the check's preview of the draft with its proposals taken (on a scratch copy), and what to do."""
     from survey_warehouse.drafting.draft import draft_wave
     from survey_warehouse.operations import inbox
 
@@ -347,11 +349,59 @@ def _without_spec(delivery: Delivery, wave_year: int, expected: Path, paths: Pat
     ]
     for number, d in enumerate(open_[:DECISIONS_SHOWN], start=1):
         about = f" {d.column!r}" if d.column else ""
-        proposal = f": proposed {d.proposal!r}" if d.proposal not in (None, "", []) else ""
+        proposal = f": proposed {d.proposal!r}" if _proposed(d.proposal) else ""
         lines.append(f"  {number}. [{d.kind}]{about}{proposal}")
     if len(open_) > DECISIONS_SHOWN:
         lines.append(f"  ... and {len(open_) - DECISIONS_SHOWN} more (the draft lists them all)")
+    lines += draft_preview(delivery.path, wave_year, paths, sum(_proposed(d.proposal) for d in open_))
     return "\n".join([*lines, steps])
+
+
+def _proposed(proposal: Any) -> bool:
+    return proposal not in (None, "", [])
+
+
+PREVIEWS_KEPT = "draft_previews"  # under var/: the last preview of a draft per wave year, by what it was made from
+
+
+def draft_preview(file: Path, wave_year: int, paths: Paths, proposals: int) -> list[str]:
+    """The check's preview of the file's draft (drafting.check.check_draft), in a few lines. Made once for the same
+    file and project: the lines are kept under var/draft_previews, named by the digest of the file, its wave year,
+    the wave specs a draft reads and what the build reads (the dbt project, the seeds, the suites); dropping the
+    same file again reuses them. A preview that could not be made is not kept."""
+    import hashlib
+    import json
+
+    from survey_warehouse.drafting.check import check_draft
+    from survey_warehouse.drafting.history import WAVES
+    from survey_warehouse.publishing.publish import build_fingerprint
+    from survey_warehouse.raw.registry import file_sha256
+    from survey_warehouse.warehouse import Warehouse
+
+    try:
+        digest = hashlib.sha256(f"{wave_year}\0{file_sha256(file)}\0".encode())
+        digest.update(build_fingerprint(paths, Warehouse.from_env(paths.warehouse)).encode())
+        for spec in sorted((paths.root / WAVES).glob("*.yml")):
+            digest.update(spec.name.encode() + b"\0" + spec.read_bytes() + b"\0")
+        kept = paths.var / PREVIEWS_KEPT / f"{wave_year}_{digest.hexdigest()[:24]}.json"
+        if kept.is_file():
+            log.info("wave %s: the draft's preview of this file is reused (%s)", wave_year, paths.shown(kept))
+            return [str(line) for line in json.loads(kept.read_text(encoding="utf-8"))]
+        result = check_draft(file, wave_year, paths)
+        lines = result.draft_lines(proposals)
+        if result.status in ("ok", "gate_failed"):
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            for earlier in kept.parent.glob(f"{wave_year}_*.json"):
+                earlier.unlink(missing_ok=True)
+            kept.write_text(json.dumps(lines, ensure_ascii=False), encoding="utf-8")
+        log.info("wave %s: the draft's preview made in %.0f s", wave_year, result.seconds)
+        return lines
+    except Exception as exc:  # the decisions are told whatever happens to the preview
+        log.exception("wave %s: no preview of the draft", wave_year)
+        from survey_warehouse.drafting.check import scrub
+
+        why = faults.cause(exc) or f"{type(exc).__name__}: {exc}"
+        return [scrub(f"No preview of the draft: it could not be made: {why.splitlines()[0]}")]
 
 
 def _check_announced(delivery: Delivery) -> None:
