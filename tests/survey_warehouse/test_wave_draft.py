@@ -577,3 +577,32 @@ def test_the_same_wave_in_another_export_drafts_the_same(export: str, tmp_path: 
     assert [(d.kind, d.column, d.proposal) for d in other.decisions] == [
         (d.kind, d.column, d.proposal) for d in workbook.decisions
     ]
+
+
+FIRST_NAMES = ["Matti", "Liisa", "Anna", "Juha", "Pekka", "Sari", "Timo", "Kaisa"]
+LAST_NAMES = ["Virtanen", "Korhonen", "Mäkinen", "Nieminen", "Laine", "Heikkinen", "Koskinen", "Järvinen"]
+
+
+@pytest.mark.parametrize(
+    ("names", "sure"),
+    [
+        (NAMES, False),  # the same three names on every city's rows: a contact person's, not each respondent's own
+        ([f"{f} {s}" for f in FIRST_NAMES for s in LAST_NAMES], True),  # a different name on every row
+    ],
+    ids=["names-that-recur", "names-all-different"],
+)
+def test_names_that_recur_are_not_taken_for_the_respondents_own(tmp_path: Path, names: list[str], sure: bool) -> None:
+    variant = VARIANTS[0]  # its name column's header is like the earlier waves' respondent_name headers
+    wave = make_wave(
+        Variant("names", seed=4, headers=variant.headers, lead_labels=variant.lead_labels, names=names),
+        copy_project(tmp_path / "project"),
+    )
+    draft = draft_wave(wave.file, YEAR, wave.root)
+    header = variant.headers["respondent_name"]
+    value = spec_and_rows(wave.root)[0]["columns"][header]
+    assert plain(value) == "respondent_name"
+    assert is_placeholder(value) != sure, f"{header!r}: {value!r}"
+    if not sure:
+        asked = next(d for d in draft.decisions if d.column == header and d.kind == "column")
+        assert any("recur" in e for e in asked.evidence), asked.evidence
+        assert not any(name in json.dumps(asked.as_dict(), ensure_ascii=False) for name in names)

@@ -284,11 +284,20 @@ class Fields:
 
         def name(c: Column) -> tuple[float, float, str] | None:
             header = self.likeness(c, "respondent_name")
-            # values shaped like personal names, however often each recurs
+            # values shaped like personal names: the respondent's own only when nearly every row has another one
+            # (the same few names on many rows are someone else's, such as a contact person's)
             shaped = c.share(looks_like_name)
             if shaped >= LIKELY_SHARE:
                 share = shaped if header >= HEADER_SAME else min(shaped, LIKELY_SHARE - 0.01)
-                return (share, header, f"{round(100 * shaped)} % of the values are shaped like personal names")
+                why = f"{round(100 * shaped)} % of the values are shaped like personal names"
+                names = len({k for k in c.keys.values() if k})
+                if names / c.filled < DISTINCT_TEXT:
+                    share = min(share, LIKELY_SHARE - 0.01)
+                    why += (
+                        f", but the same names recur ({names} different on {c.filled} rows): perhaps not each "
+                        "respondent's own name (a contact person's?)"
+                    )
+                return (share, header, why)
             if column_kind(c) != "text":
                 return None
             short = c.share(lambda v: len((c.keys[v] or "").split()) <= NAME_WORDS and not looks_like_email(v))
