@@ -13,7 +13,7 @@ from conftest import ROOT
 from wave_maker import VARIANTS, YEAR, Variant, Wave, copy_project, like_2019, make_wave, spec_and_rows
 
 from survey_warehouse import cli
-from survey_warehouse.drafting.draft import EXIT_OPEN, DraftRefused, draft_wave
+from survey_warehouse.drafting.draft import EXIT_OPEN, Draft, DraftRefused, draft_wave
 from survey_warehouse.drafting.propose import is_number, point_of
 from survey_warehouse.intake.codebook import STRUCTURAL_FIELDS, is_placeholder
 from survey_warehouse.intake.matching import match_key
@@ -606,3 +606,70 @@ def test_names_that_recur_are_not_taken_for_the_respondents_own(tmp_path: Path, 
         asked = next(d for d in draft.decisions if d.column == header and d.kind == "column")
         assert any("recur" in e for e in asked.evidence), asked.evidence
         assert not any(name in json.dumps(asked.as_dict(), ensure_ascii=False) for name in names)
+
+
+def _coded(tmp_path: Path, lead_labels: dict[str, str], stages: dict[str, str]) -> tuple[Wave, dict, Draft]:
+    """A wave with its options renamed as given, drafted: (the wave, (question, label) -> code as drafted, draft)."""
+    variant = VARIANTS[0]
+    renamed = Variant("renamed-options", seed=6, headers=variant.headers, lead_labels=lead_labels, stages=stages)
+    wave = make_wave(renamed, copy_project(tmp_path / "project"))
+    draft = draft_wave(wave.file, YEAR, wave.root)
+    answers = spec_and_rows(wave.root)[2]
+    return wave, {(r["question_id"], r["source_label"]): r["answer_code"] for r in answers}, draft
+
+
+def test_an_option_renamed_in_the_same_words_is_coded_without_a_flag(tmp_path: Path) -> None:
+    """Options renamed in the words or word stems of an earlier label (lengthened, shortened, reordered), each the
+    one close match of its earlier option and that option's of it, by a clear margin: coded as the earlier option."""
+    renamed = {
+        ("lead", "Tietohallintoyksikkö"): "it_management",  # 'Tietohallinto', lengthened
+        ("lead", "Ei ole määritelty vastuuta"): "no_designated_lead",  # 'Vastuuta ei ole määritelty', reordered
+        ("it_involvement_stage", "Strategiavaihe"): "strategy",  # 'Strategiavaiheessa', shortened
+        ("it_involvement_stage", "Suunnitteluvaihe"): "planning",
+    }
+    lead = {"sector_directors": "Toimialajohtajat", "city_leadership": "Kaupunginjohto"}
+    lead |= {code: label for (q, label), code in renamed.items() if q == "lead"}
+    stages = {label: code for (q, label), code in renamed.items() if q == "it_involvement_stage"}
+    wave, coded, draft = _coded(tmp_path, lead, {**stages, "Ei lainkaan": "not_involved"})
+    for key, code in renamed.items():
+        assert coded[key] == code == wave.codes[key], f"{key}: coded {coded[key]!r}"
+    settled = [d for d in draft.decisions if d.kind == "answer" and d.values[0] in {k[1] for k in renamed}]
+    assert not settled, [d.as_dict() for d in settled]
+
+
+@pytest.mark.parametrize(
+    ("lead_labels", "stages", "open_labels"),
+    [
+        # close in words to two earlier options at once ('Toteutus' and 'Suunnittelu'): a new stage
+        (
+            VARIANTS[0].lead_labels,
+            {"Strategiavaiheessa": "strategy", "Toteutussuunnittelu": "implementation_planning"},
+            ["Toteutussuunnittelu"],
+        ),
+        # an option split into two, each in the words of the earlier 'Hankinta'
+        (
+            VARIANTS[0].lead_labels,
+            {"Hankintavalmistelu": "procurement_preparation", "Hankintapäätös": "procurement_decision"},
+            ["Hankintavalmistelu", "Hankintapäätös"],
+        ),
+        # a new option in the words of an option this wave still offers ('Tietohallinto'): never its code
+        (
+            {**VARIANTS[0].lead_labels, "it_management": "Tietohallinto", "joint_lead": "Tietohallintoyhteistyö"},
+            {"Ei lainkaan": "not_involved"},
+            ["Tietohallintoyhteistyö"],
+        ),
+    ],
+    ids=["close-to-two-options", "option-split-in-two", "new-option-in-an-offered-options-words"],
+)
+def test_a_label_in_earlier_words_is_left_to_a_person_when_another_reading_is_as_close(
+    tmp_path: Path, lead_labels: dict[str, str], stages: dict[str, str], open_labels: list[str]
+) -> None:
+    wave, coded, draft = _coded(tmp_path, lead_labels, stages)
+    for (question, label), code in coded.items():
+        truth = wave.codes.get((question, label))
+        assert is_placeholder(code) or plain(code) == truth, f"{question} {label!r}: coded {code!r}, truly {truth!r}"
+    for label in open_labels:
+        key = next(k for k in coded if k[1] == label)
+        assert is_placeholder(coded[key]), f"{label!r} coded {coded[key]!r} without a flag"
+        asked = next(d for d in draft.decisions if d.kind == "answer" and d.values == [label])
+        assert asked.evidence, "the decision shows its evidence"
