@@ -673,3 +673,41 @@ def test_a_label_in_earlier_words_is_left_to_a_person_when_another_reading_is_as
         assert is_placeholder(coded[key]), f"{label!r} coded {coded[key]!r} without a flag"
         asked = next(d for d in draft.decisions if d.kind == "answer" and d.values == [label])
         assert asked.evidence, "the decision shows its evidence"
+
+
+@pytest.mark.parametrize(
+    ("ends", "words", "flagged"),
+    [
+        ((1, 5), ("erittäin huonosti", "erittäin hyvin"), [False, False]),  # the 1-5 scale of earlier waves
+        ((1, 7), ("erittäin huonosti", "erittäin hyvin"), [True, True]),  # rescaled: no earlier wave asked on 1-7
+        # the scale turned round: '1 = täysin samaa mieltä' was 5 before, so no end is taken by its number
+        ((1, 5), ("Täysin samaa mieltä", "erittäin huonosti"), [True, True]),
+    ],
+    ids=["same-scale-new-words", "rescaled", "reversed"],
+)
+def test_a_worded_point_with_new_words_is_coded_by_its_number_on_an_earlier_scale(
+    tmp_path: Path, ends: tuple[int, int], words: tuple[str, str], flagged: list[bool]
+) -> None:
+    """'1 = erittäin huonosti' on a 1-5 scale, as the question was asked before: its number is the point, as the plain
+    numbers' are; on a scale of new ends, or one whose other worded points ran the other way before, a person says."""
+    variant = VARIANTS[0]
+    header = f"K2. Tietohallinnon ja toimialojen yhteistyö ({ends[0]}-{ends[1]})"
+    worded = Variant(
+        "worded-ends",
+        seed=1,
+        headers={**variant.headers, "cooperation": header},
+        lead_labels=variant.lead_labels,
+        cooperation=(*ends, True),
+        scale_words=words,
+    )
+    wave = make_wave(worded, copy_project(tmp_path / "project"))
+    draft_wave(wave.file, YEAR, wave.root)
+    _spec, questions, answers = spec_and_rows(wave.root)
+    question = next(r for r in questions if r["question_id"] == "cooperation")
+    assert (question["scale_min"], question["scale_max"]) == tuple(str(e) for e in ends)
+    rows = {r["source_label"]: r for r in answers if r["question_id"] == "cooperation"}
+    for point, label, open_ in zip(ends, words, flagged, strict=True):
+        row = rows[f"{point} = {label}"]
+        assert is_placeholder(row["answer_code"]) == open_, row
+        if not open_:
+            assert (row["answer_code"], row["answer_value"]) == (f"score_{point}", str(point))

@@ -535,6 +535,7 @@ def propose_answers(match: ColumnMatch, history: History) -> list[AnswerRow]:
         for a in names:
             alt_codes.setdefault(a, set()).add(code)
     worded = _worded_values(labels if question else None, history)
+    as_before = _scale_as_before(match, question, worded)
     rows: list[AnswerRow] = []
     pending: list[tuple[str, str | None, list[str], bool]] = []
     for value in column.values:
@@ -561,7 +562,9 @@ def propose_answers(match: ColumnMatch, history: History) -> list[AnswerRow]:
         if known is not None:
             rows.append(_earlier_row(qid, label, known, codes, sure, why))
             continue
-        rows.append(_proposed_row(qid, label, match, forms, codes, claimed, next_order, why, bool(roles), worded))
+        rows.append(
+            _proposed_row(qid, label, match, forms, codes, claimed, next_order, why, bool(roles), worded, as_before)
+        )
         next_order += 0 if rows[-1].code in codes else 1
     for row in rows:  # a code two delivered labels reach only through alternatives is for a person to confirm
         if (
@@ -698,13 +701,44 @@ def point_words(key: str) -> str:
     return label_words(found.group(1) if found else key)
 
 
-def _worded_point(qid: str, value: str, key: str, point: int, worded: dict[str, set[float]]) -> AnswerRow:
-    """A worded point ('1 = täysin eri mieltä') coded by its number only when the earlier waves gave its words the
-    same value: a scale may run the other way round ('1 = täysin samaa mieltä'), and only a person can tell."""
+def _scale_as_before(match: ColumnMatch, question: EarlierQuestion | None, worded: dict[str, set[float]]) -> str | None:
+    """Why this wave's worded points may be coded by their numbers where no earlier wave used their words: the
+    question's scale, sure of its ends (stated in the header, or worded ends), runs between the same ends as in an
+    earlier wave, so its numbers are the points they were (as its plain numbers are taken to be), and no worded
+    point of this wave has words the earlier waves gave another value (a scale turned round). None: a person says
+    (a rescaled question, a new one, or a scale that may run the other way)."""
+    if question is None or match.answer_type != "scale" or match.scale is None or not match.scale_sure:
+        return None
+    low, high = match.scale
+    waves = sorted(w for w, (kind, lo, hi) in question.types.items() if kind == "scale" and (lo, hi) == (low, high))
+    if not waves:
+        return None
+    column = match.column
+    for value in column.values:
+        key = column.keys[value] or ""
+        point = point_of(key)
+        earlier = worded.get(point_words(key), set()) if point is not None and not is_number(key) else set()
+        if earlier and earlier != {float(point or 0)}:
+            return None
+    return (
+        f"the scale runs {low}-{high} as in {', '.join(map(str, waves))}, and no worded point of this wave has "
+        "words earlier waves gave another value"
+    )
+
+
+def _worded_point(
+    qid: str, value: str, key: str, point: int, worded: dict[str, set[float]], as_before: str | None
+) -> AnswerRow:
+    """A worded point ('1 = täysin eri mieltä') coded by its number when the earlier waves gave its words the same
+    value, or used no such words on a scale that runs as before (`as_before`, see `_scale_as_before`): a scale may
+    run the other way round ('1 = täysin samaa mieltä'), or be rescaled, and then only a person can tell."""
     words = point_words(key)
     earlier = sorted(worded.get(words, set()))
     if earlier == [point]:
         why = [f"a worded point of the scale: {point}, the value earlier waves gave {words!r}"]
+        return AnswerRow(qid, value, f"score_{point}", float(point), None, point, True, why)
+    if not earlier and as_before:
+        why = [f"a worded point of the scale: {point} by its number ({words!r} is new): {as_before}"]
         return AnswerRow(qid, value, f"score_{point}", float(point), None, point, True, why)
     if len(earlier) == 1 and earlier[0].is_integer():
         other = int(earlier[0])
@@ -749,13 +783,14 @@ def _proposed_row(
     why: list[str],
     closed: bool,
     worded: dict[str, set[float]],
+    as_before: str | None,
 ) -> AnswerRow:
     """A label no rule settles: the closest earlier option's code (always, for a closed list), the one earlier code
     no other label has, a scale point's, or a new code; for a person to confirm."""
     key = match.column.keys[value] or ""
     point = point_of(key)
     if match.answer_type == "scale" and point is not None:
-        return _worded_point(qid, value, key, point, worded)
+        return _worded_point(qid, value, key, point, worded, as_before)
     ranked = closest_options(value, forms)
     if ranked and (ranked[0][0] >= FUZZY_LABEL or closed):
         score, code, name = ranked[0]
