@@ -1,6 +1,6 @@
 """How good `wave draft`'s proposals are: leave-one-wave-out on the bundled waves and the 2020 example.
 
-    .venv/bin/python benchmarks/wave_draft_quality.py
+    .venv/bin/python benchmarks/wave_draft_quality.py [--details]
 
 Each case copies the project's specs, seeds and wave files into a scratch folder, removes the wave's shipped spec and
 codebook rows (and those of later waves), drafts the wave with only the earlier ones as history, and compares the
@@ -13,10 +13,15 @@ draft with what was shipped: 2018 from 2016, 2019 from 2016 and 2018, the 2020 e
 
 A proposal is *flagged* when the draft leaves it to a person (a `TODO:` value). The aim: at least 90 % right
 without a flag, and no wrong proposal without one.
+
+`--details` lists, below the table, every column and answer that is flagged or wrong: the wave, the column (and the
+question), the delivered label, the proposal, the shipped code, and the draft's evidence for the proposal (the
+reasons it gives a person); an answer flagged only because its column is flagged says so.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import importlib.util
 import shutil
@@ -33,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from survey_warehouse.drafting.delivery import detect_shape, read_delivery  # noqa: E402
-from survey_warehouse.drafting.draft import draft_wave  # noqa: E402
+from survey_warehouse.drafting.draft import Draft, draft_wave  # noqa: E402
 from survey_warehouse.drafting.history import read_rows  # noqa: E402
 from survey_warehouse.drafting.propose import is_number, point_of  # noqa: E402
 from survey_warehouse.intake.codebook import STRUCTURAL_FIELDS, is_placeholder  # noqa: E402
@@ -59,6 +64,44 @@ class Tally:
             self.right += 1
         else:
             self.silent_wrong += 1
+
+
+@dataclass
+class Detail:
+    """A flagged or wrong column or answer, for --details."""
+
+    wave: int
+    column: str
+    question: str | None  # the shipped field or question
+    label: str | None  # the delivered answer (None: the column itself)
+    proposal: str | None
+    shipped: str | None
+    flagged: bool
+    right: bool
+    evidence: list[str]
+
+    def lines(self) -> list[str]:
+        verdict = ("flagged" if self.flagged else "SILENT") + (", right" if self.right else ", wrong")
+        what = f"answer {self.label!r}" if self.label is not None else "column"
+        out = [
+            f"{self.wave} {self.column!r} ({self.question or 'not mapped'}): {what}: "
+            f"proposed {self.proposal!r}, shipped {self.shipped!r} [{verdict}]"
+        ]
+        out.extend(f"      - {e}" for e in self.evidence)
+        return out
+
+
+def reasons(draft: Draft, kind: tuple[str, ...], header: str, label: str | None = None) -> list[str]:
+    """The evidence of the draft's decisions about a column (or one of its answers)."""
+    key = match_key(header)
+    return [
+        e
+        for d in draft.decisions
+        if d.kind in kind
+        and match_key(d.column) == key
+        and (label is None or [match_key(v) for v in d.values] == [match_key(label)])
+        for e in d.evidence
+    ]
 
 
 def plain(value: Any) -> str:
@@ -125,11 +168,11 @@ def code_of(
     return None, False
 
 
-def evaluate(root: Path, year: int, file: Path) -> tuple[Tally, Tally]:
+def evaluate(root: Path, year: int, file: Path, details: list[Detail]) -> tuple[Tally, Tally]:
     truth_spec, truth_questions, truth_answers = shipped(root, year)
     remove_from(root, year)
     history_questions = {r["question_id"] for r in read_rows(root / "dbt_project" / "seeds" / "codebook_questions.csv")}
-    draft_wave(file, year, root)
+    draft = draft_wave(file, year, root)
     draft_spec, draft_questions, draft_answers = shipped(root, year)
     delivery = read_delivery(file, year, detect_shape(file))
     truth_columns = {match_key(h): v for h, v in truth_spec["columns"].items()}
@@ -146,12 +189,16 @@ def evaluate(root: Path, year: int, file: Path) -> tuple[Tally, Tally]:
         drafted = plain(proposed) if proposed is not None else None
         right = truth == drafted or (is_new(truth) and is_new(drafted))
         columns.add(right, flagged)
+        if flagged or not right:
+            why = reasons(draft, ("column", "question"), column.header)
+            details.append(Detail(year, column.header, truth, None, drafted, truth, flagged, right, why))
         if truth is None or truth in UNLABELLED:
             continue
         t_labels, t_scale = coding(truth, truth_questions, truth_answers)
         d_labels, d_scale = coding(drafted or "", draft_questions, draft_answers) if drafted else ({}, None)
         pairs = []
-        for value in column.values:
+        values = list(column.values)
+        for value in values:
             value_key = column.keys[value] or ""
             t_code, _ = code_of(value_key, t_labels, t_scale)
             d_code, d_flag = code_of(value_key, d_labels, d_scale)
@@ -161,12 +208,17 @@ def evaluate(root: Path, year: int, file: Path) -> tuple[Tally, Tally]:
         for t_code, d_code, _ in pairs:
             groups_t[t_code].add(d_code)
             groups_d[d_code].add(t_code)
-        for t_code, d_code, flag in pairs:
+        for value, (t_code, d_code, flag) in zip(values, pairs, strict=True):
             if is_new(truth):  # a new question's codes are ids: right when they group the labels alike
                 ok = d_code is not None and len(groups_t[t_code]) == 1 and len(groups_d[d_code]) == 1
             else:
                 ok = t_code == d_code
             answers.add(ok, flag)
+            if flag or not ok:
+                why = reasons(draft, ("answer",), column.header, value)
+                if flagged:
+                    why = ["its column is flagged", *why]
+                details.append(Detail(year, column.header, truth, value, d_code, t_code, flag, ok, why))
     return columns, answers
 
 
@@ -179,6 +231,10 @@ def example_2020() -> Any:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--details", action="store_true", help="list every flagged or wrong column and answer")
+    args = parser.parse_args()
+    details: list[Detail] = []
     cases = [
         (2018, "2016", "data/waves/2018/kaupunkikysely_2018.xlsx"),
         (2019, "2016, 2018", "data/waves/2019/city_survey_2019_export.csv"),
@@ -196,7 +252,7 @@ def main() -> None:
             root = scratch_project(Path(tmp))
             if year == 2020:  # noqa: PLR2004
                 example_2020().write_wave_2020(root)
-            columns, answers = evaluate(root, year, root / file)
+            columns, answers = evaluate(root, year, root / file, details)
         for total, tally in zip(totals, (columns, answers), strict=True):
             for name in ("items", "right", "flagged_right", "flagged_wrong", "silent_wrong"):
                 setattr(total, name, getattr(total, name) + getattr(tally, name))
@@ -210,6 +266,10 @@ def main() -> None:
             f"{label}: {share:.0%} right without a flag; {tally.flagged_right + tally.flagged_wrong} flagged "
             f"({tally.flagged_wrong} of them wrong proposals); {tally.silent_wrong} wrong without a flag"
         )
+    if args.details:
+        print()
+        for detail in details:
+            print("\n".join(detail.lines()))
 
 
 def row(t: Tally, width: int = 8) -> str:

@@ -13,7 +13,7 @@ from conftest import ROOT
 from wave_maker import VARIANTS, YEAR, Variant, Wave, copy_project, like_2019, make_wave, spec_and_rows
 
 from survey_warehouse import cli
-from survey_warehouse.drafting.draft import EXIT_OPEN, DraftRefused, draft_wave
+from survey_warehouse.drafting.draft import EXIT_OPEN, Draft, DraftRefused, draft_wave
 from survey_warehouse.drafting.propose import is_number, point_of
 from survey_warehouse.intake.codebook import STRUCTURAL_FIELDS, is_placeholder
 from survey_warehouse.intake.matching import match_key
@@ -577,3 +577,137 @@ def test_the_same_wave_in_another_export_drafts_the_same(export: str, tmp_path: 
     assert [(d.kind, d.column, d.proposal) for d in other.decisions] == [
         (d.kind, d.column, d.proposal) for d in workbook.decisions
     ]
+
+
+FIRST_NAMES = ["Matti", "Liisa", "Anna", "Juha", "Pekka", "Sari", "Timo", "Kaisa"]
+LAST_NAMES = ["Virtanen", "Korhonen", "Mäkinen", "Nieminen", "Laine", "Heikkinen", "Koskinen", "Järvinen"]
+
+
+@pytest.mark.parametrize(
+    ("names", "sure"),
+    [
+        (NAMES, False),  # the same three names on every city's rows: a contact person's, not each respondent's own
+        ([f"{f} {s}" for f in FIRST_NAMES for s in LAST_NAMES], True),  # a different name on every row
+    ],
+    ids=["names-that-recur", "names-all-different"],
+)
+def test_names_that_recur_are_not_taken_for_the_respondents_own(tmp_path: Path, names: list[str], sure: bool) -> None:
+    variant = VARIANTS[0]  # its name column's header is like the earlier waves' respondent_name headers
+    wave = make_wave(
+        Variant("names", seed=4, headers=variant.headers, lead_labels=variant.lead_labels, names=names),
+        copy_project(tmp_path / "project"),
+    )
+    draft = draft_wave(wave.file, YEAR, wave.root)
+    header = variant.headers["respondent_name"]
+    value = spec_and_rows(wave.root)[0]["columns"][header]
+    assert plain(value) == "respondent_name"
+    assert is_placeholder(value) != sure, f"{header!r}: {value!r}"
+    if not sure:
+        asked = next(d for d in draft.decisions if d.column == header and d.kind == "column")
+        assert any("recur" in e for e in asked.evidence), asked.evidence
+        assert not any(name in json.dumps(asked.as_dict(), ensure_ascii=False) for name in names)
+
+
+def _coded(tmp_path: Path, lead_labels: dict[str, str], stages: dict[str, str]) -> tuple[Wave, dict, Draft]:
+    """A wave with its options renamed as given, drafted: (the wave, (question, label) -> code as drafted, draft)."""
+    variant = VARIANTS[0]
+    renamed = Variant("renamed-options", seed=6, headers=variant.headers, lead_labels=lead_labels, stages=stages)
+    wave = make_wave(renamed, copy_project(tmp_path / "project"))
+    draft = draft_wave(wave.file, YEAR, wave.root)
+    answers = spec_and_rows(wave.root)[2]
+    return wave, {(r["question_id"], r["source_label"]): r["answer_code"] for r in answers}, draft
+
+
+def test_an_option_renamed_in_the_same_words_is_coded_without_a_flag(tmp_path: Path) -> None:
+    """Options renamed in the words or word stems of an earlier label (lengthened, shortened, reordered), each the
+    one close match of its earlier option and that option's of it, by a clear margin: coded as the earlier option."""
+    renamed = {
+        ("lead", "Tietohallintoyksikkö"): "it_management",  # 'Tietohallinto', lengthened
+        ("lead", "Ei ole määritelty vastuuta"): "no_designated_lead",  # 'Vastuuta ei ole määritelty', reordered
+        ("it_involvement_stage", "Strategiavaihe"): "strategy",  # 'Strategiavaiheessa', shortened
+        ("it_involvement_stage", "Suunnitteluvaihe"): "planning",
+    }
+    lead = {"sector_directors": "Toimialajohtajat", "city_leadership": "Kaupunginjohto"}
+    lead |= {code: label for (q, label), code in renamed.items() if q == "lead"}
+    stages = {label: code for (q, label), code in renamed.items() if q == "it_involvement_stage"}
+    wave, coded, draft = _coded(tmp_path, lead, {**stages, "Ei lainkaan": "not_involved"})
+    for key, code in renamed.items():
+        assert coded[key] == code == wave.codes[key], f"{key}: coded {coded[key]!r}"
+    settled = [d for d in draft.decisions if d.kind == "answer" and d.values[0] in {k[1] for k in renamed}]
+    assert not settled, [d.as_dict() for d in settled]
+
+
+@pytest.mark.parametrize(
+    ("lead_labels", "stages", "open_labels"),
+    [
+        # close in words to two earlier options at once ('Toteutus' and 'Suunnittelu'): a new stage
+        (
+            VARIANTS[0].lead_labels,
+            {"Strategiavaiheessa": "strategy", "Toteutussuunnittelu": "implementation_planning"},
+            ["Toteutussuunnittelu"],
+        ),
+        # an option split into two, each in the words of the earlier 'Hankinta'
+        (
+            VARIANTS[0].lead_labels,
+            {"Hankintavalmistelu": "procurement_preparation", "Hankintapäätös": "procurement_decision"},
+            ["Hankintavalmistelu", "Hankintapäätös"],
+        ),
+        # a new option in the words of an option this wave still offers ('Tietohallinto'): never its code
+        (
+            {**VARIANTS[0].lead_labels, "it_management": "Tietohallinto", "joint_lead": "Tietohallintoyhteistyö"},
+            {"Ei lainkaan": "not_involved"},
+            ["Tietohallintoyhteistyö"],
+        ),
+    ],
+    ids=["close-to-two-options", "option-split-in-two", "new-option-in-an-offered-options-words"],
+)
+def test_a_label_in_earlier_words_is_left_to_a_person_when_another_reading_is_as_close(
+    tmp_path: Path, lead_labels: dict[str, str], stages: dict[str, str], open_labels: list[str]
+) -> None:
+    wave, coded, draft = _coded(tmp_path, lead_labels, stages)
+    for (question, label), code in coded.items():
+        truth = wave.codes.get((question, label))
+        assert is_placeholder(code) or plain(code) == truth, f"{question} {label!r}: coded {code!r}, truly {truth!r}"
+    for label in open_labels:
+        key = next(k for k in coded if k[1] == label)
+        assert is_placeholder(coded[key]), f"{label!r} coded {coded[key]!r} without a flag"
+        asked = next(d for d in draft.decisions if d.kind == "answer" and d.values == [label])
+        assert asked.evidence, "the decision shows its evidence"
+
+
+@pytest.mark.parametrize(
+    ("ends", "words", "flagged"),
+    [
+        ((1, 5), ("erittäin huonosti", "erittäin hyvin"), [False, False]),  # the 1-5 scale of earlier waves
+        ((1, 7), ("erittäin huonosti", "erittäin hyvin"), [True, True]),  # rescaled: no earlier wave asked on 1-7
+        # the scale turned round: '1 = täysin samaa mieltä' was 5 before, so no end is taken by its number
+        ((1, 5), ("Täysin samaa mieltä", "erittäin huonosti"), [True, True]),
+    ],
+    ids=["same-scale-new-words", "rescaled", "reversed"],
+)
+def test_a_worded_point_with_new_words_is_coded_by_its_number_on_an_earlier_scale(
+    tmp_path: Path, ends: tuple[int, int], words: tuple[str, str], flagged: list[bool]
+) -> None:
+    """'1 = erittäin huonosti' on a 1-5 scale, as the question was asked before: its number is the point, as the plain
+    numbers' are; on a scale of new ends, or one whose other worded points ran the other way before, a person says."""
+    variant = VARIANTS[0]
+    header = f"K2. Tietohallinnon ja toimialojen yhteistyö ({ends[0]}-{ends[1]})"
+    worded = Variant(
+        "worded-ends",
+        seed=1,
+        headers={**variant.headers, "cooperation": header},
+        lead_labels=variant.lead_labels,
+        cooperation=(*ends, True),
+        scale_words=words,
+    )
+    wave = make_wave(worded, copy_project(tmp_path / "project"))
+    draft_wave(wave.file, YEAR, wave.root)
+    _spec, questions, answers = spec_and_rows(wave.root)
+    question = next(r for r in questions if r["question_id"] == "cooperation")
+    assert (question["scale_min"], question["scale_max"]) == tuple(str(e) for e in ends)
+    rows = {r["source_label"]: r for r in answers if r["question_id"] == "cooperation"}
+    for point, label, open_ in zip(ends, words, flagged, strict=True):
+        row = rows[f"{point} = {label}"]
+        assert is_placeholder(row["answer_code"]) == open_, row
+        if not open_:
+            assert (row["answer_code"], row["answer_value"]) == (f"score_{point}", str(point))

@@ -2,7 +2,8 @@
 
 Every comparison is made on match keys (survey_warehouse.intake.matching), exactly or, where the words may differ,
 fuzzily with rapidfuzz. A proposal is *sure* only on evidence that leaves no other reading (the same label under
-the matching rule, the same words, a field recognised from its content); anything else is proposed to a person.
+the matching rule, the same words, an earlier label's words or word stems with no other option or label as close,
+a field recognised from its content); anything else is proposed to a person.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ PROPOSE_SCORE = 0.45
 PROPOSE_WORDING = 0.5
 PROPOSE_EXACT = 0.3
 FUZZY_LABEL = 60  # a label this close (rapidfuzz WRatio) to an earlier one is proposed as its code
+# a label in an earlier option's words is coded as that option only when they are each other's closest match by
+# this many points (rapidfuzz WRatio, 0-100): ahead of every other option, and of every other label of the wave
+LABEL_MARGIN = 15
 CITY_FUZZY = 75
 # words that name the organisation, not the city ('Keravan kaupunki', 'Vanda stad', 'City of Espoo')
 ORGANISATION_WORDS = frozenset(
@@ -284,11 +288,20 @@ class Fields:
 
         def name(c: Column) -> tuple[float, float, str] | None:
             header = self.likeness(c, "respondent_name")
-            # values shaped like personal names, however often each recurs
+            # values shaped like personal names: the respondent's own only when nearly every row has another one
+            # (the same few names on many rows are someone else's, such as a contact person's)
             shaped = c.share(looks_like_name)
             if shaped >= LIKELY_SHARE:
                 share = shaped if header >= HEADER_SAME else min(shaped, LIKELY_SHARE - 0.01)
-                return (share, header, f"{round(100 * shaped)} % of the values are shaped like personal names")
+                why = f"{round(100 * shaped)} % of the values are shaped like personal names"
+                names = len({k for k in c.keys.values() if k})
+                if names / c.filled < DISTINCT_TEXT:
+                    share = min(share, LIKELY_SHARE - 0.01)
+                    why += (
+                        f", but the same names recur ({names} different on {c.filled} rows): perhaps not each "
+                        "respondent's own name (a contact person's?)"
+                    )
+                return (share, header, why)
             if column_kind(c) != "text":
                 return None
             short = c.share(lambda v: len((c.keys[v] or "").split()) <= NAME_WORDS and not looks_like_email(v))
@@ -510,20 +523,20 @@ def propose_answers(match: ColumnMatch, history: History) -> list[AnswerRow]:
     by_key: dict[str, set[str]] = {}
     for r in labels:
         by_key.setdefault(r["key"], set()).add(r["answer_code"])
+    # job titles are coded to the roles of respondent_roles.csv only (a closed list), named by their labels too
+    roles = {c: alternatives(label, "tai") for c, label in history.role_codes.items()}
+    roles = roles if qid == "respondent_role" else {}
+    forms = _option_forms(labels, roles)
     alt_codes: dict[str, set[str]] = {}
     for r in labels:
         for a in alternatives(r["source_label"]):
             alt_codes.setdefault(a, set()).add(r["answer_code"])
-    if qid == "respondent_role":
-        for code, label in history.role_codes.items():
-            for a in alternatives(label, "tai"):
-                alt_codes.setdefault(a, set()).add(code)
-    # job titles are coded to the roles of respondent_roles.csv only: a closed list
-    closed = {a: c for c, label in history.role_codes.items() for a in alternatives(label, "tai")}
-    closed = closed if qid == "respondent_role" else {}
+    for code, names in roles.items():
+        for a in names:
+            alt_codes.setdefault(a, set()).add(code)
     worded = _worded_values(labels if question else None, history)
+    as_before = _scale_as_before(match, question, worded)
     rows: list[AnswerRow] = []
-    claimed: dict[str, int] = {}
     pending: list[tuple[str, str | None, list[str], bool]] = []
     for value in column.values:
         key = column.keys[value] or ""
@@ -532,7 +545,16 @@ def propose_answers(match: ColumnMatch, history: History) -> list[AnswerRow]:
         if has_contact_details(value):
             continue  # never written into the codebook: the loader quarantines its row
         pending.append(_known_code(value, key, labels, by_key, alt_codes))
-        found = pending[-1][1]
+    open_ = [
+        i
+        for i, (value, _code, _why, sure) in enumerate(pending)
+        if not sure
+        and (column.keys[value] or "") not in by_key
+        and not (match.answer_type == "scale" and point_of(column.keys[value]) is not None)
+    ]
+    _settle_by_words(pending, open_, forms)
+    claimed: dict[str, int] = {}
+    for _value, found, _why, _sure in pending:
         if found:
             claimed[found] = claimed.get(found, 0) + 1
     next_order = max((int(r["sort_order"]) for r in labels if r.get("sort_order", "").isdigit()), default=0) + 1
@@ -540,7 +562,9 @@ def propose_answers(match: ColumnMatch, history: History) -> list[AnswerRow]:
         if known is not None:
             rows.append(_earlier_row(qid, label, known, codes, sure, why))
             continue
-        rows.append(_proposed_row(qid, label, match, labels, codes, claimed, next_order, why, closed, worded))
+        rows.append(
+            _proposed_row(qid, label, match, forms, codes, claimed, next_order, why, bool(roles), worded, as_before)
+        )
         next_order += 0 if rows[-1].code in codes else 1
     for row in rows:  # a code two delivered labels reach only through alternatives is for a person to confirm
         if (
@@ -555,6 +579,56 @@ def propose_answers(match: ColumnMatch, history: History) -> list[AnswerRow]:
     return rows
 
 
+def _option_forms(labels: list[dict[str, str]], roles: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Each earlier option's names: its labels in every earlier wave and the alternatives they offer (and a job
+    title's role, by the role's own label and its alternatives)."""
+    forms: dict[str, set[str]] = {code: set(names) for code, names in roles.items()}
+    for r in labels:
+        forms.setdefault(r["answer_code"], set()).update({r["source_label"], *alternatives(r["source_label"])})
+    return forms
+
+
+def closest_options(value: str, forms: dict[str, set[str]]) -> list[tuple[float, str, str]]:
+    """How alike a label is to each earlier option, the closest first: (rapidfuzz WRatio of their words, 0-100; the
+    option's code; its name that came closest)."""
+    words = label_words(value)
+    found = []
+    for code, names in forms.items():
+        score, name = max(((fuzz.WRatio(words, label_words(n)), n) for n in names), default=(0.0, ""))
+        found.append((score, code, name))
+    return sorted(found, key=lambda item: (-item[0], item[1]))
+
+
+def _settle_by_words(
+    pending: list[tuple[str, str | None, list[str], bool]], open_: list[int], forms: dict[str, set[str]]
+) -> None:
+    """A label no earlier wave used (`open_`: their places in `pending`) is coded as an earlier option, sure, when
+    it is in the words of one of the option's names (`_shortens`: the same words or word stems, in any order, with
+    punctuation and brackets aside, at most one word dropped, no negation dropped or added), and the two are each
+    other's closest match by LABEL_MARGIN: the option is closer to the label than any other option is, closer to it
+    than to any other label of this wave no earlier wave used, and no label of this wave has its code already. A
+    label as close to two options ('Toteutussuunnittelu': 'Toteutus', 'Suunnittelu'), or an option split into two
+    labels in its words, stays for a person."""
+    taken = {code for _value, code, _why, sure in pending if sure and code}
+    ranked = {i: closest_options(pending[i][0], forms) for i in open_}
+    for i in open_:
+        value, _code, _why, _sure = pending[i]
+        if not ranked[i]:
+            continue
+        score, code, _name = ranked[i][0]
+        runner_up = ranked[i][1][0] if len(ranked[i]) > 1 else 0.0
+        rival = max((s for j in open_ if j != i for s, c, _n in ranked[j] if c == code), default=0.0)
+        words = sorted(n for n in forms[code] if _shortens(value, n))
+        if code in taken or not words or min(score - runner_up, score - rival) < LABEL_MARGIN:
+            continue
+        why = (
+            f"in the words of the earlier label {words[0]!r} ({code}), {round(score)} % alike: "
+            f"{round(score - runner_up)} points closer than any other option, and "
+            f"{round(score - rival)} closer than any other new label of this wave"
+        )
+        pending[i] = (value, code, [why], True)
+
+
 def _known_code(
     value: str,
     key: str,
@@ -563,7 +637,7 @@ def _known_code(
     alt_codes: dict[str, set[str]],
 ) -> tuple[str, str | None, list[str], bool]:
     """The code an earlier wave gave the same label, or the same option named with an alternative (sure), or the
-    earlier label in shortened words (for a person to confirm); None if none."""
+    earlier label in shortened words (a proposal, sure only by `_settle_by_words`); None if none."""
     if key in by_key and len(by_key[key]) == 1:
         waves = sorted({r["wave_year"] for r in labels if r["key"] == key})
         return value, next(iter(by_key[key])), [f"the same label under the matching rule in {', '.join(waves)}"], True
@@ -627,13 +701,44 @@ def point_words(key: str) -> str:
     return label_words(found.group(1) if found else key)
 
 
-def _worded_point(qid: str, value: str, key: str, point: int, worded: dict[str, set[float]]) -> AnswerRow:
-    """A worded point ('1 = täysin eri mieltä') coded by its number only when the earlier waves gave its words the
-    same value: a scale may run the other way round ('1 = täysin samaa mieltä'), and only a person can tell."""
+def _scale_as_before(match: ColumnMatch, question: EarlierQuestion | None, worded: dict[str, set[float]]) -> str | None:
+    """Why this wave's worded points may be coded by their numbers where no earlier wave used their words: the
+    question's scale, sure of its ends (stated in the header, or worded ends), runs between the same ends as in an
+    earlier wave, so its numbers are the points they were (as its plain numbers are taken to be), and no worded
+    point of this wave has words the earlier waves gave another value (a scale turned round). None: a person says
+    (a rescaled question, a new one, or a scale that may run the other way)."""
+    if question is None or match.answer_type != "scale" or match.scale is None or not match.scale_sure:
+        return None
+    low, high = match.scale
+    waves = sorted(w for w, (kind, lo, hi) in question.types.items() if kind == "scale" and (lo, hi) == (low, high))
+    if not waves:
+        return None
+    column = match.column
+    for value in column.values:
+        key = column.keys[value] or ""
+        point = point_of(key)
+        earlier = worded.get(point_words(key), set()) if point is not None and not is_number(key) else set()
+        if earlier and earlier != {float(point or 0)}:
+            return None
+    return (
+        f"the scale runs {low}-{high} as in {', '.join(map(str, waves))}, and no worded point of this wave has "
+        "words earlier waves gave another value"
+    )
+
+
+def _worded_point(
+    qid: str, value: str, key: str, point: int, worded: dict[str, set[float]], as_before: str | None
+) -> AnswerRow:
+    """A worded point ('1 = täysin eri mieltä') coded by its number when the earlier waves gave its words the same
+    value, or used no such words on a scale that runs as before (`as_before`, see `_scale_as_before`): a scale may
+    run the other way round ('1 = täysin samaa mieltä'), or be rescaled, and then only a person can tell."""
     words = point_words(key)
     earlier = sorted(worded.get(words, set()))
     if earlier == [point]:
         why = [f"a worded point of the scale: {point}, the value earlier waves gave {words!r}"]
+        return AnswerRow(qid, value, f"score_{point}", float(point), None, point, True, why)
+    if not earlier and as_before:
+        why = [f"a worded point of the scale: {point} by its number ({words!r} is new): {as_before}"]
         return AnswerRow(qid, value, f"score_{point}", float(point), None, point, True, why)
     if len(earlier) == 1 and earlier[0].is_integer():
         other = int(earlier[0])
@@ -671,24 +776,26 @@ def _proposed_row(
     qid: str,
     value: str,
     match: ColumnMatch,
-    labels: list[dict[str, str]],
+    forms: dict[str, set[str]],
     codes: dict[str, dict[str, str]],
     claimed: dict[str, int],
     next_order: int,
     why: list[str],
-    closed: dict[str, str],
+    closed: bool,
     worded: dict[str, set[float]],
+    as_before: str | None,
 ) -> AnswerRow:
+    """A label no rule settles: the closest earlier option's code (always, for a closed list), the one earlier code
+    no other label has, a scale point's, or a new code; for a person to confirm."""
     key = match.column.keys[value] or ""
     point = point_of(key)
     if match.answer_type == "scale" and point is not None:
-        return _worded_point(qid, value, key, point, worded)
-    choices = {label_words(r["source_label"]): r["answer_code"] for r in labels} | closed
-    best = process.extractOne(label_words(value), list(choices), scorer=fuzz.WRatio) if choices else None
-    if best and (best[1] >= FUZZY_LABEL or closed):
-        code = choices[best[0]]
+        return _worded_point(qid, value, key, point, worded, as_before)
+    ranked = closest_options(value, forms)
+    if ranked and (ranked[0][0] >= FUZZY_LABEL or closed):
+        score, code, name = ranked[0]
         row = _earlier_row(
-            qid, value, code, codes, False, [*why, f"{round(best[1])} % like the label {best[0]!r} ({code})"]
+            qid, value, code, codes, False, [*why, f"{round(score)} % like the label {label_words(name)!r} ({code})"]
         )
         if claimed.get(code):
             row.evidence.append(f"{code!r} is already the code of another label of this wave")
@@ -704,8 +811,8 @@ def _proposed_row(
             False,
             [*why, f"like no earlier label; {code!r} is the one earlier code no other label of this wave has"],
         )
-    note = f"like no earlier label{' of ' + qid if labels else ''}" + (
-        f"; earlier codes not used by this wave: {', '.join(unused)}" if unused and labels else ""
+    note = f"like no earlier label{' of ' + qid if codes else ''}" + (
+        f"; earlier codes not used by this wave: {', '.join(unused)}" if unused and codes else ""
     )
     if match.answer_type == "scale":
         # a scale's worded label needs the point it stands for: the earlier waves' value of its words, or a person's
