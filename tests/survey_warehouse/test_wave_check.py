@@ -397,6 +397,24 @@ def test_a_killed_checks_scratch_folder_is_removed_by_the_next_check(tmp_path: P
     assert not dead.exists() and alive.exists(), "a running check's folder stays"
 
 
+@pytest.mark.parametrize("proposal", ["\t", " ", ";", "|", "2", "Tietohallinto (ICT-johto)", " x ", ""])
+def test_a_proposal_written_as_a_placeholder_is_read_back_as_it_was(proposal: str) -> None:
+    """Whatever `wave draft` proposes (a tab or a space as the delimiter too) is what deleting the mark gives and
+    what the preview takes; only a proposal's surrounding spaces around other text are not kept."""
+    import yaml
+
+    from survey_warehouse.drafting.draft import _q, todo
+    from survey_warehouse.drafting.placeholders import proposal_of
+    from survey_warehouse.intake.codebook import is_placeholder
+
+    written = yaml.safe_load(f"delimiter: {_q(todo(proposal))}")["delimiter"]
+    assert is_placeholder(written)
+    assert proposal_of(written) == (proposal if proposal.isspace() else proposal.strip())
+    by_hand = yaml.safe_load(f"delimiter: {_q(todo(proposal)).replace('TODO: ', '', 1)}")["delimiter"]
+    if proposal:  # a person deleting `TODO: ` gets the proposal
+        assert by_hand == proposal
+
+
 def test_taking_a_drafts_proposals_leaves_out_what_has_none(tmp_path: Path) -> None:
     """Every placeholder taken as a person deleting `TODO: ` would; a code or a point without a proposal leaves its
     row out (its answers stay unknown), a question without any answer label leaves its column unread."""

@@ -125,7 +125,10 @@ class Draft:
 
 
 def todo(proposal: Any) -> str:
-    return f"{PLACEHOLDER} {proposal}".rstrip()
+    """A decision left to a person, with its proposal after the mark; a proposal of white space (a tab delimiter)
+    is kept as it is, so deleting the mark, or `placeholders.proposal_of`, gives it back."""
+    text = str(proposal)
+    return f"{PLACEHOLDER} {text}" if text else PLACEHOLDER
 
 
 def _relative(path: Path, root: Path) -> str:

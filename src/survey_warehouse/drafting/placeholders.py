@@ -115,9 +115,10 @@ class Taken:
 
 
 def proposal_of(value: Any) -> str:
-    """A placeholder's proposal: what follows `TODO` (and its colon); empty when it has none."""
-    text = str(value).strip().removeprefix("TODO").removeprefix(":")
-    return text.strip()
+    """A placeholder's proposal: what follows `TODO` (and its colon and one space); empty when it has none. A
+    proposal that is only white space (a tab delimiter) is that white space, any other is trimmed."""
+    text = str(value).lstrip().removeprefix("TODO").removeprefix(":").removeprefix(" ")
+    return text if text.isspace() else text.strip()
 
 
 def take_proposals(project_root: Path, year: int, waves_config: Path | None = None) -> Taken:
