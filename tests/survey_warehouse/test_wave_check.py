@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import duckdb
@@ -534,3 +535,14 @@ def test_a_draft_is_checked_in_the_scratch_copy_only_and_its_undecided_answers_a
     assert not (paths.waves_config / "2021.yml").exists()
     assert state() == project, "the project's specs and seeds were written"
     assert not list((paths.var / "tmp").glob("wave_check_*")), "the scratch copy is removed"
+
+
+def test_a_preview_build_that_does_not_end_is_stopped_and_said(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import make_paths
+
+    monkeypatch.setattr(check, "DBT_TIMEOUT_SECONDS", 0.01)
+    scratch = make_paths("check_dbt_timeout")
+    started = time.monotonic()
+    said = check.run_dbt(scratch, scratch.var / "logs" / "preview.log")
+    assert said == "dbt build did not end within 0.01 s and was stopped"
+    assert time.monotonic() - started < 30

@@ -44,6 +44,8 @@ EXIT_WITHDRAWN = 7
 
 # the models the headline preview needs: the share and everything it is built from (seeds included)
 PREVIEW_SELECTION = "+fct_responsibility_shares"
+# the preview's dbt build is stopped after this long (it takes seconds; a build that hangs must not hold the run)
+DBT_TIMEOUT_SECONDS = int(os.environ.get("SURVEY_PREVIEW_DBT_TIMEOUT", "900"))
 # how often the warehouse is copied again when it changed while it was copied
 COPY_ATTEMPTS = 3
 # the quarantined rows the text lists (--json lists all)
@@ -683,7 +685,12 @@ def run_dbt(scratch: Paths, log: Path) -> str | None:
         "--no-use-colors",
     ]
     with open(log, "w", encoding="utf-8") as out:
-        code = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+        try:
+            code = subprocess.run(
+                command, env=env, stdout=out, stderr=subprocess.STDOUT, check=False, timeout=DBT_TIMEOUT_SECONDS
+            ).returncode
+        except subprocess.TimeoutExpired:
+            return f"dbt build did not end within {DBT_TIMEOUT_SECONDS} s and was stopped"
     if code == 0:
         return None
     # dbt's own summary: from "Completed with N error(s)" to its "compiled code at" (a scratch path) or "Done."
