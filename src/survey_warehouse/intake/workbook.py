@@ -26,6 +26,7 @@ import duckdb
 from survey_warehouse.errors import WaveFileError
 from survey_warehouse.intake.grid import Grid, check_header, fill_grid
 from survey_warehouse.intake.matching import shown
+from survey_warehouse.intake.values import clock_text
 from survey_warehouse.intake.verdict import (
     ENCRYPTED,
     SAV,
@@ -67,13 +68,21 @@ def _other_text(value: Any) -> str:
         return "TRUE" if value else "FALSE"
     if isinstance(value, int):  # .xls stores numbers as floats too: a large one is no more exact as an int
         return str(value) if abs(value) < EXACT_INTEGERS else repr(float(value))
-    if isinstance(value, dt.datetime):  # with its fraction of a second, when it has one
+    if isinstance(value, dt.date):  # a date-time with its fraction of a second, when it has one
         return value.isoformat()
-    if isinstance(value, dt.date):
-        return value.isoformat()
+    if isinstance(value, dt.timedelta | dt.time):
+        return _clock_cell(value)
     if isinstance(value, float):  # a float subclass
         return cell_text(float(value)) or ""
-    return "" if value is None else str(value)  # a time of day (12:30:00), a duration (1:30:00)
+    return "" if value is None else str(value)
+
+
+def _clock_cell(value: dt.timedelta | dt.time) -> str:
+    """A duration ([h]:mm:ss) in total hours (51:00:00), and a time (h:mm:ss), which may be a duration under a day, in
+    the same form (0:12:30): as every reader writes a time or duration cell."""
+    if isinstance(value, dt.timedelta):
+        return clock_text(value // dt.timedelta(microseconds=1))
+    return clock_text(((value.hour * 60 + value.minute) * 60 + value.second) * 1_000_000 + value.microsecond)
 
 
 def _damage(exc: BaseException) -> str:
