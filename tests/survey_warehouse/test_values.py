@@ -25,6 +25,7 @@ import openpyxl
 import pytest
 import yaml
 from conftest import ROOT, make_paths
+from delivered_formats import ods_cell, write_ods
 
 from survey_warehouse.intake.matching import shown
 from survey_warehouse.intake.values import DURATIONS, NOT_QUOTED, TIMESTAMPS, ValueRules, quoted
@@ -167,6 +168,38 @@ def _ods(path: Path, header: list[str], rows: list[list[Cell]]) -> None:
     frame.to_excel(path, engine="odf", sheet_name="Vastaukset", header=False, index=False)
 
 
+def _ods_typed(path: Path, header: list[str], rows: list[list[Cell]]) -> None:
+    """An OpenDocument spreadsheet with the typed cells as LibreOffice stores them: a date-value, a float, a
+    time-value (an ISO duration: PT51H00M00S, -PT00H01M00S), an error value of a formula; text cells besides."""
+    from xml.sax.saxutils import escape
+
+    def cell_xml(cell: Cell) -> str:
+        kind, _, literal = cell.typed.partition(":")
+        if kind == "datetime":
+            return ods_cell('office:value-type="date" office:date-value', literal)
+        if kind == "number":
+            return ods_cell('office:value-type="float" office:value', literal)
+        if kind in ("time", "duration"):
+            seconds = _seconds(cell)
+            hours, rest = divmod(abs(seconds), 3600)
+            value = f"{'-' if seconds < 0 else ''}PT{int(hours):02d}H{int(rest // 60):02d}M{rest % 60:02g}S"
+            return ods_cell('office:value-type="time" office:time-value', value)
+        if kind == "error":
+            return (
+                '<table:table-cell table:formula="of:=NA()" office:value-type="string" office:string-value="" '
+                f'calcext:value-type="error"><text:p>{escape(literal)}</text:p></table:table-cell>'
+            )
+        if cell.text is None:
+            return "<table:table-cell/>"
+        return ods_cell('office:value-type="string" office:string-value', cell.text, shown=cell.text)
+
+    table = "".join(
+        "<table:table-row>" + "".join(cell_xml(c) for c in row) + "</table:table-row>"
+        for row in [[Cell(h) for h in header], *rows]
+    )
+    write_ods(path, {"Vastaukset": table})
+
+
 def _sav(path: Path, header: list[str], rows: list[list[Cell]], typed: bool = False) -> None:
     """An SPSS file of string variables v1..vN, each labelled with its header (the spec names them by label);
     `typed`: a column with a time or duration cell is a TIME variable (seconds), as SPSS stores one."""
@@ -225,6 +258,7 @@ READERS = {
         ".xls", {"format": "xls", **WORKBOOK}, lambda p, h, r: _xls(p, h, r, typed=True), typed=TYPED - {"error"}
     ),
     "ods text cells": Reader(".ods", {"format": "ods", **WORKBOOK}, _ods),
+    "ods typed cells": Reader(".ods", {"format": "ods", **WORKBOOK}, _ods_typed, typed=TYPED),
     "sav strings": Reader(".sav", {"format": "sav"}, _sav, keeps_trailing_spaces=False, case_row=1),
     "sav TIME variables": Reader(
         ".sav",
