@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/large_wave_load.py [--rows 1000000] [--xlsx-rows 100000] [--sav-rows 100000]
         [--postgres]
 
-Builds a CSV wave of N rows from the 2019 sample (rows repeated with unique respondents) and, in one run, each in a
-fresh process so that its peak memory is its own:
+Builds a CSV wave of N rows from the 2019 sample (rows repeated with unique respondents, each submitted at its own
+time, spread over the field period, so that every submission time is read) and, in one run, each in a fresh process
+so that its peak memory is its own:
 - the project's loader (every cell as text with its row, every value resolved, quarantine, one transaction);
 - the floor: DuckDB read_csv(all_varchar) + unpivot to (row, column, text) into a table + duplicate e-mail count;
 - pandas: read_csv(dtype=str) + melt + duplicate e-mail count;
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import datetime as dt
 import json
 import shutil
 import subprocess
@@ -26,8 +28,21 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def submission_time(spec: Any, i: int, rows: int) -> dt.datetime:
+    """The i-th of `rows` submission times, spread evenly over the wave's field period (8:00 on its first day to
+    20:00 on its last), to the second: distinct while the period has more seconds than the file has rows."""
+    start = dt.datetime.combine(spec.field_period_start, dt.time(8))
+    end = dt.datetime.combine(spec.field_period_end, dt.time(20))
+    return start + dt.timedelta(seconds=int((end - start).total_seconds() * i / max(rows, 1)))
+
+
+def _column(spec: Any, header: list, field: str) -> int:
+    return header.index(next(h for h, v in spec.columns.items() if v == field))
 
 
 def make_file(rows: int, path: Path) -> Path:
@@ -40,7 +55,7 @@ def make_file(rows: int, path: Path) -> Path:
     assert spec is not None
     with open(spec.file, encoding=spec.encoding, newline="") as f:
         header, *sample = list(csv.reader(f))
-    email = header.index(next(h for h, v in spec.columns.items() if v == "respondent_email"))
+    email, submitted = _column(spec, header, "respondent_email"), _column(spec, header, "submitted_at")
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8-sig", newline="") as f:
         writer = csv.writer(f)
@@ -48,6 +63,7 @@ def make_file(rows: int, path: Path) -> Path:
         for i in range(rows):
             row = list(sample[i % len(sample)])
             row[email] = f"respondent{i}@example.fi"
+            row[submitted] = submission_time(spec, i, rows).isoformat()
             writer.writerow(row)
     return path
 
@@ -66,7 +82,7 @@ def make_workbook(rows: int, path: Path) -> Path:
     all_rows = [list(r) for r in source.iter_rows(values_only=True)]
     top, header, sample = all_rows[: spec.header_row - 1], all_rows[spec.header_row - 1], all_rows[spec.header_row :]
     sample = [r for r in sample if any(c is not None for c in r)]
-    email = header.index(next(h for h, v in spec.columns.items() if v == "respondent_email"))
+    email, submitted = _column(spec, header, "respondent_email"), _column(spec, header, "submitted_at")
     workbook = openpyxl.Workbook(write_only=True)
     sheet = workbook.create_sheet(spec.sheet)
     for row in [*top, header]:
@@ -74,6 +90,7 @@ def make_workbook(rows: int, path: Path) -> Path:
     for i in range(rows):
         row = list(sample[i % len(sample)])
         row[email] = f"respondent{i}@example.fi"
+        row[submitted] = submission_time(spec, i, rows)
         sheet.append(row)
     path.parent.mkdir(parents=True, exist_ok=True)
     workbook.save(path)
@@ -98,17 +115,16 @@ def _sample_2018() -> tuple[object, list, list[list]]:
 def make_sav_and_csv(rows: int, sav: Path, csv_path: Path) -> tuple[Path, Path]:
     """The same `rows` answers (2018-shaped, unique respondents) as an SPSS .sav (variables q1..qN labelled with the
     questions, text answers coded with value labels) and as a UTF-8 CSV file with the answers' texts."""
-    import datetime as dt
-
     import pandas as pd
     import pyreadstat
 
     spec, header, sample = _sample_2018()
-    email = header.index(next(h for h, v in spec.columns.items() if v == "respondent_email"))
+    email, submitted = _column(spec, header, "respondent_email"), _column(spec, header, "submitted_at")
     answers = []
     for i in range(rows):
         row = list(sample[i % len(sample)])
         row[email] = f"respondent{i}@example.fi"
+        row[submitted] = submission_time(spec, i, rows)
         answers.append(row)
     free_text = {"Nimi", "Sähköpostiosoite", "Kommentit"}
     columns, labels = {}, {}
@@ -156,6 +172,7 @@ print(json.dumps({{"seconds": time.perf_counter() - started, "rows": rows, "quar
 PROJECT = """
 import dataclasses
 from pathlib import Path
+from typing import Any
 from survey_warehouse.raw.load import load_wave
 from survey_warehouse.settings import get_paths
 from survey_warehouse.warehouse import Warehouse

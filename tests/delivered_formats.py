@@ -72,3 +72,70 @@ def as_sav(spec: WaveSpec, path: Path, uncovered: str | None = None) -> tuple[Pa
     frame = pd.DataFrame(columns)
     pyreadstat.write_sav(frame, str(path), column_labels=list(header), variable_value_labels=value_labels)
     return path, names
+
+
+def ods_cell(attribute: str, value: str, shown: str = "") -> str:
+    """An OpenDocument cell with its value in `attribute` (the part before ="...") and the text it shows."""
+    from xml.sax.saxutils import escape, quoteattr
+
+    return f"<table:table-cell {attribute}={quoteattr(value)}><text:p>{escape(shown)}</text:p></table:table-cell>"
+
+
+def as_ods_xml(spec: WaveSpec, path: Path, cells: dict[tuple[int, str], str] | None = None, before: str = "") -> Path:
+    """The sheet as an OpenDocument spreadsheet whose XML is written here, cell by cell as LibreOffice stores them;
+    `cells`: (row, header) -> the XML of a cell in place of the sheet's; `before`: the rows' XML of a sheet "Ohje"
+    ahead of it."""
+    rows = sheet_rows(spec)
+    header = [str(h).strip() if h is not None else "" for h in rows[spec.header_row - 1]]
+
+    def cell_xml(value: object) -> str:
+        if value is None:
+            return "<table:table-cell/>"
+        if isinstance(value, dt.datetime):
+            return ods_cell('office:value-type="date" office:date-value', value.isoformat(), value.isoformat())
+        if isinstance(value, int | float):
+            return ods_cell('office:value-type="float" office:value', repr(value), str(value))
+        return ods_cell('office:value-type="string" office:string-value', str(value), str(value))
+
+    table = "".join(
+        "<table:table-row>"
+        + "".join((cells or {}).get((number, header[c]), cell_xml(v)) for c, v in enumerate(row))
+        + "</table:table-row>"
+        for number, row in enumerate(rows, start=1)
+    )
+    write_ods(path, {**({"Ohje": before} if before else {}), spec.sheet or "": table})
+    return path
+
+
+def write_ods(path: Path, tables: dict[str, str]) -> None:
+    """An OpenDocument spreadsheet of the sheets given as their rows' XML, as LibreOffice packages one."""
+    import zipfile
+
+    namespaces = " ".join(
+        f'xmlns:{prefix}="{uri}"'
+        for prefix, uri in {
+            "office": "urn:oasis:names:tc:opendocument:xmlns:office:1.0",
+            "table": "urn:oasis:names:tc:opendocument:xmlns:table:1.0",
+            "text": "urn:oasis:names:tc:opendocument:xmlns:text:1.0",
+            "calcext": "urn:org:documentfoundation:names:experimental:calc:xmlns:calcext:1.0",
+            "of": "urn:oasis:names:tc:opendocument:xmlns:of:1.2",
+        }.items()
+    )
+    sheets = "".join(f'<table:table table:name="{name}">{rows}</table:table>' for name, rows in tables.items())
+    content = (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<office:document-content {namespaces} office:version="1.3">'
+        f"<office:body><office:spreadsheet>{sheets}</office:spreadsheet></office:body></office:document-content>"
+    )
+    manifest = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<manifest:manifest '
+        'xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0" manifest:version="1.3">'
+        '<manifest:file-entry manifest:full-path="/" '
+        'manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/>'
+        '<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/></manifest:manifest>'
+    )
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(
+            zipfile.ZipInfo("mimetype"), "application/vnd.oasis.opendocument.spreadsheet", zipfile.ZIP_STORED
+        )
+        archive.writestr("META-INF/manifest.xml", manifest)
+        archive.writestr("content.xml", content)

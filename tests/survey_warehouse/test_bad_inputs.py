@@ -1248,3 +1248,19 @@ def test_an_error_value_in_a_workbook_cell_is_kept_as_the_sheet_shows_it(paths, 
     result = load_wave(dataclasses.replace(spec, file=path), paths.warehouse)
     cells = {(r, c): v for r, c, v in _cells(paths.warehouse, result.load_id)}
     assert (cells[(0, FREE_TEXT_2018)], cells[(1, FREE_TEXT_2018)]) == ("#N/A", "#DIV/0!")
+
+
+def test_an_ods_formula_saved_without_its_result_is_named_not_read_as_empty(paths, wave_2018, tmp_path) -> None:
+    """As in an .xlsx: a formula stored without a value type (by a program that does not calculate) is refused by
+    its cell, row and column, whether its element is empty or closed apart."""
+    from delivered_formats import as_ods_xml
+
+    row = wave_2018.header_row + 3
+    formula = '<table:table-cell table:formula="of:=2+2"/>'
+    cells = {(row, SKILLS_2018): formula, (row + 1, SKILLS_2018): formula.replace("/>", "></table:table-cell>")}
+    path = as_ods_xml(wave_2018, tmp_path / "formula.ods", cells)
+    with pytest.raises(WaveFileError) as refused:
+        load_wave(dataclasses.replace(wave_2018, file=path, format="ods"), paths.warehouse)
+    error = refused.value
+    assert "2 cell(s) of the sheet hold a formula without its result (J" in str(error), str(error)
+    assert error.row == row and error.column == f"'{SKILLS_2018}'", (error.row, error.column)

@@ -315,3 +315,93 @@ def test_spss_durations_dates_and_user_missing_land_as_stored(wave_2018, tmp_pat
     assert (cells.get(("arvio", 1)), cells.get(("arvio [code]", 1))) == (None, "4"), cells
     assert [cells.get(("koodi", r)) for r in (1, 2, 3)] == [None, None, "12"], cells
     assert [cells.get(("koodi [code]", r)) for r in (1, 2)] == ["99", "-1"], cells
+
+
+COMMENTS_2018 = "Kommentit"
+
+
+def _string(*paragraphs: str) -> str:
+    return (
+        '<table:table-cell office:value-type="string">'
+        + "".join(f"<text:p>{p}</text:p>" for p in paragraphs)
+        + "</table:table-cell>"
+    )
+
+
+ODS_CELLS = [  # a cell as LibreOffice stores it, and what raw keeps of it: what the sheet shows
+    (_string("Rivi 1<text:tab/>sarake 2"), "Rivi 1\tsarake 2"),
+    (_string("Rivi 1<text:line-break/>Rivi 2"), "Rivi 1\nRivi 2"),
+    (_string("<text:span>a<text:line-break/>b</text:span>"), "a\nb"),
+    (_string("kolme<text:s text:c='3'/>välilyöntiä"), "kolme   välilyöntiä"),
+    (_string("<text:s/>reunoilla<text:s/>"), " reunoilla "),
+    (_string("Kappale 1", "Kappale 2"), "Kappale 1\nKappale 2"),
+    (
+        '<table:table-cell table:formula="of:=NA()" office:value-type="string" office:string-value="" '
+        'calcext:value-type="error"><text:p>#N/A</text:p></table:table-cell>',
+        "#N/A",
+    ),
+    (
+        '<table:table-cell table:formula="of:=1/0" office:value-type="float" office:value="0" '
+        'calcext:value-type="error"><text:p>#DIV/0!</text:p></table:table-cell>',
+        "#DIV/0!",
+    ),
+    ('<table:table-cell office:value-type="time" office:time-value="PT51H00M00S"/>', "51:00:00"),
+    ('<table:table-cell office:value-type="time" office:time-value="-PT00H01M30.5S"/>', "-0:01:30.500000"),
+    ('<table:table-cell office:value-type="time" office:time-value="PT00H12M30S"/>', "0:12:30"),
+    ('<table:table-cell table:formula="of:=2+2" office:value-type="float" office:value="4"/>', "4"),
+    (
+        '<table:table-cell table:formula="of:=&quot;&quot;" office:value-type="string" office:string-value="" '
+        'calcext:value-type="string"><text:p/></table:table-cell>',
+        None,
+    ),
+]
+
+
+def test_an_ods_cell_lands_as_the_sheet_shows_it(wave_2018, tmp_path) -> None:
+    """What calamine drops or reads otherwise in an .ods (a tab, a line break, an error value, a time value of a day
+    or more) is read from the sheet's XML; spaces and paragraphs as stored. A sheet ahead of it, with an error and a
+    formula without its result, is not the spec's sheet and changes nothing."""
+    from delivered_formats import as_ods_xml
+
+    cells = {(wave_2018.header_row + n, COMMENTS_2018): xml for n, (xml, _raw) in enumerate(ODS_CELLS, start=1)}
+    other = (
+        "<table:table-row>"
+        '<table:table-cell table:formula="of:=1+1"/>'
+        '<table:table-cell calcext:value-type="error"><text:p>#REF!</text:p></table:table-cell>'
+        "</table:table-row>"
+    ) * (wave_2018.header_row + len(ODS_CELLS))
+    path = as_ods_xml(wave_2018, tmp_path / "cells.ods", cells, before=other)
+    paths = make_paths("formats_ods_cells")
+    result = load_wave(dataclasses.replace(wave_2018, file=path, format="ods"), paths.warehouse)
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        found = dict(
+            con.execute(
+                "select c.source_row_number, c.cell_value from raw.survey_cells c join raw.survey_columns k "
+                "using (column_id) where k.load_id = ? and k.source_column = ?",
+                [result.load_id, COMMENTS_2018],
+            ).fetchall()
+        )
+    landed = [found.get(wave_2018.header_row + n) for n in range(1, len(ODS_CELLS) + 1)]
+    assert landed == [raw for _xml, raw in ODS_CELLS]
+
+
+def test_an_ods_without_formulas_errors_times_or_tabs_is_not_parsed_twice(wave_2018, tmp_path, monkeypatch) -> None:
+    """The sheet's XML is read again only when a look at its bytes finds what calamine reads otherwise."""
+    import openpyxl.xml.functions
+    from delivered_formats import as_ods_xml
+
+    parsed = []
+    parse = openpyxl.xml.functions.iterparse
+
+    def counted(*args, **kwargs):
+        parsed.append(args)
+        return parse(*args, **kwargs)
+
+    monkeypatch.setattr(openpyxl.xml.functions, "iterparse", counted)
+    paths = make_paths("formats_ods_plain")
+    plain = as_ods_xml(wave_2018, tmp_path / "plain.ods")
+    assert load_wave(dataclasses.replace(wave_2018, file=plain, format="ods"), paths.warehouse).row_count > 0
+    assert parsed == []
+    with_tab = as_ods_xml(wave_2018, tmp_path / "tab.ods", {(wave_2018.header_row + 1, COMMENTS_2018): ODS_CELLS[0][0]})
+    load_wave(dataclasses.replace(wave_2018, file=with_tab, format="ods"), paths.warehouse)
+    assert len(parsed) == 1

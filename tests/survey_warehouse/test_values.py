@@ -5,10 +5,11 @@ Each case of tests/fixtures/value_corpus.csv is a value of a column of the 2019 
 response time, or its 0-10 scale question `cooperation`), with the spec keys and the column's other values it is
 read with, and what raw must hold: the value it resolves to (`raw.cell_resolutions`), or the reason its row is
 quarantined (`raw.quarantine`, naming the file, row and column), or the warning it gets. Every case is written into a
-file of each reader in READERS (a CSV file, a workbook of text cells, and a workbook of typed cells where the case
-has a typed form: a date and time, a number, a time, a duration; a legacy .xls and an OpenDocument .ods of text
-cells; an SPSS .sav of string variables) and loaded by the loader itself. A new reader gets
-the whole corpus by adding its entry to READERS."""
+file of each reader in READERS (a CSV file; a workbook, a legacy .xls and an OpenDocument .ods of text cells, and of
+typed cells where the case has a typed form: a date and time, a number, a time, a duration, an error value; an SPSS
+.sav of string variables, and of TIME variables for the durations) and loaded by the loader itself: raw holds a text
+cell as delivered and a typed one as the spreadsheet shows it (`shown`), the same text whatever the format. A new
+reader gets the whole corpus by adding its entry to READERS."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import openpyxl
 import pytest
 import yaml
 from conftest import ROOT, make_paths
+from delivered_formats import ods_cell, write_ods
 
 from survey_warehouse.intake.matching import shown
 from survey_warehouse.intake.values import DURATIONS, NOT_QUOTED, TIMESTAMPS, ValueRules, quoted
@@ -47,6 +49,7 @@ class Case:
     field: str
     value: str
     typed: str  # kind:literal of a typed workbook cell (datetime, number, time, duration, error), or ""
+    shown: str  # the typed cell's text in raw, as the spreadsheet shows it
     spec: dict
     others: list[str]  # the column's other values, which decide its date order or decimal separator
     resolved: str | None
@@ -67,6 +70,7 @@ def corpus() -> list[Case]:
                 field=r["field"],
                 value=r["value"],
                 typed=r["typed"],
+                shown=r["shown"],
                 spec=yaml.safe_load(r["spec"]) if r["spec"] else {},
                 others=[v.strip() for v in r["with"].split(" | ")] if r["with"] else [],
                 resolved=r["resolved"] or None,
@@ -97,9 +101,10 @@ def _typed(cell: Cell) -> object:
         return dt.time.fromisoformat(literal)
     if kind == "error":
         return literal
-    if kind == "duration":
-        hours, minutes, seconds = (int(p) for p in literal.split(":"))
-        return dt.timedelta(hours=hours, minutes=minutes, seconds=seconds)
+    if kind == "duration":  # [-]H:MM:SS[.f]
+        hours, minutes, seconds = literal.lstrip("-").split(":")
+        length = dt.timedelta(hours=int(hours), minutes=int(minutes), seconds=float(seconds))
+        return -length if literal.startswith("-") else length
     raise ValueError(f"unknown typed cell {cell.typed!r}")
 
 
@@ -126,15 +131,31 @@ def _workbook(path: Path, header: list[str], rows: list[list[Cell]], typed: bool
     workbook.save(path)
 
 
-def _xls(path: Path, header: list[str], rows: list[list[Cell]]) -> None:
-    """A legacy .xls (BIFF8) of text cells, as xlwt writes it."""
+def _xls(path: Path, header: list[str], rows: list[list[Cell]], typed: bool = False) -> None:
+    """A legacy .xls (BIFF8) of text cells, as xlwt writes it; `typed`: with the typed cells as Excel stores them
+    (a number of days formatted as a date, a time or a duration)."""
     import xlwt
 
+    formats = {
+        "datetime": xlwt.easyxf(num_format_str="YYYY-MM-DD HH:MM:SS"),
+        "time": xlwt.easyxf(num_format_str="h:mm:ss"),
+        "duration": xlwt.easyxf(num_format_str="[h]:mm:ss"),
+    }
     book = xlwt.Workbook(encoding="utf-8")
     sheet = book.add_sheet("Vastaukset")
     for r, row in enumerate([[Cell(h) for h in header], *rows]):
         for c, cell in enumerate(row):
-            if cell.text is not None:
+            kind = cell.typed.partition(":")[0] if typed else ""
+            if kind == "duration":
+                sheet.write(r, c, _typed(cell) / dt.timedelta(days=1), formats[kind])
+            elif kind == "datetime":  # as a serial: xlwt would drop the fraction of a second
+                serial = (_typed(cell) - dt.datetime(1899, 12, 30)) / dt.timedelta(days=1)  # noqa: DTZ001
+                sheet.write(r, c, serial, formats[kind])
+            elif kind in formats:
+                sheet.write(r, c, _typed(cell), formats[kind])
+            elif kind:
+                sheet.write(r, c, _typed(cell))
+            elif cell.text is not None:
                 sheet.write(r, c, cell.text)
     book.save(str(path))
 
@@ -147,14 +168,61 @@ def _ods(path: Path, header: list[str], rows: list[list[Cell]]) -> None:
     frame.to_excel(path, engine="odf", sheet_name="Vastaukset", header=False, index=False)
 
 
-def _sav(path: Path, header: list[str], rows: list[list[Cell]]) -> None:
-    """An SPSS file of string variables v1..vN, each labelled with its header (the spec names them by label)."""
+def _ods_typed(path: Path, header: list[str], rows: list[list[Cell]]) -> None:
+    """An OpenDocument spreadsheet with the typed cells as LibreOffice stores them: a date-value, a float, a
+    time-value (an ISO duration: PT51H00M00S, -PT00H01M00S), an error value of a formula; text cells besides."""
+    from xml.sax.saxutils import escape
+
+    def cell_xml(cell: Cell) -> str:
+        kind, _, literal = cell.typed.partition(":")
+        if kind == "datetime":
+            return ods_cell('office:value-type="date" office:date-value', literal)
+        if kind == "number":
+            return ods_cell('office:value-type="float" office:value', literal)
+        if kind in ("time", "duration"):
+            seconds = _seconds(cell)
+            hours, rest = divmod(abs(seconds), 3600)
+            value = f"{'-' if seconds < 0 else ''}PT{int(hours):02d}H{int(rest // 60):02d}M{rest % 60:02g}S"
+            return ods_cell('office:value-type="time" office:time-value', value)
+        if kind == "error":
+            return (
+                '<table:table-cell table:formula="of:=NA()" office:value-type="string" office:string-value="" '
+                f'calcext:value-type="error"><text:p>{escape(literal)}</text:p></table:table-cell>'
+            )
+        if cell.text is None:
+            return "<table:table-cell/>"
+        return ods_cell('office:value-type="string" office:string-value', cell.text, shown=cell.text)
+
+    table = "".join(
+        "<table:table-row>" + "".join(cell_xml(c) for c in row) + "</table:table-row>"
+        for row in [[Cell(h) for h in header], *rows]
+    )
+    write_ods(path, {"Vastaukset": table})
+
+
+def _sav(path: Path, header: list[str], rows: list[list[Cell]], typed: bool = False) -> None:
+    """An SPSS file of string variables v1..vN, each labelled with its header (the spec names them by label);
+    `typed`: a column with a time or duration cell is a TIME variable (seconds), as SPSS stores one."""
     import pandas as pd
     import pyreadstat
 
     names = [f"v{i}" for i in range(1, len(header) + 1)]
     frame = pd.DataFrame([[c.text or "" for c in row] for row in rows], columns=names, dtype=object)
-    pyreadstat.write_sav(frame, str(path), column_labels=list(header))
+    formats = {}
+    for i, name in enumerate(names):
+        cells = [row[i] for row in rows]
+        if typed and any(c.typed for c in cells):
+            frame[name] = [_seconds(c) if c.typed else None for c in cells]
+            formats[name] = "TIME11.2"
+    pyreadstat.write_sav(frame, str(path), column_labels=list(header), variable_format=formats)
+
+
+def _seconds(cell: Cell) -> float:
+    length = _typed(cell)
+    if isinstance(length, dt.time):
+        return length.hour * 3600 + length.minute * 60 + length.second + length.microsecond / 1e6
+    assert isinstance(length, dt.timedelta)
+    return length.total_seconds()
 
 
 @dataclass(frozen=True)
@@ -162,27 +230,45 @@ class Reader:
     suffix: str
     spec: dict  # the wave spec's keys for this kind of file
     write: Callable[[Path, list[str], list[list[Cell]]], None]
-    typed: bool = False  # only the cases with a typed form
+    typed: frozenset[str] = frozenset()  # a reader of typed cells: the kinds of typed cell it writes
     keeps_trailing_spaces: bool = True  # SPSS keeps a string without its trailing spaces
     case_row: int = CASE_ROW  # the row a message names for the case (SPSS: its case number; no header row)
+    alone: bool = False  # a typed cell only in a column of nothing else of its kind (SPSS: a variable is one kind)
+
+    def takes(self, case: Case) -> bool:
+        if not self.typed:
+            return True
+        kind = case.typed.partition(":")[0]
+        return kind in self.typed and not (self.alone and (case.others or case.field == "submitted_at"))
+
+
+TYPED = frozenset({"datetime", "number", "time", "duration", "error"})
+WORKBOOK = {"sheet": "Vastaukset", "header_row": 1}
 
 
 READERS = {
     "csv": Reader(".csv", {"format": "csv", "encoding": "utf-8", "delimiter": ","}, write_csv),
-    "xlsx text cells": Reader(
-        ".xlsx",
-        {"format": "xlsx", "sheet": "Vastaukset", "header_row": 1},
-        lambda p, h, r: _workbook(p, h, r, typed=False),
-    ),
+    "xlsx text cells": Reader(".xlsx", {"format": "xlsx", **WORKBOOK}, lambda p, h, r: _workbook(p, h, r, typed=False)),
     "xlsx typed cells": Reader(
-        ".xlsx",
-        {"format": "xlsx", "sheet": "Vastaukset", "header_row": 1},
-        lambda p, h, r: _workbook(p, h, r, typed=True),
-        typed=True,
+        ".xlsx", {"format": "xlsx", **WORKBOOK}, lambda p, h, r: _workbook(p, h, r, typed=True), typed=TYPED
     ),
-    "xls text cells": Reader(".xls", {"format": "xls", "sheet": "Vastaukset", "header_row": 1}, _xls),
-    "ods text cells": Reader(".ods", {"format": "ods", "sheet": "Vastaukset", "header_row": 1}, _ods),
+    "xls text cells": Reader(".xls", {"format": "xls", **WORKBOOK}, _xls),
+    # calamine reads an .xls error cell as empty (docs/formats.md): no error cells here
+    "xls typed cells": Reader(
+        ".xls", {"format": "xls", **WORKBOOK}, lambda p, h, r: _xls(p, h, r, typed=True), typed=TYPED - {"error"}
+    ),
+    "ods text cells": Reader(".ods", {"format": "ods", **WORKBOOK}, _ods),
+    "ods typed cells": Reader(".ods", {"format": "ods", **WORKBOOK}, _ods_typed, typed=TYPED),
     "sav strings": Reader(".sav", {"format": "sav"}, _sav, keeps_trailing_spaces=False, case_row=1),
+    "sav TIME variables": Reader(
+        ".sav",
+        {"format": "sav"},
+        lambda p, h, r: _sav(p, h, r, typed=True),
+        typed=frozenset({"time", "duration"}),
+        keeps_trailing_spaces=False,
+        case_row=1,
+        alone=True,
+    ),
 }
 
 
@@ -190,7 +276,7 @@ PARAMS = [
     pytest.param(name, case, id=f"{name} | {case.id}")
     for name, reader in READERS.items()
     for case in corpus()
-    if case.typed or not reader.typed
+    if (case.typed or not reader.typed) and reader.takes(case)
 ]
 
 
@@ -246,7 +332,9 @@ def test_corpus(paths, tmp_path: Path, reader: str, case: Case) -> None:
             "where load_id = ? and source_row_number = ?",
             [result.load_id, row],
         ).fetchall()
-    if not READERS[reader].typed:
+    if READERS[reader].typed:
+        assert cell == case.shown, "raw keeps a typed cell as the spreadsheet shows it, in every format alike"
+    else:
         delivered = case.value if READERS[reader].keeps_trailing_spaces else case.value.rstrip(" ")
         assert cell == delivered, "raw keeps the cell as delivered"
     assert resolutions == [(case.resolved, case.number)]
@@ -288,6 +376,7 @@ def test_a_value_read_alone_reads_as_in_its_column(case: Case) -> None:
         time_zone=spec.get("time_zone", "Europe/Helsinki"),
         date_order=spec.get("date_order"),
         decimal_separator=spec.get("decimal_separator"),
+        duration_clock=spec.get("duration_clock"),
     )
     reader = TIMESTAMPS if case.field == "submitted_at" else DURATIONS
     (reading,) = reader.read_all([case.value], rules)

@@ -78,6 +78,7 @@ def test_a_question_of_another_wave_is_named_as_such(tmp_path: Path) -> None:
         ({"time_zone": "localtime"}, "time_zone: 'localtime' is the zone of the machine that reads it"),
         ({"date_order": "DM"}, "date_order is the order of a date's day, month and year, one of DMY, MDY, YMD"),
         ({"decimal_separator": " "}, 'decimal_separator is "." or ","'),
+        ({"duration_clock": "mm:ss"}, "duration_clock says how a response time of two parts such as 12:30 is read"),
         ({"keep_unreadable": ["lead"]}, "keep_unreadable lists .* of submitted_at, response_minutes; not 'lead'"),
         ({"keep_unreadable": "response_minutes"}, "keep_unreadable must be a list"),
     ],
@@ -91,15 +92,28 @@ def test_how_times_are_read_is_part_of_the_spec_and_of_its_fingerprint(tmp_path:
     plain = WaveSpec.from_file(_spec(tmp_path), ROOT)
     assert (plain.time_zone, plain.date_order, plain.decimal_separator) == ("Europe/Helsinki", None, None)
     told = WaveSpec.from_file(
-        _spec(tmp_path, time_zone="UTC", date_order="mdy", decimal_separator=",", keep_unreadable=["response_minutes"]),
+        _spec(
+            tmp_path,
+            time_zone="UTC",
+            date_order="mdy",
+            decimal_separator=",",
+            duration_clock="H:MM",
+            keep_unreadable=["response_minutes"],
+        ),
         ROOT,
     )
     assert plain.keep_unreadable == () and told.keep_unreadable == ("response_minutes",)
-    assert (told.time_zone, told.date_order, told.decimal_separator) == ("UTC", "MDY", ",")
+    assert (told.time_zone, told.date_order, told.decimal_separator, told.duration_clock) == ("UTC", "MDY", ",", "h:mm")
     rules = told.value_rules()
-    assert (rules.time_zone, rules.date_order, rules.decimal_separator) == ("UTC", "MDY", ",")
+    assert (rules.time_zone, rules.date_order, rules.decimal_separator, rules.duration_clock) == (
+        "UTC",
+        "MDY",
+        ",",
+        "h:mm",
+    )
+    assert plain.duration_clock is None
     assert plain.fingerprint() != told.fingerprint()
-    assert '"date_order": "MDY"' in told.as_json()
+    assert '"date_order": "MDY"' in told.as_json() and '"duration_clock": "h:mm"' in told.as_json()
 
 
 def test_required_fields_and_unknown_cities(tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ import duckdb
 from survey_warehouse.errors import WaveFileError
 from survey_warehouse.intake.grid import Grid, arrow_into, check_header, drop_temp
 from survey_warehouse.intake.matching import match_key, shown
+from survey_warehouse.intake.values import clock_text
 from survey_warehouse.intake.verdict import container_of, ole2_kind, zip_kind
 from survey_warehouse.intake.waves import WaveSpec
 
@@ -165,8 +166,8 @@ DURATION_FORMATS = frozenset({"TIME", "DTIME", "MTIME"})
 
 def _text_of(spss_format: str) -> Callable[[Any], str | None]:
     """How a variable's value becomes text, by its SPSS format: a date as 2018-03-31, a date-time in ISO form with
-    its fraction of a second, a duration (TIME, DTIME: not wrapped at 24 hours, and signed) as [-]H:MM:SS[.ffffff]
-    in total hours; any other value as _cell does."""
+    its fraction of a second, a duration (TIME, DTIME) as every reader writes one (values.clock_text: total hours,
+    signed); any other value as _cell does."""
     kind = re.match(r"[A-Z]*", spss_format.upper())
     name = kind.group(0) if kind else ""
     if name in DATE_FORMATS:
@@ -187,12 +188,7 @@ def _seconds_to(value: Any, shown_as: Callable[[dt.datetime], str]) -> str | Non
 def _duration(value: Any) -> str | None:
     if not isinstance(value, int | float) or isinstance(value, bool) or math.isnan(value):
         return _cell(value)
-    micro = round(abs(float(value)) * 1_000_000)
-    seconds, fraction = divmod(micro, 1_000_000)
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    text = f"{'-' if value < 0 else ''}{hours}:{minutes:02d}:{seconds:02d}"
-    return f"{text}.{fraction:06d}" if fraction else text
+    return clock_text(round(float(value) * 1_000_000))
 
 
 def _headers(spec: WaveSpec, metadata: SavMetadata) -> list[str]:

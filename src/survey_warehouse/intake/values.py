@@ -35,10 +35,12 @@ Response times (`response_minutes`, in minutes)
       (`1,000` in a file of decimal points), is refused: no thousands separators are read.
     * A number with a unit: `12 min`, `90 s`, `1 h 30 min`, `1,5 h` (min, s, h and their English and Finnish
       words).
-    * `h:mm:ss` (`0:12:30`, `1:05:00`, with fractions of a second), as Excel writes a duration or time cell, and
-      `m:ss` (`12:30`, `1:30` = one minute thirty seconds): a clock with two parts is read in the column's unit,
-      minutes, and seconds.
-  `nan`, `inf`, negative times, `1_000`, `1e3` and spreadsheet errors are refused.
+    * `h:mm:ss` (`0:12:30`, `51:00:00`, with a fraction of a second: `0:01:30.500000`), the form the loader writes
+      every spreadsheet's and SPSS file's time and duration cell in (see `clock_text`).
+    * A clock of two parts (`12:30`, `0:12`) is minutes and seconds to one tool and hours and minutes to another
+      (a CSV saved from a sheet formatted `[h]:mm`): it is read as the spec's `duration_clock` says (`m:ss` or
+      `h:mm`); without it, it is refused as ambiguous.
+  `nan`, `inf`, negative times, `1_000`, `1e3`, Python's `1 day, 0:00:00` and spreadsheet errors are refused.
 
 A field the wave spec lists under `keep_unreadable` keeps a value that cannot be read as delivered, without a
 resolved value, and the load warns about it instead of quarantining the row.
@@ -59,6 +61,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from survey_warehouse.intake.matching import LONG_NUMBER, looks_like_email, shown
 
 DATE_ORDERS = ("DMY", "MDY", "YMD")
+DURATION_CLOCKS = ("m:ss", "h:mm")  # how a response time of two parts (12:30) is read
 DECIMAL_SEPARATORS = (".", ",")
 DEFAULT_TIME_ZONE = "Europe/Helsinki"
 EXCEL_EPOCH = dt.datetime(1899, 12, 30)  # noqa: DTZ001 (a serial has no zone): the 1900 date system, its leap-year bug included
@@ -72,6 +75,7 @@ UNREADABLE_TIMESTAMP = "unreadable_timestamp"
 AMBIGUOUS_DATE = "ambiguous_date"
 OUTSIDE_WAVE = "outside_wave"
 UNREADABLE_DURATION = "unreadable_duration"
+AMBIGUOUS_DURATION = "ambiguous_duration"
 SPREADSHEET_ERROR = "spreadsheet_error"
 # a warning's code: the value is kept
 OUTSIDE_FIELD_PERIOD = "outside_field_period"
@@ -90,6 +94,7 @@ class ValueRules:
     time_zone: str = DEFAULT_TIME_ZONE
     date_order: str | None = None
     decimal_separator: str | None = None
+    duration_clock: str | None = None
 
     @functools.cached_property
     def zone(self) -> ZoneInfo:
@@ -383,7 +388,7 @@ UNITS = {
 NUMBER = r"\d+(?:[.,]\d+)?"
 WITH_UNITS = re.compile(rf"(?:(?P<n>{NUMBER})\s?(?P<unit>[a-zí.]+)\s?)+")
 WITH_UNIT = re.compile(rf"(?P<n>{NUMBER})\s?(?P<unit>[a-zí.]+)\s?")
-CLOCK = re.compile(r"(?:(?P<days>\d+) days?, )?(?P<a>\d+):(?P<b>\d{2})(?::(?P<c>\d{2}))?(?:[.,](?P<fraction>\d+))?")
+CLOCK = re.compile(r"(?P<a>\d+):(?P<b>\d{2})(?::(?P<c>\d{2}))?(?:[.,](?P<fraction>\d+))?")
 PLAIN = re.compile(r"\+?\d*(?:[.,]\d*)?")
 
 
@@ -427,18 +432,30 @@ def _number(text: str, separator: str | None, value: str) -> float:
     return float(text.replace(",", "."))
 
 
-def read_duration(value: str, separator: str | None = None) -> Reading:
-    """A response time in minutes (`separator`: the column's decimal separator, see column_decimal_separator)."""
+def clock_text(microseconds: int) -> str:
+    """A time or duration cell of a spreadsheet or an SPSS file as raw keeps it, whatever the format: total hours,
+    minutes and seconds, `[-]H:MM:SS[.ffffff]` (`51:00:00`, `0:12:30`, `-0:01:00`, `0:01:30.500000`), never
+    wrapped at 24 hours or made positive, the fraction of a second only when there is one."""
+    seconds, fraction = divmod(abs(microseconds), 1_000_000)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    text = f"{'-' if microseconds < 0 else ''}{hours}:{minutes:02d}:{seconds:02d}"
+    return f"{text}.{fraction:06d}" if fraction else text
+
+
+def read_duration(value: str, separator: str | None = None, clock: str | None = None) -> Reading:
+    """A response time in minutes (`separator`: the column's decimal separator, see column_decimal_separator;
+    `clock`: how a clock of two parts is read, the spec's duration_clock)."""
     if not _normal(value):
         return Reading()
     try:
-        minutes = round(_minutes(value, separator), 9)
+        minutes = round(_minutes(value, separator, clock), 9)
     except Refused as refused:
         return Reading(problem=refused.problem, detail=refused.detail)
     return Reading(value=str(int(minutes)) if minutes.is_integer() else repr(minutes), number=minutes)
 
 
-def _minutes(value: str, separator: str | None) -> float:
+def _minutes(value: str, separator: str | None, clock: str | None) -> float:
     text = _normal(value)
     if text in EXCEL_ERRORS:
         raise Refused(SPREADSHEET_ERROR, f"{quoted(value)} is a spreadsheet error, not a time")
@@ -447,7 +464,7 @@ def _minutes(value: str, separator: str | None) -> float:
     if PLAIN.fullmatch(text) and any(ch.isdigit() for ch in text):
         minutes = _number(text.lstrip("+"), separator, value)
     elif match := CLOCK.fullmatch(text):
-        minutes = _clock(match, value)
+        minutes = _clock(match, value, clock)
     elif WITH_UNITS.fullmatch(text):
         minutes, units = 0.0, []
         for part in WITH_UNIT.finditer(text):
@@ -463,15 +480,23 @@ def _minutes(value: str, separator: str | None) -> float:
     return minutes
 
 
-def _clock(match: re.Match, value: str) -> float:
-    """Minutes of h:mm:ss, or of m:ss (two parts: the first is in the column's unit, minutes)."""
+def _clock(match: re.Match, value: str, clock: str | None) -> float:
+    """Minutes of h:mm:ss, or of a clock of two parts as the spec's duration_clock reads it (m:ss or h:mm)."""
     a, b, c = int(match["a"]), int(match["b"]), match["c"]
     fraction = float("0." + match["fraction"]) if match["fraction"] else 0.0
     if b >= 60 or (c is not None and int(c) >= 60):  # noqa: PLR2004
-        raise Refused(UNREADABLE_DURATION, f"{quoted(value)} is not a time h:mm:ss or m:ss")
-    if c is None:
+        raise Refused(UNREADABLE_DURATION, f"{quoted(value)} is not a time h:mm:ss, m:ss or h:mm")
+    if c is not None:
+        return a * 60 + b + (int(c) + fraction) / 60
+    if clock == "m:ss":
         return a + (b + fraction) / 60
-    return int(match["days"] or 0) * 1440 + a * 60 + b + (int(c) + fraction) / 60
+    if clock == "h:mm":
+        return a * 60 + b + fraction
+    raise Refused(
+        AMBIGUOUS_DURATION,
+        f"{quoted(value)} could be minutes and seconds (m:ss) or hours and minutes (h:mm); set duration_clock "
+        "(m:ss or h:mm) in the wave spec",
+    )
 
 
 # ---------------------------------------------------------------------------------------------- a column's reading
@@ -492,4 +517,6 @@ class ColumnReader:
 
 
 TIMESTAMPS = ColumnReader(column_date_orders, read_timestamp)
-DURATIONS = ColumnReader(column_decimal_separator, lambda value, _rules, separator: read_duration(value, separator))
+DURATIONS = ColumnReader(
+    column_decimal_separator, lambda value, rules, separator: read_duration(value, separator, rules.duration_clock)
+)

@@ -25,6 +25,7 @@ from survey_warehouse.intake.values import (
     DATE_ORDERS,
     DECIMAL_SEPARATORS,
     DEFAULT_TIME_ZONE,
+    DURATION_CLOCKS,
     VALUE_FIELDS,
     ValueRules,
     check_time_zone,
@@ -46,6 +47,7 @@ OPTIONAL_KEYS = (
     "time_zone",
     "date_order",
     "decimal_separator",
+    "duration_clock",
     "keep_unreadable",
 )
 # name@domain.tld: one @, no spaces, a dot in the domain
@@ -68,10 +70,12 @@ class WaveSpec:
     header_row: int = 1
     # How submission and response times are read (survey_warehouse.intake.values): the time zone the wave's times
     # are kept in, the order of a date's day, month and year, the decimal separator of its numbers (None: the
-    # file's values decide).
+    # file's values decide), how a response time of two parts (12:30) is read, m:ss or h:mm (None: it is refused
+    # as ambiguous).
     time_zone: str = DEFAULT_TIME_ZONE
     date_order: str | None = None
     decimal_separator: str | None = None
+    duration_clock: str | None = None
     # Fields (submitted_at, response_minutes) whose values that cannot be read are kept as delivered, with a
     # warning, instead of quarantining their rows.
     keep_unreadable: tuple[str, ...] = ()
@@ -141,7 +145,7 @@ class WaveSpec:
                 f"{path}: 'withdrawn' says why the wave is withdrawn from the marts, as text "
                 '(withdrawn: "the survey tool mixed up two cities\' answers"); remove the key to publish the wave'
             )
-        time_zone, date_order, decimal_separator = _value_rules(raw, path)
+        time_zone, date_order, decimal_separator, duration_clock = _value_rules(raw, path)
         file = Path(str(raw["file"]))
         return cls(
             wave_year=year,
@@ -159,6 +163,7 @@ class WaveSpec:
             time_zone=time_zone,
             date_order=date_order,
             decimal_separator=decimal_separator,
+            duration_clock=duration_clock,
             keep_unreadable=_keep_unreadable(raw, path),
             user_missing=_user_missing(raw.get("user_missing"), path),
             accept_removals=tuple(str(v).strip() for v in raw.get("accept_removals") or ()),
@@ -187,6 +192,7 @@ class WaveSpec:
             time_zone=self.time_zone,
             date_order=self.date_order,
             decimal_separator=self.decimal_separator,
+            duration_clock=self.duration_clock,
         )
 
     def fingerprint(self) -> str:
@@ -207,6 +213,7 @@ class WaveSpec:
                 "time_zone": self.time_zone,
                 "date_order": self.date_order,
                 "decimal_separator": self.decimal_separator,
+                "duration_clock": self.duration_clock,
                 "keep_unreadable": list(self.keep_unreadable),
                 "columns": self.columns,
                 **({"user_missing": self.user_missing} if self.user_missing else {}),
@@ -278,8 +285,8 @@ def owner_emails(value: Any, path: Path) -> tuple[str, ...]:
     return tuple(v.strip() for v in values)
 
 
-def _value_rules(raw: dict, path: Path) -> tuple[str, str | None, str | None]:
-    """time_zone, date_order and decimal_separator, checked."""
+def _value_rules(raw: dict, path: Path) -> tuple[str, str | None, str | None, str | None]:
+    """time_zone, date_order, decimal_separator and duration_clock, checked."""
     time_zone = str(raw.get("time_zone") or DEFAULT_TIME_ZONE)
     wrong = check_time_zone(time_zone)
     if wrong:
@@ -296,7 +303,18 @@ def _value_rules(raw: dict, path: Path) -> tuple[str, str | None, str | None]:
             f'{path}: decimal_separator is "." or ",", the character between a number\'s whole part and its '
             f"decimals, not {shown(str(separator))}"
         )
-    return time_zone, str(order).upper() if order is not None else None, str(separator) if separator else None
+    clock = raw.get("duration_clock")
+    if clock is not None and str(clock).strip().lower() not in DURATION_CLOCKS:
+        raise WaveSpecError(
+            f"{path}: duration_clock says how a response time of two parts such as 12:30 is read, m:ss (minutes "
+            f"and seconds) or h:mm (hours and minutes), not {shown(str(clock))}"
+        )
+    return (
+        time_zone,
+        str(order).upper() if order is not None else None,
+        str(separator) if separator else None,
+        str(clock).strip().lower() if clock is not None else None,
+    )
 
 
 def _keep_unreadable(raw: dict, path: Path) -> tuple[str, ...]:

@@ -3,11 +3,14 @@ workbooks (.xls) and OpenDocument spreadsheets (.ods), all read with calamine (p
 
 What the file really is has been judged from its bytes first: a container other than the spec's format, a damaged
 zip archive, an encrypted file each get a verdict in words before calamine opens it. Cells become text as the
-spreadsheet stored them: a date or time as ISO text, a whole number without a decimal point (and a number too large
-for its digits to be exact in its shortest exact form, never with invented digits), text as typed (a "0012" stays
-"0012"). Calamine decodes OOXML's `_xHHHH_` escapes itself, and refuses a sheet whose XML is cut off. What it does not
-say is looked for in the sheet's XML (of .xlsx / .xlsm) with a cheap scan: a formula saved without its result, and
-an error value (#N/A), both of which it reads as empty.
+spreadsheet stored them: a date or date-time as ISO text, a time or duration in total hours (51:00:00, as every
+reader writes one), a whole number without a decimal point (and a number too large for its digits to be exact in
+its shortest exact form, never with invented digits), text as typed (a "0012" stays "0012"). Calamine decodes
+OOXML's `_xHHHH_` escapes itself, and refuses a sheet whose XML is cut off. What it does not say is looked for in
+the sheet's XML, only when a cheap look at its bytes finds it there: in an .xlsx / .xlsm, a formula saved without
+its result and an error value (#N/A), both of which it reads as empty; in an .ods, those and what else it reads
+otherwise (survey_warehouse.intake.opendocument). An .xlsb's or .xls's error value and formula without a result
+read as empty: calamine does not say them, and those files are not XML.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import duckdb
 from survey_warehouse.errors import WaveFileError
 from survey_warehouse.intake.grid import Grid, check_header, fill_grid
 from survey_warehouse.intake.matching import shown
+from survey_warehouse.intake.values import clock_text
 from survey_warehouse.intake.verdict import (
     ENCRYPTED,
     SAV,
@@ -67,13 +71,21 @@ def _other_text(value: Any) -> str:
         return "TRUE" if value else "FALSE"
     if isinstance(value, int):  # .xls stores numbers as floats too: a large one is no more exact as an int
         return str(value) if abs(value) < EXACT_INTEGERS else repr(float(value))
-    if isinstance(value, dt.datetime):  # with its fraction of a second, when it has one
+    if isinstance(value, dt.date):  # a date-time with its fraction of a second, when it has one
         return value.isoformat()
-    if isinstance(value, dt.date):
-        return value.isoformat()
+    if isinstance(value, dt.timedelta | dt.time):
+        return _clock_cell(value)
     if isinstance(value, float):  # a float subclass
         return cell_text(float(value)) or ""
-    return "" if value is None else str(value)  # a time of day (12:30:00), a duration (1:30:00)
+    return "" if value is None else str(value)
+
+
+def _clock_cell(value: dt.timedelta | dt.time) -> str:
+    """A duration ([h]:mm:ss) in total hours (51:00:00), and a time (h:mm:ss), which may be a duration under a day, in
+    the same form (0:12:30): as every reader writes a time or duration cell."""
+    if isinstance(value, dt.timedelta):
+        return clock_text(value // dt.timedelta(microseconds=1))
+    return clock_text(((value.hour * 60 + value.minute) * 60 + value.second) * 1_000_000 + value.microsecond)
 
 
 def _damage(exc: BaseException) -> str:
@@ -144,7 +156,14 @@ def read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -
             f"the sheet ends before the header row {spec.header_row}; check 'header_row' in the wave spec",
             row=spec.header_row,
         )
-    unresolved, errors = _sheet_findings(path, sheet_xml, spec.header_row) if sheet_xml else ([], {})
+    if sheet_xml:
+        unresolved, shown_cells = _sheet_findings(path, sheet_xml, spec.header_row)
+    elif delivered == "ods":
+        from survey_warehouse.intake.opendocument import ods_findings
+
+        unresolved, shown_cells = ods_findings(path, spec.sheet or "", spec.header_row)
+    else:
+        unresolved, shown_cells = [], {}
     _refuse_formulas_without_results(spec, unresolved, header)
     width = len(header)
 
@@ -152,9 +171,9 @@ def read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -
         # a sheet stores no empty cells at a row's end: such a row is as wide as the header, not ragged
         for number, values in rows:
             texts = [cell_text(v) for v in values]
-            for column, error in errors.get(number, ()):  # an error value (#N/A) as the sheet shows it
+            for column, text in shown_cells.get(number, ()):  # what calamine reads otherwise (#N/A) as shown
                 texts += [None] * (column - len(texts))
-                texts[column - 1] = error
+                texts[column - 1] = text
             yield number, texts + [None] * (width - len(texts))
 
     # smaller chunks than a text file's: their Python values are held beside the sheet calamine holds
@@ -329,15 +348,20 @@ FORMULA_OR_ERROR = (b"<f", b":f>", b":f ", b't="e"', b"t='e'")
 
 
 def _holds_formulas_or_errors(path: Path, sheet_xml: str) -> bool:
-    """Whether the sheet's XML has a formula element (<f>, or <x:f> with a prefix) or a cell of type error, read a
-    chunk at a time."""
+    """Whether the sheet's XML has a formula element (<f>, or <x:f> with a prefix) or a cell of type error."""
+    return holds_markers(path, sheet_xml, FORMULA_OR_ERROR)
+
+
+def holds_markers(path: Path, member: str, markers: tuple[bytes, ...]) -> bool:
+    """Whether a member of the archive (a sheet's XML) holds any of the markers, read a chunk at a time."""
     tail = b""
-    with zipfile.ZipFile(path) as archive, archive.open(sheet_xml) as part:
+    overlap = max(len(m) for m in markers) - 1
+    with zipfile.ZipFile(path) as archive, archive.open(member) as part:
         while chunk := part.read(1 << 20):
             window = tail + chunk
-            if any(marker in window for marker in FORMULA_OR_ERROR):
+            if any(marker in window for marker in markers):
                 return True
-            tail = chunk[-6:]
+            tail = window[-overlap:]
     return False
 
 

@@ -72,7 +72,7 @@ create table if not exists raw.quarantine (
     reason_code varchar not null,        -- ragged_row, repeated_header, missing_required, unknown_city,
                                          -- city_not_surveyed, duplicate_respondent, unknown_answer,
                                          -- out_of_scale, not_on_scale, unreadable_number, unreadable_timestamp,
-                                         -- ambiguous_date, outside_wave, unreadable_duration,
+                                         -- ambiguous_date, outside_wave, unreadable_duration, ambiguous_duration,
                                          -- spreadsheet_error
     message varchar not null             -- what is wrong and what to do, naming the file, row and column
 );
