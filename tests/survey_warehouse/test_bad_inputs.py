@@ -13,6 +13,7 @@ import dataclasses
 import io
 import re
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -950,16 +951,25 @@ def test_a_delimiter_hint_the_file_contradicts_is_not_followed(paths, wave_2019,
         assert "is the delimiter ';' rather than ','?" in str(refused.value), str(refused.value)
 
 
-def _with_dimension(source: Path, target: Path, dimension: str) -> Path:
-    """A copy of a workbook whose sheets record another size (`<dimension ref=...>`), the data unchanged."""
+def _with_parts(source: Path, target: Path, change: Callable[[str, bytes], bytes]) -> Path:
+    """A copy of a workbook (a zip package) with each part's bytes as `change(name, data)` makes them."""
     with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as copy:
         for item in original.infolist():
-            data = original.read(item.filename)
-            if item.filename.startswith("xl/worksheets/sheet"):
-                data, count = re.subn(rb'<dimension ref="[^"]*"', f'<dimension ref="{dimension}"'.encode(), data)
-                assert count == 1, item.filename
-            copy.writestr(item, data)
+            copy.writestr(item, change(item.filename, original.read(item.filename)))
     return target
+
+
+def _with_dimension(source: Path, target: Path, dimension: str) -> Path:
+    """A copy of a workbook whose sheets record another size (`<dimension ref=...>`), the data unchanged."""
+
+    def change(name: str, data: bytes) -> bytes:
+        if not name.startswith("xl/worksheets/sheet"):
+            return data
+        data, count = re.subn(rb'<dimension ref="[^"]*"', f'<dimension ref="{dimension}"'.encode(), data)
+        assert count == 1, name
+        return data
+
+    return _with_parts(source, target, change)
 
 
 def test_a_workbook_recording_a_wrong_size_is_read_whole(paths, tmp_path) -> None:
@@ -1037,6 +1047,87 @@ def test_a_formula_whose_result_is_empty_text_is_read_as_an_empty_answer(paths, 
 
 
 FREE_TEXT_2018 = "Kommentit"
+
+
+def _references_left_implied(name: str, data: bytes) -> bytes:
+    """A sheet's XML without the `r` attributes OOXML's rule implies: a row's number where it is the row after
+    the previous one, a cell's reference where it is the column after the previous cell of its row (A for the
+    first). The sheet means the same."""
+    if not name.startswith("xl/worksheets/sheet"):
+        return data
+    previous_row = 0
+
+    def row(match: re.Match) -> bytes:
+        nonlocal previous_row
+        number, previous_column = int(match.group(1)), 0
+        implied = number == previous_row + 1
+        previous_row = number
+
+        def cell(found: re.Match) -> bytes:
+            nonlocal previous_column
+            column = 0
+            for letter in found.group(1).decode():
+                column = column * 26 + ord(letter) - ord("A") + 1
+            implied_cell, previous_column = column == previous_column + 1, column
+            return b"<c" if implied_cell else found.group(0)
+
+        cells = re.sub(rb'<c r="([A-Z]+)\d+"', cell, match.group(3))
+        return (b"<row" if implied else b'<row r="%d"' % number) + match.group(2) + cells
+
+    return re.sub(rb'<row r="(\d+)"([^>]*)(.*?(?:</row>|(?<=/)>))', row, data, flags=re.DOTALL)
+
+
+TRANSITIONAL_TO_STRICT = {
+    b"http://schemas.openxmlformats.org/spreadsheetml/2006/main": b"http://purl.oclc.org/ooxml/spreadsheetml/main",
+    b"http://schemas.openxmlformats.org/officeDocument/2006/relationships": (
+        b"http://purl.oclc.org/ooxml/officeDocument/relationships"
+    ),
+}
+
+
+def _as_strict(name: str, data: bytes) -> bytes:
+    """A part as Excel's "Strict Open XML Spreadsheet" names its namespaces and relationship types."""
+    for transitional, strict in TRANSITIONAL_TO_STRICT.items():
+        data = data.replace(transitional, strict)
+    return data
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["transitional", "strict"])
+@pytest.mark.parametrize("implied", [False, True], ids=["every r", "r left implied"])
+def test_the_sheet_scan_places_each_cell_as_the_reader_does(paths, tmp_path, strict: bool, implied: bool) -> None:
+    """A cell's reference (`r`) is optional in OOXML (a cell without one is the column after the previous cell, a
+    row without one the row after the previous row), and a Strict Open XML workbook names its parts in other
+    namespaces: calamine reads both, and so does the scan for formulas without results and for error values."""
+    spec = find_wave_spec(2018, paths)
+    formula_row, error_row = spec.header_row + 3, spec.header_row + 5
+
+    def delivered(name: str, formula: bool) -> Path:
+        wb = openpyxl.load_workbook(spec.file)
+        ws = wb[spec.sheet]
+        header = [c.value for c in ws[spec.header_row]]
+        ws.cell(row=error_row, column=header.index(FREE_TEXT_2018) + 1, value="#N/A").data_type = "e"
+        if formula:
+            ws.cell(row=formula_row, column=header.index(SKILLS_2018) + 1, value="=2+2")
+        wb.save(tmp_path / "saved.xlsx")
+
+        def change(part: str, data: bytes) -> bytes:
+            data = _references_left_implied(part, data) if implied else data
+            return _as_strict(part, data) if strict else data
+
+        path = _with_parts(tmp_path / "saved.xlsx", tmp_path / name, change)
+        with zipfile.ZipFile(path) as archive:
+            sheet = archive.read("xl/worksheets/sheet1.xml")
+        assert (b'r="K%d"' % error_row in sheet) is not implied and (b"purl.oclc.org" in sheet) is strict
+        return path
+
+    result = load_wave(dataclasses.replace(spec, file=delivered("errors.xlsx", formula=False)), paths.warehouse)
+    cells = {(r, c): v for r, c, v in _cells(paths.warehouse, result.load_id)}
+    assert cells[(error_row - spec.header_row - 1, FREE_TEXT_2018)] == "#N/A"
+    with pytest.raises(WaveFileError) as refused:
+        load_wave(dataclasses.replace(spec, file=delivered("formula.xlsx", formula=True)), paths.warehouse)
+    error = refused.value
+    assert f"1 cell(s) of the sheet hold a formula without its result (J{formula_row})" in str(error), str(error)
+    assert (error.row, error.column) == (formula_row, f"'{SKILLS_2018}'")
 
 
 @pytest.mark.parametrize(

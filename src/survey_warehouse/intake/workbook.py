@@ -38,8 +38,17 @@ from survey_warehouse.intake.waves import WaveSpec
 
 WORKBOOK_CHUNK_ROWS = 2_000
 EXACT_INTEGERS = 2**53  # a float's whole numbers are exact up to here; beyond, its digits are not all in the file
-SPREADSHEET_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
-RELATIONSHIP_NS = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+# A workbook saved as Transitional OOXML (Excel's "Excel Workbook") and one saved as Strict ("Strict Open XML
+# Spreadsheet") name a sheet's elements and the workbook's relationships in namespaces of their own; calamine reads
+# both, and so does the scan of a sheet's XML. The package's relationships are in one namespace in both.
+SPREADSHEET_NAMESPACES = (
+    "http://schemas.openxmlformats.org/spreadsheetml/2006/main",
+    "http://purl.oclc.org/ooxml/spreadsheetml/main",
+)
+RELATIONSHIP_NAMESPACES = (
+    "http://schemas.openxmlformats.org/officeDocument/2006/relationships",
+    "http://purl.oclc.org/ooxml/officeDocument/relationships",
+)
 PACKAGE_RELATIONSHIP_NS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
 CELL_REF = re.compile(r"([A-Z]+)(\d+)")
 CELLS_NAMED = 4  # a message names this many of the cells it is about
@@ -276,6 +285,12 @@ def first_rows(path: Path, rows: int) -> dict[str, list[list[Any]]]:
     return found
 
 
+def _spreadsheet_name(tag: str) -> str | None:
+    """An element's name (`c`, `row`, `sheet`) when it is of SpreadsheetML, Transitional or Strict; else None."""
+    namespace, _, name = tag.partition("}")
+    return name if namespace[1:] in SPREADSHEET_NAMESPACES else None
+
+
 def _sheet_part(path: Path, sheet: str) -> str | None:
     """The zip member holding the named sheet of an .xlsx / .xlsm (None when the workbook does not name it)."""
     from openpyxl.xml.functions import fromstring  # defused XML parsing, as openpyxl reads a workbook
@@ -287,41 +302,71 @@ def _sheet_part(path: Path, sheet: str) -> str | None:
     except Exception:  # a damaged package: calamine's opening says so
         return None
     targets = {r.get("Id"): r.get("Target") or "" for r in rels.iter(f"{PACKAGE_RELATIONSHIP_NS}Relationship")}
-    for element in book.iter(f"{SPREADSHEET_NS}sheet"):
-        if element.get("name") == sheet:
-            target = targets.get(element.get(f"{RELATIONSHIP_NS}id"), "")
+    for element in book.iter():
+        if _spreadsheet_name(element.tag) == "sheet" and element.get("name") == sheet:
+            ids = (element.get(f"{{{namespace}}}id") for namespace in RELATIONSHIP_NAMESPACES)
+            target = targets.get(next((i for i in ids if i), None), "")
             return target.lstrip("/") if target.startswith("/") else f"xl/{target}"
     return None
 
 
+class _CellPlaces:
+    """Where each cell of a sheet's XML is, by OOXML's rule, which leaves a cell's reference (`r`) optional: a row
+    without `r` is the row after the previous row (row 1 for the first), a cell without `r` the column after the
+    previous cell of its row (column A for the first). Calamine places cells so."""
+
+    def __init__(self) -> None:
+        self.row, self.column = 0, 0
+
+    def enter_row(self, reference: str | None) -> None:
+        self.row = int(reference) if reference and reference.isdigit() else self.row + 1
+        self.column = 0
+
+    def cell(self, reference: str | None) -> tuple[int, int]:
+        """The (column, row) of the next cell of the row, 1-based, by its reference or by the rule."""
+        where = CELL_REF.fullmatch(reference or "")
+        if where is None:
+            self.column += 1
+            return self.column, self.row
+        self.column = _column_index(where.group(1))
+        return self.column, int(where.group(2))
+
+
 def _sheet_findings(
     path: Path, sheet_xml: str, from_row: int
-) -> tuple[list[tuple[str, int]], dict[int, list[tuple[int, str]]]]:
-    """What calamine does not say, from the sheet's XML, from `from_row` down: (column letters, row) of every cell
-    that holds a formula and no result (a workbook saved by a tool that does not calculate; Excel always stores the
+) -> tuple[list[tuple[int, int]], dict[int, list[tuple[int, str]]]]:
+    """What calamine does not say, from the sheet's XML, from `from_row` down: (column, row) of every cell that
+    holds a formula and no result (a workbook saved by a tool that does not calculate; Excel always stores the
     result), which calamine reads as empty; and each row's error values (#N/A, #DIV/0!) by column, which it reads
     as empty too. The XML is parsed only when a chunk-by-chunk look finds a formula or an error value in it."""
     from openpyxl.xml.functions import iterparse  # defused XML parsing, as openpyxl reads a workbook
 
-    unresolved: list[tuple[str, int]] = []
+    unresolved: list[tuple[int, int]] = []
     errors: dict[int, list[tuple[int, str]]] = {}
     if not _holds_formulas_or_errors(path, sheet_xml):  # the usual case
         return unresolved, errors
+    places = _CellPlaces()
     with zipfile.ZipFile(path) as archive, archive.open(sheet_xml) as part:
-        for _event, element in iterparse(part):
-            if element.tag != f"{SPREADSHEET_NS}c":
+        for event, element in iterparse(part, events=("start", "end")):
+            name = _spreadsheet_name(element.tag)
+            if event == "start":
+                if name == "row":
+                    places.enter_row(element.get("r"))
                 continue
-            where = CELL_REF.fullmatch(element.get("r") or "")
-            if where and int(where.group(2)) >= from_row:
-                letters, row = where.group(1), int(where.group(2))
-                formula, value = element.find(f"{SPREADSHEET_NS}f"), element.find(f"{SPREADSHEET_NS}v")
-                # Excel stores a formula whose result is "" as t="str" with an empty <v/>: a result, not a missing one
-                no_result = value is None or (value.text is None and element.get("t") != "str")
-                if formula is not None and no_result:
-                    unresolved.append((letters, row))
-                elif element.get("t") == "e" and value is not None and value.text:
-                    errors.setdefault(row, []).append((_column_index(letters), value.text))
-            element.clear()
+            if name == "c":
+                column, row = places.cell(element.get("r"))
+                if row >= from_row:
+                    parts = {_spreadsheet_name(child.tag): child for child in element}
+                    formula, value = parts.get("f"), parts.get("v")
+                    # Excel stores a formula whose result is "" as t="str" with an empty <v/>: a result
+                    no_result = value is None or (value.text is None and element.get("t") != "str")
+                    if formula is not None and no_result:
+                        unresolved.append((column, row))
+                    elif element.get("t") == "e" and value is not None and value.text:
+                        errors.setdefault(row, []).append((column, value.text))
+                element.clear()
+            elif name == "row":
+                element.clear()
     return unresolved, errors
 
 
@@ -341,12 +386,11 @@ def _holds_formulas_or_errors(path: Path, sheet_xml: str) -> bool:
     return False
 
 
-def _refuse_formulas_without_results(spec: WaveSpec, unresolved: list[tuple[str, int]], header: list[str]) -> None:
+def _refuse_formulas_without_results(spec: WaveSpec, unresolved: list[tuple[int, int]], header: list[str]) -> None:
     if not unresolved:
         return
-    letters, row = unresolved[0]
-    index = _column_index(letters)
-    cells = ", ".join(f"{c}{r}" for c, r in unresolved[:CELLS_NAMED])
+    index, row = unresolved[0]
+    cells = ", ".join(f"{_column_letters(c)}{r}" for c, r in unresolved[:CELLS_NAMED])
     more = " ..." if len(unresolved) > CELLS_NAMED else ""
     raise WaveFileError(
         spec.file,
@@ -363,3 +407,12 @@ def _column_index(letters: str) -> int:
     for letter in letters:
         index = index * 26 + ord(letter) - ord("A") + 1
     return index
+
+
+def _column_letters(index: int) -> str:
+    """A column's letters (1 = A, 27 = AA), as a cell's reference writes them."""
+    letters = ""
+    while index > 0:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return letters
