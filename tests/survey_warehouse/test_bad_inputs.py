@@ -20,6 +20,7 @@ import duckdb
 import openpyxl
 import pytest
 from conftest import make_paths
+from openpyxl.utils.cell import column_index_from_string, coordinate_from_string
 
 from survey_warehouse.errors import SurveyWarehouseError, WaveFileError
 from survey_warehouse.intake.waves import find_wave_spec
@@ -983,6 +984,61 @@ def test_a_workbook_recording_a_wrong_size_is_read_whole(paths, tmp_path) -> Non
     assert _cells(paths.warehouse, cut.load_id) == _cells(paths.warehouse, whole.load_id)
 
 
+def _with_cell(source: Path, target: Path, reference: str, xml: bytes = b"<v>7</v>") -> Path:
+    """A copy of a workbook with one more cell, at `reference`, below the sheet's rows (as a stray keystroke
+    stores it)."""
+    row = re.fullmatch(r"[A-Z]+(\d+)", reference)
+    assert row is not None
+
+    def change(name: str, data: bytes) -> bytes:
+        if not name.startswith("xl/worksheets/sheet"):
+            return data
+        cell = b'<row r="%s"><c r="%s">%s</c></row>' % (row.group(1).encode(), reference.encode(), xml)
+        return data.replace(b"</sheetData>", cell + b"</sheetData>")
+
+    return _with_parts(source, target, change)
+
+
+@pytest.mark.parametrize("reference", ["XFD1048576", "K1000000", "ZZ200000"])
+def test_a_cell_far_from_the_answers_is_named_not_read_into_memory(
+    paths, wave_2018, loaded, tmp_path, reference: str
+) -> None:
+    """The reader holds a sheet as a dense rectangle from A1 to its last cell: one cell typed far away (the last
+    cell of the sheet, XFD1048576, makes 17 billion cells, and the process abort) would take the memory of a sheet
+    that full. Such a sheet is refused before it is read, naming the cell and the row."""
+    path = _with_cell(wave_2018.file, tmp_path / "far.xlsx", reference)
+    row = int(re.sub("[A-Z]", "", reference))
+    error = _rejected(
+        dataclasses.replace(wave_2018, file=path), paths, loaded, f"they reach {reference}", "clear that cell", row=row
+    )
+    assert "nearly all empty" in str(error), str(error)
+
+
+@pytest.mark.parametrize("reference", ["K5000", "AB60"])
+def test_a_cell_a_little_beyond_the_answers_is_read_and_kept(paths, wave_2018, tmp_path, reference: str) -> None:
+    """A sheet is read as far as its cells go: a stray value whose rectangle is no burden is loaded, in its row
+    and column, and a styled empty cell at the sheet's end (nothing to read) makes no difference."""
+    path = _with_cell(wave_2018.file, tmp_path / "stray.xlsx", reference, xml=b"<v>0.125</v>")
+    path = _with_cell(path, tmp_path / "styled.xlsx", "XFD1048576", xml=b"")
+    result = load_wave(dataclasses.replace(wave_2018, file=path), paths.warehouse)
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        found = con.execute(
+            "select c.source_row_number, k.column_position, c.cell_value from raw.survey_cells c "
+            "join raw.survey_columns k using (column_id) where k.load_id = ? and c.cell_value = '0.125'",
+            [result.load_id],
+        ).fetchall()
+    letters, row = coordinate_from_string(reference)
+    assert found == [(row, column_index_from_string(letters), "0.125")], found
+
+
+def test_a_draft_leaves_out_a_sheet_whose_cells_reach_far(wave_2018, tmp_path, caplog) -> None:
+    from survey_warehouse.intake.workbook import first_rows
+
+    path = _with_cell(wave_2018.file, tmp_path / "far.xlsx", "K1000000")
+    assert first_rows(path, 5) == {}
+    assert "they reach K1000000" in caplog.text, caplog.text
+
+
 SKILLS_2018 = "Toimialojen digiosaaminen (1-5)"
 
 
@@ -1065,9 +1121,7 @@ def _references_left_implied(name: str, data: bytes) -> bytes:
 
         def cell(found: re.Match) -> bytes:
             nonlocal previous_column
-            column = 0
-            for letter in found.group(1).decode():
-                column = column * 26 + ord(letter) - ord("A") + 1
+            column = column_index_from_string(found.group(1).decode())
             implied_cell, previous_column = column == previous_column + 1, column
             return b"<c" if implied_cell else found.group(0)
 
