@@ -1313,6 +1313,40 @@ def test_an_ods_cut_off_in_transfer(paths, wave_2018, loaded, tmp_path) -> None:
     _rejected(spec, paths, loaded, "damaged zip archive", "cut off in transfer", "ask for the file again")
 
 
+def _ods_entries(spec, tmp_path: Path) -> dict[str, bytes]:
+    from delivered_formats import as_ods
+
+    with zipfile.ZipFile(as_ods(spec, tmp_path / "whole.ods")) as whole:
+        return {name: whole.read(name) for name in whole.namelist()}
+
+
+@pytest.mark.parametrize("mimetype", [None, b"application/octet-stream"], ids=["missing", "another"])
+def test_an_ods_without_its_mimetype_is_named_for_what_it_is(paths, wave_2018, loaded, tmp_path, mimetype) -> None:
+    """An OpenDocument package is known by its content.xml and its manifest too: one whose 'mimetype' entry is
+    missing or names another format (which the reader refuses) is called an OpenDocument spreadsheet, not a zip."""
+    entries = _ods_entries(wave_2018, tmp_path)
+    path = tmp_path / "unlabelled.ods"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        for name, data in entries.items():
+            if name != "mimetype":
+                target.writestr(name, data)
+            elif mimetype is not None:
+                target.writestr(name, mimetype)
+    spec = dataclasses.replace(wave_2018, file=path, format="ods")
+    _rejected(spec, paths, loaded, "is an OpenDocument spreadsheet (.ods) by its contents", "save it again")
+
+
+def test_an_ods_whose_mimetype_is_not_its_first_entry_is_read(paths, wave_2018, tmp_path) -> None:
+    entries = _ods_entries(wave_2018, tmp_path)
+    path = tmp_path / "reordered.ods"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        for name in sorted(entries, key=lambda n: n == "mimetype"):
+            target.writestr(name, entries[name])
+    assert zipfile.ZipFile(path).namelist()[-1] == "mimetype"
+    result = load_wave(dataclasses.replace(wave_2018, file=path, format="ods"), paths.warehouse)
+    assert result.row_count == load_wave(wave_2018, paths.warehouse).row_count
+
+
 @pytest.mark.parametrize("kept", [0.5, 0.97, 0.99, 0.995])
 def test_an_xls_cut_off_anywhere_gets_a_verdict(paths, wave_2018, loaded, tmp_path, kept: float) -> None:
     """Cut near its end, a legacy .xls makes calamine's Rust code panic (a BaseException in Python): still a
