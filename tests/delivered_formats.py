@@ -18,11 +18,12 @@ def sheet_rows(spec: WaveSpec) -> list[list]:
     return [list(row) for row in ws.iter_rows(values_only=True)]
 
 
-def as_xls(spec: WaveSpec, path: Path) -> Path:
+def as_xls(spec: WaveSpec, path: Path, sheet_name: str | None = None) -> Path:
+    """`sheet_name`: the sheet's name in the file (the spec's by default)."""
     import xlwt
 
     book = xlwt.Workbook(encoding="utf-8")
-    sheet = book.add_sheet(spec.sheet)
+    sheet = book.add_sheet(sheet_name or spec.sheet)
     when = xlwt.easyxf(num_format_str="YYYY-MM-DD HH:MM:SS")
     for r, row in enumerate(sheet_rows(spec)):
         for c, value in enumerate(row):
@@ -34,11 +35,12 @@ def as_xls(spec: WaveSpec, path: Path) -> Path:
     return path
 
 
-def as_ods(spec: WaveSpec, path: Path) -> Path:
+def as_ods(spec: WaveSpec, path: Path, sheet_name: str | None = None) -> Path:
+    """`sheet_name`: the sheet's name in the file (the spec's by default)."""
     import pandas as pd
 
     frame = pd.DataFrame(sheet_rows(spec), dtype=object)
-    frame.to_excel(path, engine="odf", sheet_name=spec.sheet, header=False, index=False)
+    frame.to_excel(path, engine="odf", sheet_name=sheet_name or spec.sheet, header=False, index=False)
     return path
 
 

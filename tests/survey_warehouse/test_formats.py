@@ -239,6 +239,48 @@ def test_a_sav_without_the_mapped_variable_names_it(wave_2018, tmp_path, mapped:
     assert refused.value.column == f"'{mapped}'"
 
 
+COMPOSED, DECOMPOSED = "Kysely \u00e4", "Kysely a\u0308"  # 'Kysely ä' typed as one letter, and as a + a diaeresis
+
+
+@pytest.mark.parametrize("fmt", ["xlsx", "ods", "xls"])
+@pytest.mark.parametrize(("in_file", "in_spec"), [(DECOMPOSED, COMPOSED), (COMPOSED, DECOMPOSED)])
+def test_a_sheet_is_found_whatever_the_unicode_form_of_its_name(
+    wave_2018, shipped_load, tmp_path, fmt: str, in_file: str, in_spec: str
+) -> None:
+    """A sheet name typed with decomposed letters (a Mac, a web form) is the name the spec writes composed, and the
+    other way round: the sheet is found by the match key headers and answers are matched by."""
+    import openpyxl
+
+    path = tmp_path / f"named.{fmt}"
+    if fmt == "xlsx":
+        book = openpyxl.load_workbook(wave_2018.file)
+        book[wave_2018.sheet].title = in_file
+        book.save(path)
+    else:
+        {"ods": as_ods, "xls": as_xls}[fmt](wave_2018, path, sheet_name=in_file)
+    result = load_wave(
+        dataclasses.replace(wave_2018, file=path, format=fmt, sheet=in_spec),
+        make_paths(f"formats_named_{fmt}").warehouse,
+    )
+    assert result.row_count == load_wave(wave_2018, make_paths("formats_named").warehouse).row_count
+
+
+def test_a_sheet_name_that_could_be_two_sheets_is_refused_naming_both(wave_2018, tmp_path) -> None:
+    """Two sheets whose names differ only in how their letters are typed: the spec's name, in another case, could
+    be either, and is not guessed; a name written exactly as one of them is that one."""
+    import openpyxl
+
+    book = openpyxl.load_workbook(wave_2018.file)
+    book[wave_2018.sheet].title = COMPOSED
+    book.create_sheet(DECOMPOSED)
+    path = tmp_path / "two.xlsx"
+    book.save(path)
+    with pytest.raises(WaveFileError) as refused:
+        load_wave(dataclasses.replace(wave_2018, file=path, sheet="KYSELY Ä"), make_paths("formats_two").warehouse)
+    assert "sheet 'KYSELY Ä' could be 'Kysely ä' or 'Kysely a\\u0308'" in str(refused.value), str(refused.value)
+    assert load_wave(dataclasses.replace(wave_2018, file=path, sheet=COMPOSED), make_paths("formats_two").warehouse)
+
+
 def test_a_sheet_whose_cells_begin_right_and_below_a1_keeps_their_rows_and_columns(
     wave_2018, shipped_load, tmp_path
 ) -> None:

@@ -27,7 +27,7 @@ import duckdb
 
 from survey_warehouse.errors import WaveFileError
 from survey_warehouse.intake.grid import Grid, check_header, fill_grid
-from survey_warehouse.intake.matching import shown
+from survey_warehouse.intake.matching import match_key, shown
 from survey_warehouse.intake.verdict import (
     ENCRYPTED,
     SAV,
@@ -229,18 +229,13 @@ def sheet_rows(spec: WaveSpec) -> Iterator[list[Any]]:
     path = spec.file
     workbook = _open_workbook(path)
     with workbook:
-        if spec.sheet not in workbook.sheet_names:
-            raise WaveFileError(
-                path,
-                f"sheet {shown(spec.sheet)} not found; the workbook has "
-                f"{', '.join(shown(s) for s in workbook.sheet_names)}: fix 'sheet' in the spec",
-            )
+        name = _sheet_named(path, workbook.sheet_names, spec.sheet)
         try:
-            sheet = workbook.get_sheet_by_name(spec.sheet)
+            sheet = workbook.get_sheet_by_name(name)
         except PasswordError:
             raise WaveFileError(path, f"is {ENCRYPTED}") from None
         except BaseException as exc:
-            raise _damaged_sheet(path, spec.sheet, exc) from None
+            raise _damaged_sheet(path, name, exc) from None
     # The sheet as far as its cells go (the size the file records, <dimension>, which tools other than Excel write
     # wrong, is not what limits it). Calamine hands on its rows from row 1, each from the first column that holds
     # a cell: the columns left of it are put back, so that a cell keeps its column.
@@ -253,8 +248,34 @@ def sheet_rows(spec: WaveSpec) -> Iterator[list[Any]]:
         except StopIteration:
             return
         except BaseException as exc:
-            raise _damaged_sheet(path, spec.sheet, exc) from None
+            raise _damaged_sheet(path, name, exc) from None
         yield [None] * (columns - len(row)) + row if len(row) < columns else row
+
+
+def _matching_sheets(names: list[str], wanted: str | None) -> list[str]:
+    """The sheets the spec's `sheet` names: the sheet of that very name, or else those whose names have its match
+    key (survey_warehouse.intake.matching: a name typed with letters composed or decomposed, `ä` or `a` and a
+    combining diaeresis, in other case or spacing, is the same name)."""
+    if wanted in names:
+        return [wanted]
+    key = match_key(wanted)
+    return [name for name in names if key is not None and match_key(name) == key]
+
+
+def _sheet_named(path: Path, names: list[str], wanted: str | None) -> str:
+    """The one sheet the spec's `sheet` names, or a verdict listing the workbook's sheets."""
+    found = _matching_sheets(names, wanted)
+    if len(found) == 1:
+        return found[0]
+    listed = ", ".join(shown(s) for s in names)
+    if found:
+        raise WaveFileError(
+            path,
+            f"sheet {shown(wanted)} could be {' or '.join(shown(s) for s in found)}, whose names differ only in "
+            f"case, spacing or how their letters are typed; the workbook has {listed}: write the one with the "
+            "answers exactly in 'sheet' in the spec",
+        )
+    raise WaveFileError(path, f"sheet {shown(wanted)} not found; the workbook has {listed}: fix 'sheet' in the spec")
 
 
 def workbook_format(path: Path, head: bytes) -> str | None:
@@ -315,8 +336,10 @@ def _sheet_part(path: Path, sheet: str) -> str | None:
     except Exception:  # a damaged package: calamine's opening says so
         return None
     targets = {r.get("Id"): r.get("Target") or "" for r in rels.iter(f"{PACKAGE_RELATIONSHIP_NS}Relationship")}
-    for element in book.iter():
-        if _spreadsheet_name(element.tag) == "sheet" and element.get("name") == sheet:
+    sheets = [element for element in book.iter() if _spreadsheet_name(element.tag) == "sheet"]
+    named = _matching_sheets([element.get("name") or "" for element in sheets], sheet)
+    for element in sheets:
+        if named == [element.get("name")]:
             ids = (element.get(f"{{{namespace}}}id") for namespace in RELATIONSHIP_NAMESPACES)
             target = targets.get(next((i for i in ids if i), None), "")
             return target.lstrip("/") if target.startswith("/") else f"xl/{target}"
