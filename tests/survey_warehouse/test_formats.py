@@ -281,6 +281,29 @@ def test_a_sheet_name_that_could_be_two_sheets_is_refused_naming_both(wave_2018,
     assert load_wave(dataclasses.replace(wave_2018, file=path, sheet=COMPOSED), make_paths("formats_two").warehouse)
 
 
+@pytest.mark.parametrize(("key", "closest"), [("q99", None), ("Roolii", "Rooli"), ("q1 ", None)])
+def test_a_user_missing_key_naming_no_variable_is_refused_before_loading(
+    wave_2018, tmp_path, key: str, closest: str | None
+) -> None:
+    """A key of the spec's user_missing that is neither a variable's name nor its header would declare nothing:
+    refused, naming the spec, the key and the variables, with the closest name; a key that is one, however it is
+    spaced, is used."""
+    path, names = as_sav(wave_2018, tmp_path / "wave.sav")
+    spec = dataclasses.replace(wave_2018, file=path, format="sav", user_missing={key: (9.0,)})
+    paths = make_paths("formats_sav_user_missing")
+    if key.strip() in names.values():
+        assert load_wave(spec, paths.warehouse).row_count > 0
+        return
+    with pytest.raises(WaveFileError) as refused:
+        load_wave(spec, paths.warehouse)
+    message = str(refused.value)
+    assert f"user_missing in {spec.name} names {key!r}, which is neither a variable's name nor its header" in message
+    assert "its variables are q1, q2, q3" in message, message
+    assert (f"the closest is {closest!r}" in message) is (closest is not None), message
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        assert con.execute("select count(*) from raw.survey_cells").fetchone()[0] == 0
+
+
 def test_a_sheet_whose_cells_begin_right_and_below_a1_keeps_their_rows_and_columns(
     wave_2018, shipped_load, tmp_path
 ) -> None:

@@ -227,12 +227,49 @@ def _refuse_unknown_variables(spec: WaveSpec, metadata: SavMetadata) -> None:
         )
 
 
+EVERY_VARIABLE = "*"
+VARIABLES_NAMED = 12  # a message lists this many of a file's variables
+
+
+def _spec_names(variable: SavVariable, header: str) -> tuple[str, str]:
+    """What the spec's user_missing may name a variable by (compared by their match keys): its name, its header."""
+    return variable.name, header
+
+
+def _refuse_unknown_user_missing(spec: WaveSpec, metadata: SavMetadata, headers: list[str]) -> None:
+    """A key of the spec's user_missing that names no variable (by its name or header) would declare nothing: named,
+    with the variable it most resembles and the file's variables, before anything is read."""
+    import difflib
+
+    known: dict[str, str] = {}
+    for variable, header in zip(metadata.variables, headers, strict=True):
+        for name in _spec_names(variable, header):
+            known.setdefault(match_key(name) or "", name)
+    for key in spec.user_missing:
+        if key == EVERY_VARIABLE or (match_key(key) or "") in known:
+            continue
+        close = difflib.get_close_matches(match_key(key) or "", list(known), n=1, cutoff=0.6)
+        names = [v.name for v in metadata.variables]
+        listed = ", ".join(names[:VARIABLES_NAMED]) + (
+            f", ... ({len(names):,} in all)" if len(names) > VARIABLES_NAMED else ""
+        )
+        raise WaveFileError(
+            spec.file,
+            f"user_missing in {spec.name} names {shown(key)}, which is neither a variable's name nor its header in "
+            f"the SPSS file, so it would declare nothing; "
+            + (f"the closest is {shown(known[close[0]])}; " if close else "")
+            + f'its variables are {listed}: name a variable by its name or header in user_missing (or "*" for '
+            "every variable)",
+            column=shown(key),
+        )
+
+
 def _spec_missing(spec: WaveSpec, variable: SavVariable, header: str) -> tuple[tuple[Any, Any], ...]:
     """The user-missing codes the spec declares for a variable (by its name or its header), or for every one."""
     declared = spec.user_missing
     values: list[Any] = []
     for key, codes in declared.items():
-        if key == "*" or match_key(key) in (match_key(variable.name), match_key(header)):
+        if key == EVERY_VARIABLE or match_key(key) in {match_key(n) for n in _spec_names(variable, header)}:
             values += codes
     if variable.kind == "number":
         numbers = []
@@ -269,6 +306,7 @@ def read_sav(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -> Gri
     metadata = read_sav_metadata(spec.file)
     headers = _headers(spec, metadata)
     _refuse_unknown_variables(spec, metadata)
+    _refuse_unknown_user_missing(spec, metadata, headers)
     header = check_header(spec, headers)
     converters = []
     for variable, column_header in zip(metadata.variables, headers, strict=True):
