@@ -1254,7 +1254,50 @@ def test_a_sav_cut_off_in_its_dictionary(paths, wave_2018, loaded, tmp_path) -> 
     path = tmp_path / "cut.sav"
     path.write_bytes(whole.read_bytes()[:300])
     spec = dataclasses.replace(wave_2018, file=path, format="sav", sheet=None)
-    _rejected(spec, paths, loaded, "damaged or cut off before its answers begin", "ask for the file again")
+    error = _rejected(
+        spec, paths, loaded, "ends before its dictionary", "cut off in transfer", "ask for the file again"
+    )
+    assert error.row is None
+
+
+def _damaged_sav(spec, tmp_path: Path, in_dictionary: bool) -> tuple[Path, int]:
+    """The wave as a .sav with bytes damaged in the middle (not cut off: as long as it was): a question's wording
+    in the dictionary, or a respondent's address among the cases, overwritten with bytes that are no text. Returns
+    the file and the case whose bytes are damaged (0: none, the dictionary is)."""
+    import pyreadstat
+    from delivered_formats import as_sav
+
+    whole, names = as_sav(spec, tmp_path / "whole.sav")
+    data = bytearray(whole.read_bytes())
+    if in_dictionary:
+        at, case = data.index(b"Kesto (min)"), -1
+    else:
+        frame, _meta = pyreadstat.read_sav(str(whole))
+        address = frame[names["Sähköpostiosoite"]]
+        case = len(address) // 2
+        at = data.index(address[case].encode(), data.index(b"\xe7\x03\x00\x00"))  # after the dictionary's end
+        assert address.tolist().index(address[case]) == case
+    data[at : at + 4] = b"\xff\xfe\xff\xfe"
+    path = tmp_path / "damaged.sav"
+    path.write_bytes(bytes(data))
+    assert path.stat().st_size == whole.stat().st_size
+    return path, case + 1
+
+
+def test_a_sav_damaged_in_its_dictionary_is_called_damaged_not_cut_off(paths, wave_2018, loaded, tmp_path) -> None:
+    path, _case = _damaged_sav(wave_2018, tmp_path, in_dictionary=True)
+    spec = dataclasses.replace(wave_2018, file=path, format="sav", sheet=None)
+    error = _rejected(
+        spec, paths, loaded, "dictionary (its variables' names and labels) is damaged", "ask for the file"
+    )
+    assert "cut off" not in str(error), str(error)
+
+
+def test_a_sav_damaged_among_its_cases_names_the_case_not_a_cut(paths, wave_2018, loaded, tmp_path) -> None:
+    path, case = _damaged_sav(wave_2018, tmp_path, in_dictionary=False)
+    spec = dataclasses.replace(wave_2018, file=path, format="sav", sheet=None)
+    error = _rejected(spec, paths, loaded, f"is damaged at case {case}", "ask for the file again", row=case)
+    assert "cut off" not in str(error), str(error)
 
 
 def test_a_sav_spec_with_another_kind_of_file(paths, wave_2018, loaded, tmp_path) -> None:
