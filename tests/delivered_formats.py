@@ -18,11 +18,12 @@ def sheet_rows(spec: WaveSpec) -> list[list]:
     return [list(row) for row in ws.iter_rows(values_only=True)]
 
 
-def as_xls(spec: WaveSpec, path: Path) -> Path:
+def as_xls(spec: WaveSpec, path: Path, sheet_name: str | None = None) -> Path:
+    """`sheet_name`: the sheet's name in the file (the spec's by default)."""
     import xlwt
 
     book = xlwt.Workbook(encoding="utf-8")
-    sheet = book.add_sheet(spec.sheet)
+    sheet = book.add_sheet(sheet_name or spec.sheet)
     when = xlwt.easyxf(num_format_str="YYYY-MM-DD HH:MM:SS")
     for r, row in enumerate(sheet_rows(spec)):
         for c, value in enumerate(row):
@@ -34,11 +35,12 @@ def as_xls(spec: WaveSpec, path: Path) -> Path:
     return path
 
 
-def as_ods(spec: WaveSpec, path: Path) -> Path:
+def as_ods(spec: WaveSpec, path: Path, sheet_name: str | None = None) -> Path:
+    """`sheet_name`: the sheet's name in the file (the spec's by default)."""
     import pandas as pd
 
     frame = pd.DataFrame(sheet_rows(spec), dtype=object)
-    frame.to_excel(path, engine="odf", sheet_name=spec.sheet, header=False, index=False)
+    frame.to_excel(path, engine="odf", sheet_name=sheet_name or spec.sheet, header=False, index=False)
     return path
 
 
@@ -81,10 +83,16 @@ def ods_cell(attribute: str, value: str, shown: str = "") -> str:
     return f"<table:table-cell {attribute}={quoteattr(value)}><text:p>{escape(shown)}</text:p></table:table-cell>"
 
 
-def as_ods_xml(spec: WaveSpec, path: Path, cells: dict[tuple[int, str], str] | None = None, before: str = "") -> Path:
+def as_ods_xml(
+    spec: WaveSpec,
+    path: Path,
+    cells: dict[tuple[int, str], str] | None = None,
+    before: str = "",
+    sheet_name: str | None = None,
+) -> Path:
     """The sheet as an OpenDocument spreadsheet whose XML is written here, cell by cell as LibreOffice stores them;
     `cells`: (row, header) -> the XML of a cell in place of the sheet's; `before`: the rows' XML of a sheet "Ohje"
-    ahead of it."""
+    ahead of it; `sheet_name`: the sheet's name in the file (the spec's by default)."""
     rows = sheet_rows(spec)
     header = [str(h).strip() if h is not None else "" for h in rows[spec.header_row - 1]]
 
@@ -103,7 +111,7 @@ def as_ods_xml(spec: WaveSpec, path: Path, cells: dict[tuple[int, str], str] | N
         + "</table:table-row>"
         for number, row in enumerate(rows, start=1)
     )
-    write_ods(path, {**({"Ohje": before} if before else {}), spec.sheet or "": table})
+    write_ods(path, {**({"Ohje": before} if before else {}), sheet_name or spec.sheet or "": table})
     return path
 
 

@@ -13,12 +13,14 @@ import dataclasses
 import io
 import re
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
 import openpyxl
 import pytest
 from conftest import make_paths
+from openpyxl.utils.cell import column_index_from_string, coordinate_from_string
 
 from survey_warehouse.errors import SurveyWarehouseError, WaveFileError
 from survey_warehouse.intake.waves import find_wave_spec
@@ -950,16 +952,25 @@ def test_a_delimiter_hint_the_file_contradicts_is_not_followed(paths, wave_2019,
         assert "is the delimiter ';' rather than ','?" in str(refused.value), str(refused.value)
 
 
-def _with_dimension(source: Path, target: Path, dimension: str) -> Path:
-    """A copy of a workbook whose sheets record another size (`<dimension ref=...>`), the data unchanged."""
+def _with_parts(source: Path, target: Path, change: Callable[[str, bytes], bytes]) -> Path:
+    """A copy of a workbook (a zip package) with each part's bytes as `change(name, data)` makes them."""
     with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as copy:
         for item in original.infolist():
-            data = original.read(item.filename)
-            if item.filename.startswith("xl/worksheets/sheet"):
-                data, count = re.subn(rb'<dimension ref="[^"]*"', f'<dimension ref="{dimension}"'.encode(), data)
-                assert count == 1, item.filename
-            copy.writestr(item, data)
+            copy.writestr(item, change(item.filename, original.read(item.filename)))
     return target
+
+
+def _with_dimension(source: Path, target: Path, dimension: str) -> Path:
+    """A copy of a workbook whose sheets record another size (`<dimension ref=...>`), the data unchanged."""
+
+    def change(name: str, data: bytes) -> bytes:
+        if not name.startswith("xl/worksheets/sheet"):
+            return data
+        data, count = re.subn(rb'<dimension ref="[^"]*"', f'<dimension ref="{dimension}"'.encode(), data)
+        assert count == 1, name
+        return data
+
+    return _with_parts(source, target, change)
 
 
 def test_a_workbook_recording_a_wrong_size_is_read_whole(paths, tmp_path) -> None:
@@ -971,6 +982,61 @@ def test_a_workbook_recording_a_wrong_size_is_read_whole(paths, tmp_path) -> Non
     cut = load_wave(dataclasses.replace(spec, file=small), paths.warehouse)
     assert (cut.row_count, cut.quarantined) == (whole.row_count, whole.quarantined)
     assert _cells(paths.warehouse, cut.load_id) == _cells(paths.warehouse, whole.load_id)
+
+
+def _with_cell(source: Path, target: Path, reference: str, xml: bytes = b"<v>7</v>") -> Path:
+    """A copy of a workbook with one more cell, at `reference`, below the sheet's rows (as a stray keystroke
+    stores it)."""
+    row = re.fullmatch(r"[A-Z]+(\d+)", reference)
+    assert row is not None
+
+    def change(name: str, data: bytes) -> bytes:
+        if not name.startswith("xl/worksheets/sheet"):
+            return data
+        cell = b'<row r="%s"><c r="%s">%s</c></row>' % (row.group(1).encode(), reference.encode(), xml)
+        return data.replace(b"</sheetData>", cell + b"</sheetData>")
+
+    return _with_parts(source, target, change)
+
+
+@pytest.mark.parametrize("reference", ["XFD1048576", "K1000000", "ZZ200000"])
+def test_a_cell_far_from_the_answers_is_named_not_read_into_memory(
+    paths, wave_2018, loaded, tmp_path, reference: str
+) -> None:
+    """The reader holds a sheet as a dense rectangle from A1 to its last cell: one cell typed far away (the last
+    cell of the sheet, XFD1048576, makes 17 billion cells, and the process abort) would take the memory of a sheet
+    that full. Such a sheet is refused before it is read, naming the cell and the row."""
+    path = _with_cell(wave_2018.file, tmp_path / "far.xlsx", reference)
+    row = int(re.sub("[A-Z]", "", reference))
+    error = _rejected(
+        dataclasses.replace(wave_2018, file=path), paths, loaded, f"they reach {reference}", "clear that cell", row=row
+    )
+    assert "nearly all empty" in str(error), str(error)
+
+
+@pytest.mark.parametrize("reference", ["K5000", "AB60"])
+def test_a_cell_a_little_beyond_the_answers_is_read_and_kept(paths, wave_2018, tmp_path, reference: str) -> None:
+    """A sheet is read as far as its cells go: a stray value whose rectangle is no burden is loaded, in its row
+    and column, and a styled empty cell at the sheet's end (nothing to read) makes no difference."""
+    path = _with_cell(wave_2018.file, tmp_path / "stray.xlsx", reference, xml=b"<v>0.125</v>")
+    path = _with_cell(path, tmp_path / "styled.xlsx", "XFD1048576", xml=b"")
+    result = load_wave(dataclasses.replace(wave_2018, file=path), paths.warehouse)
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        found = con.execute(
+            "select c.source_row_number, k.column_position, c.cell_value from raw.survey_cells c "
+            "join raw.survey_columns k using (column_id) where k.load_id = ? and c.cell_value = '0.125'",
+            [result.load_id],
+        ).fetchall()
+    letters, row = coordinate_from_string(reference)
+    assert found == [(row, column_index_from_string(letters), "0.125")], found
+
+
+def test_a_draft_leaves_out_a_sheet_whose_cells_reach_far(wave_2018, tmp_path, caplog) -> None:
+    from survey_warehouse.intake.workbook import first_rows
+
+    path = _with_cell(wave_2018.file, tmp_path / "far.xlsx", "K1000000")
+    assert first_rows(path, 5) == {}
+    assert "they reach K1000000" in caplog.text, caplog.text
 
 
 SKILLS_2018 = "Toimialojen digiosaaminen (1-5)"
@@ -1037,6 +1103,85 @@ def test_a_formula_whose_result_is_empty_text_is_read_as_an_empty_answer(paths, 
 
 
 FREE_TEXT_2018 = "Kommentit"
+
+
+def _references_left_implied(name: str, data: bytes) -> bytes:
+    """A sheet's XML without the `r` attributes OOXML's rule implies: a row's number where it is the row after
+    the previous one, a cell's reference where it is the column after the previous cell of its row (A for the
+    first). The sheet means the same."""
+    if not name.startswith("xl/worksheets/sheet"):
+        return data
+    previous_row = 0
+
+    def row(match: re.Match) -> bytes:
+        nonlocal previous_row
+        number, previous_column = int(match.group(1)), 0
+        implied = number == previous_row + 1
+        previous_row = number
+
+        def cell(found: re.Match) -> bytes:
+            nonlocal previous_column
+            column = column_index_from_string(found.group(1).decode())
+            implied_cell, previous_column = column == previous_column + 1, column
+            return b"<c" if implied_cell else found.group(0)
+
+        cells = re.sub(rb'<c r="([A-Z]+)\d+"', cell, match.group(3))
+        return (b"<row" if implied else b'<row r="%d"' % number) + match.group(2) + cells
+
+    return re.sub(rb'<row r="(\d+)"([^>]*)(.*?(?:</row>|(?<=/)>))', row, data, flags=re.DOTALL)
+
+
+TRANSITIONAL_TO_STRICT = {
+    b"http://schemas.openxmlformats.org/spreadsheetml/2006/main": b"http://purl.oclc.org/ooxml/spreadsheetml/main",
+    b"http://schemas.openxmlformats.org/officeDocument/2006/relationships": (
+        b"http://purl.oclc.org/ooxml/officeDocument/relationships"
+    ),
+}
+
+
+def _as_strict(name: str, data: bytes) -> bytes:
+    """A part as Excel's "Strict Open XML Spreadsheet" names its namespaces and relationship types."""
+    for transitional, strict in TRANSITIONAL_TO_STRICT.items():
+        data = data.replace(transitional, strict)
+    return data
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["transitional", "strict"])
+@pytest.mark.parametrize("implied", [False, True], ids=["every r", "r left implied"])
+def test_the_sheet_scan_places_each_cell_as_the_reader_does(paths, tmp_path, strict: bool, implied: bool) -> None:
+    """A cell's reference (`r`) is optional in OOXML (a cell without one is the column after the previous cell, a
+    row without one the row after the previous row), and a Strict Open XML workbook names its parts in other
+    namespaces: calamine reads both, and so does the scan for formulas without results and for error values."""
+    spec = find_wave_spec(2018, paths)
+    formula_row, error_row = spec.header_row + 3, spec.header_row + 5
+
+    def delivered(name: str, formula: bool) -> Path:
+        wb = openpyxl.load_workbook(spec.file)
+        ws = wb[spec.sheet]
+        header = [c.value for c in ws[spec.header_row]]
+        ws.cell(row=error_row, column=header.index(FREE_TEXT_2018) + 1, value="#N/A").data_type = "e"
+        if formula:
+            ws.cell(row=formula_row, column=header.index(SKILLS_2018) + 1, value="=2+2")
+        wb.save(tmp_path / "saved.xlsx")
+
+        def change(part: str, data: bytes) -> bytes:
+            data = _references_left_implied(part, data) if implied else data
+            return _as_strict(part, data) if strict else data
+
+        path = _with_parts(tmp_path / "saved.xlsx", tmp_path / name, change)
+        with zipfile.ZipFile(path) as archive:
+            sheet = archive.read("xl/worksheets/sheet1.xml")
+        assert (b'r="K%d"' % error_row in sheet) is not implied and (b"purl.oclc.org" in sheet) is strict
+        return path
+
+    result = load_wave(dataclasses.replace(spec, file=delivered("errors.xlsx", formula=False)), paths.warehouse)
+    cells = {(r, c): v for r, c, v in _cells(paths.warehouse, result.load_id)}
+    assert cells[(error_row - spec.header_row - 1, FREE_TEXT_2018)] == "#N/A"
+    with pytest.raises(WaveFileError) as refused:
+        load_wave(dataclasses.replace(spec, file=delivered("formula.xlsx", formula=True)), paths.warehouse)
+    error = refused.value
+    assert f"1 cell(s) of the sheet hold a formula without its result (J{formula_row})" in str(error), str(error)
+    assert (error.row, error.column) == (formula_row, f"'{SKILLS_2018}'")
 
 
 @pytest.mark.parametrize(
@@ -1109,7 +1254,50 @@ def test_a_sav_cut_off_in_its_dictionary(paths, wave_2018, loaded, tmp_path) -> 
     path = tmp_path / "cut.sav"
     path.write_bytes(whole.read_bytes()[:300])
     spec = dataclasses.replace(wave_2018, file=path, format="sav", sheet=None)
-    _rejected(spec, paths, loaded, "damaged or cut off before its answers begin", "ask for the file again")
+    error = _rejected(
+        spec, paths, loaded, "ends before its dictionary", "cut off in transfer", "ask for the file again"
+    )
+    assert error.row is None
+
+
+def _damaged_sav(spec, tmp_path: Path, in_dictionary: bool) -> tuple[Path, int]:
+    """The wave as a .sav with bytes damaged in the middle (not cut off: as long as it was): a question's wording
+    in the dictionary, or a respondent's address among the cases, overwritten with bytes that are no text. Returns
+    the file and the case whose bytes are damaged (0: none, the dictionary is)."""
+    import pyreadstat
+    from delivered_formats import as_sav
+
+    whole, names = as_sav(spec, tmp_path / "whole.sav")
+    data = bytearray(whole.read_bytes())
+    if in_dictionary:
+        at, case = data.index(b"Kesto (min)"), -1
+    else:
+        frame, _meta = pyreadstat.read_sav(str(whole))
+        address = frame[names["Sähköpostiosoite"]]
+        case = len(address) // 2
+        at = data.index(address[case].encode(), data.index(b"\xe7\x03\x00\x00"))  # after the dictionary's end
+        assert address.tolist().index(address[case]) == case
+    data[at : at + 4] = b"\xff\xfe\xff\xfe"
+    path = tmp_path / "damaged.sav"
+    path.write_bytes(bytes(data))
+    assert path.stat().st_size == whole.stat().st_size
+    return path, case + 1
+
+
+def test_a_sav_damaged_in_its_dictionary_is_called_damaged_not_cut_off(paths, wave_2018, loaded, tmp_path) -> None:
+    path, _case = _damaged_sav(wave_2018, tmp_path, in_dictionary=True)
+    spec = dataclasses.replace(wave_2018, file=path, format="sav", sheet=None)
+    error = _rejected(
+        spec, paths, loaded, "dictionary (its variables' names and labels) is damaged", "ask for the file"
+    )
+    assert "cut off" not in str(error), str(error)
+
+
+def test_a_sav_damaged_among_its_cases_names_the_case_not_a_cut(paths, wave_2018, loaded, tmp_path) -> None:
+    path, case = _damaged_sav(wave_2018, tmp_path, in_dictionary=False)
+    spec = dataclasses.replace(wave_2018, file=path, format="sav", sheet=None)
+    error = _rejected(spec, paths, loaded, f"is damaged at case {case}", "ask for the file again", row=case)
+    assert "cut off" not in str(error), str(error)
 
 
 def test_a_sav_spec_with_another_kind_of_file(paths, wave_2018, loaded, tmp_path) -> None:
@@ -1166,6 +1354,40 @@ def test_an_ods_cut_off_in_transfer(paths, wave_2018, loaded, tmp_path) -> None:
     path.write_bytes(data[: len(data) * 2 // 3])
     spec = dataclasses.replace(wave_2018, file=path, format="ods")
     _rejected(spec, paths, loaded, "damaged zip archive", "cut off in transfer", "ask for the file again")
+
+
+def _ods_entries(spec, tmp_path: Path) -> dict[str, bytes]:
+    from delivered_formats import as_ods
+
+    with zipfile.ZipFile(as_ods(spec, tmp_path / "whole.ods")) as whole:
+        return {name: whole.read(name) for name in whole.namelist()}
+
+
+@pytest.mark.parametrize("mimetype", [None, b"application/octet-stream"], ids=["missing", "another"])
+def test_an_ods_without_its_mimetype_is_named_for_what_it_is(paths, wave_2018, loaded, tmp_path, mimetype) -> None:
+    """An OpenDocument package is known by its content.xml and its manifest too: one whose 'mimetype' entry is
+    missing or names another format (which the reader refuses) is called an OpenDocument spreadsheet, not a zip."""
+    entries = _ods_entries(wave_2018, tmp_path)
+    path = tmp_path / "unlabelled.ods"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        for name, data in entries.items():
+            if name != "mimetype":
+                target.writestr(name, data)
+            elif mimetype is not None:
+                target.writestr(name, mimetype)
+    spec = dataclasses.replace(wave_2018, file=path, format="ods")
+    _rejected(spec, paths, loaded, "is an OpenDocument spreadsheet (.ods) by its contents", "save it again")
+
+
+def test_an_ods_whose_mimetype_is_not_its_first_entry_is_read(paths, wave_2018, tmp_path) -> None:
+    entries = _ods_entries(wave_2018, tmp_path)
+    path = tmp_path / "reordered.ods"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        for name in sorted(entries, key=lambda n: n == "mimetype"):
+            target.writestr(name, entries[name])
+    assert zipfile.ZipFile(path).namelist()[-1] == "mimetype"
+    result = load_wave(dataclasses.replace(wave_2018, file=path, format="ods"), paths.warehouse)
+    assert result.row_count == load_wave(wave_2018, paths.warehouse).row_count
 
 
 @pytest.mark.parametrize("kept", [0.5, 0.97, 0.99, 0.995])

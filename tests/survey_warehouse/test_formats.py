@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import unicodedata
 from pathlib import Path
 
 import duckdb
@@ -239,6 +240,71 @@ def test_a_sav_without_the_mapped_variable_names_it(wave_2018, tmp_path, mapped:
     assert refused.value.column == f"'{mapped}'"
 
 
+COMPOSED, DECOMPOSED = "Kysely \u00e4", "Kysely a\u0308"  # 'Kysely ä' typed as one letter, and as a + a diaeresis
+
+
+@pytest.mark.parametrize("fmt", ["xlsx", "ods", "xls"])
+@pytest.mark.parametrize(("in_file", "in_spec"), [(DECOMPOSED, COMPOSED), (COMPOSED, DECOMPOSED)])
+def test_a_sheet_is_found_whatever_the_unicode_form_of_its_name(
+    wave_2018, shipped_load, tmp_path, fmt: str, in_file: str, in_spec: str
+) -> None:
+    """A sheet name typed with decomposed letters (a Mac, a web form) is the name the spec writes composed, and the
+    other way round: the sheet is found by the match key headers and answers are matched by."""
+    import openpyxl
+
+    path = tmp_path / f"named.{fmt}"
+    if fmt == "xlsx":
+        book = openpyxl.load_workbook(wave_2018.file)
+        book[wave_2018.sheet].title = in_file
+        book.save(path)
+    else:
+        {"ods": as_ods, "xls": as_xls}[fmt](wave_2018, path, sheet_name=in_file)
+    result = load_wave(
+        dataclasses.replace(wave_2018, file=path, format=fmt, sheet=in_spec),
+        make_paths(f"formats_named_{fmt}").warehouse,
+    )
+    assert result.row_count == load_wave(wave_2018, make_paths("formats_named").warehouse).row_count
+
+
+def test_a_sheet_name_that_could_be_two_sheets_is_refused_naming_both(wave_2018, tmp_path) -> None:
+    """Two sheets whose names differ only in how their letters are typed: the spec's name, in another case, could
+    be either, and is not guessed; a name written exactly as one of them is that one."""
+    import openpyxl
+
+    book = openpyxl.load_workbook(wave_2018.file)
+    book[wave_2018.sheet].title = COMPOSED
+    book.create_sheet(DECOMPOSED)
+    path = tmp_path / "two.xlsx"
+    book.save(path)
+    with pytest.raises(WaveFileError) as refused:
+        load_wave(dataclasses.replace(wave_2018, file=path, sheet="KYSELY Ä"), make_paths("formats_two").warehouse)
+    assert "sheet 'KYSELY Ä' could be 'Kysely ä' or 'Kysely a\\u0308'" in str(refused.value), str(refused.value)
+    assert load_wave(dataclasses.replace(wave_2018, file=path, sheet=COMPOSED), make_paths("formats_two").warehouse)
+
+
+@pytest.mark.parametrize(("key", "closest"), [("q99", None), ("Roolii", "Rooli"), ("q1 ", None)])
+def test_a_user_missing_key_naming_no_variable_is_refused_before_loading(
+    wave_2018, tmp_path, key: str, closest: str | None
+) -> None:
+    """A key of the spec's user_missing that is neither a variable's name nor its header would declare nothing:
+    refused, naming the spec, the key and the variables, with the closest name; a key that is one, however it is
+    spaced, is used."""
+    path, names = as_sav(wave_2018, tmp_path / "wave.sav")
+    spec = dataclasses.replace(wave_2018, file=path, format="sav", user_missing={key: (9.0,)})
+    paths = make_paths("formats_sav_user_missing")
+    if key.strip() in names.values():
+        assert load_wave(spec, paths.warehouse).row_count > 0
+        return
+    with pytest.raises(WaveFileError) as refused:
+        load_wave(spec, paths.warehouse)
+    message = str(refused.value)
+    assert f"user_missing in {spec.name} names {key!r}, which is neither a variable's name nor its header" in message
+    assert "its variables are q1, q2, q3" in message, message
+    assert (f"the closest is {closest!r}" in message) is (closest is not None), message
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        assert con.execute("select count(*) from raw.survey_cells").fetchone()[0] == 0
+
+
 def test_a_sheet_whose_cells_begin_right_and_below_a1_keeps_their_rows_and_columns(
     wave_2018, shipped_load, tmp_path
 ) -> None:
@@ -383,6 +449,27 @@ def test_an_ods_cell_lands_as_the_sheet_shows_it(wave_2018, tmp_path) -> None:
         )
     landed = [found.get(wave_2018.header_row + n) for n in range(1, len(ODS_CELLS) + 1)]
     assert landed == [raw for _xml, raw in ODS_CELLS]
+
+
+def test_an_ods_sheet_found_by_its_match_key_has_its_cells_as_the_sheet_shows_them(wave_2018, tmp_path) -> None:
+    """The spec names the sheet in another form (case, composed letters) than the file: the cells calamine reads
+    otherwise are put back from that same sheet, not left as calamine reads them."""
+    from delivered_formats import as_ods_xml
+
+    xml, raw = ODS_CELLS[0]
+    row = wave_2018.header_row + 1
+    named = unicodedata.normalize("NFD", f"{wave_2018.sheet} Ä").upper()
+    path = as_ods_xml(wave_2018, tmp_path / "named.ods", {(row, COMMENTS_2018): xml}, sheet_name=named)
+    spec = dataclasses.replace(wave_2018, file=path, format="ods", sheet=f"{wave_2018.sheet} ä")
+    paths = make_paths("formats_ods_sheet_key")
+    result = load_wave(spec, paths.warehouse)
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        landed = con.execute(
+            "select c.cell_value from raw.survey_cells c join raw.survey_columns k using (column_id) "
+            "where k.load_id = ? and k.source_column = ? and c.source_row_number = ?",
+            [result.load_id, COMMENTS_2018, row],
+        ).fetchone()
+    assert landed == (raw,)
 
 
 def test_an_ods_without_formulas_errors_times_or_tabs_is_not_parsed_twice(wave_2018, tmp_path, monkeypatch) -> None:

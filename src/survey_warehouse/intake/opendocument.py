@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from survey_warehouse.intake.values import clock_text
-from survey_warehouse.intake.workbook import _damaged_sheet, holds_markers
+from survey_warehouse.intake.workbook import _damaged_sheet, _matching_sheets, holds_markers
 
 OFFICE_NS = "{urn:oasis:names:tc:opendocument:xmlns:office:1.0}"
 TABLE_NS = "{urn:oasis:names:tc:opendocument:xmlns:table:1.0}"
@@ -53,21 +53,42 @@ CONTENT = "content.xml"
 
 def ods_findings(
     path: Path, sheet: str, from_row: int
-) -> tuple[list[tuple[str, int]], dict[int, list[tuple[int, str]]]]:
-    """Of the named sheet, from `from_row` down: (column letters, row) of every cell holding a formula without its
+) -> tuple[list[tuple[int, int]], dict[int, list[tuple[int, str]]]]:
+    """Of the named sheet, from `from_row` down: (column, row) of every cell holding a formula without its
     result, and each row's cells whose text calamine does not read as the sheet shows it, by column (1 = A)."""
     if not holds_markers(path, CONTENT, MARKERS):  # the usual case
         return [], {}
     try:
-        return _scan(path, sheet, from_row)
+        named = _matching_sheets(_table_names(path) or [sheet], sheet)  # the sheet the reader read, as it found it
+        return _scan(path, named[0], from_row) if len(named) == 1 else ([], {})
     except Exception as exc:  # XML the reader took but the defused parser refuses (an entity, a DTD), or cut off
         raise _damaged_sheet(path, sheet, exc) from None
 
 
-def _scan(path: Path, sheet: str, from_row: int) -> tuple[list[tuple[str, int]], dict[int, list[tuple[int, str]]]]:
+TABLE_NAME = re.compile(rb"<table:table\s[^>]*?table:name=(?:\"([^\"]*)\"|'([^']*)')")
+
+
+def _table_names(path: Path) -> list[str]:
+    """The names of the spreadsheet's sheets, from the start tags of its tables (read a chunk at a time)."""
+    from xml.sax.saxutils import unescape
+
+    names, tail = [], b""
+    with zipfile.ZipFile(path) as archive, archive.open(CONTENT) as part:
+        while chunk := part.read(1 << 20):
+            window = tail + chunk
+            end = 0
+            for found in TABLE_NAME.finditer(window):
+                raw = found.group(1) if found.group(1) is not None else found.group(2)
+                names.append(unescape(raw.decode("utf-8"), {"&quot;": '"', "&apos;": "'"}))
+                end = found.end()
+            tail = window[max(end, len(window) - 4096) :]  # a start tag cut at the chunk's end is whole next time
+    return names
+
+
+def _scan(path: Path, sheet: str, from_row: int) -> tuple[list[tuple[int, int]], dict[int, list[tuple[int, str]]]]:
     from openpyxl.xml.functions import iterparse  # defused XML parsing, as the .xlsx scan uses
 
-    unresolved: list[tuple[str, int]] = []
+    unresolved: list[tuple[int, int]] = []
     shown: dict[int, list[tuple[int, str]]] = {}
     stack: list[Any] = []
     inside = False  # within the sheet's table
@@ -88,7 +109,7 @@ def _scan(path: Path, sheet: str, from_row: int) -> tuple[list[tuple[str, int]],
             if inside and row + repeated >= from_row:
                 found = _row_findings(element)
                 for number in range(max(row + 1, from_row), row + repeated + 1) if found[0] or found[1] else ():
-                    unresolved.extend((_column_letters(column), number) for column in found[0])
+                    unresolved.extend((column, number) for column in found[0])
                     if found[1]:
                         shown[number] = list(found[1])
             if inside:
@@ -169,11 +190,3 @@ def _inline(element: Any) -> str:
             parts.append(_inline(child))
         parts.append(child.tail or "")
     return "".join(parts)
-
-
-def _column_letters(index: int) -> str:
-    letters = ""
-    while index:
-        index, rest = divmod(index - 1, 26)
-        letters = chr(ord("A") + rest) + letters
-    return letters

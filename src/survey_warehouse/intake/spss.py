@@ -89,7 +89,8 @@ def read_sav_metadata(path: Path) -> SavMetadata:
     except Exception as exc:  # pyreadstat's ReadstatError and others
         raise WaveFileError(
             path,
-            f"the SPSS file is damaged or cut off before its answers begin ({_damage(exc)}); ask for the file again",
+            f"{DICTIONARY_VERDICTS.get(_damage_kind(exc), UNREADABLE_DICTIONARY)} ({_damage(exc)}); ask for the "
+            "file again",
         ) from None
     return _metadata(path, meta)
 
@@ -118,6 +119,33 @@ def _metadata(path: Path, meta: Any) -> SavMetadata:
         file_label=meta.file_label or None,
         encoding=meta.file_encoding or None,
     )
+
+
+# What the reader's errors (ReadStat's: a fixed text for each kind of error) say about a file
+CUT_OFF, ENDS_EARLY, DAMAGED, DAMAGED_TEXT = "cut off", "ends early", "damaged", "damaged text"
+READER_KINDS = {
+    "File did not contain the expected number of rows": CUT_OFF,  # the cases end before the header's count
+    "Unable to read from file": ENDS_EARLY,  # a read past the file's end: cut off, or a damaged length
+    "Invalid file, or file has unsupported features": DAMAGED,  # what no SPSS file holds
+    "Unable to convert string to the requested encoding": DAMAGED_TEXT,  # bytes that are no text
+}
+DICTIONARY = "dictionary (its variables' names and labels)"
+CHANGED = "the bytes were changed in transfer or storage"
+DICTIONARY_VERDICTS = {
+    ENDS_EARLY: f"the SPSS file ends before its {DICTIONARY} does: it was cut off in transfer, or a length recorded "
+    "in it is damaged",
+    DAMAGED: f"the SPSS file's {DICTIONARY} is damaged: it holds what no SPSS file does ({CHANGED}, or the file is "
+    "not really an SPSS file)",
+    DAMAGED_TEXT: f"the SPSS file's {DICTIONARY} is damaged: a name or label in it is no text in the encoding the "
+    f"file records ({CHANGED})",
+}
+UNREADABLE_DICTIONARY = f"the SPSS file's {DICTIONARY} cannot be read"
+
+
+def _damage_kind(exc: BaseException | None) -> str:
+    """What the reader's error says about the file: CUT_OFF, ENDS_EARLY, DAMAGED, DAMAGED_TEXT, or "" (unknown)."""
+    text = str(exc) if exc is not None else ""
+    return next((kind for words, kind in READER_KINDS.items() if words in text), "")
 
 
 def _damage(exc: Exception) -> str:
@@ -223,12 +251,49 @@ def _refuse_unknown_variables(spec: WaveSpec, metadata: SavMetadata) -> None:
         )
 
 
+EVERY_VARIABLE = "*"
+VARIABLES_NAMED = 12  # a message lists this many of a file's variables
+
+
+def _spec_names(variable: SavVariable, header: str) -> tuple[str, str]:
+    """What the spec's user_missing may name a variable by (compared by their match keys): its name, its header."""
+    return variable.name, header
+
+
+def _refuse_unknown_user_missing(spec: WaveSpec, metadata: SavMetadata, headers: list[str]) -> None:
+    """A key of the spec's user_missing that names no variable (by its name or header) would declare nothing: named,
+    with the variable it most resembles and the file's variables, before anything is read."""
+    import difflib
+
+    known: dict[str, str] = {}
+    for variable, header in zip(metadata.variables, headers, strict=True):
+        for name in _spec_names(variable, header):
+            known.setdefault(match_key(name) or "", name)
+    for key in spec.user_missing:
+        if key == EVERY_VARIABLE or (match_key(key) or "") in known:
+            continue
+        close = difflib.get_close_matches(match_key(key) or "", list(known), n=1, cutoff=0.6)
+        names = [v.name for v in metadata.variables]
+        listed = ", ".join(names[:VARIABLES_NAMED]) + (
+            f", ... ({len(names):,} in all)" if len(names) > VARIABLES_NAMED else ""
+        )
+        raise WaveFileError(
+            spec.file,
+            f"user_missing in {spec.name} names {shown(key)}, which is neither a variable's name nor its header in "
+            f"the SPSS file, so it would declare nothing; "
+            + (f"the closest is {shown(known[close[0]])}; " if close else "")
+            + f'its variables are {listed}: name a variable by its name or header in user_missing (or "*" for '
+            "every variable)",
+            column=shown(key),
+        )
+
+
 def _spec_missing(spec: WaveSpec, variable: SavVariable, header: str) -> tuple[tuple[Any, Any], ...]:
     """The user-missing codes the spec declares for a variable (by its name or its header), or for every one."""
     declared = spec.user_missing
     values: list[Any] = []
     for key, codes in declared.items():
-        if key == "*" or match_key(key) in (match_key(variable.name), match_key(header)):
+        if key == EVERY_VARIABLE or match_key(key) in {match_key(n) for n in _spec_names(variable, header)}:
             values += codes
     if variable.kind == "number":
         numbers = []
@@ -265,6 +330,7 @@ def read_sav(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -> Gri
     metadata = read_sav_metadata(spec.file)
     headers = _headers(spec, metadata)
     _refuse_unknown_variables(spec, metadata)
+    _refuse_unknown_user_missing(spec, metadata, headers)
     header = check_header(spec, headers)
     converters = []
     for variable, column_header in zip(metadata.variables, headers, strict=True):
@@ -303,7 +369,7 @@ def read_sav(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -> Gri
                 disable_datetime_conversion=True,
             )
         except Exception as exc:
-            raise _cut_off(spec, metadata, exc) from None
+            raise _cases_unreadable(spec, metadata, exc) from None
         count = len(data[converters[0][0]]) if converters and data else 0
         cells = [_texts(data[name], label_of) for name, label_of, _has in converters]
         cells += [_texts(data[name], _cell) for name, _header in coded]
@@ -319,7 +385,7 @@ def read_sav(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -> Gri
         if count < SAV_CHUNK_CASES:
             break
     if 0 <= metadata.cases != read:
-        raise _cut_off(spec, metadata, None)
+        raise _cases_unreadable(spec, metadata, None)
     blank = " and ".join(f"c{i} is null" for i in range(1, width + 1))
     con.execute(f"delete from grid where {blank}")  # a case with nothing in it carries nothing
     con.execute(
@@ -337,9 +403,10 @@ def read_sav(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -> Gri
     return Grid(header, 0, rows, reader="pyreadstat (SPSS .sav)", question_texts=[*questions, *labelled])
 
 
-def _cut_off(spec: WaveSpec, metadata: SavMetadata, exc: Exception | None) -> WaveFileError:
-    """The file's dictionary was read but not all its cases: the first case that cannot be read, when the file
-    ends before the number of cases its header records (cut off in transfer), else what the reader said."""
+def _cases_unreadable(spec: WaveSpec, metadata: SavMetadata, exc: Exception | None) -> WaveFileError:
+    """The file's dictionary was read but not all its cases: the first case that cannot be read, and what the
+    reader says of it: the file ends before the number of cases its header records (cut off in transfer), or the
+    case's bytes are damaged (the file is as long as it was)."""
     import pyreadstat
 
     if metadata.cases <= 0:
@@ -358,10 +425,20 @@ def _cut_off(spec: WaveSpec, metadata: SavMetadata, exc: Exception | None) -> Wa
         cases = len(next(iter(data.values()), []))
         readable, unreadable = (middle, unreadable) if cases == middle else (readable, middle)
     said = f" ({_damage(exc)})" if exc else ""
+    kind = _damage_kind(exc) if exc else CUT_OFF
+    if kind == CUT_OFF:
+        how = "it was cut off in transfer, and what is missing cannot be known; ask for the complete file"
+        what = "ends before its last cases"
+    elif kind == ENDS_EARLY:
+        how = "it was cut off in transfer, or a length recorded in it is damaged; ask for the complete file"
+        what = f"ends, or is damaged, at case {readable + 1:,}"
+    else:
+        text = "a value of this case is no text in the encoding the file records: " if kind == DAMAGED_TEXT else ""
+        how = f"{text}{CHANGED}, and what they held cannot be known; ask for the file again"
+        what = f"is damaged at case {readable + 1:,}"
     return WaveFileError(
         spec.file,
-        f"the SPSS file ends before its last cases: its header records {metadata.cases:,} cases, but only "
-        f"{readable:,} can be read{said}; it was cut off in transfer, and what is missing cannot be known; ask for "
-        "the complete file",
+        f"the SPSS file {what}: its header records {metadata.cases:,} cases, but only {readable:,} can be read{said}; "
+        + how,
         row=readable + 1,
     )

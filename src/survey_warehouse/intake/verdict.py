@@ -79,6 +79,11 @@ ENCRYPTED = (
 )
 LEGACY_XLS = "a legacy Excel 97-2003 workbook (.xls)"
 ODS = "an OpenDocument spreadsheet (.ods)"
+ODS_WITHOUT_MIMETYPE = (
+    "an OpenDocument spreadsheet (.ods) by its contents, but its 'mimetype' entry, which names the format, is "
+    "missing or names another, so it cannot be read; open it in LibreOffice and save it again (File > Save As, ODF "
+    "Spreadsheet), or ask for the file again"
+)
 XLSX = "an Excel workbook (.xlsx)"
 XLSB = "an Excel binary workbook (.xlsb)"
 DAMAGED_ZIP = (
@@ -89,22 +94,35 @@ DAMAGED_ZIP = (
 WORKBOOK_KINDS = {XLSX: "xlsx", XLSB: "xlsb", LEGACY_XLS: "xls", ODS: "ods"}
 
 
+OPENDOCUMENT_SPREADSHEET = "application/vnd.oasis.opendocument.spreadsheet"
+MANIFEST = "META-INF/manifest.xml"
+MANIFEST_ENTRY = re.compile(rb"<(?:[\w.-]+:)?file-entry\b[^>]*>")
+WHOLE_PACKAGE = re.compile(rb"""\bfull-path\s*=\s*["']/["']""")
+
+
 def zip_kind(path: Path) -> str:
     try:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
             mimetype = archive.read("mimetype").decode("ascii", "replace") if "mimetype" in names else ""
+            manifest = archive.read(MANIFEST) if "content.xml" in names and MANIFEST in names else b""
     except (zipfile.BadZipFile, OSError, EOFError, KeyError):
         return DAMAGED_ZIP
     if "xl/workbook.xml" in names:
         return XLSX
     if "xl/workbook.bin" in names:
         return XLSB
-    if "opendocument.spreadsheet" in mimetype:
-        return ODS
+    if OPENDOCUMENT_SPREADSHEET in mimetype or _spreadsheet_by_manifest(manifest):
+        return ODS if OPENDOCUMENT_SPREADSHEET in mimetype else ODS_WITHOUT_MIMETYPE  # the reader needs the mimetype
     if "word/document.xml" in names:
         return "a Word document, not survey answers"
     return f"a zip archive of {len(names)} file(s), not a workbook: unpack it and point the spec at the export"
+
+
+def _spreadsheet_by_manifest(manifest: bytes) -> bool:
+    """Whether an OpenDocument manifest says the whole package (its entry for "/") is a spreadsheet."""
+    whole = [entry for entry in MANIFEST_ENTRY.findall(manifest) if WHOLE_PACKAGE.search(entry)]
+    return any(OPENDOCUMENT_SPREADSHEET.encode() in entry for entry in whole)
 
 
 def refuse_non_text(spec: WaveSpec, head: bytes) -> None:

@@ -8,9 +8,11 @@ reader writes one), a whole number without a decimal point (and a number too lar
 its shortest exact form, never with invented digits), text as typed (a "0012" stays "0012"). Calamine decodes
 OOXML's `_xHHHH_` escapes itself, and refuses a sheet whose XML is cut off. What it does not say is looked for in
 the sheet's XML, only when a cheap look at its bytes finds it there: in an .xlsx / .xlsm, a formula saved without
-its result and an error value (#N/A), both of which it reads as empty; in an .ods, those and what else it reads
-otherwise (survey_warehouse.intake.opendocument). An .xlsb's or .xls's error value and formula without a result
-read as empty: calamine does not say them, and those files are not XML.
+its result and an error value (#N/A), both of which it reads as empty, and cells that reach so far beyond what they
+fill that the dense rectangle calamine would hold does not fit in memory (a cell typed at XFD1048576), refused
+before it reads; in an .ods, formulas and error values and what else it reads otherwise
+(survey_warehouse.intake.opendocument). An .xlsb's or .xls's error value and formula without a result read as
+empty: calamine does not say them, and those files are not XML.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import logging
 import re
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +31,7 @@ import duckdb
 
 from survey_warehouse.errors import WaveFileError
 from survey_warehouse.intake.grid import Grid, check_header, fill_grid
-from survey_warehouse.intake.matching import shown
+from survey_warehouse.intake.matching import match_key, shown
 from survey_warehouse.intake.values import clock_text
 from survey_warehouse.intake.verdict import (
     ENCRYPTED,
@@ -42,8 +45,17 @@ from survey_warehouse.intake.waves import WaveSpec
 
 WORKBOOK_CHUNK_ROWS = 2_000
 EXACT_INTEGERS = 2**53  # a float's whole numbers are exact up to here; beyond, its digits are not all in the file
-SPREADSHEET_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
-RELATIONSHIP_NS = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+# A workbook saved as Transitional OOXML (Excel's "Excel Workbook") and one saved as Strict ("Strict Open XML
+# Spreadsheet") name a sheet's elements and the workbook's relationships in namespaces of their own; calamine reads
+# both, and so does the scan of a sheet's XML. The package's relationships are in one namespace in both.
+SPREADSHEET_NAMESPACES = (
+    "http://schemas.openxmlformats.org/spreadsheetml/2006/main",
+    "http://purl.oclc.org/ooxml/spreadsheetml/main",
+)
+RELATIONSHIP_NAMESPACES = (
+    "http://schemas.openxmlformats.org/officeDocument/2006/relationships",
+    "http://purl.oclc.org/ooxml/officeDocument/relationships",
+)
 PACKAGE_RELATIONSHIP_NS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
 CELL_REF = re.compile(r"([A-Z]+)(\d+)")
 CELLS_NAMED = 4  # a message names this many of the cells it is about
@@ -144,6 +156,9 @@ def read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -
     path = spec.file
     delivered = _delivered_format(spec, head)
     sheet_xml = _sheet_part(path, spec.sheet or "") if delivered == "xlsx" else None
+    look = _look_over(path, sheet_xml) if sheet_xml else None
+    if sheet_xml and look:
+        _refuse_far_cells(path, spec.sheet, sheet_xml, look)
     rows = enumerate(sheet_rows(spec), start=1)
     header = None
     for number, values in rows:
@@ -156,7 +171,7 @@ def read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -
             f"the sheet ends before the header row {spec.header_row}; check 'header_row' in the wave spec",
             row=spec.header_row,
         )
-    if sheet_xml:
+    if sheet_xml and look and look.formulas_or_errors:
         unresolved, shown_cells = _sheet_findings(path, sheet_xml, spec.header_row)
     elif delivered == "ods":
         from survey_warehouse.intake.opendocument import ods_findings
@@ -233,18 +248,13 @@ def sheet_rows(spec: WaveSpec) -> Iterator[list[Any]]:
     path = spec.file
     workbook = _open_workbook(path)
     with workbook:
-        if spec.sheet not in workbook.sheet_names:
-            raise WaveFileError(
-                path,
-                f"sheet {shown(spec.sheet)} not found; the workbook has "
-                f"{', '.join(shown(s) for s in workbook.sheet_names)}: fix 'sheet' in the spec",
-            )
+        name = _sheet_named(path, workbook.sheet_names, spec.sheet)
         try:
-            sheet = workbook.get_sheet_by_name(spec.sheet)
+            sheet = workbook.get_sheet_by_name(name)
         except PasswordError:
             raise WaveFileError(path, f"is {ENCRYPTED}") from None
         except BaseException as exc:
-            raise _damaged_sheet(path, spec.sheet, exc) from None
+            raise _damaged_sheet(path, name, exc) from None
     # The sheet as far as its cells go (the size the file records, <dimension>, which tools other than Excel write
     # wrong, is not what limits it). Calamine hands on its rows from row 1, each from the first column that holds
     # a cell: the columns left of it are put back, so that a cell keeps its column.
@@ -257,8 +267,34 @@ def sheet_rows(spec: WaveSpec) -> Iterator[list[Any]]:
         except StopIteration:
             return
         except BaseException as exc:
-            raise _damaged_sheet(path, spec.sheet, exc) from None
+            raise _damaged_sheet(path, name, exc) from None
         yield [None] * (columns - len(row)) + row if len(row) < columns else row
+
+
+def _matching_sheets(names: list[str], wanted: str | None) -> list[str]:
+    """The sheets the spec's `sheet` names: the sheet of that very name, or else those whose names have its match
+    key (survey_warehouse.intake.matching: a name typed with letters composed or decomposed, `ä` or `a` and a
+    combining diaeresis, in other case or spacing, is the same name)."""
+    if wanted in names:
+        return [wanted]
+    key = match_key(wanted)
+    return [name for name in names if key is not None and match_key(name) == key]
+
+
+def _sheet_named(path: Path, names: list[str], wanted: str | None) -> str:
+    """The one sheet the spec's `sheet` names, or a verdict listing the workbook's sheets."""
+    found = _matching_sheets(names, wanted)
+    if len(found) == 1:
+        return found[0]
+    listed = ", ".join(shown(s) for s in names)
+    if found:
+        raise WaveFileError(
+            path,
+            f"sheet {shown(wanted)} could be {' or '.join(shown(s) for s in found)}, whose names differ only in "
+            f"case, spacing or how their letters are typed; the workbook has {listed}: write the one with the "
+            "answers exactly in 'sheet' in the spec",
+        )
+    raise WaveFileError(path, f"sheet {shown(wanted)} not found; the workbook has {listed}: fix 'sheet' in the spec")
 
 
 def workbook_format(path: Path, head: bytes) -> str | None:
@@ -281,6 +317,13 @@ def first_rows(path: Path, rows: int) -> dict[str, list[list[Any]]]:
     with workbook:
         for name in workbook.sheet_names:
             try:
+                part = _sheet_part(path, name)
+                if part:
+                    _refuse_far_cells(path, name, part, _look_over(path, part))
+            except WaveFileError as refused:  # read whole, the sheet would not fit in memory
+                logging.getLogger(__name__).warning("%s: sheet %s is left out: %s", path, shown(name), refused.reason)
+                continue
+            try:
                 sheet = workbook.get_sheet_by_name(name)
                 end = sheet.end
                 columns = end[1] + 1 if end is not None else 0
@@ -295,6 +338,12 @@ def first_rows(path: Path, rows: int) -> dict[str, list[list[Any]]]:
     return found
 
 
+def _spreadsheet_name(tag: str) -> str | None:
+    """An element's name (`c`, `row`, `sheet`) when it is of SpreadsheetML, Transitional or Strict; else None."""
+    namespace, _, name = tag.partition("}")
+    return name if namespace[1:] in SPREADSHEET_NAMESPACES else None
+
+
 def _sheet_part(path: Path, sheet: str) -> str | None:
     """The zip member holding the named sheet of an .xlsx / .xlsm (None when the workbook does not name it)."""
     from openpyxl.xml.functions import fromstring  # defused XML parsing, as openpyxl reads a workbook
@@ -306,50 +355,90 @@ def _sheet_part(path: Path, sheet: str) -> str | None:
     except Exception:  # a damaged package: calamine's opening says so
         return None
     targets = {r.get("Id"): r.get("Target") or "" for r in rels.iter(f"{PACKAGE_RELATIONSHIP_NS}Relationship")}
-    for element in book.iter(f"{SPREADSHEET_NS}sheet"):
-        if element.get("name") == sheet:
-            target = targets.get(element.get(f"{RELATIONSHIP_NS}id"), "")
+    sheets = [element for element in book.iter() if _spreadsheet_name(element.tag) == "sheet"]
+    named = _matching_sheets([element.get("name") or "" for element in sheets], sheet)
+    for element in sheets:
+        if named == [element.get("name")]:
+            ids = (element.get(f"{{{namespace}}}id") for namespace in RELATIONSHIP_NAMESPACES)
+            target = targets.get(next((i for i in ids if i), None), "")
             return target.lstrip("/") if target.startswith("/") else f"xl/{target}"
     return None
 
 
-def _sheet_findings(
-    path: Path, sheet_xml: str, from_row: int
-) -> tuple[list[tuple[str, int]], dict[int, list[tuple[int, str]]]]:
-    """What calamine does not say, from the sheet's XML, from `from_row` down: (column letters, row) of every cell
-    that holds a formula and no result (a workbook saved by a tool that does not calculate; Excel always stores the
-    result), which calamine reads as empty; and each row's error values (#N/A, #DIV/0!) by column, which it reads
-    as empty too. The XML is parsed only when a chunk-by-chunk look finds a formula or an error value in it."""
+class _CellPlaces:
+    """Where each cell of a sheet's XML is, by OOXML's rule, which leaves a cell's reference (`r`) optional: a row
+    without `r` is the row after the previous row (row 1 for the first), a cell without `r` the column after the
+    previous cell of its row (column A for the first). Calamine places cells so."""
+
+    def __init__(self) -> None:
+        self.row, self.column = 0, 0
+
+    def enter_row(self, reference: str | None) -> None:
+        self.row = int(reference) if reference and reference.isdigit() else self.row + 1
+        self.column = 0
+
+    def cell(self, reference: str | None) -> tuple[int, int]:
+        """The (column, row) of the next cell of the row, 1-based, by its reference or by the rule."""
+        where = CELL_REF.fullmatch(reference or "")
+        if where is None:
+            self.column += 1
+            return self.column, self.row
+        self.column = _column_index(where.group(1))
+        return self.column, int(where.group(2))
+
+
+def _placed_cells(path: Path, sheet_xml: str) -> Iterator[tuple[int, int, dict[str | None, Any], Any]]:
+    """Each cell of the sheet's XML, in order: its (column, row), 1-based, by `_CellPlaces`; its children by name
+    (`v`, `f`, `is`); and its element. The XML is parsed as it is read, each cell let go once handed on."""
     from openpyxl.xml.functions import iterparse  # defused XML parsing, as openpyxl reads a workbook
 
-    unresolved: list[tuple[str, int]] = []
-    errors: dict[int, list[tuple[int, str]]] = {}
-    if not _holds_formulas_or_errors(path, sheet_xml):  # the usual case
-        return unresolved, errors
+    places = _CellPlaces()
     with zipfile.ZipFile(path) as archive, archive.open(sheet_xml) as part:
-        for _event, element in iterparse(part):
-            if element.tag != f"{SPREADSHEET_NS}c":
+        for event, element in iterparse(part, events=("start", "end")):
+            name = _spreadsheet_name(element.tag)
+            if event == "start":
+                if name == "row":
+                    places.enter_row(element.get("r"))
                 continue
-            where = CELL_REF.fullmatch(element.get("r") or "")
-            if where and int(where.group(2)) >= from_row:
-                letters, row = where.group(1), int(where.group(2))
-                formula, value = element.find(f"{SPREADSHEET_NS}f"), element.find(f"{SPREADSHEET_NS}v")
-                # Excel stores a formula whose result is "" as t="str" with an empty <v/>: a result, not a missing one
-                no_result = value is None or (value.text is None and element.get("t") != "str")
-                if formula is not None and no_result:
-                    unresolved.append((letters, row))
-                elif element.get("t") == "e" and value is not None and value.text:
-                    errors.setdefault(row, []).append((_column_index(letters), value.text))
-            element.clear()
+            if name == "c":
+                column, row = places.cell(element.get("r"))
+                yield column, row, {_spreadsheet_name(child.tag): child for child in element}, element
+                element.clear()
+            elif name == "row":
+                element.clear()
+
+
+def _sheet_findings(
+    path: Path, sheet_xml: str, from_row: int
+) -> tuple[list[tuple[int, int]], dict[int, list[tuple[int, str]]]]:
+    """What calamine does not say, from the sheet's XML, from `from_row` down: (column, row) of every cell that
+    holds a formula and no result (a workbook saved by a tool that does not calculate; Excel always stores the
+    result), which calamine reads as empty; and each row's error values (#N/A, #DIV/0!) by column, which it reads
+    as empty too. Parsed only when `_look_over` finds a formula or an error value in the XML."""
+    unresolved: list[tuple[int, int]] = []
+    errors: dict[int, list[tuple[int, str]]] = {}
+    for column, row, parts, cell in _placed_cells(path, sheet_xml):
+        if row < from_row:
+            continue
+        formula, value = parts.get("f"), parts.get("v")
+        # Excel stores a formula whose result is "" as t="str" with an empty <v/>: a result, not a missing one
+        no_result = value is None or (value.text is None and cell.get("t") != "str")
+        if formula is not None and no_result:
+            unresolved.append((column, row))
+        elif cell.get("t") == "e" and value is not None and value.text:
+            errors.setdefault(row, []).append((column, value.text))
     return unresolved, errors
 
 
 FORMULA_OR_ERROR = (b"<f", b":f>", b":f ", b't="e"', b"t='e'")
-
-
-def _holds_formulas_or_errors(path: Path, sheet_xml: str) -> bool:
-    """Whether the sheet's XML has a formula element (<f>, or <x:f> with a prefix) or a cell of type error."""
-    return holds_markers(path, sheet_xml, FORMULA_OR_ERROR)
+# A sheet is read into a dense grid (calamine holds each cell of the rectangle from A1 to its last row and column,
+# 32 bytes a cell, empty or not): one cell typed far from the answers (XFD1048576) would make it 17 billion cells.
+# A sheet whose rectangle is larger than this many cells and this many times the cells it holds is refused.
+SPAN_CELLS = 1 << 22  # 128 MiB of the reader's cells
+SPAN_PER_CELL = 32  # a sheet holding fewer than 1 cell in 32 of its rectangle is no table of answers
+READER_CELL_BYTES = 32
+COLUMNS_OF_LETTERS = {1: 26, 2: 702, 3: 16384}  # the last column whose reference has this many letters
+LAST_REFERENCE_BYTES = 64  # longer than a cell's start tag up to its reference
 
 
 def holds_markers(path: Path, member: str, markers: tuple[bytes, ...]) -> bool:
@@ -365,12 +454,99 @@ def holds_markers(path: Path, member: str, markers: tuple[bytes, ...]) -> bool:
     return False
 
 
-def _refuse_formulas_without_results(spec: WaveSpec, unresolved: list[tuple[str, int]], header: list[str]) -> None:
+@dataclass
+class _Look:
+    """What one chunk-by-chunk read of a sheet's XML tells, without parsing it: whether it holds a formula or an
+    error value, how many cells it stores, and the rows and columns they reach at most."""
+
+    formulas_or_errors: bool = False
+    cells: int = 0
+    referenced: int = 0  # cells whose start tag begins with their reference
+    last_row: int = 0  # the row of the last cell (rows are stored in order)
+    letters: int = 1  # the most letters of a cell's column
+    last_column: int = 0  # the last column, when its letters are three (else: the last that has as many)
+
+    def columns(self) -> int:
+        return self.last_column if self.last_column else COLUMNS_OF_LETTERS[self.letters]
+
+    def may_spread(self) -> bool:
+        """Whether the cells may reach far beyond what they fill: a cell without its reference (its place is
+        known by parsing), or rows and columns whose rectangle may be larger than allowed."""
+        return self.referenced < self.cells or _too_spread(self.last_row * self.columns(), self.cells)
+
+
+def _too_spread(span: int, cells: int) -> bool:
+    return span > max(SPAN_CELLS, SPAN_PER_CELL * cells)
+
+
+def _look_over(path: Path, sheet_xml: str) -> _Look:
+    """The sheet's XML read a chunk at a time, its markers counted (prefixed elements, <x:c>, included)."""
+    look, tail, prefix = _Look(), b"", None
+    with zipfile.ZipFile(path) as archive, archive.open(sheet_xml) as part:
+        while chunk := part.read(1 << 20):
+            window = tail + chunk  # a marker cut at a chunk's end is whole here; one within `tail` counted before
+            if prefix is None:
+                root = re.search(rb"<([A-Za-z_][\w.-]*:)?worksheet[\s>]", window)
+                prefix = (root.group(1) or b"") if root else b""
+                cell, referenced = b"<" + prefix + b"c", b"<" + prefix + b'c r="'
+                reference = re.compile(re.escape(referenced) + rb"[A-Z]{1,3}(\d+)\"")
+                wide = re.compile(re.escape(referenced) + rb"[A-Z]{2}")
+                widest = re.compile(re.escape(referenced) + rb"([A-Z]{3})\d")
+            look.formulas_or_errors = look.formulas_or_errors or any(m in window for m in FORMULA_OR_ERROR)
+            for marker in (cell + b" ", cell + b">"):
+                look.cells += window.count(marker) - tail.count(marker)
+            look.referenced += window.count(referenced) - tail.count(referenced)
+            at = window.rfind(referenced)
+            while at >= 0 and not (last := reference.match(window, at)):  # cut at the chunk's end: the one before
+                at = window.rfind(referenced, 0, at)
+            if at >= 0 and last:
+                look.last_row = max(look.last_row, int(last.group(1)))
+            if look.letters == 1 and wide.search(window):
+                look.letters = 2
+            if look.letters > 1 and (three := max(widest.findall(window), default=b"")):
+                look.letters, look.last_column = 3, max(look.last_column, _column_index(three.decode()))
+            tail = chunk[-LAST_REFERENCE_BYTES:]
+    return look
+
+
+def _refuse_far_cells(path: Path, sheet: str | None, sheet_xml: str, look: _Look) -> None:
+    """The verdict on a sheet whose cells reach far beyond what they fill (a cell typed or pasted far below or right
+    of the answers): read whole, it would not fit in memory. Its cells' places are parsed only when the look over
+    its XML says they may reach so far."""
+    if not look.may_spread():
+        return
+    cells = 0
+    lowest, rightmost = (0, 0), (0, 0)  # (column, row): the first cell of the last row, the first of the last column
+    try:
+        for column, row, parts, _cell in _placed_cells(path, sheet_xml):
+            if parts.keys() & {"v", "is", "f"}:  # a cell without a value is not read
+                cells += 1
+                lowest = max(lowest, (column, row), key=lambda cell: cell[1])
+                rightmost = max(rightmost, (column, row), key=lambda cell: cell[0])
+    except Exception:  # damaged XML: the reader stops on it before it makes its rectangle, and gives the verdict
+        return
+    rows, columns = lowest[1], rightmost[0]
+    if not _too_spread(rows * columns, cells):
+        return
+    far = " and ".join(
+        f"{_column_letters(c)}{r}" for c, r in [lowest, *([rightmost] if rightmost[0] > lowest[0] else [])]
+    )
+    raise WaveFileError(
+        path,
+        f"the sheet {shown(sheet)} holds {cells:,} cells, but they reach {far}: read whole, the "
+        f"sheet is {rows:,} rows by {columns:,} columns ({rows * columns:,} cells, "
+        f"{rows * columns * READER_CELL_BYTES / (1 << 30):,.1f} GiB in memory), nearly all empty. A cell typed or "
+        "pasted far from the answers does this: in Excel or LibreOffice, clear that cell (or delete the rows below "
+        "the answers and the columns right of them) and save the file, or ask for the file again",
+        row=lowest[1],
+    )
+
+
+def _refuse_formulas_without_results(spec: WaveSpec, unresolved: list[tuple[int, int]], header: list[str]) -> None:
     if not unresolved:
         return
-    letters, row = unresolved[0]
-    index = _column_index(letters)
-    cells = ", ".join(f"{c}{r}" for c, r in unresolved[:CELLS_NAMED])
+    index, row = unresolved[0]
+    cells = ", ".join(f"{_column_letters(c)}{r}" for c, r in unresolved[:CELLS_NAMED])
     more = " ..." if len(unresolved) > CELLS_NAMED else ""
     raise WaveFileError(
         spec.file,
@@ -387,3 +563,12 @@ def _column_index(letters: str) -> int:
     for letter in letters:
         index = index * 26 + ord(letter) - ord("A") + 1
     return index
+
+
+def _column_letters(index: int) -> str:
+    """A column's letters (1 = A, 27 = AA), as a cell's reference writes them."""
+    letters = ""
+    while index > 0:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return letters
