@@ -4,8 +4,10 @@ keeps what a person decided; a spec that is not a draft is not drafted over; the
 
 from __future__ import annotations
 
+import csv
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -555,6 +557,67 @@ def test_us_style_submission_times_give_the_field_period(tmp_path: Path) -> None
     assert plain(spec_and_rows(root)[0]["columns"]["Aikaleima"]) == "submitted_at"
     period = next(d for d in draft.decisions if d.kind == "field_period")
     assert period.proposal == {"start": min(moments).date().isoformat(), "end": max(moments).date().isoformat()}
+
+
+def _response_times_as(file: Path, header: str, form: Callable[[float], str]) -> list[float]:
+    """The file's response times (minutes) rewritten in another form, under another header; the minutes as they were."""
+    with open(file, encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.reader(f))
+    at = rows[0].index("Vastausaika (min)")
+    rows[0][at] = header
+    minutes = []
+    for row in rows[1:]:
+        if row[at]:
+            minutes.append(float(row[at]))
+            row[at] = form(float(row[at]))
+    with open(file, "w", encoding="utf-8-sig", newline="") as f:
+        csv.writer(f).writerows(rows)
+    return minutes
+
+
+@pytest.mark.parametrize(
+    ("header", "form", "clock"),
+    [
+        ("Vastausaika (min)", lambda m: f"{int(m)}:{round(60 * (m % 1)):02d}", "m:ss"),
+        ("Kesto", lambda m: f"{int(m)}:{round(60 * (m % 1)):02d}", "m:ss"),
+        ("Vastausaika", lambda m: f"0:{round(m):02d}", "h:mm"),
+    ],
+    ids=["m:ss", "m:ss-another-header", "h:mm"],
+)
+def test_response_times_of_two_parts_are_mapped_and_how_to_read_them_is_asked(
+    tmp_path: Path, header: str, form: Callable[[float], str], clock: str
+) -> None:
+    """12:30 or 0:12 in the response-time column: the loader cannot tell minutes and seconds from hours and minutes,
+    so the draft proposes duration_clock by which reading gives believable response times, for a person to
+    confirm; confirmed, the wave loads every response time as the minutes it was."""
+    root = copy_project(tmp_path / "project")
+    file = like_2019(root, {})
+    minutes = _response_times_as(file, header, form)
+    draft = draft_wave(file, YEAR, root)
+    spec = spec_and_rows(root)[0]
+    assert plain(spec["columns"][header]) == "response_minutes"
+    asked = next(d for d in draft.decisions if d.kind == "duration_clock")
+    assert asked.proposal == clock and is_placeholder(spec["duration_clock"])
+    assert plain(spec["duration_clock"]) == clock
+
+    # the person confirms every decision as proposed: each response time reads as the minutes it was
+    from survey_warehouse.intake.values import read_duration
+
+    for value, expected in zip((form(m) for m in minutes), minutes, strict=True):
+        read = read_duration(value, clock=plain(spec["duration_clock"]))
+        assert read.number is not None and abs(read.number - expected) <= 0.5, (value, expected, read)
+
+
+def test_a_confirmed_duration_clock_is_kept_when_drafting_again(tmp_path: Path) -> None:
+    root = copy_project(tmp_path / "project")
+    file = like_2019(root, {})
+    _response_times_as(file, "Vastausaika (min)", lambda m: f"{int(m)}:{round(60 * (m % 1)):02d}")
+    draft_wave(file, YEAR, root)
+    spec_path = root / "config" / "waves" / f"{YEAR}.yml"
+    spec_path.write_text(spec_path.read_text(encoding="utf-8").replace('"TODO: m:ss"', '"h:mm"'), encoding="utf-8")
+    again = draft_wave(file, YEAR, root)
+    assert spec_and_rows(root)[0]["duration_clock"] == "h:mm"
+    assert not [d for d in again.decisions if d.kind == "duration_clock"]
 
 
 @pytest.mark.parametrize("export", ["xls", "ods", "sav"])

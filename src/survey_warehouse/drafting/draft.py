@@ -42,6 +42,7 @@ from survey_warehouse.drafting.propose import (
     Fields,
     column_kind,
     could_be_private,
+    duration_clock_proposal,
     match_questions,
     propose_answers,
     propose_cities,
@@ -345,6 +346,7 @@ class _Writer:
         out.append(self._version())
         out.append(self._cities(matches, seeds))
         out.append(self._period(matches))
+        out.append(self._duration_clock(matches))
         for key, value in self.decided.items():
             if key in ("owner_email", "accept_removals", "withdrawn"):
                 out.append(yaml.safe_dump({key: value}, allow_unicode=True, default_flow_style=None))
@@ -478,6 +480,18 @@ class _Writer:
             ]
         self.ask("field_period", None, [], {"start": start, "end": end}, why, f"{self.spec_name}: field_period")
         return _comment(why) + f"field_period: {{start: {_q(todo(start))}, end: {_q(todo(end))}}}\n"
+
+    def _duration_clock(self, matches: list[ColumnMatch]) -> str:
+        """duration_clock, when the response times hold values of two parts: what the loader cannot read alone."""
+        if "duration_clock" in self.decided:
+            return f"duration_clock: {_q(self.decided['duration_clock'])}\n"
+        column = next((m.column for m in matches if m.field == "response_minutes"), None)
+        proposed = duration_clock_proposal(column.values) if column else None
+        if column is None or proposed is None:
+            return ""
+        clock, why = proposed
+        self.ask("duration_clock", column.header, [], clock, why, f"{self.spec_name}: duration_clock")
+        return _comment(why) + f"duration_clock: {_q(todo(clock))}\n"
 
     def _column(self, match: ColumnMatch) -> str:
         if match.field is None:

@@ -18,6 +18,7 @@ from rapidfuzz import fuzz, process
 from survey_warehouse.drafting.delivery import Column, Delivery
 from survey_warehouse.drafting.history import EarlierQuestion, History, label_words, wording_key
 from survey_warehouse.intake.matching import LONG_NUMBER, looks_like_email, match_key
+from survey_warehouse.intake.values import AMBIGUOUS_DURATION, DURATION_CLOCKS, read_duration
 
 # a number as the loader reads one (a decimal point or comma, an exponent)
 NUMBER = re.compile(r"[+-]?([0-9]+([.,][0-9]*)?|[.,][0-9]+)(e[+-]?[0-9]+)?")
@@ -67,6 +68,38 @@ def is_number(key: str | None) -> bool:
 
 def as_number(key: str) -> float:
     return float(key.replace(",", "."))
+
+
+def reads_as_duration(value: str) -> bool:
+    """A response time in a form other than a plain number (12:30, 0:12:30, 12 min), by the loader's own rule."""
+    return any(read_duration(value, clock=clock).number is not None for clock in DURATION_CLOCKS)
+
+
+# a survey's response time, in minutes, that is believable: what tells m:ss from h:mm when a person is asked
+LIKELY_RESPONSE_MINUTES = (1.0, 180.0)
+
+
+def duration_clock_proposal(values: dict[str, int]) -> tuple[str, list[str]] | None:
+    """How the column's response times of two parts (12:30) are read, proposed for a person to confirm: the
+    reading (m:ss or h:mm) under which more of its rows are a believable response time (1 minute to 3 hours),
+    with the evidence; None when the column has no such value."""
+    two_parts = {v: n for v, n in values.items() if read_duration(v).problem == AMBIGUOUS_DURATION}
+    if not two_parts:
+        return None
+    low, high = LIKELY_RESPONSE_MINUTES
+    believable: dict[str, int] = {}
+    for clock in DURATION_CLOCKS:
+        believable[clock] = sum(
+            n for v, n in two_parts.items() if low <= (read_duration(v, clock=clock).number or 0.0) <= high
+        )
+    best = max(DURATION_CLOCKS, key=lambda clock: believable[clock])
+    rows = sum(two_parts.values())
+    evidence = [
+        f"{rows} row(s) hold a response time of two parts ({', '.join(list(two_parts)[:3])}): minutes and seconds "
+        "(m:ss) or hours and minutes (h:mm)?",
+        *(f"read as {clock}, {believable[clock]} of them take 1 minute to 3 hours" for clock in DURATION_CLOCKS),
+    ]
+    return best, evidence
 
 
 def point_of(key: str | None) -> int | None:
@@ -277,8 +310,12 @@ class Fields:
             return (share, header, f"{round(100 * share)} % of the values are earlier waves' job titles")
 
         def minutes(c: Column) -> tuple[float, float, str] | None:
-            share = c.share(lambda v: is_number(c.keys[v]))
             header = self.likeness(c, "response_minutes")
+            clocks = c.share(lambda v: not is_number(c.keys[v]) and reads_as_duration(v))
+            if clocks >= LIKELY_SHARE:  # 12:30, 0:12:30, 12 min: a response time, of a form to confirm
+                why = f"{round(100 * clocks)} % of the values are response times ({', '.join(list(c.values)[:3])})"
+                return (clocks if header >= HEADER_SAME else min(clocks, LIKELY_SHARE - 0.01), header, why)
+            share = c.share(lambda v: is_number(c.keys[v]))
             if share < LIKELY_SHARE or (column_kind(c) != "quantity" and header < HEADER_SAME):
                 return None
             why = f"{round(100 * share)} % of the values are numbers" + (
