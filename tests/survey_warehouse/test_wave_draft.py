@@ -682,15 +682,16 @@ def _coded(tmp_path: Path, lead_labels: dict[str, str], stages: dict[str, str]) 
 
 
 def test_an_option_renamed_in_the_same_words_is_coded_without_a_flag(tmp_path: Path) -> None:
-    """Options renamed in the words or word stems of an earlier label (lengthened, shortened, reordered), each the
-    one close match of its earlier option and that option's of it, by a clear margin: coded as the earlier option."""
+    """Options renamed in the same words as an earlier label (reordered, or a word in another case or number), each
+    the one close match of its earlier option and that option's of it, by a clear margin: coded as the earlier
+    option."""
     renamed = {
-        ("lead", "Tietohallintoyksikkö"): "it_management",  # 'Tietohallinto', lengthened
+        ("lead", "Toimialajohtajille"): "sector_directors",  # 'Toimialajohtajat', in the allative
         ("lead", "Ei ole määritelty vastuuta"): "no_designated_lead",  # 'Vastuuta ei ole määritelty', reordered
-        ("it_involvement_stage", "Strategiavaihe"): "strategy",  # 'Strategiavaiheessa', shortened
+        ("it_involvement_stage", "Strategiavaihe"): "strategy",  # 'Strategiavaiheessa', in the nominative
         ("it_involvement_stage", "Suunnitteluvaihe"): "planning",
     }
-    lead = {"sector_directors": "Toimialajohtajat", "city_leadership": "Kaupunginjohto"}
+    lead = {"it_management": "Tietohallinto", "city_leadership": "Kaupunginjohto"}
     lead |= {code: label for (q, label), code in renamed.items() if q == "lead"}
     stages = {label: code for (q, label), code in renamed.items() if q == "it_involvement_stage"}
     wave, coded, draft = _coded(tmp_path, lead, {**stages, "Ei lainkaan": "not_involved"})
@@ -721,8 +722,25 @@ def test_an_option_renamed_in_the_same_words_is_coded_without_a_flag(tmp_path: P
             {"Ei lainkaan": "not_involved"},
             ["Tietohallintoyhteistyö"],
         ),
+        # a word lengthened into a compound: 'Tietohallintoyksikkö' (the IT unit) may be an option of its own
+        (
+            {**VARIANTS[0].lead_labels, "it_management": "Tietohallintoyksikkö"},
+            {"Ei lainkaan": "not_involved"},
+            ["Tietohallintoyksikkö"],
+        ),
+        # a derivation turns the meaning round: 'Strategiaton' (without a strategy) is no 'Strategia'
+        (VARIANTS[0].lead_labels, {"Strategiaton": "no_strategy", "Ei lainkaan": "not_involved"}, ["Strategiaton"]),
+        # a word dropped ('Vasta hankintavaiheessa') or a stem lengthened ('Hankinta'): a person confirms
+        (VARIANTS[0].lead_labels, {"Hankintavaiheessa": "procurement"}, ["Hankintavaiheessa"]),
     ],
-    ids=["close-to-two-options", "option-split-in-two", "new-option-in-an-offered-options-words"],
+    ids=[
+        "close-to-two-options",
+        "option-split-in-two",
+        "new-option-in-an-offered-options-words",
+        "compound-lengthened",
+        "derivation",
+        "word-dropped",
+    ],
 )
 def test_a_label_in_earlier_words_is_left_to_a_person_when_another_reading_is_as_close(
     tmp_path: Path, lead_labels: dict[str, str], stages: dict[str, str], open_labels: list[str]
@@ -741,18 +759,22 @@ def test_a_label_in_earlier_words_is_left_to_a_person_when_another_reading_is_as
 @pytest.mark.parametrize(
     ("ends", "words", "flagged"),
     [
-        ((1, 5), ("erittäin huonosti", "erittäin hyvin"), [False, False]),  # the 1-5 scale of earlier waves
+        # words no earlier wave used, on the 1-5 scale of earlier waves: the scale may still run the other way
+        ((1, 5), ("erittäin huonosti", "erittäin hyvin"), [True, True]),
+        ((1, 5), ("erittäin hyvin", "erittäin huonosti"), [True, True]),  # ... as here, turned round in new words
+        ((1, 5), ("helt av samma åsikt", "helt av annan åsikt"), [True, True]),  # ... or in another language
         ((1, 7), ("erittäin huonosti", "erittäin hyvin"), [True, True]),  # rescaled: no earlier wave asked on 1-7
         # the scale turned round: '1 = täysin samaa mieltä' was 5 before, so no end is taken by its number
         ((1, 5), ("Täysin samaa mieltä", "erittäin huonosti"), [True, True]),
     ],
-    ids=["same-scale-new-words", "rescaled", "reversed"],
+    ids=["same-scale-new-words", "turned-round-in-new-words", "another-language", "rescaled", "reversed"],
 )
-def test_a_worded_point_with_new_words_is_coded_by_its_number_on_an_earlier_scale(
+def test_a_worded_point_in_words_no_earlier_wave_valued_so_is_left_to_a_person(
     tmp_path: Path, ends: tuple[int, int], words: tuple[str, str], flagged: list[bool]
 ) -> None:
-    """'1 = erittäin huonosti' on a 1-5 scale, as the question was asked before: its number is the point, as the plain
-    numbers' are; on a scale of new ends, or one whose other worded points ran the other way before, a person says."""
+    """'1 = erittäin huonosti' on a 1-5 scale: nothing in the file says the scale runs as before (its ends could be
+    worded the other way round, in any language), so its number is only proposed; the same words earlier waves gave
+    the same value are sure (test_a_worded_point_is_coded_by_its_number_only_when_its_words_agree)."""
     variant = VARIANTS[0]
     header = f"K2. Tietohallinnon ja toimialojen yhteistyö ({ends[0]}-{ends[1]})"
     worded = Variant(
@@ -774,3 +796,29 @@ def test_a_worded_point_with_new_words_is_coded_by_its_number_on_an_earlier_scal
         assert is_placeholder(row["answer_code"]) == open_, row
         if not open_:
             assert (row["answer_code"], row["answer_value"]) == (f"score_{point}", str(point))
+
+
+def test_a_worded_number_outside_the_scale_is_left_to_a_person(tmp_path: Path) -> None:
+    """'6 = En osaa sanoa' and '0 = Ei kantaa' on a 1-5 scale (its ends in the header): a number that is no point of
+    the scale (a 'cannot say') is never coded by its number without a person, even in words earlier waves valued."""
+    variant = VARIANTS[0]
+    worded = Variant(
+        "cannot-say",
+        seed=1,
+        headers=variant.headers,
+        lead_labels=variant.lead_labels,
+        cooperation=(1, 5, True),
+        scale_words=("erittäin huonosti", "erittäin hyvin"),
+    )
+    wave = make_wave(worded, copy_project(tmp_path / "project"))
+    with open(wave.file, encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.reader(f))
+    at = rows[0].index(variant.headers["cooperation"])
+    for number, row in enumerate(rows[1:], start=1):
+        row[at] = "6 = En osaa sanoa" if number % 5 == 0 else "0 = Ei kantaa" if number % 7 == 0 else row[at]
+    with open(wave.file, "w", encoding="utf-8-sig", newline="") as f:
+        csv.writer(f, lineterminator="\r\n").writerows(rows)
+    draft_wave(wave.file, YEAR, wave.root)
+    coded = {r["source_label"]: r for r in spec_and_rows(wave.root)[2] if r["question_id"] == "cooperation"}
+    for label in ("6 = En osaa sanoa", "0 = Ei kantaa"):
+        assert is_placeholder(coded[label]["answer_code"]), coded[label]

@@ -572,7 +572,6 @@ def propose_answers(match: ColumnMatch, history: History) -> list[AnswerRow]:
         for a in names:
             alt_codes.setdefault(a, set()).add(code)
     worded = _worded_values(labels if question else None, history)
-    as_before = _scale_as_before(match, question, worded)
     rows: list[AnswerRow] = []
     pending: list[tuple[str, str | None, list[str], bool]] = []
     for value in column.values:
@@ -599,9 +598,7 @@ def propose_answers(match: ColumnMatch, history: History) -> list[AnswerRow]:
         if known is not None:
             rows.append(_earlier_row(qid, label, known, codes, sure, why))
             continue
-        rows.append(
-            _proposed_row(qid, label, match, forms, codes, claimed, next_order, why, bool(roles), worded, as_before)
-        )
+        rows.append(_proposed_row(qid, label, match, forms, codes, claimed, next_order, why, bool(roles), worded))
         next_order += 0 if rows[-1].code in codes else 1
     for row in rows:  # a code two delivered labels reach only through alternatives is for a person to confirm
         if (
@@ -640,8 +637,8 @@ def _settle_by_words(
     pending: list[tuple[str, str | None, list[str], bool]], open_: list[int], forms: dict[str, set[str]]
 ) -> None:
     """A label no earlier wave used (`open_`: their places in `pending`) is coded as an earlier option, sure, when
-    it is in the words of one of the option's names (`_shortens`: the same words or word stems, in any order, with
-    punctuation and brackets aside, at most one word dropped, no negation dropped or added), and the two are each
+    it is one of the option's names in the same words (`_same_words_inflected`: in any order, punctuation and
+    brackets aside, a word in another case or number, none dropped or added), and the two are each
     other's closest match by LABEL_MARGIN: the option is closer to the label than any other option is, closer to it
     than to any other label of this wave no earlier wave used, and no label of this wave has its code already. A
     label as close to two options ('Toteutussuunnittelu': 'Toteutus', 'Suunnittelu'), or an option split into two
@@ -655,7 +652,7 @@ def _settle_by_words(
         score, code, _name = ranked[i][0]
         runner_up = ranked[i][1][0] if len(ranked[i]) > 1 else 0.0
         rival = max((s for j in open_ if j != i for s, c, _n in ranked[j] if c == code), default=0.0)
-        words = sorted(n for n in forms[code] if _shortens(value, n))
+        words = sorted(n for n in forms[code] if _same_words_inflected(value, n))
         if code in taken or not words or min(score - runner_up, score - rival) < LABEL_MARGIN:
             continue
         why = (
@@ -690,6 +687,46 @@ def _known_code(
             code, earlier = next(iter(shortened.items()))
             return value, code, [f"the words of the earlier label {earlier!r} ({code}), shortened"], False
     return value, None, [], False
+
+
+# What may follow a word for it to be the same word in another case or number (Finnish case and plural endings,
+# after the stem's vowel: 'vaihe' - 'vaiheessa'; English and Swedish plurals and articles). Not a derivation or a
+# compound, which change the meaning: 'valmis' (done) - 'valmistelussa' (in preparation), 'maksu' - 'maksuton'
+# (free of charge), 'strategia' - 'strategiatta' (without a strategy), 'hankinta' - 'hankintapäätös'.
+INFLECTION = re.compile(
+    r"[aeiouyäö]?(?:n|t|a|ä|ta|tä|ssa|ssä|sta|stä|lla|llä|lta|ltä|lle|ksi|na|nä|ine|in|en|ihin|iin|ita|itä|issa|"
+    r"issä|ista|istä|illa|illä|ilta|iltä|ille|iksi)|s|es|et|er|erna|arna|orna"
+)
+
+
+def _same_words_inflected(label: str, earlier: str) -> bool:
+    """Whether `label` is `earlier` in the same words, in any order, each the same or the same word in another case
+    or number (one is the other and an INFLECTION ending), as many words, the same negations: what makes a label no
+    earlier wave used sure to be that option. Dropping a word may change the meaning ('Johto' for 'Muu johto'),
+    and so may a derivation ('Valmis' for 'Valmistelussa'): those stay proposals for a person (`_shortens`)."""
+    words, others = label_words(label).split(), label_words(earlier).split()
+    if not words or len(words) != len(others) or max(len(w) for w in words) < SHORT_STEM:
+        return False
+    free = list(others)
+    for word in words:
+        same = next((o for o in free if _inflected(word, o)), None)
+        if same is None:
+            return False
+        free.remove(same)
+    return True
+
+
+def _inflected(one: str, other: str) -> bool:
+    """The same word, or the same stem (SHORT_STEM letters at least) with nothing or an INFLECTION ending after it
+    in each: 'vaihe' - 'vaiheessa', 'toimialajohtajat' - 'toimialajohtajille'."""
+    if one == other:
+        return True
+    shorter = min(len(one), len(other))
+    common = next((i for i in range(shorter) if one[i] != other[i]), shorter)
+    for stem in range(common, max(SHORT_STEM, common - 2) - 1, -1):  # a stem's last vowel may begin an ending
+        if all(rest == "" or INFLECTION.fullmatch(rest) for rest in (one[stem:], other[stem:])):
+            return True
+    return False
 
 
 def _shortens(label: str, earlier: str) -> bool:
@@ -738,45 +775,25 @@ def point_words(key: str) -> str:
     return label_words(found.group(1) if found else key)
 
 
-def _scale_as_before(match: ColumnMatch, question: EarlierQuestion | None, worded: dict[str, set[float]]) -> str | None:
-    """Why this wave's worded points may be coded by their numbers where no earlier wave used their words: the
-    question's scale, sure of its ends (stated in the header, or worded ends), runs between the same ends as in an
-    earlier wave, so its numbers are the points they were (as its plain numbers are taken to be), and no worded
-    point of this wave has words the earlier waves gave another value (a scale turned round). None: a person says
-    (a rescaled question, a new one, or a scale that may run the other way)."""
-    if question is None or match.answer_type != "scale" or match.scale is None or not match.scale_sure:
-        return None
-    low, high = match.scale
-    waves = sorted(w for w, (kind, lo, hi) in question.types.items() if kind == "scale" and (lo, hi) == (low, high))
-    if not waves:
-        return None
-    column = match.column
-    for value in column.values:
-        key = column.keys[value] or ""
-        point = point_of(key)
-        earlier = worded.get(point_words(key), set()) if point is not None and not is_number(key) else set()
-        if earlier and earlier != {float(point or 0)}:
-            return None
-    return (
-        f"the scale runs {low}-{high} as in {', '.join(map(str, waves))}, and no worded point of this wave has "
-        "words earlier waves gave another value"
-    )
-
-
 def _worded_point(
-    qid: str, value: str, key: str, point: int, worded: dict[str, set[float]], as_before: str | None
+    qid: str, value: str, key: str, point: int, worded: dict[str, set[float]], scale: tuple[float, float] | None
 ) -> AnswerRow:
-    """A worded point ('1 = täysin eri mieltä') coded by its number when the earlier waves gave its words the same
-    value, or used no such words on a scale that runs as before (`as_before`, see `_scale_as_before`): a scale may
-    run the other way round ('1 = täysin samaa mieltä'), or be rescaled, and then only a person can tell."""
+    """A worded point ('1 = täysin eri mieltä') coded by its number, sure only when the earlier waves gave its words
+    that very value and the point is on the scale: a scale may run the other way round ('1 = täysin samaa mieltä',
+    or the same in words no earlier wave used, in another language), be rescaled, or a number stand for no point at
+    all ('6 = En osaa sanoa' on a 1-5 scale), and then only a person can tell."""
     words = point_words(key)
     earlier = sorted(worded.get(words, set()))
-    if earlier == [point]:
+    outside = scale is not None and not scale[0] <= point <= scale[1]
+    if earlier == [point] and not outside:
         why = [f"a worded point of the scale: {point}, the value earlier waves gave {words!r}"]
         return AnswerRow(qid, value, f"score_{point}", float(point), None, point, True, why)
-    if not earlier and as_before:
-        why = [f"a worded point of the scale: {point} by its number ({words!r} is new): {as_before}"]
-        return AnswerRow(qid, value, f"score_{point}", float(point), None, point, True, why)
+    if outside and scale is not None:
+        why = [
+            f"{point} is outside the scale's ends ({scale[0]:g}-{scale[1]:g}): perhaps no point at all (a 'cannot "
+            "say'); confirm its code and value, or leave its value empty"
+        ]
+        return AnswerRow(qid, value, f"score_{point}", float(point), None, point, False, why)
     if len(earlier) == 1 and earlier[0].is_integer():
         other = int(earlier[0])
         why = [
@@ -787,7 +804,10 @@ def _worded_point(
     known = (
         f"earlier waves gave {words!r} the values {earlier}" if earlier else f"no earlier wave worded a point {words!r}"
     )
-    why = [f"a worded point of the scale: {point} by its number; {known}: confirm the scale runs the same way"]
+    why = [
+        f"a worded point of the scale: {point} by its number; {known}: confirm the scale runs the same way (not "
+        "turned round)"
+    ]
     return AnswerRow(qid, value, f"score_{point}", float(point), None, point, False, why)
 
 
@@ -820,14 +840,13 @@ def _proposed_row(
     why: list[str],
     closed: bool,
     worded: dict[str, set[float]],
-    as_before: str | None,
 ) -> AnswerRow:
     """A label no rule settles: the closest earlier option's code (always, for a closed list), the one earlier code
     no other label has, a scale point's, or a new code; for a person to confirm."""
     key = match.column.keys[value] or ""
     point = point_of(key)
     if match.answer_type == "scale" and point is not None:
-        return _worded_point(qid, value, key, point, worded, as_before)
+        return _worded_point(qid, value, key, point, worded, match.scale)
     ranked = closest_options(value, forms)
     if ranked and (ranked[0][0] >= FUZZY_LABEL or closed):
         score, code, name = ranked[0]
