@@ -492,3 +492,89 @@ def test_an_ods_without_formulas_errors_times_or_tabs_is_not_parsed_twice(wave_2
     with_tab = as_ods_xml(wave_2018, tmp_path / "tab.ods", {(wave_2018.header_row + 1, COMMENTS_2018): ODS_CELLS[0][0]})
     load_wave(dataclasses.replace(wave_2018, file=with_tab, format="ods"), paths.warehouse)
     assert len(parsed) == 1
+
+
+def _cell_and_quarantine(warehouse: Path, load_id: str, row: int, column: str) -> tuple[object, list[str]]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        cell = con.execute(
+            "select c.cell_value from raw.survey_cells c join raw.survey_columns k using (column_id) "
+            "where k.load_id = ? and k.source_column = ? and c.source_row_number = ?",
+            [load_id, column, row],
+        ).fetchone()
+        reasons = con.execute(
+            "select reason_code from raw.quarantine where load_id = ? and source_row_number = ? and source_column = ?",
+            [load_id, row, column],
+        ).fetchall()
+    return (cell[0] if cell else None), [r[0] for r in reasons]
+
+
+@pytest.mark.parametrize("number_format", ["h:mm:ss", "[h]:mm:ss", "mm:ss"])
+def test_a_negative_duration_in_a_time_cell_is_never_wrapped_into_a_time_of_day(
+    wave_2018, tmp_path, number_format: str
+) -> None:
+    """-1 minute (an end before its start) in a cell formatted as a time: the reader alone wraps it into 23:59:00,
+    1,439 minutes accepted. It lands as the negative duration it is and is quarantined."""
+    import openpyxl
+
+    book = openpyxl.load_workbook(wave_2018.file)
+    sheet = book[wave_2018.sheet]
+    header = [c.value for c in sheet[wave_2018.header_row]]
+    column = header.index("Kesto (min)") + 1
+    row = wave_2018.header_row + 2
+    sheet.cell(row, column, dt.timedelta(minutes=-1)).number_format = number_format
+    path = tmp_path / "negative.xlsx"
+    book.save(path)
+    paths = make_paths("formats_negative_time")
+    result = load_wave(dataclasses.replace(wave_2018, file=path), paths.warehouse)
+    cell, reasons = _cell_and_quarantine(paths.warehouse, result.load_id, row, "Kesto (min)")
+    assert cell == "-0:01:00" and reasons == ["unreadable_duration"], (cell, reasons)
+
+
+def test_a_sheet_whose_xml_the_scan_cannot_parse_gets_a_verdict(wave_2018, tmp_path) -> None:
+    """XML the reader takes but the defused parser refuses (a DOCTYPE with an entity), in a sheet holding an error
+    value: a verdict naming the sheet, never the parser's exception."""
+    import zipfile
+
+    import openpyxl
+
+    book = openpyxl.load_workbook(wave_2018.file)
+    book[wave_2018.sheet].cell(wave_2018.header_row + 1, 3).value = "#N/A"
+    plain = tmp_path / "plain.xlsx"
+    book.save(plain)
+    path = tmp_path / "entity.xlsx"
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                data = data.replace(b'<c r="C4" t="s">', b'<c r="C4" t="e"><f>NA()</f>', 1)
+                text = data.decode("utf-8")
+                head, _, rest = text.partition("?>")
+                data = (head + '?><!DOCTYPE x [<!ENTITY e "x">]>' + rest).encode("utf-8")
+            target.writestr(item, data)
+    with pytest.raises(WaveFileError) as refused:
+        load_wave(dataclasses.replace(wave_2018, file=path), make_paths("formats_scan_entity").warehouse)
+    assert "is damaged and cannot be read" in str(refused.value) and wave_2018.sheet in str(refused.value)
+
+
+@pytest.mark.parametrize("inside", ["<text:line-break/>", "<text:tab/>"])
+def test_an_ods_header_is_read_as_the_sheet_shows_it(wave_2018, tmp_path, inside: str) -> None:
+    """A header cell with a line break or a tab in an .ods: the header is what LibreOffice shows, as the cells
+    below it are (the reader alone drops the break), so the spec names it as shown."""
+    from delivered_formats import as_ods_xml
+
+    mapped = next(h for h, f in wave_2018.columns.items() if f == "response_minutes")
+    shown = {"<text:line-break/>": "\n", "<text:tab/>": "\t"}[inside]
+    cell = f'<table:table-cell office:value-type="string"><text:p>Kesto{inside}(min)</text:p></table:table-cell>'
+    path = as_ods_xml(wave_2018, tmp_path / "header.ods", {(wave_2018.header_row, mapped): cell})
+    columns = {(f"Kesto{shown}(min)" if h == mapped else h): f for h, f in wave_2018.columns.items()}
+    spec = dataclasses.replace(wave_2018, file=path, format="ods", columns=columns)
+    paths = make_paths("formats_ods_header")
+    result = load_wave(spec, paths.warehouse)
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        headers = [
+            r[0]
+            for r in con.execute(
+                "select source_column from raw.survey_columns where load_id = ?", [result.load_id]
+            ).fetchall()
+        ]
+    assert f"Kesto{shown}(min)" in headers, headers

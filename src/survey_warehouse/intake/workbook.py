@@ -17,6 +17,7 @@ empty: calamine does not say them, and those files are not XML.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import logging
@@ -159,11 +160,35 @@ def read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -
     look = _look_over(path, sheet_xml) if sheet_xml else None
     if sheet_xml and look:
         _refuse_far_cells(path, spec.sheet, sheet_xml, look)
+    if sheet_xml and look and look.formulas_or_errors:
+        try:
+            unresolved, shown_cells, clocks = _sheet_findings(path, sheet_xml, spec.header_row)
+        except Exception as exc:  # XML calamine takes but the defused parser refuses (an entity, a DTD)
+            raise _damaged_sheet(path, spec.sheet, exc) from None
+    elif delivered == "ods":
+        from survey_warehouse.intake.opendocument import ods_findings
+
+        (unresolved, shown_cells), clocks = ods_findings(path, spec.sheet or "", spec.header_row), {}
+    else:
+        unresolved, shown_cells, clocks = [], {}, {}
+
+    def as_shown(number: int, values: list[Any]) -> list[str | None]:
+        """A row's cells as the sheet shows them: calamine's values, with what it reads otherwise put back (#N/A,
+        a tab in an .ods, a negative duration it wraps into a time of day)."""
+        texts = [cell_text(v) for v in values]
+        for column, days in clocks.get(number, ()):
+            if column <= len(values) and isinstance(values[column - 1], dt.time | dt.datetime | dt.timedelta):
+                texts[column - 1] = clock_text(round(days * MICROSECONDS_A_DAY))
+        for column, text in shown_cells.get(number, ()):
+            texts += [None] * (column - len(texts))
+            texts[column - 1] = text
+        return texts
+
     rows = enumerate(sheet_rows(spec), start=1)
     header = None
     for number, values in rows:
         if number == spec.header_row:
-            header = check_header(spec, [(cell_text(v) or "").strip() for v in values])
+            header = check_header(spec, [(text or "").strip() for text in as_shown(number, values)])
             break
     if header is None:
         raise WaveFileError(
@@ -171,24 +196,13 @@ def read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -
             f"the sheet ends before the header row {spec.header_row}; check 'header_row' in the wave spec",
             row=spec.header_row,
         )
-    if sheet_xml and look and look.formulas_or_errors:
-        unresolved, shown_cells = _sheet_findings(path, sheet_xml, spec.header_row)
-    elif delivered == "ods":
-        from survey_warehouse.intake.opendocument import ods_findings
-
-        unresolved, shown_cells = ods_findings(path, spec.sheet or "", spec.header_row)
-    else:
-        unresolved, shown_cells = [], {}
     _refuse_formulas_without_results(spec, unresolved, header)
     width = len(header)
 
     def numbered() -> Iterator[tuple[int, list[str | None]]]:
         # a sheet stores no empty cells at a row's end: such a row is as wide as the header, not ragged
         for number, values in rows:
-            texts = [cell_text(v) for v in values]
-            for column, text in shown_cells.get(number, ()):  # what calamine reads otherwise (#N/A) as shown
-                texts += [None] * (column - len(texts))
-                texts[column - 1] = text
+            texts = as_shown(number, values)
             yield number, texts + [None] * (width - len(texts))
 
     # smaller chunks than a text file's: their Python values are held beside the sheet calamine holds
@@ -410,13 +424,15 @@ def _placed_cells(path: Path, sheet_xml: str) -> Iterator[tuple[int, int, dict[s
 
 def _sheet_findings(
     path: Path, sheet_xml: str, from_row: int
-) -> tuple[list[tuple[int, int]], dict[int, list[tuple[int, str]]]]:
+) -> tuple[list[tuple[int, int]], dict[int, list[tuple[int, str]]], dict[int, list[tuple[int, float]]]]:
     """What calamine does not say, from the sheet's XML, from `from_row` down: (column, row) of every cell that
     holds a formula and no result (a workbook saved by a tool that does not calculate; Excel always stores the
-    result), which calamine reads as empty; and each row's error values (#N/A, #DIV/0!) by column, which it reads
-    as empty too. Parsed only when `_look_over` finds a formula or an error value in the XML."""
+    result), which calamine reads as empty; each row's error values (#N/A, #DIV/0!) by column, which it reads as
+    empty too; and each row's negative numbers by column (in days), which calamine wraps into a time of day when the
+    cell is formatted as a time (-0:01 as 23:59). Parsed only when `_look_over` finds one of them in the XML."""
     unresolved: list[tuple[int, int]] = []
     errors: dict[int, list[tuple[int, str]]] = {}
+    negatives: dict[int, list[tuple[int, float]]] = {}
     for column, row, parts, cell in _placed_cells(path, sheet_xml):
         if row < from_row:
             continue
@@ -427,10 +443,15 @@ def _sheet_findings(
             unresolved.append((column, row))
         elif cell.get("t") == "e" and value is not None and value.text:
             errors.setdefault(row, []).append((column, value.text))
-    return unresolved, errors
+        elif cell.get("t") in (None, "n") and value is not None and (value.text or "").startswith("-"):
+            with contextlib.suppress(ValueError):
+                negatives.setdefault(row, []).append((column, float(value.text or "")))
+    return unresolved, errors, negatives
 
 
-FORMULA_OR_ERROR = (b"<f", b":f>", b":f ", b't="e"', b"t='e'")
+MICROSECONDS_A_DAY = 86_400_000_000
+# a formula, an error value, or a negative number (<v>-, which calamine wraps when its cell is a time)
+FORMULA_OR_ERROR = (b"<f", b":f>", b":f ", b't="e"', b"t='e'", b"v>-")
 # A sheet is read into a dense grid (calamine holds each cell of the rectangle from A1 to its last row and column,
 # 32 bytes a cell, empty or not): one cell typed far from the answers (XFD1048576) would make it 17 billion cells.
 # A sheet whose rectangle is larger than this many cells and this many times the cells it holds is refused.
