@@ -463,7 +463,7 @@ def test_taking_a_drafts_proposals_leaves_out_what_has_none(tmp_path: Path) -> N
     ]
     assert taken.unread == ["Q9 Vapaa"]
     spec = yaml.safe_load((waves / "2021.yml").read_text(encoding="utf-8"))
-    assert spec["header_row"] == 2 and spec["questionnaire_version"] == "2021-fi-4"
+    assert spec["header_row"] == "2" and spec["questionnaire_version"] == "2021-fi-4"  # as deleting the mark leaves
     assert spec["cities_surveyed"] == ["091"] and "sheet" not in spec
     assert str(spec["field_period"]["start"]) == "2021-03-12"
     assert spec["columns"] == {"Q1": "lead", "Q2": "cooperation", "Kaupunki": "city"}

@@ -715,6 +715,38 @@ def test_response_times_of_two_parts_are_mapped_and_how_to_read_them_is_asked(
         assert read.number is not None and abs(read.number - expected) <= 0.5, (value, expected, read)
 
 
+def test_a_draft_whose_every_todo_is_deleted_loads_with_the_proposals(tmp_path: Path) -> None:
+    """A person taking every proposal deletes each `TODO: ` (and the line of the note on the cities surveyed, as it
+    says): the spec loads, every key the draft left to a person read as proposed (a row number, a date, a sheet)."""
+    from survey_warehouse.drafting.placeholders import find_placeholders
+    from survey_warehouse.intake.waves import WaveSpec
+
+    timed = copy_project(tmp_path / "timed")
+    _response_times_as(like_2019(timed, {}), "Vastausaika (min)", lambda m: f"{int(m)}:{round(60 * (m % 1)):02d}")
+    waves = [make_wave(v, copy_project(tmp_path / v.name)) for v in VARIANTS]
+    marked: set[str] = set()
+    for root, file in [
+        *((w.root, w.file) for w in waves),
+        (timed, timed / "data" / "waves" / str(YEAR) / "kysely_2021.csv"),
+    ]:
+        draft = draft_wave(file, YEAR, root)
+        path = root / "config" / "waves" / f"{YEAR}.yml"
+        marked |= {re.split(r"[.\[]", p.where)[0] for p in find_placeholders(root, YEAR) if p.file.endswith(".yml")}
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        path.write_text("".join(ln for ln in lines if "TODO: the cities surveyed" not in ln).replace("TODO: ", ""))
+        spec = WaveSpec.from_file(path, root)
+        for decision in draft.decisions:
+            if decision.kind == "shape" and isinstance(decision.proposal, dict):
+                for key, value in decision.proposal.items():
+                    assert getattr(spec, key) == value, (file.name, key)
+            if decision.kind == "field_period":
+                assert (str(spec.field_period_start), str(spec.field_period_end)) == tuple(decision.proposal.values())
+            if decision.kind == "duration_clock":
+                assert spec.duration_clock == decision.proposal
+    keys = {"header_row", "sheet", "field_period", "questionnaire_version", "duration_clock", "columns"}
+    assert keys | {"cities_surveyed"} <= marked, f"the drafts left no placeholder in {keys - marked}"
+
+
 def test_a_confirmed_duration_clock_is_kept_when_drafting_again(tmp_path: Path) -> None:
     root = copy_project(tmp_path / "project")
     file = like_2019(root, {})

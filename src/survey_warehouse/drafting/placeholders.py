@@ -195,20 +195,9 @@ def _taken(node: Any) -> Any:
         return out
     if isinstance(node, list):
         return [_taken(v) for v in node if not is_placeholder(v)]
-    if is_placeholder(node):
-        return _scalar(proposal_of(node))
+    if is_placeholder(node):  # the text deleting the mark leaves ("3" for "TODO: 3"): the spec's reader reads it
+        return proposal_of(node)
     return node
-
-
-def _scalar(text: str) -> Any:
-    """A proposal as the spec would read it typed in: a number or a date as such, anything else as text."""
-    import datetime as dt
-
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    return value if isinstance(value, int | float | dt.date) and not isinstance(value, bool) else text
 
 
 def _without_labels(project_root: Path, year: int, spec: dict[str, Any]) -> list[str]:
