@@ -836,7 +836,7 @@ def _failed_steps(context: Any) -> list[str]:
 PRODUCER_TASK_ID = "dbt_build.dbt_producer_watcher"  # the one `dbt build`; the group's other steps report its nodes
 
 
-def _steps_named(steps: list[str]) -> str:
+def steps_named(steps: list[str]) -> str:
     """The failed steps for a message: a failed dbt build once (its producer, or its first step, and how many of
     its model and test steps failed with it), not each of its dozens of steps."""
     dbt = sorted((s for s in steps if s.startswith("dbt_build.")), key=lambda s: (s != PRODUCER_TASK_ID, s))
@@ -858,7 +858,7 @@ def failure_message(
     """Why a run failed, in the words of the step that failed, for the load registry and the owner."""
     from survey_warehouse import quality
 
-    head = f"the run failed at {_steps_named(steps) or 'an unknown step'}"
+    head = f"the run failed at {steps_named(steps) or 'an unknown step'}"
     errors = {step: error for step, error in (errors or {}).items() if error}
     if errors:
         return f"{head}: " + "\n".join(errors.values())
