@@ -654,7 +654,8 @@ def _preview(result: WaveCheck, scratch: Paths, paths: Paths, proposed: list[tup
         result.exit_code, result.status = EXIT_PREVIEW_FAILED, "preview_failed"
         result.error = "the marts have no IT-led share for the wave (no answering city, or no IT management option)"
         return
-    result.headline = Headline(int(row[0]), int(row[1]), int(row[2]), *(float(v) for v in row[3:]), resting=resting)
+    share, low, high = (float(v) for v in row[3:])
+    result.headline = Headline(int(row[0]), int(row[1]), int(row[2]), share, low, high, resting)
     if result.diff is not None:
         result.diff.cities_not_answering = [r[0] for r in silent]
 
