@@ -131,6 +131,26 @@ def test_messages_carry_no_address_and_no_template_syntax() -> None:
     assert html.unescape(re.sub(r"<[^>]+>", "", mail.html())) == mail.body
 
 
+@pytest.mark.parametrize("published", [False, True])
+@pytest.mark.parametrize("others", [[], ["validate_marts"]])
+def test_a_failed_dbt_build_is_named_once_however_many_of_its_steps_failed(published: bool, others: list[str]) -> None:
+    """The subject and the Step line name the build once, with how many more of its steps failed, as the run's
+    message does: a subject as long whether 3 or 300 of its steps failed."""
+    from survey_warehouse.orchestration.notify import failure_mail
+    from survey_warehouse.orchestration.pipeline import PRODUCER_TASK_ID
+
+    subjects = []
+    for failed in (3, 300):
+        dbt = [PRODUCER_TASK_ID, *(f"dbt_build.model_{i}_run" for i in range(failed - 1))]
+        mail = failure_mail(2019, sorted([*others, *dbt]), "the run failed at the dbt build", [], published=published)
+        step = next(line for line in mail.body.splitlines() if line.startswith("Step: "))
+        for text in (mail.subject, step):
+            assert text.count("dbt_build.") == 1, text
+            assert f"{failed - 1} more dbt_build steps" in text and all(o in text for o in others), text
+        subjects.append(mail.subject)
+    assert len(subjects[1]) - len(subjects[0]) == len("299") - len("2"), subjects  # only the count is longer
+
+
 # ----------------------------------------------------- which years are reminded, and a wave spec that is broken
 
 VARIABLE_OWNER = "tietohallinto@example.fi"

@@ -81,6 +81,11 @@ def inbox_journal_key() -> bytes:
     return hmac.new(pseudonym_key().encode(), b"survey_warehouse inbox journal", hashlib.sha256).digest()
 
 
+# the settings that change what a load and its raw gate make of a file (a kept preview of a draft is made again
+# when one of them changes: orchestration.pipeline.draft_preview)
+LOAD_SETTINGS = ("SURVEY_MAX_QUARANTINED_SHARE", "SURVEY_MAX_CELL_BYTES", "SURVEY_DBT_TARGET")
+
+
 def max_quarantined_share() -> float:
     """Above this share of quarantined rows the raw gate fails the load (SURVEY_MAX_QUARANTINED_SHARE)."""
     return float(os.environ.get("SURVEY_MAX_QUARANTINED_SHARE", "0.05"))

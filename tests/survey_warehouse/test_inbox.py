@@ -517,3 +517,46 @@ def test_a_delivery_taken_by_an_earlier_run_ends_the_run_skipped(waves_dir: Path
 
     with pytest.raises(AirflowSkipException, match="no longer in the inbox"):
         pipeline.plan_run(2019, Delivery(2019, waves_dir / "2019" / "city_survey_2019_export.csv", 1, 1))
+
+
+def test_a_kept_preview_is_made_again_when_the_code_or_a_setting_of_the_load_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The preview of a draft is kept by what it was made from: the same file with the same project, code and
+    settings reuses it; a change of the package's code or of a setting that changes a load or its gate makes it
+    again."""
+    from survey_warehouse.drafting import check
+    from survey_warehouse.settings import LOAD_SETTINGS
+
+    assert (pipeline.PACKAGE / "drafting" / "check.py").is_file(), pipeline.PACKAGE
+    paths = make_paths("draft_preview_kept")
+    file = _drop(tmp_path / "inbox" / "2021", "kysely.csv")
+    made: list[int] = []
+
+    def checked(file: Path, year: int, paths: object) -> check.WaveCheck:
+        made.append(year)
+        return check.WaveCheck(year, rows=3, quarantined_rows=0, headline=check.Headline(1, 3, 3, 1 / 3, 1 / 3, 1 / 3))
+
+    monkeypatch.setattr(check, "check_draft", checked)
+    package = tmp_path / "package"
+    (package / "raw").mkdir(parents=True)
+    (package / "raw" / "load.py").write_text("LIMIT = 1\n", encoding="utf-8")
+    monkeypatch.setattr(pipeline, "PACKAGE", package)
+    for setting in LOAD_SETTINGS:
+        monkeypatch.delenv(setting, raising=False)
+
+    def preview() -> list[str]:
+        return pipeline.draft_preview(file, 2021, paths, 1)
+
+    lines = preview()
+    assert preview() == lines and len(made) == 1, "the same file, project, code and settings: the preview is kept"
+    for setting in LOAD_SETTINGS:
+        monkeypatch.setenv(setting, "duckdb" if setting == "SURVEY_DBT_TARGET" else "1")
+        before = len(made)
+        preview()
+        assert len(made) == before + 1, f"{setting} changed: the kept preview was reused"
+    (package / "raw" / "load.py").write_text("LIMIT = 2\n", encoding="utf-8")
+    preview()
+    assert len(made) == len(LOAD_SETTINGS) + 2, "the code changed: the kept preview was reused"
+    preview()
+    assert len(made) == len(LOAD_SETTINGS) + 2

@@ -462,8 +462,9 @@ def test_taking_a_drafts_proposals_leaves_out_what_has_none(tmp_path: Path) -> N
         ("city", match_key("atlantis")),
     ]
     assert taken.unread == ["Q9 Vapaa"]
+    assert taken.proposed == [("lead", match_key("Tietohallinto")), ("city", match_key("hki"))]
     spec = yaml.safe_load((waves / "2021.yml").read_text(encoding="utf-8"))
-    assert spec["header_row"] == 2 and spec["questionnaire_version"] == "2021-fi-4"
+    assert spec["header_row"] == "2" and spec["questionnaire_version"] == "2021-fi-4"  # as deleting the mark leaves
     assert spec["cities_surveyed"] == ["091"] and "sheet" not in spec
     assert str(spec["field_period"]["start"]) == "2021-03-12"
     assert spec["columns"] == {"Q1": "lead", "Q2": "cooperation", "Kaupunki": "city"}
@@ -546,3 +547,81 @@ def test_a_preview_build_that_does_not_end_is_stopped_and_said(monkeypatch: pyte
     said = check.run_dbt(scratch, scratch.var / "logs" / "preview.log")
     assert said == "dbt build did not end within 0.01 s and was stopped"
     assert time.monotonic() - started < 30
+
+
+@pytest.fixture(scope="module")
+def open_lead_preview() -> tuple[object, object, check.WaveCheck]:
+    """A generated wave of 2021 whose lead question offers a label in an earlier option's words, 'Tietohallinto ja
+    toimialat yhdessä', coded by an open proposal, and whose contact persons' surnames are under 'Yhteyshenkilö';
+    drafted in a copy of the project (for its decisions) and previewed as the inbox does (check_draft)."""
+    import dataclasses
+
+    from wave_maker import VARIANTS, copy_project, make_wave
+
+    from survey_warehouse.drafting.draft import draft_wave
+
+    base = VARIANTS[2]
+    variant = dataclasses.replace(
+        base,
+        name="open-lead",
+        format="csv",
+        title_rows=[],
+        headers={**base.headers, "respondent_name": "Yhteyshenkilö"},
+        dropped=tuple(d for d in base.dropped if d != "respondent_name"),
+        names=["Virtanen", "Korhonen", "Laine"],
+    )
+    paths = _project("open_lead")
+    wave = make_wave(variant, paths.root)
+    drafted = draft_wave(wave.file, 2021, make_wave(variant, copy_project(paths.var / "drafted")).root)
+    return wave, drafted, check.check_draft(wave.file, 2021, paths)
+
+
+def test_a_drafts_headline_says_how_many_cities_rest_on_open_proposals(open_lead_preview) -> None:
+    """The IT-led cities whose lead answer (or a respondent's job title or city spelling) is coded by an open
+    proposal are counted, of the k IT-led and of the n answering, from the wave's own rows."""
+    from survey_warehouse.intake.matching import match_key
+
+    wave, drafted, result = open_lead_preview
+    header = {field_id: h for h, field_id in wave.truth.items()}
+    open_codes = {
+        (d.column, d.values[0]): d.proposal
+        for d in drafted.decisions
+        if (d.kind == "answer" and d.where.endswith("answer_code")) or (d.kind == "city" and d.proposal)
+    }
+    it_label = dict(wave.codes)
+    it_label |= {("lead", label): code for (column, label), code in open_codes.items() if column == header["lead"]}
+    assert "it_management" in {code for (q, _label), code in it_label.items() if q == "lead"}
+    with open(ROOT / "dbt_project" / "seeds" / "city_aliases.csv", encoding="utf-8") as f:
+        aliases = {r["city_alias"]: r["municipality_code"] for r in csv.DictReader(f)}
+    with open(wave.file, encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.DictReader(f))
+    answering, it_led, resting = set(), set(), set()
+    for row in rows:
+        spelling = row[header["city"]]
+        city = open_codes.get((header["city"], spelling)) or aliases[match_key(spelling)]
+        answering.add(city)
+        if it_label[("lead", row[header["lead"]])] == "it_management":
+            it_led.add(city)
+        if any((header[f], row[header[f]]) in open_codes for f in ("lead", "respondent_role", "city")):
+            resting.add(city)
+    assert resting & it_led, "the wave has no IT-led city resting on an open proposal"
+
+    headline = result.headline
+    assert headline is not None, result.text()
+    assert (headline.cities, headline.cities_responded) == (len(it_led), len(answering))
+    assert headline.resting == (len(resting & it_led), len(resting))
+    described = headline.describe()
+    assert f"{len(resting & it_led)} of the {len(it_led)} rest on open proposals" in described
+    assert f"{len(resting)} of the {len(answering)} in all" in described
+    assert headline.describe() in "\n".join(result.draft_lines(len(drafted.decisions)))
+
+
+def test_a_drafts_preview_names_a_column_of_names_only_by_its_header(open_lead_preview) -> None:
+    """A column whose header says it holds names is no question whose answers the preview counts or lists: it is
+    left unread, named by its header, and none of its values is quoted."""
+    _wave, drafted, result = open_lead_preview
+    lines = "\n".join(result.draft_lines(len(drafted.decisions)))
+    proposed = next(d.proposal for d in drafted.decisions if d.kind == "question" and d.column == "Yhteyshenkilö")
+    assert "'Yhteyshenkilö'" in lines and "not read" in lines, lines
+    assert result.diff is not None and proposed not in result.diff.questions_added, result.diff
+    assert not any(name in lines + json.dumps(result.as_json()) for name in ("Virtanen", "Korhonen", "Laine"))

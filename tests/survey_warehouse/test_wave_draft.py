@@ -7,16 +7,24 @@ from __future__ import annotations
 import csv
 import json
 import re
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import ROOT
-from wave_maker import VARIANTS, YEAR, Variant, Wave, copy_project, like_2019, make_wave, spec_and_rows
+from wave_maker import ROLES, STAGES, VARIANTS, YEAR, Variant, Wave, copy_project, like_2019, make_wave, spec_and_rows
 
 from survey_warehouse import cli
 from survey_warehouse.drafting.draft import EXIT_OPEN, Draft, DraftRefused, draft_wave
-from survey_warehouse.drafting.propose import is_number, point_of
+from survey_warehouse.drafting.propose import (
+    could_be_private,
+    is_number,
+    looks_like_name,
+    point_of,
+    says_personal,
+    slug,
+)
 from survey_warehouse.intake.codebook import STRUCTURAL_FIELDS, is_placeholder
 from survey_warehouse.intake.matching import match_key
 from survey_warehouse.intake.waves import find_wave_spec
@@ -416,15 +424,112 @@ NAMES = ["Matti Virtanen", "Liisa Korhonen", "Anna-Maija Mäkinen"]
 FEEDBACK = ["Kysely oli liian pitkä.", "Soittakaa Liisa Korhoselle!", "Kiitos", "Hyvä kysely."]
 
 
+def _nfd(text: str) -> str:
+    return unicodedata.normalize("NFD", text)
+
+
+# the shapes a person's name takes in an export (invented names): first name or surname first, a comma after the
+# surname, capitals, small letters, initials, hyphens, particles, letters with combining marks
+NAME_SHAPES = [
+    "Matti Virtanen",
+    "Virtanen Matti",
+    "VIRTANEN Matti",
+    "Matti VIRTANEN",
+    "VIRTANEN MATTI",
+    "Virtanen, Matti",
+    "VIRTANEN, Matti",
+    "virtanen, matti",
+    "matti virtanen",
+    "M. Virtanen",
+    "Virtanen M.",
+    "A.-L. Virtanen",
+    "Anna Liisa Virtanen",
+    "Anna-Liisa Virtanen-Korhonen",
+    "Virtanen-Korhonen, Anna-Liisa",
+    "Carl af Forselles",
+    "Ursula von der Leyen",
+    "von Wright, Georg",
+    "Sean O'Brien",
+    "Zoë Ahlroos",
+    "MÄKINEN Anna",
+    _nfd("Anna Mäkinen"),
+    _nfd("Åsa Öberg-Grönroos"),
+    _nfd("jyrki könönen"),
+]
+
+
+def _bundled_labels() -> list[str]:
+    seeds = ROOT / "dbt_project" / "seeds"
+    with open(seeds / "codebook_answers.csv", encoding="utf-8", newline="") as f:
+        labels = {r["source_label"] for r in csv.DictReader(f)}
+    with open(seeds / "cities.csv", encoding="utf-8", newline="") as f:
+        labels |= {r[k] for r in csv.DictReader(f) for k in ("name_fi", "name_sv")}
+    for variant in VARIANTS:
+        labels |= set(variant.lead_labels.values()) | set((variant.new_question or ("", {}))[1])
+    return sorted(labels | set(STAGES) | set(ROLES))
+
+
+# answer labels as the codebook and the generated waves have them, the cities' names, and labels of other shapes
+ANSWER_LABELS = [
+    *_bundled_labels(),
+    "Muu johto",
+    "Tietohallinto (ICT-johto)",
+    "Ei osallistu",
+    "Täysin samaa mieltä",
+    "Helsinki",
+    "1 = täysin eri mieltä",
+    "1. Kyllä",
+    "Vaihe A",
+    "Kyllä, osittain",
+]
+
+
+def test_a_name_in_any_of_its_shapes_may_be_private_and_no_answer_label_is_a_name() -> None:
+    assert len(ANSWER_LABELS) > 60
+    assert [s for s in NAME_SHAPES if not (looks_like_name(s) and could_be_private(s))] == []
+    assert [s for s in ANSWER_LABELS if looks_like_name(s)] == []
+
+
+def test_a_header_that_says_names_or_contact_details_is_told_from_the_other_headers() -> None:
+    import yaml
+
+    naming = ["Vastaajan nimi", "Nimi", "Sukunimi", "Yhteyshenkilö", "Yhteyshenkilön nimi", "Vastaaja", "Namn"]
+    naming += ["Name", "Full name", "Contact person", "Yhteystiedot", "Puhelinnumero"]
+    personal = ("respondent_name", "respondent_email")
+    others = {h for v in VARIANTS for f, h in v.headers.items() if f not in personal}
+    for spec in (ROOT / "config" / "waves").glob("*.yml"):
+        columns = yaml.safe_load(spec.read_text(encoding="utf-8"))["columns"]
+        others |= {str(h) for h, f in columns.items() if f not in personal}
+    assert len(others) > 20
+    assert [h for h in naming if not says_personal(h)] == []
+    assert sorted(h for h in others if says_personal(h)) == []
+
+
 @pytest.mark.parametrize(
     ("changes", "private"),
     [
         # the respondents' names under a header no earlier wave used, each name on several rows
         ({"headers": {**VARIANTS[0].headers, "respondent_name": "Vastaaja"}, "names": NAMES}, NAMES),
+        # the same, the names in other shapes an export gives them, under an earlier wave's header
+        *(({"names": names}, names) for names in (NAME_SHAPES[i : i + 3] for i in range(0, len(NAME_SHAPES), 3))),
+        # surnames alone under a header that says names (their shape would not tell)
+        *[
+            (
+                {"headers": {**VARIANTS[0].headers, "respondent_name": h}, "names": ["Virtanen", "Korhonen", "Laine"]},
+                ["Virtanen", "Korhonen", "Laine"],
+            )
+            for h in ("Yhteyshenkilö", "Contact name")
+        ],
         # a small file's free-text feedback: too few answers to tell from their number that they are free text
         ({"cities": 2, "comments": FEEDBACK}, FEEDBACK),
     ],
-    ids=["repeated-names-under-a-new-header", "feedback-in-a-small-file"],
+    ids=[
+        "repeated-names-under-a-new-header",
+        *(f"names-in-other-shapes-{i // 3 + 1}" for i in range(0, len(NAME_SHAPES), 3)),
+        "surnames-under-yhteyshenkilo",
+        "surnames-under-contact-name",
+        "feedback-in-a-small-file",
+    ],
 )
 def test_names_and_free_text_are_never_written_or_quoted(
     tmp_path: Path, changes: dict[str, object], private: list[str]
@@ -439,8 +544,10 @@ def test_names_and_free_text_are_never_written_or_quoted(
     written = (wave.root / "config" / "waves" / f"{YEAR}.yml").read_text(encoding="utf-8")
     written += (seeds / "codebook_answers.csv").read_text(encoding="utf-8")
     written += draft.as_json() + report(draft)
-    for text in private:
-        assert text not in written, f"{text!r} is written or quoted"
+    for text in private:  # in any Unicode form or case, nor as a code made of it
+        for form in {unicodedata.normalize(f, text) for f in ("NFC", "NFD")}:
+            assert form.casefold() not in written.casefold(), f"{text!r} is written or quoted"
+        assert slug(text) not in re.findall(r"\w+", written), f"a code made of {text!r} is written"
     assert draft.open
 
 
@@ -608,6 +715,38 @@ def test_response_times_of_two_parts_are_mapped_and_how_to_read_them_is_asked(
         assert read.number is not None and abs(read.number - expected) <= 0.5, (value, expected, read)
 
 
+def test_a_draft_whose_every_todo_is_deleted_loads_with_the_proposals(tmp_path: Path) -> None:
+    """A person taking every proposal deletes each `TODO: ` (and the line of the note on the cities surveyed, as it
+    says): the spec loads, every key the draft left to a person read as proposed (a row number, a date, a sheet)."""
+    from survey_warehouse.drafting.placeholders import find_placeholders
+    from survey_warehouse.intake.waves import WaveSpec
+
+    timed = copy_project(tmp_path / "timed")
+    _response_times_as(like_2019(timed, {}), "Vastausaika (min)", lambda m: f"{int(m)}:{round(60 * (m % 1)):02d}")
+    waves = [make_wave(v, copy_project(tmp_path / v.name)) for v in VARIANTS]
+    marked: set[str] = set()
+    for root, file in [
+        *((w.root, w.file) for w in waves),
+        (timed, timed / "data" / "waves" / str(YEAR) / "kysely_2021.csv"),
+    ]:
+        draft = draft_wave(file, YEAR, root)
+        path = root / "config" / "waves" / f"{YEAR}.yml"
+        marked |= {re.split(r"[.\[]", p.where)[0] for p in find_placeholders(root, YEAR) if p.file.endswith(".yml")}
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        path.write_text("".join(ln for ln in lines if "TODO: the cities surveyed" not in ln).replace("TODO: ", ""))
+        spec = WaveSpec.from_file(path, root)
+        for decision in draft.decisions:
+            if decision.kind == "shape" and isinstance(decision.proposal, dict):
+                for key, value in decision.proposal.items():
+                    assert getattr(spec, key) == value, (file.name, key)
+            if decision.kind == "field_period":
+                assert (str(spec.field_period_start), str(spec.field_period_end)) == tuple(decision.proposal.values())
+            if decision.kind == "duration_clock":
+                assert spec.duration_clock == decision.proposal
+    keys = {"header_row", "sheet", "field_period", "questionnaire_version", "duration_clock", "columns"}
+    assert keys | {"cities_surveyed"} <= marked, f"the drafts left no placeholder in {keys - marked}"
+
+
 def test_a_confirmed_duration_clock_is_kept_when_drafting_again(tmp_path: Path) -> None:
     root = copy_project(tmp_path / "project")
     file = like_2019(root, {})
@@ -650,9 +789,20 @@ LAST_NAMES = ["Virtanen", "Korhonen", "Mäkinen", "Nieminen", "Laine", "Heikkine
     ("names", "sure"),
     [
         (NAMES, False),  # the same three names on every city's rows: a contact person's, not each respondent's own
+        (["VIRTANEN Matti", "KORHONEN Liisa", "MÄKINEN Anna"], False),  # the same, in other shapes
+        (["Virtanen, Matti", "Korhonen, Liisa", "Mäkinen, Anna"], False),
+        (["matti virtanen", "liisa korhonen", "anna mäkinen"], False),
         ([f"{f} {s}" for f in FIRST_NAMES for s in LAST_NAMES], True),  # a different name on every row
+        ([f"{s.upper()} {f}" for f in FIRST_NAMES for s in LAST_NAMES], True),
     ],
-    ids=["names-that-recur", "names-all-different"],
+    ids=[
+        "names-that-recur",
+        "names-that-recur-in-capitals",
+        "names-that-recur-surname-first",
+        "names-that-recur-in-small-letters",
+        "names-all-different",
+        "names-all-different-in-capitals",
+    ],
 )
 def test_names_that_recur_are_not_taken_for_the_respondents_own(tmp_path: Path, names: list[str], sure: bool) -> None:
     variant = VARIANTS[0]  # its name column's header is like the earlier waves' respondent_name headers

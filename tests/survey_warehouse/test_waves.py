@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,27 @@ def test_a_question_of_another_wave_is_named_as_such(tmp_path: Path) -> None:
 def test_mistakes_in_a_spec(tmp_path: Path, changes: dict, message: str) -> None:
     with pytest.raises(WaveSpecError, match=message):
         WaveSpec.from_file(_spec(tmp_path, **changes), ROOT)
+
+
+@pytest.mark.parametrize(
+    ("changes", "attribute", "value"),
+    [
+        ({"header_row": "3"}, "header_row", 3),
+        ({"header_row": " 3 "}, "header_row", 3),
+        ({"wave_year": "2019"}, "wave_year", 2019),
+        ({"field_period": {"start": "2019-03-01", "end": "2019-04-30"}}, "field_period_start", dt.date(2019, 3, 1)),
+        ({"field_period": {"start": "2019-03-01", "end": "2019-04-30"}}, "field_period_end", dt.date(2019, 4, 30)),
+    ],
+)
+def test_a_whole_number_or_a_date_in_quotes_reads_as_one(tmp_path: Path, changes: dict, attribute: str, value) -> None:
+    """What deleting `TODO: ` from a draft's `"TODO: 3"` or `"TODO: 2019-03-01"` leaves: read as the number or date."""
+    assert getattr(WaveSpec.from_file(_spec(tmp_path, **changes), ROOT), attribute) == value
+
+
+@pytest.mark.parametrize("header_row", ["2.5", "x", "-1", "", True, 2.0])
+def test_a_header_row_that_is_no_row_number_is_refused(tmp_path: Path, header_row: object) -> None:
+    with pytest.raises(WaveSpecError, match="header_row must be a row number"):
+        WaveSpec.from_file(_spec(tmp_path, header_row=header_row), ROOT)
 
 
 def test_how_times_are_read_is_part_of_the_spec_and_of_its_fingerprint(tmp_path: Path) -> None:

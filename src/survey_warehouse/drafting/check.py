@@ -73,9 +73,17 @@ class Headline:
     share: float
     share_of_surveyed_min: float
     share_of_surveyed_max: float
+    # a draft's preview: how many of the k IT-led and of the n answering cities rest on an open proposal, a code the
+    # draft proposed for one of their lead answers, job titles or city spellings (None: not a draft's preview)
+    resting: tuple[int, int] | None = None
 
     def describe(self) -> str:
         head = f"IT-led {self.cities}/{self.cities_responded} answering cities ({self.share:.1%})"
+        if self.resting and self.resting[1]:
+            head += (
+                f" ({self.resting[0]} of the {self.cities} rest on open proposals, {self.resting[1]} of the "
+                f"{self.cities_responded} in all: the code of a lead answer, job title or city spelling)"
+            )
         if self.cities_responded < self.cities_surveyed:
             return (
                 f"{head}; of all {self.cities_surveyed} surveyed {self.share_of_surveyed_min:.0%} - "
@@ -323,12 +331,14 @@ def _load_and_preview(
     compared: bool,
     paths: Paths,
     undecided: list[tuple[str, str]] | None = None,
+    proposed: list[tuple[str, str]] | None = None,
 ) -> None:
-    """The wave loaded and gated in the scratch copy, and when it passes, its headline previewed."""
+    """The wave loaded and gated in the scratch copy, and when it passes, its headline previewed (a draft's: with
+    the codes its open proposals give, `proposed`)."""
     result.compared_with_current_load = compared
     _load_and_gate(result, spec, codebook, scratch, undecided)
     if result.status == "ok":
-        _preview(result, scratch, paths)
+        _preview(result, scratch, paths, proposed)
 
 
 def _read_wave(result: WaveCheck, paths: Paths) -> tuple[Any, Any] | None:
@@ -419,7 +429,7 @@ def _check_draft(result: WaveCheck, file: Path, scratch: Paths, compared: bool, 
     if read is None:
         return
     result.unread_columns = taken.unread
-    _load_and_preview(result, *read, scratch, compared, paths, taken.undecided)
+    _load_and_preview(result, *read, scratch, compared, paths, taken.undecided, taken.proposed)
 
 
 @contextmanager
@@ -614,8 +624,9 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-def _preview(result: WaveCheck, scratch: Paths, paths: Paths) -> None:
-    """dbt's models of the headline, built into the scratch copy, and the wave's row of fct_responsibility_shares."""
+def _preview(result: WaveCheck, scratch: Paths, paths: Paths, proposed: list[tuple[str, str]] | None = None) -> None:
+    """dbt's models of the headline, built into the scratch copy, and the wave's row of fct_responsibility_shares;
+    for a draft, how many of its cities rest on the open proposals taken (`proposed`: field, match key)."""
     import duckdb
 
     log = scratch.var / "logs" / "dbt_build.log"
@@ -638,13 +649,43 @@ def _preview(result: WaveCheck, scratch: Paths, paths: Paths) -> None:
             "where wave_year = ? and not has_responded order by municipality_code",
             [result.wave_year],
         ).fetchall()
+        resting = _resting(con, result.wave_year, proposed) if proposed is not None else None
     if row is None:  # no option of the wave is IT management, or no city answered
         result.exit_code, result.status = EXIT_PREVIEW_FAILED, "preview_failed"
         result.error = "the marts have no IT-led share for the wave (no answering city, or no IT management option)"
         return
-    result.headline = Headline(int(row[0]), int(row[1]), int(row[2]), *(float(v) for v in row[3:]))
+    share, low, high = (float(v) for v in row[3:])
+    result.headline = Headline(int(row[0]), int(row[1]), int(row[2]), share, low, high, resting)
     if result.diff is not None:
         result.diff.cities_not_answering = [r[0] for r in silent]
+
+
+def _resting(con: Any, year: int, proposed: list[tuple[str, str]]) -> tuple[int, int]:
+    """Of the IT-led and of the answering cities (as the roll-up decided them), how many have a respondent who
+    answered the lead question and whose lead answer, job title or city spelling is coded by an open proposal."""
+    from survey_warehouse.intake.matching import match_key
+
+    cells = con.execute(
+        "select distinct r.municipality_code, c.field_id, s.cell_value from staging.stg_survey__answers a "
+        "join staging.stg_survey__respondents r on r.load_id = a.load_id and r.source_row_number = a.source_row_number "
+        "join raw.survey_columns c on c.load_id = a.load_id and c.field_id in ('lead', 'respondent_role', 'city') "
+        "join raw.survey_cells s on s.column_id = c.column_id and s.source_row_number = a.source_row_number "
+        "where a.wave_year = ? and a.question_id = 'lead' and a.is_current_load",
+        [year],
+    ).fetchall()
+    open_codes = set(proposed)
+    resting = {city for city, field_id, value in cells if (field_id, match_key(value) or "") in open_codes}
+    cities = con.execute(
+        "select r.municipality_code, coalesce(cast(s.is_it_management as boolean), false) "
+        "from intermediate.int_city_responsibilities_rolled_up r "
+        "left join reference.responsibilities s on s.responsibility_code = r.responsibility_code "
+        "where r.wave_year = ? and r.has_responded",
+        [year],
+    ).fetchall()
+    return (
+        sum(1 for city, it_led in cities if it_led and city in resting),
+        sum(1 for city, _it_led in cities if city in resting),
+    )
 
 
 def run_dbt(scratch: Paths, log: Path) -> str | None:

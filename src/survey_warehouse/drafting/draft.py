@@ -46,6 +46,7 @@ from survey_warehouse.drafting.propose import (
     match_questions,
     propose_answers,
     propose_cities,
+    says_personal,
     scale_of,
 )
 from survey_warehouse.errors import SurveyWarehouseError
@@ -537,19 +538,24 @@ class _Writer:
             else:
                 self._question_row(match, seeds)
             private = [v for v in match.column.values if could_be_private(v)]
-            if match.new and not match.sure and private:
+            header = match.column.header
+            if match.new and not match.sure and (private or says_personal(header)):
                 # names or free text may be among a new question's answers: none is written or quoted until a
                 # person has confirmed that the column is a question (decided its id)
-                header = match.column.header
+                what = (
+                    "its header says it holds names or contact details"
+                    if says_personal(header)
+                    else f"{len(private)} of its {len(match.column.values)} different answers may be names, contact "
+                    "details or free text"
+                )
                 self.ask(
                     "question",
                     header,
                     [],
                     None,
                     [
-                        f"{len(private)} of its {len(match.column.values)} different answers may be names, contact "
-                        "details or free text: no answer is written to the codebook or quoted until you decide the "
-                        "column's id (or delete its line to leave it unmapped); then run `wave draft` again"
+                        f"{what}: no answer is written to the codebook or quoted until you decide the column's id "
+                        "(or delete its line to leave it unmapped); then run `wave draft` again"
                     ],
                     f"{self.spec_name}: columns: {_q(header)}",
                 )

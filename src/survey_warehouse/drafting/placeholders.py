@@ -108,10 +108,12 @@ _CODE_COLUMNS = ("answer_code", "municipality_code")
 class Taken:
     """What taking a draft's proposals left undecided: the answers and city spellings whose code no proposal gives
     (the field, `city` for a spelling, and the match key of the label), and the columns left unmapped because their
-    question has no answer label at all (its answers' codes are left to a person)."""
+    question has no answer label at all (its answers' codes are left to a person); and the answers and city
+    spellings whose code is an open proposal, taken (`proposed`, keyed alike)."""
 
     undecided: list[tuple[str, str]]
     unread: list[str]
+    proposed: list[tuple[str, str]]
 
 
 def proposal_of(value: Any) -> str:
@@ -127,22 +129,33 @@ def take_proposals(project_root: Path, year: int, waves_config: Path | None = No
     list (the draft's note on the cities surveyed) is dropped; one in the spec without a proposal drops its key. In the
     seeds, a text takes whatever follows the mark (an English wording changes no count); an answer's code or point, a
     spelling's municipality code or a scale's end without a proposal the column can hold leaves its row out."""
-    from survey_warehouse.intake.matching import match_key
-
     undecided: list[tuple[str, str]] = []
+    proposed: list[tuple[str, str]] = []
     for name, by_wave in SEED_FILES.items():
 
         def keep(row: dict[str, str], by_wave: bool = by_wave) -> bool:
-            return (by_wave and not _of(row, year)) or _take_row(row)
+            if by_wave and not _of(row, year):
+                return True
+            open_code = any(is_placeholder(row.get(column)) for column in _CODE_COLUMNS)
+            kept = _take_row(row)
+            if kept and open_code:
+                proposed.append(_coded(row))
+            return kept
 
-        for row in _rewrite(project_root / SEEDS / name, keep):
-            label = row.get("source_label", row.get("city_alias", ""))
-            undecided.append((row.get("question_id") or "city", match_key(label) or ""))
+        undecided += [_coded(row) for row in _rewrite(project_root / SEEDS / name, keep)]
     spec_path = (waves_config or project_root / "config" / "waves") / f"{year}.yml"
     spec = _taken(yaml.safe_load(spec_path.read_text(encoding="utf-8")) or {})
     unread = _without_labels(project_root, year, spec)
     spec_path.write_text(yaml.safe_dump(spec, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    return Taken(undecided, unread)
+    return Taken(undecided, unread, proposed)
+
+
+def _coded(row: dict[str, str]) -> tuple[str, str]:
+    """What a seed row codes: (its question, or `city` for a city spelling; the match key of its label)."""
+    from survey_warehouse.intake.matching import match_key
+
+    label = row.get("source_label", row.get("city_alias", ""))
+    return row.get("question_id") or "city", match_key(label) or ""
 
 
 def _of(row: dict[str, str], year: int) -> bool:
@@ -195,20 +208,9 @@ def _taken(node: Any) -> Any:
         return out
     if isinstance(node, list):
         return [_taken(v) for v in node if not is_placeholder(v)]
-    if is_placeholder(node):
-        return _scalar(proposal_of(node))
+    if is_placeholder(node):  # the text deleting the mark leaves ("3" for "TODO: 3"): the spec's reader reads it
+        return proposal_of(node)
     return node
-
-
-def _scalar(text: str) -> Any:
-    """A proposal as the spec would read it typed in: a number or a date as such, anything else as text."""
-    import datetime as dt
-
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    return value if isinstance(value, int | float | dt.date) and not isinstance(value, bool) else text
 
 
 def _without_labels(project_root: Path, year: int, spec: dict[str, Any]) -> list[str]:

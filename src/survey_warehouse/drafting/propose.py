@@ -118,13 +118,64 @@ def has_contact_details(value: str) -> bool:
     return looks_like_email(value) or LONG_NUMBER.search(unicodedata.normalize("NFKC", value)) is not None
 
 
-def looks_like_name(value: str) -> bool:
-    """A value shaped like a person's name: two or three capitalised words of letters ('Anna-Maija Mäkinen')."""
-    words = unicodedata.normalize("NFKC", value).split()
-    if not 2 <= len(words) <= 3:  # noqa: PLR2004
+# the words in small letters among a person's names ('Carl af Forselles', 'Ursula von der Leyen')
+NAME_PARTICLES = frozenset(
+    {"af", "av", "von", "van", "der", "den", "de", "di", "da", "du", "del", "della", "des", "dos", "das", "la", "le"}
+    | {"zu", "ter", "ten"}
+)
+NAME_INITIAL = re.compile(r"[^\W\d_]\.(?:-?[^\W\d_]\.)*")  # 'M.', 'A.-L.', 'J.K.'
+NAME_APOSTROPHES = "'\u2019"
+# a header that says its column holds people's names or contact details ('Vastaajan nimi', 'Etunimi', 'Namn',
+# 'Yhteyshenkilö', 'Contact person', 'Yhteystiedot'): word by word, under the matching rule
+PERSONAL_HEADER_WORD = re.compile(
+    r"\w*nimi|\w*nime[nt]|\w*nimeä|\w*nimensä|\w*names?|\w*namn(?:et)?|vastaaja\w*|respondents?|\w*henkilö[nt]?"
+    r"|\w*henkilöä|yhteystie\w*|contacts?|kontakt\w*|puhelin\w*|phone|telefon\w*|\w*sähköposti\w*|e?-?mail\w*"
+)
+
+
+def _name_word_case(word: str) -> str | None:
+    """How a word of a name is written: 'title' (Virtanen, Anna-Liisa, McDonald, O'Brien), 'upper' (VIRTANEN),
+    'lower' (virtanen), 'initial' (M., A.-L.); None: not a word of a name (digits, brackets, one letter)."""
+    if NAME_INITIAL.fullmatch(word):
+        return "initial" if word[0].isupper() else "lower"
+    parts = word.split("-")
+    letters = ["".join(ch for ch in part if ch not in NAME_APOSTROPHES) for part in parts]
+    if not all(len(part) >= 2 and part.isalpha() for part in letters):  # noqa: PLR2004
+        return None
+    if all(part.isupper() for part in letters):
+        return "upper"
+    if all(part.islower() for part in letters):
+        return "lower"
+    if all(part[0].isupper() for part in letters):
+        return "title"
+    return None
+
+
+def looks_like_name(value: str, *, capitalised: bool = False) -> bool:
+    """A value shaped like a person's name, however it is written: two or three names ('Matti Virtanen', 'Virtanen
+    Matti', 'Anna-Liisa Virtanen-Korhonen'), each capitalised or in capitals ('VIRTANEN Matti'), initials ('M.
+    Virtanen'), the surname first before a comma ('Virtanen, Matti'), particles among them ('Carl af Forselles',
+    'von Wright, Georg'); or all in small letters ('matti virtanen'), where only the words' shape tells. An answer
+    label is written as a sentence, its later words in small letters ('Muu johto', 'Täysin samaa mieltä'), or holds
+    other characters ('Tietohallinto (ICT-johto)', '1. Kyllä'): never a name. `capitalised`: only a name whose
+    capitals show it (not one all in small letters or all in capitals, whose shape a label may have too)."""
+    text = unicodedata.normalize("NFKC", value).strip()
+    if text.count(",") > 1 or (text.count(",") == 1 and not re.fullmatch(r"[^,]*\S,\s*\S[^,]*", text)):
+        return False  # one comma at most, after the surname
+    words = text.replace(",", " ").split()
+    names = [w for w in words if w not in NAME_PARTICLES]
+    if not 2 <= len(names) <= 3 or len(words) > NAME_WORDS:  # noqa: PLR2004
         return False
-    parts = [p for w in words for p in w.split("-")]
-    return all(len(p) >= 2 and p.isalpha() and p[0].isupper() and p[1:].islower() for p in parts)  # noqa: PLR2004
+    cases = {_name_word_case(w) for w in names}
+    if cases == {"initial"} or not (cases <= {"title", "upper", "initial"} or cases == {"lower"}):
+        return False
+    return "title" in cases or not capitalised
+
+
+def says_personal(header: str) -> bool:
+    """A header that says its column holds people's names or contact details: its answers may be private whatever
+    they look like."""
+    return any(PERSONAL_HEADER_WORD.fullmatch(w) for w in re.findall(r"\w+(?:-\w+)*", match_key(header) or ""))
 
 
 def could_be_private(value: str) -> bool:
@@ -327,7 +378,9 @@ class Fields:
             header = self.likeness(c, "respondent_name")
             # values shaped like personal names: the respondent's own only when nearly every row has another one
             # (the same few names on many rows are someone else's, such as a contact person's)
-            shaped = c.share(looks_like_name)
+            # (names without capitals, all in small letters or all in capitals, only under a header that says names)
+            named = header >= HEADER_SAME or says_personal(c.header)
+            shaped = c.share(lambda v: looks_like_name(v, capitalised=not named))
             if shaped >= LIKELY_SHARE:
                 share = shaped if header >= HEADER_SAME else min(shaped, LIKELY_SHARE - 0.01)
                 why = f"{round(100 * shaped)} % of the values are shaped like personal names"

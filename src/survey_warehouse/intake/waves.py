@@ -125,9 +125,11 @@ class WaveSpec:
             raise WaveSpecError(
                 f"{path}: delimiter must be one character (not a quote or a line break), not {shown(delimiter)}"
             )
-        header_row = raw.get("header_row", 1)
-        if not isinstance(header_row, int) or header_row < 1:
-            raise WaveSpecError(f"{path}: header_row must be a row number (1 = the first row)")
+        header_row = whole_number(raw.get("header_row", 1))
+        if header_row is None or header_row < 1:
+            raise WaveSpecError(
+                f"{path}: header_row must be a row number (1 = the first row), not {shown(str(raw['header_row']))}"
+            )
         if raw["format"] in WORKBOOK_FORMATS and not raw.get("sheet"):
             raise WaveSpecError(
                 f"{path}: an {raw['format']} wave needs 'sheet', the name of the sheet with the answers"
@@ -345,7 +347,19 @@ def _user_missing(value: Any, path: Path) -> dict[str, tuple[str | float, ...]]:
     return found
 
 
+def whole_number(value: Any) -> int | None:
+    """A key's whole number as a spec gives it: a number (3), or a number in quotes ("3"), as deleting `TODO: ` from
+    a draft's `"TODO: 3"` leaves it; None for anything else (a fraction, a word, true)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*[0-9]+\s*", value):
+        return int(value)
+    return None
+
+
 def _date(value: Any, path: Path) -> dt.date:
+    """A date as a spec gives it: a YAML date (2021-03-08), or one in quotes ("2021-03-08"), as deleting `TODO: `
+    from a draft's `"TODO: 2021-03-08"` leaves it."""
     if isinstance(value, dt.date):
         return value
     try:
@@ -356,9 +370,9 @@ def _date(value: Any, path: Path) -> dt.date:
 
 def _check_types(raw: dict, path: Path) -> int:
     """The keys whose type a spec can get wrong without YAML noticing; the wave year."""
-    year = raw["wave_year"]
-    if isinstance(year, bool) or not isinstance(year, int):
-        raise WaveSpecError(f"{path}: wave_year must be a year such as 2019, not {shown(str(year))}")
+    year = whole_number(raw["wave_year"])
+    if year is None:
+        raise WaveSpecError(f"{path}: wave_year must be a year such as 2019, not {shown(str(raw['wave_year']))}")
     for key in ("cities_surveyed", "accept_removals", "keep_unreadable"):
         if raw.get(key) is not None and not isinstance(raw[key], list):
             example = '["091", "049"]'

@@ -130,8 +130,11 @@ def deliver(wave_year: int, mail: Mail, context: Any, paths: Paths | None = None
 
 
 def failure_mail(wave_year: int, steps: list[str], message: str, where: list[str], published: bool = False) -> Mail:
-    """The run failed; `published`: after its publication had committed (the marts and the wave's load switched)."""
-    step = ", ".join(steps) or "an unknown step"
+    """The run failed; `published`: after its publication had committed (the marts and the wave's load switched).
+    The failed steps are named as the message names them (a failed dbt build once)."""
+    from survey_warehouse.orchestration.pipeline import steps_named
+
+    step = steps_named(steps) or "an unknown step"
     gate = {"validate_raw_wave": " (the raw gate)", "validate_marts": " (the marts gate)"}
     subject = f"Survey wave {wave_year}: the run failed at {step}" + "".join(gate.get(s, "") for s in steps[:1])
     outcome = "Nothing was published: the published marts and the wave's current load stay as they were."

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from survey_warehouse.errors import SurveyWarehouseError, WaveFileError
 from survey_warehouse.operations import faults
 from survey_warehouse.operations.inbox import Delivery, delivery_of_run
-from survey_warehouse.settings import Paths, get_paths
+from survey_warehouse.settings import LOAD_SETTINGS, Paths, get_paths
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -362,13 +363,15 @@ def _proposed(proposal: Any) -> bool:
 
 
 PREVIEWS_KEPT = "draft_previews"  # under var/: the last preview of a draft per wave year, by what it was made from
+PACKAGE = Path(__file__).resolve().parents[1]  # the code that drafts, loads and checks a wave (src/survey_warehouse)
 
 
 def draft_preview(file: Path, wave_year: int, paths: Paths, proposals: int) -> list[str]:
     """The check's preview of the file's draft (drafting.check.check_draft), in a few lines. Made once for the same
     file and project: the lines are kept under var/draft_previews, named by the digest of the file, its wave year,
-    the wave specs a draft reads and what the build reads (the dbt project, the seeds, the suites); dropping the
-    same file again reuses them. A preview that could not be made is not kept."""
+    the wave specs a draft reads, what the build reads (the dbt project, the seeds, the suites), the package's own
+    code and the settings that change a load or its gate (settings.LOAD_SETTINGS); dropping the same file again
+    reuses them. A preview that could not be made is not kept."""
     import hashlib
     import json
 
@@ -383,6 +386,10 @@ def draft_preview(file: Path, wave_year: int, paths: Paths, proposals: int) -> l
         digest.update(build_fingerprint(paths, Warehouse.from_env(paths.warehouse)).encode())
         for spec in sorted((paths.root / WAVES).glob("*.yml")):
             digest.update(spec.name.encode() + b"\0" + spec.read_bytes() + b"\0")
+        for source in sorted(PACKAGE.rglob("*.py")):
+            digest.update(source.relative_to(PACKAGE).as_posix().encode() + b"\0" + source.read_bytes() + b"\0")
+        for setting in LOAD_SETTINGS:
+            digest.update(f"{setting}={os.environ.get(setting, '')}\0".encode())
         kept = paths.var / PREVIEWS_KEPT / f"{wave_year}_{digest.hexdigest()[:24]}.json"
         if kept.is_file():
             log.info("wave %s: the draft's preview of this file is reused (%s)", wave_year, paths.shown(kept))
@@ -829,7 +836,7 @@ def _failed_steps(context: Any) -> list[str]:
 PRODUCER_TASK_ID = "dbt_build.dbt_producer_watcher"  # the one `dbt build`; the group's other steps report its nodes
 
 
-def _steps_named(steps: list[str]) -> str:
+def steps_named(steps: list[str]) -> str:
     """The failed steps for a message: a failed dbt build once (its producer, or its first step, and how many of
     its model and test steps failed with it), not each of its dozens of steps."""
     dbt = sorted((s for s in steps if s.startswith("dbt_build.")), key=lambda s: (s != PRODUCER_TASK_ID, s))
@@ -851,7 +858,7 @@ def failure_message(
     """Why a run failed, in the words of the step that failed, for the load registry and the owner."""
     from survey_warehouse import quality
 
-    head = f"the run failed at {_steps_named(steps) or 'an unknown step'}"
+    head = f"the run failed at {steps_named(steps) or 'an unknown step'}"
     errors = {step: error for step, error in (errors or {}).items() if error}
     if errors:
         return f"{head}: " + "\n".join(errors.values())
