@@ -1247,6 +1247,50 @@ def test_a_sav_cut_off_in_transfer_names_the_first_case_it_lacks(
         pyreadstat.read_sav(str(path), row_limit=error.row)
 
 
+@pytest.mark.parametrize("counted", [0, 10, 54])
+def test_a_sav_whose_header_counts_fewer_cases_than_it_holds_is_refused(
+    paths, wave_2018, loaded, tmp_path, counted: int
+) -> None:
+    """The header's case count damaged (its 4 bytes at offset 80): the reader would read that many cases and stop,
+    the rest of the answers silently left out. The data goes on after them: refused, saying so."""
+    import struct
+
+    import pyreadstat
+    from delivered_formats import as_sav
+
+    from survey_warehouse.intake.spss import cases_beyond_header
+
+    whole, _names = as_sav(wave_2018, tmp_path / "whole.sav")
+    cases = pyreadstat.read_sav(str(whole), metadataonly=True)[1].number_rows
+    assert cases_beyond_header(whole, cases) == 0, "an intact file holds the cases its header counts"
+    data = bytearray(whole.read_bytes())
+    data[80:84] = struct.pack("<i", counted)
+    path = tmp_path / "miscounted.sav"
+    path.write_bytes(bytes(data))
+    spec = dataclasses.replace(wave_2018, file=path, format="sav", sheet=None)
+    if counted == 0:  # no case at all by its header: told as a file without answers or as miscounted, never loaded
+        with pytest.raises(WaveFileError):
+            load_wave(spec, paths.warehouse)
+        return
+    error = _rejected(spec, paths, loaded, f"says it holds {counted} case(s)", f"{cases - counted} more")
+    assert "header is damaged" in str(error)
+
+
+def test_a_compressed_sav_is_not_taken_for_one_with_more_cases(tmp_path) -> None:
+    """A compressed file's size says nothing of its cases: no verdict from it, whatever its size."""
+    import pandas as pd
+    import pyreadstat
+
+    from survey_warehouse.intake.spss import cases_beyond_header
+
+    path = tmp_path / "compressed.sav"
+    pyreadstat.write_sav(pd.DataFrame({"q1": [1.0] * 500, "q2": ["x" * 40] * 500}), str(path), compress=True)
+    assert cases_beyond_header(path, 500) == 0
+    plain = tmp_path / "plain.sav"
+    pyreadstat.write_sav(pd.DataFrame({"q1": [1.0] * 500, "q2": ["x" * 40] * 500}), str(plain))
+    assert cases_beyond_header(plain, 500) == 0 and cases_beyond_header(plain, 400) == 100
+
+
 def test_a_sav_cut_off_in_its_dictionary(paths, wave_2018, loaded, tmp_path) -> None:
     from delivered_formats import as_sav
 

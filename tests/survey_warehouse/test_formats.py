@@ -578,3 +578,26 @@ def test_an_ods_header_is_read_as_the_sheet_shows_it(wave_2018, tmp_path, inside
             ).fetchall()
         ]
     assert f"Kesto{shown}(min)" in headers, headers
+
+
+@pytest.mark.parametrize("written", ["Vastaukset &amp; muut", "Vastaukset &#38; muut", "Vastaukset &#x26; muut"])
+def test_an_ods_sheet_name_written_with_character_references_is_found_by_the_scan(
+    wave_2018, tmp_path, written: str
+) -> None:
+    """A sheet name with `&` written as a named or numeric reference: the scan finds the sheet the reader read, and
+    a tab in a cell is kept."""
+    from delivered_formats import as_ods_xml
+
+    xml, raw = ODS_CELLS[0]
+    row = wave_2018.header_row + 1
+    path = as_ods_xml(wave_2018, tmp_path / "named.ods", {(row, COMMENTS_2018): xml}, sheet_name=written)
+    spec = dataclasses.replace(wave_2018, file=path, format="ods", sheet="Vastaukset & muut")
+    paths = make_paths("formats_ods_sheet_reference")
+    result = load_wave(spec, paths.warehouse)
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        landed = con.execute(
+            "select c.cell_value from raw.survey_cells c join raw.survey_columns k using (column_id) "
+            "where k.load_id = ? and k.source_column = ? and c.source_row_number = ?",
+            [result.load_id, COMMENTS_2018, row],
+        ).fetchone()
+    assert landed == (raw,)

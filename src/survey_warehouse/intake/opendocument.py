@@ -70,7 +70,7 @@ TABLE_NAME = re.compile(rb"<table:table\s[^>]*?table:name=(?:\"([^\"]*)\"|'([^']
 
 def _table_names(path: Path) -> list[str]:
     """The names of the spreadsheet's sheets, from the start tags of its tables (read a chunk at a time)."""
-    from xml.sax.saxutils import unescape
+    from html import unescape  # XML's five named references and numeric ones (&#39;, &#x26;)
 
     names, tail = [], b""
     with zipfile.ZipFile(path) as archive, archive.open(CONTENT) as part:
@@ -79,7 +79,7 @@ def _table_names(path: Path) -> list[str]:
             end = 0
             for found in TABLE_NAME.finditer(window):
                 raw = found.group(1) if found.group(1) is not None else found.group(2)
-                names.append(unescape(raw.decode("utf-8"), {"&quot;": '"', "&apos;": "'"}))
+                names.append(unescape(raw.decode("utf-8")))
                 end = found.end()
             tail = window[max(end, len(window) - 4096) :]  # a start tag cut at the chunk's end is whole next time
     return names

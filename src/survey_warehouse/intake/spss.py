@@ -320,6 +320,62 @@ def _texts(values: list[Any], text_of: Callable[[Any], str | None]) -> Any:
     return texts.take(encoded.indices)
 
 
+SAV_HEADER_BYTES = 176
+
+
+def cases_beyond_header(path: Path, cases: int) -> int:
+    """How many whole cases an uncompressed .sav holds after the `cases` its header counts (0 when none, or when
+    the file is compressed, whose size says nothing of its cases): a damaged case count would otherwise read part
+    of the file as all of it. The dictionary's records are walked to find where the data begins."""
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            header = f.read(SAV_HEADER_BYTES)
+            if len(header) < SAV_HEADER_BYTES or header[:4] != b"$FL2":
+                return 0
+            order = "<" if struct.unpack("<i", header[64:68])[0] in (2, 3) else ">"
+            if struct.unpack(f"{order}i", header[72:76])[0] != 0:  # compressed: no fixed size per case
+                return 0
+
+            def number() -> int:
+                data = f.read(4)
+                if len(data) < 4:  # noqa: PLR2004
+                    raise EOFError
+                return int(struct.unpack(f"{order}i", data)[0])
+
+            slots = 0
+            while (kind := number()) != 999:  # noqa: PLR2004 (the dictionary's last record)
+                if kind == 2:  # noqa: PLR2004 (a variable, or the continuation of a long string)
+                    slots += 1
+                    _type, has_label, missing = number(), number(), number()
+                    f.seek(16, 1)  # print and write formats, name
+                    if has_label:
+                        f.seek((number() + 3) // 4 * 4, 1)
+                    f.seek(abs(missing) * 8, 1)
+                elif kind == 3:  # noqa: PLR2004 (value labels)
+                    for _ in range(number()):
+                        f.seek(8, 1)
+                        length = f.read(1)[0]
+                        f.seek((length + 1 + 7) // 8 * 8 - 1, 1)
+                elif kind == 4:  # noqa: PLR2004 (the variables the labels are for)
+                    f.seek(number() * 4, 1)
+                elif kind == 6:  # noqa: PLR2004 (documents)
+                    f.seek(number() * 80, 1)
+                elif kind == 7:  # noqa: PLR2004 (an extension)
+                    _subtype, size, count = number(), number(), number()
+                    f.seek(size * count, 1)
+                else:
+                    return 0
+            number()  # filler
+            start = f.tell()
+            size = f.seek(0, 2)
+    except (OSError, EOFError, IndexError, struct.error):
+        return 0
+    case_bytes = slots * 8
+    return max((size - start) // case_bytes - cases, 0) if case_bytes else 0
+
+
 def read_sav(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -> Grid:
     """The cases of the spec's .sav into `grid` (labels, and codes beside them), a chunk of cases at a time, or a
     verdict in words."""
@@ -386,6 +442,13 @@ def read_sav(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -> Gri
             break
     if 0 <= metadata.cases != read:
         raise _cases_unreadable(spec, metadata, None)
+    more = cases_beyond_header(spec.file, read)
+    if more:
+        raise WaveFileError(
+            spec.file,
+            f"the SPSS file's header says it holds {read} case(s), but its data goes on for {more} more: the header "
+            "is damaged, and only part of the answers would be read; ask for the file again",
+        )
     blank = " and ".join(f"c{i} is null" for i in range(1, width + 1))
     con.execute(f"delete from grid where {blank}")  # a case with nothing in it carries nothing
     con.execute(
