@@ -1486,3 +1486,21 @@ def test_an_ods_formula_saved_without_its_result_is_named_not_read_as_empty(path
     error = refused.value
     assert "2 cell(s) of the sheet hold a formula without its result (J" in str(error), str(error)
     assert error.row == row and error.column == f"'{SKILLS_2018}'", (error.row, error.column)
+
+
+def test_an_xlsb_error_value_of_an_unknown_kind_is_refused_by_its_cell(paths, wave_2018, loaded, tmp_path) -> None:
+    """A formula's cached error whose code no version of the format knows (the reader reads the cell as empty) is
+    refused, naming its cell, row and column, rather than read as an empty answer or guessed at."""
+    from delivered_formats import ErrorValue, as_xlsb
+
+    row = wave_2018.header_row + 2
+    path = as_xlsb(wave_2018, tmp_path / "unknown.xlsb", cells={(row, SKILLS_2018): ErrorValue("", True, 0x2C)})
+    _rejected(
+        dataclasses.replace(wave_2018, file=path, format="xlsb"),
+        paths,
+        loaded,
+        f"1 cell(s) of the sheet hold an error value of a kind that cannot be read (J{row})",
+        "save it as .xlsx",
+        row=row,
+        column=f"'{SKILLS_2018}'",
+    )

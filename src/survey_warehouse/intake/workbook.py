@@ -177,9 +177,16 @@ def read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -
         from survey_warehouse.intake.opendocument import ods_findings
 
         unresolved, shown_cells = ods_findings(path, spec.sheet or "", spec.header_row)
+    elif delivered in ("xls", "xlsb"):  # a formula's result is part of its record: only error values to find
+        from survey_warehouse.intake.binary import xls_errors, xlsb_errors
+
+        scan = xls_errors if delivered == "xls" else xlsb_errors
+        unknown, shown_cells = scan(path, spec.sheet or "", spec.header_row)
+        _refuse_cells(spec, unknown, header, UNKNOWN_ERRORS)
+        unresolved = []
     else:
         unresolved, shown_cells = [], {}
-    _refuse_formulas_without_results(spec, unresolved, header)
+    _refuse_cells(spec, unresolved, header, WITHOUT_RESULTS)
     width = len(header)
 
     def numbered() -> Iterator[tuple[int, list[str | None]]]:
@@ -351,18 +358,26 @@ def _sheet_part(path: Path, sheet: str) -> str | None:
     try:
         with zipfile.ZipFile(path) as archive:
             book = fromstring(archive.read("xl/workbook.xml"))
-            rels = fromstring(archive.read("xl/_rels/workbook.xml.rels"))
+            targets = _relationship_targets(archive, "xl/_rels/workbook.xml.rels")
     except Exception:  # a damaged package: calamine's opening says so
         return None
-    targets = {r.get("Id"): r.get("Target") or "" for r in rels.iter(f"{PACKAGE_RELATIONSHIP_NS}Relationship")}
     sheets = [element for element in book.iter() if _spreadsheet_name(element.tag) == "sheet"]
     named = _matching_sheets([element.get("name") or "" for element in sheets], sheet)
     for element in sheets:
         if named == [element.get("name")]:
             ids = (element.get(f"{{{namespace}}}id") for namespace in RELATIONSHIP_NAMESPACES)
-            target = targets.get(next((i for i in ids if i), None), "")
-            return target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+            return targets.get(next((i for i in ids if i), None), "xl/")
     return None
+
+
+def _relationship_targets(archive: zipfile.ZipFile, member: str) -> dict[str | None, str]:
+    """The workbook's relationships (xl/_rels/workbook.xml.rels, or .bin.rels): each one's id and the member it
+    names, a target relative to xl/ or, beginning with a slash, to the package."""
+    from openpyxl.xml.functions import fromstring  # defused XML parsing, as openpyxl reads a workbook
+
+    rels = fromstring(archive.read(member))
+    targets = {r.get("Id"): r.get("Target") or "" for r in rels.iter(f"{PACKAGE_RELATIONSHIP_NS}Relationship")}
+    return {i: target.lstrip("/") if target.startswith("/") else f"xl/{target}" for i, target in targets.items()}
 
 
 class _CellPlaces:
@@ -542,17 +557,31 @@ def _refuse_far_cells(path: Path, sheet: str | None, sheet_xml: str, look: _Look
     )
 
 
-def _refuse_formulas_without_results(spec: WaveSpec, unresolved: list[tuple[int, int]], header: list[str]) -> None:
-    if not unresolved:
+# what cells hold whose answers would be read as empty, and what to do
+WITHOUT_RESULTS = (
+    "a formula without its result",
+    "the program that saved the workbook did not calculate them, so their answers would be read as empty; open it "
+    "in Excel or LibreOffice and save it again, or ask for the file again",
+)
+UNKNOWN_ERRORS = (
+    "an error value of a kind that cannot be read",
+    "their answers would be read as empty, not as the error the sheet shows; open the workbook in Excel and save it "
+    "as .xlsx, or ask for a CSV export",
+)
+
+
+def _refuse_cells(spec: WaveSpec, cells: list[tuple[int, int]], header: list[str], held: tuple[str, str]) -> None:
+    """The verdict on cells, (column, row) each, that hold what would be read as empty: naming them (the first by
+    its row and column)."""
+    if not cells:
         return
-    index, row = unresolved[0]
-    cells = ", ".join(f"{_column_letters(c)}{r}" for c, r in unresolved[:CELLS_NAMED])
-    more = " ..." if len(unresolved) > CELLS_NAMED else ""
+    what, why = held
+    index, row = cells[0]
+    named = ", ".join(f"{_column_letters(c)}{r}" for c, r in cells[:CELLS_NAMED])
+    more = " ..." if len(cells) > CELLS_NAMED else ""
     raise WaveFileError(
         spec.file,
-        f"{len(unresolved)} cell(s) of the sheet hold a formula without its result ({cells}{more}): the program "
-        "that saved the workbook did not calculate them, so their answers would be read as empty; open it in Excel "
-        "or LibreOffice and save it again, or ask for the file again",
+        f"{len(cells)} cell(s) of the sheet hold {what} ({named}{more}): {why}",
         row=row,
         column=shown(header[index - 1]) if 0 < index <= len(header) else None,
     )
