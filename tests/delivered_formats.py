@@ -40,10 +40,12 @@ class ErrorValue:
 
 
 def with_cells(spec: WaveSpec, cells: dict[tuple[int, str], object] | None) -> list[list]:
-    """The shipped sheet's rows with `cells` ((row, header) -> value) in place of the sheet's."""
+    """The shipped sheet's rows with `cells` ((row, header) -> value) in place of the sheet's; a cell below the
+    sheet's last row is in a row of its own."""
     rows = sheet_rows(spec)
     header = [str(h).strip() if h is not None else "" for h in rows[spec.header_row - 1]]
     for (number, column), value in (cells or {}).items():
+        rows += [[None] * len(header) for _ in range(number - len(rows))]
         rows[number - 1][header.index(column)] = value
     return rows
 

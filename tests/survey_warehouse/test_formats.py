@@ -580,3 +580,22 @@ def test_a_binary_sheet_without_error_values_is_not_walked(wave_2018, tmp_path, 
         paths.warehouse,
     )
     assert len(walked) == 1
+
+
+@pytest.mark.parametrize("fmt", ["xls", "xlsb"])
+def test_an_error_value_alone_in_the_last_row_is_kept(wave_2018, tmp_path, fmt: str) -> None:
+    """A row below the answers holding nothing but a formula's error (which the .xlsb reader skips, so that its
+    rows end before it) lands in raw as the sheet shows it, in its row and column."""
+    last = len(sheet_rows(wave_2018))
+    errors = {(last + 2, COMMENTS_2018): ErrorValue("#N/A", formula=True)}
+    path = {"xls": as_xls, "xlsb": as_xlsb}[fmt](wave_2018, tmp_path / f"last.{fmt}", cells=errors)
+    paths = make_paths(f"formats_last_{fmt}")
+    result = load_wave(dataclasses.replace(wave_2018, file=path, format=fmt), paths.warehouse)
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        found = con.execute(
+            "select c.source_row_number, c.cell_value from raw.survey_cells c join raw.survey_columns k "
+            "using (column_id) where k.load_id = ? and k.source_column = ? and c.cell_value is not null "
+            "and c.source_row_number > ?",
+            [result.load_id, COMMENTS_2018, last],
+        ).fetchall()
+    assert found == [(last + 2, "#N/A")]

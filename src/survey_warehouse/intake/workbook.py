@@ -7,12 +7,12 @@ spreadsheet stored them: a date or date-time as ISO text, a time or duration in 
 reader writes one), a whole number without a decimal point (and a number too large for its digits to be exact in
 its shortest exact form, never with invented digits), text as typed (a "0012" stays "0012"). Calamine decodes
 OOXML's `_xHHHH_` escapes itself, and refuses a sheet whose XML is cut off. What it does not say is looked for in
-the sheet's XML, only when a cheap look at its bytes finds it there: in an .xlsx / .xlsm, a formula saved without
+the sheet itself, only when a cheap look at its bytes finds it there: in an .xlsx / .xlsm's XML, a formula saved without
 its result and an error value (#N/A), both of which it reads as empty, and cells that reach so far beyond what they
 fill that the dense rectangle calamine would hold does not fit in memory (a cell typed at XFD1048576), refused
 before it reads; in an .ods, formulas and error values and what else it reads otherwise
-(survey_warehouse.intake.opendocument). An .xlsb's or .xls's error value and formula without a result read as
-empty: calamine does not say them, and those files are not XML.
+(survey_warehouse.intake.opendocument); in an .xls and an .xlsb, error values, from the sheet's binary records
+(survey_warehouse.intake.binary: a formula's result is part of its record there, so none is saved without one).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import itertools
 import logging
 import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -191,18 +191,28 @@ def read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -
 
     def numbered() -> Iterator[tuple[int, list[str | None]]]:
         # a sheet stores no empty cells at a row's end: such a row is as wide as the header, not ragged
+        last = spec.header_row
         for number, values in rows:
-            texts = [cell_text(v) for v in values]
-            for column, text in shown_cells.get(number, ()):  # what calamine reads otherwise (#N/A) as shown
-                texts += [None] * (column - len(texts))
-                texts[column - 1] = text
-            yield number, texts + [None] * (width - len(texts))
+            last = number
+            yield number, _with_shown([cell_text(v) for v in values], shown_cells.get(number, ()), width)
+        # rows below the reader's last (an .xlsb's formula that failed, which it skips, may be all a row holds)
+        for number in sorted(n for n in shown_cells if n > last):
+            yield number, _with_shown([], shown_cells[number], width)
 
     # smaller chunks than a text file's: their Python values are held beside the sheet calamine holds
     reader = f"calamine ({delivered})"
     grid = fill_grid(con, header, spec.header_row, numbered(), reader=reader, chunk_rows=WORKBOOK_CHUNK_ROWS)
     _hand_back_freed_memory()
     return grid
+
+
+def _with_shown(texts: list[str | None], shown_cells: Iterable[tuple[int, str]], width: int) -> list[str | None]:
+    """A row's cells with those calamine reads otherwise (#N/A) as the sheet shows them, (column, text) each, and
+    as wide as the header at least."""
+    for column, text in shown_cells:
+        texts += [None] * (column - len(texts))
+        texts[column - 1] = text
+    return texts + [None] * (width - len(texts))
 
 
 def _hand_back_freed_memory() -> None:
