@@ -96,16 +96,16 @@ def xls_errors(path: Path, sheet: str, from_row: int) -> Findings:
         stream, base, size = _workbook_stream(path, whole)
         try:
             names, starts = _xls_sheets(stream, base, base + size)
-        except (struct.error, IndexError) as exc:
-            raise _unreadable(path, f"its workbook globals end in a cut-off record: {type(exc).__name__}") from None
-        named = _matching_sheets(names, sheet)
-        if len(named) != 1:  # the reader's own verdict names the sheets
-            return [], {}
-        start = base + starts[names.index(named[0])]
-        end = min((base + s for s in starts if base + s > start), default=base + size)
-        if not XLS_ERROR_HINT.search(stream, start, end):  # the usual case
-            return [], {}
-        return _xls_error_cells(stream, start, base + size, from_row)
+            named = _matching_sheets(names, sheet)
+            if len(named) != 1:  # the reader's own verdict names the sheets
+                return [], {}
+            start = base + starts[names.index(named[0])]
+            end = min((base + s for s in starts if base + s > start), default=base + size)
+            if not XLS_ERROR_HINT.search(stream, start, end):  # the usual case
+                return [], {}
+            return _xls_error_cells(stream, start, base + size, from_row)
+        except (struct.error, IndexError) as exc:  # a record that runs past the stream's end
+            raise _unreadable(path, f"a record of it is cut off: {type(exc).__name__}") from None
 
 
 def _workbook_stream(path: Path, whole: Any) -> tuple[Any, int, int]:
