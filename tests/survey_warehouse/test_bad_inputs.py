@@ -1530,3 +1530,51 @@ def test_an_ods_formula_saved_without_its_result_is_named_not_read_as_empty(path
     error = refused.value
     assert "2 cell(s) of the sheet hold a formula without its result (J" in str(error), str(error)
     assert error.row == row and error.column == f"'{SKILLS_2018}'", (error.row, error.column)
+
+
+def test_an_xlsb_error_value_of_an_unknown_kind_is_refused_by_its_cell(paths, wave_2018, loaded, tmp_path) -> None:
+    """A formula's cached error whose code no version of the format knows (the reader reads the cell as empty) is
+    refused, naming its cell, row and column, rather than read as an empty answer or guessed at."""
+    from delivered_formats import ErrorValue, as_xlsb
+
+    row = wave_2018.header_row + 2
+    path = as_xlsb(wave_2018, tmp_path / "unknown.xlsb", cells={(row, SKILLS_2018): ErrorValue("", True, 0x2C)})
+    _rejected(
+        dataclasses.replace(wave_2018, file=path, format="xlsb"),
+        paths,
+        loaded,
+        f"1 cell(s) of the sheet hold an error value of a kind that cannot be read (J{row})",
+        "save it as .xlsx",
+        row=row,
+        column=f"'{SKILLS_2018}'",
+    )
+
+
+def test_an_xls_sheet_whose_records_are_cut_off_is_refused_not_walked_past(tmp_path, monkeypatch) -> None:
+    """A workbook stream that ends inside a record (a BoolErr whose data runs past the end) after an error value:
+    the walk for error values refuses it in words, never with a traceback, nor loads what it found so far."""
+    import struct
+
+    from survey_warehouse.intake import binary
+
+    def record(kind: int, data: bytes) -> bytes:
+        return struct.pack("<HH", kind, len(data)) + data
+
+    name = "Vastaukset".encode("latin-1")
+    globals_size = len(record(0x0809, bytes(4))) + len(record(0x0085, bytes(8) + name)) + len(record(0x000A, b""))
+    stream = (
+        record(0x0809, struct.pack("<HH", 0x0600, 0x0005))
+        + record(0x0085, struct.pack("<IBBBB", globals_size, 0, 0, len(name), 0) + name)
+        + record(0x000A, b"")
+        + record(0x0809, struct.pack("<HH", 0x0600, 0x0010))
+        + record(0x0205, struct.pack("<HHHBB", 4, 2, 15, 0x2A, 1))  # #N/A at C5
+        + struct.pack("<HH", 0x0205, 8)
+        + struct.pack("<HH", 5, 2)  # the next BoolErr, cut off after its row and column
+    )
+    monkeypatch.setattr(binary, "_workbook_stream", lambda path, whole: (stream, 0, len(stream)))
+    path = tmp_path / "cut.xls"
+    path.write_bytes(b"\0" * 512)
+    with pytest.raises(WaveFileError) as refused:
+        binary.xls_errors(path, "Vastaukset", 1)
+    assert "the workbook's records cannot be read for its error values (#N/A)" in str(refused.value), refused.value
+    assert "a record of it is cut off" in str(refused.value), refused.value

@@ -1,7 +1,7 @@
 """Every export a survey tool makes lands the same raw: the 2018 workbook, saved here as a legacy .xls (xlwt), an
-OpenDocument .ods (pandas with odfpy) and an SPSS .sav with its value labels (pyreadstat), is loaded by the project's
-own loader into a scratch warehouse of its own, and its cells, what its values resolved to and its quarantine are
-those of the shipped .xlsx."""
+OpenDocument .ods (pandas with odfpy), an SPSS .sav with its value labels (pyreadstat) and an Excel binary workbook
+.xlsb (its records written here), is loaded by the project's own loader into a scratch warehouse of its own, and its
+cells, what its values resolved to and its quarantine are those of the shipped .xlsx."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 from conftest import make_paths
-from delivered_formats import as_ods, as_sav, as_xls, sheet_rows
+from delivered_formats import ErrorValue, as_ods, as_ods_xml, as_sav, as_xls, as_xlsb, sheet_rows
 
 from survey_warehouse.errors import WaveFileError
 from survey_warehouse.intake.spss import CODE_SUFFIX, read_sav_metadata
@@ -80,9 +80,9 @@ def shipped_in_spss(shipped_load) -> dict[str, list[tuple]]:
     return raw_of(*shipped_load, trailing_blanks=False)
 
 
-@pytest.mark.parametrize("fmt", ["xls", "ods"])
-def test_the_workbook_saved_as_xls_or_ods_lands_the_same_raw(wave_2018, shipped, tmp_path, fmt: str) -> None:
-    path = {"xls": as_xls, "ods": as_ods}[fmt](wave_2018, tmp_path / f"kaupunkikysely_2018.{fmt}")
+@pytest.mark.parametrize("fmt", ["xls", "ods", "xlsb"])
+def test_the_workbook_saved_as_xls_ods_or_xlsb_lands_the_same_raw(wave_2018, shipped, tmp_path, fmt: str) -> None:
+    path = {"xls": as_xls, "ods": as_ods, "xlsb": as_xlsb}[fmt](wave_2018, tmp_path / f"kaupunkikysely_2018.{fmt}")
     paths = make_paths(f"formats_{fmt}")
     result = load_wave(dataclasses.replace(wave_2018, file=path, format=fmt), paths.warehouse)
     assert result.reader == f"calamine ({fmt})"
@@ -601,3 +601,110 @@ def test_an_ods_sheet_name_written_with_character_references_is_found_by_the_sca
             [result.load_id, COMMENTS_2018, row],
         ).fetchone()
     assert landed == (raw,)
+
+
+MINUTES_2018, SKILLS_2018 = "Kesto (min)", "Toimialojen digiosaaminen (1-5)"
+
+
+def _with_errors(spec: WaveSpec, path: Path, fmt: str, errors: dict[tuple[int, str], ErrorValue]) -> Path:
+    """The 2018 sheet in the format with the error values in place of the sheet's cells (an .ods error is a
+    formula's, as LibreOffice stores one); an .xls and an .xlsb have a sheet "Ohje" ahead, whose own error values
+    lie where the answers' sheet has a name."""
+    from xml.sax.saxutils import escape
+
+    import openpyxl
+
+    ahead = [[ErrorValue("#REF!")] * 3 for _ in range(spec.header_row + 3)]
+    if fmt == "xlsx":
+        book = openpyxl.load_workbook(spec.file)
+        sheet = book[spec.sheet]
+        header = [c.value for c in sheet[spec.header_row]]
+        for (row, column), error in errors.items():
+            sheet.cell(row=row, column=header.index(column) + 1, value=error.text).data_type = "e"
+        book.save(path)
+        return path
+    if fmt == "ods":
+        cells = {
+            where: '<table:table-cell table:formula="of:=NA()" office:value-type="string" office:string-value="" '
+            f'calcext:value-type="error"><text:p>{escape(error.text)}</text:p></table:table-cell>'
+            for where, error in errors.items()
+        }
+        return as_ods_xml(spec, path, cells)
+    return {"xls": as_xls, "xlsb": as_xlsb}[fmt](spec, path, cells=dict(errors), before=ahead)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "formula"),
+    [("xlsx", False), ("ods", True), ("xls", False), ("xls", True), ("xlsb", False), ("xlsb", True)],
+    ids=["xlsx", "ods", "xls", "xls formula", "xlsb", "xlsb formula"],
+)
+def test_an_error_value_lands_as_shown_and_is_quarantined_in_every_workbook_format(
+    wave_2018, shipped, tmp_path, fmt: str, formula: bool
+) -> None:
+    """An error value in an optional scale question and in the response time (a cell's own, or a formula's cached
+    result) lands in raw as the sheet shows it, never as an empty answer, and its row is quarantined as
+    spreadsheet_error, naming its row and column; every other cell lands as in the shipped workbook, and the
+    error values of a sheet ahead of the answers' are not theirs."""
+    first, second = wave_2018.header_row + 1, wave_2018.header_row + 2
+    errors = {(first, SKILLS_2018): ErrorValue("#N/A", formula), (second, MINUTES_2018): ErrorValue("#DIV/0!", formula)}
+    path = _with_errors(wave_2018, tmp_path / f"errors.{fmt}", fmt, errors)
+    paths = make_paths(f"formats_errors_{fmt}")
+    result = load_wave(dataclasses.replace(wave_2018, file=path, format=fmt), paths.warehouse)
+    loaded = raw_of(paths.warehouse, result.load_id)
+    changed = {(1, SKILLS_2018): "#N/A", (2, MINUTES_2018): "#DIV/0!"}
+    expected = sorted((r, c, changed.get((r, c), v)) for r, c, v in shipped["cells"])
+    assert loaded["cells"] == expected
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        quarantined = con.execute(
+            "select source_row_number, source_column, reason_code, message from raw.quarantine "
+            "where load_id = ? and reason_code = 'spreadsheet_error' order by 1",
+            [result.load_id],
+        ).fetchall()
+    assert [(row, column, reason) for row, column, reason, _ in quarantined] == [
+        (first, SKILLS_2018, "spreadsheet_error"),
+        (second, MINUTES_2018, "spreadsheet_error"),
+    ]
+    for row, column, _reason, message in quarantined:
+        assert message.startswith(f"{path.name}, row {row}, column '{column}': "), message
+
+
+@pytest.mark.parametrize("fmt", ["xls", "xlsb"])
+def test_a_binary_sheet_without_error_values_is_not_walked(wave_2018, tmp_path, monkeypatch, fmt: str) -> None:
+    """The records of an .xls or .xlsb sheet are walked only when a look at its bytes finds an error value there; a
+    sheet ahead holding errors does not make the answers' sheet walked."""
+    from survey_warehouse.intake import binary
+
+    walk = {"xls": "_xls_error_cells", "xlsb": "_xlsb_error_cells"}[fmt]
+    walked = []
+    original = getattr(binary, walk)
+    monkeypatch.setattr(binary, walk, lambda *args: walked.append(args) or original(*args))
+    write = {"xls": as_xls, "xlsb": as_xlsb}[fmt]
+    paths = make_paths(f"formats_{fmt}_plain")
+    plain = write(wave_2018, tmp_path / f"plain.{fmt}", before=[[ErrorValue("#REF!")] * 3] * 3)
+    assert load_wave(dataclasses.replace(wave_2018, file=plain, format=fmt), paths.warehouse).row_count > 0
+    assert walked == []
+    errors = {(wave_2018.header_row + 1, COMMENTS_2018): ErrorValue("#N/A")}
+    load_wave(
+        dataclasses.replace(wave_2018, file=write(wave_2018, tmp_path / f"error.{fmt}", cells=errors), format=fmt),
+        paths.warehouse,
+    )
+    assert len(walked) == 1
+
+
+@pytest.mark.parametrize("fmt", ["xls", "xlsb"])
+def test_an_error_value_alone_in_the_last_row_is_kept(wave_2018, tmp_path, fmt: str) -> None:
+    """A row below the answers holding nothing but a formula's error (which the .xlsb reader skips, so that its
+    rows end before it) lands in raw as the sheet shows it, in its row and column."""
+    last = len(sheet_rows(wave_2018))
+    errors = {(last + 2, COMMENTS_2018): ErrorValue("#N/A", formula=True)}
+    path = {"xls": as_xls, "xlsb": as_xlsb}[fmt](wave_2018, tmp_path / f"last.{fmt}", cells=errors)
+    paths = make_paths(f"formats_last_{fmt}")
+    result = load_wave(dataclasses.replace(wave_2018, file=path, format=fmt), paths.warehouse)
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        found = con.execute(
+            "select c.source_row_number, c.cell_value from raw.survey_cells c join raw.survey_columns k "
+            "using (column_id) where k.load_id = ? and k.source_column = ? and c.cell_value is not null "
+            "and c.source_row_number > ?",
+            [result.load_id, COMMENTS_2018, last],
+        ).fetchall()
+    assert found == [(last + 2, "#N/A")]

@@ -2,14 +2,15 @@
 them, and what raw holds for each after a load through every reader.
 
 Each case of tests/fixtures/value_corpus.csv is a value of a column of the 2019 wave (its submission time, its
-response time, or its 0-10 scale question `cooperation`), with the spec keys and the column's other values it is
-read with, and what raw must hold: the value it resolves to (`raw.cell_resolutions`), or the reason its row is
-quarantined (`raw.quarantine`, naming the file, row and column), or the warning it gets. Every case is written into a
-file of each reader in READERS (a CSV file; a workbook, a legacy .xls and an OpenDocument .ods of text cells, and of
-typed cells where the case has a typed form: a date and time, a number, a time, a duration, an error value; an SPSS
-.sav of string variables, and of TIME variables for the durations) and loaded by the loader itself: raw holds a text
-cell as delivered and a typed one as the spreadsheet shows it (`shown`), the same text whatever the format. A new
-reader gets the whole corpus by adding its entry to READERS."""
+response time, its 0-10 scale question `cooperation` or its category question `lead`), with the spec keys and the
+column's other values it is read with, and what raw must hold: the value it resolves to (`raw.cell_resolutions`), or
+the reason its row is quarantined (`raw.quarantine`, naming the file, row and column), or the warning it gets. Every
+case is written into a file of each reader in READERS (a CSV file; a workbook, a legacy .xls, an Excel binary .xlsb
+and an OpenDocument .ods of text cells, and of typed cells where the case has a typed form: a date and time, a
+number, a time, a duration, an error value; an SPSS .sav of string variables, and of TIME variables for the
+durations) and loaded by the loader itself: raw holds a text cell as delivered and a typed one as the spreadsheet
+shows it (`shown`), the same text whatever the format. A new reader gets the whole corpus by adding its entry to
+READERS."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import openpyxl
 import pytest
 import yaml
 from conftest import ROOT, make_paths
-from delivered_formats import ods_cell, write_ods
+from delivered_formats import ErrorValue, ods_cell, write_ods, write_xlsb
 
 from survey_warehouse.intake.matching import shown
 from survey_warehouse.intake.values import DURATIONS, NOT_QUOTED, TIMESTAMPS, ValueRules, quoted
@@ -133,7 +134,7 @@ def _workbook(path: Path, header: list[str], rows: list[list[Cell]], typed: bool
 
 def _xls(path: Path, header: list[str], rows: list[list[Cell]], typed: bool = False) -> None:
     """A legacy .xls (BIFF8) of text cells, as xlwt writes it; `typed`: with the typed cells as Excel stores them
-    (a number of days formatted as a date, a time or a duration)."""
+    (a number of days formatted as a date, a time or a duration; an error value's code)."""
     import xlwt
 
     formats = {
@@ -153,11 +154,26 @@ def _xls(path: Path, header: list[str], rows: list[list[Cell]], typed: bool = Fa
                 sheet.write(r, c, serial, formats[kind])
             elif kind in formats:
                 sheet.write(r, c, _typed(cell), formats[kind])
+            elif kind == "error":
+                sheet.row(r).set_cell_error(c, ErrorValue(cell.typed.partition(":")[2]).code)
             elif kind:
                 sheet.write(r, c, _typed(cell))
             elif cell.text is not None:
                 sheet.write(r, c, cell.text)
     book.save(str(path))
+
+
+def _xlsb(path: Path, header: list[str], rows: list[list[Cell]], typed: bool = False) -> None:
+    """An Excel binary workbook of text cells; `typed`: with the typed cells as Excel stores them (a number of days
+    styled as a date, a time or a duration; an error value's code)."""
+
+    def value(cell: Cell) -> object:
+        kind, _, literal = cell.typed.partition(":") if typed else ("", "", "")
+        if kind == "error":
+            return ErrorValue(literal)
+        return _typed(cell) if kind else cell.text
+
+    write_xlsb(path, {"Vastaukset": [header, *[[value(c) for c in row] for row in rows]]})
 
 
 def _ods(path: Path, header: list[str], rows: list[list[Cell]]) -> None:
@@ -253,9 +269,12 @@ READERS = {
         ".xlsx", {"format": "xlsx", **WORKBOOK}, lambda p, h, r: _workbook(p, h, r, typed=True), typed=TYPED
     ),
     "xls text cells": Reader(".xls", {"format": "xls", **WORKBOOK}, _xls),
-    # calamine reads an .xls error cell as empty (docs/formats.md): no error cells here
     "xls typed cells": Reader(
-        ".xls", {"format": "xls", **WORKBOOK}, lambda p, h, r: _xls(p, h, r, typed=True), typed=TYPED - {"error"}
+        ".xls", {"format": "xls", **WORKBOOK}, lambda p, h, r: _xls(p, h, r, typed=True), typed=TYPED
+    ),
+    "xlsb text cells": Reader(".xlsb", {"format": "xlsb", **WORKBOOK}, _xlsb),
+    "xlsb typed cells": Reader(
+        ".xlsb", {"format": "xlsb", **WORKBOOK}, lambda p, h, r: _xlsb(p, h, r, typed=True), typed=TYPED
     ),
     "ods text cells": Reader(".ods", {"format": "ods", **WORKBOOK}, _ods),
     "ods typed cells": Reader(".ods", {"format": "ods", **WORKBOOK}, _ods_typed, typed=TYPED),

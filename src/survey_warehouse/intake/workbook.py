@@ -7,12 +7,12 @@ spreadsheet stored them: a date or date-time as ISO text, a time or duration in 
 reader writes one), a whole number without a decimal point (and a number too large for its digits to be exact in
 its shortest exact form, never with invented digits), text as typed (a "0012" stays "0012"). Calamine decodes
 OOXML's `_xHHHH_` escapes itself, and refuses a sheet whose XML is cut off. What it does not say is looked for in
-the sheet's XML, only when a cheap look at its bytes finds it there: in an .xlsx / .xlsm, a formula saved without
+the sheet itself, only when a cheap look at its bytes finds it there: in an .xlsx / .xlsm's XML, a formula saved without
 its result and an error value (#N/A), both of which it reads as empty, and cells that reach so far beyond what they
 fill that the dense rectangle calamine would hold does not fit in memory (a cell typed at XFD1048576), refused
 before it reads; in an .ods, formulas and error values and what else it reads otherwise
-(survey_warehouse.intake.opendocument). An .xlsb's or .xls's error value and formula without a result read as
-empty: calamine does not say them, and those files are not XML.
+(survey_warehouse.intake.opendocument); in an .xls and an .xlsb, error values, from the sheet's binary records
+(survey_warehouse.intake.binary: a formula's result is part of its record there, so none is saved without one).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import itertools
 import logging
 import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -160,6 +160,7 @@ def read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -
     look = _look_over(path, sheet_xml) if sheet_xml else None
     if sheet_xml and look:
         _refuse_far_cells(path, spec.sheet, sheet_xml, look)
+    unknown: list[tuple[int, int]] = []  # error values of a code the format does not know (.xls, .xlsb)
     if sheet_xml and look and look.formulas_or_errors:
         try:
             unresolved, shown_cells, clocks = _sheet_findings(path, sheet_xml, spec.header_row)
@@ -169,6 +170,11 @@ def read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -
         from survey_warehouse.intake.opendocument import ods_findings
 
         (unresolved, shown_cells), clocks = ods_findings(path, spec.sheet or "", spec.header_row), {}
+    elif delivered in ("xls", "xlsb"):  # a formula's result is part of its record: only error values to find
+        from survey_warehouse.intake.binary import xls_errors, xlsb_errors
+
+        scan = xls_errors if delivered == "xls" else xlsb_errors
+        (unknown, shown_cells), unresolved, clocks = scan(path, spec.sheet or "", spec.header_row), [], {}
     else:
         unresolved, shown_cells, clocks = [], {}, {}
 
@@ -179,10 +185,7 @@ def read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -
         for column, days in clocks.get(number, ()):
             if column <= len(values) and isinstance(values[column - 1], dt.time | dt.datetime | dt.timedelta):
                 texts[column - 1] = clock_text(round(days * MICROSECONDS_A_DAY))
-        for column, text in shown_cells.get(number, ()):
-            texts += [None] * (column - len(texts))
-            texts[column - 1] = text
-        return texts
+        return _with_shown(texts, shown_cells.get(number, ()), 0)
 
     rows = enumerate(sheet_rows(spec), start=1)
     header = None
@@ -196,20 +199,34 @@ def read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -
             f"the sheet ends before the header row {spec.header_row}; check 'header_row' in the wave spec",
             row=spec.header_row,
         )
-    _refuse_formulas_without_results(spec, unresolved, header)
+    _refuse_cells(spec, unknown, header, UNKNOWN_ERRORS)
+    _refuse_cells(spec, unresolved, header, WITHOUT_RESULTS)
     width = len(header)
 
     def numbered() -> Iterator[tuple[int, list[str | None]]]:
         # a sheet stores no empty cells at a row's end: such a row is as wide as the header, not ragged
+        last = spec.header_row
         for number, values in rows:
-            texts = as_shown(number, values)
-            yield number, texts + [None] * (width - len(texts))
+            last = number
+            yield number, _with_shown(as_shown(number, values), (), width)
+        # rows below the reader's last (an .xlsb's formula that failed, which it skips, may be all a row holds)
+        for number in sorted(n for n in shown_cells if n > last):
+            yield number, _with_shown([], shown_cells[number], width)
 
     # smaller chunks than a text file's: their Python values are held beside the sheet calamine holds
     reader = f"calamine ({delivered})"
     grid = fill_grid(con, header, spec.header_row, numbered(), reader=reader, chunk_rows=WORKBOOK_CHUNK_ROWS)
     _hand_back_freed_memory()
     return grid
+
+
+def _with_shown(texts: list[str | None], shown_cells: Iterable[tuple[int, str]], width: int) -> list[str | None]:
+    """A row's cells with those calamine reads otherwise (#N/A) as the sheet shows them, (column, text) each, and
+    as wide as the header at least."""
+    for column, text in shown_cells:
+        texts += [None] * (column - len(texts))
+        texts[column - 1] = text
+    return texts + [None] * (width - len(texts))
 
 
 def _hand_back_freed_memory() -> None:
@@ -365,18 +382,26 @@ def _sheet_part(path: Path, sheet: str) -> str | None:
     try:
         with zipfile.ZipFile(path) as archive:
             book = fromstring(archive.read("xl/workbook.xml"))
-            rels = fromstring(archive.read("xl/_rels/workbook.xml.rels"))
+            targets = _relationship_targets(archive, "xl/_rels/workbook.xml.rels")
     except Exception:  # a damaged package: calamine's opening says so
         return None
-    targets = {r.get("Id"): r.get("Target") or "" for r in rels.iter(f"{PACKAGE_RELATIONSHIP_NS}Relationship")}
     sheets = [element for element in book.iter() if _spreadsheet_name(element.tag) == "sheet"]
     named = _matching_sheets([element.get("name") or "" for element in sheets], sheet)
     for element in sheets:
         if named == [element.get("name")]:
             ids = (element.get(f"{{{namespace}}}id") for namespace in RELATIONSHIP_NAMESPACES)
-            target = targets.get(next((i for i in ids if i), None), "")
-            return target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+            return targets.get(next((i for i in ids if i), None), "xl/")
     return None
+
+
+def _relationship_targets(archive: zipfile.ZipFile, member: str) -> dict[str | None, str]:
+    """The workbook's relationships (xl/_rels/workbook.xml.rels, or .bin.rels): each one's id and the member it
+    names, a target relative to xl/ or, beginning with a slash, to the package."""
+    from openpyxl.xml.functions import fromstring  # defused XML parsing, as openpyxl reads a workbook
+
+    rels = fromstring(archive.read(member))
+    targets = {r.get("Id"): r.get("Target") or "" for r in rels.iter(f"{PACKAGE_RELATIONSHIP_NS}Relationship")}
+    return {i: target.lstrip("/") if target.startswith("/") else f"xl/{target}" for i, target in targets.items()}
 
 
 class _CellPlaces:
@@ -563,17 +588,31 @@ def _refuse_far_cells(path: Path, sheet: str | None, sheet_xml: str, look: _Look
     )
 
 
-def _refuse_formulas_without_results(spec: WaveSpec, unresolved: list[tuple[int, int]], header: list[str]) -> None:
-    if not unresolved:
+# what cells hold whose answers would be read as empty, and what to do
+WITHOUT_RESULTS = (
+    "a formula without its result",
+    "the program that saved the workbook did not calculate them, so their answers would be read as empty; open it "
+    "in Excel or LibreOffice and save it again, or ask for the file again",
+)
+UNKNOWN_ERRORS = (
+    "an error value of a kind that cannot be read",
+    "their answers would be read as empty, not as the error the sheet shows; open the workbook in Excel and save it "
+    "as .xlsx, or ask for a CSV export",
+)
+
+
+def _refuse_cells(spec: WaveSpec, cells: list[tuple[int, int]], header: list[str], held: tuple[str, str]) -> None:
+    """The verdict on cells, (column, row) each, that hold what would be read as empty: naming them (the first by
+    its row and column)."""
+    if not cells:
         return
-    index, row = unresolved[0]
-    cells = ", ".join(f"{_column_letters(c)}{r}" for c, r in unresolved[:CELLS_NAMED])
-    more = " ..." if len(unresolved) > CELLS_NAMED else ""
+    what, why = held
+    index, row = cells[0]
+    named = ", ".join(f"{_column_letters(c)}{r}" for c, r in cells[:CELLS_NAMED])
+    more = " ..." if len(cells) > CELLS_NAMED else ""
     raise WaveFileError(
         spec.file,
-        f"{len(unresolved)} cell(s) of the sheet hold a formula without its result ({cells}{more}): the program "
-        "that saved the workbook did not calculate them, so their answers would be read as empty; open it in Excel "
-        "or LibreOffice and save it again, or ask for the file again",
+        f"{len(cells)} cell(s) of the sheet hold {what} ({named}{more}): {why}",
         row=row,
         column=shown(header[index - 1]) if 0 < index <= len(header) else None,
     )

@@ -385,6 +385,7 @@ def _resolve(con: duckdb.DuckDBPyConnection, spec: WaveSpec) -> None:
     )
     unreadable_number = f"regexp_full_match(k.k, {_sql_text(number_like)}) and n is null"
     surveyed = ", ".join(_sql_text(code) for code in spec.cities_surveyed) or "null"
+    spreadsheet_errors = ", ".join(_sql_text(error) for error in sorted(values.EXCEL_ERRORS))  # lower case, as keys
     con.execute(
         f"""
         create or replace temp table resolved as
@@ -420,6 +421,8 @@ def _resolve(con: duckdb.DuckDBPyConnection, spec: WaveSpec) -> None:
                 when kv.kind in ('timestamp', 'minutes') then rd.problem
                 when kv.kind = 'city' and al.municipality_code is null then 'unknown_city'
                 when kv.kind = 'city' and al.municipality_code not in ({surveyed}) then 'city_not_surveyed'
+                when kv.kind = 'labelled' and an.answer_code is null and kv.k in ({spreadsheet_errors})
+                    then '{values.SPREADSHEET_ERROR}'
                 when kv.kind = 'labelled' and an.answer_code is null and kv.scale_min is not null
                     and kv.unreadable_number then 'unreadable_number'
                 when kv.kind = 'labelled' and an.answer_code is null and kv.scale_min is not null
@@ -568,9 +571,11 @@ def _row_problems(
                     f"city {quoted(p, value)} was not surveyed in {year} (cities_surveyed in {spec.name}): an "
                     "answer from outside the survey, or a city missing from the list"
                 )
-            case "unknown_answer":
+            case "unknown_answer" | values.SPREADSHEET_ERROR if detail is None:  # an answer's (a time's has detail)
                 text = (
-                    f"answer {quoted(p, value)} is not in the {year} codebook; add it to "
+                    f"{shown(value)} is a spreadsheet error, not an answer{FORMULA_FAILED}"  # no one's data: quoted
+                    if reason == values.SPREADSHEET_ERROR
+                    else f"answer {quoted(p, value)} is not in the {year} codebook; add it to "
                     "dbt_project/seeds/codebook_answers.csv or correct the file"
                 )
             case "out_of_scale":
@@ -626,6 +631,9 @@ def _unreadable_number(spec: WaveSpec, shown_value: str) -> str:
     )
 
 
+FORMULA_FAILED = ": its formula failed in the survey tool or spreadsheet; ask for a corrected file"
+
+
 def _value_problem(spec: WaveSpec, reason: str, detail: str) -> str:
     """The message of a submission or response time that cannot be read (survey_warehouse.intake.values)."""
     advice = {
@@ -634,7 +642,7 @@ def _value_problem(spec: WaveSpec, reason: str, detail: str) -> str:
         values.UNREADABLE_DURATION: (
             "; correct the file (minutes such as 12, 12.5 or 12 min, or a time such as 0:12:30)"
         ),
-        values.SPREADSHEET_ERROR: ": its formula failed in the survey tool or spreadsheet; ask for a corrected file",
+        values.SPREADSHEET_ERROR: FORMULA_FAILED,
     }
     return detail + advice.get(reason, "")
 

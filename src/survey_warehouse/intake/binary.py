@@ -1,0 +1,326 @@
+"""The error values (#N/A, #DIV/0!) of a legacy Excel 97-2003 workbook's (.xls) and of an Excel binary workbook's
+(.xlsb) sheet, which calamine reads as empty cells: found in the sheet's binary records, as the .xlsx scan finds
+them in the sheet's XML (survey_warehouse.intake.workbook), so that each lands as the sheet shows it.
+
+- An .xls is an OLE2 compound file whose `Workbook` stream is a run of BIFF records (type and size, two bytes
+  each): the workbook's globals name each sheet and where its records begin (BoundSheet8), and a sheet's cells
+  follow its BOF record to its EOF (an embedded chart's records, between a BOF and an EOF of their own, are not its
+  cells). An error is a BoolErr record whose fError is 1, or a Formula record whose cached result is an error; the
+  records are walked only when a look at the sheet's bytes finds one of those.
+- An .xlsb is a zip whose parts are BIFF12 records (type and size as 7-bit varints): xl/workbook.bin names each
+  sheet and its relationship (BrtBundleSh), xl/_rels/workbook.bin.rels the part it is in. An error is a
+  BrtCellError or a BrtFmlaError record, placed in the row of the BrtRowHdr before it; the sheet's part is
+  streamed, and walked only when a look at its bytes finds one of those.
+
+Both put the error's code (BErr, the same in both formats) in a byte of its own. A formula without its result does
+not exist in either: its result is part of its record (a program that does not calculate, such as xlwt, stores an
+empty text, read as an empty cell like Excel's `=""`).
+"""
+
+from __future__ import annotations
+
+import io
+import mmap
+import re
+import struct
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from survey_warehouse.errors import WaveFileError
+from survey_warehouse.intake.workbook import AGAIN, _matching_sheets, _relationship_targets
+
+# BErr ([MS-XLS] 2.5.198.2, [MS-XLSB] 2.5.98.2): an error's code, and the text the sheet shows for it
+ERROR_TEXTS = {
+    0x00: "#NULL!",
+    0x07: "#DIV/0!",
+    0x0F: "#VALUE!",
+    0x17: "#REF!",
+    0x1D: "#NAME?",
+    0x24: "#NUM!",
+    0x2A: "#N/A",
+    0x2B: "#GETTING_DATA",
+}
+
+Shown = dict[int, list[tuple[int, str]]]  # row -> [(column, text)], both 1-based, as read_workbook puts them back
+# What a scan finds: (column, row) of each error value whose code no version of the format knows (refused, not
+# guessed at), and the others as the sheet shows them
+Findings = tuple[list[tuple[int, int]], Shown]
+
+# BIFF8 and BIFF5 record types ([MS-XLS] 2.3)
+BOF, EOF, BOUNDSHEET, CODEPAGE, BOOLERR, FORMULA = 0x0809, 0x000A, 0x0085, 0x0042, 0x0205, 0x0006
+BIFF8 = 0x0600
+BOOLERR_SIZE = 8  # row, column, XF (2 bytes each), the value or code, fError
+FORMULA_RESULT_END = 14  # row, column, XF, then the cached result's 8 bytes
+ERROR_RESULT = 2  # the first byte of a cached result that is an error (its code two bytes on)
+# A BoolErr record holding an error (row, column, XF, the code, fError = 1), and a Formula record whose cached
+# result is an error (row, column, XF, then 02 00 code 00 00 00 FF FF), of any code: only a sheet with such bytes is
+# walked
+XLS_ERROR_HINT = re.compile(rb"\x05\x02\x08\x00[\s\S]{7}\x01|\x06\x00[\s\S]{8}\x02[\s\S]{5}\xff\xff")
+
+# BIFF12 record types ([MS-XLSB] 2.3)
+ROW_HEADER, CELL_ERROR, FORMULA_ERROR = 0x0000, 0x0003, 0x000B
+BEGIN_SHEET_DATA, END_SHEET_DATA, BUNDLE_SHEET, END_BUNDLE_SHEETS = 0x0091, 0x0092, 0x009C, 0x0090
+SHEET_DATA_RECORDS = frozenset({BEGIN_SHEET_DATA, END_SHEET_DATA, ROW_HEADER, CELL_ERROR, FORMULA_ERROR})
+# A BrtCellError (size 9) or a BrtFmlaError (size 11 or more, one to four bytes) of a column under 16,384, then its
+# style (4 bytes) and its code, of any code: only a sheet part with such bytes is walked
+XLSB_ERROR_HINT = re.compile(
+    rb"(?:\x03\x09|\x0b(?:[\x0b-\x7f]|[\x80-\xff]{1,3}[\x00-\x7f]))[\s\S][\x00-\x3f]\x00\x00[\s\S]{5}"
+)
+HINT_BYTES = 16  # longer than the .xlsb hint's match (the .xls hint is searched for in the whole stream)
+CELL_BYTES = 8  # a BIFF12 cell record's Cell (its column, its style), which its value follows
+ROW_BYTES = 4  # BrtRowHdr's row
+RECORD_HEAD_BYTES = 6  # a BIFF12 record's type and size take at most this many bytes
+MORE = 0x80  # a byte of a record's type or size that another byte follows (its other 7 bits are the value's)
+NO_STRING = 0xFFFFFFFF  # the count of an XLNullableWideString that is none
+CHUNK = 1 << 20
+
+
+def _unreadable(path: Path, what: str) -> WaveFileError:
+    """The verdict on a workbook whose records cannot be walked: its error values would be read as empty."""
+    return WaveFileError(
+        path,
+        f"the workbook's records cannot be read for its error values (#N/A), which would otherwise be read as "
+        f"empty ({what}); {AGAIN}",
+    )
+
+
+# ------------------------------------------------------------------------------------------------ .xls
+
+
+def xls_errors(path: Path, sheet: str, from_row: int) -> Findings:
+    """The named sheet's error values from `from_row` down, by row and column (1-based), as the sheet shows them.
+    The file is mapped, not read into memory; the sheet's records are walked only when its bytes hold an error."""
+    with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as whole:
+        stream, base, size = _workbook_stream(path, whole)
+        try:
+            names, starts = _xls_sheets(stream, base, base + size)
+            named = _matching_sheets(names, sheet)
+            if len(named) != 1:  # the reader's own verdict names the sheets
+                return [], {}
+            start = base + starts[names.index(named[0])]
+            end = min((base + s for s in starts if base + s > start), default=base + size)
+            if not XLS_ERROR_HINT.search(stream, start, end):  # the usual case
+                return [], {}
+            return _xls_error_cells(stream, start, base + size, from_row)
+        except (struct.error, IndexError) as exc:  # a record that runs past the stream's end
+            raise _unreadable(path, f"a record of it is cut off: {type(exc).__name__}") from None
+
+
+def _workbook_stream(path: Path, whole: Any) -> tuple[Any, int, int]:
+    """The compound file's Workbook stream (Book in an Excel 5 file): the bytes it lies in, where it begins there and
+    its size. A stream stored in one run of sectors is not copied."""
+    from xlrd.compdoc import CompDoc
+
+    try:
+        document = CompDoc(whole, logfile=io.StringIO())
+        for name in ("Workbook", "Book"):
+            found, base, size = document.locate_named_stream(name)
+            if found is not None:
+                return found, base, size
+    except Exception as exc:  # xlrd's CompDocError, or an index or struct error on a damaged directory
+        raise _unreadable(path, f"its compound file cannot be read: {type(exc).__name__}") from None
+    raise _unreadable(path, "it has no Workbook stream")
+
+
+def _biff_records(stream: Any, at: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """Each BIFF record from `at`: its type, where its data begins and its size."""
+    unpack = struct.unpack_from
+    while at + 4 <= end:
+        kind, size = unpack("<HH", stream, at)
+        yield kind, at + 4, size
+        at += 4 + size
+
+
+def _xls_sheets(stream: Any, start: int, end: int) -> tuple[list[str], list[int]]:
+    """The workbook globals' sheets: their names, as the reader decodes them, and where each one's records begin
+    (from the start of the stream)."""
+    names: list[str] = []
+    starts: list[int] = []
+    version, encoding = BIFF8, "cp1252"
+    for kind, at, size in _biff_records(stream, start, end):
+        if kind == BOF:
+            version = struct.unpack_from("<H", stream, at)[0]
+        elif kind == CODEPAGE:
+            encoding = f"cp{struct.unpack_from('<H', stream, at)[0]}"
+        elif kind == BOUNDSHEET:
+            data = bytes(stream[at : at + size])
+            starts.append(struct.unpack_from("<I", data)[0])
+            length = data[6]
+            if version == BIFF8:  # ShortXLUnicodeString: its characters in one byte (Latin-1) or two (UTF-16)
+                wide = data[7] & 1
+                name = data[8 : 8 + length * (1 + wide)].decode("utf-16-le" if wide else "latin-1")
+            else:  # Excel 5: bytes in the workbook's code page
+                try:
+                    name = data[7 : 7 + length].decode(encoding)
+                except (LookupError, UnicodeDecodeError):
+                    name = data[7 : 7 + length].decode("latin-1")
+            names.append(name.replace("\0", ""))  # as the reader drops a name's NUL characters
+        elif kind == EOF:
+            break
+    return names, starts
+
+
+def _xls_error_cells(stream: Any, start: int, end: int, from_row: int) -> Findings:
+    """The sheet's error cells, walking its records from its BOF to its EOF."""
+    findings: Findings = ([], {})
+    depth = 0
+    for kind, at, size in _biff_records(stream, start, end):
+        if kind == BOF:
+            depth += 1
+        elif kind == EOF:
+            depth -= 1
+            if depth <= 0:
+                break
+        elif depth != 1:  # an embedded chart's records
+            continue
+        elif kind == BOOLERR and size >= BOOLERR_SIZE and stream[at + 7] == 1:
+            row, column = (n + 1 for n in struct.unpack_from("<HH", stream, at))
+            _found(findings, row, column, stream[at + 6], from_row)
+        elif (
+            kind == FORMULA
+            and size >= FORMULA_RESULT_END
+            and stream[at + 6] == ERROR_RESULT
+            and stream[at + 12 : at + 14] == b"\xff\xff"
+        ):
+            row, column = (n + 1 for n in struct.unpack_from("<HH", stream, at))
+            _found(findings, row, column, stream[at + 8], from_row)
+    return findings
+
+
+def _found(findings: Findings, row: int, column: int, code: int, from_row: int) -> None:
+    """An error cell (1-based row and column) of the answers, from `from_row` down, as the sheet shows it, or among
+    those of an unknown code."""
+    unknown, shown_cells = findings
+    if row < from_row:
+        return
+    if code in ERROR_TEXTS:
+        shown_cells.setdefault(row, []).append((column, ERROR_TEXTS[code]))
+    else:
+        unknown.append((column, row))
+
+
+# ------------------------------------------------------------------------------------------------ .xlsb
+
+
+def xlsb_errors(path: Path, sheet: str, from_row: int) -> Findings:
+    """The named sheet's error values from `from_row` down, by row and column (1-based), as the sheet shows them.
+    Its part is streamed from the archive, and walked only when its bytes hold an error."""
+    part = _xlsb_sheet_part(path, sheet)
+    if part is None or not _holds_hint(path, part, XLSB_ERROR_HINT):  # the usual case
+        return [], {}
+    return _xlsb_error_cells(path, part, from_row)
+
+
+def _xlsb_error_cells(path: Path, part: str, from_row: int) -> Findings:
+    """The sheet's error cells, walking its part's records (those of its sheet data: BrtBeginSheetData to
+    BrtEndSheetData, as the reader reads its cells)."""
+    findings: Findings = ([], {})
+    row, in_data = 0, False
+    with zipfile.ZipFile(path) as archive, archive.open(part) as stream:
+        for kind, data in _xlsb_records(path, stream, SHEET_DATA_RECORDS):
+            if kind == BEGIN_SHEET_DATA:
+                in_data = True
+            elif kind == END_SHEET_DATA:
+                break
+            elif not in_data:
+                continue
+            elif kind == ROW_HEADER and len(data) >= ROW_BYTES:
+                row = struct.unpack_from("<I", data)[0] + 1
+            elif kind != ROW_HEADER and len(data) > CELL_BYTES:  # an error cell
+                _found(findings, row, struct.unpack_from("<I", data)[0] + 1, data[CELL_BYTES], from_row)
+    return findings
+
+
+def _xlsb_records(path: Path, stream: IO[bytes], wanted: frozenset[int]) -> Iterator[tuple[int, bytes]]:
+    """Each BIFF12 record of a part of the kinds wanted, read a chunk at a time: its type (one or two bytes of 7
+    bits) and its data, whose size is one to four bytes of 7 bits. The others are stepped over, unread."""
+    buffer, at = b"", 0
+    while True:
+        if len(buffer) - at < RECORD_HEAD_BYTES:
+            buffer, at = buffer[at:] + stream.read(CHUNK), 0
+            if not buffer:
+                return
+        kind = buffer[at]
+        if not kind & MORE and len(buffer) - at > 1 and not buffer[at + 1] & MORE:  # most records: a byte each
+            start, size = at + 2, buffer[at + 1]
+        else:
+            kind, start, size = _record_head(path, buffer, at)
+        while start + size > len(buffer):
+            more = stream.read(max(CHUNK, start + size - len(buffer)))
+            if not more:
+                raise _unreadable(path, "its sheet ends in a cut-off record")
+            buffer, start, at = buffer[at:] + more, start - at, 0
+        if kind in wanted:
+            yield kind, buffer[start : start + size]
+        at = start + size
+
+
+def _record_head(path: Path, buffer: bytes, at: int) -> tuple[int, int, int]:
+    """A record's type, where its data begins and its size, from its head at `at`."""
+    try:
+        kind = buffer[at]
+        at += 1
+        if kind & MORE:
+            kind = (kind & ~MORE) | (buffer[at] & ~MORE) << 7
+            at += 1
+        size = 0
+        for shift in (0, 7, 14, 21):
+            byte = buffer[at]
+            at += 1
+            size |= (byte & ~MORE) << shift
+            if not byte & MORE:
+                break
+    except IndexError:
+        raise _unreadable(path, "its sheet ends in a cut-off record") from None
+    return kind, at, size
+
+
+def _holds_hint(path: Path, member: str, hint: re.Pattern[bytes]) -> bool:
+    """Whether a member of the archive holds bytes the hint matches, read a chunk at a time."""
+    tail = b""
+    with zipfile.ZipFile(path) as archive, archive.open(member) as part:
+        while chunk := part.read(CHUNK):
+            window = tail + chunk
+            if hint.search(window):
+                return True
+            tail = window[-HINT_BYTES:]
+    return False
+
+
+def _xlsb_sheet_part(path: Path, sheet: str) -> str | None:
+    """The zip member holding the named sheet of an .xlsb (None when the workbook does not name it), by its
+    BrtBundleSh records and the workbook's relationships, as an .xlsx's sheet is found by its workbook.xml."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            targets = _relationship_targets(archive, "xl/_rels/workbook.bin.rels")
+            book = io.BytesIO(archive.read("xl/workbook.bin"))
+    except Exception:  # a damaged package: calamine's opening says so
+        return None
+    sheets: list[tuple[str, str | None]] = []  # name, relationship id
+    try:
+        for kind, data in _xlsb_records(path, book, frozenset({BUNDLE_SHEET, END_BUNDLE_SHEETS})):
+            if kind == BUNDLE_SHEET:
+                ids, at = _wide_string(data, 8)
+                name, _ = _wide_string(data, at)
+                sheets.append((name or "", ids))
+            elif kind == END_BUNDLE_SHEETS:
+                break
+    except (struct.error, WaveFileError):  # a damaged workbook part: calamine's opening says so
+        return None
+    named = _matching_sheets([name for name, _ in sheets], sheet)
+    for name, ids in sheets:
+        if named == [name]:
+            return targets.get(ids)
+    return None
+
+
+def _wide_string(data: bytes, at: int) -> tuple[str | None, int]:
+    """An XLNullableWideString at `at` (a count of UTF-16 characters, 0xFFFFFFFF for none, and the characters), and
+    where what follows it begins."""
+    (count,) = struct.unpack_from("<I", data, at)
+    if count == NO_STRING:
+        return None, at + 4
+    end = at + 4 + 2 * count
+    return data[at + 4 : end].decode("utf-16-le", "replace"), end
