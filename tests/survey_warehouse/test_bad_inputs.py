@@ -1039,6 +1039,104 @@ def test_a_draft_leaves_out_a_sheet_whose_cells_reach_far(wave_2018, tmp_path, c
     assert "they reach K1000000" in caplog.text, caplog.text
 
 
+# A load that could take all the memory runs in a process of its own, limited in memory and time: a guard that
+# lets such a sheet through fails the test instead of killing the test run.
+APART = """
+import json, pickle, resource, sys
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+from survey_warehouse.errors import WaveFileError
+job, spec, warehouse = pickle.loads(sys.stdin.buffer.read())
+try:
+    if job == "draft":
+        from survey_warehouse.intake.workbook import first_rows
+        print(json.dumps({"sheets": sorted(first_rows(spec.file, 5))}))
+    else:
+        from survey_warehouse.raw.load import load_wave
+        print(json.dumps({"rows": load_wave(spec, warehouse).row_count}))
+except WaveFileError as error:
+    print(json.dumps({"verdict": str(error), "row": error.row}))
+"""
+MEMORY_APART = 3 << 30
+SECONDS_APART = 120
+
+
+def _apart(spec, warehouse: Path, job: str = "load") -> dict:
+    """What a load (or a draft's first look, `job="draft"`) of the spec's file says, in a process of its own."""
+    import json
+    import pickle
+    import subprocess
+    import sys
+
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", APART, str(MEMORY_APART)],
+            input=pickle.dumps((job, spec, warehouse)),
+            check=False,
+            capture_output=True,
+            timeout=SECONDS_APART,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the {job} of {spec.file.name} took over {SECONDS_APART} s")
+    stderr = done.stderr.decode(errors="replace")[-3000:]
+    assert done.returncode == 0, f"the {job} of {spec.file.name} died ({done.returncode}): {stderr}"
+    return json.loads(done.stdout.decode().strip().splitlines()[-1])
+
+
+FAR_ROW = b'<row r="1048576"><c r="XFD1048576"><v>7</v></c></row>'
+MAIN_NS = b"http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+
+
+def _far_last(xml: bytes, row: bytes = FAR_ROW) -> bytes:
+    return xml.replace(b"</sheetData>", row + b"</sheetData>")
+
+
+def _padded(xml: bytes) -> bytes:
+    """A cell at XFD300 and, before it, as many styled empty cells (nothing to read) as make it look dense."""
+    styled = b'<c r="A299" s="0"/>' * 160_000
+    return _far_last(xml, b'<row r="299">' + styled + b'</row><row r="300"><c r="XFD300"><v>7</v></c></row>')
+
+
+FAR_CELLS_WRITTEN = {
+    "far row written first": (lambda xml: xml.replace(b"<sheetData>", b"<sheetData>" + FAR_ROW, 1), "XFD1048576"),
+    "a line break after <c": (lambda xml: _far_last(xml).replace(b'<c r="', b'<c\n r="'), "XFD1048576"),
+    "a tab after <c": (lambda xml: _far_last(xml).replace(b'<c r="', b'<c\tr="'), "XFD1048576"),
+    "reference in lower case": (lambda xml: _far_last(xml, FAR_ROW.replace(b"XFD", b"xfd")), "XFD1048576"),
+    "elements of a prefix": (
+        lambda xml: _far_last(
+            xml, b'<x:row xmlns:x="%s" r="1048576"><x:c r="XFD1048576"><x:v>7</x:v></x:c></x:row>' % MAIN_NS
+        ),
+        "XFD1048576",
+    ),
+    "a cell of another namespace": (
+        lambda xml: _far_last(xml, b'<row r="1048576"><o:c xmlns:o="urn:o" r="XFD1048576"><o:v>7</o:v></o:c></row>'),
+        "XFD1048576",
+    ),
+    "reference after another attribute": (
+        lambda xml: _far_last(xml, FAR_ROW.replace(b"<c r", b'<c s="0" r')),
+        "XFD1048576",
+    ),
+    "styled empty cells around it": (_padded, "XFD300"),
+}
+
+
+@pytest.mark.parametrize("written", FAR_CELLS_WRITTEN)
+def test_a_far_cell_is_found_however_the_sheet_writes_it(paths, wave_2018, tmp_path, written: str) -> None:
+    """Valid XML may write a cell's start tag with any whitespace after its name (a line break, a tab) and its
+    elements with a prefix, its reference in lower case or after other attributes, and its rows in any order: the
+    reader places the cell all the same, so the look over the sheet's bytes finds the farthest reference whatever
+    its place in the file, and counts only cells with a value (a styled empty cell is nothing the reader holds)."""
+    change, reference = FAR_CELLS_WRITTEN[written]
+    path = _with_parts(
+        wave_2018.file, tmp_path / "far.xlsx", lambda name, data: change(data) if "worksheets/" in name else data
+    )
+    said = _apart(dataclasses.replace(wave_2018, file=path), paths.warehouse)
+    assert f"they reach {reference}" in said.get("verdict", ""), said
+    assert said["row"] == int(re.sub("[A-Z]", "", reference)), said
+    drafted = _apart(dataclasses.replace(wave_2018, file=path), paths.warehouse, job="draft")
+    assert drafted == {"sheets": []}, drafted
+
+
 SKILLS_2018 = "Toimialojen digiosaaminen (1-5)"
 
 
