@@ -1137,6 +1137,16 @@ def test_a_far_cell_is_found_however_the_sheet_writes_it(paths, wave_2018, tmp_p
     assert drafted == {"sheets": []}, drafted
 
 
+def test_a_sheet_too_large_for_memory_however_full_is_refused(paths, wave_2018, loaded, tmp_path, monkeypatch) -> None:
+    """A sheet whose cells fill it may still be too large to hold (values filled down whole columns): over the
+    limit of any sheet of answers it is refused, with its size. (The limit is lowered here to the 2018 sheet's.)"""
+    from survey_warehouse.intake import workbook
+
+    monkeypatch.setattr(workbook, "SPAN_LIMIT", 600)
+    error = _rejected(wave_2018, paths, loaded, "holds 598 cells, reaching", "more than the 600 cells", row=59)
+    assert "59 rows by 11 columns (649 cells" in str(error), str(error)
+
+
 SKILLS_2018 = "Toimialojen digiosaaminen (1-5)"
 
 
