@@ -1137,6 +1137,97 @@ def test_a_far_cell_is_found_however_the_sheet_writes_it(paths, wave_2018, tmp_p
     assert drafted == {"sheets": []}, drafted
 
 
+ODS_TEXT = '<table:table-cell office:value-type="string"><text:p>x</text:p></table:table-cell>'
+ODS_SHEET_ROWS = 59  # the 2018 sheet's rows, from its title block to its last answer
+
+
+def _ods_rows_below(rows: int, columns: int, cell: str = ODS_TEXT) -> str:
+    """Rows of an .ods sheet below the 2018 sheet's: `rows` empty rows stored as one repeated row, then one row of
+    `columns` empty cells stored as one repeated cell and `cell` after them."""
+    empty = f'<table:table-cell table:number-columns-repeated="{columns}"/>' if columns else ""
+    return (
+        f'<table:table-row table:number-rows-repeated="{rows}"><table:table-cell/></table:table-row>'
+        f"<table:table-row>{empty}{cell}</table:table-row>"
+    )
+
+
+def _ods_with(spec, path: Path, below: str = "", other: str = "") -> Path:
+    """The 2018 sheet as an .ods with `below` after its rows, and, when given, a sheet 'Ohje' of the rows `other`
+    ahead of it."""
+    from delivered_formats import as_ods_xml
+
+    def change(name: str, data: bytes) -> bytes:
+        if name != "content.xml":
+            return data
+        end = data.rindex(b"</table:table>")
+        return data[:end] + below.encode() + data[end:]
+
+    return _with_parts(as_ods_xml(spec, path.with_suffix(".plain.ods"), before=other), path, change)
+
+
+ODS_FAR = {
+    "CL1000001": (_ods_rows_below(1_000_000 - ODS_SHEET_ROWS, 89), "", "they reach CL1000001", 1_000_001),
+    "beyond the reader's own limit": (
+        _ods_rows_below(1_048_575 - ODS_SHEET_ROWS, 16383),
+        "",
+        "they reach XFD1048576",
+        1_048_576,
+    ),
+    "a value repeated over whole rows": (
+        '<table:table-row table:number-rows-repeated="1048000">'
+        + ODS_TEXT.replace("<table:table-cell ", '<table:table-cell table:number-columns-repeated="16384" ')
+        + "</table:table-row>",
+        "",
+        "more than the 33,554,432 cells a sheet may have",
+        1_048_000 + ODS_SHEET_ROWS,
+    ),
+    "after a comment quoting a sheet's end": (
+        "<!-- </table:table> -->" + _ods_rows_below(1_000_000 - ODS_SHEET_ROWS, 89),
+        "",
+        "they reach CL1000001",
+        1_000_001,
+    ),
+    "in another sheet": (
+        "",
+        f"<table:table-row>{ODS_TEXT}</table:table-row>" + _ods_rows_below(999_998, 89),
+        "the sheet 'Ohje' holds 2 cells, but they reach CL1000000",
+        1_000_000,
+    ),
+}
+
+
+@pytest.mark.parametrize("far", ODS_FAR)
+def test_an_ods_cell_far_from_the_answers_is_named_not_read_into_memory(paths, wave_2018, tmp_path, far) -> None:
+    """As in an .xlsx: the reader holds an .ods sheet as a dense rectangle up to its last cell with a value, every
+    sheet of the file when it opens it. A value far below or right of the answers (a few bytes: the rows between
+    are one repeated row) is refused before the file is read, naming the cell and its row, and so is a sheet too
+    large for memory however full (over the reader's own limit too, not called damaged). A draft is told so."""
+    below, other, said, row = ODS_FAR[far]
+    spec = dataclasses.replace(wave_2018, file=_ods_with(wave_2018, tmp_path / "far.ods", below, other), format="ods")
+    verdict = _apart(spec, paths.warehouse)
+    assert said in verdict.get("verdict", ""), verdict
+    assert verdict["row"] == row and "damaged" not in verdict["verdict"], verdict
+    assert _apart(spec, paths.warehouse, job="draft") == verdict
+
+
+def test_an_ods_with_libreoffices_empty_rows_and_columns_to_the_sheets_end_loads(paths, wave_2018, tmp_path) -> None:
+    """LibreOffice writes every sheet's empty rows and columns to its end as repeated empty cells (1,048,000 rows
+    by 16,384 columns, and rows without a value over the whole width): they hold nothing the reader keeps, and the
+    sheet loads as the same sheet without them."""
+    trailing = (
+        '<table:table-row table:number-rows-repeated="1048000">'
+        '<table:table-cell table:number-columns-repeated="16384"/></table:table-row>'
+    )
+    width = '<table:table-row><table:table-cell table:number-columns-repeated="16384"/></table:table-row>'
+    other = f"<table:table-row>{ODS_TEXT}</table:table-row>{width}{trailing}"
+    spec = dataclasses.replace(wave_2018, format="ods")
+    plain = load_wave(dataclasses.replace(spec, file=_ods_with(spec, tmp_path / "plain.ods")), paths.warehouse)
+    wide = _ods_with(spec, tmp_path / "libreoffice.ods", width + trailing, other)
+    result = load_wave(dataclasses.replace(spec, file=wide), paths.warehouse)
+    assert (result.row_count, result.quarantined) == (plain.row_count, plain.quarantined)
+    assert _cells(paths.warehouse, result.load_id) == _cells(paths.warehouse, plain.load_id)
+
+
 def test_a_sheet_too_large_for_memory_however_full_is_refused(paths, wave_2018, loaded, tmp_path, monkeypatch) -> None:
     """A sheet whose cells fill it may still be too large to hold (values filled down whole columns): over the
     limit of any sheet of answers it is refused, with its size. (The limit is lowered here to the 2018 sheet's.)"""

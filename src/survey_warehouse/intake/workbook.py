@@ -10,9 +10,10 @@ OOXML's `_xHHHH_` escapes itself, and refuses a sheet whose XML is cut off. What
 the sheet's XML, only when a cheap look at its bytes finds it there: in an .xlsx / .xlsm, a formula saved without
 its result and an error value (#N/A), both of which it reads as empty, and cells that reach so far beyond what they
 fill that the dense rectangle calamine would hold does not fit in memory (a cell typed at XFD1048576), refused
-before it reads; in an .ods, formulas and error values and what else it reads otherwise
-(survey_warehouse.intake.opendocument). An .xlsb's or .xls's error value and formula without a result read as
-empty: calamine does not say them, and those files are not XML.
+before it reads; in an .ods, formulas and error values and what else it reads otherwise, far cells as in an
+.xlsx, and a table inside a cell, where it would end the sheet (survey_warehouse.intake.opendocument). An .xlsb's
+or .xls's error value and formula without a result read as empty: calamine does not say them, and those files are
+not XML.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from survey_warehouse.intake.matching import match_key, shown
 from survey_warehouse.intake.values import clock_text
 from survey_warehouse.intake.verdict import (
     ENCRYPTED,
+    ODS,
     SAV,
     WORKBOOK_KINDS,
     container_of,
@@ -161,6 +163,10 @@ def read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -
     look = _look_over(path, sheet_xml) if sheet_xml else None
     if sheet_xml and look:
         _refuse_far_cells(path, spec.sheet, sheet_xml, look)
+    if delivered == "ods":
+        from survey_warehouse.intake.opendocument import refuse_unreadable_tables
+
+        refuse_unreadable_tables(path, spec.sheet)
     rows = enumerate(sheet_rows(spec), start=1)
     header = None
     for number, values in rows:
@@ -314,6 +320,10 @@ def workbook_format(path: Path, head: bytes) -> str | None:
 def first_rows(path: Path, rows: int) -> dict[str, list[list[Any]]]:
     """Every sheet's first `rows` rows as calamine reads them (from row 1 and column A), by sheet name."""
 
+    if zip_kind(path) == ODS:  # the reader reads every sheet of an .ods when it opens it
+        from survey_warehouse.intake.opendocument import refuse_unreadable_tables
+
+        refuse_unreadable_tables(path)
     workbook = _open_workbook(path)
     found: dict[str, list[list[Any]]] = {}
     with workbook:
@@ -537,9 +547,10 @@ def _look_over(path: Path, sheet_xml: str) -> _Look:
     return look
 
 
-def _whole_tags(path: Path, member: str) -> Iterator[bytes]:
-    """A member of the archive (a sheet's XML) a chunk at a time, each up to its last "<" (every tag in it whole, the
-    rest handed on with the next chunk), in the memory of a chunk."""
+def _whole_tags(path: Path, member: str, before: bytes = b"<") -> Iterator[bytes]:
+    """A member of the archive (a sheet's XML) a chunk at a time, each up to the last `before` in it, a tag's start
+    (every tag in it whole, the rest handed on with the next chunk), in the memory of a chunk; its XML declaration
+    left out."""
     pending = b""
     with zipfile.ZipFile(path) as archive, archive.open(member) as part:
         chunk = part.read(LOOK_CHUNK)
@@ -547,8 +558,8 @@ def _whole_tags(path: Path, member: str) -> Iterator[bytes]:
         chunk = chunk[declared.end() :] if declared else chunk
         while True:
             window = pending + chunk
-            cut = window.rfind(b"<", len(pending)) if chunk else len(window)
-            if cut >= 0:
+            cut = window.rfind(before, max(len(pending) - len(before) + 1, 0)) if chunk else len(window)
+            if cut > 0:
                 yield window[:cut]
                 pending = window[cut:]
             else:  # no tag begins in the chunk (a long text): read on
