@@ -1228,6 +1228,35 @@ def test_an_ods_with_libreoffices_empty_rows_and_columns_to_the_sheets_end_loads
     assert _cells(paths.warehouse, result.load_id) == _cells(paths.warehouse, plain.load_id)
 
 
+ODS_NESTED = (
+    '<table:table-cell office:value-type="string"><text:p>Hanna Salminen</text:p>'
+    '<table:table table:name="sisä"><table:table-row><table:table-cell office:value-type="string">'
+    "<text:p>sisä</text:p></table:table-cell></table:table-row></table:table></table:table-cell>"
+)
+
+
+def test_a_table_nested_in_an_ods_cell_is_named_not_read_as_the_sheets_end(paths, wave_2018, loaded, tmp_path) -> None:
+    """ODF lets a cell hold a table; the reader ends the sheet where that table ends, so the rows below would be
+    lost without a word. The cell is named instead."""
+    from delivered_formats import as_ods_xml
+
+    row = wave_2018.header_row + 1
+    path = as_ods_xml(wave_2018, tmp_path / "nested.ods", {(row, "Nimi"): ODS_NESTED})
+    spec = dataclasses.replace(wave_2018, file=path, format="ods")
+    _rejected(spec, paths, loaded, "holds a table inside cell A5", "remove the table from that cell", row=row)
+
+
+def test_a_table_nested_in_a_cell_of_another_sheet_leaves_the_answers_whole(paths, wave_2018, tmp_path) -> None:
+    spec = dataclasses.replace(wave_2018, format="ods")
+    plain = load_wave(dataclasses.replace(spec, file=_ods_with(spec, tmp_path / "plain.ods")), paths.warehouse)
+    other = f"<table:table-row>{ODS_NESTED}</table:table-row><table:table-row>{ODS_TEXT}</table:table-row>"
+    result = load_wave(
+        dataclasses.replace(spec, file=_ods_with(spec, tmp_path / "other.ods", other=other)), paths.warehouse
+    )
+    assert (result.row_count, result.quarantined) == (plain.row_count, plain.quarantined)
+    assert _cells(paths.warehouse, result.load_id) == _cells(paths.warehouse, plain.load_id)
+
+
 def test_a_sheet_too_large_for_memory_however_full_is_refused(paths, wave_2018, loaded, tmp_path, monkeypatch) -> None:
     """A sheet whose cells fill it may still be too large to hold (values filled down whole columns): over the
     limit of any sheet of answers it is refused, with its size. (The limit is lowered here to the 2018 sheet's.)"""

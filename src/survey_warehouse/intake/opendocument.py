@@ -32,9 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from survey_warehouse.errors import WaveFileError
+from survey_warehouse.intake.matching import shown
 from survey_warehouse.intake.values import clock_text
 from survey_warehouse.intake.workbook import (
     AGAIN,
+    _column_letters,
     _damage,
     _damaged_sheet,
     _matching_sheets,
@@ -420,7 +422,8 @@ VALUE_ATTRIBUTES = {"value", "string-value", "date-value", "time-value", "boolea
 
 def refuse_unreadable_tables(path: Path, sheet: str | None = None) -> None:
     """Before the reader opens the .ods (it reads every sheet then, each whole): the verdict on a sheet whose values
-    reach far beyond what they fill, or too large however full (as in an .xlsx)."""
+    reach far beyond what they fill, or too large however full (as in an .xlsx); and on the spec's `sheet` (when
+    given) holding a table inside a cell, where the reader would end the sheet without a word, the rows below lost."""
     try:
         tables = _reaches(path)
     except _Unread:
@@ -434,3 +437,14 @@ def refuse_unreadable_tables(path: Path, sheet: str | None = None) -> None:
         return
     for table in tables:
         refuse_spread(path, table.sheet, table.cells, table.lowest, table.rightmost, ODS_CELL_BYTES)
+    named = set(_matching_sheets([t.sheet for t in tables if t.top and t.sheet is not None], sheet or ""))
+    held = [t.nested for t in tables if t.top and t.sheet in named and t.nested] if len(named) == 1 else []
+    if held:  # no sheet of that name, or two: the reader's opening names them
+        column, row = held[0]
+        raise WaveFileError(
+            path,
+            f"the sheet {shown(*named)} holds a table inside cell {_column_letters(column)}{row}: the reader ends the "
+            "sheet where that table ends, so the rows below it would be lost; remove the table from that cell (or "
+            "save the file as .xlsx and set format: xlsx in the spec) and save it again, or ask for the file again",
+            row=row,
+        )
