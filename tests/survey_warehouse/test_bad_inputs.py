@@ -1212,14 +1212,18 @@ def test_an_ods_cell_far_from_the_answers_is_named_not_read_into_memory(paths, w
 
 def test_an_ods_with_libreoffices_empty_rows_and_columns_to_the_sheets_end_loads(paths, wave_2018, tmp_path) -> None:
     """LibreOffice writes every sheet's empty rows and columns to its end as repeated empty cells (1,048,000 rows
-    by 16,384 columns, and rows without a value over the whole width): they hold nothing the reader keeps, and the
-    sheet loads as the same sheet without them."""
+    by 16,384 columns, and rows without a value over the whole width): they hold nothing the reader keeps, nor does
+    a comment on an empty cell far away, and the sheet loads as the same sheet without them."""
     trailing = (
         '<table:table-row table:number-rows-repeated="1048000">'
         '<table:table-cell table:number-columns-repeated="16384"/></table:table-row>'
     )
     width = '<table:table-row><table:table-cell table:number-columns-repeated="16384"/></table:table-row>'
-    other = f"<table:table-row>{ODS_TEXT}</table:table-row>{width}{trailing}"
+    note = (
+        '<table:table-cell><office:annotation office:display="false"><text:p>huom</text:p></office:annotation>'
+        "</table:table-cell>"
+    )
+    other = f"<table:table-row>{ODS_TEXT}</table:table-row>{width}" + _ods_rows_below(999_998, 89, note) + trailing
     spec = dataclasses.replace(wave_2018, format="ods")
     plain = load_wave(dataclasses.replace(spec, file=_ods_with(spec, tmp_path / "plain.ods")), paths.warehouse)
     wide = _ods_with(spec, tmp_path / "libreoffice.ods", width + trailing, other)

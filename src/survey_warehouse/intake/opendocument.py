@@ -307,9 +307,10 @@ class _Reach:
             if attributes is None:
                 return False
             repeats = _found_count(ROWS_REPEATED.search(attributes[1]))
-        # the last cell with a value: by its value's attributes or its formula (a comment, or text quoting them, is
-        # taken for one too); its column, counting the cells up to the end of its start tag
-        at = max(row.rfind(b"office:"), row.rfind(b"table:formula"))
+        # the last cell with a value: by its value's attributes (office:value, office:value-type, office:string-value
+        # and the like) or its formula (text quoting them is taken for one too); its column, counting the cells up to
+        # the end of its start tag
+        at = max(row.rfind(b"office:value"), row.rfind(b"-value"), row.rfind(b"table:formula"))
         end = row.find(b"<", at) if at >= 0 else -1
         end = len(row) if end < 0 else end
         column = row.count(b"<table:table-cell", 0, end) if at >= 0 else 0
