@@ -1137,6 +1137,24 @@ def test_a_far_cell_is_found_however_the_sheet_writes_it(paths, wave_2018, tmp_p
     assert drafted == {"sheets": []}, drafted
 
 
+def test_a_sheet_whose_cells_cannot_be_placed_without_parsing_it_and_that_cannot_be_parsed_is_refused(
+    paths, wave_2018, tmp_path
+) -> None:
+    """Cells stored without their references lie where the cells before them put them (16,383 of them put the last
+    at XFD), which only parsing the sheet tells; a sheet that cannot be parsed safely (a DTD, which the reader skips)
+    is called damaged, not read."""
+
+    def change(name: str, data: bytes) -> bytes:
+        if "worksheets/" not in name:
+            return data
+        far = b'<row r="1048576">' + b"<c/>" * 16383 + b"<c><v>7</v></c></row>"
+        return b'<!DOCTYPE worksheet [<!ENTITY e "x">]>' + data.replace(b"</sheetData>", far + b"</sheetData>")
+
+    path = _with_parts(wave_2018.file, tmp_path / "doctype.xlsx", change)
+    said = _apart(dataclasses.replace(wave_2018, file=path), paths.warehouse)
+    assert "is damaged and cannot be read" in said.get("verdict", ""), said
+
+
 ODS_TEXT = '<table:table-cell office:value-type="string"><text:p>x</text:p></table:table-cell>'
 ODS_SHEET_ROWS = 59  # the 2018 sheet's rows, from its title block to its last answer
 

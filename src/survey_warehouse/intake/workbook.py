@@ -588,8 +588,10 @@ def _refuse_far_cells(path: Path, sheet: str | None, sheet_xml: str, look: _Look
                 cells += 1
                 lowest = max(lowest, (column, row), key=lambda cell: cell[1])
                 rightmost = max(rightmost, (column, row), key=lambda cell: cell[0])
-    except Exception:  # XML the parser refuses (cut off, or with a DTD the reader skips): what the look saw of it
-        cells, lowest, rightmost = (0 if look.unsure else look.cells), look.lowest, look.rightmost
+    except Exception as exc:  # XML the parser refuses (cut off, or with a DTD the reader skips)
+        if look.unsure:  # where its cells lie is not known but by parsing it
+            raise _damaged_sheet(path, sheet, exc) from None
+        cells, lowest, rightmost = look.cells, look.lowest, look.rightmost  # what the look saw of it
     refuse_spread(path, sheet, cells, lowest, rightmost)
 
 
