@@ -1039,6 +1039,256 @@ def test_a_draft_leaves_out_a_sheet_whose_cells_reach_far(wave_2018, tmp_path, c
     assert "they reach K1000000" in caplog.text, caplog.text
 
 
+# A load that could take all the memory runs in a process of its own, limited in memory and time: a guard that
+# lets such a sheet through fails the test instead of killing the test run.
+APART = """
+import json, pickle, resource, sys
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+from survey_warehouse.errors import WaveFileError
+job, spec, warehouse = pickle.loads(sys.stdin.buffer.read())
+try:
+    if job == "draft":
+        from survey_warehouse.intake.workbook import first_rows
+        print(json.dumps({"sheets": sorted(first_rows(spec.file, 5))}))
+    else:
+        from survey_warehouse.raw.load import load_wave
+        print(json.dumps({"rows": load_wave(spec, warehouse).row_count}))
+except WaveFileError as error:
+    print(json.dumps({"verdict": str(error), "row": error.row}))
+"""
+MEMORY_APART = 3 << 30
+SECONDS_APART = 120
+
+
+def _apart(spec, warehouse: Path, job: str = "load") -> dict:
+    """What a load (or a draft's first look, `job="draft"`) of the spec's file says, in a process of its own."""
+    import json
+    import pickle
+    import subprocess
+    import sys
+
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", APART, str(MEMORY_APART)],
+            input=pickle.dumps((job, spec, warehouse)),
+            check=False,
+            capture_output=True,
+            timeout=SECONDS_APART,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the {job} of {spec.file.name} took over {SECONDS_APART} s")
+    stderr = done.stderr.decode(errors="replace")[-3000:]
+    assert done.returncode == 0, f"the {job} of {spec.file.name} died ({done.returncode}): {stderr}"
+    return json.loads(done.stdout.decode().strip().splitlines()[-1])
+
+
+FAR_ROW = b'<row r="1048576"><c r="XFD1048576"><v>7</v></c></row>'
+MAIN_NS = b"http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+
+
+def _far_last(xml: bytes, row: bytes = FAR_ROW) -> bytes:
+    return xml.replace(b"</sheetData>", row + b"</sheetData>")
+
+
+def _padded(xml: bytes) -> bytes:
+    """A cell at XFD300 and, before it, as many styled empty cells (nothing to read) as make it look dense."""
+    styled = b'<c r="A299" s="0"/>' * 160_000
+    return _far_last(xml, b'<row r="299">' + styled + b'</row><row r="300"><c r="XFD300"><v>7</v></c></row>')
+
+
+FAR_CELLS_WRITTEN = {
+    "far row written first": (lambda xml: xml.replace(b"<sheetData>", b"<sheetData>" + FAR_ROW, 1), "XFD1048576"),
+    "a line break after <c": (lambda xml: _far_last(xml).replace(b'<c r="', b'<c\n r="'), "XFD1048576"),
+    "a tab after <c": (lambda xml: _far_last(xml).replace(b'<c r="', b'<c\tr="'), "XFD1048576"),
+    "reference in lower case": (lambda xml: _far_last(xml, FAR_ROW.replace(b"XFD", b"xfd")), "XFD1048576"),
+    "elements of a prefix": (
+        lambda xml: _far_last(
+            xml, b'<x:row xmlns:x="%s" r="1048576"><x:c r="XFD1048576"><x:v>7</x:v></x:c></x:row>' % MAIN_NS
+        ),
+        "XFD1048576",
+    ),
+    "a cell of another namespace": (
+        lambda xml: _far_last(xml, b'<row r="1048576"><o:c xmlns:o="urn:o" r="XFD1048576"><o:v>7</o:v></o:c></row>'),
+        "XFD1048576",
+    ),
+    "reference after another attribute": (
+        lambda xml: _far_last(xml, FAR_ROW.replace(b"<c r", b'<c s="0" r')),
+        "XFD1048576",
+    ),
+    "styled empty cells around it": (_padded, "XFD300"),
+}
+
+
+@pytest.mark.parametrize("written", FAR_CELLS_WRITTEN)
+def test_a_far_cell_is_found_however_the_sheet_writes_it(paths, wave_2018, tmp_path, written: str) -> None:
+    """Valid XML may write a cell's start tag with any whitespace after its name (a line break, a tab) and its
+    elements with a prefix, its reference in lower case or after other attributes, and its rows in any order: the
+    reader places the cell all the same, so the look over the sheet's bytes finds the farthest reference whatever
+    its place in the file, and counts only cells with a value (a styled empty cell is nothing the reader holds)."""
+    change, reference = FAR_CELLS_WRITTEN[written]
+    path = _with_parts(
+        wave_2018.file, tmp_path / "far.xlsx", lambda name, data: change(data) if "worksheets/" in name else data
+    )
+    said = _apart(dataclasses.replace(wave_2018, file=path), paths.warehouse)
+    assert f"they reach {reference}" in said.get("verdict", ""), said
+    assert said["row"] == int(re.sub("[A-Z]", "", reference)), said
+    drafted = _apart(dataclasses.replace(wave_2018, file=path), paths.warehouse, job="draft")
+    assert drafted == {"sheets": []}, drafted
+
+
+def test_a_sheet_whose_cells_cannot_be_placed_without_parsing_it_and_that_cannot_be_parsed_is_refused(
+    paths, wave_2018, tmp_path
+) -> None:
+    """Cells stored without their references lie where the cells before them put them (16,383 of them put the last
+    at XFD), which only parsing the sheet tells; a sheet that cannot be parsed safely (a DTD, which the reader skips)
+    is called damaged, not read."""
+
+    def change(name: str, data: bytes) -> bytes:
+        if "worksheets/" not in name:
+            return data
+        far = b'<row r="1048576">' + b"<c/>" * 16383 + b"<c><v>7</v></c></row>"
+        return b'<!DOCTYPE worksheet [<!ENTITY e "x">]>' + data.replace(b"</sheetData>", far + b"</sheetData>")
+
+    path = _with_parts(wave_2018.file, tmp_path / "doctype.xlsx", change)
+    said = _apart(dataclasses.replace(wave_2018, file=path), paths.warehouse)
+    assert "is damaged and cannot be read" in said.get("verdict", ""), said
+
+
+ODS_TEXT = '<table:table-cell office:value-type="string"><text:p>x</text:p></table:table-cell>'
+ODS_SHEET_ROWS = 59  # the 2018 sheet's rows, from its title block to its last answer
+
+
+def _ods_rows_below(rows: int, columns: int, cell: str = ODS_TEXT) -> str:
+    """Rows of an .ods sheet below the 2018 sheet's: `rows` empty rows stored as one repeated row, then one row of
+    `columns` empty cells stored as one repeated cell and `cell` after them."""
+    empty = f'<table:table-cell table:number-columns-repeated="{columns}"/>' if columns else ""
+    return (
+        f'<table:table-row table:number-rows-repeated="{rows}"><table:table-cell/></table:table-row>'
+        f"<table:table-row>{empty}{cell}</table:table-row>"
+    )
+
+
+def _ods_with(spec, path: Path, below: str = "", other: str = "") -> Path:
+    """The 2018 sheet as an .ods with `below` after its rows, and, when given, a sheet 'Ohje' of the rows `other`
+    ahead of it."""
+    from delivered_formats import as_ods_xml
+
+    def change(name: str, data: bytes) -> bytes:
+        if name != "content.xml":
+            return data
+        end = data.rindex(b"</table:table>")
+        return data[:end] + below.encode() + data[end:]
+
+    return _with_parts(as_ods_xml(spec, path.with_suffix(".plain.ods"), before=other), path, change)
+
+
+ODS_FAR = {
+    "CL1000001": (_ods_rows_below(1_000_000 - ODS_SHEET_ROWS, 89), "", "they reach CL1000001", 1_000_001),
+    "beyond the reader's own limit": (
+        _ods_rows_below(1_048_575 - ODS_SHEET_ROWS, 16383),
+        "",
+        "they reach XFD1048576",
+        1_048_576,
+    ),
+    "a value repeated over whole rows": (
+        '<table:table-row table:number-rows-repeated="1048000">'
+        + ODS_TEXT.replace("<table:table-cell ", '<table:table-cell table:number-columns-repeated="16384" ')
+        + "</table:table-row>",
+        "",
+        "more than the 33,554,432 cells a sheet may have",
+        1_048_000 + ODS_SHEET_ROWS,
+    ),
+    "after a comment quoting a sheet's end": (
+        "<!-- </table:table> -->" + _ods_rows_below(1_000_000 - ODS_SHEET_ROWS, 89),
+        "",
+        "they reach CL1000001",
+        1_000_001,
+    ),
+    "in another sheet": (
+        "",
+        f"<table:table-row>{ODS_TEXT}</table:table-row>" + _ods_rows_below(999_998, 89),
+        "the sheet 'Ohje' holds 2 cells, but they reach CL1000000",
+        1_000_000,
+    ),
+}
+
+
+@pytest.mark.parametrize("far", ODS_FAR)
+def test_an_ods_cell_far_from_the_answers_is_named_not_read_into_memory(paths, wave_2018, tmp_path, far) -> None:
+    """As in an .xlsx: the reader holds an .ods sheet as a dense rectangle up to its last cell with a value, every
+    sheet of the file when it opens it. A value far below or right of the answers (a few bytes: the rows between
+    are one repeated row) is refused before the file is read, naming the cell and its row, and so is a sheet too
+    large for memory however full (over the reader's own limit too, not called damaged). A draft is told so."""
+    below, other, said, row = ODS_FAR[far]
+    spec = dataclasses.replace(wave_2018, file=_ods_with(wave_2018, tmp_path / "far.ods", below, other), format="ods")
+    verdict = _apart(spec, paths.warehouse)
+    assert said in verdict.get("verdict", ""), verdict
+    assert verdict["row"] == row and "damaged" not in verdict["verdict"], verdict
+    assert _apart(spec, paths.warehouse, job="draft") == verdict
+
+
+def test_an_ods_with_libreoffices_empty_rows_and_columns_to_the_sheets_end_loads(paths, wave_2018, tmp_path) -> None:
+    """LibreOffice writes every sheet's empty rows and columns to its end as repeated empty cells (1,048,000 rows
+    by 16,384 columns, and rows without a value over the whole width): they hold nothing the reader keeps, nor does
+    a comment on an empty cell far away, and the sheet loads as the same sheet without them."""
+    trailing = (
+        '<table:table-row table:number-rows-repeated="1048000">'
+        '<table:table-cell table:number-columns-repeated="16384"/></table:table-row>'
+    )
+    width = '<table:table-row><table:table-cell table:number-columns-repeated="16384"/></table:table-row>'
+    note = (
+        '<table:table-cell><office:annotation office:display="false"><text:p>huom</text:p></office:annotation>'
+        "</table:table-cell>"
+    )
+    other = f"<table:table-row>{ODS_TEXT}</table:table-row>{width}" + _ods_rows_below(999_998, 89, note) + trailing
+    spec = dataclasses.replace(wave_2018, format="ods")
+    plain = load_wave(dataclasses.replace(spec, file=_ods_with(spec, tmp_path / "plain.ods")), paths.warehouse)
+    wide = _ods_with(spec, tmp_path / "libreoffice.ods", width + trailing, other)
+    result = load_wave(dataclasses.replace(spec, file=wide), paths.warehouse)
+    assert (result.row_count, result.quarantined) == (plain.row_count, plain.quarantined)
+    assert _cells(paths.warehouse, result.load_id) == _cells(paths.warehouse, plain.load_id)
+
+
+ODS_NESTED = (
+    '<table:table-cell office:value-type="string"><text:p>Hanna Salminen</text:p>'
+    '<table:table table:name="sisä"><table:table-row><table:table-cell office:value-type="string">'
+    "<text:p>sisä</text:p></table:table-cell></table:table-row></table:table></table:table-cell>"
+)
+
+
+def test_a_table_nested_in_an_ods_cell_is_named_not_read_as_the_sheets_end(paths, wave_2018, loaded, tmp_path) -> None:
+    """ODF lets a cell hold a table; the reader ends the sheet where that table ends, so the rows below would be
+    lost without a word. The cell is named instead."""
+    from delivered_formats import as_ods_xml
+
+    row = wave_2018.header_row + 1
+    path = as_ods_xml(wave_2018, tmp_path / "nested.ods", {(row, "Nimi"): ODS_NESTED})
+    spec = dataclasses.replace(wave_2018, file=path, format="ods")
+    _rejected(spec, paths, loaded, "holds a table inside cell A5", "remove the table from that cell", row=row)
+
+
+def test_a_table_nested_in_a_cell_of_another_sheet_leaves_the_answers_whole(paths, wave_2018, tmp_path) -> None:
+    spec = dataclasses.replace(wave_2018, format="ods")
+    plain = load_wave(dataclasses.replace(spec, file=_ods_with(spec, tmp_path / "plain.ods")), paths.warehouse)
+    other = f"<table:table-row>{ODS_NESTED}</table:table-row><table:table-row>{ODS_TEXT}</table:table-row>"
+    result = load_wave(
+        dataclasses.replace(spec, file=_ods_with(spec, tmp_path / "other.ods", other=other)), paths.warehouse
+    )
+    assert (result.row_count, result.quarantined) == (plain.row_count, plain.quarantined)
+    assert _cells(paths.warehouse, result.load_id) == _cells(paths.warehouse, plain.load_id)
+
+
+def test_a_sheet_too_large_for_memory_however_full_is_refused(paths, wave_2018, loaded, tmp_path, monkeypatch) -> None:
+    """A sheet whose cells fill it may still be too large to hold (values filled down whole columns): over the
+    limit of any sheet of answers it is refused, with its size. (The limit is lowered here to the 2018 sheet's.)"""
+    from survey_warehouse.intake import workbook
+
+    monkeypatch.setattr(workbook, "SPAN_LIMIT", 600)
+    error = _rejected(wave_2018, paths, loaded, "holds 598 cells, reaching", "more than the 600 cells", row=59)
+    assert "59 rows by 11 columns (649 cells" in str(error), str(error)
+
+
 SKILLS_2018 = "Toimialojen digiosaaminen (1-5)"
 
 

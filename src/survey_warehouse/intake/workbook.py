@@ -10,9 +10,10 @@ OOXML's `_xHHHH_` escapes itself, and refuses a sheet whose XML is cut off. What
 the sheet itself, only when a cheap look at its bytes finds it there: in an .xlsx / .xlsm's XML, a formula saved without
 its result and an error value (#N/A), both of which it reads as empty, and cells that reach so far beyond what they
 fill that the dense rectangle calamine would hold does not fit in memory (a cell typed at XFD1048576), refused
-before it reads; in an .ods, formulas and error values and what else it reads otherwise
-(survey_warehouse.intake.opendocument); in an .xls and an .xlsb, error values, from the sheet's binary records
-(survey_warehouse.intake.binary: a formula's result is part of its record there, so none is saved without one).
+before it reads; in an .ods, formulas and error values and what else it reads otherwise, far cells as in an
+.xlsx, and a table inside a cell, where it would end the sheet (survey_warehouse.intake.opendocument); in an .xls and
+an .xlsb, error values, from the sheet's binary records (survey_warehouse.intake.binary: a formula's result is part
+of its record there, so none is saved without one).
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ import datetime as dt
 import itertools
 import logging
 import re
+import string
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,7 @@ from survey_warehouse.intake.matching import match_key, shown
 from survey_warehouse.intake.values import clock_text
 from survey_warehouse.intake.verdict import (
     ENCRYPTED,
+    ODS,
     SAV,
     WORKBOOK_KINDS,
     container_of,
@@ -58,7 +62,7 @@ RELATIONSHIP_NAMESPACES = (
     "http://purl.oclc.org/ooxml/officeDocument/relationships",
 )
 PACKAGE_RELATIONSHIP_NS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
-CELL_REF = re.compile(r"([A-Z]+)(\d+)")
+CELL_REF = re.compile(r"([A-Za-z]+)(\d+)")  # the reader takes a reference's letters in either case
 CELLS_NAMED = 4  # a message names this many of the cells it is about
 FORMAT_NAMES = {
     "xlsx": "an Excel workbook (.xlsx or .xlsm)",
@@ -160,6 +164,10 @@ def read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -
     look = _look_over(path, sheet_xml) if sheet_xml else None
     if sheet_xml and look:
         _refuse_far_cells(path, spec.sheet, sheet_xml, look)
+    if delivered == "ods":
+        from survey_warehouse.intake.opendocument import refuse_unreadable_tables
+
+        refuse_unreadable_tables(path, spec.sheet)
     unknown: list[tuple[int, int]] = []  # error values of a code the format does not know (.xls, .xlsb)
     if sheet_xml and look and look.formulas_or_errors:
         try:
@@ -343,6 +351,10 @@ def workbook_format(path: Path, head: bytes) -> str | None:
 def first_rows(path: Path, rows: int) -> dict[str, list[list[Any]]]:
     """Every sheet's first `rows` rows as calamine reads them (from row 1 and column A), by sheet name."""
 
+    if zip_kind(path) == ODS:  # the reader reads every sheet of an .ods when it opens it
+        from survey_warehouse.intake.opendocument import refuse_unreadable_tables
+
+        refuse_unreadable_tables(path)
     workbook = _open_workbook(path)
     found: dict[str, list[list[Any]]] = {}
     with workbook:
@@ -426,22 +438,25 @@ class _CellPlaces:
         return self.column, int(where.group(2))
 
 
-def _placed_cells(path: Path, sheet_xml: str) -> Iterator[tuple[int, int, dict[str | None, Any], Any]]:
+def _placed_cells(
+    path: Path, sheet_xml: str, name_of: Callable[[str], str | None] = _spreadsheet_name
+) -> Iterator[tuple[int, int, dict[str | None, Any], Any]]:
     """Each cell of the sheet's XML, in order: its (column, row), 1-based, by `_CellPlaces`; its children by name
-    (`v`, `f`, `is`); and its element. The XML is parsed as it is read, each cell let go once handed on."""
+    (`v`, `f`, `is`); and its element. `name_of`: an element's name, by its tag. The XML is parsed as it is read,
+    each cell let go once handed on."""
     from openpyxl.xml.functions import iterparse  # defused XML parsing, as openpyxl reads a workbook
 
     places = _CellPlaces()
     with zipfile.ZipFile(path) as archive, archive.open(sheet_xml) as part:
         for event, element in iterparse(part, events=("start", "end")):
-            name = _spreadsheet_name(element.tag)
+            name = name_of(element.tag)
             if event == "start":
                 if name == "row":
                     places.enter_row(element.get("r"))
                 continue
             if name == "c":
                 column, row = places.cell(element.get("r"))
-                yield column, row, {_spreadsheet_name(child.tag): child for child in element}, element
+                yield column, row, {name_of(child.tag): child for child in element}, element
                 element.clear()
             elif name == "row":
                 element.clear()
@@ -477,14 +492,34 @@ def _sheet_findings(
 MICROSECONDS_A_DAY = 86_400_000_000
 # a formula, an error value, or a negative number (<v>-, which calamine wraps when its cell is a time)
 FORMULA_OR_ERROR = (b"<f", b":f>", b":f ", b't="e"', b"t='e'", b"v>-")
-# A sheet is read into a dense grid (calamine holds each cell of the rectangle from A1 to its last row and column,
-# 32 bytes a cell, empty or not): one cell typed far from the answers (XFD1048576) would make it 17 billion cells.
-# A sheet whose rectangle is larger than this many cells and this many times the cells it holds is refused.
+# A sheet is read into a dense grid (calamine holds each cell of the rectangle from A1 to its last row and column
+# holding a value, 32 bytes a cell, empty or not): one cell typed far from the answers (XFD1048576) would make it 17
+# billion cells. A sheet whose rectangle is larger than SPAN_CELLS and SPAN_PER_CELL times the cells it holds is
+# refused, and so is one larger than SPAN_LIMIT however full.
 SPAN_CELLS = 1 << 22  # 128 MiB of the reader's cells
 SPAN_PER_CELL = 32  # a sheet holding fewer than 1 cell in 32 of its rectangle is no table of answers
+SPAN_LIMIT = 1 << 25  # 1 GiB of the reader's cells: no sheet of answers is as large
 READER_CELL_BYTES = 32
-COLUMNS_OF_LETTERS = {1: 26, 2: 702, 3: 16384}  # the last column whose reference has this many letters
-LAST_REFERENCE_BYTES = 64  # longer than a cell's start tag up to its reference
+LOOK_CHUNK = 1 << 20
+LETTERS, DIGITS = string.ascii_letters.encode(), string.digits.encode()
+
+
+def _look_patterns(prefix: bytes) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
+    """What the look over a sheet's bytes reads, for elements of the prefix (a pattern), as XML allows them written
+    (any whitespace after a name, a reference in either case): (1) every cell, with its reference when that is its
+    first attribute, as writers put it (else the reader places it by the cells before it, and the look is unsure);
+    (2) a value of a cell (<v>, <is>)."""
+    return (
+        re.compile(rb"<" + prefix + rb"c(?=[\s/>])(?:\s+r\s*=\s*[\"']([A-Za-z]{1,3}[0-9]{1,7})[\"'])?"),
+        re.compile(rb"<" + prefix + rb"(?:v|is)[\s/>]"),
+    )
+
+
+# the reader goes by an element's name after its prefix (<c>, <x:c>): a sheet whose cells have one is read so
+UNPREFIXED, ANY_PREFIX = _look_patterns(b""), _look_patterns(rb"(?:[^\s<>/:=\"']+:)?")
+PREFIXED_CELL = re.compile(rb":c[\s/>]")
+UNREAD_MARKUP = re.compile(rb"<[!?]")  # a comment, CDATA, a DTD, a processing instruction: the look does not read them
+XML_DECLARATION = re.compile(rb"(?:\xef\xbb\xbf)?\s*<\?xml[^>]*\?>")
 
 
 def holds_markers(path: Path, member: str, markers: tuple[bytes, ...]) -> bool:
@@ -502,90 +537,146 @@ def holds_markers(path: Path, member: str, markers: tuple[bytes, ...]) -> bool:
 
 @dataclass
 class _Look:
-    """What one chunk-by-chunk read of a sheet's XML tells, without parsing it: whether it holds a formula or an
-    error value, how many cells it stores, and the rows and columns they reach at most."""
+    """What a chunk-by-chunk read of a sheet's bytes tells, without parsing them: whether it holds a formula or an
+    error value; a cell of the last row and one of the last column any reference reaches, wherever in the file (rows
+    may come in any order; what <row r> and <dimension> say is not taken); whether it is unsure of where a cell
+    lies; and how many values its cells hold, counted only when that matters (see `_look_over`)."""
 
     formulas_or_errors: bool = False
     cells: int = 0
-    referenced: int = 0  # cells whose start tag begins with their reference
-    last_row: int = 0  # the row of the last cell (rows are stored in order)
-    letters: int = 1  # the most letters of a cell's column
-    last_column: int = 0  # the last column, when its letters are three (else: the last that has as many)
-
-    def columns(self) -> int:
-        return self.last_column if self.last_column else COLUMNS_OF_LETTERS[self.letters]
+    lowest: tuple[int, int] = (0, 0)  # (column, row)
+    rightmost: tuple[int, int] = (0, 0)
+    unsure: bool = False
 
     def may_spread(self) -> bool:
-        """Whether the cells may reach far beyond what they fill: a cell without its reference (its place is
-        known by parsing), or rows and columns whose rectangle may be larger than allowed."""
-        return self.referenced < self.cells or _too_spread(self.last_row * self.columns(), self.cells)
+        """Whether the cells may reach far beyond what they fill: the rectangle of their references may be larger
+        than allowed for the values the sheet holds, or the look is unsure of where a cell lies."""
+        return self.unsure or _too_spread(self.lowest[1] * self.rightmost[0], self.cells)
+
+    def read(self, text: bytes) -> None:
+        """A part of the sheet's XML holding whole tags."""
+        cells, _values = ANY_PREFIX if PREFIXED_CELL.search(text) else UNPREFIXED
+        self.formulas_or_errors = self.formulas_or_errors or any(m in text for m in FORMULA_OR_ERROR)
+        found = cells.findall(text)
+        self.unsure = self.unsure or b"" in found or UNREAD_MARKUP.search(text) is not None
+        found = [reference for reference in found if reference] if self.unsure else found
+        if not found:
+            return
+        rows = list(map(int, map(bytes.lstrip, found, repeat(LETTERS))))
+        row = max(rows)
+        if row > self.lowest[1]:
+            self.lowest = (_column_index(found[rows.index(row)].rstrip(DIGITS).decode()), row)
+        letters = list(map(bytes.rstrip, found, repeat(DIGITS)))
+        column, widest = max((_column_index(each.decode()), each) for each in set(letters))
+        if column > self.rightmost[0]:
+            self.rightmost = (column, rows[letters.index(widest)])
 
 
-def _too_spread(span: int, cells: int) -> bool:
+def _sparse(span: int, cells: int) -> bool:
     return span > max(SPAN_CELLS, SPAN_PER_CELL * cells)
 
 
+def _too_spread(span: int, cells: int) -> bool:
+    return span > SPAN_LIMIT or _sparse(span, cells)
+
+
 def _look_over(path: Path, sheet_xml: str) -> _Look:
-    """The sheet's XML read a chunk at a time, its markers counted (prefixed elements, <x:c>, included)."""
-    look, tail, prefix = _Look(), b"", None
-    with zipfile.ZipFile(path) as archive, archive.open(sheet_xml) as part:
-        while chunk := part.read(1 << 20):
-            window = tail + chunk  # a marker cut at a chunk's end is whole here; one within `tail` counted before
-            if prefix is None:
-                root = re.search(rb"<([A-Za-z_][\w.-]*:)?worksheet[\s>]", window)
-                prefix = (root.group(1) or b"") if root else b""
-                cell, referenced = b"<" + prefix + b"c", b"<" + prefix + b'c r="'
-                reference = re.compile(re.escape(referenced) + rb"[A-Z]{1,3}(\d+)\"")
-                wide = re.compile(re.escape(referenced) + rb"[A-Z]{2}")
-                widest = re.compile(re.escape(referenced) + rb"([A-Z]{3})\d")
-            look.formulas_or_errors = look.formulas_or_errors or any(m in window for m in FORMULA_OR_ERROR)
-            for marker in (cell + b" ", cell + b">"):
-                look.cells += window.count(marker) - tail.count(marker)
-            look.referenced += window.count(referenced) - tail.count(referenced)
-            at = window.rfind(referenced)
-            while at >= 0 and not (last := reference.match(window, at)):  # cut at the chunk's end: the one before
-                at = window.rfind(referenced, 0, at)
-            if at >= 0 and last:
-                look.last_row = max(look.last_row, int(last.group(1)))
-            if look.letters == 1 and wide.search(window):
-                look.letters = 2
-            if look.letters > 1 and (three := max(widest.findall(window), default=b"")):
-                look.letters, look.last_column = 3, max(look.last_column, _column_index(three.decode()))
-            tail = chunk[-LAST_REFERENCE_BYTES:]
+    """The sheet's XML read a chunk at a time; its values counted in a second read, only when its references' rectangle
+    is large enough for that to matter."""
+    look = _Look()
+    for text in _whole_tags(path, sheet_xml):
+        look.read(text)
+    if not look.unsure and SPAN_CELLS < look.lowest[1] * look.rightmost[0] <= SPAN_LIMIT:
+        for text in _whole_tags(path, sheet_xml):
+            values = (ANY_PREFIX if PREFIXED_CELL.search(text) else UNPREFIXED)[1]
+            look.cells += len(values.findall(text))
     return look
+
+
+def _whole_tags(path: Path, member: str, before: bytes = b"<") -> Iterator[bytes]:
+    """A member of the archive (a sheet's XML) a chunk at a time, each up to the last `before` in it, a tag's start
+    (every tag in it whole, the rest handed on with the next chunk), in the memory of a chunk; its XML declaration
+    left out."""
+    pending = b""
+    with zipfile.ZipFile(path) as archive, archive.open(member) as part:
+        chunk = part.read(LOOK_CHUNK)
+        declared = XML_DECLARATION.match(chunk)
+        chunk = chunk[declared.end() :] if declared else chunk
+        while True:
+            window = pending + chunk
+            cut = window.rfind(before, max(len(pending) - len(before) + 1, 0)) if chunk else len(window)
+            if cut > 0:
+                yield window[:cut]
+                pending = window[cut:]
+            else:  # no tag begins in the chunk (a long text): read on
+                pending = window
+            if not chunk:
+                return
+            chunk = part.read(LOOK_CHUNK)
+
+
+def _local_name(tag: str) -> str:
+    """An element's name without its namespace: the reader takes a sheet's `c`, `row`, `v` in any namespace."""
+    return tag.rpartition("}")[2]
 
 
 def _refuse_far_cells(path: Path, sheet: str | None, sheet_xml: str, look: _Look) -> None:
     """The verdict on a sheet whose cells reach far beyond what they fill (a cell typed or pasted far below or right
     of the answers): read whole, it would not fit in memory. Its cells' places are parsed only when the look over
-    its XML says they may reach so far."""
+    its XML says they may reach so far, and placed as the reader places them."""
     if not look.may_spread():
         return
     cells = 0
     lowest, rightmost = (0, 0), (0, 0)  # (column, row): the first cell of the last row, the first of the last column
     try:
-        for column, row, parts, _cell in _placed_cells(path, sheet_xml):
-            if parts.keys() & {"v", "is", "f"}:  # a cell without a value is not read
+        for column, row, parts, _cell in _placed_cells(path, sheet_xml, _local_name):
+            if parts.keys() & {"v", "is"}:  # a cell without a value (styled, a formula without its result) is not read
                 cells += 1
                 lowest = max(lowest, (column, row), key=lambda cell: cell[1])
                 rightmost = max(rightmost, (column, row), key=lambda cell: cell[0])
-    except Exception:  # damaged XML: the reader stops on it before it makes its rectangle, and gives the verdict
-        return
+    except Exception as exc:  # XML the parser refuses (cut off, or with a DTD the reader skips)
+        if look.unsure:  # where its cells lie is not known but by parsing it
+            raise _damaged_sheet(path, sheet, exc) from None
+        cells, lowest, rightmost = look.cells, look.lowest, look.rightmost  # what the look saw of it
+    refuse_spread(path, sheet, cells, lowest, rightmost)
+
+
+def refuse_spread(
+    path: Path,
+    sheet: str | None,
+    cells: int,
+    lowest: tuple[int, int],
+    rightmost: tuple[int, int],
+    cell_bytes: int = READER_CELL_BYTES,
+) -> None:
+    """The verdict on a sheet too large to read whole: from A1 to its last row and column holding a value (`lowest`
+    and `rightmost`: (column, row) of a cell there), larger than allowed for the `cells` it holds, or than any
+    sheet of answers. `cell_bytes`: what the reader holds of a cell."""
     rows, columns = lowest[1], rightmost[0]
-    if not _too_spread(rows * columns, cells):
+    span = rows * columns
+    if not _too_spread(span, cells):
         return
     far = " and ".join(
         f"{_column_letters(c)}{r}" for c, r in [lowest, *([rightmost] if rightmost[0] > lowest[0] else [])]
     )
-    raise WaveFileError(
-        path,
-        f"the sheet {shown(sheet)} holds {cells:,} cells, but they reach {far}: read whole, the "
-        f"sheet is {rows:,} rows by {columns:,} columns ({rows * columns:,} cells, "
-        f"{rows * columns * READER_CELL_BYTES / (1 << 30):,.1f} GiB in memory), nearly all empty. A cell typed or "
-        "pasted far from the answers does this: in Excel or LibreOffice, clear that cell (or delete the rows below "
-        "the answers and the columns right of them) and save the file, or ask for the file again",
-        row=lowest[1],
+    whole = (
+        f"read whole, the sheet is {rows:,} rows by {columns:,} columns ({span:,} cells, "
+        f"{span * cell_bytes / (1 << 30):,.1f} GiB in memory)"
     )
+    if _sparse(span, cells):
+        said = (
+            f"holds {cells:,} cells, but they reach {far}: {whole}, nearly all empty. A cell typed or pasted far from "
+            "the answers does this: in Excel or LibreOffice, clear that cell (or delete the rows below the answers "
+            "and the columns right of them) and save the file, or ask for the file again"
+        )
+    else:
+        said = (
+            f"holds {cells:,} cells, reaching {far}: {whole}, more than the {SPAN_LIMIT:,} cells a sheet may have. "
+            "Values filled or pasted down whole columns or across whole rows do this: in Excel or LibreOffice, "
+            "delete the rows below the answers and the columns right of them and save the file, or ask for the file "
+            "again"
+        )
+    raise WaveFileError(path, f"the sheet {shown(sheet)} {said}", row=rows)
 
 
 # what cells hold whose answers would be read as empty, and what to do
@@ -620,7 +711,7 @@ def _refuse_cells(spec: WaveSpec, cells: list[tuple[int, int]], header: list[str
 
 def _column_index(letters: str) -> int:
     index = 0
-    for letter in letters:
+    for letter in letters.upper():
         index = index * 26 + ord(letter) - ord("A") + 1
     return index
 
