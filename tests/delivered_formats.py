@@ -63,6 +63,7 @@ def as_xls(
 
     book = xlwt.Workbook(encoding="utf-8")
     when = xlwt.easyxf(num_format_str="YYYY-MM-DD HH:MM:SS")
+    clock = xlwt.easyxf(num_format_str="h:mm:ss")
     formula_errors = []
     for name, rows in [*([("Ohje", before)] if before else []), (sheet_name or spec.sheet, with_cells(spec, cells))]:
         sheet = book.add_sheet(name)
@@ -75,6 +76,8 @@ def as_xls(
                     sheet.row(r).set_cell_error(c, value.code)
                 elif isinstance(value, dt.datetime):
                     sheet.write(r, c, value, when)
+                elif isinstance(value, dt.timedelta):  # a duration in days, formatted as a time (h:mm:ss)
+                    sheet.write(r, c, value / dt.timedelta(days=1), clock)
                 elif value is not None:
                     sheet.write(r, c, value)
     book.save(str(path))

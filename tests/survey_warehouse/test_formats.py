@@ -708,3 +708,27 @@ def test_an_error_value_alone_in_the_last_row_is_kept(wave_2018, tmp_path, fmt: 
             [result.load_id, COMMENTS_2018, last],
         ).fetchall()
     assert found == [(last + 2, "#N/A")]
+
+
+@pytest.mark.parametrize(
+    ("duration", "landed", "reasons"),
+    [
+        (dt.timedelta(minutes=-1), "-0:01:00", ["unreadable_duration"]),
+        (dt.timedelta(minutes=-90, seconds=-30), "-1:30:30", ["unreadable_duration"]),
+        (dt.timedelta(days=-2), "-48:00:00", ["unreadable_duration"]),  # a whole number: stored as an RK number
+        (dt.timedelta(minutes=12, seconds=30), "0:12:30", []),
+    ],
+    ids=["minus-a-minute", "minus-an-hour-and-a-half", "minus-two-days", "positive"],
+)
+def test_a_negative_duration_in_an_xls_time_cell_is_never_wrapped(
+    wave_2018, tmp_path, duration: dt.timedelta, landed: str, reasons: list[str]
+) -> None:
+    """A legacy .xls cell formatted h:mm:ss holding a negative duration: the reader alone wraps it into a time of
+    day (23:59:00, accepted as 1,439 minutes); its stored number is read from the sheet's records instead."""
+    from delivered_formats import as_xls
+
+    row = wave_2018.header_row + 2
+    path = as_xls(wave_2018, tmp_path / "negative.xls", cells={(row, "Kesto (min)"): duration})
+    paths = make_paths("formats_xls_negative_time")
+    result = load_wave(dataclasses.replace(wave_2018, file=path, format="xls"), paths.warehouse)
+    assert _cell_and_quarantine(paths.warehouse, result.load_id, row, "Kesto (min)") == (landed, reasons)

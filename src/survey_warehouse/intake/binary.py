@@ -189,6 +189,67 @@ def _xls_error_cells(stream: Any, start: int, end: int, from_row: int) -> Findin
     return findings
 
 
+NUMBER, RK, MULRK = 0x0203, 0x027E, 0x00BD
+Negatives = dict[int, list[tuple[int, float]]]  # row -> [(column, the number)], both 1-based
+
+
+def xls_negative_numbers(path: Path, sheet: str, from_row: int) -> Negatives:
+    """The named sheet's negative numbers from `from_row` down (stored numbers, RK numbers, formulas' cached
+    numbers): a negative duration in a cell formatted as a time, which the reader wraps into a time of day, is read
+    from them. Walked only when the reader handed on a time."""
+    with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as whole:
+        stream, base, size = _workbook_stream(path, whole)
+        try:
+            names, starts = _xls_sheets(stream, base, base + size)
+            named = _matching_sheets(names, sheet)
+            if len(named) != 1:
+                return {}
+            return _xls_negatives(stream, base + starts[names.index(named[0])], base + size, from_row)
+        except (struct.error, IndexError) as exc:
+            raise _unreadable(path, f"a record of it is cut off: {type(exc).__name__}") from None
+
+
+def _rk(value: int) -> float:
+    """An RK number ([MS-XLS] 2.5.217): a 30-bit integer or the top 30 bits of a double, perhaps divided by 100."""
+    number = (
+        float(value >> 2) if value & 2 else struct.unpack("<d", struct.pack("<Q", (value & ~3 & 0xFFFFFFFF) << 32))[0]
+    )
+    return number / 100 if value & 1 else number
+
+
+def _xls_negatives(stream: Any, start: int, end: int, from_row: int) -> Negatives:
+    found: Negatives = {}
+
+    def keep(row: int, column: int, number: float) -> None:
+        if number < 0 and row + 1 >= from_row:
+            found.setdefault(row + 1, []).append((column + 1, number))
+
+    depth = 0
+    for kind, at, size in _biff_records(stream, start, end):
+        if kind == BOF:
+            depth += 1
+        elif kind == EOF:
+            depth -= 1
+            if depth <= 0:
+                break
+        elif depth != 1:
+            continue
+        elif kind == NUMBER and size >= FORMULA_RESULT_END:
+            row, column = struct.unpack_from("<HH", stream, at)
+            keep(row, column, struct.unpack_from("<d", stream, at + 6)[0])
+        elif kind == RK and size >= 10:  # noqa: PLR2004 (row, column, XF, the RK number)
+            row, column = struct.unpack_from("<HH", stream, at)
+            keep(row, column, _rk(struct.unpack_from("<i", stream, at + 6)[0]))
+        elif kind == MULRK and size >= 12:  # noqa: PLR2004 (row, first column, XF and RK pairs, last column)
+            row, first = struct.unpack_from("<HH", stream, at)
+            for n in range((size - 6) // 6):
+                keep(row, first + n, _rk(struct.unpack_from("<i", stream, at + 4 + 6 * n + 2)[0]))
+        elif kind == FORMULA and size >= FORMULA_RESULT_END and stream[at + 12 : at + 14] != b"\xff\xff":
+            row, column = struct.unpack_from("<HH", stream, at)
+            keep(row, column, struct.unpack_from("<d", stream, at + 6)[0])
+    return found
+
+
 def _found(findings: Findings, row: int, column: int, code: int, from_row: int) -> None:
     """An error cell (1-based row and column) of the answers, from `from_row` down, as the sheet shows it, or among
     those of an unknown code."""

@@ -168,28 +168,19 @@ def read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -
         from survey_warehouse.intake.opendocument import refuse_unreadable_tables
 
         refuse_unreadable_tables(path, spec.sheet)
-    unknown: list[tuple[int, int]] = []  # error values of a code the format does not know (.xls, .xlsb)
-    if sheet_xml and look and look.formulas_or_errors:
-        try:
-            unresolved, shown_cells, clocks = _sheet_findings(path, sheet_xml, spec.header_row)
-        except Exception as exc:  # XML calamine takes but the defused parser refuses (an entity, a DTD)
-            raise _damaged_sheet(path, spec.sheet, exc) from None
-    elif delivered == "ods":
-        from survey_warehouse.intake.opendocument import ods_findings
-
-        (unresolved, shown_cells), clocks = ods_findings(path, spec.sheet or "", spec.header_row), {}
-    elif delivered in ("xls", "xlsb"):  # a formula's result is part of its record: only error values to find
-        from survey_warehouse.intake.binary import xls_errors, xlsb_errors
-
-        scan = xls_errors if delivered == "xls" else xlsb_errors
-        (unknown, shown_cells), unresolved, clocks = scan(path, spec.sheet or "", spec.header_row), [], {}
-    else:
-        unresolved, shown_cells, clocks = [], {}, {}
+    unknown, unresolved, shown_cells, clocks = _findings(spec, delivered, sheet_xml, look)
 
     def as_shown(number: int, values: list[Any]) -> list[str | None]:
         """A row's cells as the sheet shows them: calamine's values, with what it reads otherwise put back (#N/A,
         a tab in an .ods, a negative duration it wraps into a time of day)."""
+        nonlocal clocks
         texts = [cell_text(v) for v in values]
+        if clocks is None:  # an .xls: its negative numbers read from its records once it hands on a time
+            if not any(isinstance(v, dt.time | dt.datetime | dt.timedelta) for v in values):
+                return _with_shown(texts, shown_cells.get(number, ()), 0)
+            from survey_warehouse.intake.binary import xls_negative_numbers
+
+            clocks = xls_negative_numbers(path, spec.sheet or "", spec.header_row)
         for column, days in clocks.get(number, ()):
             if column <= len(values) and isinstance(values[column - 1], dt.time | dt.datetime | dt.timedelta):
                 texts[column - 1] = clock_text(round(days * MICROSECONDS_A_DAY))
@@ -226,6 +217,37 @@ def read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -
     grid = fill_grid(con, header, spec.header_row, numbered(), reader=reader, chunk_rows=WORKBOOK_CHUNK_ROWS)
     _hand_back_freed_memory()
     return grid
+
+
+Clocks = dict[int, list[tuple[int, float]]]  # a row's negative numbers (days) by column, which calamine wraps
+
+
+def _findings(
+    spec: WaveSpec, delivered: str, sheet_xml: str | None, look: _Look | None
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]], dict[int, list[tuple[int, str]]], Clocks | None]:
+    """What the reader does not say of the spec's sheet, from the header row down, by its format: error values of a
+    code the format does not know and formulas saved without their results (both refused, by cell), the cells as
+    the sheet shows them where the reader reads them otherwise, and negative numbers by row (None: an .xls, whose
+    are read only if the reader hands on a time)."""
+    path = spec.file
+    if sheet_xml and look and look.formulas_or_errors:
+        try:
+            unresolved, shown_cells, negatives = _sheet_findings(path, sheet_xml, spec.header_row)
+        except Exception as exc:  # XML calamine takes but the defused parser refuses (an entity, a DTD)
+            raise _damaged_sheet(path, spec.sheet, exc) from None
+        return [], unresolved, shown_cells, negatives
+    if delivered == "ods":
+        from survey_warehouse.intake.opendocument import ods_findings
+
+        unresolved, shown_cells = ods_findings(path, spec.sheet or "", spec.header_row)
+        return [], unresolved, shown_cells, {}
+    if delivered in ("xls", "xlsb"):  # a formula's result is part of its record: only error values to find
+        from survey_warehouse.intake.binary import xls_errors, xlsb_errors
+
+        scan = xls_errors if delivered == "xls" else xlsb_errors
+        unknown, shown_cells = scan(path, spec.sheet or "", spec.header_row)
+        return unknown, [], shown_cells, None if delivered == "xls" else {}
+    return [], [], {}, {}
 
 
 def _with_shown(texts: list[str | None], shown_cells: Iterable[tuple[int, str]], width: int) -> list[str | None]:
