@@ -1828,3 +1828,139 @@ def test_an_xls_sheet_whose_records_are_cut_off_is_refused_not_walked_past(tmp_p
         binary.xls_errors(path, "Vastaukset", 1)
     assert "the workbook's records cannot be read for its error values (#N/A)" in str(refused.value), refused.value
     assert "a record of it is cut off" in str(refused.value), refused.value
+
+
+def _rezip(path: Path, member: str, change: Callable[[bytes], bytes]) -> Path:
+    """The archive with one member's bytes changed (the others as they were)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as source:
+        items = [(item, source.read(item.filename)) for item in source.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        for item, data in items:
+            target.writestr(item, change(data) if item.filename == member else data)
+    return path
+
+
+def _damaged_member(path: Path, member: str, damage: str) -> Path:
+    """The archive with one member damaged inside the zip: its compressed data overwritten, or its checksum wrong."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(member)
+    data = bytearray(path.read_bytes())
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    if damage == "deflate":
+        middle = start + info.compress_size // 2
+        data[middle : middle + 64] = b"\xff" * 64
+    else:
+        data = bytearray(bytes(data).replace(struct.pack("<I", info.CRC), struct.pack("<I", (info.CRC + 1) % 2**32)))
+    path.write_bytes(bytes(data))
+    return path
+
+
+SHEET_PARTS = {"xlsx": "xl/worksheets/sheet1.xml", "xlsb": "xl/worksheets/sheet1.bin", "ods": "content.xml"}
+
+
+def _as_format(spec, fmt: str, path: Path) -> Path:
+    import shutil
+
+    from delivered_formats import as_ods_xml, as_xlsb
+
+    if fmt == "xlsx":
+        return Path(shutil.copy(spec.file, path))
+    return as_xlsb(spec, path) if fmt == "xlsb" else as_ods_xml(spec, path)
+
+
+@pytest.mark.parametrize("damage", ["deflate", "crc"])
+@pytest.mark.parametrize("fmt", ["xlsx", "xlsb", "ods"])
+def test_a_sheet_part_damaged_inside_its_zip_is_a_verdict_before_the_reader_opens_it(
+    paths, wave_2018, loaded, tmp_path, fmt: str, damage: str
+) -> None:
+    """The looks that read a sheet's part before the reader (far cells, error values, a tab in an .ods) meet the
+    damage first: a verdict in words, never zlib's or zipfile's exception."""
+    path = _damaged_member(_as_format(wave_2018, fmt, tmp_path / f"damaged.{fmt}"), SHEET_PARTS[fmt], damage)
+    spec = dataclasses.replace(wave_2018, file=path, format=fmt)
+    _rejected(spec, paths, loaded, "is damaged and cannot be read", "ask for the file again")
+
+
+@pytest.mark.parametrize("fmt", ["xlsx", "xlsb"])
+def test_a_sheet_part_the_package_names_but_lacks_is_a_verdict(paths, wave_2018, loaded, tmp_path, fmt: str) -> None:
+    rels = {"xlsx": "xl/_rels/workbook.xml.rels", "xlsb": "xl/_rels/workbook.bin.rels"}[fmt]
+    part = SHEET_PARTS[fmt].removeprefix("xl/").encode()
+    path = _as_format(wave_2018, fmt, tmp_path / f"missing.{fmt}")
+    _rezip(path, rels, lambda data: data.replace(part, part.replace(b"sheet1", b"sheet9")))
+    spec = dataclasses.replace(wave_2018, file=path, format=fmt)
+    _rejected(spec, paths, loaded, "is damaged and cannot be read", "ask for the file again")
+
+
+def test_an_ods_sheet_name_that_is_no_text_is_a_verdict(paths, wave_2018, loaded, tmp_path) -> None:
+    from delivered_formats import as_ods_xml
+
+    path = as_ods_xml(wave_2018, tmp_path / "name.ods", before="<table:table-row/>")
+    _rezip(path, "content.xml", lambda data: data.replace(b'table:name="Ohje"', b'table:name="Oh\xffje"'))
+    spec = dataclasses.replace(wave_2018, file=path, format="ods")
+    _rejected(spec, paths, loaded, "is damaged and cannot be read")
+
+
+@pytest.mark.parametrize(
+    ("change", "landed"),
+    [
+        ((b't="e"', b't = "e"'), "#N/A"),  # an error value's type written with spaces, as XML allows
+        ((b"<v>", b"<v >"), None),  # a value's tag with a space: a negative duration still read as such
+    ],
+    ids=["error-type-with-spaces", "value-tag-with-a-space"],
+)
+def test_the_xlsx_scan_finds_what_it_looks_for_however_the_xml_is_spaced(
+    wave_2018, tmp_path, change: tuple[bytes, bytes], landed: str | None
+) -> None:
+    import datetime as dt
+
+    import openpyxl
+
+    book = openpyxl.load_workbook(wave_2018.file)
+    sheet = book[wave_2018.sheet]
+    header = [c.value for c in sheet[wave_2018.header_row]]
+    column = header.index("Kesto (min)") + 1
+    row = wave_2018.header_row + 2
+    if landed is None:
+        sheet.cell(row, column, dt.timedelta(minutes=-1)).number_format = "h:mm:ss"
+    else:
+        sheet.cell(row, column, "#N/A")
+    path = tmp_path / "spaced.xlsx"
+    book.save(path)
+    _rezip(path, "xl/worksheets/sheet1.xml", lambda data: data.replace(*change))
+    paths = make_paths("bad_inputs_spaced_xml")
+    result = load_wave(dataclasses.replace(wave_2018, file=path), paths.warehouse)
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        cell = con.execute(
+            "select c.cell_value from raw.survey_cells c join raw.survey_columns k using (column_id) "
+            "where k.load_id = ? and k.source_column = 'Kesto (min)' and c.source_row_number = ?",
+            [result.load_id, row],
+        ).fetchone()
+    assert cell == ((landed or "-0:01:00"),), cell
+
+
+def test_an_ods_repeat_count_of_billions_is_scanned_as_far_as_a_sheet_goes(wave_2018, tmp_path) -> None:
+    """A cell the scan restores (a time value) repeated two billion times across or down: the scan stops where a
+    sheet ends (16,384 columns, 1,048,576 rows), in bounded time and memory."""
+    from delivered_formats import as_ods_xml
+
+    from survey_warehouse.intake.opendocument import ods_findings
+
+    cell = 'office:value-type="time" office:time-value="PT01H00M00S"><text:p>01:00:00</text:p></table:table-cell>'
+    rows = {
+        "across": f'<table:table-row><table:table-cell table:number-columns-repeated="2000000000" {cell}'
+        "</table:table-row>",
+        "down": f'<table:table-row table:number-rows-repeated="2000000000"><table:table-cell {cell}</table:table-row>',
+    }
+    for way, extra in rows.items():
+        path = as_ods_xml(wave_2018, tmp_path / f"{way}.ods")
+        _rezip(
+            path,
+            "content.xml",
+            lambda data, extra=extra: data.replace(b"</table:table>", extra.encode() + b"</table:table>"),
+        )
+        _unresolved, shown = ods_findings(path, wave_2018.sheet or "", wave_2018.header_row)
+        assert max(shown) <= 1_048_576 and max(len(cells) for cells in shown.values()) <= 16_384, way

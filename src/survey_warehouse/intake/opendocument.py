@@ -85,7 +85,7 @@ def ods_findings(
         raise _damaged_sheet(path, sheet, exc) from None
 
 
-TABLE_NAME = re.compile(rb"<table:table\s[^>]*?table:name=(?:\"([^\"]*)\"|'([^']*)')")
+TABLE_NAME = re.compile(rb"<table:table\s[^>]*?table:name\s*=\s*(?:\"([^\"]*)\"|'([^']*)')")
 
 
 def _attribute_text(raw: bytes) -> str:
@@ -129,7 +129,8 @@ def _scan(path: Path, sheet: str, from_row: int) -> tuple[list[tuple[int, int]],
                 break  # the sheet ends: the rest of the file is other sheets
             if element.tag != ROW or any(e.tag in CELLS for e in stack):
                 continue  # a row of a table inside a cell is not the sheet's
-            repeated = int(element.get(f"{TABLE_NS}number-rows-repeated") or 1)
+            # as many as the reader takes: a repeat count of billions stands for no more rows than a sheet has
+            repeated = min(int(element.get(f"{TABLE_NS}number-rows-repeated") or 1), max(MAX_ROWS - row, 0))
             if inside and row + repeated >= from_row:
                 found = _row_findings(element)
                 for number in range(max(row + 1, from_row), row + repeated + 1) if found[0] or found[1] else ():
@@ -152,7 +153,7 @@ def _row_findings(row: Any) -> tuple[list[int], list[tuple[int, str]]]:
     for cell in row:
         if cell.tag not in CELLS:
             continue
-        repeated = int(cell.get(f"{TABLE_NS}number-columns-repeated") or 1)
+        repeated = min(int(cell.get(f"{TABLE_NS}number-columns-repeated") or 1), max(MAX_COLUMNS - column, 0))
         value_type = cell.get(f"{OFFICE_NS}value-type")
         text: str | None = None
         if cell.get(f"{CALCEXT_NS}value-type") == "error":

@@ -113,6 +113,11 @@ def _damage(exc: BaseException) -> str:
         "CalamineError": "a part of it cannot be read",
         "ValueError": "a cell's value does not match its type",
         "PanicException": "its reader stopped on damaged data",
+        "BadZipFile": "its zip archive is damaged",
+        "error": "its compressed data is damaged",  # zlib's
+        "KeyError": "a part the package names is missing",
+        "UnicodeDecodeError": "a name or text in it is no text in its encoding",
+        "EOFError": "a part of it is cut off",
     }
     name = type(exc).__name__
     return f"{name}: {kinds[name]}" if name in kinds else name
@@ -160,15 +165,16 @@ def read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -
     """The spec's sheet into `grid` (survey_warehouse.intake.grid); returns its Grid."""
     path = spec.file
     delivered = _delivered_format(spec, head)
-    sheet_xml = _sheet_part(path, spec.sheet or "") if delivered == "xlsx" else None
-    look = _look_over(path, sheet_xml) if sheet_xml else None
-    if sheet_xml and look:
-        _refuse_far_cells(path, spec.sheet, sheet_xml, look)
-    if delivered == "ods":
-        from survey_warehouse.intake.opendocument import refuse_unreadable_tables
+    with _damage_said(path, spec.sheet):  # what is read of the file before the reader opens it
+        sheet_xml = _sheet_part(path, spec.sheet or "") if delivered == "xlsx" else None
+        look = _look_over(path, sheet_xml) if sheet_xml else None
+        if sheet_xml and look:
+            _refuse_far_cells(path, spec.sheet, sheet_xml, look)
+        if delivered == "ods":
+            from survey_warehouse.intake.opendocument import refuse_unreadable_tables
 
-        refuse_unreadable_tables(path, spec.sheet)
-    unknown, unresolved, shown_cells, clocks = _findings(spec, delivered, sheet_xml, look)
+            refuse_unreadable_tables(path, spec.sheet)
+        unknown, unresolved, shown_cells, clocks = _findings(spec, delivered, sheet_xml, look)
 
     def as_shown(number: int, values: list[Any]) -> list[str | None]:
         """A row's cells as the sheet shows them: calamine's values, with what it reads otherwise put back (#N/A,
@@ -294,11 +300,25 @@ def _open_workbook(path: Path) -> Any:
         raise WaveFileError(path, f"the workbook is damaged and cannot be opened ({_damage(exc)}); {AGAIN}") from None
 
 
+@contextlib.contextmanager
+def _damage_said(path: Path, sheet: str | None) -> Iterator[None]:
+    """What is read of the file's parts beside the reader (its sheets' XML or records, before the reader opens it)
+    fails in words: a damaged zip entry (a wrong checksum, broken compressed data), a part the package names but
+    lacks, bytes that are no text, as the reader's own failures are told."""
+    try:
+        yield
+    except WaveFileError:
+        raise
+    except Exception as exc:
+        raise _damaged_sheet(path, sheet, exc) from None
+
+
 def _damaged_sheet(path: Path, sheet: str | None, exc: BaseException) -> BaseException:
     """The verdict on a sheet the reader fails on; an interrupt is given back as it is, to go on up."""
     if not _reader_failed(exc):
         return exc
-    return WaveFileError(path, f"the sheet {shown(sheet)} is damaged and cannot be read ({_damage(exc)}); {AGAIN}")
+    what = f"the sheet {shown(sheet)}" if sheet is not None else "the workbook"
+    return WaveFileError(path, f"{what} is damaged and cannot be read ({_damage(exc)}); {AGAIN}")
 
 
 def sheet_rows(spec: WaveSpec) -> Iterator[list[Any]]:
@@ -376,15 +396,17 @@ def first_rows(path: Path, rows: int) -> dict[str, list[list[Any]]]:
     if zip_kind(path) == ODS:  # the reader reads every sheet of an .ods when it opens it
         from survey_warehouse.intake.opendocument import refuse_unreadable_tables
 
-        refuse_unreadable_tables(path)
+        with _damage_said(path, None):
+            refuse_unreadable_tables(path)
     workbook = _open_workbook(path)
     found: dict[str, list[list[Any]]] = {}
     with workbook:
         for name in workbook.sheet_names:
             try:
-                part = _sheet_part(path, name)
-                if part:
-                    _refuse_far_cells(path, name, part, _look_over(path, part))
+                with _damage_said(path, name):
+                    part = _sheet_part(path, name)
+                    if part:
+                        _refuse_far_cells(path, name, part, _look_over(path, part))
             except WaveFileError as refused:  # read whole, the sheet would not fit in memory
                 logging.getLogger(__name__).warning("%s: sheet %s is left out: %s", path, shown(name), refused.reason)
                 continue
@@ -512,8 +534,11 @@ def _sheet_findings(
 
 
 MICROSECONDS_A_DAY = 86_400_000_000
-# a formula, an error value, or a negative number (<v>-, which calamine wraps when its cell is a time)
-FORMULA_OR_ERROR = (b"<f", b":f>", b":f ", b't="e"', b"t='e'", b"v>-")
+# a formula (<f>, <x:f ...>), an error value (t="e", with any spaces and quotes XML allows), or a negative number
+# (<v>-, which calamine wraps when its cell is a time), in a chunk of whole tags
+FORMULA_OR_ERROR = re.compile(
+    rb"<(?:[A-Za-z_][\w.-]*:)?f[\s/>]|\st\s*=\s*[\"']e[\"']|<(?:[A-Za-z_][\w.-]*:)?v(?:\s[^>]*)?>\s*-"
+)
 # A sheet is read into a dense grid (calamine holds each cell of the rectangle from A1 to its last row and column
 # holding a value, 32 bytes a cell, empty or not): one cell typed far from the answers (XFD1048576) would make it 17
 # billion cells. A sheet whose rectangle is larger than SPAN_CELLS and SPAN_PER_CELL times the cells it holds is
@@ -578,7 +603,7 @@ class _Look:
     def read(self, text: bytes) -> None:
         """A part of the sheet's XML holding whole tags."""
         cells, _values = ANY_PREFIX if PREFIXED_CELL.search(text) else UNPREFIXED
-        self.formulas_or_errors = self.formulas_or_errors or any(m in text for m in FORMULA_OR_ERROR)
+        self.formulas_or_errors = self.formulas_or_errors or FORMULA_OR_ERROR.search(text) is not None
         found = cells.findall(text)
         self.unsure = self.unsure or b"" in found or UNREAD_MARKUP.search(text) is not None
         found = [reference for reference in found if reference] if self.unsure else found
