@@ -56,9 +56,12 @@ def as_xls(
     sheet_name: str | None = None,
     cells: dict[tuple[int, str], object] | None = None,
     before: list[list] | None = None,
+    beyond: dict[tuple[int, int], object] | None = None,
 ) -> Path:
     """`sheet_name`: the sheet's name in the file (the spec's by default); `cells`: (row, header) -> a value in
-    place of the sheet's, an ErrorValue among them; `before`: the rows of a sheet "Ohje" ahead of it."""
+    place of the sheet's, an ErrorValue among them; `before`: the rows of a sheet "Ohje" ahead of it; `beyond`:
+    (row, column), both 0-based, -> a value written in the sheet besides its rows (None: an empty cell with a
+    style)."""
     import xlwt
 
     book = xlwt.Workbook(encoding="utf-8")
@@ -80,6 +83,8 @@ def as_xls(
                     sheet.write(r, c, value / dt.timedelta(days=1), clock)
                 elif value is not None:
                     sheet.write(r, c, value)
+    for (r, c), value in (beyond or {}).items():
+        sheet.write(r, c, value, xlwt.easyxf("font: bold on"))
     book.save(str(path))
     if formula_errors:
         _formula_results_as_errors(path, formula_errors)

@@ -1228,6 +1228,99 @@ def test_an_ods_cell_far_from_the_answers_is_named_not_read_into_memory(paths, w
     assert _apart(spec, paths.warehouse, job="draft") == verdict
 
 
+def _xlsb_with(spec, path: Path, rows: bytes) -> Path:
+    """The 2018 sheet as an .xlsb with the BIFF12 records `rows` (rows and their cells) after its own rows."""
+    from delivered_formats import END_SHEET_DATA, _record, as_xlsb
+
+    end = _record(END_SHEET_DATA)
+    plain = as_xlsb(spec, path.with_suffix(".plain.xlsb"))
+    return _with_parts(plain, path, lambda name, data: data.replace(end, rows + end) if "worksheets/" in name else data)
+
+
+def _xlsb_row(row: int, *cells: bytes) -> bytes:
+    """A BrtRowHdr of the row (0-based) and the cell records after it."""
+    import struct
+
+    from delivered_formats import ROW_HEADER, _record
+
+    return _record(ROW_HEADER, struct.pack("<IIH", row, 0, 300) + bytes(3) + struct.pack("<I", 0)) + b"".join(cells)
+
+
+def _binary_far(spec, path: Path, far: str) -> Path:
+    from delivered_formats import _xlsb_cell, as_xls
+
+    if far == "xlsb: XFD1048576":
+        return _xlsb_with(spec, path.with_suffix(".xlsb"), _xlsb_row(1_048_575, _xlsb_cell(16383, "x")))
+    if far == "xls: IV65536":
+        return as_xls(spec, path.with_suffix(".xls"), beyond={(65535, 255): "x"})
+    other = [["Ohje"], *[[]] * 65534, [*[None] * 255, "x"]]  # a sheet the spec does not name: read all the same
+    return as_xls(spec, path.with_suffix(".xls"), before=other)
+
+
+BINARY_FAR = {
+    "xlsb: XFD1048576": ("the sheet 'Vastaukset' holds", "they reach XFD1048576", 1_048_576),
+    "xls: IV65536": ("the sheet 'Vastaukset' holds", "they reach IV65536", 65_536),
+    "xls: in another sheet": ("the sheet 'Ohje' holds 2 cells", "they reach IV65536", 65_536),
+}
+
+
+@pytest.mark.parametrize("far", BINARY_FAR)
+def test_an_xls_or_xlsb_cell_far_from_the_answers_is_named_not_read_into_memory(
+    paths, wave_2018, tmp_path, far
+) -> None:
+    """As in an .xlsx: the reader holds a sheet of an .xls or an .xlsb as a dense rectangle up to its last cell (one
+    cell at an .xlsb's XFD1048576 is 17 billion cells, and the process aborts; at an .xls's IV65536, 16 million of a
+    56-row sheet), every sheet of an .xls when it opens it. Such a sheet is refused from its cell records before the
+    file is read, naming the cell and its row; a draft leaves out such an .xlsb sheet and is told of such an .xls."""
+    path = _binary_far(wave_2018, tmp_path / "far", far)
+    spec = dataclasses.replace(wave_2018, file=path, format=path.suffix[1:])
+    sheet, said, row = BINARY_FAR[far]
+    verdict = _apart(spec, paths.warehouse)
+    assert sheet in verdict.get("verdict", "") and said in verdict["verdict"], verdict
+    assert "nearly all empty" in verdict["verdict"] and verdict["row"] == row, verdict
+    drafted = _apart(spec, paths.warehouse, job="draft")
+    assert drafted == ({"sheets": []} if spec.format == "xlsb" else verdict), drafted
+
+
+def test_an_xls_or_xlsb_with_empty_styled_cells_far_away_loads(paths, wave_2018, tmp_path) -> None:
+    """The 2018 wave as an .xls and as an .xlsb loads; an empty cell with a style far from the answers (an .xls's
+    BLANK and MULBLANK, an .xlsb's BrtCellBlank), which the reader does not place, makes no difference."""
+    import struct
+
+    from delivered_formats import _record, as_xls, as_xlsb
+
+    blank = {(65535, 255): None, (65534, 200): None, (65534, 201): None, (65534, 202): None}
+    blank_xlsb = _xlsb_row(1_048_575, _record(0x0001, struct.pack("<II", 16383, 0)))
+    for plain, styled, format in [
+        (as_xls(wave_2018, tmp_path / "plain.xls"), as_xls(wave_2018, tmp_path / "styled.xls", beyond=blank), "xls"),
+        (
+            as_xlsb(wave_2018, tmp_path / "plain.xlsb"),
+            _xlsb_with(wave_2018, tmp_path / "styled.xlsb", blank_xlsb),
+            "xlsb",
+        ),
+    ]:
+        assert b"\xbe\x00" in styled.read_bytes() or format == "xlsb", "a MULBLANK among the empty cells"
+        spec = dataclasses.replace(wave_2018, format=format)
+        loaded = _apart(dataclasses.replace(spec, file=plain), paths.warehouse)
+        assert loaded == {"rows": 55}, loaded
+        assert _apart(dataclasses.replace(spec, file=styled), paths.warehouse) == loaded
+        assert _apart(dataclasses.replace(spec, file=styled), paths.warehouse, job="draft") == {"sheets": [spec.sheet]}
+
+
+def test_an_xls_mulrk_reaches_its_last_column() -> None:
+    """A MULRK record is a row's run of numbers, each placed by the reader, up to the column in its last bytes."""
+    import struct
+
+    from survey_warehouse.intake.binary import _xls_reach
+
+    def record(kind: int, data: bytes) -> bytes:
+        return struct.pack("<HH", kind, len(data)) + data
+
+    run = struct.pack("<HH", 65535, 0) + struct.pack("<Hi", 0, 2 << 2 | 2) * 256 + struct.pack("<H", 255)
+    stream = record(0x0809, bytes(16)) + record(0x00BD, run) + record(0x000A, b"")
+    assert _xls_reach(stream, 0, len(stream)) == (256, (256, 65536), (256, 65536))
+
+
 def test_an_ods_with_libreoffices_empty_rows_and_columns_to_the_sheets_end_loads(paths, wave_2018, tmp_path) -> None:
     """LibreOffice writes every sheet's empty rows and columns to its end as repeated empty cells (1,048,000 rows
     by 16,384 columns, and rows without a value over the whole width): they hold nothing the reader keeps, nor does

@@ -12,6 +12,11 @@ them in the sheet's XML (survey_warehouse.intake.workbook), so that each lands a
   BrtCellError or a BrtFmlaError record, placed in the row of the BrtRowHdr before it; the sheet's part is
   streamed, and walked only when a look at its bytes finds one of those.
 
+Before the reader opens the file, `refuse_far_cells` looks over the cell records of every sheet of an .xls (the
+reader builds each one when it opens the file) and of the named sheet of an .xlsb: a sheet whose cells reach far
+beyond what they fill (one cell typed at the sheet's last row and column) or too large however full is refused as in
+an .xlsx (survey_warehouse.intake.workbook.refuse_spread), for the reader would hold it as a dense rectangle.
+
 Both put the error's code (BErr, the same in both formats) in a byte of its own. A formula without its result does
 not exist in either: its result is part of its record (a program that does not calculate, such as xlwt, stores an
 empty text, read as an empty cell like Excel's `=""`).
@@ -24,12 +29,13 @@ import mmap
 import re
 import struct
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from survey_warehouse.errors import WaveFileError
-from survey_warehouse.intake.workbook import AGAIN, _matching_sheets, _relationship_targets
+from survey_warehouse.intake.workbook import AGAIN, _matching_sheets, _relationship_targets, refuse_spread
 
 # BErr ([MS-XLS] 2.5.198.2, [MS-XLSB] 2.5.98.2): an error's code, and the text the sheet shows for it
 ERROR_TEXTS = {
@@ -385,3 +391,110 @@ def _wide_string(data: bytes, at: int) -> tuple[str | None, int]:
         return None, at + 4
     end = at + 4 + 2 * count
     return data[at + 4 : end].decode("utf-16-le", "replace"), end
+
+
+# ------------------------------------------------------------------------------------------------ far cells
+
+# The records the reader places a cell of, row and column their first 4 bytes (a blank cell, BLANK or MULBLANK, or
+# BrtCellBlank, it does not place: it holds nothing of it). An .xls formula's text result is placed from the STRING
+# record after it, at the formula's cell; a MULRK is a row's run of cells, its last column in its last 2 bytes.
+LABELSST, LABEL, RSTRING = 0x00FD, 0x0204, 0x00D6
+XLS_CELLS = frozenset({NUMBER, RK, LABELSST, LABEL, RSTRING, BOOLERR, FORMULA})
+MULRK_PAIR = 6  # an XF and an RK number
+# BrtCellRk to BrtFmlaBool (a BrtFmlaError the reader skips), the cell's column its first 4 bytes
+XLSB_CELLS = frozenset(range(0x0002, 0x000B))
+XLSB_LAST_ROW = 0x0010_0000  # the reader ends a sheet at a BrtRowHdr of a row beyond it
+Reach = tuple[int, tuple[int, int], tuple[int, int]]  # cells; (column, row) of the last row's and last column's
+
+
+def refuse_far_cells(path: Path, delivered: str, sheet: str | None = None) -> None:
+    """Before the reader opens the workbook: the verdict on a sheet whose cells reach far beyond what they fill, or
+    too large however full (as in an .xlsx), from its cell records: every sheet of an .xls, the named one of an
+    .xlsb (when the workbook names it; the reader's opening says otherwise)."""
+    if delivered == "xls":
+        for name, (cells, lowest, rightmost) in _xls_reaches(path):
+            refuse_spread(path, name, cells, lowest, rightmost)
+    elif delivered == "xlsb" and (part := _xlsb_sheet_part(path, sheet or "")):
+        refuse_spread(path, sheet, *_xlsb_reach(path, part))
+
+
+def _xls_reaches(path: Path) -> Iterator[tuple[str, Reach]]:
+    """Each sheet's name and how far its cells reach, as the reader places them."""
+    with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as whole:
+        stream, base, size = _workbook_stream(path, whole)
+        try:
+            names, starts = _xls_sheets(stream, base, base + size)
+            for name, start in zip(names, starts, strict=True):
+                yield name, _xls_reach(stream, base + start, base + size)
+        except (struct.error, IndexError):  # a record that runs past the stream's end: the reader cannot open it
+            return
+
+
+def _xls_reach(stream: Any, at: int, end: int) -> Reach:
+    """How far a sheet's cells reach, walking its records from its BOF to its EOF (an embedded chart's records,
+    between a BOF and an EOF of their own, are not its cells)."""
+    unpack = struct.unpack_from
+    cells = depth = 0
+    low_row = low_column = right_column = right_row = -1  # 0-based
+    while at + 4 <= end:
+        kind, size = unpack("<HH", stream, at)
+        data, at = at + 4, at + 4 + size
+        if kind in XLS_CELLS:
+            if depth > 1 or size < 4:  # noqa: PLR2004 (row and column)
+                continue
+            row, column = unpack("<HH", stream, data)
+            cells += 1
+        elif kind == MULRK:
+            if depth > 1 or size < 6:  # noqa: PLR2004 (row, first column, last column)
+                continue
+            row, first = unpack("<HH", stream, data)
+            (column,) = unpack("<H", stream, data + size - 2)
+            if column < first or size != 6 + MULRK_PAIR * (column - first + 1):  # the reader cannot open it
+                continue
+            cells += column - first + 1
+        elif kind == BOF:
+            depth += 1
+            continue
+        elif kind == EOF:
+            depth -= 1
+            if depth <= 0:
+                break
+            continue
+        else:
+            continue
+        if row > low_row:
+            low_row, low_column = row, column
+        if column > right_column:
+            right_column, right_row = column, row
+    return cells, (low_column + 1, low_row + 1), (right_column + 1, right_row + 1)
+
+
+def _xlsb_reach(path: Path, part: str) -> Reach:
+    """How far a sheet's cells reach, walking its part's records (those of its sheet data, as the reader reads its
+    cells)."""
+    cells, row, in_data = 0, 0, False
+    low_row = low_column = right_column = right_row = -1  # 0-based
+    wanted = XLSB_CELLS | {ROW_HEADER, BEGIN_SHEET_DATA, END_SHEET_DATA}
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open(part) as stream:
+            for kind, data in _xlsb_records(path, stream, wanted):
+                if kind == BEGIN_SHEET_DATA:
+                    in_data = True
+                elif kind == END_SHEET_DATA:
+                    break
+                elif not in_data or len(data) < ROW_BYTES:
+                    continue
+                elif kind == ROW_HEADER:
+                    row = struct.unpack_from("<I", data)[0]
+                    if row > XLSB_LAST_ROW:
+                        break
+                else:
+                    column = struct.unpack_from("<I", data)[0]
+                    cells += 1
+                    if row > low_row:
+                        low_row, low_column = row, column
+                    if column > right_column:
+                        right_column, right_row = column, row
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, WaveFileError):
+        pass  # a damaged part: the reader cannot read past where it is damaged, and its opening says so
+    return cells, (low_column + 1, low_row + 1), (right_column + 1, right_row + 1)

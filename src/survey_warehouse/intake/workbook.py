@@ -39,7 +39,6 @@ from survey_warehouse.intake.matching import match_key, shown
 from survey_warehouse.intake.values import clock_text
 from survey_warehouse.intake.verdict import (
     ENCRYPTED,
-    ODS,
     SAV,
     WORKBOOK_KINDS,
     container_of,
@@ -174,6 +173,10 @@ def read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -
             from survey_warehouse.intake.opendocument import refuse_unreadable_tables
 
             refuse_unreadable_tables(path, spec.sheet)
+        if delivered in ("xls", "xlsb"):
+            from survey_warehouse.intake.binary import refuse_far_cells
+
+            refuse_far_cells(path, delivered, spec.sheet)
         unknown, unresolved, shown_cells, clocks = _findings(spec, delivered, sheet_xml, look)
 
     def as_shown(number: int, values: list[Any]) -> list[str | None]:
@@ -393,11 +396,18 @@ def workbook_format(path: Path, head: bytes) -> str | None:
 def first_rows(path: Path, rows: int) -> dict[str, list[list[Any]]]:
     """Every sheet's first `rows` rows as calamine reads them (from row 1 and column A), by sheet name."""
 
-    if zip_kind(path) == ODS:  # the reader reads every sheet of an .ods when it opens it
+    with open(path, "rb") as file:
+        delivered = workbook_format(path, file.read(8192))
+    if delivered == "ods":  # the reader reads every sheet of an .ods when it opens it
         from survey_warehouse.intake.opendocument import refuse_unreadable_tables
 
         with _damage_said(path, None):
             refuse_unreadable_tables(path)
+    if delivered == "xls":  # and builds every sheet of an .xls
+        from survey_warehouse.intake.binary import refuse_far_cells
+
+        with _damage_said(path, None):
+            refuse_far_cells(path, delivered)
     workbook = _open_workbook(path)
     found: dict[str, list[list[Any]]] = {}
     with workbook:
@@ -407,6 +417,10 @@ def first_rows(path: Path, rows: int) -> dict[str, list[list[Any]]]:
                     part = _sheet_part(path, name)
                     if part:
                         _refuse_far_cells(path, name, part, _look_over(path, part))
+                    elif delivered == "xlsb":
+                        from survey_warehouse.intake.binary import refuse_far_cells
+
+                        refuse_far_cells(path, delivered, name)
             except WaveFileError as refused:  # read whole, the sheet would not fit in memory
                 logging.getLogger(__name__).warning("%s: sheet %s is left out: %s", path, shown(name), refused.reason)
                 continue
