@@ -463,13 +463,7 @@ def test_an_ods_sheet_found_by_its_match_key_has_its_cells_as_the_sheet_shows_th
     spec = dataclasses.replace(wave_2018, file=path, format="ods", sheet=f"{wave_2018.sheet} ä")
     paths = make_paths("formats_ods_sheet_key")
     result = load_wave(spec, paths.warehouse)
-    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
-        landed = con.execute(
-            "select c.cell_value from raw.survey_cells c join raw.survey_columns k using (column_id) "
-            "where k.load_id = ? and k.source_column = ? and c.source_row_number = ?",
-            [result.load_id, COMMENTS_2018, row],
-        ).fetchone()
-    assert landed == (raw,)
+    assert _cell_and_quarantine(paths.warehouse, result.load_id, row, COMMENTS_2018)[0] == raw
 
 
 def test_an_ods_without_formulas_errors_times_or_tabs_is_not_parsed_twice(wave_2018, tmp_path, monkeypatch) -> None:
@@ -594,13 +588,7 @@ def test_an_ods_sheet_name_written_with_character_references_is_found_by_the_sca
     spec = dataclasses.replace(wave_2018, file=path, format="ods", sheet="Vastaukset & muut")
     paths = make_paths("formats_ods_sheet_reference")
     result = load_wave(spec, paths.warehouse)
-    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
-        landed = con.execute(
-            "select c.cell_value from raw.survey_cells c join raw.survey_columns k using (column_id) "
-            "where k.load_id = ? and k.source_column = ? and c.source_row_number = ?",
-            [result.load_id, COMMENTS_2018, row],
-        ).fetchone()
-    assert landed == (raw,)
+    assert _cell_and_quarantine(paths.warehouse, result.load_id, row, COMMENTS_2018)[0] == raw
 
 
 MINUTES_2018, SKILLS_2018 = "Kesto (min)", "Toimialojen digiosaaminen (1-5)"

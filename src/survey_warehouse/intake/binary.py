@@ -24,6 +24,7 @@ empty text, read as an empty cell like Excel's `=""`).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import mmap
 import re
@@ -98,20 +99,48 @@ def _unreadable(path: Path, what: str) -> WaveFileError:
 def xls_errors(path: Path, sheet: str, from_row: int) -> Findings:
     """The named sheet's error values from `from_row` down, by row and column (1-based), as the sheet shows them.
     The file is mapped, not read into memory; the sheet's records are walked only when its bytes hold an error."""
+    with _xls_workbook(path) as (stream, end, names, starts):
+        start = _sheet_start(names, starts, sheet)
+        if start is None:  # the reader's own verdict names the sheets
+            return [], {}
+        sheet_end = min((s for s in starts if s > start), default=end)
+        if not XLS_ERROR_HINT.search(stream, start, sheet_end):  # the usual case
+            return [], {}
+        return _xls_error_cells(stream, start, end, from_row)
+
+
+@contextlib.contextmanager
+def _xls_workbook(path: Path) -> Iterator[tuple[Any, int, list[str], list[int]]]:
+    """The workbook's stream, mapped: its bytes, where it ends, and its sheets' names and where each one's records
+    begin; a record running past the stream's end, met while it is walked, is a verdict."""
     with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as whole:
         stream, base, size = _workbook_stream(path, whole)
         try:
             names, starts = _xls_sheets(stream, base, base + size)
-            named = _matching_sheets(names, sheet)
-            if len(named) != 1:  # the reader's own verdict names the sheets
-                return [], {}
-            start = base + starts[names.index(named[0])]
-            end = min((base + s for s in starts if base + s > start), default=base + size)
-            if not XLS_ERROR_HINT.search(stream, start, end):  # the usual case
-                return [], {}
-            return _xls_error_cells(stream, start, base + size, from_row)
+            yield stream, base + size, names, [base + start for start in starts]
         except (struct.error, IndexError) as exc:  # a record that runs past the stream's end
             raise _unreadable(path, f"a record of it is cut off: {type(exc).__name__}") from None
+
+
+def _sheet_start(names: list[str], starts: list[int], sheet: str) -> int | None:
+    """Where the records of the sheet the spec names begin, found as the reader finds it; None when it is not one."""
+    named = _matching_sheets(names, sheet)
+    return starts[names.index(named[0])] if len(named) == 1 else None
+
+
+def _sheet_records(stream: Any, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """A sheet's own records from its BOF to its EOF (not an embedded chart's, between a BOF and an EOF of their
+    own): each one's type, where its data begins and its size."""
+    depth = 0
+    for kind, at, size in _biff_records(stream, start, end):
+        if kind == BOF:
+            depth += 1
+        elif kind == EOF:
+            depth -= 1
+            if depth <= 0:
+                return
+        elif depth == 1:
+            yield kind, at, size
 
 
 def _workbook_stream(path: Path, whole: Any) -> tuple[Any, int, int]:
@@ -169,19 +198,10 @@ def _xls_sheets(stream: Any, start: int, end: int) -> tuple[list[str], list[int]
 
 
 def _xls_error_cells(stream: Any, start: int, end: int, from_row: int) -> Findings:
-    """The sheet's error cells, walking its records from its BOF to its EOF."""
+    """The sheet's error cells."""
     findings: Findings = ([], {})
-    depth = 0
-    for kind, at, size in _biff_records(stream, start, end):
-        if kind == BOF:
-            depth += 1
-        elif kind == EOF:
-            depth -= 1
-            if depth <= 0:
-                break
-        elif depth != 1:  # an embedded chart's records
-            continue
-        elif kind == BOOLERR and size >= BOOLERR_SIZE and stream[at + 7] == 1:
+    for kind, at, size in _sheet_records(stream, start, end):
+        if kind == BOOLERR and size >= BOOLERR_SIZE and stream[at + 7] == 1:
             row, column = (n + 1 for n in struct.unpack_from("<HH", stream, at))
             _found(findings, row, column, stream[at + 6], from_row)
         elif (
@@ -203,16 +223,9 @@ def xls_negative_numbers(path: Path, sheet: str, from_row: int) -> Negatives:
     """The named sheet's negative numbers from `from_row` down (stored numbers, RK numbers, formulas' cached
     numbers): a negative duration in a cell formatted as a time, which the reader wraps into a time of day, is read
     from them. Walked only when the reader handed on a time."""
-    with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as whole:
-        stream, base, size = _workbook_stream(path, whole)
-        try:
-            names, starts = _xls_sheets(stream, base, base + size)
-            named = _matching_sheets(names, sheet)
-            if len(named) != 1:
-                return {}
-            return _xls_negatives(stream, base + starts[names.index(named[0])], base + size, from_row)
-        except (struct.error, IndexError) as exc:
-            raise _unreadable(path, f"a record of it is cut off: {type(exc).__name__}") from None
+    with _xls_workbook(path) as (stream, end, names, starts):
+        start = _sheet_start(names, starts, sheet)
+        return {} if start is None else _xls_negatives(stream, start, end, from_row)
 
 
 def _rk(value: int) -> float:
@@ -230,17 +243,8 @@ def _xls_negatives(stream: Any, start: int, end: int, from_row: int) -> Negative
         if number < 0 and row + 1 >= from_row:
             found.setdefault(row + 1, []).append((column + 1, number))
 
-    depth = 0
-    for kind, at, size in _biff_records(stream, start, end):
-        if kind == BOF:
-            depth += 1
-        elif kind == EOF:
-            depth -= 1
-            if depth <= 0:
-                break
-        elif depth != 1:
-            continue
-        elif kind == NUMBER and size >= FORMULA_RESULT_END:
+    for kind, at, size in _sheet_records(stream, start, end):
+        if kind == NUMBER and size >= FORMULA_RESULT_END:
             row, column = struct.unpack_from("<HH", stream, at)
             keep(row, column, struct.unpack_from("<d", stream, at + 6)[0])
         elif kind == RK and size >= 10:  # noqa: PLR2004 (row, column, XF, the RK number)
