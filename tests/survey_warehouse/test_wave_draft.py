@@ -16,12 +16,17 @@ from conftest import ROOT
 from wave_maker import ROLES, STAGES, VARIANTS, YEAR, Variant, Wave, copy_project, like_2019, make_wave, spec_and_rows
 
 from survey_warehouse import cli
+from survey_warehouse.drafting.delivery import Column
 from survey_warehouse.drafting.draft import EXIT_OPEN, Draft, DraftRefused, draft_wave
+from survey_warehouse.drafting.history import EarlierQuestion, History
 from survey_warehouse.drafting.propose import (
+    ColumnMatch,
     could_be_private,
     is_number,
     looks_like_name,
+    option_core,
     point_of,
+    propose_answers,
     says_personal,
     slug,
 )
@@ -821,10 +826,14 @@ def test_names_that_recur_are_not_taken_for_the_respondents_own(tmp_path: Path, 
         assert not any(name in json.dumps(asked.as_dict(), ensure_ascii=False) for name in names)
 
 
-def _coded(tmp_path: Path, lead_labels: dict[str, str], stages: dict[str, str]) -> tuple[Wave, dict, Draft]:
+def _coded(
+    tmp_path: Path, lead_labels: dict[str, str], stages: dict[str, str], roles: dict[str, str] | None = None
+) -> tuple[Wave, dict, Draft]:
     """A wave with its options renamed as given, drafted: (the wave, (question, label) -> code as drafted, draft)."""
     variant = VARIANTS[0]
-    renamed = Variant("renamed-options", seed=6, headers=variant.headers, lead_labels=lead_labels, stages=stages)
+    renamed = Variant(
+        "renamed-options", seed=6, headers=variant.headers, lead_labels=lead_labels, stages=stages, roles=roles
+    )
     wave = make_wave(renamed, copy_project(tmp_path / "project"))
     draft = draft_wave(wave.file, YEAR, wave.root)
     answers = spec_and_rows(wave.root)[2]
@@ -849,6 +858,108 @@ def test_an_option_renamed_in_the_same_words_is_coded_without_a_flag(tmp_path: P
         assert coded[key] == code == wave.codes[key], f"{key}: coded {coded[key]!r}"
     settled = [d for d in draft.decisions if d.kind == "answer" and d.values[0] in {k[1] for k in renamed}]
     assert not settled, [d.as_dict() for d in settled]
+
+
+def test_an_option_named_in_its_questions_frame_is_coded_without_a_flag(tmp_path: Path) -> None:
+    """The question asks 'Missä vaiheessa ...' (at which stage): an option is the same with or without the stage
+    word, on either side, and with or without a word saying how early or late ('Vasta', 'Jo'): 'Ideointi' is 2019's
+    'Ideointivaiheessa', 'Hankintavaiheessa' 2018's 'Hankinta' and 2016's 'Vasta hankintavaiheessa'."""
+    stages = {
+        "Ideointi": "ideation",
+        "Hankintavaiheessa": "procurement",
+        "Käyttöönotto": "implementation",
+        "Jo suunnitteluvaiheessa": "planning",
+        "Ei lainkaan": "not_involved",
+    }
+    wave, coded, draft = _coded(tmp_path, VARIANTS[0].lead_labels, stages)
+    for label, code in stages.items():
+        assert coded[("it_involvement_stage", label)] == code == wave.codes[("it_involvement_stage", label)], label
+    asked = [
+        d.values
+        for d in draft.decisions
+        if d.kind == "answer" and d.column == VARIANTS[0].headers["it_involvement_stage"]
+    ]
+    assert not asked, asked
+
+
+@pytest.mark.parametrize(
+    ("roles", "open_titles"),
+    [
+        ({"Muu johtohenkilö": "other_manager"}, []),  # 'Muu johto' in longer words
+        ({"Muut": "other_manager"}, []),
+        ({"Muu asiantuntija": "other_expert"}, ["Muu asiantuntija"]),  # another expert is no manager
+        # two labels for 'other': which one is the earlier catch-all is for a person
+        (
+            {"Muu johtohenkilö": "other_manager", "Muu henkilöstö": "other_staff"},
+            ["Muu johtohenkilö", "Muu henkilöstö"],
+        ),
+    ],
+    ids=["longer-words", "plural", "another-kind", "two-others"],
+)
+def test_the_one_other_option_is_the_earlier_catch_all_only_in_its_words(
+    tmp_path: Path, roles: dict[str, str], open_titles: list[str]
+) -> None:
+    titles = {"Tietohallintojohtaja": "cio", "Toimialajohtaja": "sector_director", **roles}
+    wave, coded, draft = _coded(tmp_path, VARIANTS[0].lead_labels, {"Ei lainkaan": "not_involved"}, titles)
+    for title in roles:
+        code = coded[("respondent_role", title)]
+        if title in open_titles:
+            assert is_placeholder(code), f"{title!r} coded {code!r} without a flag"
+            assert any(d.kind == "answer" and d.values == [title] for d in draft.decisions), title
+        else:
+            assert code == wave.codes[("respondent_role", title)], f"{title!r} coded {code!r}"
+            assert not any(d.kind == "answer" and d.values == [title] for d in draft.decisions), title
+
+
+def _answers_to(header: str, labels: list[str], earlier: str, earlier_labels: dict[str, str]) -> dict[str, str]:
+    """How a question's labels are coded, sure ones only, against one earlier wave asked as `earlier`."""
+    rows = [
+        {"wave_year": "2016", "source_label": label, "answer_code": code, "key": match_key(label) or ""}
+        for label, code in earlier_labels.items()
+    ]
+    question = EarlierQuestion("lead", texts={2016: earlier}, labels=rows)
+    history = History(2018, [2016], {"lead": question}, {}, {}, {}, {}, {})
+    column = Column(3, header, dict.fromkeys(labels, 5), {label: match_key(label) for label in labels})
+    coded = propose_answers(ColumnMatch(column, "lead", True, []), history)
+    return {row.label: row.code for row in coded if row.sure}
+
+
+def test_a_word_only_one_of_the_questions_asks_by_is_never_left_out_of_an_option() -> None:
+    """'Toimialat ja kaupunginjohto' asked about 'kaupunginjohto' is no 'Toimialat ja tietohallinto' asked about
+    'tietohallinto', though each is 'Toimialat ja' and its question's word; the word both ask by ('vaiheessa') is."""
+    earlier = {"Toimialat ja kaupunginjohto": "joint_city", "Strategiavaiheessa": "strategy", "Ei": "no"}
+    coded = _answers_to(
+        "Kumpi johtaa, toimialat vai tietohallinto, ja missä vaiheessa?",
+        ["Toimialat ja tietohallinto", "Strategia", "Ei"],
+        "Kumpi johtaa, toimialat vai kaupunginjohto, ja missä vaiheessa?",
+        earlier,
+    )
+    assert coded == {"Strategia": "strategy", "Ei": "no"}
+
+
+def test_nothing_else_is_no_other_option() -> None:
+    coded = _answers_to("Mitä muuta?", ["Muu", "Kyllä"], "Mitä muuta?", {"Ei muuta": "nothing_else", "Kyllä": "yes"})
+    assert coded == {"Kyllä": "yes"}
+
+
+@pytest.mark.parametrize(
+    ("label", "frame", "core"),
+    [
+        ("Strategiavaiheessa", {"vaiheessa"}, "strategia"),
+        ("Strategiavaihe", {"vaiheessa"}, "strategia"),  # the same word in another case
+        ("Ei missään vaiheessa", {"vaiheessa"}, "ei missään"),
+        ("Vasta hankintavaiheessa", {"vaiheessa"}, "hankinta"),
+        ("Strategy stage", {"stage"}, "strategy"),
+        ("Vaiheessa", {"vaiheessa"}, "vaiheessa"),  # nothing left but the frame: kept whole
+        ("Valmistelussa", {"valmis"}, "valmistelussa"),  # the question's word begins it, not ends it
+        ("Toteutusvaiheessa", set(), "toteutusvaiheessa"),  # a question that names no frame
+        ("Ideavaiheessa", {"vaiheessa"}, "ideavaiheessa"),  # too little left of the word to be an option
+    ],
+)
+def test_an_options_core_is_what_is_left_of_it_without_its_questions_word(
+    label: str, frame: set[str], core: str
+) -> None:
+    assert option_core(label, frame) == core
 
 
 @pytest.mark.parametrize(
@@ -880,8 +991,14 @@ def test_an_option_renamed_in_the_same_words_is_coded_without_a_flag(tmp_path: P
         ),
         # a derivation turns the meaning round: 'Strategiaton' (without a strategy) is no 'Strategia'
         (VARIANTS[0].lead_labels, {"Strategiaton": "no_strategy", "Ei lainkaan": "not_involved"}, ["Strategiaton"]),
-        # a word dropped ('Vasta hankintavaiheessa') or a stem lengthened ('Hankinta'): a person confirms
-        (VARIANTS[0].lead_labels, {"Hankintavaiheessa": "procurement"}, ["Hankintavaiheessa"]),
+        # a word dropped: 'ICT' may be the IT unit, not 'Tietohallinto (ICT-johto)'
+        ({**VARIANTS[0].lead_labels, "it_management": "ICT"}, {"Ei lainkaan": "not_involved"}, ["ICT"]),
+        # the question's own word ('Missä vaiheessa ...') frames no compound: 'Hankintasopimus' is no 'Hankinta'
+        (
+            VARIANTS[0].lead_labels,
+            {"Hankintasopimusvaiheessa": "procurement_contract", "Ei lainkaan": "not_involved"},
+            ["Hankintasopimusvaiheessa"],
+        ),
     ],
     ids=[
         "close-to-two-options",
@@ -890,6 +1007,7 @@ def test_an_option_renamed_in_the_same_words_is_coded_without_a_flag(tmp_path: P
         "compound-lengthened",
         "derivation",
         "word-dropped",
+        "compound-in-the-questions-frame",
     ],
 )
 def test_a_label_in_earlier_words_is_left_to_a_person_when_another_reading_is_as_close(

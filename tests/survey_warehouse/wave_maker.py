@@ -40,10 +40,11 @@ class Variant:
     respelled: dict[str, list[str]] = field(default_factory=dict)  # municipality code -> each respondent's spelling
     it_led: int = 7  # cities whose every respondent says IT management leads
     scale_words: tuple[str, str] = ("erittäin huonosti", "erittäin hyvin")  # cooperation's worded ends, when stated
-    stages: dict[str, str] | None = None
+    stages: dict[str, str] | None = None  # it_involvement_stage: label -> code (None: STAGES)
+    roles: dict[str, str] | None = None  # job title -> role code, one respondent per title in each city (None: ROLES)
     names: list[str] | None = None  # the respondents' names, repeated in turn (None: a distinct one each)
     comments: list[str] | None = None  # the free-text feedback, chosen at random (None: mostly empty)
-    cities: int = 19  # cities that answer  # it_involvement_stage: label -> code (None: STAGES)
+    cities: int = 19  # cities that answer
 
 
 VARIANTS = [
@@ -175,7 +176,7 @@ def make_wave(variant: Variant, root: Path) -> Wave:
     low, high, stated = variant.cooperation
     for number, code in enumerate(CITIES[: variant.cities]):  # one city does not answer
         lead = "it_management" if code in it_cities else rng.choice([c for c in lead_codes if c != "it_management"])
-        for i, (title, _role) in enumerate(ROLES.items()):
+        for i, (title, _role) in enumerate((variant.roles or ROLES).items()):
             cells = {
                 "respondent_name": (
                     variant.names[(3 * number + i) % len(variant.names)] if variant.names else f"Vastaaja {number}-{i}"
@@ -210,7 +211,7 @@ def make_wave(variant: Variant, root: Path) -> Wave:
     truth: dict[str, str | None] = {headers[c]: c for c in order}
     truth[headers["comments"]] = None
     codes: dict[tuple[str, str], str] = {("lead", label): code for code, label in variant.lead_labels.items()}
-    codes |= {("respondent_role", title): role for title, role in ROLES.items()}
+    codes |= {("respondent_role", title): role for title, role in (variant.roles or ROLES).items()}
     codes |= {("it_involvement_stage", label): code for label, code in (variant.stages or STAGES).items()}
     codes |= {("business_digital_skills", s): f"score_{s}" for s in SKILLS}
     for value in range(low, high + 1):

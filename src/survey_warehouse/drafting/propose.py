@@ -57,6 +57,11 @@ ORGANISATION_WORDS = frozenset(
     {"kaupunki", "kaupungin", "kunta", "kunnan", "stad", "staden", "kommun", "city", "of", "town", "municipality"}
 )
 SHORT_STEM = 5  # letters a shortened word keeps of the earlier one
+# a question's catch-all option: 'Muu', 'Muu johto', 'Other', 'Annan', 'Övrigt'
+OTHER_WORDS = frozenset({"muu", "muut", "muuta", "other", "others", "annan", "annat", "övrig", "övriga", "övrigt"})
+# words that say how early or late, not which: 'Jo strategiavaiheessa' (already at the strategy stage) and 'Vasta
+# hankintavaiheessa' (only at procurement) are the options 'Strategia' and 'Hankinta' of a question about a stage
+WHEN_WORDS = frozenset({"jo", "vasta", "already", "redan"})
 # words that turn a label into its opposite ("Ei nimettyä vastuuta", "Vastuuta ei ole määritelty", "Not involved"):
 # a label that drops or adds one is never a shortening of the other
 NEGATIONS = frozenset({"ei", "ole", "eikä", "eika", "en", "et", "emme", "ette", "eivät", "eivat", "not", "no", "non"})
@@ -641,7 +646,7 @@ def propose_answers(match: ColumnMatch, history: History) -> list[AnswerRow]:
         and (column.keys[value] or "") not in by_key
         and not (match.answer_type == "scale" and point_of(column.keys[value]) is not None)
     ]
-    _settle_by_words(pending, open_, forms)
+    _settle(pending, open_, forms, question, column)
     claimed: dict[str, int] = {}
     for _value, found, _why, _sure in pending:
         if found:
@@ -664,6 +669,24 @@ def propose_answers(match: ColumnMatch, history: History) -> list[AnswerRow]:
         if qid == "respondent_role" and row.label_en is None:  # the role's own English label
             row.label_en = history.role_labels_en.get(row.code)
     return rows
+
+
+def _settle(
+    pending: list[tuple[str, str | None, list[str], bool]],
+    open_: list[int],
+    forms: dict[str, set[str]],
+    question: EarlierQuestion | None,
+    column: Column,
+) -> None:
+    """Labels no earlier wave used coded as earlier options where the words leave no other reading: the same words
+    (`_settle_by_words`), the same words once the question's own word is left out (`_settle_by_frame`), the one
+    option for 'other' (`_settle_the_other_option`)."""
+    _settle_by_words(pending, open_, forms)
+    if question is not None:
+        asked = frame_words(column.header)
+        framed, frame = _framed_forms(question, asked)
+        _settle_by_frame(pending, open_, framed, frame)
+    _settle_the_other_option(pending, open_, forms)
 
 
 def _option_forms(labels: list[dict[str, str]], roles: dict[str, set[str]]) -> dict[str, set[str]]:
@@ -714,6 +737,122 @@ def _settle_by_words(
             f"{round(score - rival)} closer than any other new label of this wave"
         )
         pending[i] = (value, code, [why], True)
+
+
+def frame_words(*wordings: str) -> set[str]:
+    """The words of a question's wording that may name the question's frame in its options (long enough to be a
+    word of their own, SHORT_STEM letters at least): 'Missä vaiheessa tietohallinto otetaan mukaan?' gives
+    'vaiheessa', whose 'Strategiavaiheessa' is the option 'Strategia' at the stage the question asks about."""
+    return {w for text in wordings for w in wording_key(text).split() if len(w) >= SHORT_STEM and not w.isdigit()}
+
+
+def option_core(label: str, frame: set[str]) -> str:
+    """A label without its question's frame: its last word, or the last part of its last word, when that is a word
+    of the question's wording, the same or in another case ('Strategiavaiheessa' - 'strategia', 'Ei missään
+    vaiheessa' - 'ei missään', 'Strategy stage' - 'strategy' when the question asks about a stage). What is left
+    is kept whole and must keep SHORT_STEM letters of the last word: 'Valmistelussa' keeps its 'valmis' tail to
+    'valmistelussa' whatever the question asks. The label itself when no such frame ends it."""
+    words = label_words(label).split()
+    words = [w for w in words if w not in WHEN_WORDS] or words
+    if not words or not frame:
+        return " ".join(words)
+    last = words[-1]
+    if len(words) > 1 and any(_inflected(last, f) for f in frame):
+        return " ".join(words[:-1])
+    for cut in range(SHORT_STEM, len(last) - SHORT_STEM + 1):
+        if any(_inflected(last[cut:], f) for f in frame):
+            return " ".join([*words[:-1], last[:cut]])
+    return " ".join(words)
+
+
+def _framed_forms(question: EarlierQuestion, asked: set[str]) -> tuple[dict[str, set[str]], set[str]]:
+    """Each earlier option's labels by code, whole and without their question's frame (`option_core`), and the
+    words of the delivered question (`asked`) that frame its options. A frame is a word both questions ask by (the
+    same word or in another case): each wave's labels lose only what that wave and this one ask alike, so a word
+    only one of them uses ('Kuka johtaa: tietohallinto vai toimialat?') is never left out of an option."""
+    found: dict[str, set[str]] = {}
+    shared: set[str] = set()
+    for r in question.labels:
+        wave = int(r["wave_year"])
+        theirs = frame_words(question.texts.get(wave, ""), question.headers.get(wave, ""))
+        frame = {w for w in theirs if any(_inflected(w, a) for a in asked)}
+        shared |= {a for a in asked if any(_inflected(a, w) for w in theirs)}
+        found.setdefault(r["answer_code"], set()).update(
+            {option_core(r["source_label"], frame), label_words(r["source_label"])}
+        )
+    return found, shared
+
+
+def _settle_by_frame(
+    pending: list[tuple[str, str | None, list[str], bool]],
+    open_: list[int],
+    framed: dict[str, set[str]],
+    frame: set[str],
+) -> None:
+    """A label no earlier wave used, still open after `_settle_by_words`, coded as an earlier option, sure, when it
+    is that option in the same words (`_same_words_inflected`) once the words both name their question by are left
+    out on each side (`option_core`): 'Strategiavaiheessa' in a question 'Missä vaiheessa ...' is 2018's
+    'Strategia', and 'Suunnittelu' is 2016's 'Suunnitteluvaiheessa'. Only when exactly one option reads so, no
+    label of this wave is sure of its code already and no other open label reads as it: anything else stays for a
+    person (a compound or a word dropped is not the same words: 'Hankintapäätösvaiheessa' is no 'Hankinta')."""
+    taken = {code for _value, code, _why, sure in pending if sure and code}
+    reads: dict[int, set[str]] = {}
+    for i in open_:
+        value, _code, _why, sure = pending[i]
+        if sure:
+            continue
+        core = option_core(value, frame)
+        reads[i] = {c for c, cores in framed.items() for f in cores if _same_words_inflected(core, f)}
+    for i, codes in reads.items():
+        if len(codes) != 1:
+            continue
+        code = next(iter(codes))
+        if code in taken or any(code in other for j, other in reads.items() if j != i):
+            continue
+        value = pending[i][0]
+        earlier = sorted(f for f in framed[code] if _same_words_inflected(option_core(value, frame), f))
+        why = (
+            f"in the words of the earlier option {code!r} ({earlier[0]!r}) once the words naming the question are "
+            "left out on each side, and no other option or label of this wave reads so"
+        )
+        pending[i] = (value, code, [why], True)
+
+
+def _other_rest(label: str) -> list[str] | None:
+    """A label's words beside its one word for 'other' ('Muu johtotehtävä': ['johtotehtävä']); None when it has no
+    such word, or more than one."""
+    words = label_words(label).split()
+    found = [w for w in words if w in OTHER_WORDS]
+    if len(found) != 1 or NEGATIONS.intersection(words):  # 'Ei muuta' (nothing else) is no other option
+        return None
+    return [w for w in words if w not in OTHER_WORDS]
+
+
+def _settle_the_other_option(
+    pending: list[tuple[str, str | None, list[str], bool]], open_: list[int], forms: dict[str, set[str]]
+) -> None:
+    """The one 'other' label of this wave ('Muu', 'Muu johtotehtävä') coded, sure, as the one earlier option named
+    'other' ('Muu johto'): a question's catch-all stays its catch-all, when neither side has a second label for
+    'other', the label is still open, and each of its other words is one of the earlier label's or begins or ends
+    the same as one ('johtotehtävä' - 'johto'). 'Muu asiantuntija' (another expert) for 'Muu johto' stays for a
+    person, as does a label whose other option's code another label of this wave has."""
+    others = [i for i, (value, *_rest) in enumerate(pending) if _other_rest(value) is not None]
+    earlier = {code: names for code, names in forms.items() if any(_other_rest(n) is not None for n in names)}
+    if len(others) != 1 or others[0] not in open_ or pending[others[0]][3] or len(earlier) != 1:
+        return
+    i, (code, names) = others[0], next(iter(earlier.items()))
+    if any(found == code for j, (_v, found, _w, _s) in enumerate(pending) if j != i):
+        return
+    value, rest = pending[i][0], _other_rest(pending[i][0]) or []
+    for name in sorted(names):
+        their = _other_rest(name)
+        if their is not None and all(
+            any(w == o or (min(len(w), len(o)) >= SHORT_STEM and (w.startswith(o) or o.startswith(w))) for o in their)
+            for w in rest
+        ):
+            why = f"the one option for 'other' in this wave and in the earlier ones ({name!r}, {code})"
+            pending[i] = (value, code, [why], True)
+            return
 
 
 def _known_code(
