@@ -10,6 +10,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 from conftest import ROOT
@@ -22,6 +23,7 @@ from survey_warehouse.drafting.history import EarlierQuestion, History
 from survey_warehouse.drafting.propose import (
     ColumnMatch,
     could_be_private,
+    english_wording,
     is_number,
     looks_like_name,
     option_core,
@@ -935,6 +937,38 @@ def test_a_word_only_one_of_the_questions_asks_by_is_never_left_out_of_an_option
         earlier,
     )
     assert coded == {"Strategia": "strategy", "Ei": "no"}
+
+
+@pytest.mark.parametrize(
+    ("header", "english", "sure"),
+    [
+        # the same Finnish but for its numbering: the earlier English with this header's numbering
+        ("2. Missä vaiheessa tietohallinto tulee mukaan?", "2. At which stage does IT join?", True),
+        ("Missä vaiheessa tietohallinto tulee mukaan?", "At which stage does IT join?", True),
+        # ... and a scale's range: this header's, or none
+        ("K4 Osaaminen (1-7)", "K4 Skills (1-7)", True),
+        ("K4 Osaaminen", "K4 Skills", True),
+        # reworded: the most alike earlier wording's English, for a person to confirm
+        ("3) Missä vaiheessa tietohallinto otetaan mukaan?", "3) At which stage does IT join?", False),
+    ],
+)
+def test_a_mapped_questions_english_wording_is_carried_from_the_earlier_waves(
+    header: str, english: str, sure: bool
+) -> None:
+    question = EarlierQuestion(
+        "q",
+        texts={2018: "Missä vaiheessa tietohallinto tulee mukaan?", 2019: "Q4 Osaaminen (1-5)"},
+        texts_en={2018: "At which stage does IT join?", 2019: "Q4 Skills (1-5)"},
+    )
+    found = english_wording(header, question)
+    assert found is not None
+    assert found[:2] == (english, sure)
+    assert found[2], "the proposal says where it comes from"
+
+
+def test_an_english_wording_that_does_not_carry_the_finnish_numbering_is_only_proposed() -> None:
+    question = EarlierQuestion("q", texts={2019: "Q4 Osaaminen"}, texts_en={2019: "Digital skills"})
+    assert english_wording("5. Osaaminen", question) == ("Digital skills", False, ANY)
 
 
 def test_nothing_else_is_no_other_option() -> None:

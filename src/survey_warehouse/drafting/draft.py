@@ -33,7 +33,6 @@ from survey_warehouse.drafting.history import (
     History,
     read_history,
     read_rows,
-    wording_key,
 )
 from survey_warehouse.drafting.propose import (
     AliasRow,
@@ -43,6 +42,7 @@ from survey_warehouse.drafting.propose import (
     column_kind,
     could_be_private,
     duration_clock_proposal,
+    english_wording,
     match_questions,
     propose_answers,
     propose_cities,
@@ -572,14 +572,7 @@ class _Writer:
     def _question_row(self, match: ColumnMatch, seeds: _Seeds) -> None:
         qid, header = match.field or "", match.column.header
         earlier = self.history.questions.get(qid)
-        text_en = None
-        if earlier is not None:
-            same = [
-                w
-                for w, t in earlier.texts.items()
-                if wording_key(t) == wording_key(header) and match_key(t) == match_key(header)
-            ]
-            text_en = earlier.texts_en[max(same)] if same else None
+        english = english_wording(header, earlier) if earlier is not None and not match.new else None
         required = "false"
         if earlier is not None:
             latest = max(earlier.texts)
@@ -601,7 +594,9 @@ class _Writer:
             "wave_year": str(self.year),
             "question_id": qid,
             "question_text_fi": header,
-            "question_text_en": text_en or todo(f"the English wording of {header}"),
+            "question_text_en": (english[0] if english[1] else todo(english[0]))
+            if english
+            else todo(f"the English wording of {header}"),
             "answer_type": match.answer_type if qid != "respondent_role" else "category",
             "scale_min": low,
             "scale_max": high,
@@ -609,10 +604,14 @@ class _Writer:
         }
         line = seeds.add("codebook_questions.csv", row)
         where = f"dbt_project/seeds/codebook_questions.csv line {line}"
-        if text_en is None:
+        if english is None:
             self.ask(
                 "text", header, [], None, ["only a person knows the English wording"], f"{where}: question_text_en"
             )
+        elif not english[1]:
+            self.ask("text", header, [], english[0], english[2], f"{where}: question_text_en")
+        else:
+            self.draft.settled += 1
         if match.answer_type == "scale" and not match.scale_sure:
             self.ask(
                 "scale", header, [], list(match.scale or ()), [match.scale_evidence], f"{where}: scale_min, scale_max"

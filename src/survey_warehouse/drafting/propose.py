@@ -24,6 +24,8 @@ from survey_warehouse.intake.values import AMBIGUOUS_DURATION, DURATION_CLOCKS, 
 NUMBER = re.compile(r"[+-]?([0-9]+([.,][0-9]*)?|[.,][0-9]+)(e[+-]?[0-9]+)?")
 # a scale point with words: "1 = huonosti", "7 - erittäin hyvin", "5: täysin samaa mieltä"
 LABELLED_POINT = re.compile(r"(\d{1,2})\s*[=:\u2013\u2014-]\s*\D.*")
+# a question's numbering as written at the start of its wording ("1.", "Q1", "K1", "1)", "Q1:")
+NUMBERING_AT_START = re.compile(r"^\s*(?:[A-Za-z]{0,2}\s?\d+[a-z]?[.):]?|[A-Za-z][.)])\s+")
 RANGE_IN_HEADER = re.compile(r"\(\s*(\d{1,2})\s*[-\u2013\u2014]\s*(\d{1,2})\s*\)")
 WIDEST_SCALE = 10  # a scale has at most this many steps between its ends; a wider number column is a quantity
 
@@ -266,6 +268,54 @@ def _wording(header: str, question: EarlierQuestion) -> float:
         ((fuzz.token_set_ratio(key, wording_key(t)) + fuzz.token_sort_ratio(key, wording_key(t))) / 200 for t in texts),
         default=0.0,
     )
+
+
+def english_wording(header: str, question: EarlierQuestion) -> tuple[str, bool, list[str]] | None:
+    """The English wording of a mapped question from an earlier wave's (None when no earlier wave has one): sure
+    when the Finnish wordings are the same but for the numbering and a scale's range, which the earlier English
+    then takes from this header ('2. Missä vaiheessa ...' from 2018's 'Missä vaiheessa ...': '2. At which stage
+    ...'); else the English of the most alike earlier wording, for a person to confirm that it says the same."""
+    found = []
+    for wave, text in question.texts.items():
+        english = question.texts_en.get(wave, "")
+        if not english.strip() or not wording_key(text):
+            continue
+        alike = (
+            fuzz.token_set_ratio(wording_key(header), wording_key(text))
+            + fuzz.token_sort_ratio(wording_key(header), wording_key(text))
+        ) / 2
+        found.append((wording_key(text) == wording_key(header), alike, wave, text, english))
+    if not found:
+        return None
+    same, alike, wave, text, english = max(found)
+    carried = _carry_numbering_and_range(english, text, header)
+    if same and carried is not None:
+        return carried, True, [f"{wave}'s English wording: the Finnish is the same ({text!r})"]
+    why = [
+        f"{wave}'s English wording, of the Finnish {text!r} ({round(alike)} % alike): confirm it says what this "
+        "wave asks (its numbering and scale's range as this header's)"
+    ]
+    return carried if carried is not None else english, False, why
+
+
+def _carry_numbering_and_range(english: str, finnish: str, header: str) -> str | None:
+    """`english`, the translation of `finnish`, with the numbering and a scale's range of `header` instead of
+    `finnish`'s ('Q3 At which stage ...' for 'Q3 Missä vaiheessa ...' becomes '2. At which stage ...' for '2. Missä
+    vaiheessa ...'); None when the English does not carry them as the Finnish does."""
+    numbered, numbering = NUMBERING_AT_START.match(finnish), NUMBERING_AT_START.match(header)
+    body = english.strip()
+    if numbered:
+        if not body.startswith(numbered.group(0).strip()):
+            return None
+        body = body[len(numbered.group(0).strip()) :].strip()
+    ranged, ranging = RANGE_IN_HEADER.search(finnish), RANGE_IN_HEADER.search(header)
+    if ranged:
+        if ranged.group(0) not in body:
+            return None
+        body = " ".join(body.replace(ranged.group(0), ranging.group(0) if ranging else "").split())
+    elif ranging:
+        body = f"{body} {ranging.group(0)}"
+    return f"{numbering.group(0).strip()} {body}" if numbering else body
 
 
 def _text_values(column: Column) -> list[str]:
