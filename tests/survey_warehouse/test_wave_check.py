@@ -625,3 +625,52 @@ def test_a_drafts_preview_names_a_column_of_names_only_by_its_header(open_lead_p
     assert "'Yhteyshenkilö'" in lines and "not read" in lines, lines
     assert result.diff is not None and proposed not in result.diff.questions_added, result.diff
     assert not any(name in lines + json.dumps(result.as_json()) for name in ("Virtanen", "Korhonen", "Laine"))
+
+
+def test_a_wave_exported_with_its_options_numbers_previews_as_the_same_wave_with_labels() -> None:
+    """The 2019 answers delivered for 2021 twice: with the options' labels, and as a survey tool exports its options'
+    numbers (1 for the first option of the latest wave's list). The draft proposes each number as the option in
+    its place; taken as drafted, both previews give the same headline and quarantine nothing. A scale's plain
+    numbers are its points with or without a codebook row: the diff names no scale point as a removed option."""
+    paths = _project("numbered")
+    (paths.waves_config / "2020.yml").unlink()  # 2019 the previous wave: the same 0-10 scale of cooperation
+    for seed in (paths.dbt_project / "seeds").glob("*.csv"):
+        lines = seed.read_text(encoding="utf-8").splitlines(keepends=True)
+        seed.write_text("".join(line for line in lines if not line.startswith("2020,")), encoding="utf-8")
+    rows = list(csv.reader(io.StringIO(EXAMPLE_2019.read_text(encoding="utf-8-sig"))))
+    rows = [rows[0], *[[c.replace("2019-", "2021-") for c in r] for r in rows[1:]]]
+    with open(paths.dbt_project / "seeds" / "codebook_answers.csv", encoding="utf-8") as f:
+        answers = list(csv.DictReader(f))
+    numbered = [list(r) for r in rows]
+    for prefix, question in (("Q1 ", "lead"), ("Q3 ", "it_involvement_stage")):
+        column = next(i for i, h in enumerate(rows[0]) if h.startswith(prefix))
+        code_2019 = {
+            r["source_label"]: r["answer_code"]
+            for r in answers
+            if (r["wave_year"], r["question_id"]) == ("2019", question)
+        }
+        latest = max(r["wave_year"] for r in answers if r["question_id"] == question)
+        listed = sorted(
+            (r for r in answers if (r["wave_year"], r["question_id"]) == (latest, question)),
+            key=lambda r: int(r["sort_order"]),
+        )
+        order = list(dict.fromkeys(r["answer_code"] for r in listed))
+        for row in numbered[1:]:
+            row[column] = str(order.index(code_2019[row[column]]) + 1)
+    results = []
+    for name, content in (("labelled.csv", rows), ("numbered.csv", numbered)):
+        delivered = paths.var / "inbox" / "2021" / name
+        delivered.parent.mkdir(parents=True, exist_ok=True)
+        with open(delivered, "w", encoding="utf-8", newline="") as f:
+            csv.writer(f, lineterminator="\n").writerows(content)
+        results.append(check.check_draft(delivered, 2021, paths))
+    labelled, by_number = results
+    assert labelled.headline is not None and by_number.headline is not None, by_number.text()
+    assert (by_number.headline.cities, by_number.headline.cities_responded) == (
+        labelled.headline.cities,
+        labelled.headline.cities_responded,
+    )
+    assert labelled.quarantined_rows == by_number.quarantined_rows == 0, by_number.text()
+    assert labelled.diff is not None
+    points = [o for o in labelled.diff.options if o.question_id == "cooperation"]
+    assert not points, [o.describe() for o in points]

@@ -971,6 +971,22 @@ def test_an_english_wording_that_does_not_carry_the_finnish_numbering_is_only_pr
     assert english_wording("5. Osaaminen", question) == ("Digital skills", False, ANY)
 
 
+def test_a_column_of_option_numbers_is_coded_by_the_options_places_for_a_person_to_confirm(tmp_path: Path) -> None:
+    """A survey tool that exports its options' numbers (1 for the first) instead of their labels: the lead question
+    stays a question of options (not a 1-4 scale), each number proposed as the option in that place of the latest
+    wave's list, every one for a person to confirm, and the column says why."""
+    numbered = {"it_management": "1", "sector_directors": "2", "city_leadership": "3", "chief_digital_officer": "4"}
+    wave, coded, draft = _coded(tmp_path, numbered, {"Ei lainkaan": "not_involved"})
+    for code, number in numbered.items():
+        assert coded[("lead", number)] == f"TODO: {code}", number
+    header = VARIANTS[0].headers["lead"]
+    column = next(d for d in draft.decisions if d.kind == "column" and d.column == header)
+    assert any("numbers for the options" in e for e in column.evidence), column.evidence
+    questions = {r["question_id"]: r for r in spec_and_rows(wave.root)[1]}
+    assert questions["lead"]["answer_type"] == "category"
+    assert not any(d.kind == "scale" and d.column == header for d in draft.decisions)
+
+
 def test_nothing_else_is_no_other_option() -> None:
     coded = _answers_to("Mitä muuta?", ["Muu", "Kyllä"], "Mitä muuta?", {"Ei muuta": "nothing_else", "Kyllä": "yes"})
     assert coded == {"Kyllä": "yes"}

@@ -746,6 +746,9 @@ def run_dbt(scratch: Paths, log: Path) -> str | None:
     return "; ".join(summary[:4]) or f"dbt build exited with {code}"
 
 
+PLAIN_NUMBER = re.compile(r"[+-]?\d+(?:[.,]\d+)?")
+
+
 def wave_diff(codebook: Any, spec: Any, paths: Paths) -> WaveDiff:
     """What differs from the previous wave the codebook declares: questions, each shared question's options (by
     canonical code: added, removed, or asked with other labels), and the cities surveyed."""
@@ -767,6 +770,8 @@ def wave_diff(codebook: Any, spec: Any, paths: Paths) -> WaveDiff:
             diff.options.append(change)
             continue
         old, new = _options(codebook, diff.previous, question_id), _options(codebook, year, question_id)
+        if now[question_id].is_scale:  # a scale's plain numbers are its points with or without a row
+            old, new = _worded(old), _worded(new)
         for code in sorted(set(new) - set(old)):
             diff.options.append(OptionChange(question_id, code, "added", [], new[code]))
         for code in sorted(set(old) - set(new)):
@@ -801,6 +806,15 @@ def _options(codebook: Any, year: int, question_id: str) -> dict[str, list[str]]
         if answer.wave_year == year and answer.question_id == question_id:
             options.setdefault(answer.answer_code, []).append(answer.source_label)
     return options
+
+
+def _worded(options: dict[str, list[str]]) -> dict[str, list[str]]:
+    """A scale's options without the labels that are plain numbers ('7'), each the point it names."""
+    kept = {
+        code: [label for label in labels if not PLAIN_NUMBER.fullmatch(label.strip())]
+        for code, labels in options.items()
+    }
+    return {code: labels for code, labels in kept.items() if labels}
 
 
 def _keys(labels: list[str]) -> set[str]:

@@ -225,6 +225,7 @@ class ColumnMatch:
     scale: tuple[int, int] | None = None
     scale_sure: bool = True
     scale_evidence: str = ""
+    numbered: bool = False  # whole numbers answering a question of labelled options: the options' numbers
 
 
 @dataclass
@@ -627,7 +628,15 @@ def _judge(
         else:
             match = None
         if match is not None:
-            if kind == "scale":
+            if kind == "scale" and _numbers_for_options(column, question):
+                match.numbered, match.sure = True, False
+                match.evidence.append(
+                    "its answers are whole numbers where earlier waves answered it with its options' labels: the "
+                    "file may hold the survey tool's numbers for the options, not their labels (re-export it with "
+                    "labels, or confirm each number's option below; if the question became a scale, make it one in "
+                    "codebook_questions.csv)"
+                )
+            elif kind == "scale":
                 scale_of(column, match, question)
             elif _was_scale(question) and e["exact"] > 0:
                 latest = max(question.types)
@@ -658,11 +667,55 @@ def _judge(
     return match
 
 
+def _option_order(question: EarlierQuestion) -> tuple[int, list[str]]:
+    """The latest earlier wave's options of a question, by code in their order (sort_order), and that wave."""
+    latest = max(int(r["wave_year"]) for r in question.labels)
+    rows = [r for r in question.labels if int(r["wave_year"]) == latest]
+    rows.sort(key=lambda r: int(r["sort_order"]) if r.get("sort_order", "").isdigit() else 0)
+    return latest, list(dict.fromkeys(r["answer_code"] for r in rows))
+
+
+def _numbers_for_options(column: Column, question: EarlierQuestion) -> bool:
+    """Whether a column of whole numbers answers a question the earlier waves asked with labelled options (not a
+    scale): its numbers are then most likely the survey tool's numbers for the options (1 the first)."""
+    if _was_scale(question) or not question.labels or not _text_values_known(question):
+        return False
+    numbers = [as_number(k) for k in column.keys.values() if k]
+    return bool(numbers) and all(n.is_integer() and n >= 0 for n in numbers)
+
+
+def _numbered_rows(match: ColumnMatch, question: EarlierQuestion) -> list[AnswerRow]:
+    """Each number of a column of option numbers (`ColumnMatch.numbered`) proposed as the option in that place of
+    the latest earlier wave's list, always for a person to confirm: a survey tool numbers options as it lists them,
+    but the list may have changed."""
+    latest, order = _option_order(question)
+    codes = question.codes()
+    labels = {r["answer_code"]: r["source_label"] for r in question.labels if int(r["wave_year"]) == latest}
+    rows = []
+    for value in sorted(match.column.values, key=lambda v: as_number(match.column.keys[v] or "0")):
+        number = int(as_number(match.column.keys[value] or "0"))
+        if 1 <= number <= len(order):
+            code = order[number - 1]
+            why = [f"number {number}: the option in place {number} of {latest}'s list, {labels[code]!r} ({code})"]
+            rows.append(_earlier_row(match.field or "", value, code, codes, False, why))
+        else:
+            why = [f"number {number}: no option has place {number} in {latest}'s list of {len(order)}"]
+            rows.append(AnswerRow(match.field or "", value, f"option_{number}", None, None, number, False, why, True))
+    return rows
+
+
 def propose_answers(match: ColumnMatch, history: History) -> list[AnswerRow]:
     """Every distinct answer of a mapped question (or job title) coded: an earlier label under the matching rule,
-    the same option named with an alternative ('Tietohallinto (ICT-johto)' for 'Tietohallinto'), or a proposal."""
+    the same option named with an alternative ('Tietohallinto (ICT-johto)' for 'Tietohallinto'), or a proposal;
+    a column of the options' numbers by their places (`_numbered_rows`)."""
+    question = None if match.new else history.questions.get(match.field or "")
+    if match.numbered and question is not None:
+        return _numbered_rows(match, question)
+    return _labelled_rows(match, question, history)
+
+
+def _labelled_rows(match: ColumnMatch, question: EarlierQuestion | None, history: History) -> list[AnswerRow]:
     column, qid = match.column, match.field or ""
-    question = None if match.new else history.questions.get(qid)
     labels = question.labels if question else []
     codes = question.codes() if question else {}
     by_key: dict[str, set[str]] = {}
