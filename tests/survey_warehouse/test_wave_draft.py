@@ -887,8 +887,9 @@ def test_an_option_named_in_its_questions_frame_is_coded_without_a_flag(tmp_path
 @pytest.mark.parametrize(
     ("roles", "open_titles"),
     [
-        ({"Muu johtohenkilö": "other_manager"}, []),  # 'Muu johto' in longer words
+        ({"Muu johtohenkilö": "other_manager"}, ["Muu johtohenkilö"]),  # a compound of 'johto' may be another kind
         ({"Muut": "other_manager"}, []),
+        ({"Muu johtaja": "other_manager"}, ["Muu johtaja"]),  # 'johtaja' is no 'johto' in another case
         ({"Muu asiantuntija": "other_expert"}, ["Muu asiantuntija"]),  # another expert is no manager
         # two labels for 'other': which one is the earlier catch-all is for a person
         (
@@ -896,7 +897,7 @@ def test_an_option_named_in_its_questions_frame_is_coded_without_a_flag(tmp_path
             ["Muu johtohenkilö", "Muu henkilöstö"],
         ),
     ],
-    ids=["longer-words", "plural", "another-kind", "two-others"],
+    ids=["compound", "plural", "another-word", "another-kind", "two-others"],
 )
 def test_the_one_other_option_is_the_earlier_catch_all_only_in_its_words(
     tmp_path: Path, roles: dict[str, str], open_titles: list[str]
@@ -930,6 +931,7 @@ def test_a_word_only_one_of_the_questions_asks_by_is_never_left_out_of_an_option
     """'Toimialat ja kaupunginjohto' asked about 'kaupunginjohto' is no 'Toimialat ja tietohallinto' asked about
     'tietohallinto', though each is 'Toimialat ja' and its question's word; the word both ask by ('vaiheessa') is."""
     earlier = {"Toimialat ja kaupunginjohto": "joint_city", "Strategiavaiheessa": "strategy", "Ei": "no"}
+    earlier |= {"Suunnitteluvaiheessa": "planning"}  # two stages: the question's word frames the list
     coded = _answers_to(
         "Kumpi johtaa, toimialat vai tietohallinto, ja missä vaiheessa?",
         ["Toimialat ja tietohallinto", "Strategia", "Ei"],
@@ -995,19 +997,25 @@ def test_nothing_else_is_no_other_option() -> None:
 @pytest.mark.parametrize(
     ("label", "frame", "core"),
     [
-        ("Strategiavaiheessa", {"vaiheessa"}, "strategia"),
-        ("Strategiavaihe", {"vaiheessa"}, "strategia"),  # the same word in another case
-        ("Ei missään vaiheessa", {"vaiheessa"}, "ei missään"),
-        ("Vasta hankintavaiheessa", {"vaiheessa"}, "hankinta"),
-        ("Strategy stage", {"stage"}, "strategy"),
-        ("Vaiheessa", {"vaiheessa"}, "vaiheessa"),  # nothing left but the frame: kept whole
-        ("Valmistelussa", {"valmis"}, "valmistelussa"),  # the question's word begins it, not ends it
-        ("Toteutusvaiheessa", set(), "toteutusvaiheessa"),  # a question that names no frame
-        ("Ideavaiheessa", {"vaiheessa"}, "ideavaiheessa"),  # too little left of the word to be an option
+        ("Strategiavaiheessa", {"vaiheessa"}, ("strategia", "vaiheessa")),
+        ("Strategiavaihe", {"vaiheessa"}, ("strategia", "vaihe")),  # the same word in another case
+        ("Ei missään vaiheessa", {"vaiheessa"}, ("ei missään", "vaiheessa")),
+        ("Vasta hankintavaiheessa", {"vaiheessa"}, ("hankinta", "vaiheessa")),
+        ("Strategy stage", {"stage"}, ("strategy", "stage")),
+        ("Vaiheessa", {"vaiheessa"}, ("vaiheessa", None)),  # nothing left but the frame: kept whole
+        ("Valmistelussa", {"valmis"}, ("valmistelussa", None)),  # the question's word begins it, not ends it
+        ("Toteutusvaiheessa", set(), ("toteutusvaiheessa", None)),  # a question that names no frame
+        ("Ideavaiheessa", {"vaiheessa"}, ("ideavaiheessa", None)),  # too little left of the word to be an option
+        ("Vasta-ehdotusvaiheessa", {"vaiheessa"}, ("vasta ehdotus", "vaiheessa")),  # a hyphen joins its "vasta"
+        (
+            "Jo toteutusvaiheessa",
+            set(),
+            ("jo toteutusvaiheessa", None),
+        ),  # no frame: every word kept
     ],
 )
 def test_an_options_core_is_what_is_left_of_it_without_its_questions_word(
-    label: str, frame: set[str], core: str
+    label: str, frame: set[str], core: tuple[str, str | None]
 ) -> None:
     assert option_core(label, frame) == core
 
@@ -1140,3 +1148,124 @@ def test_a_worded_number_outside_the_scale_is_left_to_a_person(tmp_path: Path) -
     coded = {r["source_label"]: r for r in spec_and_rows(wave.root)[2] if r["question_id"] == "cooperation"}
     for label in ("6 = En osaa sanoa", "0 = Ei kantaa"):
         assert is_placeholder(coded[label]["answer_code"]), coded[label]
+
+
+@pytest.mark.parametrize(
+    ("header", "labels", "earlier_labels", "label"),
+    [
+        # the question names both ends: 'hyvin' and 'huonosti' are both frame words, so 'Erittäin huonosti' (very
+        # poorly) and 'Erittäin hyvin' (very well) both lose their last word and read as 'erittäin'
+        (
+            "Kuinka hyvin tai huonosti yhteistyö toimii?",
+            ["Hyvin", "Huonosti", "Erittäin huonosti"],
+            {"Erittäin hyvin": "very_well", "Hyvin": "well", "Huonosti": "poorly"},
+            "Erittäin huonosti",
+        ),
+        # the question lists its options: a joint option with another partner reads as the earlier joint option
+        (
+            "Kuka johtaa digitalisaatiota: tietohallinto, toimialat vai kaupunginjohto?",
+            ["Tietohallinto", "Toimialat", "Kaupunginjohto", "Toimialat ja tietohallinto"],
+            {
+                "Tietohallinto": "it",
+                "Toimialat": "sectors",
+                "Kaupunginjohto": "city",
+                "Toimialat ja kaupunginjohto": "joint_sectors_city",
+            },
+            "Toimialat ja tietohallinto",
+        ),
+        # 'Kyllä, ohjelma' (yes, a programme) is no 'Kyllä, strategia' (yes, a strategy): only 'kyllä' is compared
+        (
+            "Onko kaupungillanne strategia tai ohjelma digitalisaatiolle?",
+            ["Kyllä, ohjelma", "Ei", "Valmisteilla"],
+            {"Kyllä, strategia": "yes_strategy", "Ei": "no", "Valmisteilla": "in_preparation"},
+            "Kyllä, ohjelma",
+        ),
+        # a hyphenated 'vasta-' compound (counter-proposal) loses 'vasta' as if it said when: no frame needed at all
+        (
+            "Miten valtuusto vastasi esitykseen?",
+            ["Vasta-ehdotus", "Hyväksyi"],
+            {"Ehdotus": "proposal", "Hyväksyi": "approved", "Hylkäsi": "rejected"},
+            "Vasta-ehdotus",
+        ),
+    ],
+    ids=["both-ends-in-the-question", "options-listed-in-the-question", "two-things-asked-about", "vasta-compound"],
+)
+def test_a_different_frame_word_left_out_on_each_side_is_no_same_option(
+    header: str, labels: list[str], earlier_labels: dict[str, str], label: str
+) -> None:
+    coded = _answers_to(header, labels, header, earlier_labels)
+    assert label not in coded, f"{label!r} coded {coded[label]!r} without a flag"
+
+
+def test_very_poorly_on_a_worded_scale_is_not_coded_very_well() -> None:
+    """A worded scale whose question says 'hyvin tai huonosti'; nobody answered 'Erittäin hyvin' this wave."""
+    header = "Kuinka hyvin tai huonosti yhteistyö toimii?"
+    earlier = {"Erittäin hyvin": "5", "Melko hyvin": "4", "Ei hyvin eikä huonosti": "3"}
+    rows = [
+        {
+            "wave_year": "2016",
+            "source_label": label,
+            "answer_code": f"score_{v}",
+            "answer_value": v,
+            "sort_order": v,
+            "answer_label_en": "",
+            "key": match_key(label) or "",
+        }
+        for label, v in earlier.items()
+    ]
+    question = EarlierQuestion("cooperation", texts={2016: header}, types={2016: ("scale", 1.0, 5.0)}, labels=rows)
+    history = History(2021, [2016], {"cooperation": question}, {}, {}, {}, {}, {})
+    labels = ["Melko hyvin", "Melko huonosti", "Erittäin huonosti"]
+    column = Column(3, header, dict.fromkeys(labels, 5), {label: match_key(label) for label in labels})
+    match = ColumnMatch(column, "cooperation", True, [], answer_type="scale", scale=(1, 5))
+    coded = {row.label: (row.code, row.value) for row in propose_answers(match, history) if row.sure}
+    assert "Erittäin huonosti" not in coded, f"'Erittäin huonosti' (very poorly) coded {coded['Erittäin huonosti']}"
+
+
+@pytest.mark.parametrize(
+    ("labels", "earlier_labels", "label"),
+    [
+        # 'kuin' (than) dropped: other than management is the opposite of other management
+        (
+            ["Tietohallintojohtaja", "Muu johto"],
+            {"Tietohallintojohtaja": "cio", "Muu kuin johto": "non_manager"},
+            "Muu johto",
+        ),
+        (
+            ["Tietohallinto", "Muu kaupungin työntekijä"],
+            {"Tietohallinto": "it", "Muu kuin kaupungin työntekijä": "external"},
+            "Muu kaupungin työntekijä",
+        ),
+        (
+            ["IT management", "Other IT staff"],
+            {"IT management": "it", "Other than IT staff": "non_it"},
+            "Other IT staff",
+        ),
+        # the earlier 'muu' is a word inside another option, not a catch-all: a new 'Muu' is a new option
+        (
+            ["Tietohallinto", "Kaupunginjohto", "Muu"],
+            {"Tietohallinto": "it", "Kaupunginjohto tai muu ylin johto": "top_management", "Ei kukaan": "nobody"},
+            "Muu",
+        ),
+        (["Tietohallinto", "Muu"], {"Tietohallinto": "it", "Toimialat ja muut yksiköt": "sectors"}, "Muu"),
+        # a word that only begins the earlier one: another municipality is no other joint municipal authority
+        (
+            ["Kaupunki itse", "Muu kunta"],
+            {"Kaupunki itse": "own", "Yritys": "company", "Muu kuntayhtymä": "other_joint_authority"},
+            "Muu kunta",
+        ),
+    ],
+    ids=[
+        "muu-kuin-johto",
+        "muu-kuin-kaupungin",
+        "other-than",
+        "muu-inside-an-option",
+        "muut-inside-an-option",
+        "prefix",
+    ],
+)
+def test_an_other_label_is_not_an_earlier_option_that_only_contains_the_word_other(
+    labels: list[str], earlier_labels: dict[str, str], label: str
+) -> None:
+    coded = _answers_to("Kuka?", labels, "Kuka?", earlier_labels)
+    assert label not in coded, f"{label!r} coded {coded[label]!r} without a flag"

@@ -61,6 +61,8 @@ ORGANISATION_WORDS = frozenset(
 SHORT_STEM = 5  # letters a shortened word keeps of the earlier one
 # a question's catch-all option: 'Muu', 'Muu johto', 'Other', 'Annan', 'Övrigt'
 OTHER_WORDS = frozenset({"muu", "muut", "muuta", "other", "others", "annan", "annat", "övrig", "övriga", "övrigt"})
+# words that make a label say what it is not: 'Muu kuin johto' (not in management) is no other kind of manager
+EXCEPT_WORDS = frozenset({"kuin", "paitsi", "than", "except", "but", "än", "utom"})
 # words that say how early or late, not which: 'Jo strategiavaiheessa' (already at the strategy stage) and 'Vasta
 # hankintavaiheessa' (only at procurement) are the options 'Strategia' and 'Hankinta' of a question about a stage
 WHEN_WORDS = frozenset({"jo", "vasta", "already", "redan"})
@@ -749,7 +751,7 @@ def _labelled_rows(match: ColumnMatch, question: EarlierQuestion | None, history
         and (column.keys[value] or "") not in by_key
         and not (match.answer_type == "scale" and point_of(column.keys[value]) is not None)
     ]
-    _settle(pending, open_, forms, question, column)
+    _settle(pending, open_, forms, _option_labels(labels, history if roles else None), question, column)
     claimed: dict[str, int] = {}
     for _value, found, _why, _sure in pending:
         if found:
@@ -774,22 +776,31 @@ def _labelled_rows(match: ColumnMatch, question: EarlierQuestion | None, history
     return rows
 
 
+def _option_labels(labels: list[dict[str, str]], history: History | None) -> dict[str, set[str]]:
+    """Each earlier option's labels as the earlier waves spelled them (no alternatives), by code; with a `history`,
+    the roles' own labels too (a job title's closed list)."""
+    named = {code: {label} for code, label in history.role_codes.items()} if history else {}
+    for r in labels:
+        named.setdefault(r["answer_code"], set()).add(r["source_label"])
+    return named
+
+
 def _settle(
     pending: list[tuple[str, str | None, list[str], bool]],
     open_: list[int],
     forms: dict[str, set[str]],
+    named: dict[str, set[str]],
     question: EarlierQuestion | None,
     column: Column,
 ) -> None:
     """Labels no earlier wave used coded as earlier options where the words leave no other reading: the same words
-    (`_settle_by_words`), the same words once the question's own word is left out (`_settle_by_frame`), the one
-    option for 'other' (`_settle_the_other_option`)."""
+    (`_settle_by_words`), the same words once the question's frame is left out (`_settle_by_frame`), the one
+    option for 'other' (`_settle_the_other_option`, by the options' labels, `named`)."""
     _settle_by_words(pending, open_, forms)
     if question is not None:
-        asked = frame_words(column.header)
-        framed, frame = _framed_forms(question, asked)
+        framed, frame = _framed_forms(question, frame_words(column.header), [value for value, *_ in pending])
         _settle_by_frame(pending, open_, framed, frame)
-    _settle_the_other_option(pending, open_, forms)
+    _settle_the_other_option(pending, open_, named)
 
 
 def _option_forms(labels: list[dict[str, str]], roles: dict[str, set[str]]) -> dict[str, set[str]]:
@@ -849,55 +860,84 @@ def frame_words(*wordings: str) -> set[str]:
     return {w for text in wordings for w in wording_key(text).split() if len(w) >= SHORT_STEM and not w.isdigit()}
 
 
-def option_core(label: str, frame: set[str]) -> str:
-    """A label without its question's frame: its last word, or the last part of its last word, when that is a word
-    of the question's wording, the same or in another case ('Strategiavaiheessa' - 'strategia', 'Ei missään
-    vaiheessa' - 'ei missään', 'Strategy stage' - 'strategy' when the question asks about a stage). What is left
-    is kept whole and must keep SHORT_STEM letters of the last word: 'Valmistelussa' keeps its 'valmis' tail to
-    'valmistelussa' whatever the question asks. The label itself when no such frame ends it."""
+def option_core(label: str, frame: set[str]) -> tuple[str, str | None]:
+    """A label without its question's frame, and the frame word left out (None: none was): its last word, or the
+    last part of its last word, when that is a word of `frame`, the same or in another case ('Strategiavaiheessa' -
+    'strategia', 'Ei missään vaiheessa' - 'ei missään', 'Strategy stage' - 'strategy' when the question asks about a
+    stage). What is left keeps SHORT_STEM letters of the last word: 'Valmistelussa' keeps its 'valmis' tail to
+    'valmistelussa' whatever the question asks. A label that loses its frame loses the words saying how early or
+    late too (WHEN_WORDS, standing alone: 'Vasta hankintavaiheessa' - 'hankinta', never 'Vasta-ehdotus')."""
     words = label_words(label).split()
-    words = [w for w in words if w not in WHEN_WORDS] or words
     if not words or not frame:
-        return " ".join(words)
-    last = words[-1]
+        return " ".join(words), None
+    last, cut, rest = words[-1], None, words
     if len(words) > 1 and any(_inflected(last, f) for f in frame):
-        return " ".join(words[:-1])
-    for cut in range(SHORT_STEM, len(last) - SHORT_STEM + 1):
-        if any(_inflected(last[cut:], f) for f in frame):
-            return " ".join([*words[:-1], last[:cut]])
-    return " ".join(words)
+        cut, rest = last, words[:-1]
+    else:
+        for at in range(SHORT_STEM, len(last) - SHORT_STEM + 1):
+            if any(_inflected(last[at:], f) for f in frame):
+                cut, rest = last[at:], [*words[:-1], last[:at]]
+                break
+    if cut is None:
+        return " ".join(words), None
+    alone = set((match_key(label) or "").split())  # words not joined to another by a hyphen or a dash
+    return " ".join([w for w in rest if not (w in WHEN_WORDS and w in alone)] or rest), cut
 
 
-def _framed_forms(question: EarlierQuestion, asked: set[str]) -> tuple[dict[str, set[str]], set[str]]:
-    """Each earlier option's labels by code, whole and without their question's frame (`option_core`), and the
-    words of the delivered question (`asked`) that frame its options. A frame is a word both questions ask by (the
-    same word or in another case): each wave's labels lose only what that wave and this one ask alike, so a word
-    only one of them uses ('Kuka johtaa: tietohallinto vai toimialat?') is never left out of an option."""
-    found: dict[str, set[str]] = {}
+def _list_frame(labels: list[str], words: set[str]) -> set[str]:
+    """The words of `words` that frame a list of options: each ends at least two of them (`option_core`). A word
+    that ends one option only ('Toimialat ja kaupunginjohto' asked 'tietohallinto, toimialat vai kaupunginjohto?')
+    names that option, not the question's frame."""
+    return {f for f in words if sum(option_core(label, {f})[1] is not None for label in labels) >= 2}  # noqa: PLR2004
+
+
+def _framed_forms(
+    question: EarlierQuestion, asked: set[str], delivered: list[str]
+) -> tuple[dict[str, set[tuple[str, str | None]]], set[str]]:
+    """Each earlier option's labels by code, whole and without their list's frame (`option_core`: the words left
+    and the frame word left out), and the frame of the delivered labels (`delivered`, asked by the words `asked`).
+    A frame is a word both questions ask by (the same word or in another case) that frames its list of options
+    (`_list_frame`): each wave's labels lose only what that wave and this one ask alike."""
+    found: dict[str, set[tuple[str, str | None]]] = {}
     shared: set[str] = set()
-    for r in question.labels:
-        wave = int(r["wave_year"])
+    for wave in sorted({int(r["wave_year"]) for r in question.labels}):
+        rows = [r for r in question.labels if int(r["wave_year"]) == wave]
         theirs = frame_words(question.texts.get(wave, ""), question.headers.get(wave, ""))
-        frame = {w for w in theirs if any(_inflected(w, a) for a in asked)}
-        shared |= {a for a in asked if any(_inflected(a, w) for w in theirs)}
-        found.setdefault(r["answer_code"], set()).update(
-            {option_core(r["source_label"], frame), label_words(r["source_label"])}
+        frame = _list_frame(
+            [r["source_label"] for r in rows], {w for w in theirs if any(_inflected(w, a) for a in asked)}
         )
-    return found, shared
+        shared |= {a for a in asked if any(_inflected(a, w) for w in theirs)}
+        for r in rows:
+            found.setdefault(r["answer_code"], set()).update(
+                {option_core(r["source_label"], frame), (label_words(r["source_label"]), None)}
+            )
+    return found, _list_frame(delivered, shared)
+
+
+def _reads_as(core: tuple[str, str | None], earlier: tuple[str, str | None]) -> bool:
+    """Whether a label without its frame reads as an earlier one: the same words (`_same_words_inflected`), a frame
+    left out of one of them at least, and the same frame word when both lost one ('Erittäin hyvin' is no 'Erittäin
+    huonosti' when the question asks 'Kuinka hyvin tai huonosti ...')."""
+    (words, cut), (their_words, their_cut) = core, earlier
+    if cut is None and their_cut is None:
+        return False
+    if cut is not None and their_cut is not None and not _inflected(cut, their_cut):
+        return False
+    return _same_words_inflected(words, their_words)
 
 
 def _settle_by_frame(
     pending: list[tuple[str, str | None, list[str], bool]],
     open_: list[int],
-    framed: dict[str, set[str]],
+    framed: dict[str, set[tuple[str, str | None]]],
     frame: set[str],
 ) -> None:
     """A label no earlier wave used, still open after `_settle_by_words`, coded as an earlier option, sure, when it
-    is that option in the same words (`_same_words_inflected`) once the words both name their question by are left
-    out on each side (`option_core`): 'Strategiavaiheessa' in a question 'Missä vaiheessa ...' is 2018's
-    'Strategia', and 'Suunnittelu' is 2016's 'Suunnitteluvaiheessa'. Only when exactly one option reads so, no
-    label of this wave is sure of its code already and no other open label reads as it: anything else stays for a
-    person (a compound or a word dropped is not the same words: 'Hankintapäätösvaiheessa' is no 'Hankinta')."""
+    reads as that option once the question's frame is left out (`_reads_as`): 'Strategiavaiheessa' in a question
+    'Missä vaiheessa ...' is 2018's 'Strategia', and 'Suunnittelu' is 2016's 'Suunnitteluvaiheessa'. Only when
+    exactly one option reads so, no label of this wave is sure of its code already and no other open label reads
+    as it: anything else stays for a person (a compound or a word dropped is not the same words:
+    'Hankintapäätösvaiheessa' is no 'Hankinta')."""
     taken = {code for _value, code, _why, sure in pending if sure and code}
     reads: dict[int, set[str]] = {}
     for i in open_:
@@ -905,7 +945,7 @@ def _settle_by_frame(
         if sure:
             continue
         core = option_core(value, frame)
-        reads[i] = {c for c, cores in framed.items() for f in cores if _same_words_inflected(core, f)}
+        reads[i] = {c for c, cores in framed.items() for f in cores if _reads_as(core, f)}
     for i, codes in reads.items():
         if len(codes) != 1:
             continue
@@ -913,7 +953,7 @@ def _settle_by_frame(
         if code in taken or any(code in other for j, other in reads.items() if j != i):
             continue
         value = pending[i][0]
-        earlier = sorted(f for f in framed[code] if _same_words_inflected(option_core(value, frame), f))
+        earlier = sorted(f[0] for f in framed[code] if _reads_as(option_core(value, frame), f))
         why = (
             f"in the words of the earlier option {code!r} ({earlier[0]!r}) once the words naming the question are "
             "left out on each side, and no other option or label of this wave reads so"
@@ -922,25 +962,27 @@ def _settle_by_frame(
 
 
 def _other_rest(label: str) -> list[str] | None:
-    """A label's words beside its one word for 'other' ('Muu johtotehtävä': ['johtotehtävä']); None when it has no
-    such word, or more than one."""
+    """A label for 'other' ('Muu', 'Muu johtotehtävä', 'Other'): its words after the first, the word for 'other';
+    None for any other label, and for one that says what it is not ('Ei muuta', 'Muu kuin johto': EXCEPT_WORDS)."""
     words = label_words(label).split()
-    found = [w for w in words if w in OTHER_WORDS]
-    if len(found) != 1 or NEGATIONS.intersection(words):  # 'Ei muuta' (nothing else) is no other option
+    if not words or words[0] not in OTHER_WORDS or sum(w in OTHER_WORDS for w in words) != 1:
         return None
-    return [w for w in words if w not in OTHER_WORDS]
+    if NEGATIONS.intersection(words) or EXCEPT_WORDS.intersection(words):
+        return None
+    return words[1:]
 
 
 def _settle_the_other_option(
-    pending: list[tuple[str, str | None, list[str], bool]], open_: list[int], forms: dict[str, set[str]]
+    pending: list[tuple[str, str | None, list[str], bool]], open_: list[int], named: dict[str, set[str]]
 ) -> None:
-    """The one 'other' label of this wave ('Muu', 'Muu johtotehtävä') coded, sure, as the one earlier option named
-    'other' ('Muu johto'): a question's catch-all stays its catch-all, when neither side has a second label for
-    'other', the label is still open, and each of its other words is one of the earlier label's or begins or ends
-    the same as one ('johtotehtävä' - 'johto'). 'Muu asiantuntija' (another expert) for 'Muu johto' stays for a
-    person, as does a label whose other option's code another label of this wave has."""
+    """The one 'other' label of this wave ('Muu', 'Muut') coded, sure, as the one earlier option whose label says
+    'other' (`_other_rest`: 'Muu johto'), by its labels (`named`, no alternatives: 'Kaupunginjohto tai muu ylin
+    johto' is no 'other' option): a question's catch-all stays its catch-all, when neither side has a second label
+    for 'other', the label is still open, and each of its further words is one of the earlier label's, the same or
+    in another case. 'Muu asiantuntija' (another expert) or 'Muu johtotehtävä' for 'Muu johto', and 'Muu kunta' for
+    'Muu kuntayhtymä', stay for a person, as does a label whose other option's code another label of this wave has."""
     others = [i for i, (value, *_rest) in enumerate(pending) if _other_rest(value) is not None]
-    earlier = {code: names for code, names in forms.items() if any(_other_rest(n) is not None for n in names)}
+    earlier = {code: names for code, names in named.items() if any(_other_rest(n) is not None for n in names)}
     if len(others) != 1 or others[0] not in open_ or pending[others[0]][3] or len(earlier) != 1:
         return
     i, (code, names) = others[0], next(iter(earlier.items()))
@@ -949,10 +991,7 @@ def _settle_the_other_option(
     value, rest = pending[i][0], _other_rest(pending[i][0]) or []
     for name in sorted(names):
         their = _other_rest(name)
-        if their is not None and all(
-            any(w == o or (min(len(w), len(o)) >= SHORT_STEM and (w.startswith(o) or o.startswith(w))) for o in their)
-            for w in rest
-        ):
+        if their is not None and all(any(_inflected(w, o) for o in their) for w in rest):
             why = f"the one option for 'other' in this wave and in the earlier ones ({name!r}, {code})"
             pending[i] = (value, code, [why], True)
             return
