@@ -1031,6 +1031,32 @@ def test_a_cell_a_little_beyond_the_answers_is_read_and_kept(paths, wave_2018, t
     assert found == [(row, column_index_from_string(letters), "0.125")], found
 
 
+@pytest.mark.parametrize("fmt", ["xlsx", "ods"])
+def test_a_value_in_a_sheets_last_column_is_kept_right_of_the_header(paths, wave_2018, tmp_path, fmt: str) -> None:
+    """A value typed in the sheet's last column (XFD60), or an .ods value repeated across a whole row in a few bytes:
+    the sheet is a few rows of 16,384 columns, read whole, and the grid holds the header's columns only (16,384 of
+    them took DuckDB's whole memory for 60 rows). The values land in raw in their row and column, right of the
+    header; the row is not called ragged."""
+    if fmt == "xlsx":
+        path = _with_cell(wave_2018.file, tmp_path / "last.xlsx", "XFD60", xml=b"<v>0.125</v>")
+        spec, value, columns = dataclasses.replace(wave_2018, file=path), "0.125", [16384]
+    else:
+        across = ODS_TEXT.replace("<table:table-cell ", '<table:table-cell table:number-columns-repeated="16384" ')
+        path = _ods_with(wave_2018, tmp_path / "across.ods", f"<table:table-row>{across}</table:table-row>")
+        spec, value, columns = dataclasses.replace(wave_2018, file=path, format="ods"), "x", list(range(1, 16385))
+    result = load_wave(spec, paths.warehouse)
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        found = con.execute(
+            "select c.source_row_number, k.column_position, k.source_column from raw.survey_cells c "
+            "join raw.survey_columns k using (column_id) where k.load_id = ? and c.cell_value = ? order by 2",
+            [result.load_id, value],
+        ).fetchall()
+    assert [(row, column) for row, column, _ in found] == [(60, c) for c in columns], found[:3]
+    assert {header for _, column, header in found if column > 11} == {""}, found[-1]  # the 2018 header: 11 columns
+    assert result.row_count == 56, result.row_count
+    assert "ragged_row" not in {reason for _, _, reason, _ in _quarantine(paths.warehouse, result.load_id)}
+
+
 def test_a_draft_leaves_out_a_sheet_whose_cells_reach_far(wave_2018, tmp_path, caplog) -> None:
     from survey_warehouse.intake.workbook import first_rows
 

@@ -209,6 +209,10 @@ def read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -
         )
     _refuse_cells(spec, unknown, header, UNKNOWN_ERRORS)
     _refuse_cells(spec, unresolved, header, WITHOUT_RESULTS)
+    # The reader hands on every row as wide as the sheet: the header's columns are those up to its last named one,
+    # and a value right of them (typed at XFD60, or repeated across a whole row of an .ods) is kept as the cell it
+    # is, right of the header, not as thousands of empty columns of every row
+    header = header[: max((i for i, name in enumerate(header, start=1) if name), default=0)]
     width = len(header)
 
     def numbered() -> Iterator[tuple[int, list[str | None]]]:
@@ -223,7 +227,9 @@ def read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -
 
     # smaller chunks than a text file's: their Python values are held beside the sheet calamine holds
     reader = f"calamine ({delivered})"
-    grid = fill_grid(con, header, spec.header_row, numbered(), reader=reader, chunk_rows=WORKBOOK_CHUNK_ROWS)
+    grid = fill_grid(
+        con, header, spec.header_row, numbered(), reader=reader, chunk_rows=WORKBOOK_CHUNK_ROWS, ragged=False
+    )
     _hand_back_freed_memory()
     return grid
 
