@@ -1254,6 +1254,79 @@ def test_an_ods_cell_far_from_the_answers_is_named_not_read_into_memory(paths, w
     assert _apart(spec, paths.warehouse, job="draft") == verdict
 
 
+def _ods_repeated(rows: int, columns: int = 1) -> str:
+    """A row holding one value, stored once for `columns` cells across, the row stored once for `rows` rows."""
+    across = f' table:number-columns-repeated="{columns}"' if columns > 1 else ""
+    return (
+        f'<table:table-row table:number-rows-repeated="{rows}">'
+        + ODS_TEXT.replace("<table:table-cell ", f"<table:table-cell{across} ")
+        + "</table:table-row>"
+    )
+
+
+ODS_REPEATED = {
+    "a value repeated down a million rows": (
+        _ods_repeated(1_000_000),
+        "",
+        "the sheet 'Vastaukset' stores 599 cells, but cell A60 is repeated 1,000,000 times down (1,000,000 cells",
+        60,
+    ),
+    "a value repeated across and down": (
+        _ods_repeated(1_000, 16_384),
+        "",
+        "cell A60 is repeated 16,384 times across and 1,000 times down (16,384,000 cells",
+        60,
+    ),
+    "in another sheet": (
+        "",
+        _ods_repeated(1_000, 16_384),
+        "the sheet 'Ohje' stores 1 cells, but cell A1 is repeated 16,384 times across and 1,000 times down",
+        1,
+    ),
+}
+
+
+@pytest.mark.parametrize("repeated", ODS_REPEATED)
+def test_an_ods_value_repeated_into_millions_of_cells_is_named_not_read_into_memory(
+    paths, wave_2018, tmp_path, repeated
+) -> None:
+    """A value stored once for a million rows, or for 16,384 columns of a thousand rows, takes a few bytes of the file
+    and holds the sheet's rectangle as full as its repeats make it: the reader would hold millions of cells (and the
+    process abort), every sheet of the file when it opens it. The cells the file stores are counted against the
+    rectangle, as a far cell's are, and the sheet is refused before it is read, naming the cell repeated and its row;
+    a draft is told so."""
+    below, other, said, row = ODS_REPEATED[repeated]
+    path = _ods_with(wave_2018, tmp_path / "repeated.ods", below, other)
+    spec = dataclasses.replace(wave_2018, file=path, format="ods")
+    verdict = _apart(spec, paths.warehouse)
+    assert said in verdict.get("verdict", "") and "save the file again" in verdict["verdict"], verdict
+    assert verdict["row"] == row, verdict
+    assert _apart(spec, paths.warehouse, job="draft") == verdict
+
+
+def test_an_ods_sheet_is_measured_by_the_cells_it_stores(paths, wave_2018, tmp_path, monkeypatch) -> None:
+    """The rectangle is set against the cells the file stores: with the size any sheet may reach lowered (to 100
+    cells), the 2018 sheet (598 cells stored, 649 in its rectangle) still loads, and a sheet whose rows each store
+    one value for their 11 cells (identical neighbouring cells, which LibreOffice stores as one repeated cell)
+    passes the look; ten thousand rows stored as one repeated row are refused."""
+    from delivered_formats import write_ods
+
+    from survey_warehouse.intake import workbook
+    from survey_warehouse.intake.opendocument import refuse_unreadable_tables
+
+    monkeypatch.setattr(workbook, "SPAN_CELLS", 100)
+    spec = dataclasses.replace(wave_2018, format="ods")
+    plain = load_wave(dataclasses.replace(spec, file=_ods_with(spec, tmp_path / "plain.ods")), paths.warehouse)
+    assert plain.row_count == 55, plain
+    across = ODS_TEXT.replace("<table:table-cell ", '<table:table-cell table:number-columns-repeated="11" ')
+    rows = "".join(f"<table:table-row>{across.replace('>x<', f'>{n}<')}</table:table-row>" for n in range(200))
+    write_ods(tmp_path / "identical.ods", {"Vastaukset": rows})
+    refuse_unreadable_tables(tmp_path / "identical.ods", "Vastaukset")
+    repeated = _ods_with(spec, tmp_path / "repeated.ods", _ods_repeated(10_000))
+    with pytest.raises(WaveFileError, match="cell A60 is repeated 10,000 times down"):
+        load_wave(dataclasses.replace(spec, file=repeated), paths.warehouse)
+
+
 def _xlsb_with(spec, path: Path, rows: bytes) -> Path:
     """The 2018 sheet as an .xlsb with the BIFF12 records `rows` (rows and their cells) after its own rows."""
     from delivered_formats import END_SHEET_DATA, _record, as_xlsb
