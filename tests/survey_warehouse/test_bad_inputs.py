@@ -1381,6 +1381,47 @@ def test_an_xls_or_xlsb_cell_far_from_the_answers_is_named_not_read_into_memory(
     assert drafted == ({"sheets": []} if spec.format == "xlsb" else verdict), drafted
 
 
+def _xls_claiming(spec, path: Path, rows: int, columns: int) -> Path:
+    """The 2018 sheet as an .xls whose DIMENSIONS record (the size the sheet records) claims `rows` and `columns`,
+    its cells unchanged (the record lies whole in the file's bytes, the workbook stream being stored in order)."""
+    import struct
+
+    from delivered_formats import as_xls
+
+    data = bytearray(as_xls(spec, path.with_suffix(".plain.xls")).read_bytes())
+    at = data.index(struct.pack("<HHIIHH", 0x0200, 14, 0, 59, 0, 11))
+    struct.pack_into("<II", data, at + 4, 0, rows)
+    struct.pack_into("<HH", data, at + 12, 0, columns)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize(("rows", "columns"), [(4_294_967_295, 65_535), (1_048_576, 16_384), (2_147_483_647, 256)])
+def test_an_xls_recording_a_size_no_xls_sheet_has_is_refused_not_read(
+    paths, wave_2018, tmp_path, rows: int, columns: int
+) -> None:
+    """The reader takes memory for the size a sheet's DIMENSIONS record claims before it reads a cell (40 bytes a
+    cell: a claim of billions of rows aborts the process). A claim beyond any .xls sheet's size (65,536 rows by 256
+    columns) is a damaged record: refused before the reader opens the file, naming the sheet, the size claimed and
+    the cells the sheet holds; a draft is told so."""
+    path = _xls_claiming(wave_2018, tmp_path / "claiming.xls", rows, columns)
+    spec = dataclasses.replace(wave_2018, file=path, format="xls")
+    verdict = _apart(spec, paths.warehouse)
+    said = (
+        f"the sheet 'Vastaukset' records its size (its DIMENSIONS record) as {rows:,} rows by {columns:,} columns, "
+        "more than an .xls sheet can have (65,536 rows by 256 columns), but holds 598 cells"
+    )
+    assert said in verdict.get("verdict", "") and "save it again" in verdict["verdict"], verdict
+    assert _apart(spec, paths.warehouse, job="draft") == verdict
+
+
+def test_an_xls_recording_the_largest_size_an_xls_sheet_has_loads(paths, wave_2018, tmp_path) -> None:
+    """A sheet recording the whole of an .xls sheet's size (65,536 rows by 256 columns) as its own: the memory the
+    reader takes for it is never written to, and the sheet loads as it is."""
+    path = _xls_claiming(wave_2018, tmp_path / "whole.xls", 65_536, 256)
+    assert _apart(dataclasses.replace(wave_2018, file=path, format="xls"), paths.warehouse) == {"rows": 55}
+
+
 def test_an_xls_or_xlsb_with_empty_styled_cells_far_away_loads(paths, wave_2018, tmp_path) -> None:
     """The 2018 wave as an .xls and as an .xlsb loads; an empty cell with a style far from the answers (an .xls's
     BLANK and MULBLANK, an .xlsb's BrtCellBlank), which the reader does not place, makes no difference."""
@@ -1417,7 +1458,7 @@ def test_an_xls_mulrk_reaches_its_last_column() -> None:
 
     run = struct.pack("<HH", 65535, 0) + struct.pack("<Hi", 0, 2 << 2 | 2) * 256 + struct.pack("<H", 255)
     stream = record(0x0809, bytes(16)) + record(0x00BD, run) + record(0x000A, b"")
-    assert _xls_reach(stream, 0, len(stream)) == (256, (256, 65536), (256, 65536))
+    assert _xls_reach(stream, 0, len(stream)) == ((256, (256, 65536), (256, 65536)), (0, 0))
 
 
 def test_an_ods_with_libreoffices_empty_rows_and_columns_to_the_sheets_end_loads(paths, wave_2018, tmp_path) -> None:
