@@ -1031,6 +1031,32 @@ def test_a_cell_a_little_beyond_the_answers_is_read_and_kept(paths, wave_2018, t
     assert found == [(row, column_index_from_string(letters), "0.125")], found
 
 
+@pytest.mark.parametrize("fmt", ["xlsx", "ods"])
+def test_a_value_in_a_sheets_last_column_is_kept_right_of_the_header(paths, wave_2018, tmp_path, fmt: str) -> None:
+    """A value typed in the sheet's last column (XFD60), or an .ods value repeated across a whole row in a few bytes:
+    the sheet is a few rows of 16,384 columns, read whole, and the grid holds the header's columns only (16,384 of
+    them took DuckDB's whole memory for 60 rows). The values land in raw in their row and column, right of the
+    header; the row is not called ragged."""
+    if fmt == "xlsx":
+        path = _with_cell(wave_2018.file, tmp_path / "last.xlsx", "XFD60", xml=b"<v>0.125</v>")
+        spec, value, columns = dataclasses.replace(wave_2018, file=path), "0.125", [16384]
+    else:
+        across = ODS_TEXT.replace("<table:table-cell ", '<table:table-cell table:number-columns-repeated="16384" ')
+        path = _ods_with(wave_2018, tmp_path / "across.ods", f"<table:table-row>{across}</table:table-row>")
+        spec, value, columns = dataclasses.replace(wave_2018, file=path, format="ods"), "x", list(range(1, 16385))
+    result = load_wave(spec, paths.warehouse)
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        found = con.execute(
+            "select c.source_row_number, k.column_position, k.source_column from raw.survey_cells c "
+            "join raw.survey_columns k using (column_id) where k.load_id = ? and c.cell_value = ? order by 2",
+            [result.load_id, value],
+        ).fetchall()
+    assert [(row, column) for row, column, _ in found] == [(60, c) for c in columns], found[:3]
+    assert {header for _, column, header in found if column > 11} == {""}, found[-1]  # the 2018 header: 11 columns
+    assert result.row_count == 56, result.row_count
+    assert "ragged_row" not in {reason for _, _, reason, _ in _quarantine(paths.warehouse, result.load_id)}
+
+
 def test_a_draft_leaves_out_a_sheet_whose_cells_reach_far(wave_2018, tmp_path, caplog) -> None:
     from survey_warehouse.intake.workbook import first_rows
 
@@ -1228,6 +1254,79 @@ def test_an_ods_cell_far_from_the_answers_is_named_not_read_into_memory(paths, w
     assert _apart(spec, paths.warehouse, job="draft") == verdict
 
 
+def _ods_repeated(rows: int, columns: int = 1) -> str:
+    """A row holding one value, stored once for `columns` cells across, the row stored once for `rows` rows."""
+    across = f' table:number-columns-repeated="{columns}"' if columns > 1 else ""
+    return (
+        f'<table:table-row table:number-rows-repeated="{rows}">'
+        + ODS_TEXT.replace("<table:table-cell ", f"<table:table-cell{across} ")
+        + "</table:table-row>"
+    )
+
+
+ODS_REPEATED = {
+    "a value repeated down a million rows": (
+        _ods_repeated(1_000_000),
+        "",
+        "the sheet 'Vastaukset' stores 599 cells, but cell A60 is repeated 1,000,000 times down (1,000,000 cells",
+        60,
+    ),
+    "a value repeated across and down": (
+        _ods_repeated(1_000, 16_384),
+        "",
+        "cell A60 is repeated 16,384 times across and 1,000 times down (16,384,000 cells",
+        60,
+    ),
+    "in another sheet": (
+        "",
+        _ods_repeated(1_000, 16_384),
+        "the sheet 'Ohje' stores 1 cells, but cell A1 is repeated 16,384 times across and 1,000 times down",
+        1,
+    ),
+}
+
+
+@pytest.mark.parametrize("repeated", ODS_REPEATED)
+def test_an_ods_value_repeated_into_millions_of_cells_is_named_not_read_into_memory(
+    paths, wave_2018, tmp_path, repeated
+) -> None:
+    """A value stored once for a million rows, or for 16,384 columns of a thousand rows, takes a few bytes of the file
+    and holds the sheet's rectangle as full as its repeats make it: the reader would hold millions of cells (and the
+    process abort), every sheet of the file when it opens it. The cells the file stores are counted against the
+    rectangle, as a far cell's are, and the sheet is refused before it is read, naming the cell repeated and its row;
+    a draft is told so."""
+    below, other, said, row = ODS_REPEATED[repeated]
+    path = _ods_with(wave_2018, tmp_path / "repeated.ods", below, other)
+    spec = dataclasses.replace(wave_2018, file=path, format="ods")
+    verdict = _apart(spec, paths.warehouse)
+    assert said in verdict.get("verdict", "") and "save the file again" in verdict["verdict"], verdict
+    assert verdict["row"] == row, verdict
+    assert _apart(spec, paths.warehouse, job="draft") == verdict
+
+
+def test_an_ods_sheet_is_measured_by_the_cells_it_stores(paths, wave_2018, tmp_path, monkeypatch) -> None:
+    """The rectangle is set against the cells the file stores: with the size any sheet may reach lowered (to 100
+    cells), the 2018 sheet (598 cells stored, 649 in its rectangle) still loads, and a sheet whose rows each store
+    one value for their 11 cells (identical neighbouring cells, which LibreOffice stores as one repeated cell)
+    passes the look; ten thousand rows stored as one repeated row are refused."""
+    from delivered_formats import write_ods
+
+    from survey_warehouse.intake import workbook
+    from survey_warehouse.intake.opendocument import refuse_unreadable_tables
+
+    monkeypatch.setattr(workbook, "SPAN_CELLS", 100)
+    spec = dataclasses.replace(wave_2018, format="ods")
+    plain = load_wave(dataclasses.replace(spec, file=_ods_with(spec, tmp_path / "plain.ods")), paths.warehouse)
+    assert plain.row_count == 55, plain
+    across = ODS_TEXT.replace("<table:table-cell ", '<table:table-cell table:number-columns-repeated="11" ')
+    rows = "".join(f"<table:table-row>{across.replace('>x<', f'>{n}<')}</table:table-row>" for n in range(200))
+    write_ods(tmp_path / "identical.ods", {"Vastaukset": rows})
+    refuse_unreadable_tables(tmp_path / "identical.ods", "Vastaukset")
+    repeated = _ods_with(spec, tmp_path / "repeated.ods", _ods_repeated(10_000))
+    with pytest.raises(WaveFileError, match="cell A60 is repeated 10,000 times down"):
+        load_wave(dataclasses.replace(spec, file=repeated), paths.warehouse)
+
+
 def _xlsb_with(spec, path: Path, rows: bytes) -> Path:
     """The 2018 sheet as an .xlsb with the BIFF12 records `rows` (rows and their cells) after its own rows."""
     from delivered_formats import END_SHEET_DATA, _record, as_xlsb
@@ -1282,6 +1381,47 @@ def test_an_xls_or_xlsb_cell_far_from_the_answers_is_named_not_read_into_memory(
     assert drafted == ({"sheets": []} if spec.format == "xlsb" else verdict), drafted
 
 
+def _xls_claiming(spec, path: Path, rows: int, columns: int) -> Path:
+    """The 2018 sheet as an .xls whose DIMENSIONS record (the size the sheet records) claims `rows` and `columns`,
+    its cells unchanged (the record lies whole in the file's bytes, the workbook stream being stored in order)."""
+    import struct
+
+    from delivered_formats import as_xls
+
+    data = bytearray(as_xls(spec, path.with_suffix(".plain.xls")).read_bytes())
+    at = data.index(struct.pack("<HHIIHH", 0x0200, 14, 0, 59, 0, 11))
+    struct.pack_into("<II", data, at + 4, 0, rows)
+    struct.pack_into("<HH", data, at + 12, 0, columns)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize(("rows", "columns"), [(4_294_967_295, 65_535), (1_048_576, 16_384), (2_147_483_647, 256)])
+def test_an_xls_recording_a_size_no_xls_sheet_has_is_refused_not_read(
+    paths, wave_2018, tmp_path, rows: int, columns: int
+) -> None:
+    """The reader takes memory for the size a sheet's DIMENSIONS record claims before it reads a cell (40 bytes a
+    cell: a claim of billions of rows aborts the process). A claim beyond any .xls sheet's size (65,536 rows by 256
+    columns) is a damaged record: refused before the reader opens the file, naming the sheet, the size claimed and
+    the cells the sheet holds; a draft is told so."""
+    path = _xls_claiming(wave_2018, tmp_path / "claiming.xls", rows, columns)
+    spec = dataclasses.replace(wave_2018, file=path, format="xls")
+    verdict = _apart(spec, paths.warehouse)
+    said = (
+        f"the sheet 'Vastaukset' records its size (its DIMENSIONS record) as {rows:,} rows by {columns:,} columns, "
+        "more than an .xls sheet can have (65,536 rows by 256 columns), but holds 598 cells"
+    )
+    assert said in verdict.get("verdict", "") and "save it again" in verdict["verdict"], verdict
+    assert _apart(spec, paths.warehouse, job="draft") == verdict
+
+
+def test_an_xls_recording_the_largest_size_an_xls_sheet_has_loads(paths, wave_2018, tmp_path) -> None:
+    """A sheet recording the whole of an .xls sheet's size (65,536 rows by 256 columns) as its own: the memory the
+    reader takes for it is never written to, and the sheet loads as it is."""
+    path = _xls_claiming(wave_2018, tmp_path / "whole.xls", 65_536, 256)
+    assert _apart(dataclasses.replace(wave_2018, file=path, format="xls"), paths.warehouse) == {"rows": 55}
+
+
 def test_an_xls_or_xlsb_with_empty_styled_cells_far_away_loads(paths, wave_2018, tmp_path) -> None:
     """The 2018 wave as an .xls and as an .xlsb loads; an empty cell with a style far from the answers (an .xls's
     BLANK and MULBLANK, an .xlsb's BrtCellBlank), which the reader does not place, makes no difference."""
@@ -1318,7 +1458,7 @@ def test_an_xls_mulrk_reaches_its_last_column() -> None:
 
     run = struct.pack("<HH", 65535, 0) + struct.pack("<Hi", 0, 2 << 2 | 2) * 256 + struct.pack("<H", 255)
     stream = record(0x0809, bytes(16)) + record(0x00BD, run) + record(0x000A, b"")
-    assert _xls_reach(stream, 0, len(stream)) == (256, (256, 65536), (256, 65536))
+    assert _xls_reach(stream, 0, len(stream)) == ((256, (256, 65536), (256, 65536)), (0, 0))
 
 
 def test_an_ods_with_libreoffices_empty_rows_and_columns_to_the_sheets_end_loads(paths, wave_2018, tmp_path) -> None:

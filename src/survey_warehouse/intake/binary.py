@@ -15,7 +15,9 @@ them in the sheet's XML (survey_warehouse.intake.workbook), so that each lands a
 Before the reader opens the file, `refuse_far_cells` looks over the cell records of every sheet of an .xls (the
 reader builds each one when it opens the file) and of the named sheet of an .xlsb: a sheet whose cells reach far
 beyond what they fill (one cell typed at the sheet's last row and column) or too large however full is refused as in
-an .xlsx (survey_warehouse.intake.workbook.refuse_spread), for the reader would hold it as a dense rectangle.
+an .xlsx (survey_warehouse.intake.workbook.refuse_spread), for the reader would hold it as a dense rectangle; and an
+.xls sheet whose DIMENSIONS record claims more rows or columns than an .xls sheet has, for which the reader would
+take memory before it reads a cell.
 
 Both put the error's code (BErr, the same in both formats) in a byte of its own. A formula without its result does
 not exist in either: its result is part of its record (a program that does not calculate, such as xlwt, stores an
@@ -36,6 +38,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from survey_warehouse.errors import WaveFileError
+from survey_warehouse.intake.matching import shown
 from survey_warehouse.intake.workbook import AGAIN, _matching_sheets, _relationship_targets, refuse_spread
 
 # BErr ([MS-XLS] 2.5.198.2, [MS-XLSB] 2.5.98.2): an error's code, and the text the sheet shows for it
@@ -409,6 +412,12 @@ MULRK_PAIR = 6  # an XF and an RK number
 XLSB_CELLS = frozenset(range(0x0002, 0x000B))
 XLSB_LAST_ROW = 0x0010_0000  # the reader ends a sheet at a BrtRowHdr of a row beyond it
 Reach = tuple[int, tuple[int, int], tuple[int, int]]  # cells; (column, row) of the last row's and last column's
+# A sheet's DIMENSIONS record: the size it records (its last row and column, each plus one), from which the reader
+# reserves memory for that many cells before it reads one (40 bytes each). No .xls sheet is larger than 65,536 rows
+# by 256 columns (the reservation then under 1 GiB, of memory not written to); a record claiming more is damaged.
+DIMENSIONS = 0x0200
+DIMENSIONS_BIFF8, DIMENSIONS_BIFF5 = 14, 8  # the record's size at least (Excel 5's rows in 2 bytes)
+XLS_ROWS, XLS_COLUMNS = 65_536, 256
 
 
 def refuse_far_cells(path: Path, delivered: str, sheet: str | None = None) -> None:
@@ -416,29 +425,50 @@ def refuse_far_cells(path: Path, delivered: str, sheet: str | None = None) -> No
     too large however full (as in an .xlsx), from its cell records: every sheet of an .xls, the named one of an
     .xlsb (when the workbook names it; the reader's opening says otherwise)."""
     if delivered == "xls":
-        for name, (cells, lowest, rightmost) in _xls_reaches(path):
+        for name, (cells, lowest, rightmost), (rows, columns) in _xls_reaches(path):
+            if rows > XLS_ROWS or columns > XLS_COLUMNS:
+                far = f", reaching {_cell_name(lowest)}" + (
+                    f" and {_cell_name(rightmost)}" if rightmost[0] > lowest[0] else ""
+                )
+                raise WaveFileError(
+                    path,
+                    f"the sheet {shown(name)} records its size (its DIMENSIONS record) as {rows:,} rows by "
+                    f"{columns:,} columns, more than an .xls sheet can have ({XLS_ROWS:,} rows by {XLS_COLUMNS} "
+                    f"columns), but holds {cells:,} cells{far if cells else ''}: the record is damaged, and the reader "
+                    f"would take memory for the size it records; {AGAIN}",
+                )
             refuse_spread(path, name, cells, lowest, rightmost)
     elif delivered == "xlsb" and (part := _xlsb_sheet_part(path, sheet or "")):
         refuse_spread(path, sheet, *_xlsb_reach(path, part))
 
 
-def _xls_reaches(path: Path) -> Iterator[tuple[str, Reach]]:
-    """Each sheet's name and how far its cells reach, as the reader places them."""
+def _cell_name(cell: tuple[int, int]) -> str:
+    """A cell's reference (B2) from its (column, row), 1-based."""
+    from survey_warehouse.intake.workbook import _column_letters
+
+    return f"{_column_letters(cell[0])}{cell[1]}"
+
+
+def _xls_reaches(path: Path) -> Iterator[tuple[str, Reach, tuple[int, int]]]:
+    """Each sheet's name, how far its cells reach, as the reader places them, and the largest size (rows,
+    columns) its DIMENSIONS records claim."""
     with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as whole:
         stream, base, size = _workbook_stream(path, whole)
         try:
             names, starts = _xls_sheets(stream, base, base + size)
             for name, start in zip(names, starts, strict=True):
-                yield name, _xls_reach(stream, base + start, base + size)
+                yield name, *_xls_reach(stream, base + start, base + size)
         except (struct.error, IndexError):  # a record that runs past the stream's end: the reader cannot open it
             return
 
 
-def _xls_reach(stream: Any, at: int, end: int) -> Reach:
+def _xls_reach(stream: Any, at: int, end: int) -> tuple[Reach, tuple[int, int]]:
     """How far a sheet's cells reach, walking its records from its BOF to its EOF (an embedded chart's records,
-    between a BOF and an EOF of their own, are not its cells)."""
+    between a BOF and an EOF of their own, are not its cells), and the largest size (rows, columns) its DIMENSIONS
+    records claim (BIFF8's rows in 4 bytes, Excel 5's in 2)."""
     unpack = struct.unpack_from
     cells = depth = 0
+    claimed = (0, 0)
     low_row = low_column = right_column = right_row = -1  # 0-based
     while at + 4 <= end:
         kind, size = unpack("<HH", stream, at)
@@ -465,12 +495,17 @@ def _xls_reach(stream: Any, at: int, end: int) -> Reach:
                 break
             continue
         else:
+            if kind == DIMENSIONS and size >= DIMENSIONS_BIFF5:
+                wide = size >= DIMENSIONS_BIFF8  # rwMic, rwMac (4 bytes each), colMic, colMac; else 2 bytes each
+                rows = unpack("<I" if wide else "<H", stream, data + (4 if wide else 2))[0]
+                columns = unpack("<H", stream, data + (10 if wide else 6))[0]
+                claimed = max(claimed[0], rows), max(claimed[1], columns)
             continue
         if row > low_row:
             low_row, low_column = row, column
         if column > right_column:
             right_column, right_row = column, row
-    return cells, (low_column + 1, low_row + 1), (right_column + 1, right_row + 1)
+    return (cells, (low_column + 1, low_row + 1), (right_column + 1, right_row + 1)), claimed
 
 
 def _xlsb_reach(path: Path, part: str) -> Reach:

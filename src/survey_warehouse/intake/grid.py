@@ -576,8 +576,11 @@ def fill_grid(
     rows: Iterator[tuple[int, list[Any]]],
     reader: str,
     chunk_rows: int = CHUNK_ROWS,
+    ragged: bool = True,
 ) -> Grid:
-    """Rows (number, cells) into `grid` and `grid_extra`, a chunk of rows at a time through Arrow."""
+    """Rows (number, cells) into `grid` and `grid_extra`, a chunk of rows at a time through Arrow. `ragged`: whether
+    a row with cells right of the header is ragged (a text file's record); a sheet's row is not (its cells right of
+    the header are kept all the same)."""
     import pyarrow as pa
 
     width = len(header)
@@ -599,7 +602,7 @@ def fill_grid(
             if all(c is None or str(c).strip() == "" for c in cells):
                 continue  # blank rows carry nothing
             numbers.append(number)
-            counts.append(len(cells))
+            counts.append(len(cells) if ragged else min(len(cells), width))
             extra += [(number, width + i + 1, v) for i, v in enumerate(cells[width:])]
             padded.append(cells[:width] + [None] * (width - len(cells)))
         if not padded:

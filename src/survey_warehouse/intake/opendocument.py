@@ -17,8 +17,9 @@ trailing ones it keeps as stored.
 Before calamine opens the file (it reads every sheet then, each whole), `refuse_unreadable_tables` looks over the
 bytes of content.xml for what it cannot hold or reads wrong: a sheet whose values reach far beyond what they fill
 (the rows or cells between stored as one repeated row or cell, in a few bytes) or too large however full, refused
-as in an .xlsx (survey_warehouse.intake.workbook.refuse_spread); and a table inside a cell of the spec's sheet,
-where calamine ends the sheet.
+as in an .xlsx (survey_warehouse.intake.workbook.refuse_spread), and one whose few stored values, repeated, fill
+as large a rectangle (a value stored once for a million rows), set against the cells it stores by the same rule;
+and a table inside a cell of the spec's sheet, where calamine ends the sheet.
 """
 
 from __future__ import annotations
@@ -270,6 +271,8 @@ class _Reach:
     sheet: str | None  # the sheet it is, or is inside of
     top: bool  # a sheet (not a table inside a cell)
     cells: int = 0
+    written: int = 0  # the cells holding a value as the file stores them, a repeated one once
+    most: tuple[int, int, int, int] | None = None  # (column, row, across, down): the cell repeated most, read by tag
     lowest: tuple[int, int] = (0, 0)  # (column, row): the last cell with a value of the last row holding one
     rightmost: tuple[int, int] = (0, 0)  # and a cell of the last column holding one
     nested: tuple[int, int] | None = None  # (column, row) of the first cell holding a table
@@ -287,12 +290,15 @@ class _Reach:
         repeats = min(repeats, MAX_COLUMNS - self.column)
         self.cell, self.column = self.column + 1, self.column + repeats
         if valued and repeats > 0:
-            self.reach(self.column, repeats * self.repeats)
+            self.reach(self.column, repeats * self.repeats, 1)
+            if self.repeats and repeats * self.repeats > (self.most[2] * self.most[3] if self.most else 1):
+                self.most = (self.cell, self.above + 1, repeats, self.repeats)
 
-    def reach(self, column: int, cells: int) -> None:
-        """The current row holds values up to `column`: `cells` of them in all its repeats."""
+    def reach(self, column: int, cells: int, written: int) -> None:
+        """The current row holds values up to `column`: `cells` of them in all its repeats, `written` in the file."""
         if self.repeats and column:
             self.cells += cells
+            self.written += written
             bottom = self.above + self.repeats
             self.lowest = (column, bottom) if bottom >= self.lowest[1] else self.lowest
             self.rightmost = (column, self.above + 1) if column > self.rightmost[0] else self.rightmost
@@ -316,22 +322,25 @@ class _Reach:
         end = len(row) if end < 0 else end
         column = row.count(b"<table:table-cell", 0, end) if at >= 0 else 0
         column += row.count(b"<table:covered-table-cell", 0, end) if at >= 0 and covered else 0
+        stored = column  # the cells the row stores up to its last value, each once
         if column and b"columns-repeated" in row:
             column += sum(_found_count(found) - 1 for found in COLUMNS_REPEATED.findall(row, 0, end))
         if column > MAX_COLUMNS:
             return False
         self.row(repeats)
         if column:
-            self.reach(column, max(row.count(b"office:value-type", 0, end), 1) * self.repeats)
+            valued = row.count(b"office:value-type", 0, end)  # no more than the cells that hold them
+            self.reach(column, max(valued, 1) * self.repeats, max(min(valued, stored), 1))
         return True
 
 
 class _Tables:
     """The tables of content.xml as its tags are read: each sheet's reach, and those of tables inside cells."""
 
-    def __init__(self) -> None:
+    def __init__(self, by_tag: bool = False) -> None:
         self.open: list[_Reach] = []
         self.read: list[_Reach] = []
+        self.by_tag = by_tag  # every row read tag by tag (each repeated cell found), none by its bytes
 
     def start(self, name: str | None, closed: bool = False) -> None:
         if len(self.open) == 1 and self.open[0].nested is None:
@@ -372,6 +381,7 @@ class _Tables:
             while at < len(bounds) and bounds[at] < start:
                 at += 1
             plain = number and self.open and row[:1] in ROW_NAME_ENDS and (at == len(bounds) or bounds[at] >= end)
+            plain = plain and not self.by_tag
             if not (plain and self.open[-1].plain_row(row, covered)):
                 self.tags(ROW_START + row if number else row)
             start = end + len(ROW_START)
@@ -384,9 +394,10 @@ class _Unread(Exception):
     """Markup the byte scan does not read (a comment, CDATA, a DTD, a processing instruction)."""
 
 
-def _reaches(path: Path) -> list[_Reach]:
-    """Every table's reach, by the bytes of content.xml, a chunk of whole rows at a time."""
-    tables = _Tables()
+def _reaches(path: Path, by_tag: bool = False) -> list[_Reach]:
+    """Every table's reach, by the bytes of content.xml, a chunk of whole rows at a time (`by_tag`: each row tag by
+    tag, which finds the cell repeated most)."""
+    tables = _Tables(by_tag)
     for text in _whole_tags(path, CONTENT, ROW_START):
         tables.rows(text)
     return tables.tables()
@@ -424,21 +435,30 @@ VALUE_ATTRIBUTES = {"value", "string-value", "date-value", "time-value", "boolea
 
 def refuse_unreadable_tables(path: Path, sheet: str | None = None) -> None:
     """Before the reader opens the .ods (it reads every sheet then, each whole): the verdict on a sheet whose values
-    reach far beyond what they fill, or too large however full (as in an .xlsx); and on the spec's `sheet` (when
-    given) holding a table inside a cell, where the reader would end the sheet without a word, the rows below lost."""
+    reach far beyond what they fill, or too large however full (as in an .xlsx), or whose few cells, repeated, stand
+    for a sheet that large (a value stored once for a million rows); and on the spec's `sheet` (when given) holding a
+    table inside a cell, where the reader would end the sheet without a word, the rows below lost."""
+    parsed = False
     try:
         tables = _reaches(path)
     except _Unread:
         try:
-            tables = _parsed_reaches(path)
+            tables, parsed = _parsed_reaches(path), True
         except Exception as exc:  # XML the reader takes but the defused parser refuses (an entity, a DTD), or cut off
             raise WaveFileError(
                 path, f"the workbook is damaged and cannot be opened ({_damage(exc)}); {AGAIN}"
             ) from None
     except (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error):  # the reader's opening says what is wrong
         return
-    for table in tables:
-        refuse_spread(path, table.sheet, table.cells, table.lowest, table.rightmost, ODS_CELL_BYTES)
+    for number, table in enumerate(tables):
+
+        def repeated(number: int = number, table: _Reach = table) -> tuple[int, int, int, int] | None:
+            """The sheet's cell repeated most: found by reading its rows again, tag by tag, unless they were."""
+            return table.most if parsed else _reaches(path, by_tag=True)[number].most
+
+        refuse_spread(
+            path, table.sheet, table.cells, table.lowest, table.rightmost, ODS_CELL_BYTES, table.written, repeated
+        )
     named = set(_matching_sheets([t.sheet for t in tables if t.top and t.sheet is not None], sheet or ""))
     held = [t.nested for t in tables if t.top and t.sheet in named and t.nested] if len(named) == 1 else []
     if held:  # no sheet of that name, or two: the reader's opening names them

@@ -209,6 +209,10 @@ def read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -
         )
     _refuse_cells(spec, unknown, header, UNKNOWN_ERRORS)
     _refuse_cells(spec, unresolved, header, WITHOUT_RESULTS)
+    # The reader hands on every row as wide as the sheet: the header's columns are those up to its last named one,
+    # and a value right of them (typed at XFD60, or repeated across a whole row of an .ods) is kept as the cell it
+    # is, right of the header, not as thousands of empty columns of every row
+    header = header[: max((i for i, name in enumerate(header, start=1) if name), default=0)]
     width = len(header)
 
     def numbered() -> Iterator[tuple[int, list[str | None]]]:
@@ -223,7 +227,9 @@ def read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -
 
     # smaller chunks than a text file's: their Python values are held beside the sheet calamine holds
     reader = f"calamine ({delivered})"
-    grid = fill_grid(con, header, spec.header_row, numbered(), reader=reader, chunk_rows=WORKBOOK_CHUNK_ROWS)
+    grid = fill_grid(
+        con, header, spec.header_row, numbered(), reader=reader, chunk_rows=WORKBOOK_CHUNK_ROWS, ragged=False
+    )
     _hand_back_freed_memory()
     return grid
 
@@ -709,13 +715,18 @@ def refuse_spread(
     lowest: tuple[int, int],
     rightmost: tuple[int, int],
     cell_bytes: int = READER_CELL_BYTES,
+    written: int | None = None,
+    repeated: Callable[[], tuple[int, int, int, int] | None] | None = None,
 ) -> None:
     """The verdict on a sheet too large to read whole: from A1 to its last row and column holding a value (`lowest`
     and `rightmost`: (column, row) of a cell there), larger than allowed for the `cells` it holds, or than any
-    sheet of answers. `cell_bytes`: what the reader holds of a cell."""
+    sheet of answers; or, where the file stores a cell once for many (an .ods's repeated rows and cells), larger
+    than allowed for the `written` cells it stores, as if they were all it held. `cell_bytes`: what the reader
+    holds of a cell; `repeated`: (column, row, across, down) of the cell repeated most, looked for only then."""
     rows, columns = lowest[1], rightmost[0]
     span = rows * columns
-    if not _too_spread(span, cells):
+    stored = cells if written is None else min(written, cells)
+    if not _too_spread(span, stored):
         return
     far = " and ".join(
         f"{_column_letters(c)}{r}" for c, r in [lowest, *([rightmost] if rightmost[0] > lowest[0] else [])]
@@ -724,6 +735,19 @@ def refuse_spread(
         f"read whole, the sheet is {rows:,} rows by {columns:,} columns ({span:,} cells, "
         f"{span * cell_bytes / (1 << 30):,.1f} GiB in memory)"
     )
+    most = repeated() if repeated and not _too_spread(span, cells) else None
+    if most:  # a few cells of the file stand for the sheet's millions
+        column, row, across, down = most
+        times = " and ".join(f"{n:,} times {way}" for n, way in [(across, "across"), (down, "down")] if n > 1)
+        said = (
+            f"stores {stored:,} cells, but cell {_column_letters(column)}{row} is repeated {times} "
+            f"({across * down:,} cells from a few bytes of the file), reaching {far}: {whole}. A value filled or "
+            "pasted down whole columns or across whole rows does this: in LibreOffice or Excel, delete the rows "
+            "below the answers and the columns right of them (or clear the repeated cells) and save the file again, "
+            "or ask for the file again"
+        )
+        raise WaveFileError(path, f"the sheet {shown(sheet)} {said}", row=row)
+    cells = cells if _too_spread(span, cells) else stored  # no cell found repeated: as many as are stored
     if _sparse(span, cells):
         said = (
             f"holds {cells:,} cells, but they reach {far}: {whole}, nearly all empty. A cell typed or pasted far from "
