@@ -345,6 +345,37 @@ def test_a_question_matched_by_its_answers_alone_is_left_to_a_person(tmp_path: P
         assert asked and any("wording" in e for e in asked[0].evidence), "the decision shows its evidence"
 
 
+def test_a_file_exported_in_the_surveys_english_is_matched_by_the_earlier_english_wordings(tmp_path: Path) -> None:
+    """The 2019 answers with the survey's English headers (as the codebook words them, one reworded): each question
+    is matched to its earlier one, and its English wording is the header itself when it is the earlier English."""
+    english = {
+        "Q1 Kuka vastaa ensisijaisesti digitalisaation johtamisesta?": (
+            "Q1 Who is primarily responsible for leading digitalisation?",
+            "lead",
+        ),
+        "Q2 Tietohallinnon ja toimialojen yhteistyön sujuvuus (0-10)": (
+            "Q2 How smoothly do IT management and the business lines cooperate? (0-10)",
+            "cooperation",
+        ),
+        "Q3 Missä vaiheessa tietohallinto otetaan mukaan?": (
+            "Q3 At which stage is IT management brought in?",
+            "it_involvement_stage",
+        ),
+        "Q4 Toimialojen digitaalinen osaaminen": ("Q4 Digital skills of the business lines", "business_digital_skills"),
+    }
+    root = copy_project(tmp_path / "project")
+    file = like_2019(root, {fi: en for fi, (en, _q) in english.items()}, dropped=("Q5 Vapaa palaute",))
+    draft = draft_wave(file, YEAR, root)
+    spec, questions, _answers = spec_and_rows(root)
+    for header, question in english.values():
+        assert spec["columns"][header] == question, (header, spec["columns"][header])
+    texts = {r["question_id"]: r["question_text_en"] for r in questions}
+    for header, question in list(english.values())[:1] + list(english.values())[2:]:
+        assert texts[question] == header, texts[question]
+    asked = [d.column for d in draft.decisions if d.kind in {"column", "question"}]
+    assert not set(asked) & {h for h, _q in english.values()}, asked
+
+
 def test_a_label_that_drops_or_adds_a_negation_is_never_coded_as_the_earlier_one(tmp_path: Path) -> None:
     """'Nimetty vastuu' is not 'Ei nimettyä vastuuta', 'Osallistuu' not 'Ei osallistu': the words alike, the meaning
     the opposite; and a label coded only as a shortened earlier one is for a person to confirm."""
@@ -950,6 +981,8 @@ def test_a_word_only_one_of_the_questions_asks_by_is_never_left_out_of_an_option
         # ... and a scale's range: this header's, or none
         ("K4 Osaaminen (1-7)", "K4 Skills (1-7)", True),
         ("K4 Osaaminen", "K4 Skills", True),
+        # a header in the survey's English: the earlier English itself, numbered as the header
+        ("5. At which stage does IT join?", "5. At which stage does IT join?", True),
         # reworded: the most alike earlier wording's English, for a person to confirm
         ("3) Missä vaiheessa tietohallinto otetaan mukaan?", "3) At which stage does IT join?", False),
     ],

@@ -266,7 +266,8 @@ def _wording(header: str, question: EarlierQuestion) -> float:
     key = wording_key(header)
     if not key:
         return 0.0
-    texts = [*question.texts.values(), *question.headers.values()]
+    # the earlier wordings as delivered, and in English: a file exported in the survey's English keeps its wording
+    texts = [*question.texts.values(), *question.headers.values(), *question.texts_en.values()]
     return max(
         ((fuzz.token_set_ratio(key, wording_key(t)) + fuzz.token_sort_ratio(key, wording_key(t))) / 200 for t in texts),
         default=0.0,
@@ -283,19 +284,21 @@ def english_wording(header: str, question: EarlierQuestion) -> tuple[str, bool, 
         english = question.texts_en.get(wave, "")
         if not english.strip() or not wording_key(text):
             continue
-        alike = (
-            fuzz.token_set_ratio(wording_key(header), wording_key(text))
-            + fuzz.token_sort_ratio(wording_key(header), wording_key(text))
-        ) / 2
-        found.append((wording_key(text) == wording_key(header), alike, wave, text, english))
+        for wording in (text, english):  # a header in the survey's Finnish, or in its English
+            alike = (
+                fuzz.token_set_ratio(wording_key(header), wording_key(wording))
+                + fuzz.token_sort_ratio(wording_key(header), wording_key(wording))
+            ) / 2
+            found.append((wording_key(wording) == wording_key(header), alike, wave, wording, english))
     if not found:
         return None
     same, alike, wave, text, english = max(found)
     carried = _carry_numbering_and_range(english, text, header)
     if same and carried is not None:
-        return carried, True, [f"{wave}'s English wording: the Finnish is the same ({text!r})"]
+        which = "English" if text == english else "Finnish"
+        return carried, True, [f"{wave}'s English wording: the {which} is the same ({text!r})"]
     why = [
-        f"{wave}'s English wording, of the Finnish {text!r} ({round(alike)} % alike): confirm it says what this "
+        f"{wave}'s English wording, of {text!r} ({round(alike)} % alike): confirm it says what this "
         "wave asks (its numbering and scale's range as this header's)"
     ]
     return carried if carried is not None else english, False, why
