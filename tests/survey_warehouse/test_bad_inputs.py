@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import io
 import re
+import struct
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -2197,3 +2198,74 @@ def test_an_ods_repeat_count_of_billions_is_scanned_as_far_as_a_sheet_goes(wave_
         )
         _unresolved, shown = ods_findings(path, wave_2018.sheet or "", wave_2018.header_row)
         assert max(shown) <= 1_048_576 and max(len(cells) for cells in shown.values()) <= 16_384, way
+
+
+def test_only_positions_right_of_the_header_holding_a_value_are_written(paths, wave_2018, tmp_path) -> None:
+    """A value at XFD60: raw.survey_columns gains column 16384 only, and raw.survey_cells its one cell, not 16,373
+    columns without a name and 16,372 empty cells of row 60 (with a value at XFD in 200 rows: 3.2 million)."""
+    path = _with_cell(wave_2018.file, tmp_path / "last.xlsx", "XFD60", xml=b"<v>0.125</v>")
+    result = load_wave(dataclasses.replace(wave_2018, file=path), paths.warehouse)
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        right = con.execute(
+            "select column_position from raw.survey_columns where load_id = ? and column_position > 11 order by 1",
+            [result.load_id],
+        ).fetchall()
+        empty = con.execute(
+            "select count(*) from raw.survey_cells c join raw.survey_columns k using (column_id) "
+            "where k.load_id = ? and k.column_position > 11 and c.cell_value is null",
+            [result.load_id],
+        ).fetchone()[0]
+    assert right == [(16384,)], (len(right), right[:3])
+    assert empty == 0, empty
+
+
+def _with_header_cell(source, target, reference: str, text: str):
+    """A copy of the 2018 workbook with a text cell added to its header row (row 4) at `reference`."""
+    cell = b'<c r="%s" t="inlineStr"><is><t>%s</t></is></c>' % (reference.encode(), text.encode())
+
+    def change(name: str, data: bytes) -> bytes:
+        if not name.startswith("xl/worksheets/sheet"):
+            return data
+        data, count = re.subn(
+            rb'(<row [^>]*r="4"[^>]*>.*?)(</row>)', lambda m: m[1] + cell + m[2], data, count=1, flags=re.S
+        )
+        assert count == 1
+        return data
+
+    return _with_parts(source, target, change)
+
+
+def test_a_name_typed_at_the_end_of_the_header_row_gets_a_verdict_not_out_of_memory(paths, wave_2018, tmp_path) -> None:
+    """A note typed in the header row's last column (XFD4): the header's last named column is then 16,384, and a
+    grid of every row that wide took DuckDB's whole memory: refused naming the cell."""
+    path = _with_header_cell(wave_2018.file, tmp_path / "note.xlsx", "XFD4", "huom")
+    said = _apart(dataclasses.replace(wave_2018, file=path), paths.warehouse)
+    assert "XFD4" in said.get("verdict", "") and "K4" in said["verdict"], said
+
+
+@pytest.mark.parametrize(("first", "last"), [(60, 59), (65_535, 11)])
+def test_an_xls_dimensions_whose_first_row_lies_past_its_last_is_refused_not_an_abort(
+    paths, wave_2018, tmp_path, first: int, last: int
+) -> None:
+    """The reader takes (last - first + 1) rows from DIMENSIONS in u32 arithmetic: a first row past the last wraps
+    to 4,294,967,295 rows, and the reservation (1.9 TB for 11 columns) aborts the process. The guard reads only
+    the last row (rwMac, within 65,536), so the file reaches the reader."""
+    path = _xls_claiming(wave_2018, tmp_path / "inverted.xls", 59, 11)  # the record as xlwt writes it
+    data = bytearray(path.read_bytes())
+    at = data.index(struct.pack("<HHIIHH", 0x0200, 14, 0, 59, 0, 11))
+    struct.pack_into("<II", data, at + 4, first, last)
+    path.write_bytes(bytes(data))
+    said = _apart(dataclasses.replace(wave_2018, file=path, format="xls"), paths.warehouse)
+    assert "DIMENSIONS" in said.get("verdict", ""), said
+
+
+def test_a_file_that_takes_more_than_the_loads_memory_is_a_verdict_naming_it(
+    paths, wave_2018, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever shape of file makes the reading take more than SURVEY_LOAD_MEMORY_LIMIT, the load ends in a verdict
+    naming the file and the limit, not DuckDB's out-of-memory traceback."""
+    monkeypatch.setenv("SURVEY_LOAD_MEMORY_LIMIT", "1MB")
+    with pytest.raises(WaveFileError) as refused:
+        load_wave(wave_2018, paths.warehouse)
+    assert "the load's memory (1MB, SURVEY_LOAD_MEMORY_LIMIT)" in str(refused.value), refused.value
+    assert wave_2018.file.name in str(refused.value)

@@ -426,7 +426,7 @@ def refuse_far_cells(path: Path, delivered: str, sheet: str | None = None) -> No
     .xlsb (when the workbook names it; the reader's opening says otherwise)."""
     if delivered == "xls":
         for name, (cells, lowest, rightmost), (rows, columns) in _xls_reaches(path):
-            if rows > XLS_ROWS or columns > XLS_COLUMNS:
+            if rows * columns > XLS_ROWS * XLS_COLUMNS:
                 far = f", reaching {_cell_name(lowest)}" + (
                     f" and {_cell_name(rightmost)}" if rightmost[0] > lowest[0] else ""
                 )
@@ -497,8 +497,12 @@ def _xls_reach(stream: Any, at: int, end: int) -> tuple[Reach, tuple[int, int]]:
         else:
             if kind == DIMENSIONS and size >= DIMENSIONS_BIFF5:
                 wide = size >= DIMENSIONS_BIFF8  # rwMic, rwMac (4 bytes each), colMic, colMac; else 2 bytes each
-                rows = unpack("<I" if wide else "<H", stream, data + (4 if wide else 2))[0]
-                columns = unpack("<H", stream, data + (10 if wide else 6))[0]
+                first_row, last_row = unpack("<II" if wide else "<HH", stream, data)
+                first_column, last_column = unpack("<HH", stream, data + (8 if wide else 4))
+                # as the reader counts them: rows from the first to the last, in 32-bit arithmetic (a first row past
+                # the last wraps round to billions); a first column past the last or the sheet's is taken as 0
+                rows = (last_row - first_row) % 2**32
+                columns = last_column - (first_column if first_column <= min(XLS_COLUMNS - 1, last_column) else 0)
                 claimed = max(claimed[0], rows), max(claimed[1], columns)
             continue
         if row > low_row:

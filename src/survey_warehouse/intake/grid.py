@@ -603,7 +603,9 @@ def fill_grid(
                 continue  # blank rows carry nothing
             numbers.append(number)
             counts.append(len(cells) if ragged else min(len(cells), width))
-            extra += [(number, width + i + 1, v) for i, v in enumerate(cells[width:])]
+            # a cell right of the header is kept where it holds something: a sheet's empty cells between the
+            # header's end and a far value (XFD60) are no cells of the file
+            extra += [(number, width + i + 1, v) for i, v in enumerate(cells[width:]) if v is not None]
             padded.append(cells[:width] + [None] * (width - len(cells)))
         if not padded:
             continue

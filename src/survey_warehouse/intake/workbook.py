@@ -213,6 +213,7 @@ def read_workbook(spec: WaveSpec, con: duckdb.DuckDBPyConnection, head: bytes) -
     # and a value right of them (typed at XFD60, or repeated across a whole row of an .ods) is kept as the cell it
     # is, right of the header, not as thousands of empty columns of every row
     header = header[: max((i for i, name in enumerate(header, start=1) if name), default=0)]
+    _refuse_far_names(spec, header)
     width = len(header)
 
     def numbered() -> Iterator[tuple[int, list[str | None]]]:
@@ -799,6 +800,27 @@ def _column_index(letters: str) -> int:
     for letter in letters.upper():
         index = index * 26 + ord(letter) - ord("A") + 1
     return index
+
+
+# A header's names stand side by side, a few empty columns between them at most; a name further right than this
+# from the one before it is a note typed far right of the header, which would make every row as wide as the sheet
+HEADER_GAP = 256
+
+
+def _refuse_far_names(spec: WaveSpec, header: list[str]) -> None:
+    """The verdict on a header row with a name far right of its other names (a note typed at XFD4): the grid would
+    be as wide as the sheet for every row."""
+    named = [i for i, name in enumerate(header, start=1) if name]
+    for before, after in itertools.pairwise(named):
+        if after - before > HEADER_GAP:
+            raise WaveFileError(
+                spec.file,
+                f"the header row has a name at {_column_letters(after)}{spec.header_row} ({shown(header[after - 1])}), "
+                f"{after - before - 1:,} empty columns right of the name before it at "
+                f"{_column_letters(before)}{spec.header_row}: a note typed far right of the header? Clear it and save "
+                "the file again, or ask for the file again",
+                row=spec.header_row,
+            )
 
 
 def _column_letters(index: int) -> str:

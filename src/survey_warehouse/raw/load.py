@@ -100,6 +100,21 @@ def _work_connection(warehouse: Warehouse, session: Session, scratch: Path) -> I
             con.close()
 
 
+@contextmanager
+def _within_the_loads_memory(spec: WaveSpec) -> Iterator[None]:
+    """DuckDB running out of the load's memory (it spills what it can) as a verdict on the file, not a traceback."""
+    try:
+        yield
+    except duckdb.OutOfMemoryException as exc:
+        raise WaveFileError(
+            spec.file,
+            f"reading and checking it took more than the load's memory ({load_memory_limit()}, "
+            "SURVEY_LOAD_MEMORY_LIMIT): a sheet far wider or longer than its answers (cells typed, filled or "
+            "formatted far from them) does this; clear them and save the file again, ask for the file again, or "
+            "raise the limit",
+        ) from exc
+
+
 def load_wave(
     spec: WaveSpec,
     target: Warehouse | Path,
@@ -143,7 +158,7 @@ def load_wave(
         }
         scratch = paths.var / "tmp" / f"load_{load_id}"
         try:
-            with _work_connection(warehouse, session, scratch) as con:
+            with _work_connection(warehouse, session, scratch) as con, _within_the_loads_memory(spec):
                 grid = _read(spec, con, scratch)
                 with session.transaction():
                     # The cells first, while the grid is all the work connection holds: written after the checks,
