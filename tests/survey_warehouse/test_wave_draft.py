@@ -981,6 +981,7 @@ def test_a_word_only_one_of_the_questions_asks_by_is_never_left_out_of_an_option
         # ... and a scale's range: this header's, or none
         ("K4 Osaaminen (1-7)", "K4 Skills (1-7)", True),
         ("K4 Osaaminen", "K4 Skills", True),
+        ("Q4A Osaaminen", "Q4A Skills", True),  # numbered with a capital letter too
         # a header in the survey's English: the earlier English itself, numbered as the header
         ("5. At which stage does IT join?", "5. At which stage does IT join?", True),
         # reworded: the most alike earlier wording's English, for a person to confirm

@@ -746,7 +746,7 @@ def run_dbt(scratch: Paths, log: Path) -> str | None:
     return "; ".join(summary[:4]) or f"dbt build exited with {code}"
 
 
-PLAIN_NUMBER = re.compile(r"[+-]?\d+(?:[.,]\d+)?")
+PLAIN_NUMBER = re.compile(r"\d+")
 
 
 def wave_diff(codebook: Any, spec: Any, paths: Paths) -> WaveDiff:
@@ -769,16 +769,18 @@ def wave_diff(codebook: Any, spec: Any, paths: Paths) -> WaveDiff:
             )
             diff.options.append(change)
             continue
-        old, new = _options(codebook, diff.previous, question_id), _options(codebook, year, question_id)
-        if now[question_id].is_scale:  # a scale's plain numbers are its points with or without a row
+        before_all = _options(codebook, diff.previous, question_id)
+        now_all = _options(codebook, year, question_id)
+        old, new = before_all, now_all
+        if now[question_id].is_scale:  # a scale's numbers coded as their own points, with or without a row
             old, new = _worded(old), _worded(new)
-        for code in sorted(set(new) - set(old)):
+        for code in sorted(set(new) - set(before_all)):
             diff.options.append(OptionChange(question_id, code, "added", [], new[code]))
-        for code in sorted(set(old) - set(new)):
+        for code in sorted(set(old) - set(now_all)):
             diff.options.append(OptionChange(question_id, code, "removed", old[code], []))
-        for code in sorted(set(old) & set(new)):
-            if _keys(old[code]) != _keys(new[code]):
-                diff.options.append(OptionChange(question_id, code, "renamed", old[code], new[code]))
+        for code in sorted((set(old) | set(new)) & set(before_all) & set(now_all)):
+            if _keys(before_all[code]) != _keys(now_all[code]):
+                diff.options.append(OptionChange(question_id, code, "renamed", before_all[code], now_all[code]))
     try:
         previous_spec = find_wave_spec(diff.previous, paths)
     except SurveyWarehouseError:
@@ -809,9 +811,14 @@ def _options(codebook: Any, year: int, question_id: str) -> dict[str, list[str]]
 
 
 def _worded(options: dict[str, list[str]]) -> dict[str, list[str]]:
-    """A scale's options without the labels that are plain numbers ('7'), each the point it names."""
+    """A scale's options without the labels that are a whole number coded as that very point ('7': score_7), which
+    the scale has with or without the row; a number coded otherwise ('0': score_10, '99': cannot_say) is kept."""
     kept = {
-        code: [label for label in labels if not PLAIN_NUMBER.fullmatch(label.strip())]
+        code: [
+            label
+            for label in labels
+            if not (PLAIN_NUMBER.fullmatch(label.strip()) and code == f"score_{label.strip()}")
+        ]
         for code, labels in options.items()
     }
     return {code: labels for code, labels in kept.items() if labels}

@@ -44,6 +44,7 @@ from survey_warehouse.drafting.propose import (
     duration_clock_proposal,
     english_wording,
     match_questions,
+    numbers_for_options,
     propose_answers,
     propose_cities,
     says_personal,
@@ -217,7 +218,11 @@ def _columns(delivery: Delivery, history: History, existing: dict[str, Any], sam
             match.new = match.field not in history.questions and match.field not in STRUCTURAL_FIELDS
             match.evidence = ["as decided in the spec"]
             if column_kind(match.column) == "scale" and match.field not in STRUCTURAL_FIELDS:
-                scale_of(match.column, match, history.questions.get(match.field))
+                question = history.questions.get(match.field)
+                if question is not None and numbers_for_options(match.column, question):
+                    match.numbered = True  # its options' numbers, unless the codebook's row makes it a scale
+                else:
+                    scale_of(match.column, match, question)
     return matches
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from rapidfuzz import fuzz, process
 
 from survey_warehouse.drafting.delivery import Column, Delivery
-from survey_warehouse.drafting.history import EarlierQuestion, History, label_words, wording_key
+from survey_warehouse.drafting.history import RANGE_IN_WORDING, EarlierQuestion, History, label_words, wording_key
 from survey_warehouse.intake.matching import LONG_NUMBER, looks_like_email, match_key
 from survey_warehouse.intake.values import AMBIGUOUS_DURATION, DURATION_CLOCKS, read_duration
 
@@ -25,7 +25,7 @@ NUMBER = re.compile(r"[+-]?([0-9]+([.,][0-9]*)?|[.,][0-9]+)(e[+-]?[0-9]+)?")
 # a scale point with words: "1 = huonosti", "7 - erittäin hyvin", "5: täysin samaa mieltä"
 LABELLED_POINT = re.compile(r"(\d{1,2})\s*[=:\u2013\u2014-]\s*\D.*")
 # a question's numbering as written at the start of its wording ("1.", "Q1", "K1", "1)", "Q1:")
-NUMBERING_AT_START = re.compile(r"^\s*(?:[A-Za-z]{0,2}\s?\d+[a-z]?[.):]?|[A-Za-z][.)])\s+")
+NUMBERING_AT_START = re.compile(r"^\s*(?:[a-z]{0,2}\s?\d+[a-z]?[.):]?|[a-z][.)])\s+", re.IGNORECASE)
 RANGE_IN_HEADER = re.compile(r"\(\s*(\d{1,2})\s*[-\u2013\u2014]\s*(\d{1,2})\s*\)")
 WIDEST_SCALE = 10  # a scale has at most this many steps between its ends; a wider number column is a quantity
 
@@ -294,7 +294,11 @@ def english_wording(header: str, question: EarlierQuestion) -> tuple[str, bool, 
         return None
     same, alike, wave, text, english = max(found)
     carried = _carry_numbering_and_range(english, text, header)
-    if same and carried is not None:
+    # the same wording but for what the carrying replaces: every range a bracketed scale's, on both sides
+    bracketed = all(
+        len(RANGE_IN_WORDING.findall(t)) == len(RANGE_IN_HEADER.findall(t)) for t in (text, header, english)
+    )
+    if same and carried is not None and bracketed:
         which = "English" if text == english else "Finnish"
         return carried, True, [f"{wave}'s English wording: the {which} is the same ({text!r})"]
     why = [
@@ -310,15 +314,21 @@ def _carry_numbering_and_range(english: str, finnish: str, header: str) -> str |
     vaiheessa ...'); None when the English does not carry them as the Finnish does."""
     numbered, numbering = NUMBERING_AT_START.match(finnish), NUMBERING_AT_START.match(header)
     body = english.strip()
-    if numbered:
-        if not body.startswith(numbered.group(0).strip()):
-            return None
-        body = body[len(numbered.group(0).strip()) :].strip()
+    own = NUMBERING_AT_START.match(body)
+    if bool(numbered) != bool(own) or (numbered and own and numbered.group(0).strip() != own.group(0).strip()):
+        return None  # the English numbered otherwise than the Finnish
+    if own:
+        body = body[own.end() :].strip()
+    if not body[:1].isalpha():
+        return None
     ranged, ranging = RANGE_IN_HEADER.search(finnish), RANGE_IN_HEADER.search(header)
+    theirs = RANGE_IN_WORDING.findall(body)
     if ranged:
-        if ranged.group(0) not in body:
+        if body.count(ranged.group(0)) != 1 or len(theirs) != 1:
             return None
         body = " ".join(body.replace(ranged.group(0), ranging.group(0) if ranging else "").split())
+    elif theirs:
+        return None  # a range in the English the Finnish does not have
     elif ranging:
         body = f"{body} {ranging.group(0)}"
     return f"{numbering.group(0).strip()} {body}" if numbering else body
@@ -633,7 +643,7 @@ def _judge(
         else:
             match = None
         if match is not None:
-            if kind == "scale" and _numbers_for_options(column, question):
+            if kind == "scale" and numbers_for_options(column, question):
                 match.numbered, match.sure = True, False
                 match.evidence.append(
                     "its answers are whole numbers where earlier waves answered it with its options' labels: the "
@@ -680,7 +690,7 @@ def _option_order(question: EarlierQuestion) -> tuple[int, list[str]]:
     return latest, list(dict.fromkeys(r["answer_code"] for r in rows))
 
 
-def _numbers_for_options(column: Column, question: EarlierQuestion) -> bool:
+def numbers_for_options(column: Column, question: EarlierQuestion) -> bool:
     """Whether a column of whole numbers answers a question the earlier waves asked with labelled options (not a
     scale): its numbers are then most likely the survey tool's numbers for the options (1 the first)."""
     if _was_scale(question) or not question.labels or not _text_values_known(question):
@@ -714,7 +724,7 @@ def propose_answers(match: ColumnMatch, history: History) -> list[AnswerRow]:
     the same option named with an alternative ('Tietohallinto (ICT-johto)' for 'Tietohallinto'), or a proposal;
     a column of the options' numbers by their places (`_numbered_rows`)."""
     question = None if match.new else history.questions.get(match.field or "")
-    if match.numbered and question is not None:
+    if match.numbered and match.answer_type == "category" and question is not None:
         return _numbered_rows(match, question)
     return _labelled_rows(match, question, history)
 
@@ -964,11 +974,18 @@ def _settle_by_frame(
         pending[i] = (value, code, [why], True)
 
 
+def _says_other(label: str) -> bool:
+    """Whether a label begins with a word for 'other' ('Muu', 'Muu kuin johto', 'Other')."""
+    words = label_words(label).split()
+    return bool(words) and words[0] in OTHER_WORDS
+
+
 def _other_rest(label: str) -> list[str] | None:
     """A label for 'other' ('Muu', 'Muu johtotehtävä', 'Other'): its words after the first, the word for 'other';
-    None for any other label, and for one that says what it is not ('Ei muuta', 'Muu kuin johto': EXCEPT_WORDS)."""
+    None for any other label, and for one that says what it is not ('Ei muuta', 'Muu kuin johto': EXCEPT_WORDS),
+    which is still an 'other' label (`_says_other`) no label is coded as by its words."""
     words = label_words(label).split()
-    if not words or words[0] not in OTHER_WORDS or sum(w in OTHER_WORDS for w in words) != 1:
+    if not _says_other(label) or sum(w in OTHER_WORDS for w in words) != 1:
         return None
     if NEGATIONS.intersection(words) or EXCEPT_WORDS.intersection(words):
         return None
@@ -984,9 +1001,11 @@ def _settle_the_other_option(
     for 'other', the label is still open, and each of its further words is one of the earlier label's, the same or
     in another case. 'Muu asiantuntija' (another expert) or 'Muu johtotehtävä' for 'Muu johto', and 'Muu kunta' for
     'Muu kuntayhtymä', stay for a person, as does a label whose other option's code another label of this wave has."""
-    others = [i for i, (value, *_rest) in enumerate(pending) if _other_rest(value) is not None]
-    earlier = {code: names for code, names in named.items() if any(_other_rest(n) is not None for n in names)}
+    others = [i for i, (value, *_rest) in enumerate(pending) if _says_other(value)]
+    earlier = {code: names for code, names in named.items() if any(_says_other(n) for n in names)}
     if len(others) != 1 or others[0] not in open_ or pending[others[0]][3] or len(earlier) != 1:
+        return
+    if _other_rest(pending[others[0]][0]) is None:
         return
     i, (code, names) = others[0], next(iter(earlier.items()))
     if any(found == code for j, (_v, found, _w, _s) in enumerate(pending) if j != i):
