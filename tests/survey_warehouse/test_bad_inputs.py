@@ -2269,3 +2269,14 @@ def test_a_file_that_takes_more_than_the_loads_memory_is_a_verdict_naming_it(
         load_wave(wave_2018, paths.warehouse)
     assert "the load's memory (1MB, SURVEY_LOAD_MEMORY_LIMIT)" in str(refused.value), refused.value
     assert wave_2018.file.name in str(refused.value)
+
+
+def test_an_xls_dimensions_with_no_last_row_is_read(paths, wave_2018, tmp_path) -> None:
+    """rwMac = 0: the reader takes the size as one cell, not billions: the sheet loads."""
+    path = _xls_claiming(wave_2018, tmp_path / "norow.xls", 59, 11)
+    data = bytearray(path.read_bytes())
+    at = data.index(struct.pack("<HHIIHH", 0x0200, 14, 0, 59, 0, 11))
+    struct.pack_into("<II", data, at + 4, 5, 0)
+    path.write_bytes(bytes(data))
+    said = _apart(dataclasses.replace(wave_2018, file=path, format="xls"), paths.warehouse)
+    assert "rows" in said, said

@@ -153,3 +153,29 @@ def test_a_scales_number_labels_that_change_their_code_are_still_listed(tmp_path
     assert diff.previous == 2019
     listed = [o for o in diff.options if o.question_id == "cooperation"]
     assert any(o.change == change for o in listed), [o.describe() for o in listed]
+
+
+def test_a_scale_number_whose_point_value_changes_is_listed(tmp_path: Path) -> None:
+    """'7' coded score_7 but worth 3 this year: the marts read 3 (the codebook's value wins), a real change."""
+    seeds = tmp_path / "seeds"
+    shutil.copytree(ROOT / "dbt_project" / "seeds", seeds)
+    with open(seeds / "codebook_questions.csv", "a", encoding="utf-8") as f:
+        f.write("2021,cooperation,Q2 Yhteistyön sujuvuus (0-10),Q2 Cooperation (0-10),scale,0,10,false\n")
+    rows = [(str(n), f"score_{n}", 3 if n == 7 else n) for n in range(11)]
+    with open(seeds / "codebook_answers.csv", "a", encoding="utf-8") as f:
+        for order, (label, code, value) in enumerate(rows, start=1):
+            f.write(f'2021,cooperation,"{label}",{code},{value},"{label}",{order}\n')
+    spec = SimpleNamespace(wave_year=2021, cities_surveyed=[])
+    diff = wave_diff(
+        Codebook.from_seeds(seeds), spec, SimpleNamespace(waves_config=ROOT / "config" / "waves", root=ROOT)
+    )
+    listed = [o.describe() for o in diff.options if o.question_id == "cooperation"]
+    assert listed == ["cooperation: option score_7 stands for another point: 7 -> 3"], listed
+
+
+def test_the_english_of_an_unchanged_wording_beginning_with_a_word_and_a_number_stays_sure() -> None:
+    question = EarlierQuestion(
+        "q", texts={2019: "Onko kaupungissanne 5G-verkko?"}, texts_en={2019: "Is 5G available in your city?"}
+    )
+    found = english_wording("Onko kaupungissanne 5G-verkko?", question)
+    assert found is not None and found[1] and found[0] == "Is 5G available in your city?", found

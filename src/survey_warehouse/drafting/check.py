@@ -97,7 +97,7 @@ class Headline:
 class OptionChange:
     question_id: str
     answer_code: str
-    change: str  # added | removed | renamed | rescaled (answer_code empty; the labels are the scales)
+    change: str  # added | removed | renamed | revalued (the labels are the points) | rescaled (no answer_code)
     labels_before: list[str]
     labels_now: list[str]
 
@@ -106,6 +106,11 @@ class OptionChange:
             return f"{self.question_id}: {self.labels_before[0]} -> {self.labels_now[0]} (its options are not compared)"
         if self.change == "added":
             return f"{self.question_id}: option {self.answer_code} added ({_labels(self.labels_now)})"
+        if self.change == "revalued":
+            return (
+                f"{self.question_id}: option {self.answer_code} stands for another point: "
+                f"{', '.join(self.labels_before)} -> {', '.join(self.labels_now)}"
+            )
         if self.change == "removed":
             return f"{self.question_id}: option {self.answer_code} removed (was {_labels(self.labels_before)})"
         return (
@@ -772,15 +777,21 @@ def wave_diff(codebook: Any, spec: Any, paths: Paths) -> WaveDiff:
         before_all = _options(codebook, diff.previous, question_id)
         now_all = _options(codebook, year, question_id)
         old, new = before_all, now_all
-        if now[question_id].is_scale:  # a scale's numbers coded as their own points, with or without a row
-            old, new = _worded(old), _worded(new)
+        if now[question_id].is_scale:  # a scale's numbers standing for their own points, with or without a row
+            old = _worded(codebook, diff.previous, question_id, old)
+            new = _worded(codebook, year, question_id, new)
         for code in sorted(set(new) - set(before_all)):
             diff.options.append(OptionChange(question_id, code, "added", [], new[code]))
         for code in sorted(set(old) - set(now_all)):
             diff.options.append(OptionChange(question_id, code, "removed", old[code], []))
+        worth_before, worth_now = _values(codebook, diff.previous, question_id), _values(codebook, year, question_id)
         for code in sorted((set(old) | set(new)) & set(before_all) & set(now_all)):
             if _keys(before_all[code]) != _keys(now_all[code]):
                 diff.options.append(OptionChange(question_id, code, "renamed", before_all[code], now_all[code]))
+        for code in sorted(set(worth_before) & set(worth_now)):
+            if worth_before[code] != worth_now[code]:
+                before, now_ = (sorted(_point(v) for v in w[code]) for w in (worth_before, worth_now))
+                diff.options.append(OptionChange(question_id, code, "revalued", before, now_))
     try:
         previous_spec = find_wave_spec(diff.previous, paths)
     except SurveyWarehouseError:
@@ -810,18 +821,33 @@ def _options(codebook: Any, year: int, question_id: str) -> dict[str, list[str]]
     return options
 
 
-def _worded(options: dict[str, list[str]]) -> dict[str, list[str]]:
-    """A scale's options without the labels that are a whole number coded as that very point ('7': score_7), which
-    the scale has with or without the row; a number coded otherwise ('0': score_10, '99': cannot_say) is kept."""
-    kept = {
-        code: [
-            label
-            for label in labels
-            if not (PLAIN_NUMBER.fullmatch(label.strip()) and code == f"score_{label.strip()}")
-        ]
-        for code, labels in options.items()
+def _worded(codebook: Any, year: int, question_id: str, options: dict[str, list[str]]) -> dict[str, list[str]]:
+    """A scale's options without the labels that are a whole number standing for that very point ('7' worth 7),
+    which the scale reads the same with or without the row; a number worth another point or none ('7' worth 3,
+    '0' coded score_10, '99' cannot_say) is kept."""
+    implied = {
+        (a.answer_code, a.source_label)
+        for a in codebook.answers
+        if a.wave_year == year
+        and a.question_id == question_id
+        and PLAIN_NUMBER.fullmatch(a.source_label.strip())
+        and a.answer_value == float(a.source_label.strip())
     }
+    kept = {code: [label for label in labels if (code, label) not in implied] for code, labels in options.items()}
     return {code: labels for code, labels in kept.items() if labels}
+
+
+def _point(value: float | None) -> str:
+    return "no point" if value is None else f"{value:g}"
+
+
+def _values(codebook: Any, year: int, question_id: str) -> dict[str, set[float | None]]:
+    """A question's options in a wave: canonical code -> the points its labels stand for."""
+    values: dict[str, set[float | None]] = {}
+    for answer in codebook.answers:
+        if answer.wave_year == year and answer.question_id == question_id:
+            values.setdefault(answer.answer_code, set()).add(answer.answer_value)
+    return values
 
 
 def _keys(labels: list[str]) -> set[str]:

@@ -19,8 +19,9 @@ from survey_warehouse.intake.matching import match_key
 
 SEEDS = Path("dbt_project") / "seeds"
 WAVES = Path("config") / "waves"
-# a question's numbering: "1.", "Q1", "K1", "1)", "Q1:" at the start of its wording
-NUMBERING = re.compile(r"^\s*(?:[a-z]{0,2}\s?\d+[a-z]?[.):]?|[a-z][.)])\s+", re.IGNORECASE)
+# a question's numbering at the start of its wording: "Q1", "K1", "Q4A", "Q1:" (Q or K and a number), "1.", "1)",
+# "4a." (a number and a stop or bracket), "a)"; never a word and a number ("Is 5G ...", "On 3 ...")
+NUMBERING = re.compile(r"^\s*(?:[qk]\s?\d+[a-z]?[.):]?|\d+[a-z]?[.):]|[a-z][.)])\s+", re.IGNORECASE)
 # a scale's range written into the wording: "(1-5)", "(0-10)", "1-7"
 RANGE_IN_WORDING = re.compile(r"\(?\b(\d{1,2})\s*[-\u2013\u2014]\s*(\d{1,2})\b\)?")
 

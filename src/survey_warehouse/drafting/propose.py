@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from rapidfuzz import fuzz, process
 
 from survey_warehouse.drafting.delivery import Column, Delivery
-from survey_warehouse.drafting.history import RANGE_IN_WORDING, EarlierQuestion, History, label_words, wording_key
+from survey_warehouse.drafting.history import (
+    NUMBERING,
+    RANGE_IN_WORDING,
+    EarlierQuestion,
+    History,
+    label_words,
+    wording_key,
+)
 from survey_warehouse.intake.matching import LONG_NUMBER, looks_like_email, match_key
 from survey_warehouse.intake.values import AMBIGUOUS_DURATION, DURATION_CLOCKS, read_duration
 
@@ -24,8 +31,6 @@ from survey_warehouse.intake.values import AMBIGUOUS_DURATION, DURATION_CLOCKS, 
 NUMBER = re.compile(r"[+-]?([0-9]+([.,][0-9]*)?|[.,][0-9]+)(e[+-]?[0-9]+)?")
 # a scale point with words: "1 = huonosti", "7 - erittäin hyvin", "5: täysin samaa mieltä"
 LABELLED_POINT = re.compile(r"(\d{1,2})\s*[=:\u2013\u2014-]\s*\D.*")
-# a question's numbering as written at the start of its wording ("1.", "Q1", "K1", "1)", "Q1:")
-NUMBERING_AT_START = re.compile(r"^\s*(?:[a-z]{0,2}\s?\d+[a-z]?[.):]?|[a-z][.)])\s+", re.IGNORECASE)
 RANGE_IN_HEADER = re.compile(r"\(\s*(\d{1,2})\s*[-\u2013\u2014]\s*(\d{1,2})\s*\)")
 WIDEST_SCALE = 10  # a scale has at most this many steps between its ends; a wider number column is a quantity
 
@@ -312,9 +317,9 @@ def _carry_numbering_and_range(english: str, finnish: str, header: str) -> str |
     """`english`, the translation of `finnish`, with the numbering and a scale's range of `header` instead of
     `finnish`'s ('Q3 At which stage ...' for 'Q3 Missä vaiheessa ...' becomes '2. At which stage ...' for '2. Missä
     vaiheessa ...'); None when the English does not carry them as the Finnish does."""
-    numbered, numbering = NUMBERING_AT_START.match(finnish), NUMBERING_AT_START.match(header)
+    numbered, numbering = NUMBERING.match(finnish), NUMBERING.match(header)
     body = english.strip()
-    own = NUMBERING_AT_START.match(body)
+    own = NUMBERING.match(body)
     if bool(numbered) != bool(own) or (numbered and own and numbered.group(0).strip() != own.group(0).strip()):
         return None  # the English numbered otherwise than the Finnish
     if own:

@@ -503,6 +503,8 @@ def _xls_reach(stream: Any, at: int, end: int) -> tuple[Reach, tuple[int, int]]:
                 # the last wraps round to billions); a first column past the last or the sheet's is taken as 0
                 rows = (last_row - first_row) % 2**32
                 columns = last_column - (first_column if first_column <= min(XLS_COLUMNS - 1, last_column) else 0)
+                if last_row < 1 or last_column < 1:  # no last row or column recorded: the reader takes one cell
+                    rows = columns = 1
                 claimed = max(claimed[0], rows), max(claimed[1], columns)
             continue
         if row > low_row:
