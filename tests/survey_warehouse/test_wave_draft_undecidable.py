@@ -15,7 +15,7 @@ from conftest import ROOT
 from test_wave_draft import _answers_to, _coded
 from wave_maker import VARIANTS, YEAR, spec_and_rows
 
-from survey_warehouse.drafting.check import wave_diff
+from survey_warehouse.drafting.check import WaveDiff, wave_diff
 from survey_warehouse.drafting.draft import draft_wave
 from survey_warehouse.drafting.history import EarlierQuestion
 from survey_warehouse.drafting.propose import english_wording
@@ -126,6 +126,21 @@ def test_a_column_of_numbers_the_person_made_a_scale_gets_no_option_codes_propos
 
 
 # 4. wave check's diff ---------------------------------------------------------------------------------------------
+def _cooperation_diff(tmp_path: Path, rows: list[tuple[str, str, float]]) -> WaveDiff:
+    """wave_diff of a 2021 wave whose 0-10 cooperation scale has these rows (label, code, value) against 2019."""
+    seeds = tmp_path / "seeds"
+    shutil.copytree(ROOT / "dbt_project" / "seeds", seeds)
+    with open(seeds / "codebook_questions.csv", "a", encoding="utf-8") as f:
+        f.write("2021,cooperation,Q2 Yhteistyön sujuvuus (0-10),Q2 Cooperation (0-10),scale,0,10,false\n")
+    with open(seeds / "codebook_answers.csv", "a", encoding="utf-8") as f:
+        for order, (label, code, value) in enumerate(rows, start=1):
+            f.write(f'2021,cooperation,"{label}",{code},{value},"{label}",{order}\n')
+    spec = SimpleNamespace(wave_year=2021, cities_surveyed=[])
+    return wave_diff(
+        Codebook.from_seeds(seeds), spec, SimpleNamespace(waves_config=ROOT / "config" / "waves", root=ROOT)
+    )
+
+
 @pytest.mark.parametrize(
     ("rows", "change"),
     [
@@ -139,17 +154,7 @@ def test_a_column_of_numbers_the_person_made_a_scale_gets_no_option_codes_propos
     ids=["numbers-coded-the-other-way-round", "cannot-say-99", "half-point"],
 )
 def test_a_scales_number_labels_that_change_their_code_are_still_listed(tmp_path: Path, rows, change) -> None:
-    seeds = tmp_path / "seeds"
-    shutil.copytree(ROOT / "dbt_project" / "seeds", seeds)
-    with open(seeds / "codebook_questions.csv", "a", encoding="utf-8") as f:
-        f.write("2021,cooperation,Q2 Yhteistyön sujuvuus (0-10),Q2 Cooperation (0-10),scale,0,10,false\n")
-    with open(seeds / "codebook_answers.csv", "a", encoding="utf-8") as f:
-        for order, (label, code, value) in enumerate(rows, start=1):
-            f.write(f'2021,cooperation,"{label}",{code},{value},"{label}",{order}\n')
-    spec = SimpleNamespace(wave_year=2021, cities_surveyed=[])
-    diff = wave_diff(
-        Codebook.from_seeds(seeds), spec, SimpleNamespace(waves_config=ROOT / "config" / "waves", root=ROOT)
-    )
+    diff = _cooperation_diff(tmp_path, rows)
     assert diff.previous == 2019
     listed = [o for o in diff.options if o.question_id == "cooperation"]
     assert any(o.change == change for o in listed), [o.describe() for o in listed]
@@ -157,18 +162,7 @@ def test_a_scales_number_labels_that_change_their_code_are_still_listed(tmp_path
 
 def test_a_scale_number_whose_point_value_changes_is_listed(tmp_path: Path) -> None:
     """'7' coded score_7 but worth 3 this year: the marts read 3 (the codebook's value wins), a real change."""
-    seeds = tmp_path / "seeds"
-    shutil.copytree(ROOT / "dbt_project" / "seeds", seeds)
-    with open(seeds / "codebook_questions.csv", "a", encoding="utf-8") as f:
-        f.write("2021,cooperation,Q2 Yhteistyön sujuvuus (0-10),Q2 Cooperation (0-10),scale,0,10,false\n")
-    rows = [(str(n), f"score_{n}", 3 if n == 7 else n) for n in range(11)]
-    with open(seeds / "codebook_answers.csv", "a", encoding="utf-8") as f:
-        for order, (label, code, value) in enumerate(rows, start=1):
-            f.write(f'2021,cooperation,"{label}",{code},{value},"{label}",{order}\n')
-    spec = SimpleNamespace(wave_year=2021, cities_surveyed=[])
-    diff = wave_diff(
-        Codebook.from_seeds(seeds), spec, SimpleNamespace(waves_config=ROOT / "config" / "waves", root=ROOT)
-    )
+    diff = _cooperation_diff(tmp_path, [(str(n), f"score_{n}", 3 if n == 7 else n) for n in range(11)])
     listed = [o.describe() for o in diff.options if o.question_id == "cooperation"]
     assert listed == ["cooperation: option score_7 stands for another point: 7 -> 3"], listed
 
